@@ -1,0 +1,43 @@
+/// A buyer's attempt to order from a sale, with the idempotency key that names the attempt.
+///
+/// The key is scoped to the sale: the same key sent to another sale is another attempt. Two attempts
+/// with the same key are "the same request" when buyer and quantity agree (`sameBody`).
+public struct OrderRequest: Sendable, Hashable {
+    public static let idempotencyKeyMaxLength = 255
+    public static let buyerMaxLength = 128
+
+    public var saleID: SaleID
+    public var idempotencyKey: String
+    public var buyer: String
+    public var quantity: Int
+
+    public init(saleID: SaleID, idempotencyKey: String, buyer: String, quantity: Int) {
+        self.saleID = saleID
+        self.idempotencyKey = idempotencyKey
+        self.buyer = buyer
+        self.quantity = quantity
+    }
+
+    /// Checks what can be checked without the sale: the key, the buyer id, a positive quantity.
+    public func validate() throws(ValidationError) {
+        var issues: [ValidationError.Issue] = []
+        if idempotencyKey.isEmpty || idempotencyKey.utf8.count > Self.idempotencyKeyMaxLength
+            || !idempotencyKey.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
+        {
+            issues.append(
+                .init(
+                    field: "Idempotency-Key",
+                    message: "must be 1 to \(Self.idempotencyKeyMaxLength) visible ASCII characters"))
+        }
+        issues.append(contentsOf: TextRule(maxLength: Self.buyerMaxLength).issues(buyer, field: "buyer"))
+        if quantity < 1 {
+            issues.append(.init(field: "quantity", message: "must be at least 1"))
+        }
+        guard issues.isEmpty else { throw ValidationError(issues: issues) }
+    }
+
+    /// Whether `buyer` and `quantity` are those of this request.
+    public func sameBody(buyer: String, quantity: Int) -> Bool {
+        self.buyer == buyer && self.quantity == quantity
+    }
+}

@@ -1,0 +1,139 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Merges concurrent requests into batches and hands each batch to one `commit` call, then
+/// answers every request with its own result — the group commit of DESIGN.md's write path.
+///
+/// A batch is whatever queued while the previous commit ran (plus, with a non-zero `window`, what
+/// arrives during that window after the first request), capped at `maxBatchSize`. Nobody waits in
+/// an unbounded queue: the queue is drained as fast as the store commits.
+///
+/// It is a `Service`: on graceful shutdown it stops taking new requests, commits every request
+/// already queued, and returns.
+public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Sendable {
+    public typealias Commit = @Sendable ([Item]) async throws -> [Output]
+
+    private struct Waiting {
+        var item: Item
+        var continuation: CheckedContinuation<Output, any Error>
+    }
+
+    private struct State {
+        var queue: [Waiting] = []
+        var wakeUp: CheckedContinuation<Void, Never>?
+        var shuttingDown = false
+    }
+
+    private let state = Mutex(State())
+    private let commit: Commit
+    private let window: Duration
+    private let maxBatchSize: Int
+    private let logger: Logger
+
+    public init(window: Duration, maxBatchSize: Int, logger: Logger, commit: @escaping Commit) {
+        precondition(maxBatchSize >= 1, "maxBatchSize must be at least 1")
+        self.window = window
+        self.maxBatchSize = maxBatchSize
+        self.logger = logger
+        self.commit = commit
+    }
+
+    /// Queues `item` for the next batch and returns its result once that batch committed.
+    /// Throws `UnavailableError` once shutdown began, and whatever `commit` threw for the batch.
+    public func submit(_ item: Item) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
+                guard !state.shuttingDown else { return (false, nil) }
+                state.queue.append(Waiting(item: item, continuation: continuation))
+                let wake = state.wakeUp
+                state.wakeUp = nil
+                return (true, wake)
+            }
+            if outcome.accepted {
+                outcome.wake?.resume()
+            } else {
+                continuation.resume(throwing: ShutdownError())
+            }
+        }
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            while let batch = await nextBatch() {
+                await process(batch)
+            }
+        } onGracefulShutdown: {
+            let wake = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.shuttingDown = true
+                let wake = state.wakeUp
+                state.wakeUp = nil
+                return wake
+            }
+            wake?.resume()
+        }
+        logger.debug("group committer stopped")
+    }
+
+    /// The next batch, or `nil` once shutting down with nothing left to commit.
+    private func nextBatch() async -> [Waiting]? {
+        while true {
+            let step = state.withLock { state -> BatchStep in
+                if state.queue.isEmpty { return state.shuttingDown ? .stop : .wait }
+                if window > .zero, state.queue.count < maxBatchSize, !state.shuttingDown { return .linger }
+                return .take
+            }
+            switch step {
+            case .stop:
+                return nil
+            case .wait:
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if !state.queue.isEmpty || state.shuttingDown { return true }
+                        state.wakeUp = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            case .linger:
+                try? await Task.sleep(for: window)
+                return takeBatch()
+            case .take:
+                return takeBatch()
+            }
+        }
+    }
+
+    private func takeBatch() -> [Waiting] {
+        state.withLock { state in
+            let count = min(state.queue.count, maxBatchSize)
+            let batch = Array(state.queue.prefix(count))
+            state.queue.removeFirst(count)
+            return batch
+        }
+    }
+
+    private func process(_ batch: [Waiting]) async {
+        do {
+            let outputs = try await commit(batch.map(\.item))
+            precondition(outputs.count == batch.count, "commit must return one output per item")
+            for (waiting, output) in zip(batch, outputs) {
+                waiting.continuation.resume(returning: output)
+            }
+        } catch {
+            for waiting in batch {
+                waiting.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    private enum BatchStep {
+        case take
+        case wait
+        case linger
+        case stop
+    }
+
+    /// Thrown to requests that arrive after shutdown began.
+    public struct ShutdownError: Error {}
+}

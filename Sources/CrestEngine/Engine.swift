@@ -1,0 +1,71 @@
+import CrestCore
+import CrestStore
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Crest's order path: sales, stock gates, the reservation batcher and order changes, over one
+/// `Store`. The HTTP layer calls it; it knows nothing of HTTP.
+///
+/// Run `batcherService` under the service group (before the HTTP server, so that it shuts down after
+/// the server stopped sending it requests).
+///
+/// ```swift
+/// let engine = Engine(store: try SQLiteStore(directory: dataDirectory), logger: logger)
+/// let placed = try await engine.placeOrder(OrderRequest(saleID: id, idempotencyKey: key, buyer: "b1", quantity: 1))
+/// ```
+public final class Engine: Sendable {
+    public let store: any Store
+    let batcher: GroupCommitter<StockGate.Ticket, ReservationOutcome>
+
+    /// The reservation batcher, to run under the service group.
+    public var batcherService: any Service { batcher }
+    let gates: StockGates
+    let metrics = EngineMetrics()
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    public init(
+        store: any Store, configuration: EngineConfiguration = .init(), logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.logger = logger
+        self.clock = clock
+        let metrics = self.metrics
+        let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale) { gate in
+            metrics.publish(gate.counters, of: gate.sale.id)
+        }
+        self.gates = gates
+        self.batcher = GroupCommitter(
+            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, logger: logger
+        ) { tickets in
+            try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
+        }
+    }
+
+    /// Whether the store answers.
+    public func isReady() async -> Bool {
+        do {
+            try await store.ping()
+            return true
+        } catch {
+            logger.warning("store not ready", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Runs a store call, turning failures that are not domain answers into `UnavailableError`.
+    func withStore<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as OrderError {
+            throw error
+        } catch let error as UnavailableError {
+            throw error
+        } catch {
+            logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])
+            throw UnavailableError(reason: "the store is unavailable")
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import CrestCore
+import CrestStore
+import Foundation
+import Logging
+import Tracing
+
+/// An order as the answer to a placement: new, or the one an earlier request with the same
+/// idempotency key created.
+public struct PlacedOrder: Sendable {
+    public var order: Order
+    /// `true` when the idempotency key was seen before and this is that request's order.
+    public var replayed: Bool
+}
+
+extension Engine {
+    /// Places an order: answered from memory when the gate can (sold out, limit reached, replays
+    /// of refused keys), otherwise reserved in the next batch and answered once it is durable.
+    ///
+    /// Throws `ValidationError` for bad input, `OrderError` for refusals and `UnavailableError`
+    /// when the store cannot commit.
+    public func placeOrder(_ request: OrderRequest) async throws -> PlacedOrder {
+        try request.validate()
+        do {
+            let placed = try await withSpan("order.place") { span in
+                span.attributes["crest.sale.id"] = request.saleID.description
+                return try await place(request)
+            }
+            metrics.countAttempt(placed.replayed ? "replayed" : "accepted")
+            return placed
+        } catch let error as OrderError {
+            metrics.countAttempt(EngineMetrics.reason(error))
+            throw error
+        } catch let error as UnavailableError {
+            metrics.countAttempt("unavailable")
+            throw error
+        }
+    }
+
+    private func place(_ request: OrderRequest) async throws -> PlacedOrder {
+        guard let gate = try await withStore("load gate", { try await gates.gate(for: request.saleID) }) else {
+            throw OrderError.saleNotFound
+        }
+        let now = clock()
+        var admission = try gate.admit(request, now: now) { sale in
+            try reservation(for: request, in: sale, at: now)
+        }
+        if case .knownKey = admission {
+            if let existing = try await withStore("find key", {
+                try await store.order(saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+            }) {
+                return try replay(existing, for: request)
+            }
+            admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
+                try reservation(for: request, in: sale, at: now)
+            }
+        }
+        switch admission {
+        case .refused(let error):
+            throw error
+        case .knownKey:
+            throw UnavailableError(reason: "idempotency key lookup did not settle")
+        case .admitted(let ticket):
+            let outcome: ReservationOutcome
+            do {
+                outcome = try await batcher.submit(ticket)
+            } catch is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError {
+                gate.abandon([ticket])
+                throw UnavailableError(reason: "Crest is shutting down")
+            }
+            switch outcome {
+            case .reserved(let order): return PlacedOrder(order: order, replayed: false)
+            case .duplicate(let order): return try replay(order, for: request)
+            case .refused(let error): throw error
+            }
+        }
+    }
+
+    private func reservation(for request: OrderRequest, in sale: Sale, at now: Date) throws -> Reservation {
+        guard let amount = sale.price.times(request.quantity) else {
+            throw OrderError.quantityAboveLimit(limit: sale.perBuyerLimit)
+        }
+        return Reservation(
+            orderID: OrderID.make(now: now), request: request, amount: amount, createdAt: now,
+            expiresAt: sale.paymentDeadline(from: now))
+    }
+
+    private func replay(_ order: Order, for request: OrderRequest) throws -> PlacedOrder {
+        guard request.sameBody(buyer: order.buyer, quantity: order.quantity) else {
+            throw OrderError.idempotencyKeyReused
+        }
+        return PlacedOrder(order: order, replayed: true)
+    }
+
+    /// Commits one batch of admitted tickets in one store transaction and settles every gate
+    /// involved. When the commit fails, the gates give back what the tickets held and are
+    /// reloaded from the store on next use, since the fate of a failed commit is not known.
+    static func commit(
+        _ tickets: [StockGate.Ticket], store: any Store, gates: StockGates, metrics: EngineMetrics, logger: Logger
+    ) async throws -> [ReservationOutcome] {
+        let started = ContinuousClock.now
+        let result: ReservationBatchResult
+        do {
+            result = try await withSpan("reservation.batch") { span in
+                span.attributes["crest.batch.size"] = tickets.count
+                return try await store.reserve(tickets.map(\.reservation))
+            }
+        } catch {
+            metrics.countCommitFailure()
+            logger.error("reservation batch failed", metadata: ["size": "\(tickets.count)", "error": "\(error)"])
+            var bySale: [SaleID: [StockGate.Ticket]] = [:]
+            for ticket in tickets { bySale[ticket.reservation.request.saleID, default: []].append(ticket) }
+            for (saleID, saleTickets) in bySale {
+                saleTickets.first?.gate.abandon(saleTickets)
+                gates.forget(saleID)
+            }
+            throw UnavailableError(reason: "the store could not commit the reservation")
+        }
+        metrics.recordCommit(size: tickets.count, duration: ContinuousClock.now - started)
+        var bySale: [SaleID: [(ticket: StockGate.Ticket, outcome: ReservationOutcome)]] = [:]
+        for (ticket, outcome) in zip(tickets, result.outcomes) {
+            bySale[ticket.reservation.request.saleID, default: []].append((ticket, outcome))
+        }
+        for (saleID, decided) in bySale {
+            let counters = result.counters[saleID]
+            decided.first?.ticket.gate.settle(decided, counters: counters)
+            if let counters { metrics.publish(counters.counters, of: saleID) }
+        }
+        return result.outcomes
+    }
+
+    /// The order with its current status.
+    public func order(_ id: OrderID) async throws -> Order {
+        guard let order = try await withStore("read order", { try await store.order(id) }) else {
+            throw OrderError.orderNotFound
+        }
+        return order
+    }
+
+    /// Cancels an order awaiting payment; its stock is available again at once. Cancelling a
+    /// cancelled order returns it unchanged; any other final status is `OrderError.notPending`.
+    public func cancelOrder(_ id: OrderID) async throws -> Order {
+        let result = try await withStore("cancel order") {
+            try await store.transition(id, by: .cancel, at: clock())
+        }
+        if result.changed {
+            if let gate = gates.loadedGate(for: result.order.saleID) {
+                gate.released(buyer: result.order.buyer, quantity: result.order.quantity, counters: result.counters)
+            }
+            metrics.publish(result.counters.counters, of: result.order.saleID)
+            logger.info(
+                "order cancelled",
+                metadata: ["order": "\(id)", "sale": "\(result.order.saleID)", "quantity": "\(result.order.quantity)"])
+        }
+        return result.order
+    }
+}

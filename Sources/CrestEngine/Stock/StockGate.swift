@@ -1,0 +1,196 @@
+import CrestCore
+import CrestStore
+import DequeModule
+import Foundation
+import Synchronization
+
+/// The in-memory front of one sale's stock: it answers what it can without the store and admits
+/// the rest to the batcher.
+///
+/// It mirrors the store's counters (`committed`, newest version wins) minus what it admitted and
+/// the store has not decided yet (`pendingUnits`). From that it answers "sold out" and "limit
+/// reached" from memory, and it knows every idempotency key of the sale, so a replay is never
+/// mistaken for a new attempt. The store stays the authority: whatever the gate admits is decided
+/// again in the store's transaction, and `settle` brings the gate back in line with the outcome.
+///
+/// All state sits behind one `Mutex`; no method suspends while holding it.
+final class StockGate: Sendable {
+    /// What the gate says about a request.
+    enum Admission {
+        /// New attempt, stock held for it in memory: send it to the store.
+        case admitted(Ticket)
+        /// The key names an order in the store (or a hash collision does): look it up.
+        case knownKey
+        /// Refused without the store.
+        case refused(OrderError)
+    }
+
+    /// A request the gate admitted, with what settling it needs.
+    struct Ticket: Sendable {
+        var reservation: Reservation
+        var gate: StockGate
+    }
+
+    private struct InFlight {
+        var buyer: String
+        var quantity: Int
+    }
+
+    private struct Refusal {
+        var buyer: String
+        var quantity: Int
+        var error: OrderError
+    }
+
+    private struct State {
+        var committed: StockCounters
+        var version: Int64
+        var pendingUnits: Int64 = 0
+        var holdings: [String: Int]
+        var pendingByBuyer: [String: Int] = [:]
+        var knownKeys: Set<Int>
+        var inFlight: [String: InFlight] = [:]
+        var refusals: [String: Refusal] = [:]
+        var refusalOrder: Deque<String> = []
+
+        var available: Int64 { committed.available - pendingUnits }
+    }
+
+    let sale: Sale
+    private let refusalMemory: Int
+    private let state: Mutex<State>
+
+    init(snapshot: GateSnapshot, refusalMemory: Int) {
+        self.sale = snapshot.sale
+        self.refusalMemory = refusalMemory
+        self.state = Mutex(
+            State(
+                committed: snapshot.sale.stock, version: snapshot.version, holdings: snapshot.holdings,
+                knownKeys: Set(snapshot.idempotencyKeys.map(\.hashValue))))
+    }
+
+    /// Units available for new orders as the gate sees them now.
+    var available: Int64 { state.withLock { $0.available } }
+
+    /// The newest counters the gate has seen from the store.
+    var counters: StockCounters { state.withLock { $0.committed } }
+
+    /// Decides what to do with `request` at `now`. An admitted request holds its stock in memory
+    /// until `settle` or `abandon` is called with its ticket.
+    /// `keyIsNew` skips the known-key check, once the store said the key names no order.
+    func admit(
+        _ request: OrderRequest, now: Date, keyIsNew: Bool = false,
+        makeReservation: (Sale) throws -> Reservation
+    ) throws -> Admission {
+        try state.withLock { state in
+            let key = request.idempotencyKey
+            if let flying = state.inFlight[key] {
+                let same = request.sameBody(buyer: flying.buyer, quantity: flying.quantity)
+                return .refused(same ? .requestInProgress : .idempotencyKeyReused)
+            }
+            if let refusal = state.refusals[key] {
+                let same = request.sameBody(buyer: refusal.buyer, quantity: refusal.quantity)
+                return .refused(same ? refusal.error : .idempotencyKeyReused)
+            }
+            if !keyIsNew, state.knownKeys.contains(key.hashValue) {
+                return .knownKey
+            }
+            switch sale.phase(at: now) {
+            case .upcoming: return .refused(.saleNotOpen(startsAt: sale.startsAt))
+            case .closed: return .refused(.saleClosed)
+            case .open: break
+            }
+            if request.quantity > sale.perBuyerLimit {
+                return .refused(.quantityAboveLimit(limit: sale.perBuyerLimit))
+            }
+            let held = state.holdings[request.buyer, default: 0] + state.pendingByBuyer[request.buyer, default: 0]
+            if held + request.quantity > sale.perBuyerLimit {
+                let error = OrderError.buyerLimitReached(limit: sale.perBuyerLimit)
+                remember(error, for: request, in: &state)
+                return .refused(error)
+            }
+            if state.available < Int64(request.quantity) {
+                remember(.soldOut, for: request, in: &state)
+                return .refused(.soldOut)
+            }
+            let reservation = try makeReservation(sale)
+            state.pendingUnits += Int64(request.quantity)
+            state.pendingByBuyer[request.buyer, default: 0] += request.quantity
+            state.inFlight[key] = InFlight(buyer: request.buyer, quantity: request.quantity)
+            return .admitted(Ticket(reservation: reservation, gate: self))
+        }
+    }
+
+    /// Applies the store's decisions for this gate's tickets of one batch, and the counters the
+    /// batch left, in one step, so no admission sees a half-settled gate.
+    func settle(_ decided: [(ticket: Ticket, outcome: ReservationOutcome)], counters: CounterSnapshot?) {
+        state.withLock { state in
+            for (ticket, outcome) in decided {
+                let request = ticket.reservation.request
+                release(request, in: &state)
+                switch outcome {
+                case .reserved:
+                    state.knownKeys.insert(request.idempotencyKey.hashValue)
+                    state.holdings[request.buyer, default: 0] += request.quantity
+                case .duplicate:
+                    state.knownKeys.insert(request.idempotencyKey.hashValue)
+                case .refused(let error):
+                    switch error {
+                    case .soldOut, .buyerLimitReached: remember(error, for: request, in: &state)
+                    default: break
+                    }
+                }
+            }
+            if let counters { apply(counters, to: &state) }
+        }
+    }
+
+    /// Gives back what these tickets held: their batch failed and nothing of it is known to be durable.
+    func abandon(_ tickets: [Ticket]) {
+        state.withLock { state in
+            for ticket in tickets { release(ticket.reservation.request, in: &state) }
+        }
+    }
+
+    /// Records that a live order of `buyer` ended and its units went back to the sale.
+    func released(buyer: String, quantity: Int, counters: CounterSnapshot) {
+        state.withLock { state in
+            let left = state.holdings[buyer, default: 0] - quantity
+            state.holdings[buyer] = left > 0 ? left : nil
+            apply(counters, to: &state)
+        }
+    }
+
+    /// Takes newer counters from the store (another path changed stock).
+    func observe(_ counters: CounterSnapshot) {
+        state.withLock { apply(counters, to: &$0) }
+    }
+
+    private func apply(_ snapshot: CounterSnapshot, to state: inout State) {
+        guard snapshot.version > state.version else { return }
+        state.version = snapshot.version
+        state.committed = snapshot.counters
+    }
+
+    private func release(_ request: OrderRequest, in state: inout State) {
+        state.pendingUnits -= Int64(request.quantity)
+        let left = state.pendingByBuyer[request.buyer, default: 0] - request.quantity
+        state.pendingByBuyer[request.buyer] = left > 0 ? left : nil
+        state.inFlight[request.idempotencyKey] = nil
+    }
+
+    /// Keeps a refusal so that a replay of its key gets the same answer; the oldest are forgotten
+    /// beyond `refusalMemory` entries (a forgotten key is simply decided again).
+    private func remember(_ error: OrderError, for request: OrderRequest, in state: inout State) {
+        guard refusalMemory > 0 else { return }
+        if state.refusals.updateValue(
+            Refusal(buyer: request.buyer, quantity: request.quantity, error: error), forKey: request.idempotencyKey)
+            == nil
+        {
+            state.refusalOrder.append(request.idempotencyKey)
+        }
+        while state.refusalOrder.count > refusalMemory, let oldest = state.refusalOrder.popFirst() {
+            state.refusals[oldest] = nil
+        }
+    }
+}

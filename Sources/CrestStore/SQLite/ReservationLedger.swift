@@ -1,0 +1,105 @@
+import CrestCore
+import Foundation
+import GRDB
+
+/// Decides the reservations of one batch inside the writer's transaction and writes the result:
+/// the counters of each sale are read once, decided on in memory, and written back once.
+///
+/// Each reservation is checked, in order, against: the sale existing and open at the request's
+/// time, its idempotency key being new, the buyer's live holdings plus the quantity staying
+/// within the limit, and enough stock being available.
+struct ReservationLedger {
+    private struct SaleState {
+        var sale: Sale
+        var version: Int64
+        var changed = false
+    }
+
+    private let db: Database
+    private var sales: [SaleID: SaleState] = [:]
+    /// Units each buyer holds in each sale, read on first use and kept up to date in this batch.
+    private var holdings: [SaleID: [String: Int]] = [:]
+
+    init(db: Database, saleIDs: Set<SaleID>) throws {
+        self.db = db
+        for saleID in saleIDs {
+            if let row = try Row.fetchOne(
+                db, sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?", arguments: [saleID.description])
+            {
+                sales[saleID] = SaleState(sale: try SQLiteRows.sale(row), version: row["version"])
+            }
+        }
+    }
+
+    mutating func decide(_ reservation: Reservation) throws -> ReservationOutcome {
+        let request = reservation.request
+        guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
+        switch state.sale.phase(at: reservation.createdAt) {
+        case .upcoming: return .refused(.saleNotOpen(startsAt: state.sale.startsAt))
+        case .closed: return .refused(.saleClosed)
+        case .open: break
+        }
+        if let existing = try SQLiteStore.fetchOrder(
+            db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+        {
+            return .duplicate(existing)
+        }
+        let held = try heldUnits(saleID: request.saleID, buyer: request.buyer)
+        if held + request.quantity > state.sale.perBuyerLimit {
+            return .refused(.buyerLimitReached(limit: state.sale.perBuyerLimit))
+        }
+        let quantity = Int64(request.quantity)
+        guard state.sale.stock.available >= quantity else { return .refused(.soldOut) }
+
+        let order = Order(
+            id: reservation.orderID, saleID: request.saleID, buyer: request.buyer, quantity: request.quantity,
+            amount: reservation.amount, status: .pendingPayment, createdAt: reservation.createdAt,
+            expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO orders (\(SQLiteRows.orderColumns), idempotency_key)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        try insert.execute(arguments: [
+            order.id.description, order.saleID.description, order.buyer, order.quantity, order.amount.amount,
+            order.amount.currency.code, order.status.rawValue, SQLiteRows.millis(order.createdAt),
+            SQLiteRows.millis(order.expiresAt), SQLiteRows.millis(order.updatedAt), request.idempotencyKey,
+        ])
+        state.sale.stock.available -= quantity
+        state.sale.stock.reserved += quantity
+        state.changed = true
+        sales[request.saleID] = state
+        holdings[request.saleID, default: [:]][request.buyer] = held + request.quantity
+        return .reserved(order)
+    }
+
+    /// Writes the counters of every sale that changed; returns the counters of every sale read.
+    func save() throws -> [SaleID: CounterSnapshot] {
+        var snapshots: [SaleID: CounterSnapshot] = [:]
+        for (saleID, state) in sales {
+            var version = state.version
+            if state.changed {
+                version += 1
+                try db.execute(
+                    sql: "UPDATE sales SET available = ?, reserved = ?, version = ? WHERE id = ?",
+                    arguments: [state.sale.stock.available, state.sale.stock.reserved, version, saleID.description])
+            }
+            snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: version)
+        }
+        return snapshots
+    }
+
+    private mutating func heldUnits(saleID: SaleID, buyer: String) throws -> Int {
+        if let held = holdings[saleID]?[buyer] { return held }
+        let held =
+            try Int.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT COALESCE(SUM(quantity), 0) FROM orders
+                        WHERE sale_id = ? AND buyer = ? AND status IN ('pending_payment', 'paid')
+                        """),
+                arguments: [saleID.description, buyer]) ?? 0
+        holdings[saleID, default: [:]][buyer] = held
+        return held
+    }
+}

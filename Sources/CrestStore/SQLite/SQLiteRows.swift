@@ -1,0 +1,65 @@
+import CrestCore
+import Foundation
+import GRDB
+
+/// Conversions between rows of the embedded store and domain values. Times are stored as
+/// integer milliseconds since 1970, ids as lower-case UUID strings.
+enum SQLiteRows {
+    static let saleColumns = """
+        id, sku, title, price_amount, currency, per_buyer_limit, starts_at, ends_at, payment_window_seconds,
+        created_at, total, available, reserved, sold, version
+        """
+    static let orderColumns = """
+        id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
+        """
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+
+    static func sale(_ row: Row) throws -> Sale {
+        Sale(
+            id: try decode(SaleID(row["id"] as String), "sales.id"),
+            sku: row["sku"],
+            title: row["title"],
+            price: Money(amount: row["price_amount"], currency: try currency(row["currency"])),
+            perBuyerLimit: row["per_buyer_limit"],
+            startsAt: date(row["starts_at"]),
+            endsAt: (row["ends_at"] as Int64?).map(date),
+            paymentWindowSeconds: row["payment_window_seconds"],
+            createdAt: date(row["created_at"]),
+            stock: counters(row))
+    }
+
+    static func counters(_ row: Row) -> StockCounters {
+        StockCounters(total: row["total"], available: row["available"], reserved: row["reserved"], sold: row["sold"])
+    }
+
+    static func order(_ row: Row) throws -> Order {
+        Order(
+            id: try decode(OrderID(row["id"] as String), "orders.id"),
+            saleID: try decode(SaleID(row["sale_id"] as String), "orders.sale_id"),
+            buyer: row["buyer"],
+            quantity: row["quantity"],
+            amount: Money(amount: row["amount"], currency: try currency(row["currency"])),
+            status: try decode(Order.Status(rawValue: row["status"]), "orders.status"),
+            createdAt: date(row["created_at"]),
+            expiresAt: date(row["expires_at"]),
+            updatedAt: date(row["updated_at"]))
+    }
+
+    private static func currency(_ code: String) throws -> Currency {
+        try decode(Currency(code), "currency")
+    }
+
+    private static func decode<T>(_ value: T?, _ column: String) throws -> T {
+        guard let value else { throw CorruptRowError(column: column) }
+        return value
+    }
+}
+
+/// A stored value that the domain cannot read back: the database was changed outside Crest.
+struct CorruptRowError: Error, CustomStringConvertible {
+    var column: String
+    var description: String { "unreadable value in \(column)" }
+}

@@ -1,0 +1,125 @@
+import CrestCore
+import Foundation
+
+/// Where Crest keeps sales, orders and their stock, described in the domain's terms.
+///
+/// Two implementations are planned behind this one interface: SQLite (embedded, one node) and
+/// PostgreSQL (many nodes). Everything above it — the engine, the HTTP layer — is the same for both.
+///
+/// The store is the authority on stock: `reserve(_:)` decides each reservation again inside its
+/// transaction, whatever the engine's in-memory gate believed, so several nodes on one database
+/// can never oversell. Every method that changes stock returns the counters it left behind, with
+/// a version that orders those snapshots.
+public protocol Store: Sendable {
+    /// Inserts a new sale with its counters.
+    func createSale(_ sale: Sale) async throws
+
+    /// The sale with its current counters, or `nil`.
+    func sale(_ id: SaleID) async throws -> Sale?
+
+    /// Sales in id (creation) order, starting after `after`.
+    func sales(after: SaleID?, limit: Int) async throws -> [Sale]
+
+    func order(_ id: OrderID) async throws -> Order?
+
+    /// The order created by the request with this idempotency key in this sale, if any.
+    func order(saleID: SaleID, idempotencyKey: String) async throws -> Order?
+
+    /// What the engine's stock gate needs to start answering for a sale from memory.
+    func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot?
+
+    /// Decides and records a batch of reservations in one transaction: for each, in order, either
+    /// an order is created (stock `available → reserved`), or it is refused, or its idempotency key
+    /// already names an order. Nothing is durable until the method returns.
+    func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult
+
+    /// Applies `event` to an order and moves its stock accordingly, in one transaction.
+    func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult
+
+    /// Succeeds when the store can serve reads and writes.
+    func ping() async throws
+
+    /// Releases files and connections. Calls after it fail.
+    func close() async throws
+}
+
+/// The counters of a sale after a change, and a version that grows with each change, so that a
+/// reader that receives snapshots out of order keeps the newest.
+public struct CounterSnapshot: Sendable, Hashable {
+    public var counters: StockCounters
+    public var version: Int64
+
+    public init(counters: StockCounters, version: Int64) {
+        self.counters = counters
+        self.version = version
+    }
+}
+
+/// A sale's state as the stock gate needs it: counters, what each buyer holds, the keys used.
+public struct GateSnapshot: Sendable {
+    public var sale: Sale
+    public var version: Int64
+    /// Units held by each buyer's live orders (pending payment or paid).
+    public var holdings: [String: Int]
+    /// Idempotency keys of every order of the sale.
+    public var idempotencyKeys: [String]
+
+    public init(sale: Sale, version: Int64, holdings: [String: Int], idempotencyKeys: [String]) {
+        self.sale = sale
+        self.version = version
+        self.holdings = holdings
+        self.idempotencyKeys = idempotencyKeys
+    }
+}
+
+/// One request for stock inside a batch, already admitted by the gate and given its order id.
+public struct Reservation: Sendable, Hashable {
+    public var orderID: OrderID
+    public var request: OrderRequest
+    public var amount: Money
+    public var createdAt: Date
+    public var expiresAt: Date
+
+    public init(orderID: OrderID, request: OrderRequest, amount: Money, createdAt: Date, expiresAt: Date) {
+        self.orderID = orderID
+        self.request = request
+        self.amount = amount
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// What the store decided for one reservation.
+public enum ReservationOutcome: Sendable, Hashable {
+    /// The order exists now, durably.
+    case reserved(Order)
+    /// Not reserved, for this reason.
+    case refused(OrderError)
+    /// The idempotency key already names this order (placed earlier, maybe by another node).
+    case duplicate(Order)
+}
+
+/// The outcome of each reservation, in the batch's order, and the counters of every sale touched.
+public struct ReservationBatchResult: Sendable {
+    public var outcomes: [ReservationOutcome]
+    public var counters: [SaleID: CounterSnapshot]
+
+    public init(outcomes: [ReservationOutcome], counters: [SaleID: CounterSnapshot]) {
+        self.outcomes = outcomes
+        self.counters = counters
+    }
+}
+
+/// An order after a transition, whether the transition changed anything, and its sale's counters.
+public struct TransitionResult: Sendable {
+    public var order: Order
+    /// `false` when the order was already in the target status (a repeated event).
+    public var changed: Bool
+    public var counters: CounterSnapshot
+
+    public init(order: Order, changed: Bool, counters: CounterSnapshot) {
+        self.order = order
+        self.changed = changed
+        self.counters = counters
+    }
+}
