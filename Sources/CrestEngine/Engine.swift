@@ -31,7 +31,7 @@ public final class Engine: Sendable {
     ) {
         self.store = store
         self.logger = logger
-        self.clock = clock
+        self.clock = { clock().wholeMilliseconds }
         let metrics = self.metrics
         let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale) { gate in
             metrics.publish(gate.counters, of: gate.sale.id)

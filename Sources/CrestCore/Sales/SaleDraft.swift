@@ -38,6 +38,8 @@ public struct SaleDraft: Sendable, Hashable {
 
     /// Checks every field and returns the sale it describes, created at `now`.
     public func validated(id: SaleID, now: Date) throws(ValidationError) -> Sale {
+        let now = now.wholeMilliseconds
+        let endsAt = endsAt?.wholeMilliseconds
         var issues: [ValidationError.Issue] = []
         issues.append(contentsOf: TextRule(maxLength: Self.skuMaxLength).issues(sku, field: "sku"))
         issues.append(contentsOf: TextRule(maxLength: Self.titleMaxLength).issues(title, field: "title"))
@@ -57,7 +59,7 @@ public struct SaleDraft: Sendable, Hashable {
                     field: "paymentWindowSeconds",
                     message: "must be between 1 and \(Self.paymentWindowRange.upperBound) seconds"))
         }
-        let start = startsAt ?? now
+        let start = startsAt?.wholeMilliseconds ?? now
         if let endsAt, endsAt <= start {
             issues.append(.init(field: "endsAt", message: "must be after startsAt"))
         }

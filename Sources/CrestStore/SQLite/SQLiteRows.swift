@@ -13,7 +13,7 @@ enum SQLiteRows {
         id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
         """
 
-    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
 
     static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
 

@@ -1,0 +1,34 @@
+import CrestCore
+import Foundation
+import Hummingbird
+
+/// `POST /v1/sales/{id}/orders` request body.
+struct PlaceOrderBody: Decodable {
+    var buyer: String
+    var quantity: Int
+}
+
+/// An order as the API shows it.
+struct OrderBody: Codable, ResponseEncodable {
+    var id: OrderID
+    var saleId: SaleID
+    var buyer: String
+    var quantity: Int
+    var amount: Money
+    var status: Order.Status
+    var createdAt: Date
+    var expiresAt: Date
+    var updatedAt: Date
+
+    init(_ order: Order) {
+        id = order.id
+        saleId = order.saleID
+        buyer = order.buyer
+        quantity = order.quantity
+        amount = order.amount
+        status = order.status
+        createdAt = order.createdAt
+        expiresAt = order.expiresAt
+        updatedAt = order.updatedAt
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+
+/// The JSON dialect of the API: camelCase keys, RFC 3339 timestamps in UTC with milliseconds
+/// (`2026-11-24T20:00:00.000Z`); on input, fractional seconds are optional.
+public enum CrestJSON {
+    private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let withoutFraction = Date.ISO8601FormatStyle()
+
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(withFraction))
+        }
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            if let date = try? withFraction.parse(text) { return date }
+            if let date = try? withoutFraction.parse(text) { return date }
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "expected an RFC 3339 timestamp such as 2026-11-24T20:00:00Z")
+        }
+        return decoder
+    }
+}

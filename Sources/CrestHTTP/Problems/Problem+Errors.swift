@@ -1,0 +1,98 @@
+import CrestCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The one place where errors become problems: each kind of error maps to one problem type.
+extension Problem {
+    /// The problem for `error`; `nil` for errors nobody expected (they become a logged 500).
+    static func from(_ error: any Error, now: Date = Date()) -> Problem? {
+        switch error {
+        case let error as OrderError: return from(error, now: now)
+        case let error as ValidationError:
+            var problem = Problem(
+                kind: "invalid-request", title: "The request is not valid", status: .badRequest,
+                detail: error.issues.map { "\($0.field) \($0.message)" }.joined(separator: "; "))
+            problem.errors = error.issues
+            return problem
+        case let error as BodyDecodingError:
+            return Problem(kind: "invalid-body", title: "The request body is not valid JSON for this route",
+                status: .badRequest, detail: error.detail)
+        case is AdminAuthError:
+            var problem = Problem(
+                kind: "unauthorized", title: "A valid admin bearer token is required", status: .unauthorized)
+            problem.headers["WWW-Authenticate"] = "Bearer realm=\"crest-admin\""
+            return problem
+        case let error as UnavailableError:
+            var problem = Problem(
+                kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable,
+                detail: error.reason)
+            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
+            return problem
+        case let error as any HTTPResponseError:
+            return from(status: error.status)
+        default:
+            return nil
+        }
+    }
+
+    static func from(status: HTTPResponse.Status) -> Problem {
+        switch status {
+        case .notFound: Problem(kind: "not-found", title: "No such resource", status: .notFound)
+        case .contentTooLarge:
+            Problem(
+                kind: "payload-too-large", title: "The request body is too large", status: .contentTooLarge,
+                detail: "request bodies are limited to \(CrestRequestContext.maxBodySize) bytes")
+        case .methodNotAllowed:
+            Problem(kind: "method-not-allowed", title: "Method not allowed", status: .methodNotAllowed)
+        default:
+            Problem(
+                kind: "http-\(status.code)", title: status.reasonPhrase.isEmpty ? "HTTP \(status.code)" : status.reasonPhrase,
+                status: status)
+        }
+    }
+
+    private static func from(_ error: OrderError, now: Date) -> Problem {
+        switch error {
+        case .soldOut:
+            return Problem(kind: "sold-out", title: "The sale is sold out", status: .conflict)
+        case .buyerLimitReached(let limit):
+            return Problem(
+                kind: "buyer-limit-reached", title: "The buyer's limit for this sale is reached", status: .conflict,
+                detail: "a buyer may hold at most \(limit) unit(s) of this sale")
+        case .quantityAboveLimit(let limit):
+            var problem = Problem(
+                kind: "invalid-request", title: "The request is not valid", status: .badRequest,
+                detail: "quantity must be between 1 and \(limit), the sale's per-buyer limit")
+            problem.errors = [.init(field: "quantity", message: "must be between 1 and \(limit)")]
+            return problem
+        case .saleNotOpen(let startsAt):
+            var problem = Problem(
+                kind: "sale-not-open", title: "The sale has not started", status: .conflict,
+                detail: "the sale opens at \(startsAt.formatted(.iso8601))")
+            problem.headers["Retry-After"] = "\(max(1, Int(startsAt.timeIntervalSince(now).rounded(.up))))"
+            return problem
+        case .saleClosed:
+            return Problem(kind: "sale-closed", title: "The sale has ended", status: .conflict)
+        case .saleNotFound:
+            return Problem(kind: "sale-not-found", title: "No such sale", status: .notFound)
+        case .orderNotFound:
+            return Problem(kind: "order-not-found", title: "No such order", status: .notFound)
+        case .idempotencyKeyReused:
+            return Problem(
+                kind: "idempotency-key-reused", title: "The idempotency key was used with a different request",
+                status: .unprocessableContent,
+                detail: "send a new Idempotency-Key for a different buyer or quantity")
+        case .requestInProgress:
+            var problem = Problem(
+                kind: "request-in-progress", title: "A request with this idempotency key is still in progress",
+                status: .conflict)
+            problem.headers["Retry-After"] = "1"
+            return problem
+        case .notPending(let current):
+            return Problem(
+                kind: "order-not-pending", title: "The order is no longer awaiting payment", status: .conflict,
+                detail: "the order is \(current.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Crest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crest",
+        abstract: "A flash-sale order and payment engine.",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}

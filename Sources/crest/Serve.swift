@@ -1,0 +1,92 @@
+import ArgumentParser
+import CrestEngine
+import CrestHTTP
+import CrestStore
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// `crest serve`: the HTTP API on the embedded store, until SIGINT or SIGTERM.
+///
+/// Shutdown is graceful: the server stops accepting and finishes its requests, the batcher
+/// commits what is queued, then the store closes.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the Crest HTTP API.")
+
+    @Option(help: "Address to listen on [env: CREST_HOST] (default: 127.0.0.1)")
+    var host: String?
+
+    @Option(help: "Port to listen on; 0 picks a free one [env: CREST_PORT] (default: 8080)")
+    var port: Int?
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
+    var adminToken: String?
+
+    @Option(help: "Microseconds the batcher waits for more requests after the first [env: CREST_BATCH_WINDOW_US] (default: 0)")
+    var batchWindowUs: Int?
+
+    @Option(help: "Most reservations per store transaction; 1 turns merging off [env: CREST_MAX_BATCH] (default: 512)")
+    var maxBatch: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func run() async throws {
+        let settings = Settings()
+        let host = try settings.value(host, env: "CREST_HOST", default: "127.0.0.1")
+        let port = try settings.value(port, env: "CREST_PORT", default: 8080)
+        let dataDirectory = try store.directory(settings)
+        let windowMicros = try settings.value(batchWindowUs, env: "CREST_BATCH_WINDOW_US", default: 0)
+        let maxBatch = try settings.value(maxBatch, env: "CREST_MAX_BATCH", default: 512)
+        let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("unknown log level \(levelName)")
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("port must be 0…65535") }
+        guard windowMicros >= 0, windowMicros <= 1_000_000 else {
+            throw ValidationError("batch window must be 0…1,000,000 µs")
+        }
+        guard maxBatch >= 1, maxBatch <= 100_000 else { throw ValidationError("max batch must be 1…100,000") }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
+        let logger = Logger(label: "crest")
+
+        let token = try AdminToken.resolve(
+            given: settings.optional(adminToken, env: "CREST_ADMIN_TOKEN"), dataDirectory: dataDirectory)
+        let sqlite = try SQLiteStore(directory: dataDirectory)
+        let engine = Engine(
+            store: sqlite,
+            configuration: EngineConfiguration(batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch),
+            logger: logger)
+        let app = Application(
+            router: CrestHTTPServer.router(engine: engine, adminToken: token.token, metrics: registry),
+            configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? port
+                if token.generated {
+                    Console.say("admin token (generated, kept in \(dataDirectory.appending(path: AdminToken.fileName).path)): \(token.token)")
+                }
+                Console.say("crest listening on http://\(host):\(bound) (data: \(dataDirectory.path))")
+            },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [engine.batcherService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        try await sqlite.close()
+        logger.info("crest stopped")
+    }
+}
