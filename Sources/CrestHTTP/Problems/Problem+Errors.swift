@@ -8,7 +8,7 @@ extension Problem {
     /// The problem for `error`; `nil` for errors nobody expected (they become a logged 500).
     static func from(_ error: any Error, now: Date = Date()) -> Problem? {
         switch error {
-        case let error as OrderError: return from(error, now: now)
+        case let error as OrderError: return forOrderError(error, now: now)
         case let error as ValidationError:
             var problem = Problem(
                 kind: "invalid-request", title: "The request is not valid", status: .badRequest,
@@ -52,7 +52,7 @@ extension Problem {
         }
     }
 
-    private static func from(_ error: OrderError, now: Date) -> Problem {
+    private static func forOrderError(_ error: OrderError, now: Date) -> Problem {
         switch error {
         case .soldOut:
             return Problem(kind: "sold-out", title: "The sale is sold out", status: .conflict)

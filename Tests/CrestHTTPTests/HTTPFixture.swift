@@ -1,0 +1,101 @@
+import CrestCore
+import CrestEngine
+import CrestHTTP
+import CrestStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+import Testing
+
+/// The process-wide metrics registry of the tests (swift-metrics can be bootstrapped once per process).
+enum TestMetrics {
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
+        return registry
+    }()
+}
+
+/// A Crest application on a fresh embedded store, its batcher running as an application service.
+struct HTTPFixture {
+    static let adminToken = "test-admin-token"
+
+    let engine: Engine
+    let app: Application<RouterResponder<CrestRequestContext>>
+
+    static func with<T: Sendable>(_ body: (HTTPFixture) async throws -> T) async throws -> T {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(directory: directory)
+        var logger = Logger(label: "crest.test")
+        logger.logLevel = .warning
+        let engine = Engine(store: store, logger: logger)
+        let router = CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: TestMetrics.registry)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            services: [engine.batcherService], logger: logger)
+        let result = try await body(HTTPFixture(engine: engine, app: app))
+        try await store.close()
+        return result
+    }
+
+    static var adminHeaders: HTTPFields { [.authorization: "Bearer \(adminToken)", .contentType: "application/json"] }
+
+    static func json(_ object: [String: Any]) -> ByteBuffer {
+        ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
+    }
+
+    static func saleBody(stock: Int = 10, perBuyerLimit: Int = 1, extra: [String: Any] = [:]) -> ByteBuffer {
+        var object: [String: Any] = [
+            "sku": "PHONE-1", "title": "Phone", "price": ["amount": 499_900, "currency": "CNY"], "stock": stock,
+            "perBuyerLimit": perBuyerLimit,
+        ]
+        object.merge(extra) { $1 }
+        return json(object)
+    }
+}
+
+extension TestResponse {
+    /// The body as a JSON object.
+    var object: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+    }
+
+    /// Checks that this is an RFC 9457 problem of `status` and `kind`, as every error must be.
+    func expectProblem(_ status: HTTPResponse.Status, _ kind: String, sourceLocation: SourceLocation = #_sourceLocation)
+    {
+        #expect(self.status == status, "\(String(buffer: body))", sourceLocation: sourceLocation)
+        #expect(headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
+        #expect(object["type"] as? String == "urn:crest:problem:\(kind)", "\(object)", sourceLocation: sourceLocation)
+        #expect(object["status"] as? Int == Int(status.code), sourceLocation: sourceLocation)
+        #expect(object["title"] is String, sourceLocation: sourceLocation)
+    }
+}
+
+extension TestClientProtocol {
+    /// Creates a sale through the API and returns its id.
+    func createSale(stock: Int = 10, perBuyerLimit: Int = 1, extra: [String: Any] = [:]) async throws -> String {
+        try await execute(
+            uri: "/v1/sales", method: .post, headers: HTTPFixture.adminHeaders,
+            body: HTTPFixture.saleBody(stock: stock, perBuyerLimit: perBuyerLimit, extra: extra)
+        ) { response in
+            #expect(response.status == .created, "\(String(buffer: response.body))")
+            return response.object["id"] as? String ?? ""
+        }
+    }
+
+    func placeOrder(sale: String, key: String?, body: ByteBuffer) async throws -> TestResponse {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
+        return try await execute(uri: "/v1/sales/\(sale)/orders", method: .post, headers: headers, body: body) { $0 }
+    }
+
+    func placeOrder(sale: String, key: String, buyer: String, quantity: Int = 1) async throws -> TestResponse {
+        try await placeOrder(sale: sale, key: key, body: HTTPFixture.json(["buyer": buyer, "quantity": quantity]))
+    }
+}
