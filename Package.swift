@@ -79,6 +79,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "CrestTestSupport",
+            dependencies: [],
+            path: "Tests/CrestTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CrestCoreTests",
             dependencies: ["CrestCore"],
@@ -86,13 +92,13 @@ let package = Package(
         ),
         .testTarget(
             name: "CrestEngineTests",
-            dependencies: ["CrestCore", "CrestStore", "CrestEngine"],
+            dependencies: ["CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CrestHTTPTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
@@ -102,7 +108,7 @@ let package = Package(
         .testTarget(
             name: "CrestEndToEndTests",
             dependencies: [
-                "CrestCore",
+                "CrestTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

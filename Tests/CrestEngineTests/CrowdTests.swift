@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestTestSupport
 import Foundation
 import Testing
 

@@ -1,10 +1,12 @@
 import CrestCore
 import CrestEngine
 import CrestStore
+
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+
 
 /// An engine on a fresh embedded store in a temporary directory, with its batcher running.
 struct EngineFixture {
@@ -78,29 +80,3 @@ enum AttemptResult: Hashable, Sendable {
     }
 }
 
-/// Runs `body` for `0..<count` with `width` calls in flight at any moment and returns the results by index.
-///
-/// `width` workers share the calls: a task group with one child per call spends more time
-/// removing finished children (a linear scan each) than the engine spends at 100,000 calls.
-func concurrently<R: Sendable>(
-    _ count: Int, width: Int = 2_000, _ body: @escaping @Sendable (Int) async -> R
-) async -> [R] {
-    let results = ResultSlots<R>(count: count)
-    await withDiscardingTaskGroup { group in
-        for worker in 0..<min(width, count) {
-            group.addTask {
-                for index in stride(from: worker, to: count, by: width) {
-                    let result = await body(index)
-                    results.slots.withLock { $0[index] = result }
-                }
-            }
-        }
-    }
-    return results.slots.withLock { $0.map { $0! } }
-}
-
-/// Results of concurrent calls, one slot per call.
-final class ResultSlots<R: Sendable>: Sendable {
-    let slots: Mutex<[R?]>
-    init(count: Int) { slots = Mutex([R?](repeating: nil, count: count)) }
-}
