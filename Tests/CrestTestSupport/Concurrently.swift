@@ -26,3 +26,14 @@ final class ResultSlots<R: Sendable>: Sendable {
     let slots: Mutex<[R?]>
     init(count: Int) { slots = Mutex([R?](repeating: nil, count: count)) }
 }
+
+/// A value shared by concurrent test tasks, behind a lock (a class, so escaping closures can capture it).
+public final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    public init(_ value: Value) { mutex = Mutex(value) }
+
+    public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+
+    public var value: Value { mutex.withLock { $0 } }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import CrestTestSupport
+import Testing
+
+/// `crest serve` as a child process on a loopback port it picks itself, for tests that need a
+/// real process: to kill it with SIGKILL, to restart it on the same data directory.
+final class CrestProcess: Sendable {
+    static let adminToken = "e2e-admin-token"
+
+    let process: Process
+    let port: Int
+    private let output: Locked<String>
+
+    /// The `crest` executable built next to the test bundle (`swift test` builds it).
+    static var executable: URL {
+        URL(filePath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "crest")
+    }
+
+    /// Starts `crest serve --port 0` on `dataDirectory` and waits until it listens.
+    init(dataDirectory: URL, extraArguments: [String] = []) async throws {
+        let executable = Self.executable
+        #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments =
+            [
+                "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDirectory.path,
+                "--admin-token", Self.adminToken, "--log-level", "warning",
+            ] + extraArguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let output = Locked("")
+        self.output = output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            output.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+        self.process = process
+
+        let deadline = ContinuousClock.now + .seconds(60)
+        let listening = try Regex(#"crest listening on http://127\.0\.0\.1:(\d+)"#)
+        while true {
+            let text = output.value
+            if let match = text.firstMatch(of: listening), let port = Int(match.output[1].substring ?? "") {
+                self.port = port
+                return
+            }
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                process.terminate()
+                throw StartError(output: text)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    var log: String { output.value }
+
+    /// SIGKILL: no shutdown, no flush — what a crash or `kill -9` does.
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown; returns the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    struct StartError: Error, CustomStringConvertible {
+        var output: String
+        var description: String { "crest serve did not start:\n\(output)" }
+    }
+}

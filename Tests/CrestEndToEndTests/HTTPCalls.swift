@@ -1,0 +1,65 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A small JSON client for one Crest process.
+struct CrestClient: Sendable {
+    struct Answer: Sendable {
+        var status: Int
+        var headers: HTTPHeaders
+        /// `id` of the body, if any.
+        var id: String?
+        /// `type` of a problem body, if any.
+        var problemType: String?
+        /// `stock` of a sale body, if any.
+        var stock: [String: Int]?
+    }
+
+    let http: HTTPClient
+    let port: Int
+
+    func call(
+        _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], json: String? = nil,
+        timeout: TimeAmount = .seconds(30)
+    ) async throws -> Answer {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await http.execute(request, timeout: timeout)
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+        return Answer(
+            status: Int(response.status.code), headers: response.headers, id: object["id"] as? String,
+            problemType: object["type"] as? String, stock: object["stock"] as? [String: Int])
+    }
+
+    func createSale(stock: Int, adminToken: String) async throws -> String {
+        let answer = try await call(
+            .POST, "/v1/sales", headers: [("Authorization", "Bearer \(adminToken)")],
+            json: #"{"sku":"E2E","title":"Crash test","price":{"amount":100,"currency":"CNY"},"stock":\#(stock)}"#)
+        guard answer.status == 201, let id = answer.id else {
+            throw CrestClientError(message: "sale not created: \(answer.status) \(answer.problemType ?? "")")
+        }
+        return id
+    }
+
+    func order(sale: String, key: String, buyer: String) async throws -> Answer {
+        try await call(
+            .POST, "/v1/sales/\(sale)/orders", headers: [("Idempotency-Key", key)],
+            json: #"{"buyer":"\#(buyer)","quantity":1}"#)
+    }
+
+    func stock(sale: String) async throws -> [String: Int] {
+        try await call(.GET, "/v1/sales/\(sale)").stock ?? [:]
+    }
+}
+
+struct CrestClientError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
