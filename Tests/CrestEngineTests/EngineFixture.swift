@@ -19,12 +19,13 @@ struct EngineFixture {
         directory: URL? = nil,
         configuration: EngineConfiguration = .init(),
         clock: @escaping @Sendable () -> Date = { Date() },
+        makeStore: (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
         _ body: (EngineFixture) async throws -> T
     ) async throws -> T {
         let keep = directory != nil
         let directory = directory ?? Self.temporaryDirectory()
         defer { if !keep { try? FileManager.default.removeItem(at: directory) } }
-        let store = try SQLiteStore(directory: directory)
+        let store = try makeStore(directory)
         var logger = Logger(label: "crest.test")
         logger.logLevel = .warning
         let engine = Engine(store: store, configuration: configuration, logger: logger, clock: clock)

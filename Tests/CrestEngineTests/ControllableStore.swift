@@ -1,0 +1,66 @@
+import CrestCore
+import CrestStore
+import CrestTestSupport
+import Foundation
+
+/// A real SQLite store with two switches for tests: hold reservation batches until released, and
+/// fail them (as a full disk or a lost database connection would).
+final class ControllableStore: Store {
+    private let inner: SQLiteStore
+    private let held = Locked<[CheckedContinuation<Void, Never>]?>(nil)
+    private let failing = Locked(false)
+    let reserveCalls = Locked(0)
+
+    struct InjectedFailure: Error {}
+
+    init(directory: URL) throws {
+        inner = try SQLiteStore(directory: directory)
+    }
+
+    /// From now on, `reserve` waits until `release()`.
+    func hold() { held.withLock { $0 = $0 ?? [] } }
+
+    func release() {
+        let waiting = held.withLock { waiting -> [CheckedContinuation<Void, Never>] in
+            defer { waiting = nil }
+            return waiting ?? []
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func setFailing(_ value: Bool) { failing.withLock { $0 = value } }
+
+    func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
+        reserveCalls.withLock { $0 += 1 }
+        await withCheckedContinuation { continuation in
+            let wait = held.withLock { waiting -> Bool in
+                guard waiting != nil else { return false }
+                waiting!.append(continuation)
+                return true
+            }
+            if !wait { continuation.resume() }
+        }
+        if failing.value { throw InjectedFailure() }
+        return try await inner.reserve(batch)
+    }
+
+    func createSale(_ sale: Sale) async throws { try await inner.createSale(sale) }
+    func sale(_ id: SaleID) async throws -> Sale? { try await inner.sale(id) }
+    func sales(after: SaleID?, limit: Int) async throws -> [Sale] { try await inner.sales(after: after, limit: limit) }
+    func order(_ id: OrderID) async throws -> Order? { try await inner.order(id) }
+    func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
+        try await inner.order(saleID: saleID, idempotencyKey: idempotencyKey)
+    }
+    func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
+        if failing.value { throw InjectedFailure() }
+        return try await inner.gateSnapshot(for: saleID)
+    }
+    func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
+        try await inner.transition(id, by: event, at: now)
+    }
+    func ping() async throws {
+        if failing.value { throw InjectedFailure() }
+        try await inner.ping()
+    }
+    func close() async throws { try await inner.close() }
+}
