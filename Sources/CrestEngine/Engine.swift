@@ -44,6 +44,9 @@ public final class Engine: Sendable {
         }
     }
 
+    /// Admitted reservations waiting for the next batch.
+    public var queuedReservations: Int { batcher.queuedCount }
+
     /// Whether the store answers.
     public func isReady() async -> Bool {
         do {

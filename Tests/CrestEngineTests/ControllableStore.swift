@@ -9,7 +9,8 @@ final class ControllableStore: Store {
     private let inner: SQLiteStore
     private let held = Locked<[CheckedContinuation<Void, Never>]?>(nil)
     private let failing = Locked(false)
-    let reserveCalls = Locked(0)
+    /// The size of each batch `reserve` was called with, in order.
+    let batchSizes = Locked<[Int]>([])
 
     struct InjectedFailure: Error {}
 
@@ -31,7 +32,7 @@ final class ControllableStore: Store {
     func setFailing(_ value: Bool) { failing.withLock { $0 = value } }
 
     func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
-        reserveCalls.withLock { $0 += 1 }
+        batchSizes.withLock { $0.append(batch.count) }
         await withCheckedContinuation { continuation in
             let wait = held.withLock { waiting -> Bool in
                 guard waiting != nil else { return false }

@@ -107,7 +107,8 @@ struct OrderRulesTests {
             let startsAt = now.addingTimeInterval(60)
             let sale = try await fixture.sale(
                 stock: 10, startsAt: startsAt, endsAt: now.addingTimeInterval(120))
-            await #expect(throws: OrderError.saleNotOpen(startsAt: startsAt)) {
+            #expect(sale.startsAt == startsAt.wholeMilliseconds)
+            await #expect(throws: OrderError.saleNotOpen(startsAt: sale.startsAt)) {
                 try await fixture.order(sale, buyer: "ana", key: "early")
             }
             clock.withLock { $0 = now.addingTimeInterval(61) }

@@ -18,7 +18,7 @@ struct StoreTroubleTests {
             let sale = try await fixture.sale(stock: 5, perBuyerLimit: 2)
             controllable.hold()
             async let first = fixture.order(sale, buyer: "ana", key: "k1")
-            while controllable.reserveCalls.value == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            while controllable.batchSizes.value.isEmpty { try await Task.sleep(for: .milliseconds(1)) }
             await #expect(throws: OrderError.requestInProgress) { try await fixture.order(sale, buyer: "ana", key: "k1") }
             await #expect(throws: OrderError.idempotencyKeyReused) {
                 try await fixture.order(sale, buyer: "ana", key: "k1", quantity: 2)

@@ -39,6 +39,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         self.commit = commit
     }
 
+    /// Requests waiting for a batch (not counting the batch being committed).
+    public var queuedCount: Int { state.withLock { $0.queue.count } }
+
     /// Queues `item` for the next batch and returns its result once that batch committed.
     /// Throws `UnavailableError` once shutdown began, and whatever `commit` threw for the batch.
     public func submit(_ item: Item) async throws -> Output {

@@ -153,9 +153,11 @@ public final class SQLiteStore: Store {
         ).map(SQLiteRows.order)
     }
 
+    /// Runs once per reservation inside the batch transaction, hence the cached statement.
     static func fetchOrder(_ db: Database, saleID: SaleID, idempotencyKey: String) throws -> Order? {
         try Row.fetchOne(
-            db, sql: "SELECT \(SQLiteRows.orderColumns) FROM orders WHERE sale_id = ? AND idempotency_key = ?",
+            db.cachedStatement(
+                sql: "SELECT \(SQLiteRows.orderColumns) FROM orders WHERE sale_id = ? AND idempotency_key = ?"),
             arguments: [saleID.description, idempotencyKey]
         ).map(SQLiteRows.order)
     }
