@@ -12,7 +12,8 @@ public struct TextRule: Sendable {
         if value.allSatisfy(\.isWhitespace) {
             return [.init(field: field, message: "must not be empty")]
         }
-        if value.count > maxLength {
+        // UTF-8 length bounds the character count, so most values skip counting graphemes.
+        if value.utf8.count > maxLength, value.count > maxLength {
             return [.init(field: field, message: "must be at most \(maxLength) characters")]
         }
         if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {

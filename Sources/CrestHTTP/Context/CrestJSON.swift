@@ -6,13 +6,19 @@ public enum CrestJSON {
     private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
     private static let withoutFraction = Date.ISO8601FormatStyle()
 
+    /// One shared encoder: configuring a `JSONEncoder` per request costs more than encoding a
+    /// small body, and encoders are safe to share once configured.
+    public static let sharedEncoder = encoder()
+    /// One shared decoder, for the same reason.
+    public static let sharedDecoder = decoder()
+
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
             try container.encode(date.formatted(withFraction))
         }
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes]
         return encoder
     }
 

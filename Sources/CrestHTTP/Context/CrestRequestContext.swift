@@ -14,7 +14,7 @@ public struct CrestRequestContext: RequestContext {
 
     public var maxUploadSize: Int { Self.maxBodySize }
 
-    public var requestDecoder: JSONDecoder { CrestJSON.decoder() }
+    public var requestDecoder: JSONDecoder { CrestJSON.sharedDecoder }
 
-    public var responseEncoder: JSONEncoder { CrestJSON.encoder() }
+    public var responseEncoder: JSONEncoder { CrestJSON.sharedEncoder }
 }

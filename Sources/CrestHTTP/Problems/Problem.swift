@@ -34,7 +34,7 @@ public struct Problem: Codable, Sendable, Hashable {
     func response(instance: String) throws -> Response {
         var body = self
         body.instance = instance
-        let data = try CrestJSON.encoder().encode(body)
+        let data = try CrestJSON.sharedEncoder.encode(body)
         var fields = HTTPFields()
         fields[.contentType] = Self.mediaType
         for (name, value) in headers {
