@@ -17,7 +17,26 @@ public struct Identifier<Kind>: Hashable, Sendable, Codable, CustomStringConvert
     /// A new identifier whose order follows creation time.
     public static func make(now: Date = Date()) -> Self { Self(TimeOrderedID.make(now: now)) }
 
-    public var description: String { uuid.uuidString.lowercased() }
+    /// The canonical lower-case form, written straight from the bytes: ids are rendered for every
+    /// row written and every JSON answer, so this skips `uuidString` and `lowercased()`.
+    public var description: String {
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { buffer in
+                let hex: StaticString = "0123456789abcdef"
+                var out = 0
+                for (index, byte) in bytes.enumerated() {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        buffer[out] = UInt8(ascii: "-")
+                        out += 1
+                    }
+                    buffer[out] = hex.utf8Start[Int(byte >> 4)]
+                    buffer[out + 1] = hex.utf8Start[Int(byte & 0x0F)]
+                    out += 2
+                }
+                return out
+            }
+        }
+    }
 
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.description < rhs.description }
 

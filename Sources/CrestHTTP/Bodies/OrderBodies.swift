@@ -16,9 +16,9 @@ struct OrderBody: Codable, ResponseEncodable {
     var quantity: Int
     var amount: Money
     var status: Order.Status
-    var createdAt: Date
-    var expiresAt: Date
-    var updatedAt: Date
+    var createdAt: Timestamp
+    var expiresAt: Timestamp
+    var updatedAt: Timestamp
 
     init(_ order: Order) {
         id = order.id
@@ -27,8 +27,8 @@ struct OrderBody: Codable, ResponseEncodable {
         quantity = order.quantity
         amount = order.amount
         status = order.status
-        createdAt = order.createdAt
-        expiresAt = order.expiresAt
-        updatedAt = order.updatedAt
+        createdAt = Timestamp(order.createdAt)
+        expiresAt = Timestamp(order.expiresAt)
+        updatedAt = Timestamp(order.updatedAt)
     }
 }

@@ -27,10 +27,10 @@ struct SaleBody: Codable, ResponseEncodable {
     var title: String
     var price: Money
     var perBuyerLimit: Int
-    var startsAt: Date
-    var endsAt: Date?
+    var startsAt: Timestamp
+    var endsAt: Timestamp?
     var paymentWindowSeconds: Int
-    var createdAt: Date
+    var createdAt: Timestamp
     var stock: StockCounters
 
     init(_ sale: Sale) {
@@ -39,10 +39,10 @@ struct SaleBody: Codable, ResponseEncodable {
         title = sale.title
         price = sale.price
         perBuyerLimit = sale.perBuyerLimit
-        startsAt = sale.startsAt
-        endsAt = sale.endsAt
+        startsAt = Timestamp(sale.startsAt)
+        endsAt = sale.endsAt.map(Timestamp.init)
         paymentWindowSeconds = sale.paymentWindowSeconds
-        createdAt = sale.createdAt
+        createdAt = Timestamp(sale.createdAt)
         stock = sale.stock
     }
 }
