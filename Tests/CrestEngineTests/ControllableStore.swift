@@ -2,6 +2,8 @@ import CrestCore
 import CrestStore
 import CrestTestSupport
 import Foundation
+import Testing
+import CrestEngine
 
 /// A real SQLite store with two switches for tests: hold reservation batches until released, and
 /// fail them (as a full disk or a lost database connection would).
@@ -64,4 +66,24 @@ final class ControllableStore: Store {
         try await inner.ping()
     }
     func close() async throws { try await inner.close() }
+}
+
+extension EngineFixture {
+    /// An engine whose store is a `ControllableStore`, handed to `body` beside the fixture.
+    static func withControllableStore<T: Sendable>(
+        configuration: EngineConfiguration = .init(),
+        _ body: (EngineFixture, ControllableStore) async throws -> T
+    ) async throws -> T {
+        let store = Locked<ControllableStore?>(nil)
+        return try await with(
+            configuration: configuration,
+            makeStore: { directory in
+                let controllable = try ControllableStore(directory: directory)
+                store.withLock { $0 = controllable }
+                return controllable
+            }
+        ) { fixture in
+            try await body(fixture, try #require(store.value))
+        }
+    }
 }

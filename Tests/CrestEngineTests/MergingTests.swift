@@ -9,16 +9,9 @@ struct MergingTests {
     /// Holds the first batch in the store until every other request queued behind it, then lets
     /// everything through; returns the sizes of the store transactions the requests took.
     static func batches(for requests: Int, maxBatchSize: Int) async throws -> [Int] {
-        let store = Locked<ControllableStore?>(nil)
-        return try await EngineFixture.with(
-            configuration: EngineConfiguration(maxBatchSize: maxBatchSize),
-            makeStore: { directory in
-                let controllable = try ControllableStore(directory: directory)
-                store.withLock { $0 = controllable }
-                return controllable
-            }
-        ) { fixture in
-            let controllable = try #require(store.value)
+        try await EngineFixture.withControllableStore(
+            configuration: EngineConfiguration(maxBatchSize: maxBatchSize)
+        ) { fixture, controllable in
             let sale = try await fixture.sale(stock: Int64(requests))
             controllable.hold()
             async let placed = concurrently(requests, width: requests) { index in

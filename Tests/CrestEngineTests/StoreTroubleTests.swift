@@ -8,13 +8,7 @@ import Testing
 struct StoreTroubleTests {
     @Test("while a key's first request is in flight, the same key gets 'in progress', another body 'reused'")
     func sameKeyInFlight() async throws {
-        let store = Locked<ControllableStore?>(nil)
-        try await EngineFixture.with(makeStore: { directory in
-            let controllable = try ControllableStore(directory: directory)
-            store.withLock { $0 = controllable }
-            return controllable
-        }) { fixture in
-            let controllable = try #require(store.value)
+        try await EngineFixture.withControllableStore { fixture, controllable in
             let sale = try await fixture.sale(stock: 5, perBuyerLimit: 2)
             controllable.hold()
             async let first = fixture.order(sale, buyer: "ana", key: "k1")
@@ -31,13 +25,7 @@ struct StoreTroubleTests {
 
     @Test("a failed commit answers 'unavailable', holds no stock, and the retry with the same key succeeds once")
     func failedCommitIsRetryable() async throws {
-        let store = Locked<ControllableStore?>(nil)
-        try await EngineFixture.with(makeStore: { directory in
-            let controllable = try ControllableStore(directory: directory)
-            store.withLock { $0 = controllable }
-            return controllable
-        }) { fixture in
-            let controllable = try #require(store.value)
+        try await EngineFixture.withControllableStore { fixture, controllable in
             let sale = try await fixture.sale(stock: 1)
             // Load the gate (this refusal comes from memory), then break the store.
             await #expect(throws: OrderError.quantityAboveLimit(limit: 1)) {

@@ -26,6 +26,7 @@ struct HTTPFixture {
     static let adminToken = "test-admin-token"
 
     let engine: Engine
+    let store: SQLiteStore
     let app: Application<RouterResponder<CrestRequestContext>>
 
     static func with<T: Sendable>(_ body: (HTTPFixture) async throws -> T) async throws -> T {
@@ -39,8 +40,8 @@ struct HTTPFixture {
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService], logger: logger)
-        let result = try await body(HTTPFixture(engine: engine, app: app))
-        try await store.close()
+        let result = try await body(HTTPFixture(engine: engine, store: store, app: app))
+        try? await store.close()  // a test may have closed it already
         return result
     }
 

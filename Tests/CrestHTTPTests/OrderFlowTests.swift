@@ -1,4 +1,5 @@
 import CrestCore
+import CrestStore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -82,6 +83,26 @@ struct OrderFlowTests {
                 let end = Date().addingTimeInterval(-3600).formatted(.iso8601)
                 let ended = try await client.createSale(extra: ["startsAt": start, "endsAt": end])
                 try await client.placeOrder(sale: ended, key: "k", buyer: "ana").expectProblem(.conflict, "sale-closed")
+            }
+        }
+    }
+
+    @Test("a store that stops answering gives 503 problems with Retry-After, never a crash")
+    func storeDownIs503() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = try await client.createSale(stock: 5)
+                try await fixture.store.close()
+                try await client.execute(uri: "/readyz", method: .get) { response in
+                    response.expectProblem(.serviceUnavailable, "unavailable")
+                    #expect(response.headers[.retryAfter] == "1")
+                }
+                try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+                try await client.placeOrder(sale: sale, key: "k", buyer: "ana")
+                    .expectProblem(.serviceUnavailable, "unavailable")
+                try await client.execute(uri: "/v1/sales/\(sale)", method: .get) {
+                    $0.expectProblem(.serviceUnavailable, "unavailable")
+                }
             }
         }
     }
