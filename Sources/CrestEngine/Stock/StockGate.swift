@@ -69,15 +69,11 @@ final class StockGate: Sendable {
                 knownKeys: Set(snapshot.idempotencyKeys.map(\.hashValue))))
     }
 
-    /// Units available for new orders as the gate sees them now.
-    var available: Int64 { state.withLock { $0.available } }
-
     /// The newest counters the gate has seen from the store.
     var counters: StockCounters { state.withLock { $0.committed } }
 
     /// Decides what to do with `request` at `now`. An admitted request holds its stock in memory
-    /// until `settle` or `abandon` is called with its ticket.
-    /// `keyIsNew` skips the known-key check, once the store said the key names no order.
+    /// until `settle` or `abandon` is called with its ticket. `keyIsNew` skips the known-key check, once the store said the key names no order.
     func admit(
         _ request: OrderRequest, now: Date, keyIsNew: Bool = false,
         makeReservation: (Sale) throws -> Reservation
@@ -159,11 +155,6 @@ final class StockGate: Sendable {
             state.holdings[buyer] = left > 0 ? left : nil
             apply(counters, to: &state)
         }
-    }
-
-    /// Takes newer counters from the store (another path changed stock).
-    func observe(_ counters: CounterSnapshot) {
-        state.withLock { apply(counters, to: &$0) }
     }
 
     private func apply(_ snapshot: CounterSnapshot, to state: inout State) {
