@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// The admin bearer token: given by the operator, or generated once and kept in the data directory.
@@ -8,9 +9,13 @@ enum AdminToken {
     static func resolve(given: String?, dataDirectory: URL) throws -> (token: String, generated: Bool) {
         if let given { return (given, false) }
         let file = dataDirectory.appending(path: fileName)
-        if let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-            !stored.isEmpty
-        {
+        if FileManager.default.fileExists(atPath: file.path) {
+            // An unreadable or emptied token file is the operator's to fix: replacing it would
+            // silently lock out every client that holds the old token.
+            let stored = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !stored.isEmpty else {
+                throw ValidationError("\(file.path) is empty: write a token into it, or delete it to generate one")
+            }
             return (stored, false)
         }
         var generator = SystemRandomNumberGenerator()

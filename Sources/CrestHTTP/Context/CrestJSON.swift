@@ -3,7 +3,7 @@ import Foundation
 /// The JSON dialect of the API: camelCase keys, RFC 3339 timestamps in UTC with milliseconds
 /// (`2026-11-24T20:00:00.000Z`); on input, fractional seconds are optional.
 public enum CrestJSON {
-    private static let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let withFraction = Timestamp.style
     private static let withoutFraction = Date.ISO8601FormatStyle()
 
     /// One shared encoder: configuring a `JSONEncoder` per request costs more than encoding a
@@ -15,8 +15,7 @@ public enum CrestJSON {
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(withFraction))
+            try Timestamp(date).encode(to: encoder)
         }
         encoder.outputFormatting = [.withoutEscapingSlashes]
         return encoder

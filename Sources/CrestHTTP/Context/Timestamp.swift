@@ -5,7 +5,7 @@ import Foundation
 /// Response bodies carry timestamps as this already-formatted string, so the JSON encoder writes a
 /// plain string instead of calling a custom date strategy for every date of every answer.
 struct Timestamp: Codable, Sendable, Hashable {
-    private static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let style = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     let text: String
 

@@ -114,15 +114,15 @@ public final class SQLiteStore: Store {
             let target = try order.status.applying(event)
             let changed = target != order.status
             if changed {
-                let quantity = Int64(order.quantity)
-                let stockChange =
+                // Each event moves the order's units from one counter to another.
+                let (from, to) =
                     switch event {
-                    case .pay: "reserved = reserved - \(quantity), sold = sold + \(quantity)"
-                    case .cancel, .expire: "reserved = reserved - \(quantity), available = available + \(quantity)"
+                    case .pay: ("reserved", "sold")
+                    case .cancel, .expire: ("reserved", "available")
                     }
                 try db.execute(
-                    sql: "UPDATE sales SET \(stockChange), version = version + 1 WHERE id = ?",
-                    arguments: [order.saleID.description])
+                    sql: "UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?",
+                    arguments: [order.quantity, order.quantity, order.saleID.description])
                 order.status = target
                 order.updatedAt = now
                 try db.execute(
