@@ -7,8 +7,8 @@ import ServiceLifecycle
 /// Crest's order path: sales, stock gates, the reservation batcher and order changes, over one
 /// `Store`. The HTTP layer calls it; it knows nothing of HTTP.
 ///
-/// Run `batcherService` under the service group (before the HTTP server, so that it shuts down after
-/// the server stopped sending it requests).
+/// Run `batcherService` and `jobRunnerService` under the service group (before the HTTP server, so
+/// that they shut down after the server stopped sending them work).
 ///
 /// ```swift
 /// let engine = Engine(store: try SQLiteStore(directory: dataDirectory), logger: logger)
@@ -21,6 +21,11 @@ public final class Engine: Sendable {
     /// The reservation batcher, to run under the service group.
     public var batcherService: any Service { batcher }
     let gates: StockGates
+    let jobs: JobRunner
+    let lifecycle: OrderLifecycle
+
+    /// The job runner (order expiry, payment confirmation), to run under the service group.
+    public var jobRunnerService: any Service { jobs }
     let metrics = EngineMetrics()
     let logger: Logger
     let clock: @Sendable () -> Date
@@ -31,16 +36,24 @@ public final class Engine: Sendable {
     ) {
         self.store = store
         self.logger = logger
-        self.clock = { clock().wholeMilliseconds }
+        let clock: @Sendable () -> Date = { clock().wholeMilliseconds }
+        self.clock = clock
         let metrics = self.metrics
         let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale) { gate in
             metrics.publish(gate.counters, of: gate.sale.id)
         }
         self.gates = gates
+        let lifecycle = OrderLifecycle(store: store, gates: gates, metrics: metrics, logger: logger, clock: clock)
+        self.lifecycle = lifecycle
+        let jobs = JobRunner(
+            store: store, handlers: lifecycle.handlers, configuration: configuration.jobs, logger: logger, clock: clock)
+        self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { tickets in
-            try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
+            let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
+            if let first = tickets.first { jobs.notify(runAt: first.reservation.expiresAt) }
+            return outcomes
         }
     }
 
@@ -65,6 +78,8 @@ public final class Engine: Sendable {
         } catch let error as OrderError {
             throw error
         } catch let error as UnavailableError {
+            throw error
+        } catch let error as JobError {
             throw error
         } catch {
             logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])

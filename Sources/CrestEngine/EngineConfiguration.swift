@@ -7,10 +7,16 @@ public struct EngineConfiguration: Sendable {
     public var maxBatchSize: Int
     /// How many refused idempotency keys each sale remembers, to replay their answers.
     public var refusalMemoryPerSale: Int
+    /// The job runner: workers, leases, backoff.
+    public var jobs: JobRunnerConfiguration
 
-    public init(batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000) {
+    public init(
+        batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
+        jobs: JobRunnerConfiguration = .init()
+    ) {
         self.batchWindow = batchWindow
         self.maxBatchSize = maxBatchSize
         self.refusalMemoryPerSale = refusalMemoryPerSale
+        self.jobs = jobs
     }
 }

@@ -32,7 +32,7 @@ struct EngineMetrics: Sendable {
 
     private static let reasons = [
         "sold_out", "buyer_limit_reached", "quantity_above_limit", "sale_not_open", "sale_closed", "sale_not_found",
-        "order_not_found", "idempotency_key_reused", "request_in_progress", "not_pending",
+        "order_not_found", "idempotency_key_reused", "request_in_progress", "attempt_cancelled", "not_pending",
     ]
 
     static func reason(_ error: OrderError) -> String {
@@ -46,6 +46,7 @@ struct EngineMetrics: Sendable {
         case .orderNotFound: "order_not_found"
         case .idempotencyKeyReused: "idempotency_key_reused"
         case .requestInProgress: "request_in_progress"
+        case .attemptCancelled: "attempt_cancelled"
         case .notPending: "not_pending"
         }
     }

@@ -10,7 +10,7 @@ import Foundation
 /// transaction, whatever the engine's in-memory gate believed, so several nodes on one database
 /// can never oversell. Every method that changes stock returns the counters it left behind, with
 /// a version that orders those snapshots.
-public protocol Store: Sendable {
+public protocol Store: JobQueue {
     /// Inserts a new sale with its counters.
     func createSale(_ sale: Sale) async throws
 
@@ -29,12 +29,33 @@ public protocol Store: Sendable {
     func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot?
 
     /// Decides and records a batch of reservations in one transaction: for each, in order, either
-    /// an order is created (stock `available → reserved`), or it is refused, or its idempotency key
-    /// already names an order. Nothing is durable until the method returns.
+    /// an order is created (stock `available → reserved`, its `order.created` event written and its
+    /// follow-up jobs enqueued), or it is refused, or its idempotency key already names an order.
+    /// Nothing is durable until the method returns.
     func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult
 
-    /// Applies `event` to an order and moves its stock accordingly, in one transaction.
+    /// Applies `event` to an order in one transaction: its status, its stock, its outbox event.
+    ///
+    /// Repeating the event that led to the current status changes nothing (`.repeated`). An event
+    /// with no arrow from the current status changes nothing either (`.refused`); a `pay` refused
+    /// because the order was cancelled or expired also flags the order `confirm_after_cancel` —
+    /// money arrived that must go back. Throws `OrderError.orderNotFound`.
     func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult
+
+    /// Cancels the attempt named by an idempotency key: its order, if it placed one (as
+    /// `transition(_:by: .cancel, at:)` would), or else a record that refuses the attempt if its
+    /// reservation arrives later (TCC's empty rollback, which prevents a hanging reservation).
+    /// Throws `OrderError.saleNotFound`.
+    func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult
+
+    /// Marks an order for an operator. Throws `OrderError.orderNotFound`.
+    func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws
+
+    /// Orders in id (creation) order after `after`, filtered.
+    func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order]
+
+    /// An order's outbox events in sequence order.
+    func events(of orderID: OrderID) async throws -> [OrderEvent]
 
     /// Succeeds when the store can serve reads and writes.
     func ping() async throws
@@ -79,13 +100,18 @@ public struct Reservation: Sendable, Hashable {
     public var amount: Money
     public var createdAt: Date
     public var expiresAt: Date
+    /// Enqueued in the reservation's transaction when the order is created (e.g. its expiry).
+    public var jobs: [NewJob]
 
-    public init(orderID: OrderID, request: OrderRequest, amount: Money, createdAt: Date, expiresAt: Date) {
+    public init(
+        orderID: OrderID, request: OrderRequest, amount: Money, createdAt: Date, expiresAt: Date, jobs: [NewJob] = []
+    ) {
         self.orderID = orderID
         self.request = request
         self.amount = amount
         self.createdAt = createdAt
         self.expiresAt = expiresAt
+        self.jobs = jobs
     }
 }
 
@@ -110,16 +136,46 @@ public struct ReservationBatchResult: Sendable {
     }
 }
 
-/// An order after a transition, whether the transition changed anything, and its sale's counters.
+/// An order after a transition, what the transition did, and its sale's counters.
 public struct TransitionResult: Sendable {
+    public enum Change: Sendable, Hashable {
+        /// The order took the arrow: status, stock and event written.
+        case applied
+        /// The order already had the target status (a repeated event); nothing written.
+        case repeated
+        /// No arrow from the order's status; nothing changed (but a refused `pay` flags the order).
+        case refused
+    }
+
     public var order: Order
-    /// `false` when the order was already in the target status (a repeated event).
-    public var changed: Bool
+    public var change: Change
     public var counters: CounterSnapshot
 
-    public init(order: Order, changed: Bool, counters: CounterSnapshot) {
+    public init(order: Order, change: Change, counters: CounterSnapshot) {
         self.order = order
-        self.changed = changed
+        self.change = change
         self.counters = counters
+    }
+}
+
+/// What cancelling an attempt by its idempotency key did.
+public enum AttemptCancellationResult: Sendable {
+    /// The attempt had placed this order; the cancel was applied to it.
+    case order(TransitionResult)
+    /// The attempt had placed no order; from `at` on, a reservation with its key is refused.
+    case recorded(at: Date)
+}
+
+/// Which orders an operator listing shows.
+public struct OrderFilter: Sendable, Hashable {
+    public var saleID: SaleID?
+    public var status: Order.Status?
+    /// `true`: only flagged orders.
+    public var flaggedOnly: Bool
+
+    public init(saleID: SaleID? = nil, status: Order.Status? = nil, flaggedOnly: Bool = false) {
+        self.saleID = saleID
+        self.status = status
+        self.flaggedOnly = flaggedOnly
     }
 }

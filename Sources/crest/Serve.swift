@@ -13,8 +13,8 @@ import UnixSignals
 
 /// `crest serve`: the HTTP API on the embedded store, until SIGINT or SIGTERM.
 ///
-/// Shutdown is graceful: the server stops accepting and finishes its requests, the batcher
-/// commits what is queued, then the store closes.
+/// Shutdown is graceful: the server stops accepting and finishes its requests, running jobs finish
+/// (or are put back), the batcher commits what is queued, then the store closes.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the Crest HTTP API.")
 
@@ -35,6 +35,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most reservations per store transaction; 1 turns merging off [env: CREST_MAX_BATCH] (default: 512)")
     var maxBatch: Int?
 
+    @Option(help: "Jobs run at the same time (order expiry, payment confirmation) [env: CREST_JOB_WORKERS] (default: 32)")
+    var jobWorkers: Int?
+
+    @Option(help: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it [env: CREST_JOB_LEASE_SECONDS] (default: 30)")
+    var jobLeaseSeconds: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -45,6 +51,8 @@ struct Serve: AsyncParsableCommand {
         let dataDirectory = try store.directory(settings)
         let windowMicros = try settings.value(batchWindowUs, env: "CREST_BATCH_WINDOW_US", default: 0)
         let maxBatch = try settings.value(maxBatch, env: "CREST_MAX_BATCH", default: 512)
+        let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 32)
+        let jobLease = try settings.value(jobLeaseSeconds, env: "CREST_JOB_LEASE_SECONDS", default: 30)
         let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("unknown log level \(levelName)")
@@ -54,6 +62,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("batch window must be 0…1,000,000 µs")
         }
         guard maxBatch >= 1, maxBatch <= 100_000 else { throw ValidationError("max batch must be 1…100,000") }
+        guard (1...1024).contains(jobWorkers) else { throw ValidationError("job workers must be 1…1,024") }
+        guard (1...3600).contains(jobLease) else { throw ValidationError("job lease must be 1…3,600 seconds") }
 
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -69,7 +79,9 @@ struct Serve: AsyncParsableCommand {
         let sqlite = try SQLiteStore(directory: dataDirectory)
         let engine = Engine(
             store: sqlite,
-            configuration: EngineConfiguration(batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch),
+            configuration: EngineConfiguration(
+                batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
+                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
             logger: logger)
         let app = Application(
             router: CrestHTTPServer.router(engine: engine, adminToken: token.token, metrics: registry),
@@ -84,7 +96,7 @@ struct Serve: AsyncParsableCommand {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [engine.batcherService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: [engine.batcherService, engine.jobRunnerService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try await sqlite.close()
         logger.info("crest stopped")

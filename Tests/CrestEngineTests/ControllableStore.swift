@@ -11,6 +11,7 @@ final class ControllableStore: Store {
     private let inner: SQLiteStore
     private let held = Locked<[CheckedContinuation<Void, Never>]?>(nil)
     private let failing = Locked(false)
+    private let failingTransitions = Locked<Set<Order.Event>>([])
     /// The size of each batch `reserve` was called with, in order.
     let batchSizes = Locked<[Int]>([])
 
@@ -32,6 +33,9 @@ final class ControllableStore: Store {
     }
 
     func setFailing(_ value: Bool) { failing.withLock { $0 = value } }
+
+    /// From now on, `transition` fails for these events (as a store that lost its connection would).
+    func setFailingTransitions(_ events: Set<Order.Event>) { failingTransitions.withLock { $0 = events } }
 
     func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
         batchSizes.withLock { $0.append(batch.count) }
@@ -59,7 +63,33 @@ final class ControllableStore: Store {
         return try await inner.gateSnapshot(for: saleID)
     }
     func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
-        try await inner.transition(id, by: event, at: now)
+        if failingTransitions.value.contains(event) { throw InjectedFailure() }
+        return try await inner.transition(id, by: event, at: now)
+    }
+    func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult {
+        try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
+    }
+    func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws { try await inner.flagOrder(id, flag) }
+    func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+        try await inner.orders(matching: filter, after: after, limit: limit)
+    }
+    func events(of orderID: OrderID) async throws -> [OrderEvent] { try await inner.events(of: orderID) }
+    func enqueue(_ jobs: [NewJob], at now: Date) async throws -> [EnqueuedJob] {
+        try await inner.enqueue(jobs, at: now)
+    }
+    func claimJobs(limit: Int, worker: String, lease: Duration, at now: Date) async throws -> JobClaim {
+        try await inner.claimJobs(limit: limit, worker: worker, lease: lease, at: now)
+    }
+    func extendLeases(worker: String, until: Date) async throws { try await inner.extendLeases(worker: worker, until: until) }
+    func finishJobs(_ finishes: [JobFinish], at now: Date) async throws { try await inner.finishJobs(finishes, at: now) }
+    func job(_ id: JobID) async throws -> Job? { try await inner.job(id) }
+    func jobs(matching filter: JobFilter, after: JobID?, limit: Int) async throws -> [Job] {
+        try await inner.jobs(matching: filter, after: after, limit: limit)
+    }
+    func retryJob(_ id: JobID, at now: Date) async throws -> Job { try await inner.retryJob(id, at: now) }
+    func jobStatistics(at now: Date) async throws -> JobStatistics { try await inner.jobStatistics(at: now) }
+    func pruneJobs(completedBefore: Date, discardedBefore: Date) async throws -> Int {
+        try await inner.pruneJobs(completedBefore: completedBefore, discardedBefore: discardedBefore)
     }
     func ping() async throws {
         if failing.value { throw InjectedFailure() }

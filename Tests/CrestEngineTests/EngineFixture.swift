@@ -8,7 +8,7 @@ import ServiceLifecycle
 import Synchronization
 
 
-/// An engine on a fresh embedded store in a temporary directory, with its batcher running.
+/// An engine on a fresh embedded store in a temporary directory, with its batcher and job runner running.
 struct EngineFixture {
     let engine: Engine
     let directory: URL
@@ -29,7 +29,7 @@ struct EngineFixture {
         var logger = Logger(label: "crest.test")
         logger.logLevel = .warning
         let engine = Engine(store: store, configuration: configuration, logger: logger, clock: clock)
-        let group = ServiceGroup(services: [engine.batcherService], logger: logger)
+        let group = ServiceGroup(services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             defer { tasks.cancelAll() }

@@ -39,7 +39,7 @@ struct HTTPFixture {
         let router = CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: TestMetrics.registry)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            services: [engine.batcherService], logger: logger)
+            services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))
         try? await store.close()  // a test may have closed it already
         return result

@@ -61,3 +61,6 @@ public enum OrderKind {}
 public typealias SaleID = Identifier<SaleKind>
 /// Identifies an order.
 public typealias OrderID = Identifier<OrderKind>
+public enum EventKind {}
+/// Identifies an outbox event; stable, so receivers can deduplicate deliveries.
+public typealias EventID = Identifier<EventKind>

@@ -11,10 +11,12 @@ public struct Order: Sendable, Hashable {
     public var createdAt: Date
     public var expiresAt: Date
     public var updatedAt: Date
+    /// Set when something about the order needs an operator.
+    public var flag: OrderFlag?
 
     public init(
         id: OrderID, saleID: SaleID, buyer: String, quantity: Int, amount: Money, status: Status, createdAt: Date,
-        expiresAt: Date, updatedAt: Date
+        expiresAt: Date, updatedAt: Date, flag: OrderFlag? = nil
     ) {
         self.id = id
         self.saleID = saleID
@@ -25,5 +27,6 @@ public struct Order: Sendable, Hashable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.updatedAt = updatedAt
+        self.flag = flag
     }
 }

@@ -18,6 +18,8 @@ public enum OrderError: Error, Sendable, Hashable {
     case idempotencyKeyReused
     /// The first request with this idempotency key has not been answered yet.
     case requestInProgress
+    /// The attempt with this idempotency key was cancelled before it placed an order.
+    case attemptCancelled
     /// The order is no longer awaiting payment.
     case notPending(current: Order.Status)
 }

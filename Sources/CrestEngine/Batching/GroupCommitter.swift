@@ -63,19 +63,30 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            while let batch = await nextBatch() {
-                await process(batch)
-            }
+            await drain()
         } onGracefulShutdown: {
-            let wake = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                state.shuttingDown = true
-                let wake = state.wakeUp
-                state.wakeUp = nil
-                return wake
-            }
-            wake?.resume()
+            self.stopAccepting()
         }
         logger.debug("group committer stopped")
+    }
+
+    /// Commits batches until `stopAccepting()` was called and the queue is empty. For owners that
+    /// decide themselves when to stop (`run()` stops on graceful shutdown).
+    func drain() async {
+        while let batch = await nextBatch() {
+            await process(batch)
+        }
+    }
+
+    /// From now on `submit` throws `ShutdownError`; what is queued is still committed.
+    func stopAccepting() {
+        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.shuttingDown = true
+            let wake = state.wakeUp
+            state.wakeUp = nil
+            return wake
+        }
+        wake?.resume()
     }
 
     /// The next batch, or `nil` once shutting down with nothing left to commit.

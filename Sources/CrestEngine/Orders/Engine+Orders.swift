@@ -79,9 +79,11 @@ extension Engine {
         guard let amount = sale.price.times(request.quantity) else {
             throw OrderError.quantityAboveLimit(limit: sale.perBuyerLimit)
         }
+        let id = OrderID.make(now: now)
+        let expiresAt = sale.paymentDeadline(from: now)
         return Reservation(
-            orderID: OrderID.make(now: now), request: request, amount: amount, createdAt: now,
-            expiresAt: sale.paymentDeadline(from: now))
+            orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
+            jobs: [OrderJobs.expiry(of: id, at: expiresAt)])
     }
 
     private func replay(_ order: Order, for request: OrderRequest) throws -> PlacedOrder {
@@ -142,15 +144,69 @@ extension Engine {
         let result = try await withStore("cancel order") {
             try await store.transition(id, by: .cancel, at: clock())
         }
-        if result.changed {
-            if let gate = gates.loadedGate(for: result.order.saleID) {
-                gate.released(buyer: result.order.buyer, quantity: result.order.quantity, counters: result.counters)
-            }
-            metrics.publish(result.counters.counters, of: result.order.saleID)
+        return try cancelled(result)
+    }
+
+    /// Cancels the attempt named by an idempotency key (TCC cancel by the transaction's name): its
+    /// order if it placed one, or else a record that refuses the attempt should it arrive later,
+    /// so a client that gave up on an unanswered request can be sure it will not hold stock.
+    public func cancelAttempt(saleID: SaleID, idempotencyKey: String) async throws -> AttemptCancellation {
+        let request = OrderRequest(saleID: saleID, idempotencyKey: idempotencyKey, buyer: "-", quantity: 1)
+        try request.validate()
+        let now = clock()
+        let result = try await withStore("cancel attempt") {
+            try await store.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
+        }
+        switch result {
+        case .order(let transition):
+            let order = try cancelled(transition)
+            return AttemptCancellation(
+                saleID: saleID, idempotencyKey: idempotencyKey, cancelledAt: order.updatedAt, order: order)
+        case .recorded(let at):
+            logger.info("attempt cancelled before it placed an order", metadata: ["sale": "\(saleID)"])
+            return AttemptCancellation(saleID: saleID, idempotencyKey: idempotencyKey, cancelledAt: at, order: nil)
+        }
+    }
+
+    private func cancelled(_ result: TransitionResult) throws -> Order {
+        switch result.change {
+        case .applied:
+            lifecycle.released(result)
             logger.info(
                 "order cancelled",
-                metadata: ["order": "\(id)", "sale": "\(result.order.saleID)", "quantity": "\(result.order.quantity)"])
+                metadata: [
+                    "order": "\(result.order.id)", "sale": "\(result.order.saleID)",
+                    "quantity": "\(result.order.quantity)",
+                ])
+        case .repeated:
+            break
+        case .refused:
+            throw OrderError.notPending(current: result.order.status)
         }
         return result.order
+    }
+
+    /// An order's outbox events, oldest first.
+    public func events(of id: OrderID) async throws -> [OrderEvent] {
+        let events = try await withStore("read events") { try await store.events(of: id) }
+        if events.isEmpty { _ = try await order(id) }
+        return events
+    }
+
+    /// Orders for operators, in creation order after `after`.
+    public func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+        try await withStore("list orders") { try await store.orders(matching: filter, after: after, limit: limit) }
+    }
+
+    /// Records that the order's payment succeeded: a confirmation job turns its reservation into a
+    /// sale. Internal until the payments work connects a provider; tests reach it with
+    /// `@testable import` — no route pretends to be a payment.
+    func confirmPayment(_ id: OrderID) async throws -> EnqueuedJob {
+        let now = clock()
+        let enqueued = try await withStore("enqueue confirmation") {
+            try await store.enqueue([OrderJobs.confirmation(of: id)], at: now)
+        }
+        jobs.notify(runAt: now)
+        return enqueued[0]
     }
 }

@@ -157,6 +157,11 @@ final class StockGate: Sendable {
         }
     }
 
+    /// Takes newer counters from the store (e.g. after a payment moved units from reserved to sold).
+    func observe(_ counters: CounterSnapshot) {
+        state.withLock { apply(counters, to: &$0) }
+    }
+
     private func apply(_ snapshot: CounterSnapshot, to state: inout State) {
         guard snapshot.version > state.version else { return }
         state.version = snapshot.version

@@ -19,6 +19,8 @@ struct OrderBody: Codable, ResponseEncodable {
     var createdAt: Timestamp
     var expiresAt: Timestamp
     var updatedAt: Timestamp
+    /// Present when the order needs an operator.
+    var flag: FlagBody?
 
     init(_ order: Order) {
         id = order.id
@@ -30,5 +32,56 @@ struct OrderBody: Codable, ResponseEncodable {
         createdAt = Timestamp(order.createdAt)
         expiresAt = Timestamp(order.expiresAt)
         updatedAt = Timestamp(order.updatedAt)
+        flag = order.flag.map { FlagBody(reason: $0.reason, flaggedAt: Timestamp($0.flaggedAt)) }
+    }
+}
+
+struct FlagBody: Codable {
+    var reason: OrderFlag.Reason
+    var flaggedAt: Timestamp
+}
+
+/// A page of orders for operators.
+struct OrderPageBody: Codable, ResponseEncodable {
+    var orders: [OrderBody]
+    var next: OrderID?
+}
+
+/// One outbox event of an order.
+struct EventBody: Codable {
+    var id: EventID
+    var type: OrderEvent.Kind
+    var orderId: OrderID
+    var saleId: SaleID
+    var sequence: Int
+    var occurredAt: Timestamp
+
+    init(_ event: OrderEvent) {
+        id = event.id
+        type = event.kind
+        orderId = event.orderID
+        saleId = event.saleID
+        sequence = event.sequence
+        occurredAt = Timestamp(event.occurredAt)
+    }
+}
+
+struct EventListBody: Codable, ResponseEncodable {
+    var events: [EventBody]
+}
+
+/// The answer to cancelling an attempt by its idempotency key.
+struct AttemptCancellationBody: Codable, ResponseEncodable {
+    var saleId: SaleID
+    var idempotencyKey: String
+    var cancelledAt: Timestamp
+    /// The order the attempt had placed, now cancelled; absent when it had placed none.
+    var order: OrderBody?
+
+    init(_ cancellation: AttemptCancellation) {
+        saleId = cancellation.saleID
+        idempotencyKey = cancellation.idempotencyKey
+        cancelledAt = Timestamp(cancellation.cancelledAt)
+        order = cancellation.order.map(OrderBody.init)
     }
 }

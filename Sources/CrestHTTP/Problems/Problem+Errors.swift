@@ -9,6 +9,15 @@ extension Problem {
     static func from(_ error: any Error, now: Date = Date()) -> Problem? {
         switch error {
         case let error as OrderError: return forOrderError(error, now: now)
+        case let error as JobError:
+            switch error {
+            case .jobNotFound:
+                return Problem(kind: "job-not-found", title: "No such job", status: .notFound)
+            case .notRetryable(let current):
+                return Problem(
+                    kind: "job-not-retryable", title: "The job cannot be retried now", status: .conflict,
+                    detail: "the job is \(current.rawValue); only discarded, retryable and scheduled jobs can be retried")
+            }
         case let error as ValidationError:
             var problem = Problem(
                 kind: "invalid-request", title: "The request is not valid", status: .badRequest,
@@ -89,6 +98,10 @@ extension Problem {
                 status: .conflict)
             problem.headers["Retry-After"] = "1"
             return problem
+        case .attemptCancelled:
+            return Problem(
+                kind: "attempt-cancelled", title: "This attempt was cancelled before it placed an order",
+                status: .conflict, detail: "send a new Idempotency-Key to try again")
         case .notPending(let current):
             return Problem(
                 kind: "order-not-pending", title: "The order is no longer awaiting payment", status: .conflict,

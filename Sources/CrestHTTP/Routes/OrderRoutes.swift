@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestStore
 import HTTPTypes
 import Hummingbird
 
@@ -8,14 +9,20 @@ extension HTTPField.Name {
     static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
 }
 
-/// Buyers place orders on a sale, read them and cancel them while they await payment.
+/// Buyers place orders on a sale, read them and their events, and cancel them while they await
+/// payment; operators list them.
 struct OrderRoutes {
     let engine: Engine
 
-    func add(to router: Router<CrestRequestContext>) {
+    func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
         router.post("v1/sales/{saleID}/orders", use: place)
+        router.post("v1/sales/{saleID}/orders/cancel", use: cancelAttempt)
         router.get("v1/orders/{orderID}", use: show)
+        router.get("v1/orders/{orderID}/events", use: events)
         router.post("v1/orders/{orderID}/cancel", use: cancel)
+        router.group("v1/orders")
+            .add(middleware: admin)
+            .get(use: list)
     }
 
     /// `201` with the order once its reservation is durable; a replayed key answers `201` with the
@@ -39,5 +46,42 @@ struct OrderRoutes {
 
     @Sendable func cancel(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
         OrderBody(try await engine.cancelOrder(try context.orderID()))
+    }
+
+    /// Cancels whatever the request with this `Idempotency-Key` did or will do: its order, or — when
+    /// it placed none (yet) — the attempt itself, which is then refused if it arrives later.
+    @Sendable func cancelAttempt(_ request: Request, context: CrestRequestContext) async throws
+        -> AttemptCancellationBody
+    {
+        let saleID = try context.saleID()
+        guard let key = request.headers[.idempotencyKey] else {
+            throw ValidationError(field: "Idempotency-Key", message: "header is required")
+        }
+        return AttemptCancellationBody(try await engine.cancelAttempt(saleID: saleID, idempotencyKey: key))
+    }
+
+    @Sendable func events(_ request: Request, context: CrestRequestContext) async throws -> EventListBody {
+        EventListBody(events: try await engine.events(of: try context.orderID()).map(EventBody.init))
+    }
+
+    /// `GET /v1/orders?saleId=…&status=…&flagged=true`: orders for operators, oldest first.
+    @Sendable func list(_ request: Request, context: CrestRequestContext) async throws -> OrderPageBody {
+        var issues: [ValidationError.Issue] = []
+        let query = PageQuery(request, cursor: OrderID.init, cursorMeaning: "an order id", issues: &issues)
+        var filter = OrderFilter()
+        filter.status = request.enumQuery("status", as: Order.Status.self, issues: &issues)
+        if let raw = request.uri.queryParameters["saleId"] {
+            filter.saleID = SaleID(String(raw))
+            if filter.saleID == nil { issues.append(.init(field: "saleId", message: "must be a sale id")) }
+        }
+        switch request.uri.queryParameters["flagged"] {
+        case nil, "false": break
+        case "true": filter.flaggedOnly = true
+        default: issues.append(.init(field: "flagged", message: "must be true or false"))
+        }
+        guard issues.isEmpty else { throw ValidationError(issues: issues) }
+        let page = query.page(
+            try await engine.orders(matching: filter, after: query.after, limit: query.limit + 1), cursor: \.id)
+        return OrderPageBody(orders: page.items.map(OrderBody.init), next: page.next)
     }
 }

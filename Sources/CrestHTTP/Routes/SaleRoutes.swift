@@ -5,9 +5,6 @@ import Hummingbird
 
 /// `/v1/sales`: operators create and list sales (admin token); anyone reads one sale's live counters.
 struct SaleRoutes {
-    static let defaultPageSize = 50
-    static let maxPageSize = 200
-
     let engine: Engine
 
     func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
@@ -26,23 +23,10 @@ struct SaleRoutes {
 
     @Sendable func list(_ request: Request, context: CrestRequestContext) async throws -> SalePageBody {
         var issues: [ValidationError.Issue] = []
-        var after: SaleID?
-        if let raw = request.uri.queryParameters["after"] {
-            after = SaleID(String(raw))
-            if after == nil { issues.append(.init(field: "after", message: "must be a sale id")) }
-        }
-        var limit = Self.defaultPageSize
-        if let raw = request.uri.queryParameters["limit"] {
-            if let value = Int(raw), (1...Self.maxPageSize).contains(value) {
-                limit = value
-            } else {
-                issues.append(.init(field: "limit", message: "must be an integer from 1 to \(Self.maxPageSize)"))
-            }
-        }
+        let query = PageQuery(request, cursor: SaleID.init, cursorMeaning: "a sale id", issues: &issues)
         guard issues.isEmpty else { throw ValidationError(issues: issues) }
-        let sales = try await engine.sales(after: after, limit: limit + 1)
-        let page = sales.prefix(limit)
-        return SalePageBody(sales: page.map(SaleBody.init), next: sales.count > limit ? page.last?.id : nil)
+        let page = query.page(try await engine.sales(after: query.after, limit: query.limit + 1), cursor: \.id)
+        return SalePageBody(sales: page.items.map(SaleBody.init), next: page.next)
     }
 
     @Sendable func show(_ request: Request, context: CrestRequestContext) async throws -> SaleBody {

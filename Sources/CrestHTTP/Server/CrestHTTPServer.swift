@@ -20,8 +20,10 @@ public enum CrestHTTPServer {
         router.add(middleware: TracingMiddleware())
         router.add(middleware: ProblemMiddleware())
         OperationsRoutes(engine: engine, metrics: metrics).add(to: router)
-        SaleRoutes(engine: engine).add(to: router, admin: AdminAuthMiddleware(token: adminToken))
-        OrderRoutes(engine: engine).add(to: router)
+        let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
+        SaleRoutes(engine: engine).add(to: router, admin: admin)
+        OrderRoutes(engine: engine).add(to: router, admin: admin)
+        JobRoutes(engine: engine).add(to: router, admin: admin)
         return router
     }
 

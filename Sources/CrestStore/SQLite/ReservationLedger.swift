@@ -44,6 +44,9 @@ struct ReservationLedger {
         {
             return .duplicate(existing)
         }
+        if try SQLiteStore.attemptWasCancelled(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey) {
+            return .refused(.attemptCancelled)
+        }
         let held = try heldUnits(saleID: request.saleID, buyer: request.buyer)
         if held + request.quantity > state.sale.perBuyerLimit {
             return .refused(.buyerLimitReached(limit: state.sale.perBuyerLimit))
@@ -57,7 +60,9 @@ struct ReservationLedger {
             expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
         let insert = try db.cachedStatement(
             sql: """
-                INSERT INTO orders (\(SQLiteRows.orderColumns), idempotency_key)
+                INSERT INTO orders (
+                    id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
+                    idempotency_key)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         try insert.execute(arguments: [
@@ -65,6 +70,10 @@ struct ReservationLedger {
             order.amount.currency.code, order.status.rawValue, SQLiteRows.millis(order.createdAt),
             SQLiteRows.millis(order.expiresAt), SQLiteRows.millis(order.updatedAt), request.idempotencyKey,
         ])
+        try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt)
+        for job in reservation.jobs {
+            _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
+        }
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
         state.changed = true

@@ -1,3 +1,5 @@
+import CrestCore
+import Foundation
 import GRDB
 
 /// The versioned schema of the embedded store. Migrations only ever get appended.
@@ -44,6 +46,70 @@ enum SQLiteMigrations {
 
                     CREATE INDEX orders_by_sale_buyer ON orders (sale_id, buyer);
                     """)
+        }
+        migrator.registerMigration("v2: jobs, outbox events, attempt cancellations, order flags") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE orders ADD COLUMN flag TEXT;
+                    ALTER TABLE orders ADD COLUMN flagged_at INTEGER;
+                    CREATE INDEX orders_flagged ON orders (id) WHERE flag IS NOT NULL;
+                    CREATE INDEX orders_by_status ON orders (status, id);
+
+                    CREATE TABLE order_events (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        order_id TEXT NOT NULL REFERENCES orders(id),
+                        sale_id TEXT NOT NULL,
+                        sequence INTEGER NOT NULL CHECK (sequence > 0),
+                        type TEXT NOT NULL,
+                        occurred_at INTEGER NOT NULL,
+                        UNIQUE (order_id, sequence)
+                    ) STRICT;
+
+                    CREATE TABLE cancelled_attempts (
+                        sale_id TEXT NOT NULL REFERENCES sales(id),
+                        idempotency_key TEXT NOT NULL,
+                        cancelled_at INTEGER NOT NULL,
+                        PRIMARY KEY (sale_id, idempotency_key)
+                    ) STRICT, WITHOUT ROWID;
+
+                    CREATE TABLE jobs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        kind TEXT NOT NULL,
+                        payload TEXT NOT NULL,
+                        state TEXT NOT NULL
+                            CHECK (state IN ('scheduled', 'available', 'running', 'retryable', 'completed', 'discarded')),
+                        attempt INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+                        max_attempts INTEGER NOT NULL CHECK (max_attempts >= 1),
+                        run_at INTEGER NOT NULL,
+                        lease_until INTEGER,
+                        leased_by TEXT,
+                        last_error TEXT,
+                        unique_key TEXT,
+                        created_at INTEGER NOT NULL,
+                        attempted_at INTEGER,
+                        finalized_at INTEGER
+                    ) STRICT;
+
+                    CREATE INDEX jobs_by_state_run_at ON jobs (state, run_at);
+                    CREATE INDEX jobs_by_kind_state ON jobs (kind, state);
+                    CREATE UNIQUE INDEX jobs_unique_live ON jobs (unique_key)
+                        WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'retryable');
+                    """)
+            // Orders from before this version get what they would have had: their events, and an
+            // expiry job for those still awaiting payment.
+            let now = Date()
+            let orders = try Row.fetchAll(db, sql: "SELECT \(SQLiteRows.orderColumns) FROM orders ORDER BY id")
+            for row in orders {
+                let order = try SQLiteRows.order(row)
+                try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt)
+                switch order.status {
+                case .pendingPayment:
+                    _ = try SQLiteJobs.insert(db, OrderJobs.expiry(of: order.id, at: order.expiresAt), at: now)
+                case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt)
+                case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt)
+                case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt)
+                }
+            }
         }
         return migrator
     }

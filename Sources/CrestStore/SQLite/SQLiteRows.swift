@@ -10,8 +10,13 @@ enum SQLiteRows {
         created_at, total, available, reserved, sold, version
         """
     static let orderColumns = """
-        id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
+        id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at, flag, flagged_at
         """
+    static let jobColumns = """
+        id, kind, payload, state, attempt, max_attempts, run_at, lease_until, last_error, unique_key, created_at,
+        attempted_at, finalized_at
+        """
+    static let eventColumns = "id, order_id, sale_id, sequence, type, occurred_at"
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
 
@@ -45,7 +50,37 @@ enum SQLiteRows {
             status: try decode(Order.Status(rawValue: row["status"]), "orders.status"),
             createdAt: date(row["created_at"]),
             expiresAt: date(row["expires_at"]),
-            updatedAt: date(row["updated_at"]))
+            updatedAt: date(row["updated_at"]),
+            flag: try (row["flag"] as String?).map {
+                OrderFlag(reason: try decode(OrderFlag.Reason(rawValue: $0), "orders.flag"), flaggedAt: date(row["flagged_at"]))
+            })
+    }
+
+    static func job(_ row: Row) throws -> Job {
+        Job(
+            id: JobID(row["id"]),
+            kind: row["kind"],
+            payload: row["payload"],
+            state: try decode(Job.State(rawValue: row["state"]), "jobs.state"),
+            attempt: row["attempt"],
+            maxAttempts: row["max_attempts"],
+            runAt: date(row["run_at"]),
+            leaseUntil: (row["lease_until"] as Int64?).map(date),
+            lastError: row["last_error"],
+            uniqueKey: row["unique_key"],
+            createdAt: date(row["created_at"]),
+            attemptedAt: (row["attempted_at"] as Int64?).map(date),
+            finalizedAt: (row["finalized_at"] as Int64?).map(date))
+    }
+
+    static func event(_ row: Row) throws -> OrderEvent {
+        OrderEvent(
+            id: try decode(EventID(row["id"] as String), "order_events.id"),
+            orderID: try decode(OrderID(row["order_id"] as String), "order_events.order_id"),
+            saleID: try decode(SaleID(row["sale_id"] as String), "order_events.sale_id"),
+            sequence: row["sequence"],
+            kind: try decode(OrderEvent.Kind(rawValue: row["type"]), "order_events.type"),
+            occurredAt: date(row["occurred_at"]))
     }
 
     private static func currency(_ code: String) throws -> Currency {

@@ -14,7 +14,7 @@ import GRDB
 /// let sale = try await store.sale(id)
 /// ```
 public final class SQLiteStore: Store {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     /// Opens (creating if needed) `crest.sqlite` in `directory` and applies pending migrations.
     public init(directory: URL) throws {
@@ -110,10 +110,82 @@ public final class SQLiteStore: Store {
 
     public func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
         try await pool.write { db in
-            guard var order = try Self.fetchOrder(db, id: id) else { throw OrderError.orderNotFound }
-            let target = try order.status.applying(event)
-            let changed = target != order.status
-            if changed {
+            guard let order = try Self.fetchOrder(db, id: id) else { throw OrderError.orderNotFound }
+            return try Self.apply(event, to: order, in: db, at: now)
+        }
+    }
+
+    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+        -> AttemptCancellationResult
+    {
+        try await pool.write { db in
+            if let order = try Self.fetchOrder(db, saleID: saleID, idempotencyKey: idempotencyKey) {
+                return .order(try Self.apply(.cancel, to: order, in: db, at: now))
+            }
+            guard try Int.fetchOne(db, sql: "SELECT 1 FROM sales WHERE id = ?", arguments: [saleID.description]) != nil
+            else { throw OrderError.saleNotFound }
+            try db.execute(
+                sql: """
+                    INSERT INTO cancelled_attempts (sale_id, idempotency_key, cancelled_at) VALUES (?, ?, ?)
+                    ON CONFLICT DO NOTHING
+                    """,
+                arguments: [saleID.description, idempotencyKey, SQLiteRows.millis(now)])
+            let at = try Int64.fetchOne(
+                db, sql: "SELECT cancelled_at FROM cancelled_attempts WHERE sale_id = ? AND idempotency_key = ?",
+                arguments: [saleID.description, idempotencyKey])
+            return .recorded(at: SQLiteRows.date(at ?? SQLiteRows.millis(now)))
+        }
+    }
+
+    public func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws {
+        try await pool.write { db in
+            try Self.flag(id, flag, in: db)
+            guard db.changesCount == 1 else { throw OrderError.orderNotFound }
+        }
+    }
+
+    public func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+        try await pool.read { db in
+            var conditions = ["id > ?"]
+            var arguments: StatementArguments = [after?.description ?? ""]
+            if let saleID = filter.saleID {
+                conditions.append("sale_id = ?")
+                _ = arguments.append(contentsOf: [saleID.description])
+            }
+            if let status = filter.status {
+                conditions.append("status = ?")
+                _ = arguments.append(contentsOf: [status.rawValue])
+            }
+            if filter.flaggedOnly { conditions.append("flag IS NOT NULL") }
+            _ = arguments.append(contentsOf: [limit])
+            return try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(SQLiteRows.orderColumns) FROM orders
+                    WHERE \(conditions.joined(separator: " AND ")) ORDER BY id LIMIT ?
+                    """,
+                arguments: arguments
+            ).map(SQLiteRows.order)
+        }
+    }
+
+    public func events(of orderID: OrderID) async throws -> [OrderEvent] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT \(SQLiteRows.eventColumns) FROM order_events WHERE order_id = ? ORDER BY sequence",
+                arguments: [orderID.description]
+            ).map(SQLiteRows.event)
+        }
+    }
+
+    /// Applies `event` to `order` inside the caller's write transaction: status, stock and event,
+    /// or the `confirm_after_cancel` flag for a payment that came too late.
+    static func apply(_ event: Order.Event, to order: Order, in db: Database, at now: Date) throws -> TransitionResult {
+        var order = order
+        let change: TransitionResult.Change
+        if let target = try? order.status.applying(event) {
+            change = target == order.status ? .repeated : .applied
+            if change == .applied {
                 // Each event moves the order's units from one counter to another.
                 let (from, to) =
                     switch event {
@@ -127,16 +199,37 @@ public final class SQLiteStore: Store {
                 order.updatedAt = now
                 try db.execute(
                     sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
-                    arguments: [target.rawValue, SQLiteRows.millis(now), id.description])
+                    arguments: [target.rawValue, SQLiteRows.millis(now), order.id.description])
+                try SQLiteEvents.appendNext(db, OrderEvent.Kind(event), of: order, at: now)
             }
-            let row = try Row.fetchOne(
-                db, sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?",
-                arguments: [order.saleID.description])
-            guard let row else { throw CorruptRowError(column: "orders.sale_id") }
-            return TransitionResult(
-                order: order, changed: changed,
-                counters: CounterSnapshot(counters: SQLiteRows.counters(row), version: row["version"]))
+        } else {
+            change = .refused
+            if event == .pay, order.status == .cancelled || order.status == .expired {
+                let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
+                try Self.flag(order.id, lateConfirm, in: db)
+                order.flag = lateConfirm
+            }
         }
+        let row = try Row.fetchOne(
+            db, sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?",
+            arguments: [order.saleID.description])
+        guard let row else { throw CorruptRowError(column: "orders.sale_id") }
+        return TransitionResult(
+            order: order, change: change,
+            counters: CounterSnapshot(counters: SQLiteRows.counters(row), version: row["version"]))
+    }
+
+    static func flag(_ id: OrderID, _ flag: OrderFlag, in db: Database) throws {
+        try db.execute(
+            sql: "UPDATE orders SET flag = ?, flagged_at = ? WHERE id = ?",
+            arguments: [flag.reason.rawValue, SQLiteRows.millis(flag.flaggedAt), id.description])
+    }
+
+    /// Runs once per reservation inside the batch transaction, hence the cached statement.
+    static func attemptWasCancelled(_ db: Database, saleID: SaleID, idempotencyKey: String) throws -> Bool {
+        try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT 1 FROM cancelled_attempts WHERE sale_id = ? AND idempotency_key = ?"),
+            arguments: [saleID.description, idempotencyKey]) != nil
     }
 
     public func ping() async throws {

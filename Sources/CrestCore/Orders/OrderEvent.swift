@@ -1,0 +1,72 @@
+import Foundation
+
+/// One change of an order, written in the same transaction as the change (the transactional
+/// outbox). Each order's events are numbered 1, 2, … without gaps.
+public struct OrderEvent: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+        case created = "order.created"
+        case paid = "order.paid"
+        case cancelled = "order.cancelled"
+        case expired = "order.expired"
+
+        /// The event written when an order takes `event`'s arrow.
+        public init(_ event: Order.Event) {
+            switch event {
+            case .pay: self = .paid
+            case .cancel: self = .cancelled
+            case .expire: self = .expired
+            }
+        }
+    }
+
+    public var id: EventID
+    public var orderID: OrderID
+    public var saleID: SaleID
+    public var sequence: Int
+    public var kind: Kind
+    public var occurredAt: Date
+
+    public init(id: EventID, orderID: OrderID, saleID: SaleID, sequence: Int, kind: Kind, occurredAt: Date) {
+        self.id = id
+        self.orderID = orderID
+        self.saleID = saleID
+        self.sequence = sequence
+        self.kind = kind
+        self.occurredAt = occurredAt
+    }
+}
+
+/// A mark on an order that an operator must look at.
+public struct OrderFlag: Sendable, Hashable {
+    public enum Reason: String, Sendable, Hashable, Codable, CaseIterable {
+        /// A payment succeeded for an order that was already cancelled or expired: the money must go back.
+        case confirmAfterCancel = "confirm_after_cancel"
+        /// Confirming a paid order (reserved → sold) failed on every attempt.
+        case confirmFailed = "confirm_failed"
+    }
+
+    public var reason: Reason
+    public var flaggedAt: Date
+
+    public init(reason: Reason, flaggedAt: Date) {
+        self.reason = reason
+        self.flaggedAt = flaggedAt
+    }
+}
+
+/// The answer to cancelling an attempt by its idempotency key: the order it placed, now cancelled,
+/// or — when it never placed one — a record that refuses it if it arrives later.
+public struct AttemptCancellation: Sendable, Hashable {
+    public var saleID: SaleID
+    public var idempotencyKey: String
+    public var cancelledAt: Date
+    /// The attempt's order, when it had placed one.
+    public var order: Order?
+
+    public init(saleID: SaleID, idempotencyKey: String, cancelledAt: Date, order: Order?) {
+        self.saleID = saleID
+        self.idempotencyKey = idempotencyKey
+        self.cancelledAt = cancelledAt
+        self.order = order
+    }
+}

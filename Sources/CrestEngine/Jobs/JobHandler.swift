@@ -1,0 +1,65 @@
+import CrestCore
+import Foundation
+
+/// What a handler asks of the runner after a successful run.
+public enum JobResult: Sendable, Hashable {
+    case completed
+    /// Run again after this long, without using up an attempt (e.g. "not yet").
+    case snooze(Duration)
+}
+
+/// Thrown by a handler that knows retrying cannot help: the job is discarded at once with this error.
+public struct JobDiscardError: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}
+
+/// The code that runs one kind of job.
+///
+/// The runner may run a job more than once (a worker that dies after the effect but before
+/// reporting it), so a handler must be idempotent: its effect, checked against the store, happens
+/// once however often it runs. A thrown error fails the attempt; the job runs again after a
+/// backoff until its last attempt, then it is discarded and `discarded(_:error:)` is called.
+public protocol JobHandler: Sendable {
+    func run(_ job: Job) async throws -> JobResult
+
+    /// Longest a run may take; after it the run is cancelled and counts as a failed attempt.
+    var timeout: Duration { get }
+
+    /// Called once, after the job failed its last attempt and was discarded.
+    func discarded(_ job: Job, error: String) async
+}
+
+extension JobHandler {
+    public var timeout: Duration { .seconds(60) }
+
+    public func discarded(_ job: Job, error: String) async {}
+}
+
+/// A handler made of closures.
+///
+/// ```swift
+/// let handler = JobHandlerFunction { job in
+///     try await deliver(job.payload)
+///     return .completed
+/// }
+/// ```
+public struct JobHandlerFunction: JobHandler {
+    public let timeout: Duration
+    private let body: @Sendable (Job) async throws -> JobResult
+    private let onDiscard: @Sendable (Job, String) async -> Void
+
+    public init(
+        timeout: Duration = .seconds(60), onDiscard: @escaping @Sendable (Job, String) async -> Void = { _, _ in },
+        _ body: @escaping @Sendable (Job) async throws -> JobResult
+    ) {
+        self.timeout = timeout
+        self.body = body
+        self.onDiscard = onDiscard
+    }
+
+    public func run(_ job: Job) async throws -> JobResult { try await body(job) }
+
+    public func discarded(_ job: Job, error: String) async { await onDiscard(job, error) }
+}

@@ -1,0 +1,295 @@
+import CrestCore
+import CrestStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Tracing
+
+/// Runs durable jobs from the store with a fixed number of workers, as a `Service`.
+///
+/// One loop claims as many jobs as there are free workers (each claim also rescues jobs whose
+/// lease ran out and makes due ones available), runs each in its own task, and sleeps until the
+/// next job is due, a worker frees up, `notify(runAt:)` is called, or the poll interval passed.
+/// While jobs run, their leases are extended every third of a lease. Outcomes are written in
+/// batches (one transaction for all that finished meanwhile). Failed attempts are retried after
+/// an exponential backoff with jitter; the last failure discards the job with its error.
+///
+/// On graceful shutdown it stops claiming, lets running jobs finish for `shutdownGrace`, cancels
+/// and puts back (without using an attempt) those still running, writes every outcome, and returns.
+///
+/// ```swift
+/// let runner = JobRunner(store: store, handlers: ["email.send": SendEmail()], logger: logger)
+/// let group = ServiceGroup(services: [runner], logger: logger)
+/// ```
+public final class JobRunner: Service, Sendable {
+    /// Identifies this runner's claims in the store.
+    public let worker: String
+    private let store: any JobQueue
+    private let handlers: [String: any JobHandler]
+    private let configuration: JobRunnerConfiguration
+    private let logger: Logger
+    private let clock: @Sendable () -> Date
+    private let metrics = JobMetrics()
+    private let finisher: GroupCommitter<JobFinish, Void>
+
+    private struct State {
+        var running = 0
+        /// No more claims.
+        var stopping = false
+        /// Jobs done and outcomes written: the lease and maintenance loops end too.
+        var finished = false
+        /// When the claim loop means to look again, if it is asleep.
+        var wakeAt: Date?
+    }
+
+    private let state = Mutex(State())
+    private let claimWake = WakeSignal()
+    private let leaseWake = WakeSignal()
+    private let maintenanceWake = WakeSignal()
+
+    public init(
+        store: any JobQueue, handlers: [String: any JobHandler], configuration: JobRunnerConfiguration = .init(),
+        logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.handlers = handlers
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+        let host = ProcessInfo.processInfo.hostName
+        self.worker = "\(host)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8).lowercased())"
+        self.finisher = GroupCommitter(window: .zero, maxBatchSize: 1024, logger: logger) { finishes in
+            try await store.finishJobs(finishes, at: clock())
+            return Array(repeating: (), count: finishes.count)
+        }
+    }
+
+    /// Jobs running now.
+    public var runningCount: Int { state.withLock { $0.running } }
+
+    /// Tells the runner that a job was enqueued to run at `runAt`, so that it does not sleep past it.
+    public func notify(runAt: Date) {
+        let wake = state.withLock { state in
+            guard let wakeAt = state.wakeAt else { return false }
+            return runAt < wakeAt
+        }
+        if wake { claimWake.signal() }
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { loops in
+                loops.addTask { await self.finisher.drain() }
+                loops.addTask { await self.keepLeases() }
+                loops.addTask { await self.maintain() }
+                await self.runJobs()
+                self.finisher.stopAccepting()
+                self.state.withLock { $0.finished = true }
+                self.leaseWake.signal()
+                self.maintenanceWake.signal()
+                await loops.waitForAll()
+            }
+        } onGracefulShutdown: {
+            self.state.withLock { $0.stopping = true }
+            self.claimWake.signal()
+        }
+        logger.debug("job runner stopped", metadata: ["worker": "\(worker)"])
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } || Task.isCancelled }
+
+    private var isFinished: Bool { state.withLock { $0.finished } || Task.isCancelled }
+
+    // MARK: Claiming and running
+
+    private func runJobs() async {
+        await withDiscardingTaskGroup { jobs in
+            var failures = 0
+            while !isStopping {
+                let free = configuration.workers - runningCount
+                if free <= 0 {
+                    await claimWake.wait(for: configuration.pollInterval)
+                    continue
+                }
+                let claim: JobClaim
+                do {
+                    claim = try await store.claimJobs(
+                        limit: free, worker: worker, lease: configuration.lease, at: clock())
+                    failures = 0
+                } catch {
+                    failures += 1
+                    metrics.countClaimFailure()
+                    logger.error("claiming jobs failed", metadata: ["error": "\(error)", "failures": "\(failures)"])
+                    await claimWake.wait(for: configuration.backoff.delay(afterAttempt: failures))
+                    continue
+                }
+                if claim.rescued > 0 {
+                    metrics.countRescued(claim.rescued)
+                    logger.warning("rescued jobs whose lease ran out", metadata: ["count": "\(claim.rescued)"])
+                }
+                state.withLock { $0.running += claim.jobs.count }
+                for job in claim.jobs {
+                    jobs.addTask {
+                        await self.execute(job)
+                        self.state.withLock { $0.running -= 1 }
+                        self.claimWake.signal()
+                    }
+                }
+                if claim.jobs.count < free {
+                    // The queue has nothing more due: sleep until the next job is.
+                    let now = clock()
+                    var wait = configuration.pollInterval
+                    if let next = claim.nextRunAt {
+                        wait = min(wait, .milliseconds(Int64(max(0, next.timeIntervalSince(now)) * 1000) + 1))
+                    }
+                    state.withLock { $0.wakeAt = now.addingTimeInterval(wait.seconds) }
+                    await claimWake.wait(for: wait)
+                    state.withLock { $0.wakeAt = nil }
+                }
+            }
+            // Shutting down: give running jobs their grace, then cancel them (they are put back).
+            let deadline = ContinuousClock.now + configuration.shutdownGrace
+            while runningCount > 0, ContinuousClock.now < deadline, !Task.isCancelled {
+                await claimWake.wait(for: min(.milliseconds(50), deadline - ContinuousClock.now))
+            }
+            if runningCount > 0 {
+                logger.warning("cancelling jobs still running at shutdown", metadata: ["count": "\(runningCount)"])
+                jobs.cancelAll()
+            }
+        }
+    }
+
+    private func execute(_ job: Job) async {
+        let started = ContinuousClock.now
+        let completion: JobCompletion
+        let outcome: String
+        do {
+            guard let handler = handlers[job.kind] else {
+                throw UnknownJobKindError(kind: job.kind)
+            }
+            let result = try await withSpan("job.run") { span in
+                span.attributes["crest.job.kind"] = job.kind
+                span.attributes["crest.job.id"] = Int(job.id.rawValue)
+                span.attributes["crest.job.attempt"] = job.attempt
+                return try await Self.run(handler, job)
+            }
+            switch result {
+            case .completed:
+                (completion, outcome) = (.completed, "completed")
+            case .snooze(let delay):
+                (completion, outcome) = (.snoozed(until: clock().addingTimeInterval(delay.seconds)), "snoozed")
+            }
+        } catch is CancellationError where isStopping {
+            (completion, outcome) = (.released, "released")
+        } catch let error as JobDiscardError {
+            (completion, outcome) = (.failed(error: error.description, retryAt: nil), "discarded")
+        } catch {
+            let message = String(describing: error)
+            if job.attempt >= job.maxAttempts {
+                (completion, outcome) = (.failed(error: message, retryAt: nil), "discarded")
+            } else {
+                let retryAt = clock().addingTimeInterval(
+                    configuration.backoff.delay(afterAttempt: job.attempt).seconds)
+                (completion, outcome) = (.failed(error: message, retryAt: retryAt), "failed")
+            }
+        }
+        metrics.countAttempt(kind: job.kind, outcome: outcome, duration: ContinuousClock.now - started)
+        if case .failed(let error, let retryAt) = completion {
+            logger.log(
+                level: retryAt == nil ? .error : .warning, "job failed",
+                metadata: [
+                    "job": "\(job.id)", "kind": "\(job.kind)", "attempt": "\(job.attempt)/\(job.maxAttempts)",
+                    "error": "\(error)", "next": "\(retryAt.map { "\($0)" } ?? "discarded")",
+                ])
+        }
+        guard await record(JobFinish(lease: job.lease(worker: worker), completion: completion)) else { return }
+        if case .failed(let error, nil) = completion, let handler = handlers[job.kind] {
+            await handler.discarded(job, error: error)
+        }
+    }
+
+    /// Writes a run's outcome, retrying a few times. When it cannot be written, the job stays
+    /// running until its lease runs out and then runs again — at least once, never lost.
+    private func record(_ finish: JobFinish) async -> Bool {
+        for attempt in 1...3 {
+            do {
+                try await finisher.submit(finish)
+                return true
+            } catch is GroupCommitter<JobFinish, Void>.ShutdownError {
+                break
+            } catch {
+                logger.warning(
+                    "recording a job outcome failed", metadata: ["job": "\(finish.lease.id)", "error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+        logger.error(
+            "job outcome not recorded; the job runs again after its lease", metadata: ["job": "\(finish.lease.id)"])
+        return false
+    }
+
+    /// Runs the handler, cancelling it after its timeout.
+    private static func run(_ handler: any JobHandler, _ job: Job) async throws -> JobResult {
+        try await withThrowingTaskGroup(of: JobResult?.self) { group in
+            group.addTask { try await handler.run(job) }
+            group.addTask {
+                try await Task.sleep(for: handler.timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw JobTimeoutError(timeout: handler.timeout)
+            }
+            return result
+        }
+    }
+
+    // MARK: Leases and maintenance
+
+    private func keepLeases() async {
+        let interval = configuration.lease / 3
+        while !isFinished {
+            await leaseWake.wait(for: interval)
+            guard !isFinished, runningCount > 0 else { continue }
+            do {
+                try await store.extendLeases(
+                    worker: worker, until: clock().addingTimeInterval(configuration.lease.seconds))
+            } catch {
+                logger.error("extending job leases failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func maintain() async {
+        var lastPrune = ContinuousClock.now - .seconds(3600)
+        while !isStopping {
+            let now = clock()
+            do {
+                metrics.publish(try await store.jobStatistics(at: now), at: now)
+                if ContinuousClock.now - lastPrune >= .seconds(60) {
+                    lastPrune = ContinuousClock.now
+                    let pruned = try await store.pruneJobs(
+                        completedBefore: now.addingTimeInterval(-configuration.completedRetention.seconds),
+                        discardedBefore: now.addingTimeInterval(-configuration.discardedRetention.seconds))
+                    if pruned > 0 { logger.info("pruned old jobs", metadata: ["count": "\(pruned)"]) }
+                }
+            } catch {
+                logger.warning("job queue maintenance failed", metadata: ["error": "\(error)"])
+            }
+            await maintenanceWake.wait(for: configuration.statisticsInterval)
+        }
+    }
+}
+
+/// A job of a kind this runner has no handler for.
+struct UnknownJobKindError: Error, CustomStringConvertible {
+    var kind: String
+    var description: String { "no handler for job kind \(kind)" }
+}
+
+/// A run that took longer than its handler's timeout.
+struct JobTimeoutError: Error, CustomStringConvertible {
+    var timeout: Duration
+    var description: String { "the run took longer than \(timeout) and was cancelled" }
+}

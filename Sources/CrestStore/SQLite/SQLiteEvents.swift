@@ -1,0 +1,52 @@
+import CrestCore
+import Foundation
+import GRDB
+
+/// Writes the outbox: one `order_events` row per order change, inside the change's transaction.
+enum SQLiteEvents {
+    /// Appends an event with a known sequence number (1 for `order.created`).
+    static func append(_ db: Database, _ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date) throws {
+        try db.cachedStatement(
+            sql: "INSERT INTO order_events (\(SQLiteRows.eventColumns)) VALUES (?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [
+            EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
+            kind.rawValue, SQLiteRows.millis(time),
+        ])
+    }
+
+    /// Appends an event after the order's last one.
+    static func appendNext(_ db: Database, _ kind: OrderEvent.Kind, of order: Order, at time: Date) throws {
+        let last = try Int.fetchOne(
+            db.cachedStatement(sql: "SELECT COALESCE(MAX(sequence), 0) FROM order_events WHERE order_id = ?"),
+            arguments: [order.id.description]) ?? 0
+        try append(db, kind, of: order, sequence: last + 1, at: time)
+    }
+}
+
+/// Job rows: inserting (honouring unique keys) from any transaction that needs a job.
+enum SQLiteJobs {
+    static let liveStates = "('scheduled', 'available', 'running', 'retryable')"
+
+    @discardableResult
+    static func insert(_ db: Database, _ job: NewJob, at now: Date) throws -> EnqueuedJob {
+        let runAt = max(job.runAt ?? now, now)
+        let state: Job.State = runAt > now ? .scheduled : .available
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING
+                """
+        ).execute(arguments: [
+            job.kind, job.payload, state.rawValue, job.maxAttempts, SQLiteRows.millis(job.runAt ?? now), job.uniqueKey,
+            SQLiteRows.millis(now),
+        ])
+        if db.changesCount == 1 { return EnqueuedJob(id: JobID(db.lastInsertedRowID), duplicate: false) }
+        guard
+            let key = job.uniqueKey,
+            let existing = try Int64.fetchOne(
+                db, sql: "SELECT id FROM jobs WHERE unique_key = ? AND state IN \(liveStates)", arguments: [key])
+        else { throw CorruptRowError(column: "jobs.unique_key") }
+        return EnqueuedJob(id: JobID(existing), duplicate: true)
+    }
+}

@@ -1,0 +1,286 @@
+import CrestCore
+import CrestEngine
+import CrestStore
+import CrestTestSupport
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// A job runner with test handlers on a fresh embedded store.
+struct JobFixture {
+    let store: SQLiteStore
+    let runner: JobRunner
+
+    static func with<T: Sendable>(
+        configuration: JobRunnerConfiguration = .init(pollInterval: .milliseconds(200)),
+        handlers: [String: any JobHandler],
+        _ body: (JobFixture) async throws -> T
+    ) async throws -> T {
+        let directory = EngineFixture.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(directory: directory)
+        defer { Task { try? await store.close() } }
+        return try await run(store: store, configuration: configuration, handlers: handlers) { runner in
+            try await body(JobFixture(store: store, runner: runner))
+        }
+    }
+
+    /// Runs a runner on `store` while `body` runs, then shuts it down gracefully.
+    static func run<T: Sendable>(
+        store: any JobQueue, configuration: JobRunnerConfiguration, handlers: [String: any JobHandler],
+        _ body: (JobRunner) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: "crest.test.jobs")
+        logger.logLevel = .critical
+        let runner = JobRunner(store: store, handlers: handlers, configuration: configuration, logger: logger)
+        let group = ServiceGroup(services: [runner], logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                let result = try await body(runner)
+                await group.triggerGracefulShutdown()
+                try await tasks.next()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
+    }
+
+    func enqueue(_ job: NewJob) async throws -> JobID {
+        let enqueued = try await store.enqueue([job], at: Date())
+        runner.notify(runAt: job.runAt ?? Date())
+        return enqueued[0].id
+    }
+
+    func waitFor(_ id: JobID, timeout: Duration = .seconds(15), _ condition: @escaping (Job) -> Bool) async throws -> Job {
+        let reached = try await eventually(timeout: timeout) {
+            try await store.job(id).map(condition) ?? false
+        }
+        let job = try #require(try await store.job(id))
+        #expect(reached, "job \(id) did not reach the expected state; it is \(job.state) after \(job.attempt) attempt(s)")
+        return job
+    }
+}
+
+/// Records when a handler ran.
+final class RunLog: Sendable {
+    private let times = Locked<[ContinuousClock.Instant]>([])
+    func record() { times.withLock { $0.append(.now) } }
+    var count: Int { times.value.count }
+    var gaps: [Duration] { zip(times.value.dropFirst(), times.value).map { $0 - $1 } }
+}
+
+struct Boom: Error, CustomStringConvertible {
+    var description: String { "the handler always fails" }
+}
+
+@Suite("Job runner")
+struct JobRunnerTests {
+    @Test("a handler that always fails backs off between attempts, ends discarded with its error, and an operator retry runs it again")
+    func backoffDiscardRetry() async throws {
+        let log = RunLog()
+        let discards = Locked(0)
+        let handler = JobHandlerFunction(onDiscard: { _, _ in discards.withLock { $0 += 1 } }) { _ in
+            log.record()
+            throw Boom()
+        }
+        let configuration = JobRunnerConfiguration(
+            pollInterval: .milliseconds(200), backoff: Backoff(base: .milliseconds(150), jitter: 0))
+        let noop = JobHandlerFunction { _ in .completed }
+        try await JobFixture.with(configuration: configuration, handlers: ["fails": handler, "noop": noop]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "fails", payload: "{}", maxAttempts: 3))
+            let discarded = try await fixture.waitFor(id) { $0.state == .discarded }
+            #expect(discarded.attempt == 3)
+            #expect(discarded.lastError == "the handler always fails")
+            #expect(discarded.finalizedAt != nil)
+            #expect(log.count == 3)
+            let gaps = log.gaps
+            #expect(gaps.count == 2)
+            // Backoff after attempt n is base × 2ⁿ⁻¹: 150 ms, then 300 ms.
+            #expect(gaps[0] >= .milliseconds(150))
+            #expect(gaps[1] >= .milliseconds(300))
+            #expect(gaps[1] > gaps[0])
+            #expect(discards.value == 1)
+
+            let retried = try await fixture.store.retryJob(id, at: Date())
+            #expect(retried.state == .available)
+            #expect(retried.maxAttempts == 4)
+            fixture.runner.notify(runAt: Date())
+            let again = try await fixture.waitFor(id) { $0.state == .discarded && $0.attempt == 4 }
+            #expect(again.lastError == "the handler always fails")
+            #expect(log.count == 4)
+            await #expect(throws: JobError.notRetryable(current: .completed)) {
+                let done = try await fixture.enqueue(NewJob(kind: "noop", payload: "{}"))
+                _ = try await fixture.waitFor(done) { $0.state == .completed }
+                _ = try await fixture.store.retryJob(done, at: Date())
+            }
+        }
+    }
+
+    @Test("a snoozed job runs again later without using up an attempt")
+    func snooze() async throws {
+        let log = RunLog()
+        let handler = JobHandlerFunction { _ in
+            log.record()
+            return log.count == 1 ? .snooze(.milliseconds(400)) : .completed
+        }
+        try await JobFixture.with(handlers: ["snoozes": handler]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "snoozes", payload: "{}", maxAttempts: 1))
+            let job = try await fixture.waitFor(id) { $0.state == .completed }
+            #expect(job.attempt == 1, "a snooze must not use up the only attempt")
+            #expect(log.count == 2)
+            #expect(log.gaps[0] >= .milliseconds(400))
+        }
+    }
+
+    @Test("a scheduled job waits for its run-at, then runs promptly")
+    func scheduled() async throws {
+        let ran = Locked<Date?>(nil)
+        let handler = JobHandlerFunction { _ in
+            ran.withLock { $0 = Date() }
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["later": handler]) { fixture in
+            let runAt = Date().addingTimeInterval(0.8)
+            let id = try await fixture.enqueue(NewJob(kind: "later", payload: "{}", runAt: runAt))
+            #expect(try await fixture.store.job(id)?.state == .scheduled)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(ran.value == nil)
+            let job = try await fixture.waitFor(id) { $0.state == .completed }
+            let at = try #require(ran.value)
+            #expect(at >= runAt.addingTimeInterval(-0.001))
+            #expect(at.timeIntervalSince(runAt) < 0.5, "ran \(at.timeIntervalSince(runAt)) s after its run-at")
+            #expect(job.attempt == 1)
+        }
+    }
+
+    @Test("a unique key admits one live job at a time")
+    func unique() async throws {
+        let gate = Locked(false)
+        let handler = JobHandlerFunction { _ in
+            while !gate.value { try await Task.sleep(for: .milliseconds(10)) }
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["once": handler]) { fixture in
+            let job = NewJob(kind: "once", payload: "{}", uniqueKey: "order-1")
+            let first = try await fixture.store.enqueue([job], at: Date())[0]
+            let second = try await fixture.store.enqueue([job, job], at: Date())
+            #expect(!first.duplicate)
+            #expect(second.allSatisfy { $0.duplicate && $0.id == first.id })
+            fixture.runner.notify(runAt: Date())
+            _ = try await fixture.waitFor(first.id) { $0.state == .running }
+            #expect(try await fixture.store.enqueue([job], at: Date())[0] == EnqueuedJob(id: first.id, duplicate: true))
+            gate.withLock { $0 = true }
+            _ = try await fixture.waitFor(first.id) { $0.state == .completed }
+            let third = try await fixture.store.enqueue([job], at: Date())[0]
+            #expect(!third.duplicate, "once the job completed, the key is free again")
+            #expect(third.id != first.id)
+        }
+    }
+
+    @Test("a job whose worker died runs again once its lease is over, and only then")
+    func rescue() async throws {
+        let log = RunLog()
+        let handler = JobHandlerFunction { _ in
+            log.record()
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["work": handler]) { fixture in
+            let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}")], at: Date())[0].id
+            // A worker claims it and dies without a word.
+            let claimed = try await fixture.store.claimJobs(
+                limit: 10, worker: "dead-worker", lease: .milliseconds(800), at: Date())
+            #expect(claimed.jobs.map(\.id) == [id])
+            fixture.runner.notify(runAt: Date())
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(log.count == 0, "the lease still holds")
+            let job = try await fixture.waitFor(id) { $0.state == .completed }
+            #expect(log.count == 1)
+            #expect(job.attempt == 2)
+            // The dead worker's late report changes nothing.
+            try await fixture.store.finishJobs(
+                [JobFinish(lease: claimed.jobs[0].lease(worker: "dead-worker"), completion: .failed(error: "late", retryAt: nil))],
+                at: Date())
+            #expect(try await fixture.store.job(id)?.state == .completed)
+        }
+    }
+
+    @Test("a running job keeps its lease; nobody else claims it")
+    func leaseExtension() async throws {
+        let handler = JobHandlerFunction { _ in
+            try await Task.sleep(for: .milliseconds(1200))
+            return .completed
+        }
+        let configuration = JobRunnerConfiguration(lease: .milliseconds(300), pollInterval: .milliseconds(100))
+        try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
+            _ = try await fixture.waitFor(id) { $0.state == .running }
+            try await Task.sleep(for: .milliseconds(700))
+            let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
+            #expect(other.jobs.isEmpty)
+            #expect(other.rescued == 0)
+            let job = try await fixture.waitFor(id) { $0.state == .completed }
+            #expect(job.attempt == 1)
+        }
+    }
+
+    @Test("shutdown lets short jobs finish and puts long ones back without using an attempt")
+    func shutdown() async throws {
+        let directory = EngineFixture.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteStore(directory: directory)
+        let handlers: [String: any JobHandler] = [
+            "short": JobHandlerFunction { _ in
+                try await Task.sleep(for: .milliseconds(100))
+                return .completed
+            },
+            "long": JobHandlerFunction { _ in
+                try await Task.sleep(for: .seconds(60))
+                return .completed
+            },
+        ]
+        let configuration = JobRunnerConfiguration(pollInterval: .milliseconds(100), shutdownGrace: .milliseconds(500))
+        let ids = try await store.enqueue(
+            [NewJob(kind: "short", payload: "{}"), NewJob(kind: "long", payload: "{}")], at: Date()
+        ).map(\.id)
+        let started = ContinuousClock.now
+        let bothRan = try await JobFixture.run(store: store, configuration: configuration, handlers: handlers) { _ in
+            try await eventually {
+                try await store.jobs(matching: JobFilter(state: .running), after: nil, limit: 10).count == 2
+            }
+        }
+        #expect(bothRan)
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let short = try #require(try await store.job(ids[0]))
+        let long = try #require(try await store.job(ids[1]))
+        #expect(short.state == .completed)
+        #expect(long.state == .available)
+        #expect(long.attempt == 0)
+        #expect(long.leaseUntil == nil)
+        try await store.close()
+    }
+
+    @Test("10,000 no-op jobs each run exactly once")
+    func burnDown() async throws {
+        let runs = Locked<[JobID: Int]>([:])
+        let handler = JobHandlerFunction { job in
+            runs.withLock { $0[job.id, default: 0] += 1 }
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["noop": handler]) { fixture in
+            let ids = try await fixture.store.enqueue(
+                Array(repeating: NewJob(kind: "noop", payload: "{}"), count: 10_000), at: Date()
+            ).map(\.id)
+            fixture.runner.notify(runAt: Date())
+            #expect(try await eventually(timeout: .seconds(60)) { runs.value.count == ids.count })
+            #expect(runs.value.values.allSatisfy { $0 == 1 })
+            #expect(
+                try await eventually {
+                    try await fixture.store.jobStatistics(at: Date()).counts["noop"]?[.completed] == ids.count
+                })
+        }
+    }
+}
