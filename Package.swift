@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(
             name: "CrestEndToEndTests",
             dependencies: [
-                "CrestTestSupport",
+                "CrestCore", "CrestStore", "CrestTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

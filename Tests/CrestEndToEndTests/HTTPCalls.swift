@@ -14,6 +14,12 @@ struct CrestClient: Sendable {
         var problemType: String?
         /// `stock` of a sale body, if any.
         var stock: [String: Int]?
+        var body: Data
+
+        /// The body as a JSON object (empty for anything else).
+        var json: [String: Any] {
+            (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+        }
     }
 
     let http: HTTPClient
@@ -32,16 +38,20 @@ struct CrestClient: Sendable {
         }
         let response = try await http.execute(request, timeout: timeout)
         let body = try await response.body.collect(upTo: 1 << 20)
-        let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+        let data = Data(body.readableBytesView)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         return Answer(
             status: Int(response.status.code), headers: response.headers, id: object["id"] as? String,
-            problemType: object["type"] as? String, stock: object["stock"] as? [String: Int])
+            problemType: object["type"] as? String, stock: object["stock"] as? [String: Int], body: data)
     }
 
-    func createSale(stock: Int, adminToken: String) async throws -> String {
+    func createSale(stock: Int, adminToken: String, paymentWindowSeconds: Int = 900) async throws -> String {
         let answer = try await call(
             .POST, "/v1/sales", headers: [("Authorization", "Bearer \(adminToken)")],
-            json: #"{"sku":"E2E","title":"Crash test","price":{"amount":100,"currency":"CNY"},"stock":\#(stock)}"#)
+            json: #"""
+                {"sku":"E2E","title":"Crash test","price":{"amount":100,"currency":"CNY"},"stock":\#(stock),
+                 "paymentWindowSeconds":\#(paymentWindowSeconds)}
+                """#)
         guard answer.status == 201, let id = answer.id else {
             throw CrestClientError(message: "sale not created: \(answer.status) \(answer.problemType ?? "")")
         }

@@ -6,6 +6,8 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import CrestTestSupport
+import Testing
 
 
 /// An engine on a fresh embedded store in a temporary directory, with its batcher and job runner running.
@@ -51,11 +53,33 @@ struct EngineFixture {
     }
 
     /// A sale open now with `stock` units at ¥10.00.
-    func sale(stock: Int64, perBuyerLimit: Int = 1, startsAt: Date? = nil, endsAt: Date? = nil) async throws -> Sale {
+    func sale(
+        stock: Int64, perBuyerLimit: Int = 1, startsAt: Date? = nil, endsAt: Date? = nil, paymentWindowSeconds: Int = 900
+    ) async throws -> Sale {
         try await engine.createSale(
             SaleDraft(
                 sku: "PHONE-1", title: "Phone", price: Money(amount: 1000, currency: Currency("CNY")!), stock: stock,
-                perBuyerLimit: perBuyerLimit, startsAt: startsAt, endsAt: endsAt))
+                perBuyerLimit: perBuyerLimit, startsAt: startsAt, endsAt: endsAt,
+                paymentWindowSeconds: paymentWindowSeconds))
+    }
+
+    /// The sale's counters now, after checking that they are conserved (available + reserved +
+    /// sold = total, none negative).
+    @discardableResult
+    func conservedCounters(_ sale: Sale, sourceLocation: SourceLocation = #_sourceLocation) async throws
+        -> StockCounters
+    {
+        let counters = try await engine.sale(sale.id).stock
+        #expect(counters.isConserved, "counters not conserved: \(counters)", sourceLocation: sourceLocation)
+        return counters
+    }
+
+    /// Waits until the order has `status`.
+    func waitFor(_ id: OrderID, status: Order.Status, timeout: Duration = .seconds(15)) async throws -> Order {
+        let reached = try await eventually(timeout: timeout) { try await engine.order(id).status == status }
+        let order = try await engine.order(id)
+        #expect(reached, "order \(id) is \(order.status.rawValue), not \(status.rawValue)")
+        return order
     }
 
     func order(_ sale: Sale, buyer: String, key: String, quantity: Int = 1) async throws -> PlacedOrder {

@@ -35,8 +35,10 @@ struct HTTPFixture {
         let store = try SQLiteStore(directory: directory)
         var logger = Logger(label: "crest.test")
         logger.logLevel = .warning
+        // Bootstrap metrics before the engine makes its metric handles, as the executable does.
+        let registry = TestMetrics.registry
         let engine = Engine(store: store, logger: logger)
-        let router = CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: TestMetrics.registry)
+        let router = CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: registry)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)

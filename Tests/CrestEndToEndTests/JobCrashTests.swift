@@ -1,0 +1,97 @@
+import AsyncHTTPClient
+import CrestCore
+import CrestStore
+import CrestTestSupport
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@Suite("Jobs survive crashes")
+struct JobCrashTests {
+    @Test("kill -9 while expiry jobs run: after restart each runs again once its lease is over, and stock is released once")
+    func expiryJobsSurviveKill9() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)))
+        let lease = ["--job-lease-seconds", "2"]
+        let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
+        let stock = 10_000
+
+        let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
+        let client = CrestClient(http: http, port: first.port)
+        let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 1)
+
+        // Orders keep coming while the first ones expire; the process dies once expiry jobs are running.
+        let killed = Locked(false)
+        async let watcher: Void = {
+            try? await Task.sleep(for: .milliseconds(900))
+            while !killed.value {
+                if let running = try? await client.call(
+                    .GET, "/v1/jobs?state=running&kind=order.expire", headers: admin),
+                    (running.json["jobs"] as? [Any])?.isEmpty == false
+                {
+                    killed.withLock { $0 = true }
+                    first.kill()
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }()
+        let placed: [String?] = await concurrently(3_000, width: 16) { index in
+            guard !killed.value else { return nil }
+            let answer = try? await client.order(sale: sale, key: "key-\(index)", buyer: "buyer-\(index)")
+            return answer?.status == 201 ? answer?.id : nil
+        }
+        if !killed.value {
+            // Every order was placed before the expiries began: keep watching until they run.
+            while !killed.value { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        await watcher
+        let orders = placed.compactMap { $0 }
+        #expect(!orders.isEmpty)
+
+        // What the crash left: jobs still marked running, with a lease that nobody will extend.
+        let interrupted = try await {
+            let store = try SQLiteStore(directory: directory)
+            defer { Task { try? await store.close() } }
+            return try await store.jobs(matching: JobFilter(state: .running), after: nil, limit: 1_000)
+        }()
+        #expect(!interrupted.isEmpty, "no job was running when the process was killed")
+
+        let second = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
+        let restarted = CrestClient(http: http, port: second.port)
+        for job in interrupted {
+            var after: [String: Any] = [:]
+            let done = try await eventually(timeout: .seconds(20)) {
+                after = try await restarted.call(.GET, "/v1/jobs/\(job.id)", headers: admin).json
+                return after["state"] as? String == "completed"
+            }
+            #expect(done, "job \(job.id) did not run again: \(after)")
+            #expect(after["attempt"] as? Int == job.attempt + 1, "job \(job.id) ran \(after["attempt"] ?? "?") times")
+            let leaseEnd = try #require(job.leaseUntil)
+            let reran = try #require((after["attemptedAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
+            #expect(reran >= leaseEnd.addingTimeInterval(-0.001), "ran again at \(reran), before its lease ended at \(leaseEnd)")
+            // Its effect happened once: the order expired with one event.
+            let orderID = try #require(OrderJobs.orderID(in: job.payload))
+            let events = try await restarted.call(.GET, "/v1/orders/\(orderID)/events").json["events"] as? [[String: Any]]
+            #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
+        }
+        // Every order expires, and every unit is back exactly once.
+        var counters: [String: Int] = [:]
+        let allBack = try await eventually(timeout: .seconds(30)) {
+            counters = try await restarted.stock(sale: sale)
+            return counters["reserved"] == 0
+        }
+        #expect(allBack, "stock still reserved: \(counters)")
+        #expect(counters == ["total": stock, "available": stock, "reserved": 0, "sold": 0])
+        for id in orders.prefix(100) {
+            let events = try await restarted.call(.GET, "/v1/orders/\(id)/events").json["events"] as? [[String: Any]]
+            #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
+        }
+        #expect(second.stop() == 0, "graceful stop failed:\n\(second.log)")
+        try await http.shutdown()
+    }
+}
