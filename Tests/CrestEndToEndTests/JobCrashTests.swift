@@ -21,37 +21,33 @@ struct JobCrashTests {
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
         let stock = 10_000
 
-        let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
-        let client = CrestClient(http: http, port: first.port)
-        let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 1)
-
-        // Orders keep coming while the first ones expire; the process dies once expiry jobs are running.
-        let killed = Locked(false)
-        async let watcher: Void = {
-            try? await Task.sleep(for: .milliseconds(900))
-            while !killed.value {
-                if let running = try? await client.call(
-                    .GET, "/v1/jobs?state=running&kind=order.expire", headers: admin),
-                    (running.json["jobs"] as? [Any])?.isEmpty == false
-                {
-                    killed.withLock { $0 = true }
-                    first.kill()
-                }
-                try? await Task.sleep(for: .milliseconds(2))
-            }
-        }()
-        let placed: [String?] = await concurrently(3_000, width: 16) { index in
-            guard !killed.value else { return nil }
+        // Orders with a short window, placed while Crest runs; it stops before most of them expire,
+        // so that the next start finds a backlog of due expiry jobs and is busy running them.
+        let window = 3
+        let placing = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
+        let client = CrestClient(http: http, port: placing.port)
+        let sale = try await client.createSale(
+            stock: stock, adminToken: CrestProcess.adminToken, paymentWindowSeconds: window)
+        let placed: [String?] = await concurrently(2_000, width: 16) { index in
             let answer = try? await client.order(sale: sale, key: "key-\(index)", buyer: "buyer-\(index)")
             return answer?.status == 201 ? answer?.id : nil
         }
-        if !killed.value {
-            // Every order was placed before the expiries began: keep watching until they run.
-            while !killed.value { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        await watcher
+        let lastPlaced = ContinuousClock.now
+        #expect(placing.stop() == 0, "graceful stop failed:\n\(placing.log)")
         let orders = placed.compactMap { $0 }
-        #expect(!orders.isEmpty)
+        #expect(orders.count == placed.count)
+        try await Task.sleep(until: lastPlaced + .seconds(window) + .milliseconds(200))
+
+        // The next start works through the backlog and dies while expiry jobs are running.
+        let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
+        let busy = CrestClient(http: http, port: first.port)
+        let caught = try await eventually(timeout: .seconds(20), every: .milliseconds(1)) {
+            let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire", headers: admin)
+            guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
+            first.kill()
+            return true
+        }
+        #expect(caught, "no expiry job was seen running")
 
         // What the crash left: jobs still marked running, with a lease that nobody will extend.
         let interrupted = try await {

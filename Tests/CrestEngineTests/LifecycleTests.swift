@@ -66,7 +66,7 @@ struct LifecycleTests {
     @Test("a second cancel is a no-op, and the expiry of a cancelled order changes nothing")
     func secondCancel() async throws {
         try await EngineFixture.with(configuration: quickJobs) { fixture in
-            let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 1)
+            let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 2)
             let order = try await fixture.order(sale, buyer: "ana", key: "k1").order
             let cancelled = try await fixture.engine.cancelOrder(order.id)
             let again = try await fixture.engine.cancelOrder(order.id)
@@ -168,8 +168,10 @@ struct LifecycleTests {
 
     @Test("outbox: every change has exactly one event, numbered per order without gaps")
     func outbox() async throws {
-        try await EngineFixture.with(configuration: quickJobs) { fixture in
-            let sale = try await fixture.sale(stock: 40, paymentWindowSeconds: 1)
+        // The engine's clock is ours: orders expire when we move it past their window.
+        let now = Locked(Date())
+        try await EngineFixture.with(configuration: quickJobs, clock: { now.value }) { fixture in
+            let sale = try await fixture.sale(stock: 40, paymentWindowSeconds: 60)
             var orders: [Order] = []
             for index in 0..<30 {
                 orders.append(try await fixture.order(sale, buyer: "buyer-\(index)", key: "k-\(index)").order)
@@ -194,6 +196,10 @@ struct LifecycleTests {
                     expected[order.id] = [.created, .expired]
                 }
             }
+            for (index, order) in orders.enumerated() where index % 3 == 1 {
+                _ = try await fixture.waitFor(order.id, status: .paid)
+            }
+            now.withLock { $0 = $0.addingTimeInterval(61) }
             for (index, order) in orders.enumerated() {
                 let status: Order.Status = [.cancelled, .paid, .expired][index % 3]
                 _ = try await fixture.waitFor(order.id, status: status, timeout: .seconds(5))
