@@ -79,6 +79,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "crest-bench",
+            dependencies: [
+                "CrestCore",
+                "CrestStore",
+                "CrestEngine",
+                "CrestTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/crest-bench",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "CrestTestSupport",
             dependencies: [],

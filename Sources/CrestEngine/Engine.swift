@@ -17,9 +17,11 @@ import ServiceLifecycle
 public final class Engine: Sendable {
     public let store: any Store
     let batcher: GroupCommitter<StockGate.Ticket, ReservationOutcome>
+    /// Merges the order changes of concurrent jobs (expiries, confirmations) into one transaction.
+    let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
 
-    /// The reservation batcher, to run under the service group.
-    public var batcherService: any Service { batcher }
+    /// The reservation batcher and the transition batcher, to run under the service group.
+    public var batcherService: any Service { ServicePair(first: batcher, second: transitioner) }
     let gates: StockGates
     let jobs: JobRunner
     let lifecycle: OrderLifecycle
@@ -43,7 +45,14 @@ public final class Engine: Sendable {
             metrics.publish(gate.counters, of: gate.sale.id)
         }
         self.gates = gates
-        let lifecycle = OrderLifecycle(store: store, gates: gates, metrics: metrics, logger: logger, clock: clock)
+        let transitioner = GroupCommitter<TransitionRequest, TransitionResult?>(
+            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
+        ) { requests in
+            try await store.transitions(requests, at: clock())
+        }
+        self.transitioner = transitioner
+        let lifecycle = OrderLifecycle(
+            store: store, transitioner: transitioner, gates: gates, metrics: metrics, logger: logger, clock: clock)
         self.lifecycle = lifecycle
         let jobs = JobRunner(
             store: store, handlers: lifecycle.handlers, configuration: configuration.jobs, logger: logger, clock: clock)
@@ -84,6 +93,20 @@ public final class Engine: Sendable {
         } catch {
             logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])
             throw UnavailableError(reason: "the store is unavailable")
+        }
+    }
+}
+
+/// Two services run as one: both start together, both see the same graceful shutdown.
+struct ServicePair: Service {
+    let first: any Service
+    let second: any Service
+
+    func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.run() }
+            group.addTask { try await second.run() }
+            try await group.waitForAll()
         }
     }
 }

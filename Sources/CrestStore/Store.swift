@@ -42,6 +42,10 @@ public protocol Store: JobQueue {
     /// money arrived that must go back. Throws `OrderError.orderNotFound`.
     func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult
 
+    /// Applies several transitions in one transaction, in order, each as `transition(_:by:at:)`
+    /// would; `nil` for an order that does not exist. For the jobs that change many orders at once.
+    func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?]
+
     /// Cancels the attempt named by an idempotency key: its order, if it placed one (as
     /// `transition(_:by: .cancel, at:)` would), or else a record that refuses the attempt if its
     /// reservation arrives later (TCC's empty rollback, which prevents a hanging reservation).
@@ -155,6 +159,17 @@ public struct TransitionResult: Sendable {
         self.order = order
         self.change = change
         self.counters = counters
+    }
+}
+
+/// One order and the event to apply to it.
+public struct TransitionRequest: Sendable, Hashable {
+    public var orderID: OrderID
+    public var event: Order.Event
+
+    public init(orderID: OrderID, event: Order.Event) {
+        self.orderID = orderID
+        self.event = event
     }
 }
 

@@ -35,7 +35,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most reservations per store transaction; 1 turns merging off [env: CREST_MAX_BATCH] (default: 512)")
     var maxBatch: Int?
 
-    @Option(help: "Jobs run at the same time (order expiry, payment confirmation) [env: CREST_JOB_WORKERS] (default: 32)")
+    @Option(help: "Jobs run at the same time (order expiry, payment confirmation) [env: CREST_JOB_WORKERS] (default: 100)")
     var jobWorkers: Int?
 
     @Option(help: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it [env: CREST_JOB_LEASE_SECONDS] (default: 30)")
@@ -51,7 +51,7 @@ struct Serve: AsyncParsableCommand {
         let dataDirectory = try store.directory(settings)
         let windowMicros = try settings.value(batchWindowUs, env: "CREST_BATCH_WINDOW_US", default: 0)
         let maxBatch = try settings.value(maxBatch, env: "CREST_MAX_BATCH", default: 512)
-        let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 32)
+        let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 100)
         let jobLease = try settings.value(jobLeaseSeconds, env: "CREST_JOB_LEASE_SECONDS", default: 30)
         let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
         guard let level = Logger.Level(rawValue: levelName) else {

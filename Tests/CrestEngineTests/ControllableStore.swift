@@ -66,6 +66,10 @@ final class ControllableStore: Store {
         if failingTransitions.value.contains(event) { throw InjectedFailure() }
         return try await inner.transition(id, by: event, at: now)
     }
+    func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?] {
+        if requests.contains(where: { failingTransitions.value.contains($0.event) }) { throw InjectedFailure() }
+        return try await inner.transitions(requests, at: now)
+    }
     func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult {
         try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
     }

@@ -106,9 +106,13 @@ public final class JobRunner: Service, Sendable {
     private func runJobs() async {
         await withDiscardingTaskGroup { jobs in
             var failures = 0
+            // Claims are transactions: wait for a quarter of the workers to be free rather than
+            // claiming one job each time one finishes.
+            let claimAtLeast = max(1, configuration.workers / 4)
             while !isStopping {
-                let free = configuration.workers - runningCount
-                if free <= 0 {
+                let running = runningCount
+                let free = configuration.workers - running
+                if free < claimAtLeast, running > 0 {
                     await claimWake.wait(for: configuration.pollInterval)
                     continue
                 }

@@ -20,7 +20,7 @@ public struct JobRunnerConfiguration: Sendable {
     public var discardedRetention: Duration
 
     public init(
-        workers: Int = 32, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1),
+        workers: Int = 100, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1),
         backoff: Backoff = Backoff(), shutdownGrace: Duration = .seconds(10), statisticsInterval: Duration = .seconds(5),
         completedRetention: Duration = .seconds(24 * 3600), discardedRetention: Duration = .seconds(7 * 24 * 3600)
     ) {

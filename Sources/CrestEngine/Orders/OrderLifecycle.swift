@@ -10,6 +10,7 @@ import Logging
 /// that runs twice (its worker died after the change) changes nothing the second time.
 struct OrderLifecycle: Sendable {
     let store: any Store
+    let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
     let gates: StockGates
     let metrics: EngineMetrics
     let logger: Logger
@@ -33,7 +34,7 @@ struct OrderLifecycle: Sendable {
             // Another node's clock ran ahead of ours: not yet.
             return .snooze(.milliseconds(Int64(order.expiresAt.timeIntervalSince(now) * 1000) + 1))
         }
-        let result = try await store.transition(order.id, by: .expire, at: now)
+        let result = try await transition(order.id, by: .expire)
         if result.change == .applied {
             released(result)
             logger.debug("order expired", metadata: ["order": "\(order.id)", "sale": "\(order.saleID)"])
@@ -45,7 +46,7 @@ struct OrderLifecycle: Sendable {
     /// expired is refused; the store flagged the order (its money must go back).
     func confirm(_ job: Job) async throws -> JobResult {
         let order = try await order(in: job)
-        let result = try await store.transition(order.id, by: .pay, at: clock())
+        let result = try await transition(order.id, by: .pay)
         switch result.change {
         case .applied:
             gates.loadedGate(for: order.saleID)?.observe(result.counters)
@@ -79,6 +80,14 @@ struct OrderLifecycle: Sendable {
         gates.loadedGate(for: result.order.saleID)?.released(
             buyer: result.order.buyer, quantity: result.order.quantity, counters: result.counters)
         metrics.publish(result.counters.counters, of: result.order.saleID)
+    }
+
+    /// Through the transition batcher: the changes of all jobs running now share one transaction.
+    private func transition(_ id: OrderID, by event: Order.Event) async throws -> TransitionResult {
+        guard let result = try await transitioner.submit(TransitionRequest(orderID: id, event: event)) else {
+            throw JobDiscardError("order \(id) does not exist")
+        }
+        return result
     }
 
     private func order(in job: Job) async throws -> Order {

@@ -56,21 +56,22 @@ enum SQLiteRows {
             })
     }
 
+    /// By position, in `jobColumns` order: claims decode every job they hand out.
     static func job(_ row: Row) throws -> Job {
         Job(
-            id: JobID(row["id"]),
-            kind: row["kind"],
-            payload: row["payload"],
-            state: try decode(Job.State(rawValue: row["state"]), "jobs.state"),
-            attempt: row["attempt"],
-            maxAttempts: row["max_attempts"],
-            runAt: date(row["run_at"]),
-            leaseUntil: (row["lease_until"] as Int64?).map(date),
-            lastError: row["last_error"],
-            uniqueKey: row["unique_key"],
-            createdAt: date(row["created_at"]),
-            attemptedAt: (row["attempted_at"] as Int64?).map(date),
-            finalizedAt: (row["finalized_at"] as Int64?).map(date))
+            id: JobID(row[0]),
+            kind: row[1],
+            payload: row[2],
+            state: try decode(Job.State(rawValue: row[3]), "jobs.state"),
+            attempt: row[4],
+            maxAttempts: row[5],
+            runAt: date(row[6]),
+            leaseUntil: (row[7] as Int64?).map(date),
+            lastError: row[8],
+            uniqueKey: row[9],
+            createdAt: date(row[10]),
+            attemptedAt: (row[11] as Int64?).map(date),
+            finalizedAt: (row[12] as Int64?).map(date))
     }
 
     static func event(_ row: Row) throws -> OrderEvent {

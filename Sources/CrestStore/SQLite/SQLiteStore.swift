@@ -109,9 +109,17 @@ public final class SQLiteStore: Store {
     }
 
     public func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
+        guard let result = try await transitions([TransitionRequest(orderID: id, event: event)], at: now)[0] else {
+            throw OrderError.orderNotFound
+        }
+        return result
+    }
+
+    public func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?] {
         try await pool.write { db in
-            guard let order = try Self.fetchOrder(db, id: id) else { throw OrderError.orderNotFound }
-            return try Self.apply(event, to: order, in: db, at: now)
+            try requests.map { request in
+                try Self.fetchOrder(db, id: request.orderID).map { try Self.apply(request.event, to: $0, in: db, at: now) }
+            }
         }
     }
 
@@ -192,14 +200,13 @@ public final class SQLiteStore: Store {
                     case .pay: ("reserved", "sold")
                     case .cancel, .expire: ("reserved", "available")
                     }
-                try db.execute(
-                    sql: "UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?",
-                    arguments: [order.quantity, order.quantity, order.saleID.description])
+                try db.cachedStatement(
+                    sql: "UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?"
+                ).execute(arguments: [order.quantity, order.quantity, order.saleID.description])
                 order.status = target
                 order.updatedAt = now
-                try db.execute(
-                    sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
-                    arguments: [target.rawValue, SQLiteRows.millis(now), order.id.description])
+                try db.cachedStatement(sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
+                    .execute(arguments: [target.rawValue, SQLiteRows.millis(now), order.id.description])
                 try SQLiteEvents.appendNext(db, OrderEvent.Kind(event), of: order, at: now)
             }
         } else {
@@ -211,7 +218,7 @@ public final class SQLiteStore: Store {
             }
         }
         let row = try Row.fetchOne(
-            db, sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?",
+            db.cachedStatement(sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?"),
             arguments: [order.saleID.description])
         guard let row else { throw CorruptRowError(column: "orders.sale_id") }
         return TransitionResult(
@@ -242,7 +249,8 @@ public final class SQLiteStore: Store {
 
     static func fetchOrder(_ db: Database, id: OrderID) throws -> Order? {
         try Row.fetchOne(
-            db, sql: "SELECT \(SQLiteRows.orderColumns) FROM orders WHERE id = ?", arguments: [id.description]
+            db.cachedStatement(sql: "SELECT \(SQLiteRows.orderColumns) FROM orders WHERE id = ?"),
+            arguments: [id.description]
         ).map(SQLiteRows.order)
     }
 
