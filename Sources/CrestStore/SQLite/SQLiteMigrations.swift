@@ -3,6 +3,11 @@ import Foundation
 import GRDB
 
 /// The versioned schema of the embedded store. Migrations only ever get appended.
+///
+/// Every index is paid for on the order path (each reserved order writes its row, its
+/// `order.created` event and its expiry job in the batch's transaction), so tables carry only the
+/// indexes that a hot query needs: events are keyed by (order, sequence) without a rowid, and jobs
+/// by (state, run_at) for claims.
 enum SQLiteMigrations {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -53,17 +58,16 @@ enum SQLiteMigrations {
                     ALTER TABLE orders ADD COLUMN flag TEXT;
                     ALTER TABLE orders ADD COLUMN flagged_at INTEGER;
                     CREATE INDEX orders_flagged ON orders (id) WHERE flag IS NOT NULL;
-                    CREATE INDEX orders_by_status ON orders (status, id);
 
                     CREATE TABLE order_events (
-                        id TEXT PRIMARY KEY NOT NULL,
                         order_id TEXT NOT NULL REFERENCES orders(id),
-                        sale_id TEXT NOT NULL,
                         sequence INTEGER NOT NULL CHECK (sequence > 0),
+                        id TEXT NOT NULL,
+                        sale_id TEXT NOT NULL,
                         type TEXT NOT NULL,
                         occurred_at INTEGER NOT NULL,
-                        UNIQUE (order_id, sequence)
-                    ) STRICT;
+                        PRIMARY KEY (order_id, sequence)
+                    ) STRICT, WITHOUT ROWID;
 
                     CREATE TABLE cancelled_attempts (
                         sale_id TEXT NOT NULL REFERENCES sales(id),
@@ -91,7 +95,6 @@ enum SQLiteMigrations {
                     ) STRICT;
 
                     CREATE INDEX jobs_by_state_run_at ON jobs (state, run_at);
-                    CREATE INDEX jobs_by_kind_state ON jobs (kind, state);
                     CREATE UNIQUE INDEX jobs_unique_live ON jobs (unique_key)
                         WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'retryable');
                     """)
