@@ -106,7 +106,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CrestEngineTests",
-            dependencies: ["CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport"],
+            dependencies: [
+                "CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
