@@ -20,20 +20,24 @@ public struct OrderRequest: Sendable, Hashable {
 
     /// Checks what can be checked without the sale: the key, the buyer id, a positive quantity.
     public func validate() throws(ValidationError) {
-        var issues: [ValidationError.Issue] = []
-        if idempotencyKey.isEmpty || idempotencyKey.utf8.count > Self.idempotencyKeyMaxLength
-            || !idempotencyKey.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
-        {
-            issues.append(
-                .init(
-                    field: "Idempotency-Key",
-                    message: "must be 1 to \(Self.idempotencyKeyMaxLength) visible ASCII characters"))
-        }
+        var issues = Self.keyIssues(idempotencyKey)
         issues.append(contentsOf: TextRule(maxLength: Self.buyerMaxLength).issues(buyer, field: "buyer"))
         if quantity < 1 {
             issues.append(.init(field: "quantity", message: "must be at least 1"))
         }
         guard issues.isEmpty else { throw ValidationError(issues: issues) }
+    }
+
+    /// Checks an idempotency key on its own (e.g. to cancel the attempt it names).
+    public static func validateKey(_ key: String) throws(ValidationError) {
+        let issues = keyIssues(key)
+        guard issues.isEmpty else { throw ValidationError(issues: issues) }
+    }
+
+    private static func keyIssues(_ key: String) -> [ValidationError.Issue] {
+        guard key.isEmpty || key.utf8.count > idempotencyKeyMaxLength || !key.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
+        else { return [] }
+        return [.init(field: "Idempotency-Key", message: "must be 1 to \(idempotencyKeyMaxLength) visible ASCII characters")]
     }
 
     /// Whether `buyer` and `quantity` are those of this request.

@@ -151,8 +151,7 @@ extension Engine {
     /// order if it placed one, or else a record that refuses the attempt should it arrive later,
     /// so a client that gave up on an unanswered request can be sure it will not hold stock.
     public func cancelAttempt(saleID: SaleID, idempotencyKey: String) async throws -> AttemptCancellation {
-        let request = OrderRequest(saleID: saleID, idempotencyKey: idempotencyKey, buyer: "-", quantity: 1)
-        try request.validate()
+        try OrderRequest.validateKey(idempotencyKey)
         let now = clock()
         let result = try await withStore("cancel attempt") {
             try await store.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
