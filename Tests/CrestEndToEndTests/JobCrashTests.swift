@@ -50,11 +50,9 @@ struct JobCrashTests {
         #expect(caught, "no expiry job was seen running")
 
         // What the crash left: jobs still marked running, with a lease that nobody will extend.
-        let interrupted = try await {
-            let store = try SQLiteStore(directory: directory)
-            defer { Task { try? await store.close() } }
-            return try await store.jobs(matching: JobFilter(state: .running), after: nil, limit: 1_000)
-        }()
+        let crashed = try SQLiteStore(directory: directory)
+        let interrupted = try await crashed.jobs(matching: JobFilter(state: .running), after: nil, limit: 1_000)
+        try await crashed.close()
         #expect(!interrupted.isEmpty, "no job was running when the process was killed")
 
         let second = try await CrestProcess(dataDirectory: directory, extraArguments: lease)

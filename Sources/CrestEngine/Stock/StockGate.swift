@@ -149,10 +149,15 @@ final class StockGate: Sendable {
     }
 
     /// Records that a live order of `buyer` ended and its units went back to the sale.
+    ///
+    /// The release may be seen before the settle of the reservation it undoes (an attempt cancelled
+    /// by its key while its batch commits), so holdings may dip below zero for that moment rather
+    /// than being clamped, which would leave the buyer holding a unit after both. The store checks
+    /// limits again, so a briefly low count in memory cannot let a buyer past the limit.
     func released(buyer: String, quantity: Int, counters: CounterSnapshot) {
         state.withLock { state in
             let left = state.holdings[buyer, default: 0] - quantity
-            state.holdings[buyer] = left > 0 ? left : nil
+            state.holdings[buyer] = left != 0 ? left : nil
             apply(counters, to: &state)
         }
     }
