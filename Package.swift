@@ -42,10 +42,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "CrestPayments",
+            dependencies: [
+                "CrestCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CrestEngine",
             dependencies: [
                 "CrestCore",
                 "CrestStore",
+                "CrestPayments",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -60,9 +73,22 @@ let package = Package(
             dependencies: [
                 "CrestCore",
                 "CrestEngine",
+                "CrestPayments",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CrestSimulator",
+            dependencies: [
+                "CrestCore",
+                "CrestPayments",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -70,6 +96,8 @@ let package = Package(
             name: "crest",
             dependencies: [
                 "CrestHTTP",
+                "CrestPayments",
+                "CrestSimulator",
                 "CrestEngine",
                 "CrestStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

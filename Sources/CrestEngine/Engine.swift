@@ -1,4 +1,5 @@
 import CrestCore
+import CrestPayments
 import CrestStore
 import Foundation
 import Logging
@@ -29,14 +30,18 @@ public final class Engine: Sendable {
     /// The job runner (order expiry, payment confirmation), to run under the service group.
     public var jobRunnerService: any Service { jobs }
     let metrics = EngineMetrics()
+    let provider: (any PaymentProvider)?
     let logger: Logger
     let clock: @Sendable () -> Date
 
+    /// `provider`: the payment provider (best wrapped in a `GuardedProvider`). Without one, orders
+    /// get no payment and expire unless a payment is recorded otherwise.
     public init(
         store: any Store, configuration: EngineConfiguration = .init(), logger: Logger,
-        clock: @escaping @Sendable () -> Date = { Date() }
+        provider: (any PaymentProvider)? = nil, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
+        self.provider = provider
         self.logger = logger
         let clock: @Sendable () -> Date = { clock().wholeMilliseconds }
         self.clock = clock
@@ -52,7 +57,8 @@ public final class Engine: Sendable {
         }
         self.transitioner = transitioner
         let lifecycle = OrderLifecycle(
-            store: store, transitioner: transitioner, gates: gates, metrics: metrics, logger: logger, clock: clock)
+            store: store, transitioner: transitioner, gates: gates, metrics: metrics, provider: provider,
+            expiry: configuration.expiry, logger: logger, clock: clock)
         self.lifecycle = lifecycle
         let jobs = JobRunner(
             store: store, handlers: lifecycle.handlers, configuration: configuration.jobs, logger: logger, clock: clock)
@@ -61,7 +67,9 @@ public final class Engine: Sendable {
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
-            if let first = tickets.first { jobs.notify(runAt: first.reservation.expiresAt) }
+            if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {
+                jobs.notify(runAt: runAt)
+            }
             return outcomes
         }
     }
@@ -89,6 +97,8 @@ public final class Engine: Sendable {
         } catch let error as UnavailableError {
             throw error
         } catch let error as JobError {
+            throw error
+        } catch let error as PaymentMismatchError {
             throw error
         } catch {
             logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])

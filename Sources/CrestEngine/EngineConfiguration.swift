@@ -9,14 +9,38 @@ public struct EngineConfiguration: Sendable {
     public var refusalMemoryPerSale: Int
     /// The job runner: workers, leases, backoff.
     public var jobs: JobRunnerConfiguration
+    /// How expiry treats a payment the provider has not settled.
+    public var expiry: ExpiryPolicy
 
     public init(
         batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
-        jobs: JobRunnerConfiguration = .init()
+        jobs: JobRunnerConfiguration = .init(), expiry: ExpiryPolicy = .init()
     ) {
         self.batchWindow = batchWindow
         self.maxBatchSize = maxBatchSize
         self.refusalMemoryPerSale = refusalMemoryPerSale
         self.jobs = jobs
+        self.expiry = expiry
+    }
+}
+
+/// Before an order with a payment expires, Crest asks the provider how that payment stands.
+public struct ExpiryPolicy: Sendable {
+    /// A payment still `processing` at the provider holds the expiry back this long past
+    /// `expiresAt` (asking again every `processingRecheck`); then the order expires, and a success
+    /// after that is refunded.
+    public var processingGrace: Duration
+    public var processingRecheck: Duration
+    /// While the provider cannot be asked, expiry retries (with the job backoff) for this long past
+    /// `expiresAt`; then the order expires without the provider's word (a later success is refunded).
+    public var unreachableGrace: Duration
+
+    public init(
+        processingGrace: Duration = .seconds(120), processingRecheck: Duration = .seconds(5),
+        unreachableGrace: Duration = .seconds(600)
+    ) {
+        self.processingGrace = processingGrace
+        self.processingRecheck = processingRecheck
+        self.unreachableGrace = unreachableGrace
     }
 }

@@ -52,6 +52,20 @@ public protocol Store: JobQueue {
     /// Throws `OrderError.saleNotFound`.
     func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult
 
+    /// Records what the provider says about an order's payment, in one transaction, and acts on it:
+    ///
+    /// - an observation with an event id already recorded changes nothing (`duplicate`);
+    /// - the payment's status only moves forward (`PaymentStatus.merged(with:)`), so observations
+    ///   may arrive in any order;
+    /// - the first `succeeded` makes a pending order `paid` (reserved → sold, `order.paid`); for an
+    ///   order already cancelled or expired it enqueues a refund job instead and flags the order
+    ///   `confirm_after_cancel`;
+    /// - `refunded` makes a cancelled or expired order `refunded` (`order.refunded`).
+    ///
+    /// Throws `OrderError.orderNotFound`, and `PaymentMismatchError` when the order already has
+    /// another payment.
+    func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord
+
     /// Marks an order for an operator. Throws `OrderError.orderNotFound`.
     func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws
 
@@ -170,6 +184,38 @@ public struct TransitionRequest: Sendable, Hashable {
     public init(orderID: OrderID, event: Order.Event) {
         self.orderID = orderID
         self.event = event
+    }
+}
+
+/// What recording a payment observation did.
+public struct PaymentRecord: Sendable {
+    /// The order after the observation.
+    public var order: Order
+    /// The observation's event id had been recorded before: nothing changed.
+    public var duplicate: Bool
+    /// The order's change (paid, refunded), if the observation caused one.
+    public var transition: TransitionResult?
+    /// A refund job was enqueued: the payment succeeded after the order was cancelled or expired.
+    public var refundEnqueued: Bool
+
+    public init(order: Order, duplicate: Bool, transition: TransitionResult?, refundEnqueued: Bool) {
+        self.order = order
+        self.duplicate = duplicate
+        self.transition = transition
+        self.refundEnqueued = refundEnqueued
+    }
+}
+
+/// An observation names a payment other than the one the order already has.
+public struct PaymentMismatchError: Error, Sendable, Hashable {
+    public var orderID: OrderID
+    public var known: String
+    public var observed: String
+
+    public init(orderID: OrderID, known: String, observed: String) {
+        self.orderID = orderID
+        self.known = known
+        self.observed = observed
     }
 }
 

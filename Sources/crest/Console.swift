@@ -1,9 +1,23 @@
+import ArgumentParser
 import Foundation
+import Logging
 
 /// Lines for the operator on standard output, written at once (not buffered), so that a
 /// supervisor or a test reading the pipe sees them when they happen.
 enum Console {
     static func say(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+}
+
+extension Console {
+    /// Logs go to standard error at `level` (trace … critical); once per process.
+    static func bootstrapLogging(level name: String) throws {
+        guard let level = Logger.Level(rawValue: name) else { throw ValidationError("unknown log level \(name)") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
     }
 }

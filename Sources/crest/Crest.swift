@@ -5,7 +5,7 @@ struct Crest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crest",
         abstract: "A flash-sale order and payment engine.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, PSPSim.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -26,6 +26,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
 
+    @OptionGroup var payments: ProviderOptions
+
     @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
     var adminToken: String?
 
@@ -54,9 +56,6 @@ struct Serve: AsyncParsableCommand {
         let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 100)
         let jobLease = try settings.value(jobLeaseSeconds, env: "CREST_JOB_LEASE_SECONDS", default: 30)
         let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("unknown log level \(levelName)")
-        }
         guard (0...65535).contains(port) else { throw ValidationError("port must be 0…65535") }
         guard windowMicros >= 0, windowMicros <= 1_000_000 else {
             throw ValidationError("batch window must be 0…1,000,000 µs")
@@ -65,11 +64,7 @@ struct Serve: AsyncParsableCommand {
         guard (1...1024).contains(jobWorkers) else { throw ValidationError("job workers must be 1…1,024") }
         guard (1...3600).contains(jobLease) else { throw ValidationError("job lease must be 1…3,600 seconds") }
 
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        try Console.bootstrapLogging(level: levelName)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
         let logger = Logger(label: "crest")
@@ -77,14 +72,16 @@ struct Serve: AsyncParsableCommand {
         let token = try AdminToken.resolve(
             given: settings.optional(adminToken, env: "CREST_ADMIN_TOKEN"), dataDirectory: dataDirectory)
         let sqlite = try SQLiteStore(directory: dataDirectory)
+        let (provider, webhookSecret) = try payments.resolve(settings, logger: logger)
         let engine = Engine(
             store: sqlite,
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
                 jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
-            logger: logger)
+            logger: logger, provider: provider)
         let app = Application(
-            router: CrestHTTPServer.router(engine: engine, adminToken: token.token, metrics: registry),
+            router: CrestHTTPServer.router(
+                engine: engine, adminToken: token.token, metrics: registry, providerWebhookSecret: webhookSecret),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
                 let bound = channel.localAddress?.port ?? port

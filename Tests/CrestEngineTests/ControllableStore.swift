@@ -73,6 +73,9 @@ final class ControllableStore: Store {
     func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult {
         try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
     }
+    func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord {
+        try await inner.recordPayment(observation, at: now)
+    }
     func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws { try await inner.flagOrder(id, flag) }
     func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
         try await inner.orders(matching: filter, after: after, limit: limit)

@@ -13,10 +13,12 @@ public struct Order: Sendable, Hashable {
     public var updatedAt: Date
     /// Set when something about the order needs an operator.
     public var flag: OrderFlag?
+    /// The order's payment at the provider, once one was created.
+    public var payment: OrderPayment?
 
     public init(
         id: OrderID, saleID: SaleID, buyer: String, quantity: Int, amount: Money, status: Status, createdAt: Date,
-        expiresAt: Date, updatedAt: Date, flag: OrderFlag? = nil
+        expiresAt: Date, updatedAt: Date, flag: OrderFlag? = nil, payment: OrderPayment? = nil
     ) {
         self.id = id
         self.saleID = saleID
@@ -28,5 +30,6 @@ public struct Order: Sendable, Hashable {
         self.expiresAt = expiresAt
         self.updatedAt = updatedAt
         self.flag = flag
+        self.payment = payment
     }
 }

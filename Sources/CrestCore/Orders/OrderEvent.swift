@@ -8,6 +8,7 @@ public struct OrderEvent: Sendable, Hashable {
         case paid = "order.paid"
         case cancelled = "order.cancelled"
         case expired = "order.expired"
+        case refunded = "order.refunded"
 
         /// The event written when an order takes `event`'s arrow.
         public init(_ event: Order.Event) {
@@ -15,6 +16,7 @@ public struct OrderEvent: Sendable, Hashable {
             case .pay: self = .paid
             case .cancel: self = .cancelled
             case .expire: self = .expired
+            case .refund: self = .refunded
             }
         }
     }

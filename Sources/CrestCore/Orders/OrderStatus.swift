@@ -2,17 +2,19 @@
 ///
 /// ```
 /// pending_payment ──pay──▶ paid
-///        ├────────cancel──▶ cancelled
-///        └────────expire──▶ expired
+///        ├────────cancel──▶ cancelled ──refund──▶ refunded
+///        └────────expire──▶ expired ────refund──▶ refunded
 /// ```
 ///
-/// `paid`, `cancelled` and `expired` are final.
+/// `paid` and `refunded` are final; `cancelled` and `expired` are final for the stock, and move on
+/// to `refunded` only when a payment arrived too late and its money went back.
 extension Order {
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
         case pendingPayment = "pending_payment"
         case paid
         case cancelled
         case expired
+        case refunded
 
         /// A live order counts against the buyer's limit and holds stock (reserved or sold).
         public var isLive: Bool { self == .pendingPayment || self == .paid }
@@ -29,9 +31,11 @@ extension Order {
             case .pay: target = .paid
             case .cancel: target = .cancelled
             case .expire: target = .expired
+            case .refund: target = .refunded
             }
             if self == target { return self }
-            guard self == .pendingPayment else {
+            let from: Set<Status> = event == .refund ? [.cancelled, .expired] : [.pendingPayment]
+            guard from.contains(self) else {
                 throw OrderError.notPending(current: self)
             }
             return target
@@ -43,5 +47,7 @@ extension Order {
         case pay
         case cancel
         case expire
+        /// The late payment of a cancelled or expired order was refunded.
+        case refund
     }
 }

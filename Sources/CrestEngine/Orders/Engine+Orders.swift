@@ -83,7 +83,9 @@ extension Engine {
         let expiresAt = sale.paymentDeadline(from: now)
         return Reservation(
             orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
-            jobs: [OrderJobs.expiry(of: id, at: expiresAt)])
+            jobs: provider == nil
+                ? [OrderJobs.expiry(of: id, at: expiresAt)]
+                : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)])
     }
 
     private func replay(_ order: Order, for request: OrderRequest) throws -> PlacedOrder {

@@ -1,4 +1,5 @@
 import CrestCore
+import CrestPayments
 import CrestStore
 import Foundation
 import Logging
@@ -13,19 +14,31 @@ struct OrderLifecycle: Sendable {
     let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
     let gates: StockGates
     let metrics: EngineMetrics
+    let provider: (any PaymentProvider)?
+    let expiry: ExpiryPolicy
     let logger: Logger
     let clock: @Sendable () -> Date
 
     var handlers: [String: any JobHandler] {
-        [
+        var handlers: [String: any JobHandler] = [
             OrderJobs.expireKind: JobHandlerFunction(timeout: .seconds(30)) { job in try await expire(job) },
             OrderJobs.confirmKind: JobHandlerFunction(
                 timeout: .seconds(30), onDiscard: { job, error in await confirmFailed(job, error: error) }
             ) { job in try await confirm(job) },
         ]
+        if let provider {
+            handlers[PaymentJobs.createKind] = JobHandlerFunction(timeout: .seconds(30)) { job in
+                try await createPayment(job, provider: provider)
+            }
+            handlers[PaymentJobs.refundKind] = JobHandlerFunction(timeout: .seconds(30)) { job in
+                try await refund(job, provider: provider)
+            }
+        }
+        return handlers
     }
 
-    /// Expires an order still awaiting payment at the end of its window and gives its stock back.
+    /// Expires an order still awaiting payment at the end of its window and gives its stock back —
+    /// after asking the provider about its payment, which may have succeeded without Crest hearing.
     func expire(_ job: Job) async throws -> JobResult {
         let order = try await order(in: job)
         guard order.status == .pendingPayment else { return .completed }
@@ -34,12 +47,77 @@ struct OrderLifecycle: Sendable {
             // Another node's clock ran ahead of ours: not yet.
             return .snooze(.milliseconds(Int64(order.expiresAt.timeIntervalSince(now) * 1000) + 1))
         }
+        if let provider, let payment = order.payment {
+            let late = now.timeIntervalSince(order.expiresAt)
+            do {
+                let current = try await provider.payment(id: payment.id)
+                if let observation = current.observation() {
+                    let record = try await record(observation)
+                    if record.order.status != .pendingPayment { return .completed }
+                }
+                if current.status == .processing, late < expiry.processingGrace.seconds {
+                    return .snooze(expiry.processingRecheck)
+                }
+            } catch let error as ProviderError {
+                guard late >= expiry.unreachableGrace.seconds else { throw error }
+                logger.warning(
+                    "expiring without the provider's word; a later success will be refunded",
+                    metadata: ["order": "\(order.id)", "error": "\(error)"])
+            }
+        }
         let result = try await transition(order.id, by: .expire)
         if result.change == .applied {
             released(result)
             logger.debug("order expired", metadata: ["order": "\(order.id)", "sale": "\(order.saleID)"])
         }
         return .completed
+    }
+
+    /// Creates the order's payment at the provider (idempotency key: the order id) and records it,
+    /// so the order shows where to pay. Retried with backoff while the provider is unavailable.
+    func createPayment(_ job: Job, provider: any PaymentProvider) async throws -> JobResult {
+        let order = try await order(in: job)
+        // A webhook may have told us first; a closed order needs no payment.
+        guard order.payment == nil, order.status == .pendingPayment else { return .completed }
+        let payment = try await provider.createPayment(
+            PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
+        guard let observation = payment.observation(), observation.orderID == order.id else {
+            throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
+        }
+        _ = try await record(observation)
+        return .completed
+    }
+
+    /// Gives back a payment that succeeded after its order was cancelled or expired.
+    func refund(_ job: Job, provider: any PaymentProvider) async throws -> JobResult {
+        let order = try await order(in: job)
+        guard let payment = order.payment else { throw JobDiscardError("order \(order.id) has no payment") }
+        let refunded: ProviderPayment
+        do {
+            refunded = try await provider.refund(paymentID: payment.id, idempotencyKey: "refund-\(order.id)")
+        } catch ProviderError.rejected(let status, let detail) {
+            throw JobDiscardError("the provider refused the refund (\(status)): \(detail)")
+        }
+        if let observation = refunded.observation() { _ = try await record(observation) }
+        logger.info("late payment refunded", metadata: ["order": "\(order.id)", "payment": "\(payment.id)"])
+        return .completed
+    }
+
+    /// Records a payment observation and brings the gate and metrics in line with what it changed.
+    func record(_ observation: PaymentObservation) async throws -> PaymentRecord {
+        let record = try await store.recordPayment(observation, at: clock())
+        if let transition = record.transition, transition.change == .applied {
+            gates.loadedGate(for: transition.order.saleID)?.observe(transition.counters)
+            metrics.publish(transition.counters.counters, of: transition.order.saleID)
+            logger.info(
+                "order \(transition.order.status.rawValue)",
+                metadata: ["order": "\(transition.order.id)", "payment": "\(observation.payment.id)"])
+        }
+        if record.refundEnqueued {
+            logger.warning(
+                "payment succeeded after the order closed; refunding", metadata: ["order": "\(observation.orderID)"])
+        }
+        return record
     }
 
     /// Confirms a paid order's reservation. A confirm that comes after the order was cancelled or

@@ -21,6 +21,8 @@ struct OrderBody: Codable, ResponseEncodable {
     var updatedAt: Timestamp
     /// Present when the order needs an operator.
     var flag: FlagBody?
+    /// Present once the order's payment was created at the provider.
+    var payment: PaymentBody?
 
     init(_ order: Order) {
         id = order.id
@@ -33,7 +35,15 @@ struct OrderBody: Codable, ResponseEncodable {
         expiresAt = Timestamp(order.expiresAt)
         updatedAt = Timestamp(order.updatedAt)
         flag = order.flag.map { FlagBody(reason: $0.reason, flaggedAt: Timestamp($0.flaggedAt)) }
+        payment = order.payment.map { PaymentBody(id: $0.id, status: $0.status, payUrl: $0.payURL) }
     }
+}
+
+struct PaymentBody: Codable {
+    var id: String
+    var status: PaymentStatus
+    /// Where the buyer pays.
+    var payUrl: String?
 }
 
 struct FlagBody: Codable {

@@ -1,4 +1,6 @@
 import CrestCore
+import CrestPayments
+import CrestStore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -31,6 +33,33 @@ extension Problem {
             var problem = Problem(
                 kind: "unauthorized", title: "A valid admin bearer token is required", status: .unauthorized)
             problem.headers["WWW-Authenticate"] = "Bearer realm=\"crest-admin\""
+            return problem
+        case let error as WebhookSignature.Failure:
+            var problem: Problem
+            switch error {
+            case .stale:
+                problem = Problem(
+                    kind: "stale-signature", title: "The webhook's timestamp is too far from now", status: .unauthorized,
+                    detail: "signatures older or newer than 300 seconds are refused")
+            case .malformed, .mismatch:
+                problem = Problem(
+                    kind: "invalid-signature", title: "The webhook's signature does not verify", status: .unauthorized,
+                    detail: "expected \(ProviderAPI.signatureHeader): t=<unix time>,v1=<hex HMAC-SHA256 of \"t.body\">")
+            }
+            return problem
+        case let error as UnknownEventTypeError:
+            return Problem(
+                kind: "unknown-event-type", title: "The event type is not one Crest knows", status: .unprocessableContent,
+                detail: "unknown type \(error.type)")
+        case let error as PaymentMismatchError:
+            return Problem(
+                kind: "payment-mismatch", title: "The order already has another payment", status: .conflict,
+                detail: "order \(error.orderID) has payment \(error.known), not \(error.observed)")
+        case is WebhooksNotConfiguredError:
+            var problem = Problem(
+                kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable,
+                detail: "no provider webhook secret is configured")
+            problem.headers["Retry-After"] = "60"
             return problem
         case let error as UnavailableError:
             var problem = Problem(

@@ -12,8 +12,10 @@ import Prometheus
 public enum CrestHTTPServer {
     /// The router with every route and middleware. Middleware order, outside in: metrics, tracing,
     /// problem details — so errors are responses before metrics and traces see them.
+    /// `providerWebhookSecret` checks the signatures of the payment provider's webhooks; without
+    /// it, `POST /v1/webhooks/provider` answers 503.
     public static func router(
-        engine: Engine, adminToken: String, metrics: PrometheusCollectorRegistry
+        engine: Engine, adminToken: String, metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
         router.add(middleware: MetricsMiddleware())
@@ -24,6 +26,7 @@ public enum CrestHTTPServer {
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         OrderRoutes(engine: engine).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
+        PaymentRoutes(engine: engine, webhookSecret: providerWebhookSecret).add(to: router, admin: admin)
         return router
     }
 

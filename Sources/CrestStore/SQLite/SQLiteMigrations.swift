@@ -101,7 +101,12 @@ enum SQLiteMigrations {
             // Orders from before this version get what they would have had: their events, and an
             // expiry job for those still awaiting payment.
             let now = Date()
-            let orders = try Row.fetchAll(db, sql: "SELECT \(SQLiteRows.orderColumns) FROM orders ORDER BY id")
+            let orders = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
+                    FROM orders ORDER BY id
+                    """)
             for row in orders {
                 let order = try SQLiteRows.order(row)
                 try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt)
@@ -111,8 +116,24 @@ enum SQLiteMigrations {
                 case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt)
                 case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt)
                 case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt)
+                case .refunded: break  // not a status before v3
                 }
             }
+        }
+        migrator.registerMigration("v3: payments") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE orders ADD COLUMN payment_id TEXT;
+                    ALTER TABLE orders ADD COLUMN payment_status TEXT;
+                    ALTER TABLE orders ADD COLUMN pay_url TEXT;
+                    CREATE UNIQUE INDEX orders_by_payment ON orders (payment_id) WHERE payment_id IS NOT NULL;
+
+                    CREATE TABLE provider_events (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        order_id TEXT NOT NULL,
+                        received_at INTEGER NOT NULL
+                    ) STRICT, WITHOUT ROWID;
+                    """)
         }
         return migrator
     }

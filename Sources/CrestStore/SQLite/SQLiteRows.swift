@@ -10,7 +10,8 @@ enum SQLiteRows {
         created_at, total, available, reserved, sold, version
         """
     static let orderColumns = """
-        id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at, flag, flagged_at
+        id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at, flag, flagged_at,
+        payment_id, payment_status, pay_url
         """
     static let jobColumns = """
         id, kind, payload, state, attempt, max_attempts, run_at, lease_until, last_error, unique_key, created_at,
@@ -53,6 +54,11 @@ enum SQLiteRows {
             updatedAt: date(row["updated_at"]),
             flag: try (row["flag"] as String?).map {
                 OrderFlag(reason: try decode(OrderFlag.Reason(rawValue: $0), "orders.flag"), flaggedAt: date(row["flagged_at"]))
+            },
+            payment: try (row["payment_id"] as String?).map {
+                OrderPayment(
+                    id: $0, status: try decode(PaymentStatus(rawValue: row["payment_status"]), "orders.payment_status"),
+                    payURL: row["pay_url"])
             })
     }
 

@@ -194,15 +194,21 @@ public final class SQLiteStore: Store {
         if let target = try? order.status.applying(event) {
             change = target == order.status ? .repeated : .applied
             if change == .applied {
-                // Each event moves the order's units from one counter to another.
-                let (from, to) =
+                // Each event but a refund moves the order's units from one counter to another (a
+                // refunded order's units went back when it was cancelled or expired).
+                let move: (from: String, to: String)? =
                     switch event {
                     case .pay: ("reserved", "sold")
                     case .cancel, .expire: ("reserved", "available")
+                    case .refund: nil
                     }
-                try db.cachedStatement(
-                    sql: "UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?"
-                ).execute(arguments: [order.quantity, order.quantity, order.saleID.description])
+                if let (from, to) = move {
+                    try db.cachedStatement(
+                        sql: """
+                            UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?
+                            """
+                    ).execute(arguments: [order.quantity, order.quantity, order.saleID.description])
+                }
                 order.status = target
                 order.updatedAt = now
                 try db.cachedStatement(sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")

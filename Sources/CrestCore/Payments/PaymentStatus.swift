@@ -1,0 +1,77 @@
+/// Where a payment stands at the provider.
+///
+/// Provider notifications can come twice, late or out of order, so the state machine only moves
+/// forward: each observed status is merged with the known one and the further one wins.
+///
+/// ```
+/// created → processing → succeeded → refunded
+///                     ↘ failed ↗ (the buyer may pay again after a failure)
+/// ```
+public enum PaymentStatus: String, Sendable, Hashable, Codable, CaseIterable {
+    case created
+    case processing
+    case failed
+    case succeeded
+    case refunded
+
+    private var rank: Int {
+        switch self {
+        case .created: 0
+        case .processing: 1
+        case .failed: 2
+        case .succeeded: 3
+        case .refunded: 4
+        }
+    }
+
+    /// The status after also observing `observed`: the further of the two.
+    public func merged(with observed: PaymentStatus) -> PaymentStatus {
+        observed.rank > rank ? observed : self
+    }
+}
+
+/// An order's payment as Crest knows it.
+public struct OrderPayment: Sendable, Hashable {
+    /// The provider's id of the payment.
+    public var id: String
+    public var status: PaymentStatus
+    /// Where the buyer pays, when the provider gave one.
+    public var payURL: String?
+
+    public init(id: String, status: PaymentStatus, payURL: String?) {
+        self.id = id
+        self.status = status
+        self.payURL = payURL
+    }
+}
+
+/// What the provider says about a payment, from any source: the answer to creating it, a webhook,
+/// a status query, a refund.
+public struct PaymentObservation: Sendable, Hashable {
+    public var orderID: OrderID
+    public var payment: OrderPayment
+    /// The provider's event id when the observation is a webhook (deduplicated on it).
+    public var eventID: String?
+
+    public init(orderID: OrderID, payment: OrderPayment, eventID: String? = nil) {
+        self.orderID = orderID
+        self.payment = payment
+        self.eventID = eventID
+    }
+}
+
+/// The jobs of an order's payment: their kinds and payloads (`{"orderId": "…"}`, as `OrderJobs`).
+public enum PaymentJobs {
+    /// Creates the order's payment at the provider (idempotency key: the order id).
+    public static let createKind = "payment.create"
+    /// Refunds a payment that succeeded after its order was cancelled or expired.
+    public static let refundKind = "payment.refund"
+
+    public static func creation(of id: OrderID) -> NewJob {
+        NewJob(kind: createKind, payload: OrderJobs.payload(id), maxAttempts: 25, uniqueKey: "\(createKind):\(id)")
+    }
+
+    public static func refund(of id: OrderID) -> NewJob {
+        NewJob(kind: refundKind, payload: OrderJobs.payload(id), maxAttempts: 25, uniqueKey: "\(refundKind):\(id)")
+    }
+}

@@ -1,0 +1,199 @@
+import DequeModule
+import Synchronization
+
+/// A circuit breaker over a sliding window of the last calls.
+///
+/// **Closed**: calls go through; each outcome (failed? slow?) enters the window. Once the window
+/// holds `minimumCalls` and the share of failed calls reaches `failureRateThreshold`, or the share
+/// of slow calls reaches `slowCallRateThreshold`, the breaker **opens**: calls are refused at once
+/// for `openDuration`. Then it is **half-open**: up to `halfOpenProbes` calls go through as probes;
+/// if they all succeed it closes (with an empty window), if one fails it opens again.
+public final class CircuitBreaker: Sendable {
+    public struct Configuration: Sendable, Hashable {
+        public var windowSize: Int
+        public var minimumCalls: Int
+        public var failureRateThreshold: Double
+        /// A call slower than this counts as slow (whether it succeeded or not).
+        public var slowCallDuration: Duration
+        public var slowCallRateThreshold: Double
+        public var openDuration: Duration
+        public var halfOpenProbes: Int
+
+        public init(
+            windowSize: Int = 20, minimumCalls: Int = 10, failureRateThreshold: Double = 0.5,
+            slowCallDuration: Duration = .seconds(2), slowCallRateThreshold: Double = 0.8,
+            openDuration: Duration = .seconds(5), halfOpenProbes: Int = 1
+        ) {
+            precondition(windowSize >= 1 && minimumCalls >= 1 && halfOpenProbes >= 1, "breaker sizes must be positive")
+            self.windowSize = windowSize
+            self.minimumCalls = min(minimumCalls, windowSize)
+            self.failureRateThreshold = failureRateThreshold
+            self.slowCallDuration = slowCallDuration
+            self.slowCallRateThreshold = slowCallRateThreshold
+            self.openDuration = openDuration
+            self.halfOpenProbes = halfOpenProbes
+        }
+    }
+
+    public enum State: String, Sendable, Hashable {
+        case closed
+        case open
+        case halfOpen = "half_open"
+    }
+
+    /// The breaker at one moment, for operators.
+    public struct Snapshot: Sendable, Hashable {
+        public var state: State
+        public var callsInWindow: Int
+        public var failureRate: Double
+        public var slowCallRate: Double
+        /// Calls refused because the breaker was open (or its probes were taken), since start.
+        public var rejected: Int
+        /// Times the breaker opened since start.
+        public var opened: Int
+    }
+
+    /// Refused: the breaker is open.
+    public struct OpenError: Error {}
+
+    private struct Outcome {
+        var failed: Bool
+        var slow: Bool
+    }
+
+    private struct Inner {
+        var state: State = .closed
+        var window: Deque<Outcome> = []
+        var openUntil: ContinuousClock.Instant?
+        var probesInFlight = 0
+        var probeSucceeded = 0
+        var rejected = 0
+        var opened = 0
+    }
+
+    public let configuration: Configuration
+    private let inner = Mutex(Inner())
+    private let onStateChange: @Sendable (State) -> Void
+
+    public init(configuration: Configuration = .init(), onStateChange: @escaping @Sendable (State) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.onStateChange = onStateChange
+    }
+
+    /// Asks to make a call; throws `OpenError` when the breaker refuses it. A permitted call must
+    /// report its outcome with `record(failed:duration:)`.
+    public func acquire(now: ContinuousClock.Instant = .now) throws(OpenError) {
+        let (allowed, changed) = inner.withLock { inner -> (Bool, State?) in
+            switch inner.state {
+            case .closed:
+                return (true, nil)
+            case .open:
+                guard let until = inner.openUntil, now >= until else {
+                    inner.rejected += 1
+                    return (false, nil)
+                }
+                inner.state = .halfOpen
+                inner.probesInFlight = 1
+                inner.probeSucceeded = 0
+                return (true, .halfOpen)
+            case .halfOpen:
+                guard inner.probesInFlight + inner.probeSucceeded < configuration.halfOpenProbes else {
+                    inner.rejected += 1
+                    return (false, nil)
+                }
+                inner.probesInFlight += 1
+                return (true, nil)
+            }
+        }
+        if let changed { onStateChange(changed) }
+        guard allowed else { throw OpenError() }
+    }
+
+    /// Reports how a permitted call went.
+    public func record(failed: Bool, duration: Duration, now: ContinuousClock.Instant = .now) {
+        let slow = duration > configuration.slowCallDuration
+        let changed = inner.withLock { inner -> State? in
+            switch inner.state {
+            case .closed:
+                inner.window.append(Outcome(failed: failed, slow: slow))
+                if inner.window.count > configuration.windowSize { inner.window.removeFirst() }
+                guard inner.window.count >= configuration.minimumCalls else { return nil }
+                let count = Double(inner.window.count)
+                let failureRate = Double(inner.window.count(where: \.failed)) / count
+                let slowRate = Double(inner.window.count(where: \.slow)) / count
+                guard failureRate >= configuration.failureRateThreshold
+                    || slowRate >= configuration.slowCallRateThreshold
+                else { return nil }
+                open(&inner, now: now)
+                return .open
+            case .halfOpen:
+                inner.probesInFlight = max(0, inner.probesInFlight - 1)
+                if failed || slow {
+                    open(&inner, now: now)
+                    return .open
+                }
+                inner.probeSucceeded += 1
+                guard inner.probeSucceeded >= configuration.halfOpenProbes else { return nil }
+                inner.state = .closed
+                inner.window.removeAll()
+                return .closed
+            case .open:
+                // A call that started before the breaker opened: its outcome is old news.
+                return nil
+            }
+        }
+        if let changed { onStateChange(changed) }
+    }
+
+    public var snapshot: Snapshot {
+        inner.withLock { inner in
+            let count = inner.window.count
+            return Snapshot(
+                state: inner.state, callsInWindow: count,
+                failureRate: count == 0 ? 0 : Double(inner.window.count(where: \.failed)) / Double(count),
+                slowCallRate: count == 0 ? 0 : Double(inner.window.count(where: \.slow)) / Double(count),
+                rejected: inner.rejected, opened: inner.opened)
+        }
+    }
+
+    private func open(_ inner: inout Inner, now: ContinuousClock.Instant) {
+        inner.state = .open
+        inner.openUntil = now + configuration.openDuration
+        inner.probesInFlight = 0
+        inner.probeSucceeded = 0
+        inner.opened += 1
+    }
+}
+
+/// A cap on calls in flight: a call beyond it is refused at once rather than queued.
+public final class Bulkhead: Sendable {
+    public let limit: Int
+    private let state = Mutex((inFlight: 0, rejected: 0))
+
+    /// Refused: `limit` calls are in flight.
+    public struct FullError: Error {}
+
+    public init(limit: Int) {
+        precondition(limit >= 1, "a bulkhead needs room for one call")
+        self.limit = limit
+    }
+
+    public func enter() throws(FullError) {
+        let entered = state.withLock { state -> Bool in
+            guard state.inFlight < limit else {
+                state.rejected += 1
+                return false
+            }
+            state.inFlight += 1
+            return true
+        }
+        guard entered else { throw FullError() }
+    }
+
+    public func leave() {
+        state.withLock { $0.inFlight -= 1 }
+    }
+
+    public var inFlight: Int { state.withLock { $0.inFlight } }
+    public var rejected: Int { state.withLock { $0.rejected } }
+}

@@ -1,0 +1,98 @@
+import AsyncHTTPClient
+import CrestCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The provider API over HTTP (AsyncHTTPClient): what `crest psp-sim` serves.
+///
+/// Failures are sorted for the caller: no answer, a 5xx or a 429 is `ProviderError.unavailable`
+/// (worth retrying), a 404 is `.notFound`, another 4xx is `.rejected`.
+public struct HTTPPaymentProvider: PaymentProvider {
+    private let http: HTTPClient
+    private let baseURL: String
+    private let apiKey: String?
+    private let decoder = JSONDecoder()
+    private let encoder = JSONEncoder()
+
+    public init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {
+        self.http = http
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+    }
+
+    public func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
+        let body = ProviderAPI.CreateIntent(
+            amount: request.amount.amount, currency: request.amount.currency.code, reference: request.orderID.description)
+        return try await intent(
+            .POST, "/v1/payment_intents", key: request.idempotencyKey, body: try encoder.encode(body))
+    }
+
+    public func payment(id: String) async throws -> ProviderPayment {
+        try await intent(.GET, "/v1/payment_intents/\(Self.escaped(id))")
+    }
+
+    public func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment {
+        try await intent(.POST, "/v1/payment_intents/\(Self.escaped(paymentID))/refund", key: idempotencyKey)
+    }
+
+    public func statement(from: Date, to: Date) async throws -> [StatementRow] {
+        let text = try await send(
+            .GET, "/v1/statements?from=\(Int(from.timeIntervalSince1970))&to=\(Int(to.timeIntervalSince1970))")
+        return try String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline).dropFirst().map { line in
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 6, let amount = Int64(fields[2]), let currency = Currency(fields[3]),
+                let status = PaymentStatus(rawValue: fields[4]), let settled = Int64(fields[5])
+            else { throw ProviderError.rejected(status: 200, detail: "unreadable statement line: \(line)") }
+            return StatementRow(
+                paymentID: fields[0], reference: fields[1], amount: Money(amount: amount, currency: currency),
+                status: status, settledAt: Date(timeIntervalSince1970: Double(settled)))
+        }
+    }
+
+    private func intent(_ method: HTTPMethod, _ path: String, key: String? = nil, body: Data? = nil) async throws
+        -> ProviderPayment
+    {
+        let data = try await send(method, path, key: key, body: body)
+        guard let intent = try? decoder.decode(ProviderAPI.Intent.self, from: data), let payment = intent.payment else {
+            throw ProviderError.rejected(status: 200, detail: "unreadable payment intent")
+        }
+        return payment
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, key: String? = nil, body: Data? = nil) async throws -> Data {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        let buffer: ByteBuffer
+        do {
+            // The guard around every call sets the deadline; this one only stops a runaway call.
+            response = try await http.execute(request, timeout: .seconds(60))
+            buffer = try await response.body.collect(upTo: 4 << 20)
+        } catch let error as ProviderError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw ProviderError.unavailable("\(method) \(path): \(error)")
+        }
+        let data = Data(buffer.readableBytesView)
+        switch response.status.code {
+        case 200..<300: return data
+        case 404: throw ProviderError.notFound
+        case 429, 500...: throw ProviderError.unavailable("\(method) \(path) answered \(response.status.code)")
+        default:
+            throw ProviderError.rejected(status: Int(response.status.code), detail: String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    private static func escaped(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id
+    }
+}

@@ -1,0 +1,90 @@
+import CrestCore
+import Foundation
+
+/// A payment provider as Crest uses it. Every call that changes something carries an idempotency
+/// key, so repeating it (after a timeout, a lost answer) never pays or refunds twice.
+public protocol PaymentProvider: Sendable {
+    /// Creates (or, for a known key, returns) the payment of an order.
+    func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment
+
+    /// The payment as the provider knows it now.
+    func payment(id: String) async throws -> ProviderPayment
+
+    /// Refunds a succeeded payment in full (or returns the refund already made with this key).
+    func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment
+
+    /// The settlement statement: payments settled in `from..<to`.
+    func statement(from: Date, to: Date) async throws -> [StatementRow]
+}
+
+public struct PaymentRequest: Sendable, Hashable {
+    public var orderID: OrderID
+    public var amount: Money
+    public var idempotencyKey: String
+
+    public init(orderID: OrderID, amount: Money, idempotencyKey: String) {
+        self.orderID = orderID
+        self.amount = amount
+        self.idempotencyKey = idempotencyKey
+    }
+}
+
+/// A payment at the provider; `reference` is Crest's order id.
+public struct ProviderPayment: Sendable, Hashable {
+    public var id: String
+    public var reference: String
+    public var amount: Money
+    public var status: PaymentStatus
+    public var payURL: String?
+
+    public init(id: String, reference: String, amount: Money, status: PaymentStatus, payURL: String?) {
+        self.id = id
+        self.reference = reference
+        self.amount = amount
+        self.status = status
+        self.payURL = payURL
+    }
+
+    /// The observation of this payment for the order it references, if the reference is an order id.
+    public func observation(eventID: String? = nil) -> PaymentObservation? {
+        OrderID(reference).map {
+            PaymentObservation(
+                orderID: $0, payment: OrderPayment(id: id, status: status, payURL: payURL), eventID: eventID)
+        }
+    }
+}
+
+/// One line of a settlement statement.
+public struct StatementRow: Sendable, Hashable {
+    public var paymentID: String
+    public var reference: String
+    public var amount: Money
+    public var status: PaymentStatus
+    public var settledAt: Date
+
+    public init(paymentID: String, reference: String, amount: Money, status: PaymentStatus, settledAt: Date) {
+        self.paymentID = paymentID
+        self.reference = reference
+        self.amount = amount
+        self.status = status
+        self.settledAt = settledAt
+    }
+}
+
+/// Why a provider call failed.
+public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The provider cannot be reached or did not answer in time, or Crest is holding calls back
+    /// (circuit open, too many in flight): try again later.
+    case unavailable(String)
+    /// The provider refused the request (a 4xx): repeating it will not help.
+    case rejected(status: Int, detail: String)
+    case notFound
+
+    public var description: String {
+        switch self {
+        case .unavailable(let reason): "payment provider unavailable: \(reason)"
+        case .rejected(let status, let detail): "payment provider refused the request (\(status)): \(detail)"
+        case .notFound: "payment provider does not know this payment"
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Synchronization
+
+/// The faults the simulator injects, changeable while it runs (`PUT /v1/faults`). Rates are
+/// probabilities from 0 to 1, drawn from the simulator's seeded generator.
+public struct SimulatorFaults: Codable, Sendable, Hashable {
+    /// Added to every API answer: `latencyMs` plus a uniform draw up to `latencyJitterMs`.
+    public var latencyMs: Int = 0
+    public var latencyJitterMs: Int = 0
+    /// Share of API calls answered `500`.
+    public var errorRate: Double = 0
+    /// Share of API calls that hang for `timeoutMs` before answering `504`.
+    public var timeoutRate: Double = 0
+    public var timeoutMs: Int = 30_000
+    /// Share of webhooks sent twice.
+    public var webhookDuplicateRate: Double = 0
+    /// Share of webhooks held back by up to `webhookReorderMs`, so later ones overtake them.
+    public var webhookReorderRate: Double = 0
+    public var webhookReorderMs: Int = 500
+    /// Every webhook waits this long before its first delivery.
+    public var webhookDelayMs: Int = 0
+    /// Share of webhooks never sent.
+    public var webhookDropRate: Double = 0
+    /// Statement discrepancies: rows left out, rows for payments that do not exist, rows whose
+    /// amount differs by one minor unit.
+    public var statementMissingRows: Int = 0
+    public var statementExtraRows: Int = 0
+    public var statementAmountMismatches: Int = 0
+
+    public init() {}
+
+    /// The first problem with these values, if any.
+    public var problem: String? {
+        let rates = [errorRate, timeoutRate, webhookDuplicateRate, webhookReorderRate, webhookDropRate]
+        if rates.contains(where: { !(0...1).contains($0) }) { return "rates must be between 0 and 1" }
+        let counts = [
+            latencyMs, latencyJitterMs, timeoutMs, webhookReorderMs, webhookDelayMs, statementMissingRows,
+            statementExtraRows, statementAmountMismatches,
+        ]
+        if counts.contains(where: { $0 < 0 || $0 > 600_000 }) { return "durations and counts must be 0…600,000" }
+        return nil
+    }
+}
+
+/// A reproducible random source (SplitMix64): the same seed gives the same faults and ids.
+final class SeededRandom: Sendable {
+    private let state: Mutex<UInt64>
+
+    init(seed: UInt64) { state = Mutex(seed) }
+
+    func next() -> UInt64 {
+        state.withLock { state in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// Uniform in 0..<1.
+    func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+
+    func chance(_ rate: Double) -> Bool { rate > 0 && unit() < rate }
+
+    func upTo(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound + 1)) }
+
+    func hex(_ length: Int) -> String {
+        var text = ""
+        while text.count < length { text += String(next(), radix: 16) }
+        return String(text.prefix(length))
+    }
+}

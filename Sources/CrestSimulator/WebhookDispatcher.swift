@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import CrestPayments
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Synchronization
+
+/// Sends the simulator's webhook events, signed, to the configured URL, as a `Service`.
+///
+/// Each delivery is retried with backoff until the receiver answers 2xx (at most `maxAttempts`
+/// times). Faults decide, per event, from the seeded generator: drop it, send it twice, hold it
+/// back so that later events overtake it, delay every event.
+public final class WebhookDispatcher: Service, Sendable {
+    public struct Target: Sendable {
+        public var url: String
+        public var secret: String
+
+        public init(url: String, secret: String) {
+            self.url = url
+            self.secret = secret
+        }
+    }
+
+    private let stream: AsyncStream<ProviderAPI.Event>
+    private let continuation: AsyncStream<ProviderAPI.Event>.Continuation
+    private let target: Mutex<Target?>
+    private let http: HTTPClient
+    private let logger: Logger
+    private let maxAttempts: Int
+    private let counts = Mutex((emitted: 0, delivered: 0, failedAttempts: 0))
+    /// Set by the simulator that owns this dispatcher: its faults and random source.
+    private let source = Mutex<PaymentSimulator?>(nil)
+    private let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+
+    public init(target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8) {
+        (stream, continuation) = AsyncStream.makeStream(of: ProviderAPI.Event.self)
+        self.target = Mutex(target)
+        self.http = http
+        self.logger = logger
+        self.maxAttempts = maxAttempts
+    }
+
+    /// Where events go from now on (e.g. once the receiver listens and its port is known).
+    public func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
+
+    /// Events emitted, events delivered (2xx), and delivery attempts that failed.
+    public var statistics: (emitted: Int, delivered: Int, failedAttempts: Int) { counts.withLock { $0 } }
+
+    func attach(_ simulator: PaymentSimulator) { source.withLock { $0 = simulator } }
+
+    func emit(_ intent: ProviderAPI.Intent, at now: Date) {
+        let random = source.withLock { $0?.random }
+        let event = ProviderAPI.Event(
+            id: "evt_\(random?.hex(24) ?? UUID().uuidString)", type: ProviderAPI.Event.type(for: intent.status),
+            created: Int64(now.timeIntervalSince1970), data: intent)
+        counts.withLock { $0.emitted += 1 }
+        continuation.yield(event)
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await event in stream {
+                    let (simulator, faults) = source.withLock { ($0, $0?.faults ?? SimulatorFaults()) }
+                    let random = simulator?.random ?? SeededRandom(seed: 1)
+                    if random.chance(faults.webhookDropRate) {
+                        logger.info("webhook dropped (fault)", metadata: ["event": "\(event.id)"])
+                        continue
+                    }
+                    let copies = random.chance(faults.webhookDuplicateRate) ? 2 : 1
+                    for _ in 0..<copies {
+                        var delay = faults.webhookDelayMs
+                        if random.chance(faults.webhookReorderRate) { delay += random.upTo(faults.webhookReorderMs) }
+                        group.addTask { await self.deliver(event, after: .milliseconds(delay)) }
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.continuation.finish()
+        }
+    }
+
+    private func deliver(_ event: ProviderAPI.Event, after delay: Duration) async {
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        guard let body = try? encoder.encode(event) else { return }
+        for attempt in 1...maxAttempts {
+            guard !Task.isCancelled else { return }
+            guard let target = target.withLock({ $0 }) else {
+                logger.warning("no webhook URL configured; event not sent", metadata: ["event": "\(event.id)"])
+                return
+            }
+            var request = HTTPClientRequest(url: target.url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(
+                name: ProviderAPI.signatureHeader, value: WebhookSignature.sign(body, secret: target.secret, at: Date()))
+            request.body = .bytes(ByteBuffer(bytes: body))
+            do {
+                let response = try await http.execute(request, timeout: .seconds(10))
+                _ = try await response.body.collect(upTo: 1 << 20)
+                if (200..<300).contains(response.status.code) {
+                    counts.withLock { $0.delivered += 1 }
+                    return
+                }
+                logger.info(
+                    "webhook refused", metadata: ["event": "\(event.id)", "status": "\(response.status.code)"])
+            } catch {
+                logger.info("webhook not delivered", metadata: ["event": "\(event.id)", "error": "\(error)"])
+            }
+            counts.withLock { $0.failedAttempts += 1 }
+            try? await Task.sleep(for: .milliseconds(min(5_000, 100 << (attempt - 1))))
+        }
+        logger.warning("webhook given up", metadata: ["event": "\(event.id)"])
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import AsyncHTTPClient
+import CrestSimulator
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `crest psp-sim`: a payment provider to try Crest with — payment intents, a checkout page that
+/// plays the buyer, signed webhooks, refunds, settlement statements — and faults on demand.
+struct PSPSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "psp-sim", abstract: "Run the payment provider simulator.")
+
+    @Option(help: "Address to listen on [env: CREST_PSP_HOST] (default: 127.0.0.1)")
+    var host: String?
+
+    @Option(help: "Port; 0 picks a free one [env: CREST_PSP_PORT] (default: 8090)")
+    var port: Int?
+
+    @Option(help: "Where Crest receives webhooks, e.g. http://127.0.0.1:8080/v1/webhooks/provider [env: CREST_PSP_WEBHOOK_URL]")
+    var webhookUrl: String?
+
+    @Option(help: "Secret that signs webhooks; give Crest the same one [env: CREST_PSP_WEBHOOK_SECRET] (default: generated and printed)")
+    var webhookSecret: String?
+
+    @Option(help: "Seed of the faults and ids, for reproducible runs [env: CREST_PSP_SEED] (default: 1)")
+    var seed: UInt64?
+
+    @Option(help: "Fixed latency of each API answer, ms") var latencyMs = 0
+    @Option(help: "Extra latency, uniform up to this many ms") var latencyJitterMs = 0
+    @Option(help: "Share of API calls answered 500 (0…1)") var errorRate = 0.0
+    @Option(help: "Share of API calls that hang, then answer 504 (0…1)") var timeoutRate = 0.0
+    @Option(help: "Share of webhooks sent twice (0…1)") var webhookDuplicateRate = 0.0
+    @Option(help: "Share of webhooks held back so later ones overtake them (0…1)") var webhookReorderRate = 0.0
+    @Option(help: "Delay before every webhook, ms") var webhookDelayMs = 0
+    @Option(help: "Share of webhooks never sent (0…1)") var webhookDropRate = 0.0
+    @Option(help: "Statement rows left out") var statementMissingRows = 0
+    @Option(help: "Statement rows for payments that do not exist") var statementExtraRows = 0
+    @Option(help: "Statement rows with an amount one minor unit off") var statementAmountMismatches = 0
+
+    @Option(help: "Log level [env: CREST_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func run() async throws {
+        let settings = Settings()
+        let host = try settings.value(host, env: "CREST_PSP_HOST", default: "127.0.0.1")
+        let port = try settings.value(port, env: "CREST_PSP_PORT", default: 8090)
+        guard (0...65535).contains(port) else { throw ValidationError("port must be 0…65535") }
+        var faults = SimulatorFaults()
+        faults.latencyMs = latencyMs
+        faults.latencyJitterMs = latencyJitterMs
+        faults.errorRate = errorRate
+        faults.timeoutRate = timeoutRate
+        faults.webhookDuplicateRate = webhookDuplicateRate
+        faults.webhookReorderRate = webhookReorderRate
+        faults.webhookDelayMs = webhookDelayMs
+        faults.webhookDropRate = webhookDropRate
+        faults.statementMissingRows = statementMissingRows
+        faults.statementExtraRows = statementExtraRows
+        faults.statementAmountMismatches = statementAmountMismatches
+        if let problem = faults.problem { throw ValidationError(problem) }
+        try Console.bootstrapLogging(level: try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info"))
+        let logger = Logger(label: "crest.psp-sim")
+
+        let given = settings.optional(webhookSecret, env: "CREST_PSP_WEBHOOK_SECRET")
+        let secret = given ?? SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+        let webhookURL = settings.optional(webhookUrl, env: "CREST_PSP_WEBHOOK_URL")
+        let dispatcher = WebhookDispatcher(
+            target: webhookURL.map { .init(url: $0, secret: secret) }, http: .shared, logger: logger)
+        let simulator = PaymentSimulator(
+            configuration: .init(
+                publicURL: "http://\(host):\(port)", seed: try settings.value(seed, env: "CREST_PSP_SEED", default: 1),
+                faults: faults),
+            events: dispatcher)
+        let app = Application(
+            router: SimulatorServer.router(simulator: simulator),
+            configuration: .init(address: .hostname(host, port: port), serverName: "crest-psp-sim"),
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? port
+                simulator.setPublicURL("http://\(host):\(bound)")
+                if given == nil { Console.say("webhook secret (generated): \(secret)") }
+                if webhookURL == nil { Console.say("no --webhook-url: webhooks are not sent") }
+                Console.say("psp-sim listening on http://\(host):\(bound)")
+            },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [dispatcher, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
