@@ -143,7 +143,8 @@ let package = Package(
         .testTarget(
             name: "CrestHTTPTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestTestSupport",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestPayments", "CrestSimulator",
+                "CrestTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),

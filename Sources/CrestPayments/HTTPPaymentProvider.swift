@@ -92,7 +92,9 @@ public struct HTTPPaymentProvider: PaymentProvider {
         }
     }
 
+    private static let idCharacters = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_.~"))
+
     private static func escaped(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id
+        id.addingPercentEncoding(withAllowedCharacters: idCharacters) ?? id
     }
 }

@@ -4,12 +4,13 @@ import Synchronization
 /// The faults the simulator injects, changeable while it runs (`PUT /v1/faults`). Rates are
 /// probabilities from 0 to 1, drawn from the simulator's seeded generator.
 public struct SimulatorFaults: Codable, Sendable, Hashable {
-    /// Added to every API answer: `latencyMs` plus a uniform draw up to `latencyJitterMs`.
+    /// Added to every API answer, after the call took effect: `latencyMs` plus a uniform draw up
+    /// to `latencyJitterMs`.
     public var latencyMs: Int = 0
     public var latencyJitterMs: Int = 0
-    /// Share of API calls answered `500`.
+    /// Share of API calls answered `500` without taking effect.
     public var errorRate: Double = 0
-    /// Share of API calls that hang for `timeoutMs` before answering `504`.
+    /// Share of API calls that take effect, then hang for `timeoutMs` and answer `504`.
     public var timeoutRate: Double = 0
     public var timeoutMs: Int = 30_000
     /// Share of webhooks sent twice.

@@ -131,13 +131,18 @@ struct ProviderFaults: RouterMiddleware {
         else { return try await next(request, context) }
         let faults = simulator.faults
         let random = simulator.random
+        // An error fails the call before it does anything.
+        if random.chance(faults.errorRate) { throw HTTPError(.internalServerError, message: "simulated error") }
+        let timesOut = random.chance(faults.timeoutRate)
         let latency = faults.latencyMs + random.upTo(faults.latencyJitterMs)
+        let response = try await next(request, context)
+        // Latency and timeouts strike after the call took effect, as on a real network: the caller
+        // waits (or gives up) not knowing that the payment already exists.
         if latency > 0 { try await Task.sleep(for: .milliseconds(latency)) }
-        if random.chance(faults.timeoutRate) {
+        if timesOut {
             try await Task.sleep(for: .milliseconds(faults.timeoutMs))
             throw HTTPError(.gatewayTimeout, message: "simulated timeout")
         }
-        if random.chance(faults.errorRate) { throw HTTPError(.internalServerError, message: "simulated error") }
-        return try await next(request, context)
+        return response
     }
 }

@@ -58,11 +58,14 @@ struct OrderLifecycle: Sendable {
                 if current.status == .processing, late < expiry.processingGrace.seconds {
                     return .snooze(expiry.processingRecheck)
                 }
-            } catch let error as ProviderError {
-                guard late >= expiry.unreachableGrace.seconds else { throw error }
+            } catch ProviderError.unavailable(let reason) {
+                guard late >= expiry.unreachableGrace.seconds else { throw ProviderError.unavailable(reason) }
                 logger.warning(
                     "expiring without the provider's word; a later success will be refunded",
-                    metadata: ["order": "\(order.id)", "error": "\(error)"])
+                    metadata: ["order": "\(order.id)", "error": "\(reason)"])
+            } catch let error as ProviderError {
+                // The provider answered, and has nothing to report about this payment.
+                logger.warning("provider cannot tell about the payment; expiring", metadata: ["order": "\(order.id)", "error": "\(error)"])
             }
         }
         let result = try await transition(order.id, by: .expire)

@@ -1,0 +1,223 @@
+import CrestCore
+import CrestEngine
+import CrestPayments
+import CrestSimulator
+import CrestStore
+import CrestTestSupport
+import Foundation
+import Testing
+
+@Suite("Payments against the provider simulator over loopback")
+struct PaymentTests {
+    @Test("happy path: order → payment created → buyer pays → webhook → paid, stock sold")
+    func happyPath() async throws {
+        try await PaymentFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 3)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            let withPayment = try await fixture.waitFor(placed.id) { $0.payment != nil }
+            #expect(withPayment.payment?.status == .created)
+            #expect(withPayment.payment?.payURL?.hasPrefix("http://127.0.0.1:\(fixture.simulatorPort)/pay/") == true)
+            try await fixture.pay(withPayment)
+            let paid = try await fixture.waitFor(placed.id) { $0.status == .paid }
+            #expect(paid.payment?.status == .succeeded)
+            #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 3, available: 2, reserved: 0, sold: 1))
+            #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
+            let creations = try await fixture.engine.jobs(
+                matching: JobFilter(state: .completed, kind: PaymentJobs.createKind), after: nil, limit: 10)
+            #expect(creations.count == 1)
+        }
+    }
+
+    @Test("duplicate, reordered and delayed webhooks change nothing twice")
+    func messyWebhooks() async throws {
+        var faults = SimulatorFaults()
+        faults.webhookDuplicateRate = 1
+        faults.webhookReorderRate = 1
+        faults.webhookReorderMs = 300
+        faults.webhookDelayMs = 100
+        try await PaymentFixture.with(faults: faults) { fixture in
+            let sale = try await fixture.sale(stock: 10)
+            var orders: [Order] = []
+            for index in 0..<6 {
+                let order = try await fixture.order(sale, buyer: "buyer-\(index)")
+                orders.append(try await fixture.waitFor(order.id) { $0.payment != nil })
+            }
+            for order in orders.prefix(4) { try await fixture.pay(order) }
+            try await fixture.pay(orders[4], outcome: .failed)
+            for order in orders.prefix(4) {
+                try await fixture.waitFor(order.id) { $0.status == .paid && $0.payment?.status == .succeeded }
+            }
+            try await fixture.waitFor(orders[4].id) { $0.payment?.status == .failed }
+            // Every event was sent twice, some overtaking others: let them all land.
+            #expect(
+                try await eventually {
+                    let stats = fixture.dispatcher.statistics
+                    return stats.delivered == 2 * stats.emitted
+                })
+            for order in orders.prefix(4) {
+                let events = try await fixture.engine.events(of: order.id)
+                #expect(events.map(\.kind) == [.created, .paid])
+            }
+            #expect(try await fixture.engine.order(orders[4].id).status == .pendingPayment)
+            #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 10, available: 4, reserved: 2, sold: 4))
+        }
+    }
+
+    @Test("a webhook that arrives before Crest's own create call returned is handled")
+    func webhookBeforeCreateReturned() async throws {
+        var faults = SimulatorFaults()
+        faults.latencyMs = 1500  // the answer to the create call comes late; its webhook does not
+        try await PaymentFixture.with(faults: faults) { fixture in
+            let sale = try await fixture.sale(stock: 2)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            let known = try await fixture.waitFor(placed.id) { $0.payment != nil }
+            let creation = try #require(
+                try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.createKind), after: nil, limit: 1).first)
+            #expect(creation.state == .running, "the create call had already returned")
+            try await fixture.pay(known)
+            try await fixture.waitFor(placed.id) { $0.status == .paid }
+            #expect(try await eventually { try await fixture.engine.job(creation.id).state == .completed })
+            let order = try await fixture.engine.order(placed.id)
+            #expect(order.payment?.status == .succeeded, "the create call's late answer must not move the payment back")
+            #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
+        }
+    }
+
+    @Test("provider errors and timeouts open the breaker; calls fail fast; probes close it on recovery; no order is lost")
+    func breaker() async throws {
+        var faults = SimulatorFaults()
+        faults.errorRate = 1
+        var guardConfiguration = PaymentFixture.guardConfiguration
+        guardConfiguration.timeout = .milliseconds(300)
+        try await PaymentFixture.with(faults: faults, guardConfiguration: guardConfiguration) { fixture in
+            let sale = try await fixture.sale(stock: 20)
+            var orders: [Order] = []
+            for index in 0..<8 { orders.append(try await fixture.order(sale, buyer: "e-\(index)")) }
+            #expect(try await eventually { fixture.provider.status.breaker.state == .open })
+            #expect(try await eventually { fixture.provider.status.breaker.rejected > 0 }, "calls did not fail fast")
+            #expect(try await fixture.engine.order(orders[0].id).payment == nil)
+
+            fixture.simulator.faults = SimulatorFaults()
+            for order in orders { try await fixture.waitFor(order.id) { $0.payment != nil } }
+            #expect(fixture.provider.status.breaker.state == .closed)
+
+            // Timeouts: the provider takes each call but answers too late.
+            var slow = SimulatorFaults()
+            slow.timeoutRate = 1
+            slow.timeoutMs = 2000
+            fixture.simulator.faults = slow
+            let opened = fixture.provider.status.breaker.opened
+            for index in 0..<6 { orders.append(try await fixture.order(sale, buyer: "t-\(index)")) }
+            #expect(try await eventually { fixture.provider.status.breaker.opened > opened })
+            fixture.simulator.faults = SimulatorFaults()
+            // The timed-out calls took effect: their webhooks told Crest of the payments, so no call
+            // is left to probe with. The next order's call is the probe that closes the breaker.
+            for order in orders { try await fixture.waitFor(order.id) { $0.payment != nil } }
+            orders.append(try await fixture.order(sale, buyer: "after-recovery"))
+            try await fixture.waitFor(orders[orders.count - 1].id) { $0.payment != nil }
+            #expect(try await eventually { fixture.provider.status.breaker.state == .closed })
+            // Every order is still there, pending, its stock reserved; each has one payment.
+            let paymentIDs = Set(try await orders.asyncMap { try await fixture.engine.order($0.id).payment?.id })
+            #expect(paymentIDs.count == orders.count)
+            #expect(try await fixture.engine.sale(sale.id).stock.reserved == Int64(orders.count))
+        }
+    }
+
+    @Test("a payment that succeeds after expiry is refunded: final status refunded, stock counted once")
+    func latePaymentIsRefunded() async throws {
+        try await PaymentFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 1)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            let withPayment = try await fixture.waitFor(placed.id) { $0.payment != nil }
+            try await fixture.waitFor(placed.id) { $0.status == .expired }
+            #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 2, reserved: 0, sold: 0))
+            try await fixture.pay(withPayment)
+            let refunded = try await fixture.waitFor(placed.id) { $0.status == .refunded }
+            #expect(refunded.payment?.status == .refunded)
+            #expect(refunded.flag?.reason == .confirmAfterCancel)
+            #expect(try fixture.simulator.intent(withPayment.payment!.id).status == .refunded)
+            #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .expired, .refunded])
+            #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 2, reserved: 0, sold: 0))
+        }
+    }
+
+    @Test("expiry asks the provider first: a success whose webhook was dropped makes the order paid, not expired")
+    func expiryAsksProvider() async throws {
+        var faults = SimulatorFaults()
+        faults.webhookDropRate = 1
+        try await PaymentFixture.with(faults: faults) { fixture in
+            let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 1)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            let withPayment = try await fixture.waitFor(placed.id) { $0.payment != nil }
+            try await fixture.pay(withPayment)
+            let order = try await fixture.waitFor(placed.id, timeout: .seconds(10)) { $0.status != .pendingPayment }
+            #expect(order.status == .paid)
+            #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
+            #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 1, reserved: 0, sold: 1))
+            #expect(fixture.dispatcher.statistics.delivered == 0)
+        }
+    }
+
+    @Test("bad signature, stale timestamp, unknown event type, malformed body, unknown order → 4xx, no state change")
+    func badWebhooks() async throws {
+        try await PaymentFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 2)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            let order = try await fixture.waitFor(placed.id) { $0.payment != nil }
+            let payment = try #require(order.payment)
+            func event(type: String = "payment_intent.succeeded", reference: String? = nil) throws -> Data {
+                let intent = ProviderAPI.Intent(
+                    id: payment.id, reference: reference ?? order.id.description, amount: 499_900, currency: "CNY",
+                    status: .succeeded, payUrl: nil, created: 0, updated: 0)
+                return try JSONEncoder().encode(
+                    ProviderAPI.Event(id: "evt_forged_\(UUID())", type: type, created: 0, data: intent))
+            }
+            let secret = PaymentFixture.webhookSecret
+            let good = try event()
+            let cases: [(String, Data, String?, Int, String)] = [
+                ("no signature", good, nil, 401, "invalid-signature"),
+                ("garbled header", good, "v1=zz", 401, "invalid-signature"),
+                ("wrong secret", good, WebhookSignature.sign(good, secret: "guess", at: Date()), 401, "invalid-signature"),
+                ("body changed after signing", try event(), WebhookSignature.sign(good, secret: secret, at: Date()), 401,
+                 "invalid-signature"),
+                ("stale", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(-400)), 401,
+                 "stale-signature"),
+                ("from the future", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(400)),
+                 401, "stale-signature"),
+            ]
+            for (name, body, signature, status, kind) in cases {
+                let answer = try await fixture.postWebhook(body, signature: signature)
+                #expect(answer.status == status, "\(name)")
+                #expect(answer.type == "urn:crest:problem:\(kind)", "\(name)")
+            }
+            let signed: [(String, Data, Int, String)] = [
+                ("unknown type", try event(type: "charge.disputed"), 422, "unknown-event-type"),
+                ("malformed", Data("{\"id\": 1".utf8), 400, "invalid-body"),
+                ("not an event", Data("[1,2]".utf8), 400, "invalid-body"),
+                ("unknown order", try event(reference: OrderID.make().description), 404, "order-not-found"),
+                ("not an order id", try event(reference: "cart-17"), 400, "invalid-request"),
+            ]
+            for (name, body, status, kind) in signed {
+                let answer = try await fixture.postWebhook(body, signature: WebhookSignature.sign(body, secret: secret, at: Date()))
+                #expect(answer.status == status, "\(name)")
+                #expect(answer.type == "urn:crest:problem:\(kind)", "\(name)")
+            }
+            let after = try await fixture.engine.order(order.id)
+            #expect(after.status == .pendingPayment)
+            #expect(after.payment?.status == .created)
+            #expect(try await fixture.engine.events(of: order.id).map(\.kind) == [.created])
+            // The same forged-looking event, properly signed, is accepted: the checks were the reason.
+            let answer = try await fixture.postWebhook(good, signature: WebhookSignature.sign(good, secret: secret, at: Date()))
+            #expect(answer.status == 200)
+            #expect(try await fixture.engine.order(order.id).status == .paid)
+        }
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
