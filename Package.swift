@@ -133,6 +133,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CrestPaymentsTests",
+            dependencies: ["CrestCore", "CrestPayments"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CrestEngineTests",
             dependencies: [
                 "CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport",
