@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CrestCore
 import CrestPayments
 import CrestStore
@@ -60,8 +61,10 @@ public final class Engine: Sendable {
             store: store, transitioner: transitioner, gates: gates, metrics: metrics, provider: provider,
             expiry: configuration.expiry, logger: logger, clock: clock)
         self.lifecycle = lifecycle
+        let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
         let jobs = JobRunner(
-            store: store, handlers: lifecycle.handlers, configuration: configuration.jobs, logger: logger, clock: clock)
+            store: store, handlers: lifecycle.handlers.merging([WebhookJobs.deliverKind: deliverer.handler]) { $1 },
+            configuration: configuration.jobs, logger: logger, clock: clock)
         self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, logger: logger
@@ -99,6 +102,8 @@ public final class Engine: Sendable {
         } catch let error as JobError {
             throw error
         } catch let error as PaymentMismatchError {
+            throw error
+        } catch let error as WebhookEndpointNotFound {
             throw error
         } catch {
             logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])

@@ -66,6 +66,23 @@ public protocol Store: JobQueue {
     /// another payment.
     func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord
 
+    /// Adds a merchant endpoint: from now on, every event it wants gets a delivery job in the
+    /// transaction that writes the event.
+    func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws
+
+    /// The endpoints that receive events, oldest first.
+    func webhookEndpoints() async throws -> [WebhookEndpoint]
+
+    /// Stops deliveries to an endpoint (pending ones end without sending); `false` if unknown.
+    func deleteWebhookEndpoint(_ id: WebhookEndpointID, at now: Date) async throws -> Bool
+
+    /// What delivering one event to one endpoint needs: the endpoint (`nil` once deleted), the
+    /// event, the order, and whether every earlier event of the order reached this endpoint.
+    func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext?
+
+    /// Records that the endpoint accepted the event.
+    func markDelivered(_ delivery: WebhookJobs.Delivery, at now: Date) async throws
+
     /// Marks an order for an operator. Throws `OrderError.orderNotFound`.
     func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws
 
@@ -216,6 +233,21 @@ public struct PaymentMismatchError: Error, Sendable, Hashable {
         self.orderID = orderID
         self.known = known
         self.observed = observed
+    }
+}
+
+/// See `Store.webhookDelivery(_:)`.
+public struct WebhookDeliveryContext: Sendable {
+    public var endpoint: WebhookEndpoint?
+    public var event: OrderEvent
+    public var order: Order
+    public var previousDelivered: Bool
+
+    public init(endpoint: WebhookEndpoint?, event: OrderEvent, order: Order, previousDelivered: Bool) {
+        self.endpoint = endpoint
+        self.event = event
+        self.order = order
+        self.previousDelivered = previousDelivered
     }
 }
 

@@ -76,6 +76,17 @@ final class ControllableStore: Store {
     func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord {
         try await inner.recordPayment(observation, at: now)
     }
+    func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws { try await inner.createWebhookEndpoint(endpoint) }
+    func webhookEndpoints() async throws -> [WebhookEndpoint] { try await inner.webhookEndpoints() }
+    func deleteWebhookEndpoint(_ id: WebhookEndpointID, at now: Date) async throws -> Bool {
+        try await inner.deleteWebhookEndpoint(id, at: now)
+    }
+    func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext? {
+        try await inner.webhookDelivery(delivery)
+    }
+    func markDelivered(_ delivery: WebhookJobs.Delivery, at now: Date) async throws {
+        try await inner.markDelivered(delivery, at: now)
+    }
     func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws { try await inner.flagOrder(id, flag) }
     func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
         try await inner.orders(matching: filter, after: after, limit: limit)

@@ -38,6 +38,7 @@ struct PaymentFixture: Sendable {
     static func with<T: Sendable>(
         faults: SimulatorFaults = .init(), guardConfiguration: GuardedProvider.Configuration = guardConfiguration,
         engineConfiguration: EngineConfiguration = engineConfiguration,
+        clock: @escaping @Sendable () -> Date = { Date() },
         _ body: @Sendable (PaymentFixture) async throws -> T
     ) async throws -> T {
         let registry = TestMetrics.registry
@@ -61,7 +62,8 @@ struct PaymentFixture: Sendable {
             let provider = GuardedProvider(
                 HTTPPaymentProvider(http: .shared, baseURL: "http://127.0.0.1:\(simulatorPort)"),
                 configuration: guardConfiguration, logger: logger)
-            let engine = Engine(store: store, configuration: engineConfiguration, logger: logger, provider: provider)
+            let engine = Engine(
+                store: store, configuration: engineConfiguration, logger: logger, provider: provider, clock: clock)
             let crestApp = Application(
                 router: CrestHTTPServer.router(
                     engine: engine, adminToken: HTTPFixture.adminToken, metrics: registry,

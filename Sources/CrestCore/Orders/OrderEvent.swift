@@ -3,12 +3,14 @@ import Foundation
 /// One change of an order, written in the same transaction as the change (the transactional
 /// outbox). Each order's events are numbered 1, 2, … without gaps.
 public struct OrderEvent: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
         case created = "order.created"
         case paid = "order.paid"
         case cancelled = "order.cancelled"
         case expired = "order.expired"
         case refunded = "order.refunded"
+
+        public static func < (lhs: Kind, rhs: Kind) -> Bool { lhs.rawValue < rhs.rawValue }
 
         /// The event written when an order takes `event`'s arrow.
         public init(_ event: Order.Event) {

@@ -1,4 +1,5 @@
 import CrestCore
+import CrestEngine
 import CrestPayments
 import CrestStore
 import Foundation
@@ -55,6 +56,8 @@ extension Problem {
             return Problem(
                 kind: "payment-mismatch", title: "The order already has another payment", status: .conflict,
                 detail: "order \(error.orderID) has payment \(error.known), not \(error.observed)")
+        case is WebhookEndpointNotFound:
+            return Problem(kind: "webhook-endpoint-not-found", title: "No such webhook endpoint", status: .notFound)
         case is WebhooksNotConfiguredError:
             var problem = Problem(
                 kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable,

@@ -27,6 +27,7 @@ public enum CrestHTTPServer {
         OrderRoutes(engine: engine).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(engine: engine, webhookSecret: providerWebhookSecret).add(to: router, admin: admin)
+        WebhookEndpointRoutes(engine: engine).add(to: router, admin: admin)
         return router
     }
 

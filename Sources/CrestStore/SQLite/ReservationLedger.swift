@@ -19,9 +19,12 @@ struct ReservationLedger {
     private var sales: [SaleID: SaleState] = [:]
     /// Units each buyer holds in each sale, read on first use and kept up to date in this batch.
     private var holdings: [SaleID: [String: Int]] = [:]
+    /// Read once per batch: each created order's event goes to every endpoint that wants it.
+    private let endpoints: [WebhookEndpoint]
 
     init(db: Database, saleIDs: Set<SaleID>) throws {
         self.db = db
+        endpoints = try SQLiteEvents.activeEndpoints(db)
         for saleID in saleIDs {
             if let row = try Row.fetchOne(
                 db, sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?", arguments: [saleID.description])
@@ -70,7 +73,7 @@ struct ReservationLedger {
             order.amount.currency.code, order.status.rawValue, SQLiteRows.millis(order.createdAt),
             SQLiteRows.millis(order.expiresAt), SQLiteRows.millis(order.updatedAt), request.idempotencyKey,
         ])
-        try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt)
+        try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt, endpoints: endpoints)
         for job in reservation.jobs {
             _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
         }

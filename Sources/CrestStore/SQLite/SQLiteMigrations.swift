@@ -109,13 +109,13 @@ enum SQLiteMigrations {
                     """)
             for row in orders {
                 let order = try SQLiteRows.order(row)
-                try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt)
+                try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt, endpoints: [])
                 switch order.status {
                 case .pendingPayment:
                     _ = try SQLiteJobs.insert(db, OrderJobs.expiry(of: order.id, at: order.expiresAt), at: now)
-                case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt)
-                case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt)
-                case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt)
+                case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
+                case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
+                case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
                 case .refunded: break  // not a status before v3
                 }
             }
@@ -132,6 +132,27 @@ enum SQLiteMigrations {
                         id TEXT PRIMARY KEY NOT NULL,
                         order_id TEXT NOT NULL,
                         received_at INTEGER NOT NULL
+                    ) STRICT, WITHOUT ROWID;
+                    """)
+        }
+        migrator.registerMigration("v4: merchant webhook endpoints") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE webhook_endpoints (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        url TEXT NOT NULL,
+                        secret TEXT NOT NULL,
+                        event_types TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        deleted_at INTEGER
+                    ) STRICT;
+
+                    CREATE TABLE webhook_deliveries (
+                        endpoint_id TEXT NOT NULL,
+                        order_id TEXT NOT NULL,
+                        sequence INTEGER NOT NULL,
+                        delivered_at INTEGER,
+                        PRIMARY KEY (endpoint_id, order_id, sequence)
                     ) STRICT, WITHOUT ROWID;
                     """)
         }

@@ -80,6 +80,15 @@ enum SQLiteRows {
             finalizedAt: (row[12] as Int64?).map(date))
     }
 
+    static func endpoint(_ row: Row) throws -> WebhookEndpoint {
+        let types = (row["event_types"] as String).split(separator: ",").compactMap {
+            OrderEvent.Kind(rawValue: String($0))
+        }
+        return WebhookEndpoint(
+            id: try decode(WebhookEndpointID(row["id"] as String), "webhook_endpoints.id"), url: row["url"],
+            secret: row["secret"], eventTypes: Set(types), createdAt: date(row["created_at"]))
+    }
+
     static func event(_ row: Row) throws -> OrderEvent {
         OrderEvent(
             id: try decode(EventID(row["id"] as String), "order_events.id"),

@@ -1,0 +1,103 @@
+import AsyncHTTPClient
+import CrestCore
+import CrestPayments
+import CrestStore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Delivers one order event to one merchant endpoint per job: signed like the provider's webhooks
+/// (`Crest-Signature: t=…,v1=…`), retried with the job backoff until the endpoint answers 2xx, in
+/// sequence order per order and endpoint (a delivery waits until the previous event got through).
+struct WebhookDeliverer: Sendable {
+    static let signatureHeader = "Crest-Signature"
+    /// How often a delivery that waits for an earlier event of its order looks again.
+    static let orderingRecheck: Duration = .seconds(1)
+
+    let store: any Store
+    let http: HTTPClient
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    var handler: any JobHandler {
+        JobHandlerFunction(timeout: .seconds(30)) { job in try await deliver(job) }
+    }
+
+    func deliver(_ job: Job) async throws -> JobResult {
+        guard let delivery = WebhookJobs.delivery(in: job.payload) else {
+            throw JobDiscardError("the payload names no delivery: \(job.payload)")
+        }
+        guard let context = try await store.webhookDelivery(delivery) else {
+            throw JobDiscardError("event \(delivery.sequence) of order \(delivery.orderId) does not exist")
+        }
+        guard let endpoint = context.endpoint else { return .completed }  // deleted: nothing to send
+        guard context.previousDelivered else { return .snooze(Self.orderingRecheck) }
+        let body = try MerchantEvent.encoder.encode(MerchantEvent(context.event, order: context.order))
+        var request = HTTPClientRequest(url: endpoint.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Crest-Event-Id", value: context.event.id.description)
+        request.headers.add(name: Self.signatureHeader, value: WebhookSignature.sign(body, secret: endpoint.secret, at: clock()))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await http.execute(request, timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 64 << 10)
+        guard (200..<300).contains(response.status.code) else {
+            throw DeliveryRefused(status: Int(response.status.code))
+        }
+        try await store.markDelivered(delivery, at: clock())
+        return .completed
+    }
+
+    struct DeliveryRefused: Error, CustomStringConvertible {
+        var status: Int
+        var description: String { "the endpoint answered \(status)" }
+    }
+}
+
+/// The body of a merchant webhook: the event, and the order as the event left it.
+struct MerchantEvent: Encodable {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return encoder
+    }()
+    static let timestamps = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    struct Snapshot: Encodable {
+        var id: OrderID
+        var saleId: SaleID
+        var buyer: String
+        var quantity: Int
+        var amount: Money
+        var status: Order.Status
+        var createdAt: String
+        var expiresAt: String
+        var paymentId: String?
+    }
+
+    var id: EventID
+    var type: OrderEvent.Kind
+    var sequence: Int
+    var occurredAt: String
+    var order: Snapshot
+
+    init(_ event: OrderEvent, order: Order) {
+        id = event.id
+        type = event.kind
+        sequence = event.sequence
+        occurredAt = event.occurredAt.formatted(Self.timestamps)
+        let status: Order.Status =
+            switch event.kind {
+            case .created: .pendingPayment
+            case .paid: .paid
+            case .cancelled: .cancelled
+            case .expired: .expired
+            case .refunded: .refunded
+            }
+        self.order = Snapshot(
+            id: order.id, saleId: order.saleID, buyer: order.buyer, quantity: order.quantity, amount: order.amount,
+            status: status, createdAt: order.createdAt.formatted(Self.timestamps),
+            expiresAt: order.expiresAt.formatted(Self.timestamps), paymentId: order.payment?.id)
+    }
+}
