@@ -25,7 +25,8 @@ struct PaymentFixture: Sendable {
             pollInterval: .milliseconds(100), backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(200))))
     static let guardConfiguration = GuardedProvider.Configuration(
         timeout: .milliseconds(3000), attempts: 2, retryBase: .milliseconds(10),
-        breaker: .init(windowSize: 10, minimumCalls: 5, openDuration: .milliseconds(400)))
+        breaker: .init(
+            windowSize: 10, minimumCalls: 5, slowCallDuration: .seconds(10), openDuration: .milliseconds(400)))
 
     let engine: Engine
     let store: SQLiteStore

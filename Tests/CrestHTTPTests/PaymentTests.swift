@@ -99,7 +99,9 @@ struct PaymentTests {
 
             fixture.simulator.faults = SimulatorFaults()
             for order in orders { try await fixture.waitFor(order.id) { $0.payment != nil } }
-            #expect(fixture.provider.status.breaker.state == .closed)
+            orders.append(try await fixture.order(sale, buyer: "after-errors"))
+            try await fixture.waitFor(orders[orders.count - 1].id) { $0.payment != nil }
+            #expect(try await eventually { fixture.provider.status.breaker.state == .closed })
 
             // Timeouts: the provider takes each call but answers too late.
             var slow = SimulatorFaults()
