@@ -5,6 +5,7 @@ import CrestSimulator
 import CrestStore
 import CrestTestSupport
 import Foundation
+import NIOHTTP1
 import Testing
 
 @Suite("Payments against the provider simulator over loopback")
@@ -95,6 +96,9 @@ struct PaymentTests {
             for index in 0..<8 { orders.append(try await fixture.order(sale, buyer: "e-\(index)")) }
             #expect(try await eventually { fixture.provider.status.breaker.state == .open })
             #expect(try await eventually { fixture.provider.status.breaker.rejected > 0 }, "calls did not fail fast")
+            let status = try await fixture.admin(.GET, "/v1/provider")
+            #expect(status.object["configured"] as? Bool == true)
+            #expect((status.object["breaker"] as? [String: Any])?["opened"] as? Int ?? 0 >= 1)
             #expect(try await fixture.engine.order(orders[0].id).payment == nil)
 
             fixture.simulator.faults = SimulatorFaults()
@@ -219,6 +223,38 @@ struct PaymentTests {
             let answer = try await fixture.postWebhook(good, signature: WebhookSignature.sign(good, secret: secret, at: Date()))
             #expect(answer.status == 200)
             #expect(try await fixture.engine.order(order.id).status == .paid)
+        }
+    }
+}
+
+@Suite("Settlement statements from the simulator")
+struct StatementTests {
+    @Test("the statement lists settled payments; injected discrepancies show in it")
+    func statement() async throws {
+        try await PaymentFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 5)
+            let start = Date().addingTimeInterval(-5)
+            var paid: [Order] = []
+            for index in 0..<3 {
+                let order = try await fixture.order(sale, buyer: "s-\(index)")
+                try await fixture.pay(try await fixture.waitFor(order.id) { $0.payment != nil })
+                paid.append(try await fixture.waitFor(order.id) { $0.status == .paid })
+            }
+            let end = Date().addingTimeInterval(5)
+            let rows = try await fixture.provider.statement(from: start, to: end)
+            #expect(Set(rows.map(\.reference)) == Set(paid.map(\.id.description)))
+            #expect(rows.allSatisfy { $0.amount == Money(amount: 499_900, currency: Currency("CNY")!) && $0.status == .succeeded })
+
+            var faults = SimulatorFaults()
+            faults.statementMissingRows = 1
+            faults.statementExtraRows = 2
+            faults.statementAmountMismatches = 1
+            fixture.simulator.faults = faults
+            let skewed = try await fixture.provider.statement(from: start, to: end)
+            #expect(skewed.count == 3 - 1 + 2)
+            let known = Set(paid.map(\.id.description))
+            #expect(skewed.count(where: { !known.contains($0.reference) }) == 2)
+            #expect(skewed.count(where: { known.contains($0.reference) && $0.amount.amount != 499_900 }) == 1)
         }
     }
 }
