@@ -22,8 +22,11 @@ public final class Engine: Sendable {
     /// Merges the order changes of concurrent jobs (expiries, confirmations) into one transaction.
     let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
 
-    /// The reservation batcher and the transition batcher, to run under the service group.
-    public var batcherService: any Service { ServicePair(first: batcher, second: transitioner) }
+    /// Merges the payment observations of concurrent webhooks and jobs into one transaction.
+    let paymentRecorder: GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>
+
+    /// The reservation, transition and payment batchers, to run under the service group.
+    public var batcherService: any Service { ServiceSet(services: [batcher, transitioner, paymentRecorder]) }
     let gates: StockGates
     let jobs: JobRunner
     let lifecycle: OrderLifecycle
@@ -57,8 +60,14 @@ public final class Engine: Sendable {
             try await store.transitions(requests, at: clock())
         }
         self.transitioner = transitioner
+        let paymentRecorder = GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>(
+            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
+        ) { observations in
+            try await store.recordPayments(observations, at: clock())
+        }
+        self.paymentRecorder = paymentRecorder
         let lifecycle = OrderLifecycle(
-            store: store, transitioner: transitioner, gates: gates, metrics: metrics, provider: provider,
+            store: store, transitioner: transitioner, paymentRecorder: paymentRecorder, gates: gates, metrics: metrics, provider: provider,
             expiry: configuration.expiry, logger: logger, clock: clock)
         self.lifecycle = lifecycle
         let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
@@ -112,15 +121,15 @@ public final class Engine: Sendable {
     }
 }
 
-/// Two services run as one: both start together, both see the same graceful shutdown.
-struct ServicePair: Service {
-    let first: any Service
-    let second: any Service
+/// Services run as one: they start together and see the same graceful shutdown.
+struct ServiceSet: Service {
+    let services: [any Service]
 
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await first.run() }
-            group.addTask { try await second.run() }
+            for service in services {
+                group.addTask { try await service.run() }
+            }
             try await group.waitForAll()
         }
     }

@@ -62,9 +62,11 @@ public protocol Store: JobQueue {
     ///   `confirm_after_cancel`;
     /// - `refunded` makes a cancelled or expired order `refunded` (`order.refunded`).
     ///
-    /// Throws `OrderError.orderNotFound`, and `PaymentMismatchError` when the order already has
-    /// another payment.
-    func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord
+    /// Several observations are recorded in one transaction, in order; each gets its own result:
+    /// `OrderError.orderNotFound`, or `PaymentMismatchError` when the order already has another
+    /// payment, fail that observation alone (and write nothing for it).
+    func recordPayments(_ observations: [PaymentObservation], at now: Date) async throws
+        -> [Result<PaymentRecord, PaymentRecordFailure>]
 
     /// Adds a merchant endpoint: from now on, every event it wants gets a delivery job in the
     /// transaction that writes the event.
@@ -220,6 +222,30 @@ public struct PaymentRecord: Sendable {
         self.duplicate = duplicate
         self.transition = transition
         self.refundEnqueued = refundEnqueued
+    }
+}
+
+/// Why one payment observation was not recorded.
+public enum PaymentRecordFailure: Error, Sendable, Hashable {
+    case orderNotFound
+    case mismatch(PaymentMismatchError)
+
+    /// The error callers of a single observation see.
+    public var error: any Error {
+        switch self {
+        case .orderNotFound: OrderError.orderNotFound
+        case .mismatch(let error): error
+        }
+    }
+}
+
+extension Store {
+    /// Records one observation (see `recordPayments(_:at:)`); throws its failure.
+    public func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord {
+        switch try await recordPayments([observation], at: now)[0] {
+        case .success(let record): return record
+        case .failure(let failure): throw failure.error
+        }
     }
 }
 

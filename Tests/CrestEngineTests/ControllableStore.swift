@@ -73,8 +73,10 @@ final class ControllableStore: Store {
     func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult {
         try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
     }
-    func recordPayment(_ observation: PaymentObservation, at now: Date) async throws -> PaymentRecord {
-        try await inner.recordPayment(observation, at: now)
+    func recordPayments(_ observations: [PaymentObservation], at now: Date) async throws
+        -> [Result<PaymentRecord, PaymentRecordFailure>]
+    {
+        try await inner.recordPayments(observations, at: now)
     }
     func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws { try await inner.createWebhookEndpoint(endpoint) }
     func webhookEndpoints() async throws -> [WebhookEndpoint] { try await inner.webhookEndpoints() }

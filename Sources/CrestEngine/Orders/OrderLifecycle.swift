@@ -12,6 +12,7 @@ import Logging
 struct OrderLifecycle: Sendable {
     let store: any Store
     let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
+    let paymentRecorder: GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>
     let gates: StockGates
     let metrics: EngineMetrics
     let provider: (any PaymentProvider)?
@@ -108,7 +109,11 @@ struct OrderLifecycle: Sendable {
 
     /// Records a payment observation and brings the gate and metrics in line with what it changed.
     func record(_ observation: PaymentObservation) async throws -> PaymentRecord {
-        let record = try await store.recordPayment(observation, at: clock())
+        let record: PaymentRecord
+        switch try await paymentRecorder.submit(observation) {
+        case .success(let recorded): record = recorded
+        case .failure(let failure): throw failure.error
+        }
         if let transition = record.transition, transition.change == .applied {
             gates.loadedGate(for: transition.order.saleID)?.observe(transition.counters)
             metrics.publish(transition.counters.counters, of: transition.order.saleID)
