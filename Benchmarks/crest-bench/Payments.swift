@@ -16,7 +16,9 @@ import ServiceLifecycle
 /// Order to paid through the real loop: Crest and the provider simulator as HTTP servers on
 /// loopback; each simulated buyer places an order, waits for its payment to exist, pays at the
 /// simulator; the simulator's signed webhook makes the order paid. Latencies are measured from the
-/// order's `order.created` event to its `order.paid` event (both written by the store).
+/// order's `order.created` event to its `order.paid` event (both written by the store); buyers
+/// look for their payment every 10 ms, which is part of the figure. Everything — buyers, Crest,
+/// simulator — shares one process, so the figures are for the whole loop on this machine.
 struct Payments: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "payments", abstract: "Order-to-paid latency and payments settled per second.")
@@ -45,8 +47,9 @@ struct Payments: AsyncParsableCommand {
             try await withThrowingTaskGroup(of: Void.self) { servers in
                 servers.addTask { try await simulatorGroup.run() }
                 let simPort = try await Self.port(of: simulatorPort)
+                let providerHTTP = HTTPPaymentProvider.makeClient(connections: GuardedProvider.Configuration().maxInFlight)
                 let provider = GuardedProvider(
-                    HTTPPaymentProvider(http: .shared, baseURL: "http://127.0.0.1:\(simPort)"), logger: logger)
+                    HTTPPaymentProvider(http: providerHTTP, baseURL: "http://127.0.0.1:\(simPort)"), logger: logger)
                 let engine = Engine(store: store, logger: logger, provider: provider)
                 let crestPort = Locked<Int?>(nil)
                 let crestApp = Application(
@@ -77,7 +80,7 @@ struct Payments: AsyncParsableCommand {
                             _ = try? simulator.simulate(payment.id, outcome: .succeeded)
                             return order.id
                         }
-                        try? await Task.sleep(for: .milliseconds(2))
+                        try? await Task.sleep(for: .milliseconds(10))
                     }
                 }
                 while try await engine.sale(sale.id).stock.sold < Int64(orders) {
@@ -107,6 +110,7 @@ struct Payments: AsyncParsableCommand {
                 await crestGroup.triggerGracefulShutdown()
                 await simulatorGroup.triggerGracefulShutdown()
                 try await servers.waitForAll()
+                try await providerHTTP.shutdown()
             }
         }
     }

@@ -6,8 +6,10 @@ import Synchronization
 /// **Closed**: calls go through; each outcome (failed? slow?) enters the window. Once the window
 /// holds `minimumCalls` and the share of failed calls reaches `failureRateThreshold`, or the share
 /// of slow calls reaches `slowCallRateThreshold`, the breaker **opens**: calls are refused at once
-/// for `openDuration`. Then it is **half-open**: up to `halfOpenProbes` calls go through as probes;
-/// if they all succeed it closes (with an empty window), if one fails it opens again.
+/// for `openDuration`. Then it is **half-open**: `halfOpenProbes` calls go through as probes; once
+/// they all reported, it closes (with an empty window) if their failure and slow-call shares are
+/// under the thresholds, and opens again otherwise — so a provider that fails a share of calls
+/// below the threshold does not keep the circuit open on one unlucky probe.
 public final class CircuitBreaker: Sendable {
     public struct Configuration: Sendable, Hashable {
         public var windowSize: Int
@@ -20,9 +22,9 @@ public final class CircuitBreaker: Sendable {
         public var halfOpenProbes: Int
 
         public init(
-            windowSize: Int = 20, minimumCalls: Int = 10, failureRateThreshold: Double = 0.5,
+            windowSize: Int = 50, minimumCalls: Int = 20, failureRateThreshold: Double = 0.5,
             slowCallDuration: Duration = .seconds(2), slowCallRateThreshold: Double = 0.8,
-            openDuration: Duration = .seconds(5), halfOpenProbes: Int = 1
+            openDuration: Duration = .seconds(5), halfOpenProbes: Int = 5
         ) {
             precondition(windowSize >= 1 && minimumCalls >= 1 && halfOpenProbes >= 1, "breaker sizes must be positive")
             self.windowSize = windowSize
@@ -66,7 +68,8 @@ public final class CircuitBreaker: Sendable {
         var window: Deque<Outcome> = []
         var openUntil: ContinuousClock.Instant?
         var probesInFlight = 0
-        var probeSucceeded = 0
+        /// Outcomes of this half-open period's probes.
+        var probes: [Outcome] = []
         var rejected = 0
         var opened = 0
     }
@@ -94,10 +97,10 @@ public final class CircuitBreaker: Sendable {
                 }
                 inner.state = .halfOpen
                 inner.probesInFlight = 1
-                inner.probeSucceeded = 0
+                inner.probes = []
                 return (true, .halfOpen)
             case .halfOpen:
-                guard inner.probesInFlight + inner.probeSucceeded < configuration.halfOpenProbes else {
+                guard inner.probesInFlight + inner.probes.count < configuration.halfOpenProbes else {
                     inner.rejected += 1
                     return (false, nil)
                 }
@@ -117,23 +120,17 @@ public final class CircuitBreaker: Sendable {
             case .closed:
                 inner.window.append(Outcome(failed: failed, slow: slow))
                 if inner.window.count > configuration.windowSize { inner.window.removeFirst() }
-                guard inner.window.count >= configuration.minimumCalls else { return nil }
-                let count = Double(inner.window.count)
-                let failureRate = Double(inner.window.count(where: \.failed)) / count
-                let slowRate = Double(inner.window.count(where: \.slow)) / count
-                guard failureRate >= configuration.failureRateThreshold
-                    || slowRate >= configuration.slowCallRateThreshold
-                else { return nil }
+                guard inner.window.count >= configuration.minimumCalls, tripped(inner.window) else { return nil }
                 open(&inner, now: now)
                 return .open
             case .halfOpen:
                 inner.probesInFlight = max(0, inner.probesInFlight - 1)
-                if failed || slow {
+                inner.probes.append(Outcome(failed: failed, slow: slow))
+                guard inner.probes.count >= configuration.halfOpenProbes else { return nil }
+                if tripped(inner.probes) {
                     open(&inner, now: now)
                     return .open
                 }
-                inner.probeSucceeded += 1
-                guard inner.probeSucceeded >= configuration.halfOpenProbes else { return nil }
                 inner.state = .closed
                 inner.window.removeAll()
                 return .closed
@@ -156,11 +153,18 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
+    /// Whether these outcomes reach a threshold.
+    private func tripped(_ outcomes: some Collection<Outcome>) -> Bool {
+        let count = Double(outcomes.count)
+        return Double(outcomes.count(where: \.failed)) / count >= configuration.failureRateThreshold
+            || Double(outcomes.count(where: \.slow)) / count >= configuration.slowCallRateThreshold
+    }
+
     private func open(_ inner: inout Inner, now: ContinuousClock.Instant) {
         inner.state = .open
         inner.openUntil = now + configuration.openDuration
         inner.probesInFlight = 0
-        inner.probeSucceeded = 0
+        inner.probes = []
         inner.opened += 1
     }
 }

@@ -12,6 +12,9 @@ import Metrics
 /// to repeat (the changing ones carry idempotency keys). A refusal (4xx) means the provider is
 /// healthy: it counts as a success for the breaker and is not retried.
 public final class GuardedProvider: PaymentProvider {
+    /// The reason of `ProviderError.unavailable` when the breaker refused the call.
+    public static let circuitOpenReason = "circuit open"
+
     public struct Configuration: Sendable {
         public var timeout: Duration
         public var attempts: Int
@@ -109,7 +112,7 @@ public final class GuardedProvider: PaymentProvider {
             try breaker.acquire()
         } catch {
             count(name, "rejected_open")
-            throw ProviderError.unavailable("circuit open")
+            throw ProviderError.unavailable(Self.circuitOpenReason)
         }
         do {
             try bulkhead.enter()

@@ -15,6 +15,16 @@ public struct HTTPPaymentProvider: PaymentProvider {
     private let decoder = JSONDecoder()
     private let encoder = JSONEncoder()
 
+    /// A client whose connection pool holds `connections` connections to the provider: calls
+    /// beyond the pool wait for a connection inside their deadline, so the pool must be at least
+    /// as large as the guard's bulkhead, or queueing looks like a slow provider to the breaker.
+    public static func makeClient(connections: Int) -> HTTPClient {
+        HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+    }
+
     public init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {
         self.http = http
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL

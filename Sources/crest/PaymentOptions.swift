@@ -21,9 +21,12 @@ struct ProviderOptions: ParsableArguments {
     var providerMaxInFlight: Int?
 
     /// The provider behind its guard, and the webhook secret; `nil` provider when none is configured.
-    func resolve(_ settings: Settings, logger: Logger) throws -> (provider: GuardedProvider?, webhookSecret: String?) {
+    /// `http` is the provider's own client (to shut down at exit), when a provider is configured.
+    func resolve(_ settings: Settings, logger: Logger) throws
+        -> (provider: GuardedProvider?, webhookSecret: String?, http: HTTPClient?)
+    {
         let secret = settings.optional(providerWebhookSecret, env: "CREST_PROVIDER_WEBHOOK_SECRET")
-        guard let url = settings.optional(providerUrl, env: "CREST_PROVIDER_URL") else { return (nil, secret) }
+        guard let url = settings.optional(providerUrl, env: "CREST_PROVIDER_URL") else { return (nil, secret, nil) }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ValidationError("the provider URL must start with http:// or https://")
         }
@@ -34,10 +37,11 @@ struct ProviderOptions: ParsableArguments {
         if secret == nil {
             logger.warning("a payment provider is configured without a webhook secret: its webhooks will be refused")
         }
+        let http = HTTPPaymentProvider.makeClient(connections: maxInFlight)
         let client = HTTPPaymentProvider(
-            http: .shared, baseURL: url, apiKey: settings.optional(providerApiKey, env: "CREST_PROVIDER_API_KEY"))
+            http: http, baseURL: url, apiKey: settings.optional(providerApiKey, env: "CREST_PROVIDER_API_KEY"))
         let provider = GuardedProvider(
             client, configuration: .init(timeout: .milliseconds(timeout), maxInFlight: maxInFlight), logger: logger)
-        return (provider, secret)
+        return (provider, secret, http)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import CrestEngine
 import CrestHTTP
 import CrestStore
@@ -72,7 +73,7 @@ struct Serve: AsyncParsableCommand {
         let token = try AdminToken.resolve(
             given: settings.optional(adminToken, env: "CREST_ADMIN_TOKEN"), dataDirectory: dataDirectory)
         let sqlite = try SQLiteStore(directory: dataDirectory)
-        let (provider, webhookSecret) = try payments.resolve(settings, logger: logger)
+        let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, logger: logger)
         let engine = Engine(
             store: sqlite,
             configuration: EngineConfiguration(
@@ -96,6 +97,7 @@ struct Serve: AsyncParsableCommand {
                 services: [engine.batcherService, engine.jobRunnerService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try await sqlite.close()
+        try await providerHTTP?.shutdown()
         logger.info("crest stopped")
     }
 }

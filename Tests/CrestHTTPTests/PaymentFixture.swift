@@ -26,7 +26,8 @@ struct PaymentFixture: Sendable {
     static let guardConfiguration = GuardedProvider.Configuration(
         timeout: .milliseconds(3000), attempts: 2, retryBase: .milliseconds(10),
         breaker: .init(
-            windowSize: 10, minimumCalls: 5, slowCallDuration: .seconds(10), openDuration: .milliseconds(400)))
+            windowSize: 10, minimumCalls: 5, slowCallDuration: .seconds(10), openDuration: .milliseconds(400),
+            halfOpenProbes: 1))
 
     let engine: Engine
     let store: SQLiteStore
@@ -60,8 +61,10 @@ struct PaymentFixture: Sendable {
         let result = try await simulatorApp.test(.live) { simulatorClient in
             let simulatorPort = try #require(simulatorClient.port)
             simulator.setPublicURL("http://127.0.0.1:\(simulatorPort)")
+            let providerHTTP = HTTPPaymentProvider.makeClient(connections: guardConfiguration.maxInFlight)
+            defer { Task { try? await providerHTTP.shutdown() } }
             let provider = GuardedProvider(
-                HTTPPaymentProvider(http: .shared, baseURL: "http://127.0.0.1:\(simulatorPort)"),
+                HTTPPaymentProvider(http: providerHTTP, baseURL: "http://127.0.0.1:\(simulatorPort)"),
                 configuration: guardConfiguration, logger: logger)
             let engine = Engine(
                 store: store, configuration: engineConfiguration, logger: logger, provider: provider, clock: clock)

@@ -27,12 +27,17 @@ public protocol JobHandler: Sendable {
     /// Longest a run may take; after it the run is cancelled and counts as a failed attempt.
     var timeout: Duration { get }
 
+    /// The backoff between this kind's attempts; `nil` uses the runner's.
+    var backoff: Backoff? { get }
+
     /// Called once, after the job failed its last attempt and was discarded.
     func discarded(_ job: Job, error: String) async
 }
 
 extension JobHandler {
     public var timeout: Duration { .seconds(60) }
+
+    public var backoff: Backoff? { nil }
 
     public func discarded(_ job: Job, error: String) async {}
 }
@@ -47,14 +52,17 @@ extension JobHandler {
 /// ```
 public struct JobHandlerFunction: JobHandler {
     public let timeout: Duration
+    public let backoff: Backoff?
     private let body: @Sendable (Job) async throws -> JobResult
     private let onDiscard: @Sendable (Job, String) async -> Void
 
     public init(
-        timeout: Duration = .seconds(60), onDiscard: @escaping @Sendable (Job, String) async -> Void = { _, _ in },
+        timeout: Duration = .seconds(60), backoff: Backoff? = nil,
+        onDiscard: @escaping @Sendable (Job, String) async -> Void = { _, _ in },
         _ body: @escaping @Sendable (Job) async throws -> JobResult
     ) {
         self.timeout = timeout
+        self.backoff = backoff
         self.body = body
         self.onDiscard = onDiscard
     }

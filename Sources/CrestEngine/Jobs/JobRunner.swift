@@ -193,8 +193,8 @@ public final class JobRunner: Service, Sendable {
             if job.attempt >= job.maxAttempts {
                 (completion, outcome) = (.failed(error: message, retryAt: nil), "discarded")
             } else {
-                let retryAt = clock().addingTimeInterval(
-                    configuration.backoff.delay(afterAttempt: job.attempt).seconds)
+                let backoff = handlers[job.kind]?.backoff ?? configuration.backoff
+                let retryAt = clock().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds)
                 (completion, outcome) = (.failed(error: message, retryAt: retryAt), "failed")
             }
         }

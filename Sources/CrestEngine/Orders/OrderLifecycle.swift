@@ -28,11 +28,14 @@ struct OrderLifecycle: Sendable {
             ) { job in try await confirm(job) },
         ]
         if let provider {
-            handlers[PaymentJobs.createKind] = JobHandlerFunction(timeout: .seconds(30)) { job in
-                try await createPayment(job, provider: provider)
+            // A buyer waits for the payment to exist: retry soon, and while the circuit is open,
+            // wait for it without using attempts.
+            let backoff = Backoff(base: .milliseconds(500), maximum: .seconds(15))
+            handlers[PaymentJobs.createKind] = JobHandlerFunction(timeout: .seconds(30), backoff: backoff) { job in
+                try await Self.waitingOnOpenCircuit { try await createPayment(job, provider: provider) }
             }
-            handlers[PaymentJobs.refundKind] = JobHandlerFunction(timeout: .seconds(30)) { job in
-                try await refund(job, provider: provider)
+            handlers[PaymentJobs.refundKind] = JobHandlerFunction(timeout: .seconds(30), backoff: backoff) { job in
+                try await Self.waitingOnOpenCircuit { try await refund(job, provider: provider) }
             }
         }
         return handlers
@@ -105,6 +108,16 @@ struct OrderLifecycle: Sendable {
         if let observation = refunded.observation() { _ = try await record(observation) }
         logger.info("late payment refunded", metadata: ["order": "\(order.id)", "payment": "\(payment.id)"])
         return .completed
+    }
+
+    /// Runs a provider job; a refusal by the open circuit snoozes it (no attempt used) instead of
+    /// failing it, since nothing was tried.
+    static func waitingOnOpenCircuit(_ body: () async throws -> JobResult) async throws -> JobResult {
+        do {
+            return try await body()
+        } catch ProviderError.unavailable(let reason) where reason == GuardedProvider.circuitOpenReason {
+            return .snooze(.seconds(1))
+        }
     }
 
     /// Records a payment observation and brings the gate and metrics in line with what it changed.
