@@ -142,6 +142,13 @@ public final class CircuitBreaker: Sendable {
         if let changed { onStateChange(changed) }
     }
 
+    /// Gives back a permit whose call never started (e.g. a full bulkhead): no outcome is recorded.
+    public func release() {
+        inner.withLock { inner in
+            if inner.state == .halfOpen { inner.probesInFlight = max(0, inner.probesInFlight - 1) }
+        }
+    }
+
     public var snapshot: Snapshot {
         inner.withLock { inner in
             let count = inner.window.count

@@ -117,8 +117,8 @@ public final class GuardedProvider: PaymentProvider {
         do {
             try bulkhead.enter()
         } catch {
-            // The breaker gave a permit; hand it back as a non-event.
-            breaker.record(failed: false, duration: .zero)
+            // The call never started: hand the breaker's permit back without an outcome.
+            breaker.release()
             count(name, "rejected_full")
             throw ProviderError.unavailable("too many calls in flight")
         }

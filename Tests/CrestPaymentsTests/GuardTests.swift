@@ -73,6 +73,21 @@ struct CircuitBreakerTests {
         #expect(breaker.snapshot.callsInWindow == 10)
     }
 
+    @Test("a permit given back without an outcome frees the half-open probe and changes no rate")
+    func release() throws {
+        let breaker = CircuitBreaker(configuration: configuration)
+        let start = ContinuousClock.now
+        for _ in 0..<4 {
+            try breaker.acquire(now: start)
+            breaker.record(failed: true, duration: .milliseconds(1), now: start)
+        }
+        try breaker.acquire(now: start + .seconds(5))
+        breaker.release()
+        try breaker.acquire(now: start + .seconds(5))
+        breaker.record(failed: false, duration: .milliseconds(1), now: start + .seconds(5))
+        #expect(breaker.snapshot.state == .closed)
+    }
+
     @Test("a bulkhead refuses the call beyond its limit and takes one again once a call left")
     func bulkhead() throws {
         let bulkhead = Bulkhead(limit: 2)
