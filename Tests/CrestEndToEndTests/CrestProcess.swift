@@ -17,16 +17,22 @@ final class CrestProcess: Sendable {
     }
 
     /// Starts `crest serve --port 0` on `dataDirectory` and waits until it listens.
-    init(dataDirectory: URL, extraArguments: [String] = []) async throws {
+    convenience init(dataDirectory: URL, extraArguments: [String] = []) async throws {
+        try await self.init(
+            arguments: [
+                "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDirectory.path,
+                "--admin-token", Self.adminToken, "--log-level", "warning",
+            ] + extraArguments,
+            listening: "crest listening on")
+    }
+
+    /// Starts `crest` with `arguments` and waits for the line `<listening> http://127.0.0.1:<port>`.
+    init(arguments: [String], listening prefix: String) async throws {
         let executable = Self.executable
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
         let process = Process()
         process.executableURL = executable
-        process.arguments =
-            [
-                "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDirectory.path,
-                "--admin-token", Self.adminToken, "--log-level", "warning",
-            ] + extraArguments
+        process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -44,7 +50,7 @@ final class CrestProcess: Sendable {
         self.process = process
 
         let deadline = ContinuousClock.now + .seconds(60)
-        let listening = try Regex(#"crest listening on http://127\.0\.0\.1:(\d+)"#)
+        let listening = try Regex(prefix + #" http://127\.0\.0\.1:(\d+)"#)
         while true {
             let text = output.value
             if let match = text.firstMatch(of: listening), let port = Int(match.output[1].substring ?? "") {

@@ -1,0 +1,50 @@
+import AsyncHTTPClient
+import CrestTestSupport
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@Suite("crest serve with crest psp-sim, as processes")
+struct PaymentProcessTests {
+    @Test("an order gets its payment from the simulator process; paid there, it ends paid when its window closes")
+    func serveWithSimulator() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // No webhook URL: the simulator cannot tell Crest, so Crest learns of the payment by asking.
+        let simulator = try await CrestProcess(
+            arguments: ["psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-secret", "e2e", "--log-level", "warning"],
+            listening: "psp-sim listening on")
+        let crest = try await CrestProcess(
+            dataDirectory: directory,
+            extraArguments: [
+                "--provider-url", "http://127.0.0.1:\(simulator.port)", "--provider-webhook-secret", "e2e",
+            ])
+        let client = CrestClient(http: .shared, port: crest.port)
+        let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 2)
+        let placed = try await client.order(sale: sale, key: "k1", buyer: "ana")
+        let orderID = try #require(placed.id)
+        var paymentID: String?
+        let created = try await eventually {
+            let payment = try await client.call(.GET, "/v1/orders/\(orderID)").json["payment"] as? [String: Any]
+            paymentID = payment?["id"] as? String
+            return paymentID != nil
+        }
+        #expect(created, "no payment was created at the simulator")
+        let id = try #require(paymentID)
+        let simulatorClient = CrestClient(http: .shared, port: simulator.port)
+        let paid = try await simulatorClient.call(
+            .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
+        #expect(paid.status == 200)
+        var status: String?
+        let settled = try await eventually(timeout: .seconds(20)) {
+            status = try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String
+            return status != "pending_payment"
+        }
+        #expect(settled)
+        #expect(status == "paid", "expiry must ask the provider, which says succeeded")
+        #expect(try await client.stock(sale: sale) == ["total": 3, "available": 2, "reserved": 0, "sold": 1])
+        #expect(crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+        #expect(simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
+    }
+}
