@@ -38,8 +38,9 @@ struct JobCrashTests {
         #expect(orders.count == placed.count)
         try await Task.sleep(until: lastPlaced + .seconds(window) + .milliseconds(200))
 
-        // The next start works through the backlog and dies while expiry jobs are running.
-        let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
+        // The next start works through the backlog — with two workers, so that it takes seconds
+        // rather than the instant a full runner needs — and dies while expiry jobs are running.
+        let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
         let busy = CrestClient(http: http, port: first.port)
         let caught = try await eventually(timeout: .seconds(20), every: .milliseconds(1)) {
             let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire", headers: admin)
