@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -78,7 +80,20 @@ let package = Package(
                 "CrestPayments",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CrestLoad",
+            dependencies: [
+                "CrestCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -98,6 +113,7 @@ let package = Package(
             name: "crest",
             dependencies: [
                 "CrestHTTP",
+                "CrestLoad",
                 "CrestPayments",
                 "CrestSimulator",
                 "CrestEngine",
@@ -135,6 +151,16 @@ let package = Package(
             path: "Tests/CrestTestSupport",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "CrestFixtures",
+            dependencies: [
+                "CrestCore", "CrestStore", "CrestHTTP",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Tests/CrestFixtures",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CrestCoreTests",
             dependencies: ["CrestCore"],
@@ -148,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "CrestEngineTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport", "CrestFixtures",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -157,10 +183,21 @@ let package = Package(
             name: "CrestHTTPTests",
             dependencies: [
                 "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestPayments", "CrestSimulator",
-                "CrestTestSupport",
+                "CrestTestSupport", "CrestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CrestLoadTests",
+            dependencies: [
+                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestLoad", "CrestTestSupport",
+                "CrestFixtures",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import CrestCore
 import Foundation
 import Synchronization
 
@@ -43,26 +44,19 @@ public struct SimulatorFaults: Codable, Sendable, Hashable {
     }
 }
 
-/// A reproducible random source (SplitMix64): the same seed gives the same faults and ids.
+/// A reproducible random source shared by the simulator's tasks: the same seed gives the same
+/// faults and ids.
 final class SeededRandom: Sendable {
-    private let state: Mutex<UInt64>
+    private let state: Mutex<SplitMix64>
 
-    init(seed: UInt64) { state = Mutex(seed) }
+    init(seed: UInt64) { state = Mutex(SplitMix64(seed: seed)) }
 
-    func next() -> UInt64 {
-        state.withLock { state in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    func next() -> UInt64 { state.withLock { $0.next() } }
 
     /// Uniform in 0..<1.
-    func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    func unit() -> Double { state.withLock { $0.unit() } }
 
-    func chance(_ rate: Double) -> Bool { rate > 0 && unit() < rate }
+    func chance(_ rate: Double) -> Bool { state.withLock { $0.chance(rate) } }
 
     func upTo(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound + 1)) }
 

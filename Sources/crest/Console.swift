@@ -8,6 +8,11 @@ enum Console {
     static func say(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
+
+    /// A line on standard error: what went wrong, kept apart from the output a script reads.
+    static func complain(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
 }
 
 extension Console {

@@ -11,10 +11,7 @@ final class CrestProcess: Sendable {
     let port: Int
     private let output: Locked<String>
 
-    /// The `crest` executable built next to the test bundle (`swift test` builds it).
-    static var executable: URL {
-        URL(filePath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "crest")
-    }
+    static var executable: URL { CrestCommand.executable }
 
     /// Starts `crest serve --port 0` on `dataDirectory` and waits until it listens.
     convenience init(dataDirectory: URL, extraArguments: [String] = []) async throws {

@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestFixtures
 import CrestHTTP
 import CrestStore
 import Foundation
@@ -11,15 +12,6 @@ import Metrics
 import NIOCore
 import Prometheus
 import Testing
-
-/// The process-wide metrics registry of the tests (swift-metrics can be bootstrapped once per process).
-enum TestMetrics {
-    static let registry: PrometheusCollectorRegistry = {
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
-        return registry
-    }()
-}
 
 /// A Crest application on a fresh embedded store, its batcher running as an application service.
 struct HTTPFixture {

@@ -1,3 +1,4 @@
+import CrestFixtures
 import CrestHTTP
 import Foundation
 import Hummingbird

@@ -1,4 +1,5 @@
 import CrestCore
+import CrestFixtures
 import CrestStore
 import Foundation
 import HTTPTypes

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CrestCore
 import CrestEngine
+import CrestFixtures
 import CrestHTTP
 import CrestPayments
 import CrestSimulator

@@ -1,0 +1,167 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The few calls of Crest's API the load test makes besides the load itself: create or read the
+/// sale, read orders back, list a sale's orders, pay at the provider. Plain AsyncHTTPClient with
+/// JSON — these calls are not on the measured path.
+struct CrestAPI: Sendable {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct Counters: Codable, Sendable, Equatable {
+        var total: Int64
+        var available: Int64
+        var reserved: Int64
+        var sold: Int64
+    }
+
+    struct SaleView: Codable, Sendable {
+        var id: String
+        var perBuyerLimit: Int
+        var paymentWindowSeconds: Int
+        var stock: Counters
+    }
+
+    struct PaymentView: Codable, Sendable {
+        var id: String
+        var status: String
+        var payUrl: String?
+    }
+
+    struct OrderView: Codable, Sendable {
+        var id: String
+        var saleId: String
+        var buyer: String
+        var quantity: Int
+        var status: String
+        var expiresAt: Date
+        var payment: PaymentView?
+    }
+
+    private struct OrderPage: Codable {
+        var orders: [OrderView]
+        var next: String?
+    }
+
+    private struct NewSale: Encodable {
+        struct Price: Encodable {
+            var amount: Int64
+            var currency: String
+        }
+        var sku: String
+        var title: String
+        var price: Price
+        var stock: Int64
+        var perBuyerLimit: Int
+        var paymentWindowSeconds: Int
+    }
+
+    let http: HTTPClient
+    let base: String
+    let adminToken: String
+
+    static func makeClient(connections: Int) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connections
+        configuration.timeout.connect = .seconds(10)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func createSale(_ spec: LoadPlan.SaleSpec) async throws -> SaleView {
+        let body = NewSale(
+            sku: spec.sku, title: spec.title, price: .init(amount: spec.priceMinor, currency: spec.currency),
+            stock: spec.stock, perBuyerLimit: spec.perBuyerLimit, paymentWindowSeconds: spec.paymentWindowSeconds)
+        return try await call(.POST, "/v1/sales", body: try JSONEncoder().encode(body), admin: true, expect: 201)
+            ?? { throw Failure(description: "creating the sale answered 404") }()
+    }
+
+    func sale(_ id: String) async throws -> SaleView {
+        guard let sale: SaleView = try await call(.GET, "/v1/sales/\(id)") else {
+            throw Failure(description: "sale \(id) does not exist")
+        }
+        return sale
+    }
+
+    /// The order, or `nil` when Crest answers 404.
+    func order(_ id: String) async throws -> OrderView? {
+        try await call(.GET, "/v1/orders/\(id)")
+    }
+
+    /// Every order of the sale (optionally only those in `status`), following the pages.
+    func orders(saleID: String, status: String? = nil) async throws -> [OrderView] {
+        var all: [OrderView] = []
+        var after: String?
+        repeat {
+            var path = "/v1/orders?saleId=\(saleID)&limit=200"
+            if let status { path += "&status=\(status)" }
+            if let after { path += "&after=\(after)" }
+            guard let page: OrderPage = try await call(.GET, path, admin: true) else {
+                throw Failure(description: "listing orders answered 404")
+            }
+            all += page.orders
+            after = page.next
+        } while after != nil
+        return all
+    }
+
+    /// Whether any order of the sale still awaits payment.
+    func hasPendingOrders(saleID: String) async throws -> Bool {
+        let path = "/v1/orders?saleId=\(saleID)&status=pending_payment&limit=1"
+        guard let page: OrderPage = try await call(.GET, path, admin: true) else {
+            throw Failure(description: "listing orders answered 404")
+        }
+        return !page.orders.isEmpty
+    }
+
+    /// Plays the buyer paying at the provider's checkout page; true when the provider took it.
+    func pay(at payURL: String) async throws -> Bool {
+        var request = HTTPClientRequest(url: payURL + (payURL.contains("?") ? "&" : "?") + "outcome=succeeded")
+        request.method = .POST
+        let response = try await http.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return response.status == .ok
+    }
+
+    private func call<T: Decodable>(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, admin: Bool = false, expect: UInt = 200
+    ) async throws -> T? {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if admin { request.headers.add(name: "Authorization", value: "Bearer \(adminToken)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: .seconds(30))
+        } catch {
+            throw Failure(description: "\(method) \(base)\(path) failed: \(error)")
+        }
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        if response.status == .notFound { return nil }
+        guard response.status.code == expect else {
+            let text = String(buffer: bytes)
+            throw Failure(description: "\(method) \(path) answered \(response.status.code): \(text.prefix(300))")
+        }
+        return try Self.decoder.decode(T.self, from: Data(bytes.readableBytesView))
+    }
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        let whole = Date.ISO8601FormatStyle()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = (try? Date(text, strategy: fractional)) ?? (try? Date(text, strategy: whole)) else {
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: decoder.codingPath, debugDescription: "not an RFC 3339 time: \(text)"))
+            }
+            return date
+        }
+        return decoder
+    }()
+}

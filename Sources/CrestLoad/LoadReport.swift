@@ -1,0 +1,129 @@
+import Foundation
+import Histogram
+
+/// The outcome of a load test: what was sent, what came back, how fast, and whether the server
+/// kept its promises. `--json` prints it as is.
+public struct LoadReport: Codable, Sendable {
+    public struct Latency: Codable, Sendable {
+        public var p50: Double
+        public var p90: Double
+        public var p99: Double
+        public var p999: Double
+        public var max: Double
+        public var mean: Double
+
+        init(_ histogram: Histogram<UInt64>) {
+            func ms(_ micros: UInt64) -> Double { (Double(micros) / 1000 * 1000).rounded() / 1000 }
+            guard histogram.totalCount > 0 else {
+                (p50, p90, p99, p999, max, mean) = (0, 0, 0, 0, 0, 0)
+                return
+            }
+            p50 = ms(histogram.valueAtPercentile(50))
+            p90 = ms(histogram.valueAtPercentile(90))
+            p99 = ms(histogram.valueAtPercentile(99))
+            p999 = ms(histogram.valueAtPercentile(99.9))
+            max = ms(histogram.max)
+            mean = (histogram.mean / 1000 * 1000).rounded() / 1000
+        }
+    }
+
+    public struct Counters: Codable, Sendable, Equatable {
+        public var total: Int64
+        public var available: Int64
+        public var reserved: Int64
+        public var sold: Int64
+
+        public init(total: Int64, available: Int64, reserved: Int64, sold: Int64) {
+            self.total = total
+            self.available = available
+            self.reserved = reserved
+            self.sold = sold
+        }
+    }
+
+    public struct Payments: Codable, Sendable {
+        /// Accepted orders the run chose to pay.
+        public var chosen: Int
+        /// Of those, paid at the provider.
+        public var paid: Int
+        /// Payments the provider did not take, or whose order never showed a pay URL in time.
+        public var failed: Int
+        /// Orders of this run that ended `paid`, `expired`, `refunded`, `cancelled` — and still pending.
+        public var ordersPaid: Int
+        public var ordersExpired: Int
+        public var ordersRefunded: Int
+        public var ordersCancelled: Int
+        public var ordersPending: Int
+    }
+
+    public struct Check: Codable, Sendable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    public var url: String
+    public var saleId: String
+    public var pace: String
+    public var attempts: Int
+    public var replays: Int
+    public var durationSeconds: Double
+    public var attemptsPerSecond: Double
+    /// Distinct orders created (201 to a new attempt).
+    public var accepted: Int
+    /// Accepted orders per second, from the start to the last acceptance.
+    public var acceptedPerSecond: Double
+    /// From the start to the first sold-out answer.
+    public var soldOutAfterSeconds: Double?
+    /// Orders accepted before the first sold-out answer, per second of `soldOutAfterSeconds`.
+    public var sellOutOrdersPerSecond: Double?
+    /// Answers by status and problem kind, and unanswered attempts by reason.
+    public var outcomes: [String: Int]
+    public var unanswered: Int
+    /// Milliseconds; in an open-loop run, from the moment each attempt was due.
+    public var latencyMs: Latency
+    /// The sale's counters when the audit read them.
+    public var stock: Counters
+    public var payments: Payments?
+    public var checks: [Check]
+    public var auditPassed: Bool
+
+    /// The report for a person.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("sale \(saleId) at \(url), \(pace)")
+        lines.append(
+            "attempts: \(attempts) (\(replays) repeated) in \(Self.seconds(durationSeconds)) s — \(Self.rate(attemptsPerSecond))/s")
+        var accepted = "accepted: \(self.accepted) orders — \(Self.rate(acceptedPerSecond))/s"
+        if let soldOutAfterSeconds, let sellOutOrdersPerSecond {
+            accepted += "; sold out after \(Self.seconds(soldOutAfterSeconds)) s (\(Self.rate(sellOutOrdersPerSecond)) orders/s until then)"
+        }
+        lines.append(accepted)
+        let breakdown = outcomes.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }
+        lines.append("answers: " + breakdown.joined(separator: ", "))
+        lines.append(
+            "latency ms: p50 \(latencyMs.p50)  p90 \(latencyMs.p90)  p99 \(latencyMs.p99)  p99.9 \(latencyMs.p999)  max \(latencyMs.max)")
+        lines.append(
+            "stock: total \(stock.total), available \(stock.available), reserved \(stock.reserved), sold \(stock.sold)")
+        if let payments {
+            lines.append(
+                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) failed); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
+            )
+        }
+        lines.append(auditPassed ? "audit: passed" : "AUDIT FAILED")
+        for check in checks {
+            lines.append("  \(check.passed ? "ok  " : "FAIL") \(check.name): \(check.detail)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The report as indented JSON with sorted keys.
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    public static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
+    public static func rate(_ value: Double) -> String { String(format: "%.0f", value) }
+}

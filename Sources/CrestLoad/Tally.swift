@@ -1,0 +1,82 @@
+import CrestCore
+import Histogram
+import NIOCore
+
+/// An order the server accepted (answered 201 to a new attempt).
+struct AcceptedOrder: Sendable {
+    var key: String
+    var buyer: String
+    var quantity: Int
+    /// Since the start of the load.
+    var at: Duration
+}
+
+/// An attempt that was answered, kept so that a later attempt can repeat it with the same key.
+struct ReplayCandidate: Sendable {
+    var key: String
+    var buyer: String
+    var quantity: Int
+    /// The order it created, when it was accepted: a replay must answer with the same one.
+    var orderID: String?
+}
+
+/// Everything the generator counts while it runs; one lock, held for a few hundred nanoseconds per answer.
+struct Tally: Sendable {
+    /// Microseconds, 1 µs to one hour, three significant digits.
+    static func makeHistogram() -> Histogram<UInt64> {
+        Histogram(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    }
+
+    var latency = makeHistogram()
+    /// Since the last progress line.
+    var recent = makeHistogram()
+    var attempts = 0
+    var replays = 0
+    /// "201", "201 replayed", "409 sold-out", "503 store-unavailable", "unanswered: timeout", …
+    var outcomes: [String: Int] = [:]
+    var unanswered = 0
+    var serverErrors = 0
+    var accepted: [String: AcceptedOrder] = [:]
+    var replayMismatches: [String] = []
+    var firstSoldOut: Duration?
+    /// Orders accepted when the first sold-out answer came.
+    var acceptedBeforeSoldOut = 0
+    var lastAccepted: Duration?
+    /// Ring of recent answered attempts that later attempts may repeat.
+    var replayPool: [ReplayCandidate] = []
+    var replayPoolNext = 0
+    static let replayPoolSize = 4096
+
+    mutating func recordLatency(_ elapsed: Duration) {
+        let micros = UInt64(max(1, elapsed.seconds * 1_000_000))
+        _ = latency.record(min(micros, latency.highestTrackableValue))
+        _ = recent.record(min(micros, recent.highestTrackableValue))
+    }
+
+    mutating func remember(_ candidate: ReplayCandidate) {
+        if replayPool.count < Self.replayPoolSize {
+            replayPool.append(candidate)
+        } else {
+            replayPool[replayPoolNext] = candidate
+            replayPoolNext = (replayPoolNext + 1) % Self.replayPoolSize
+        }
+    }
+}
+
+/// Reads one string member out of a compact JSON body without decoding all of it — a problem's
+/// `type`, which appears once (member order is the encoder's choice, so only unique names are safe).
+enum JSONPeek {
+    static func string(_ member: String, in buffer: ByteBuffer) -> String? {
+        let view = buffer.readableBytesView
+        let needle = Array("\"\(member)\":\"".utf8)
+        guard let range = view.firstRange(of: needle) else { return nil }
+        guard let end = view[range.upperBound...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return String(decoding: view[range.upperBound..<end], as: UTF8.self)
+    }
+
+    /// The last segment of a problem type (`urn:crest:problem:sold-out` → `sold-out`).
+    static func problemKind(in buffer: ByteBuffer) -> String? {
+        guard let type = string("type", in: buffer) else { return nil }
+        return type.split(separator: ":").last.map(String.init) ?? type
+    }
+}

@@ -1,0 +1,76 @@
+import CrestCore
+import CrestStore
+import Foundation
+
+/// A store that hands every call to another one. Tests subclass it and override the calls they
+/// want to hold, fail or falsify, so that each test double states only what it changes.
+open class ForwardingStore: Store, @unchecked Sendable {
+    public let inner: any Store
+
+    public init(_ inner: any Store) { self.inner = inner }
+
+    open func createSale(_ sale: Sale) async throws { try await inner.createSale(sale) }
+    open func sale(_ id: SaleID) async throws -> Sale? { try await inner.sale(id) }
+    open func sales(after: SaleID?, limit: Int) async throws -> [Sale] { try await inner.sales(after: after, limit: limit) }
+    open func order(_ id: OrderID) async throws -> Order? { try await inner.order(id) }
+    open func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
+        try await inner.order(saleID: saleID, idempotencyKey: idempotencyKey)
+    }
+    open func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? { try await inner.gateSnapshot(for: saleID) }
+    open func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult { try await inner.reserve(batch) }
+    open func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
+        try await inner.transition(id, by: event, at: now)
+    }
+    open func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?] {
+        try await inner.transitions(requests, at: now)
+    }
+    open func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+        -> AttemptCancellationResult
+    {
+        try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
+    }
+    open func recordPayments(_ observations: [PaymentObservation], at now: Date) async throws
+        -> [Result<PaymentRecord, PaymentRecordFailure>]
+    {
+        try await inner.recordPayments(observations, at: now)
+    }
+    open func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws {
+        try await inner.createWebhookEndpoint(endpoint)
+    }
+    open func webhookEndpoints() async throws -> [WebhookEndpoint] { try await inner.webhookEndpoints() }
+    open func deleteWebhookEndpoint(_ id: WebhookEndpointID, at now: Date) async throws -> Bool {
+        try await inner.deleteWebhookEndpoint(id, at: now)
+    }
+    open func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext? {
+        try await inner.webhookDelivery(delivery)
+    }
+    open func markDelivered(_ delivery: WebhookJobs.Delivery, at now: Date) async throws {
+        try await inner.markDelivered(delivery, at: now)
+    }
+    open func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws { try await inner.flagOrder(id, flag) }
+    open func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+        try await inner.orders(matching: filter, after: after, limit: limit)
+    }
+    open func events(of orderID: OrderID) async throws -> [OrderEvent] { try await inner.events(of: orderID) }
+    open func enqueue(_ jobs: [NewJob], at now: Date) async throws -> [EnqueuedJob] {
+        try await inner.enqueue(jobs, at: now)
+    }
+    open func claimJobs(limit: Int, worker: String, lease: Duration, at now: Date) async throws -> JobClaim {
+        try await inner.claimJobs(limit: limit, worker: worker, lease: lease, at: now)
+    }
+    open func extendLeases(worker: String, until: Date) async throws {
+        try await inner.extendLeases(worker: worker, until: until)
+    }
+    open func finishJobs(_ finishes: [JobFinish], at now: Date) async throws { try await inner.finishJobs(finishes, at: now) }
+    open func job(_ id: JobID) async throws -> Job? { try await inner.job(id) }
+    open func jobs(matching filter: JobFilter, after: JobID?, limit: Int) async throws -> [Job] {
+        try await inner.jobs(matching: filter, after: after, limit: limit)
+    }
+    open func retryJob(_ id: JobID, at now: Date) async throws -> Job { try await inner.retryJob(id, at: now) }
+    open func jobStatistics(at now: Date) async throws -> JobStatistics { try await inner.jobStatistics(at: now) }
+    open func pruneJobs(completedBefore: Date, discardedBefore: Date) async throws -> Int {
+        try await inner.pruneJobs(completedBefore: completedBefore, discardedBefore: discardedBefore)
+    }
+    open func ping() async throws { try await inner.ping() }
+    open func close() async throws { try await inner.close() }
+}

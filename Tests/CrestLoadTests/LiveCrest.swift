@@ -1,0 +1,52 @@
+import CrestCore
+import CrestEngine
+import CrestFixtures
+import CrestHTTP
+import CrestLoad
+import CrestStore
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+
+/// Crest in this process, a live server on a free loopback port, on a store the test may falsify.
+enum LiveCrest {
+    static let adminToken = "loadtest-admin-token"
+
+    static func with<T: Sendable>(
+        store makeStore: @escaping @Sendable (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
+        _ body: @Sendable (_ url: String) async throws -> T
+    ) async throws -> T {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-load-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try makeStore(directory)
+        var logger = Logger(label: "crest.test.load")
+        logger.logLevel = .critical
+        let registry = TestMetrics.registry
+        let engine = Engine(store: store, logger: logger)
+        let app = Application(
+            router: CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: registry),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            services: [engine.batcherService, engine.jobRunnerService], logger: logger)
+        let result = try await app.test(.live) { client in
+            try await body("http://127.0.0.1:\(try #require(client.port))")
+        }
+        try await store.close()
+        return result
+    }
+
+    /// A plan against `url` that creates a sale of `stock` units, one per buyer.
+    static func plan(_ url: String, stock: Int64, requests: Int, buyers: Int) -> LoadPlan {
+        var plan = LoadPlan(url: url, adminToken: adminToken)
+        plan.sale.stock = stock
+        plan.requests = requests
+        plan.buyers = buyers
+        plan.pace = .closed(concurrency: 16)
+        return plan
+    }
+}
+
+extension LoadReport {
+    func check(_ name: String) -> Check? { checks.first { $0.name == name } }
+}

@@ -1,0 +1,103 @@
+import CrestCore
+import CrestLoad
+import CrestStore
+import CrestTestSupport
+import Foundation
+import Testing
+
+@Suite("crest loadtest: the load, the report, the audit")
+struct LoadTestTests {
+    @Test("against an honest Crest: exactly the stock is sold, repeats answer alike, and the audit passes")
+    func honestServerPassesTheAudit() async throws {
+        let report = try await LiveCrest.with { url in
+            var plan = LiveCrest.plan(url, stock: 300, requests: 3_000, buyers: 1_000)
+            plan.repeatShare = 0.1
+            return try await LoadTest(plan: plan).run()
+        }
+        #expect(report.auditPassed, "\(report.text)")
+        #expect(report.accepted == 300)
+        #expect(report.attempts == 3_000)
+        #expect(report.replays > 0)
+        #expect((report.outcomes["409 sold-out"] ?? 0) > 0, "\(report.outcomes)")
+        #expect((report.outcomes["201 replayed"] ?? 0) > 0, "\(report.outcomes)")
+        #expect(report.outcomes.values.reduce(0, +) == 3_000)
+        #expect(report.soldOutAfterSeconds != nil)
+        #expect(report.stock == .init(total: 300, available: 0, reserved: 300, sold: 0))
+        #expect(report.latencyMs.p50 > 0 && report.latencyMs.p50 <= report.latencyMs.p99)
+        #expect(report.checks.count >= 6)
+    }
+
+    @Test("a server that sells more than its stock fails the audit")
+    func oversellFailsTheAudit() async throws {
+        let report = try await LiveCrest.with(store: { try OversellingStore(directory: $0, extra: 5) }) { url in
+            try await LoadTest(plan: LiveCrest.plan(url, stock: 100, requests: 1_000, buyers: 1_000)).run()
+        }
+        #expect(!report.auditPassed)
+        #expect(report.accepted == 105)
+        let check = try #require(report.check("no oversell"))
+        #expect(!check.passed)
+        #expect(check.detail.contains("100 units were put on sale"), "\(check.detail)")
+        #expect(report.check("nothing lost")?.passed == true)
+    }
+
+    @Test("a server that loses an acknowledged order fails the audit, naming the order")
+    func lostOrderFailsTheAudit() async throws {
+        let losing = Locked<LosingStore?>(nil)
+        let report = try await LiveCrest.with(store: { directory in
+            let store = try LosingStore(directory: directory, victimNumber: 17)
+            losing.withLock { $0 = store }
+            return store
+        }) { url in
+            try await LoadTest(plan: LiveCrest.plan(url, stock: 50, requests: 500, buyers: 500)).run()
+        }
+        let lost = try #require(losing.value?.lost.value)
+        #expect(!report.auditPassed)
+        let check = try #require(report.check("nothing lost"))
+        #expect(!check.passed)
+        #expect(check.detail.contains(lost.description), "\(check.detail)")
+    }
+
+    @Test("open loop: a server that stalls for 1 s mid-run shows the stall in p99")
+    func openLoopCountsTheStall() async throws {
+        let stalling = Locked<StallingStore?>(nil)
+        let report = try await LiveCrest.with(store: { directory in
+            let store = try StallingStore(directory: directory, stall: .seconds(1))
+            stalling.withLock { $0 = store }
+            return store
+        }) { url in
+            stalling.value?.arm(at: .now + .seconds(1))
+            var plan = LiveCrest.plan(url, stock: 1_000_000, requests: 100_000, buyers: 100_000)
+            plan.pace = .open(rate: 200, connections: 16)
+            plan.duration = .seconds(3)
+            plan.repeatShare = 0
+            return try await LoadTest(plan: plan).run()
+        }
+        #expect(stalling.value?.didStall == true)
+        // 600 attempts are due over 3 s; the ~200 due during the stall waited up to a second each.
+        // A closed loop would have sent only its 16 in-flight attempts into the stall.
+        #expect(report.attempts == 600)
+        #expect(report.latencyMs.p99 >= 800, "\(report.latencyMs)")
+        #expect(report.latencyMs.max >= 900, "\(report.latencyMs)")
+        #expect(report.auditPassed, "\(report.text)")
+    }
+
+    @Test("a plan that cannot run is refused before any request")
+    func badPlans() async throws {
+        var plan = LoadPlan(url: "https://shop.example", adminToken: "t")
+        plan.requests = 1
+        #expect(plan.problem?.contains("plain HTTP") == true)
+        plan.url = "http://127.0.0.1:1"
+        #expect(plan.problem == nil)
+        plan.requests = nil
+        #expect(plan.problem == "give --requests, --duration or both")
+        plan.requests = 10
+        plan.pace = .open(rate: 0, connections: 1)
+        #expect(plan.problem?.contains("--rate") == true)
+        plan.pace = .closed(concurrency: 1)
+        plan.repeatShare = 1
+        #expect(plan.problem?.contains("--repeat-share") == true)
+        plan.repeatShare = 0
+        // Nobody listens on port 1: a clear error, not an audit.
+        await #expect(throws: LoadTestError.self) { try await LoadTest(plan: plan).run() }
+    }
+}
