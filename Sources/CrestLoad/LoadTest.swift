@@ -43,14 +43,21 @@ public struct LoadTest: Sendable {
     }
 
     private func run(_ endpoint: Endpoint, api: CrestAPI) async throws -> LoadReport {
-        let sale: CrestAPI.SaleView
-        if let saleID = plan.saleID {
-            sale = try await api.sale(saleID)
-        } else {
-            sale = try await api.createSale(plan.sale)
-            progress?.note("created sale \(sale.id): \(sale.stock.total) units, \(sale.perBuyerLimit) per buyer")
-        }
+        // Connections first: a server that is not there is told at once (the API client would
+        // retry its connection until its connect timeout).
         let connections = try await openConnections(endpoint)
+        let sale: CrestAPI.SaleView
+        do {
+            if let saleID = plan.saleID {
+                sale = try await api.sale(saleID)
+            } else {
+                sale = try await api.createSale(plan.sale)
+                progress?.note("created sale \(sale.id): \(sale.stock.total) units, \(sale.perBuyerLimit) per buyer")
+            }
+        } catch {
+            for connection in connections { await connection.close() }
+            throw error
+        }
         let (chosen, chooser) = AsyncStream.makeStream(of: String.self)
         let load = LoadRun(plan: plan, endpoint: endpoint, saleID: sale.id, choosePayment: plan.payRatio == nil ? nil : chooser)
 

@@ -1,0 +1,87 @@
+import CrestCore
+import CrestLoad
+import CrestTestSupport
+import Foundation
+import Testing
+
+/// `crest loadtest` and `crest demo` as a user runs them: child processes, their exit status and
+/// what they print.
+@Suite("crest loadtest and crest demo, as processes")
+struct LoadTestCommandTests {
+    @Test("against an honest Crest: exit 0, the JSON report says the audit passed")
+    func honestServerExitsZero() async throws {
+        let (status, output) = try await LiveCrest.with { url in
+            try await CrestCommand.run(
+                [
+                    "loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--stock", "100",
+                    "--requests", "800", "--buyers", "400", "--concurrency", "8", "--json",
+                ], timeout: .seconds(120))
+        }
+        #expect(status == 0, "\(output)")
+        let json = try #require(output.firstIndex(of: "{").map { String(output[$0...]) }, "\(output)")
+        let report = try JSONDecoder().decode(LoadReport.self, from: Data(json.utf8))
+        #expect(report.auditPassed)
+        #expect(report.accepted == 100)
+        #expect(report.attempts == 800)
+    }
+
+    @Test("against a server that loses an order: exit 1, and the output names the failed check")
+    func lostOrderExitsOne() async throws {
+        let (status, output) = try await LiveCrest.with(store: { try LosingStore(directory: $0, victimNumber: 5) }) {
+            url in
+            try await CrestCommand.run(
+                [
+                    "loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--stock", "40",
+                    "--requests", "300", "--buyers", "300", "--concurrency", "8",
+                ], timeout: .seconds(120))
+        }
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("AUDIT FAILED"), "\(output)")
+        #expect(output.contains("FAIL nothing lost"), "\(output)")
+        #expect(output.contains("the audit failed"), "\(output)")
+    }
+
+    @Test("options that contradict each other, or a server that is not there: a clear message and no audit")
+    func cannotRun() async throws {
+        let both = try await CrestCommand.run(
+            ["loadtest", "--admin-token", "t", "--rate", "100", "--concurrency", "4"], timeout: .seconds(30))
+        #expect(both.status != 0 && both.status != nil)
+        #expect(both.output.contains("not both"), "\(both.output)")
+
+        let noToken = try await CrestCommand.run(
+            ["loadtest", "--url", "http://127.0.0.1:1", "--requests", "1"], timeout: .seconds(30))
+        #expect(noToken.status != 0 && noToken.status != nil)
+        #expect(noToken.output.contains("--admin-token"), "\(noToken.output)")
+
+        let badDuration = try await CrestCommand.run(
+            ["loadtest", "--admin-token", "t", "--duration", "soon"], timeout: .seconds(30))
+        #expect(badDuration.status != 0 && badDuration.status != nil)
+        #expect(badDuration.output.contains("not a duration"), "\(badDuration.output)")
+
+        let nobody = try await CrestCommand.run(
+            ["loadtest", "--url", "http://127.0.0.1:1", "--admin-token", "t", "--requests", "5"], timeout: .seconds(30))
+        #expect(nobody.status == 2, "\(nobody.output)")
+        #expect(nobody.output.contains("cannot connect"), "\(nobody.output)")
+        #expect(!nobody.output.contains("audit"), "\(nobody.output)")
+    }
+
+    @Test("crest demo, scaled down: the sale sells out, a share pays, the rest expire back to stock, audit green")
+    func demoTellsTheStory() async throws {
+        let (status, output) = try await CrestCommand.run(
+            [
+                "demo", "--stock", "150", "--attempts", "3000", "--buyers", "1500", "--payment-window", "3",
+                "--concurrency", "16",
+            ], timeout: .seconds(180))
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("Sold out after"), "\(output)")
+        #expect(output.contains("Audit green."), "\(output)")
+        let story = try #require(output.firstMatch(of: /(\d+) paid, (\d+) expired and returned to stock/), "\(output)")
+        let paid = try #require(Int(story.1))
+        let expired = try #require(Int(story.2))
+        #expect(paid > 0 && expired > 0)
+        // Every unit was ordered; an order that expired while the crowd was still there may have
+        // been bought again, so there can be more orders than units.
+        #expect(paid + expired >= 150, "\(output)")
+        #expect(output.contains("sold \(paid))"), "\(output)")
+    }
+}
