@@ -8,10 +8,14 @@ import Testing
 /// what they print.
 @Suite("crest loadtest and crest demo, as processes")
 struct LoadTestCommandTests {
-    @Test("against an honest Crest: exit 0, the JSON report says the audit passed")
+    @Test("against an honest Crest: exit 0, the JSON report says the audit passed; a wrong token: exit 2")
     func honestServerExitsZero() async throws {
         let (status, output) = try await LiveCrest.with { url in
-            try await CrestCommand.run(
+            let refused = try await CrestCommand.run(
+                ["loadtest", "--url", url, "--admin-token", "wrong", "--requests", "10"], timeout: .seconds(60))
+            #expect(refused.status == 2, "\(refused.output)")
+            #expect(refused.output.contains("answered 401"), "\(refused.output)")
+            return try await CrestCommand.run(
                 [
                     "loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--stock", "100",
                     "--requests", "800", "--buyers", "400", "--concurrency", "8", "--json",
