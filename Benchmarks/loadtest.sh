@@ -14,7 +14,7 @@ source Benchmarks/lib/crest-server.sh
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-swift build -c release --product crest >/dev/null
+[ "${SKIP_BUILD:-}" = 1 ] || swift build -c release --product crest >/dev/null
 
 WORK=$(mktemp -d /tmp/crest-bench.XXXXXX)
 trap 'stop_crest; rm -rf "$WORK"' EXIT
@@ -29,7 +29,7 @@ loadtest() {
     python3 -c '
 import json, sys
 r = json.load(sys.stdin); l = r["latencyMs"]
-print(sys.argv[1], f"{r[\"acceptedPerSecond\"]:.0f}", l["p50"], l["p99"], l["max"], "passed" if r["auditPassed"] else "FAILED")
+print(sys.argv[1], round(r["acceptedPerSecond"]), l["p50"], l["p99"], l["max"], "passed" if r["auditPassed"] else "FAILED")
 ' "$name"
 }
 

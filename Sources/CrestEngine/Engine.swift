@@ -31,8 +31,11 @@ public final class Engine: Sendable {
     let jobs: JobRunner
     let lifecycle: OrderLifecycle
 
-    /// The job runner (order expiry, payment confirmation), to run under the service group.
-    public var jobRunnerService: any Service { jobs }
+    /// The job runner (order expiry, payment confirmation), and the follower of other nodes'
+    /// changes (jobs they enqueued, stock they gave back), to run under the service group.
+    public var jobRunnerService: any Service {
+        ServiceSet(services: [jobs, StoreChangeFollower(store: store, gates: gates, jobs: jobs, logger: logger)])
+    }
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
     let logger: Logger

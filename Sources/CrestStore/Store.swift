@@ -17,6 +17,9 @@ public protocol Store: JobQueue {
     /// The sale with its current counters, or `nil`.
     func sale(_ id: SaleID) async throws -> Sale?
 
+    /// The sale's counters now, with their version; `nil` for an unknown sale.
+    func counters(of saleID: SaleID) async throws -> CounterSnapshot?
+
     /// Sales in id (creation) order, starting after `after`.
     func sales(after: SaleID?, limit: Int) async throws -> [Sale]
 
@@ -97,8 +100,30 @@ public protocol Store: JobQueue {
     /// Succeeds when the store can serve reads and writes.
     func ping() async throws
 
+    /// Changes made through this store that other processes sharing it must hear of (jobs due,
+    /// stock given back), as they commit — this process's own included. One consumer; it ends
+    /// when the store closes. A store no other process shares (the embedded one) has none.
+    func changes() -> AsyncStream<StoreChange>
+
     /// Releases files and connections. Calls after it fail.
     func close() async throws
+}
+
+extension Store {
+    public func changes() -> AsyncStream<StoreChange> {
+        AsyncStream { $0.finish() }
+    }
+}
+
+/// A change announced to every process that shares a store.
+public enum StoreChange: Sendable, Hashable {
+    /// Jobs were enqueued; the earliest is due at this time.
+    case jobsDue(at: Date)
+    /// Units of this sale went back to `available` (an order was cancelled or expired).
+    case stockReleased(SaleID)
+    /// Announcements may have been missed (the connection that hears them was lost): whatever the
+    /// listener keeps in memory should be read again.
+    case resynchronize
 }
 
 /// The counters of a sale after a change, and a version that grows with each change, so that a

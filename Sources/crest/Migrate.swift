@@ -1,6 +1,7 @@
 import ArgumentParser
 import CrestStore
 import Foundation
+import Logging
 
 /// `crest migrate`: applies the store's pending schema migrations and exits (`serve` does it too, at start).
 struct Migrate: AsyncParsableCommand {
@@ -9,9 +10,9 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() async throws {
-        let directory = try store.directory(Settings())
-        let opened = try SQLiteStore(directory: directory)
+        try Console.bootstrapLogging(level: "warning")
+        let (opened, description) = try await store.open(Settings(), logger: Logger(label: "crest.migrate"))
         try await opened.close()
-        Console.say("migrations applied to \(directory.path)")
+        Console.say("migrations applied (\(description))")
     }
 }

@@ -70,12 +70,15 @@ struct Serve: AsyncParsableCommand {
         MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
         let logger = Logger(label: "crest")
 
-        let token = try AdminToken.resolve(
-            given: settings.optional(adminToken, env: "CREST_ADMIN_TOKEN"), dataDirectory: dataDirectory)
-        let sqlite = try SQLiteStore(directory: dataDirectory)
+        let givenToken = settings.optional(adminToken, env: "CREST_ADMIN_TOKEN")
+        if store.postgresURL(settings) != nil, givenToken == nil {
+            throw ValidationError("with --database-url, give --admin-token (or CREST_ADMIN_TOKEN): every node must share it")
+        }
+        let token = try AdminToken.resolve(given: givenToken, dataDirectory: dataDirectory)
+        let (opened, storeDescription) = try await store.open(settings, logger: logger)
         let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, logger: logger)
         let engine = Engine(
-            store: sqlite,
+            store: opened,
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
                 jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
@@ -89,14 +92,14 @@ struct Serve: AsyncParsableCommand {
                 if token.generated {
                     Console.say("admin token (generated, kept in \(dataDirectory.appending(path: AdminToken.fileName).path)): \(token.token)")
                 }
-                Console.say("crest listening on http://\(host):\(bound) (data: \(dataDirectory.path))")
+                Console.say("crest listening on http://\(host):\(bound) (\(storeDescription))")
             },
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [engine.batcherService, engine.jobRunnerService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        try await sqlite.close()
+        try await opened.close()
         try await providerHTTP?.shutdown()
         logger.info("crest stopped")
     }

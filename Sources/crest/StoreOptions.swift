@@ -1,12 +1,44 @@
 import ArgumentParser
+import CrestStore
 import Foundation
+import Logging
 
-/// Where the embedded store keeps its data (shared by the subcommands that open it).
+/// Which store the subcommands that open one use: the embedded store in a data directory (the
+/// default), or PostgreSQL with `--database-url` (several nodes on one database).
 struct StoreOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Data directory of the embedded store [env: CREST_DATA_DIR] (default: ./crest-data)")
     var dataDirectory: String?
 
+    @Option(help: "PostgreSQL store instead of the embedded one: postgres://user:password@host:port/database [env: CREST_DATABASE_URL]")
+    var databaseURL: String?
+
     func directory(_ settings: Settings) throws -> URL {
         URL(filePath: try settings.value(dataDirectory, env: "CREST_DATA_DIR", default: "./crest-data"))
+    }
+
+    /// The PostgreSQL URL, when one is configured.
+    func postgresURL(_ settings: Settings) -> String? {
+        settings.optional(databaseURL, env: "CREST_DATABASE_URL")
+    }
+
+    /// Opens the configured store (applying pending migrations); says which in `description`.
+    func open(_ settings: Settings, logger: Logger) async throws -> (store: any Store, description: String) {
+        if let url = postgresURL(settings) {
+            do {
+                let store = try await PostgresStore.connect(url: url, logger: logger)
+                return (store, "PostgreSQL at \(Self.redacted(url))")
+            } catch {
+                throw ValidationError("cannot open the PostgreSQL store at \(Self.redacted(url)): \(String(reflecting: error))")
+            }
+        }
+        let directory = try directory(settings)
+        return (try SQLiteStore(directory: directory), "data: \(directory.path)")
+    }
+
+    /// The URL without its password, for logs and messages.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? url
     }
 }

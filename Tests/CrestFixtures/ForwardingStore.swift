@@ -11,6 +11,7 @@ open class ForwardingStore: Store, @unchecked Sendable {
 
     open func createSale(_ sale: Sale) async throws { try await inner.createSale(sale) }
     open func sale(_ id: SaleID) async throws -> Sale? { try await inner.sale(id) }
+    open func counters(of saleID: SaleID) async throws -> CounterSnapshot? { try await inner.counters(of: saleID) }
     open func sales(after: SaleID?, limit: Int) async throws -> [Sale] { try await inner.sales(after: after, limit: limit) }
     open func order(_ id: OrderID) async throws -> Order? { try await inner.order(id) }
     open func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
@@ -72,5 +73,6 @@ open class ForwardingStore: Store, @unchecked Sendable {
         try await inner.pruneJobs(completedBefore: completedBefore, discardedBefore: discardedBefore)
     }
     open func ping() async throws { try await inner.ping() }
+    open func changes() -> AsyncStream<StoreChange> { inner.changes() }
     open func close() async throws { try await inner.close() }
 }

@@ -64,6 +64,16 @@ final class StockGates: Sendable {
         }
     }
 
+    /// The sales whose gates are loaded.
+    func loadedSaleIDs() -> [SaleID] {
+        slots.withLock { slots in
+            slots.compactMap { saleID, slot in
+                if case .ready = slot { return saleID }
+                return nil
+            }
+        }
+    }
+
     /// Drops a gate whose memory can no longer be trusted (a commit failed and its fate is
     /// unknown); the next request loads it again from the store.
     func forget(_ saleID: SaleID) {

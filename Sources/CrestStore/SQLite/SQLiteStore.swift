@@ -54,6 +54,15 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func counters(of saleID: SaleID) async throws -> CounterSnapshot? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?",
+                arguments: [saleID.description]
+            ).map { CounterSnapshot(counters: SQLiteRows.counters($0), version: $0["version"]) }
+        }
+    }
+
     public func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
         try await pool.read { db in
             try Row.fetchAll(

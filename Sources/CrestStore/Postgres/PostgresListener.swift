@@ -1,0 +1,101 @@
+import CrestCore
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// What a transaction announces to every node, on the `crest` channel: delivered with the commit,
+/// dropped with a rollback.
+enum PostgresNotices {
+    static let channel = "crest"
+
+    /// Jobs were enqueued; the earliest is due at `at`.
+    static func jobsDue(at: Date, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "SELECT pg_notify(\(channel), \("jobs:\(PostgresRows.millis(at))"))", logger: logger)
+    }
+
+    /// Units of the sale went back to `available` (a cancel or an expiry).
+    static func stockReleased(_ saleID: SaleID, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "SELECT pg_notify(\(channel), \("stock:\(saleID.description)"))", logger: logger)
+    }
+
+    static func parse(_ payload: String) -> StoreChange? {
+        if payload.hasPrefix("jobs:"), let millis = Int64(payload.dropFirst(5)) {
+            return .jobsDue(at: PostgresRows.date(millis))
+        }
+        if payload.hasPrefix("stock:"), let sale = SaleID(String(payload.dropFirst(6))) {
+            return .stockReleased(sale)
+        }
+        return nil
+    }
+}
+
+/// One connection of its own that `LISTEN`s on the `crest` channel and passes what it hears to
+/// `changes`; after a lost connection it connects again (with backoff) and reports `.resynchronize`,
+/// since notifications sent meanwhile are gone.
+final class PostgresListener: Sendable {
+    let changes: AsyncStream<StoreChange>
+    private let continuation: AsyncStream<StoreChange>.Continuation
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+        (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self, bufferingPolicy: .bufferingNewest(1024))
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func start() {
+        task.withLock { task in
+            guard task == nil else { return }
+            task = Task { await self.listen() }
+        }
+    }
+
+    func stop() async {
+        let running = task.withLock { $0 }
+        running?.cancel()
+        try? await connection.withLock { $0 }?.close()
+        await running?.value
+        continuation.finish()
+    }
+
+    private func listen() async {
+        var backoff = Duration.milliseconds(100)
+        var first = true
+        while !Task.isCancelled {
+            do {
+                let opened = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+                connection.withLock { $0 = opened }
+                if Task.isCancelled {
+                    try? await opened.close()
+                    return
+                }
+                do {
+                    try await opened.listen(on: PostgresNotices.channel) { notifications in
+                        if !first { continuation.yield(.resynchronize) }
+                        first = false
+                        backoff = .milliseconds(100)
+                        for try await notification in notifications {
+                            if let change = PostgresNotices.parse(notification.payload) { continuation.yield(change) }
+                        }
+                    }
+                } catch {
+                    try? await opened.close()
+                    throw error
+                }
+                try? await opened.close()
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("listening for other nodes' changes failed; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Logging
+import PostgresNIO
+
+/// The versioned schema of the PostgreSQL store. Migrations only ever get appended.
+///
+/// Several nodes may start at once on an empty database: each runs the migrations in one
+/// transaction that first takes a transaction-scoped advisory lock, so one node migrates while
+/// the others wait, then find nothing left to do. DDL is transactional in PostgreSQL, so a
+/// migration that fails leaves nothing half-applied.
+///
+/// The schema mirrors the embedded store's (times as integer milliseconds since 1970, ids as
+/// lower-case UUID strings), so both stores read and write the same values.
+enum PostgresMigrations {
+    /// Any constant works; this one is "crest" in ASCII.
+    static let lockKey: Int64 = 0x63_72_65_73_74
+
+    static let all: [(version: Int, name: String, sql: [String])] = [
+        (
+            1, "sales, orders, outbox events, jobs, payments, merchant webhooks",
+            [
+                """
+                CREATE TABLE sales (
+                    id text PRIMARY KEY,
+                    sku text NOT NULL,
+                    title text NOT NULL,
+                    price_amount bigint NOT NULL,
+                    currency text NOT NULL,
+                    per_buyer_limit integer NOT NULL,
+                    starts_at bigint NOT NULL,
+                    ends_at bigint,
+                    payment_window_seconds integer NOT NULL,
+                    created_at bigint NOT NULL,
+                    total bigint NOT NULL,
+                    available bigint NOT NULL,
+                    reserved bigint NOT NULL,
+                    sold bigint NOT NULL,
+                    version bigint NOT NULL DEFAULT 0,
+                    CHECK (available >= 0 AND reserved >= 0 AND sold >= 0),
+                    CHECK (available + reserved + sold = total)
+                )
+                """,
+                """
+                CREATE TABLE orders (
+                    id text PRIMARY KEY,
+                    sale_id text NOT NULL REFERENCES sales(id),
+                    buyer text NOT NULL,
+                    quantity integer NOT NULL CHECK (quantity > 0),
+                    amount bigint NOT NULL,
+                    currency text NOT NULL,
+                    status text NOT NULL,
+                    idempotency_key text NOT NULL,
+                    created_at bigint NOT NULL,
+                    expires_at bigint NOT NULL,
+                    updated_at bigint NOT NULL,
+                    flag text,
+                    flagged_at bigint,
+                    payment_id text,
+                    payment_status text,
+                    pay_url text,
+                    UNIQUE (sale_id, idempotency_key)
+                )
+                """,
+                "CREATE INDEX orders_by_sale_buyer ON orders (sale_id, buyer)",
+                "CREATE INDEX orders_flagged ON orders (id) WHERE flag IS NOT NULL",
+                "CREATE UNIQUE INDEX orders_by_payment ON orders (payment_id) WHERE payment_id IS NOT NULL",
+                """
+                CREATE TABLE order_events (
+                    order_id text NOT NULL REFERENCES orders(id),
+                    sequence integer NOT NULL CHECK (sequence > 0),
+                    id text NOT NULL,
+                    sale_id text NOT NULL,
+                    type text NOT NULL,
+                    occurred_at bigint NOT NULL,
+                    PRIMARY KEY (order_id, sequence)
+                )
+                """,
+                """
+                CREATE TABLE cancelled_attempts (
+                    sale_id text NOT NULL REFERENCES sales(id),
+                    idempotency_key text NOT NULL,
+                    cancelled_at bigint NOT NULL,
+                    PRIMARY KEY (sale_id, idempotency_key)
+                )
+                """,
+                """
+                CREATE TABLE jobs (
+                    id bigserial PRIMARY KEY,
+                    kind text NOT NULL,
+                    payload text NOT NULL,
+                    state text NOT NULL
+                        CHECK (state IN ('scheduled', 'available', 'running', 'retryable', 'completed', 'discarded')),
+                    attempt integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+                    max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+                    run_at bigint NOT NULL,
+                    lease_until bigint,
+                    leased_by text,
+                    last_error text,
+                    unique_key text,
+                    created_at bigint NOT NULL,
+                    attempted_at bigint,
+                    finalized_at bigint
+                )
+                """,
+                "CREATE INDEX jobs_by_state_run_at ON jobs (state, run_at)",
+                """
+                CREATE UNIQUE INDEX jobs_unique_live ON jobs (unique_key)
+                    WHERE unique_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'retryable')
+                """,
+                """
+                CREATE TABLE provider_events (
+                    id text PRIMARY KEY,
+                    order_id text NOT NULL,
+                    received_at bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE webhook_endpoints (
+                    id text PRIMARY KEY,
+                    url text NOT NULL,
+                    secret text NOT NULL,
+                    event_types text NOT NULL,
+                    created_at bigint NOT NULL,
+                    deleted_at bigint
+                )
+                """,
+                """
+                CREATE TABLE webhook_deliveries (
+                    endpoint_id text NOT NULL,
+                    order_id text NOT NULL,
+                    sequence integer NOT NULL,
+                    delivered_at bigint,
+                    PRIMARY KEY (endpoint_id, order_id, sequence)
+                )
+                """,
+            ]
+        )
+    ]
+
+    /// Applies every migration the database lacks; returns the versions it applied.
+    @discardableResult
+    static func migrate(_ configuration: PostgresConnection.Configuration, logger: Logger) async throws -> [Int] {
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        do {
+            try await connection.query("BEGIN", logger: logger)
+            let applied = try await migrate(on: connection, logger: logger)
+            try await connection.query("COMMIT", logger: logger)
+            try await connection.close()
+            return applied
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    private static func migrate(on connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS crest_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """, logger: logger)
+            var applied: Set<Int> = []
+            for try await version in try await connection.query(
+                "SELECT version FROM crest_migrations", logger: logger
+            ).decode(Int.self) {
+                applied.insert(version)
+            }
+            var done: [Int] = []
+            for migration in all where !applied.contains(migration.version) {
+                for statement in migration.sql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query(
+                    "INSERT INTO crest_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
+                    logger: logger)
+                logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                done.append(migration.version)
+            }
+            return done
+        }
+    }
+}

@@ -1,0 +1,216 @@
+import CrestCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Decides one batch of reservations inside its transaction, set-based: a few queries read
+/// everything the batch's decisions need (its sales' rows, locked; the keys already used; the
+/// attempts cancelled; what each buyer holds), the decisions are made in memory, and a few
+/// statements write the outcome (`INSERT … SELECT FROM UNNEST(…)` of the orders, their events,
+/// deliveries and jobs; one conditional `UPDATE` per sale).
+///
+/// The same checks as the embedded store, in the same order: the sale exists and is open at the
+/// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
+/// limit, the stock suffices.
+struct PostgresReservationLedger {
+    private struct SaleState {
+        var sale: Sale
+        var version: Int64
+        var granted: Int64 = 0
+    }
+
+    private struct Key: Hashable {
+        var sale: SaleID
+        var key: String
+    }
+
+    private struct Holder: Hashable {
+        var sale: SaleID
+        var buyer: String
+    }
+
+    private var sales: [SaleID: SaleState] = [:]
+    private var placed: [Key: Order] = [:]
+    private var cancelled: Set<Key> = []
+    private var holdings: [Holder: Int] = [:]
+    private let endpoints: [WebhookEndpoint]
+    private var created: [(order: Order, key: String, jobs: [NewJob])] = []
+
+    static func load(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger) async throws -> Self {
+        var ledger = Self(endpoints: try await PostgresEvents.activeEndpoints(on: connection, logger: logger))
+        let saleIDs = Set(batch.map(\.request.saleID)).map(\.description).sorted()
+        // The lock that makes nodes take turns on a sale: held until this batch commits.
+        for row in try await connection.query(
+            """
+            SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = ANY(\(saleIDs)) ORDER BY id FOR UPDATE
+            """, logger: logger
+        ).collect() {
+            let (sale, version) = try PostgresRows.sale(row)
+            ledger.sales[sale.id] = SaleState(sale: sale, version: version)
+        }
+        for saleID in ledger.sales.keys {
+            let requests = batch.map(\.request).filter { $0.saleID == saleID }
+            let keys = Array(Set(requests.map(\.idempotencyKey)))
+            let buyers = Array(Set(requests.map(\.buyer)))
+            let sale = saleID.description
+            for row in try await connection.query(
+                """
+                SELECT \(unescaped: PostgresRows.orderColumns), idempotency_key FROM orders
+                WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
+                """, logger: logger
+            ).collect() {
+                let key = try row.makeRandomAccess()["idempotency_key"].decode(String.self)
+                ledger.placed[Key(sale: saleID, key: key)] = try PostgresRows.order(row)
+            }
+            for try await key in try await connection.query(
+                """
+                SELECT idempotency_key FROM cancelled_attempts WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
+                """, logger: logger
+            ).decode(String.self) {
+                ledger.cancelled.insert(Key(sale: saleID, key: key))
+            }
+            for try await (buyer, held) in try await connection.query(
+                """
+                SELECT buyer, SUM(quantity)::bigint FROM orders
+                WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN ('pending_payment', 'paid')
+                GROUP BY buyer
+                """, logger: logger
+            ).decode((String, Int64).self) {
+                ledger.holdings[Holder(sale: saleID, buyer: buyer)] = Int(held)
+            }
+        }
+        return ledger
+    }
+
+    private init(endpoints: [WebhookEndpoint]) {
+        self.endpoints = endpoints
+    }
+
+    mutating func decide(_ reservation: Reservation) -> ReservationOutcome {
+        let request = reservation.request
+        guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
+        switch state.sale.phase(at: reservation.createdAt) {
+        case .upcoming: return .refused(.saleNotOpen(startsAt: state.sale.startsAt))
+        case .closed: return .refused(.saleClosed)
+        case .open: break
+        }
+        let key = Key(sale: request.saleID, key: request.idempotencyKey)
+        if let existing = placed[key] { return .duplicate(existing) }
+        if cancelled.contains(key) { return .refused(.attemptCancelled) }
+        let holder = Holder(sale: request.saleID, buyer: request.buyer)
+        let held = holdings[holder] ?? 0
+        if held + request.quantity > state.sale.perBuyerLimit {
+            return .refused(.buyerLimitReached(limit: state.sale.perBuyerLimit))
+        }
+        let quantity = Int64(request.quantity)
+        guard state.sale.stock.available >= quantity else { return .refused(.soldOut) }
+
+        let order = Order(
+            id: reservation.orderID, saleID: request.saleID, buyer: request.buyer, quantity: request.quantity,
+            amount: reservation.amount, status: .pendingPayment, createdAt: reservation.createdAt,
+            expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
+        state.sale.stock.available -= quantity
+        state.sale.stock.reserved += quantity
+        state.granted += quantity
+        sales[request.saleID] = state
+        holdings[holder] = held + request.quantity
+        placed[key] = order
+        created.append((order, request.idempotencyKey, reservation.jobs))
+        return .reserved(order)
+    }
+
+    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters; returns
+    /// the counters of every sale read.
+    func save(on connection: PostgresConnection, logger: Logger) async throws -> [SaleID: CounterSnapshot] {
+        if !created.isEmpty {
+            try await insertOrders(on: connection, logger: logger)
+            try await insertEvents(on: connection, logger: logger)
+        }
+        var snapshots: [SaleID: CounterSnapshot] = [:]
+        for (saleID, state) in sales.sorted(by: { $0.key < $1.key }) {
+            guard state.granted > 0 else {
+                snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: state.version)
+                continue
+            }
+            // The row is locked, so the condition holds; it is the guard should it ever not.
+            let version = try await connection.query(
+                """
+                UPDATE sales SET available = available - \(state.granted), reserved = reserved + \(state.granted),
+                    version = version + 1
+                WHERE id = \(saleID.description) AND available >= \(state.granted) RETURNING version
+                """, logger: logger
+            ).values(Int64.self).first
+            guard let version else { throw CorruptRowError(column: "sales.available") }
+            snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: version)
+        }
+        return snapshots
+    }
+
+    private func insertOrders(on connection: PostgresConnection, logger: Logger) async throws {
+        let orders = created.map(\.order)
+        try await connection.query(
+            """
+            INSERT INTO orders (
+                id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
+                idempotency_key)
+            SELECT * FROM UNNEST(
+                \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
+                \(orders.map(\.buyer))::text[], \(orders.map { Int64($0.quantity) })::int[],
+                \(orders.map(\.amount.amount))::bigint[], \(orders.map(\.amount.currency.code))::text[],
+                \(orders.map(\.status.rawValue))::text[], \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[],
+                \(orders.map { PostgresRows.millis($0.expiresAt) })::bigint[],
+                \(orders.map { PostgresRows.millis($0.updatedAt) })::bigint[], \(created.map(\.key))::text[])
+            """, logger: logger)
+    }
+
+    /// Each order's `order.created` event; for each endpoint that wants it, a delivery row; and
+    /// the jobs: the reservations' own (expiry, payment) and one per delivery.
+    private func insertEvents(on connection: PostgresConnection, logger: Logger) async throws {
+        let orders = created.map(\.order)
+        try await connection.query(
+            """
+            INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
+            SELECT id, order_id, sale_id, 1, 'order.created', occurred_at FROM UNNEST(
+                \(orders.map { EventID.make(now: $0.createdAt).description })::text[],
+                \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
+                \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
+            ) AS e(id, order_id, sale_id, occurred_at)
+            """, logger: logger)
+        var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in created.jobs.map { ($0, created.order.createdAt) } }
+        let listening = endpoints.filter { $0.wants(.created) }
+        if !listening.isEmpty {
+            var deliveries: [WebhookJobs.Delivery] = []
+            for order in orders {
+                for endpoint in listening {
+                    let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: 1)
+                    deliveries.append(delivery)
+                    jobs.append((WebhookJobs.delivery(delivery), order.createdAt))
+                }
+            }
+            try await connection.query(
+                """
+                INSERT INTO webhook_deliveries (endpoint_id, order_id, sequence)
+                SELECT endpoint_id, order_id, 1 FROM UNNEST(
+                    \(deliveries.map(\.endpointId.description))::text[], \(deliveries.map(\.orderId.description))::text[]
+                ) AS d(endpoint_id, order_id)
+                """, logger: logger)
+        }
+        guard !jobs.isEmpty else { return }
+        let runAts = jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) }
+        try await connection.query(
+            """
+            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
+            SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
+                run_at, NULLIF(unique_key, ''), created_at
+            FROM UNNEST(
+                \(jobs.map(\.job.kind))::text[], \(jobs.map(\.job.payload))::text[],
+                \(jobs.map { Int64($0.job.maxAttempts) })::int[], \(runAts)::bigint[],
+                \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[]
+            ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at)
+            ON CONFLICT DO NOTHING
+            """, logger: logger)
+        if let first = runAts.min() {
+            try await PostgresNotices.jobsDue(at: PostgresRows.date(first), on: connection, logger: logger)
+        }
+    }
+}

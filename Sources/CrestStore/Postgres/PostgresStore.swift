@@ -1,0 +1,327 @@
+import CrestCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The store for several nodes: one PostgreSQL database shared by every Crest node, through
+/// postgres-nio's `PostgresClient` (a pool of connections).
+///
+/// The same promises as the embedded store, across processes: each batch of reservations is one
+/// transaction that locks its sales' rows (`FOR UPDATE`, in id order), decides every reservation
+/// against the committed state, writes its orders, events and jobs set-based (`UNNEST` of
+/// arrays), and moves the counters with a conditional `UPDATE … WHERE available >= n`; two nodes
+/// batching on the same sale take turns on its row, so neither can sell what the other sold.
+/// Jobs are claimed with `FOR UPDATE SKIP LOCKED`; changes other nodes must hear of (jobs due,
+/// stock given back) are announced with `NOTIFY` (see `changes()`).
+///
+/// ```swift
+/// let store = try await PostgresStore.connect(url: "postgres://crest@127.0.0.1:5432/crest", logger: logger)
+/// ```
+public final class PostgresStore: Store {
+    let client: PostgresClient
+    let logger: Logger
+    private let running: Task<Void, Never>
+    let listener: PostgresListener
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=disable|prefer|require`),
+    /// applies pending migrations (one node at a time) and returns the store.
+    public static func connect(url: String, logger: Logger, maxConnections: Int = 20) async throws -> PostgresStore {
+        let parsed = try PostgresURL(url)
+        var configuration = parsed.client
+        configuration.options.maximumConnections = maxConnections
+        configuration.options.connectTimeout = .seconds(5)
+        try await PostgresMigrations.migrate(parsed.connection, logger: logger)
+        let store = PostgresStore(configuration: configuration, listening: parsed.connection, logger: logger)
+        store.listener.start()
+        return store
+    }
+
+    private init(
+        configuration: PostgresClient.Configuration, listening: PostgresConnection.Configuration, logger: Logger
+    ) {
+        self.logger = logger
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        running = Task { await client.run() }
+        listener = PostgresListener(configuration: listening, logger: logger)
+    }
+
+    // MARK: Sales
+
+    public func createSale(_ sale: Sale) async throws {
+        try await client.query(
+            """
+            INSERT INTO sales (\(unescaped: PostgresRows.saleColumns))
+            VALUES (\(sale.id.description), \(sale.sku), \(sale.title), \(sale.price.amount), \(sale.price.currency.code),
+                \(sale.perBuyerLimit), \(PostgresRows.millis(sale.startsAt)), \(sale.endsAt.map(PostgresRows.millis)),
+                \(sale.paymentWindowSeconds), \(PostgresRows.millis(sale.createdAt)), \(sale.stock.total),
+                \(sale.stock.available), \(sale.stock.reserved), \(sale.stock.sold), 0)
+            """, logger: logger)
+    }
+
+    public func sale(_ id: SaleID) async throws -> Sale? {
+        try await client.query(
+            "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(id.description)", logger: logger
+        ).collect().first.map { try PostgresRows.sale($0).sale }
+    }
+
+    public func counters(of saleID: SaleID) async throws -> CounterSnapshot? {
+        try await client.query(
+            "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(saleID.description)", logger: logger
+        ).collect().first.map(PostgresRows.snapshot)
+    }
+
+    public func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
+        try await client.query(
+            """
+            SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id > \(after?.description ?? "")
+            ORDER BY id LIMIT \(limit)
+            """, logger: logger
+        ).collect().map { try PostgresRows.sale($0).sale }
+    }
+
+    public func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
+        try await withConnection { connection in
+            guard
+                let row = try await connection.query(
+                    "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(saleID.description)",
+                    logger: self.logger
+                ).collect().first
+            else { return nil }
+            let (sale, version) = try PostgresRows.sale(row)
+            var holdings: [String: Int] = [:]
+            var keys: [String] = []
+            let orders = try await connection.query(
+                "SELECT buyer, quantity, status, idempotency_key FROM orders WHERE sale_id = \(saleID.description)",
+                logger: self.logger)
+            for try await (buyer, quantity, status, key) in orders.decode((String, Int, String, String).self) {
+                keys.append(key)
+                if Order.Status(rawValue: status)?.isLive == true { holdings[buyer, default: 0] += quantity }
+            }
+            return GateSnapshot(sale: sale, version: version, holdings: holdings, idempotencyKeys: keys)
+        }
+    }
+
+    public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
+        try await transaction { connection in
+            var ledger = try await PostgresReservationLedger.load(batch, on: connection, logger: self.logger)
+            let outcomes = batch.map { ledger.decide($0) }
+            let counters = try await ledger.save(on: connection, logger: self.logger)
+            return ReservationBatchResult(outcomes: outcomes, counters: counters)
+        }
+    }
+
+    // MARK: Orders
+
+    public func order(_ id: OrderID) async throws -> Order? {
+        try await client.query(
+            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = \(id.description)", logger: logger
+        ).collect().first.map(PostgresRows.order)
+    }
+
+    public func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
+        try await client.query(
+            """
+            SELECT \(unescaped: PostgresRows.orderColumns) FROM orders
+            WHERE sale_id = \(saleID.description) AND idempotency_key = \(idempotencyKey)
+            """, logger: logger
+        ).collect().first.map(PostgresRows.order)
+    }
+
+    public func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
+        guard let result = try await transitions([TransitionRequest(orderID: id, event: event)], at: now)[0] else {
+            throw OrderError.orderNotFound
+        }
+        return result
+    }
+
+    public func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?] {
+        try await transaction { connection in
+            var orders = try await PostgresOrders.lock(Set(requests.map(\.orderID)), on: connection, logger: self.logger)
+            var results: [TransitionResult?] = []
+            for request in requests {
+                guard let order = orders[request.orderID] else {
+                    results.append(nil)
+                    continue
+                }
+                let result = try await PostgresOrders.apply(request.event, to: order, on: connection, at: now, logger: self.logger)
+                orders[request.orderID] = result.order
+                results.append(result)
+            }
+            return results
+        }
+    }
+
+    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+        -> AttemptCancellationResult
+    {
+        try await transaction { connection in
+            // The sale's row lock orders this against a batch placing the same key on another node.
+            guard
+                try await connection.query(
+                    "SELECT 1 FROM sales WHERE id = \(saleID.description) FOR UPDATE", logger: self.logger
+                ).collect().count == 1
+            else { throw OrderError.saleNotFound }
+            let placed = try await connection.query(
+                """
+                SELECT id FROM orders WHERE sale_id = \(saleID.description) AND idempotency_key = \(idempotencyKey)
+                """, logger: self.logger
+            ).values(String.self).first.flatMap(OrderID.init)
+            if let placed {
+                let order = try await PostgresOrders.lock([placed], on: connection, logger: self.logger)[placed]
+                guard let order else { throw OrderError.orderNotFound }
+                return .order(try await PostgresOrders.apply(.cancel, to: order, on: connection, at: now, logger: self.logger))
+            }
+            let at = try await connection.query(
+                """
+                INSERT INTO cancelled_attempts (sale_id, idempotency_key, cancelled_at)
+                VALUES (\(saleID.description), \(idempotencyKey), \(PostgresRows.millis(now)))
+                ON CONFLICT (sale_id, idempotency_key) DO UPDATE SET cancelled_at = cancelled_attempts.cancelled_at
+                RETURNING cancelled_at
+                """, logger: self.logger
+            ).values(Int64.self).first
+            return .recorded(at: PostgresRows.date(at ?? PostgresRows.millis(now)))
+        }
+    }
+
+    public func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws {
+        let updated = try await client.query(
+            """
+            UPDATE orders SET flag = \(flag.reason.rawValue), flagged_at = \(PostgresRows.millis(flag.flaggedAt))
+            WHERE id = \(id.description) RETURNING 1
+            """, logger: logger
+        ).collect()
+        guard updated.count == 1 else { throw OrderError.orderNotFound }
+    }
+
+    public func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+        let saleID = filter.saleID?.description
+        let status = filter.status?.rawValue
+        let query: PostgresQuery = """
+            SELECT \(unescaped: PostgresRows.orderColumns) FROM orders
+            WHERE id > \(after?.description ?? "") AND (\(saleID)::text IS NULL OR sale_id = \(saleID))
+                AND (\(status)::text IS NULL OR status = \(status)) AND (NOT \(filter.flaggedOnly) OR flag IS NOT NULL)
+            ORDER BY id LIMIT \(limit)
+            """
+        return try await client.query(query, logger: logger).collect().map(PostgresRows.order)
+    }
+
+    public func events(of orderID: OrderID) async throws -> [OrderEvent] {
+        try await client.query(
+            """
+            SELECT \(unescaped: PostgresRows.eventColumns) FROM order_events WHERE order_id = \(orderID.description)
+            ORDER BY sequence
+            """, logger: logger
+        ).collect().map(PostgresRows.event)
+    }
+
+    public func changes() -> AsyncStream<StoreChange> { listener.changes }
+
+    // MARK: Life
+
+    public func ping() async throws {
+        try await client.query("SELECT 1", logger: logger)
+    }
+
+    public func close() async throws {
+        await listener.stop()
+        running.cancel()
+        _ = await running.value
+    }
+
+    // MARK: Transactions
+
+    /// Leases a connection for `body`.
+    func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in try await body(connection) }
+    }
+
+    /// Runs `body` in a transaction on one connection: committed when it returns, rolled back when
+    /// it throws (and its own error rethrown). A deadlock or serialization failure — two nodes
+    /// locking in an order PostgreSQL had to break — runs the whole transaction again, up to 3 times.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: logger)
+                    do {
+                        let result = try await body(connection)
+                        try await connection.query("COMMIT", logger: logger)
+                        return result
+                    } catch {
+                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        throw error
+                    }
+                }
+            } catch let error as PSQLError where attempt < 3 && Self.isRetryable(error) {
+                logger.info("transaction retried", metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"])
+                attempt += 1
+            }
+        }
+    }
+
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
+}
+
+/// `postgres://user:password@host:port/database?sslmode=…`, parsed.
+struct PostgresURL: Sendable {
+    struct Invalid: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    enum TLSMode: String, Sendable {
+        case disable, prefer, require
+    }
+
+    var host: String
+    var port: Int
+    var user: String
+    var password: String?
+    var database: String?
+    var tls: TLSMode
+
+    init(_ url: String) throws {
+        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme)
+        else { throw Invalid(description: "not a postgres:// URL: \(url)") }
+        guard let host = components.host, !host.isEmpty else { throw Invalid(description: "no host in \(url)") }
+        self.host = host
+        port = components.port ?? 5432
+        user = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
+        password = components.password.flatMap { $0.removingPercentEncoding }
+        let database = String(components.path.drop(while: { $0 == "/" }))
+        self.database = database.isEmpty ? nil : database
+        let mode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "prefer"
+        switch mode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer
+        case "require", "verify-ca", "verify-full": tls = .require
+        default: throw Invalid(description: "sslmode \(mode) is not one of disable, prefer, require")
+        }
+    }
+
+    var client: PostgresClient.Configuration {
+        let tls: PostgresClient.Configuration.TLS =
+            switch self.tls {
+            case .disable: .disable
+            case .prefer: .prefer(.makeClientConfiguration())
+            case .require: .require(.makeClientConfiguration())
+            }
+        return PostgresClient.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: tls)
+    }
+
+    var connection: PostgresConnection.Configuration {
+        let tls: PostgresConnection.Configuration.TLS
+        switch self.tls {
+        case .disable: tls = .disable
+        case .prefer: tls = (try? .prefer(.init(configuration: .makeClientConfiguration()))) ?? .disable
+        case .require: tls = (try? .require(.init(configuration: .makeClientConfiguration()))) ?? .disable
+        }
+        return PostgresConnection.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: tls)
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+
+/// A throw-away PostgreSQL cluster for the tests of this process: `initdb` into a temporary
+/// directory, `postgres` on a free port of 127.0.0.1, stopped when the process exits (and by a
+/// watchdog should the process be killed). Each test takes a database of its own.
+///
+/// PostgreSQL refuses to run as root; as root, the cluster runs as the `postgres` user.
+/// When PostgreSQL cannot start, tests that need it fail — in CI and elsewhere — unless
+/// `CREST_SKIP_POSTGRES=1` is set outside CI, which makes `shared()` return nil (and the
+/// suite say so).
+public final class PostgresCluster: Sendable {
+    public let port: Int
+    public let directory: URL
+    private let binaries: URL
+    private let runAs: String?
+
+    public struct Unavailable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The cluster of this test process, started on first use.
+    public static func shared() async throws -> PostgresCluster? {
+        if ProcessInfo.processInfo.environment["CI"] == nil,
+            ProcessInfo.processInfo.environment["CREST_SKIP_POSTGRES"] == "1"
+        {
+            return nil
+        }
+        return try await started.value
+    }
+
+    /// Started off the concurrency pool: `initdb` and `pg_ctl` are waited for synchronously.
+    private static let started = Task<PostgresCluster, any Error> {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try start() }) }
+        }
+    }
+
+    /// A new, empty database in the cluster; its URL.
+    public func createDatabase() throws -> String {
+        let name = "crest_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))"
+        try run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "crest", "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+        return url(database: name)
+    }
+
+    public func url(database: String) -> String {
+        "postgres://crest@127.0.0.1:\(port)/\(database)?sslmode=disable"
+    }
+
+    /// Stops the server (fast shutdown) and starts it again on the same port and data.
+    public func restart(downFor pause: Duration = .zero) async throws {
+        try run("pg_ctl", ["-D", directory.appending(path: "data").path, "-m", "fast", "-w", "stop"])
+        if pause > .zero { try await Task.sleep(for: pause) }
+        try startServer()
+    }
+
+    public func stop() {
+        _ = try? run("pg_ctl", ["-D", directory.appending(path: "data").path, "-m", "immediate", "-w", "stop"])
+    }
+
+    private init(port: Int, directory: URL, binaries: URL, runAs: String?) {
+        self.port = port
+        self.directory = directory
+        self.binaries = binaries
+        self.runAs = runAs
+    }
+
+    private static func start() throws -> PostgresCluster {
+        guard let binaries = findBinaries() else {
+            throw Unavailable(description: "PostgreSQL binaries (initdb, pg_ctl) are neither on PATH nor in /usr/lib/postgresql/*/bin")
+        }
+        let runAs: String? = getuid() == 0 ? "postgres" : nil
+        let directory = URL(filePath: "/tmp").appending(path: "crest-pg-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if let runAs {
+            try FileManager.default.setAttributes([.ownerAccountName: runAs], ofItemAtPath: directory.path)
+        }
+        var lastError: (any Error)?
+        for _ in 0..<3 {
+            let cluster = PostgresCluster(port: freePort(), directory: directory, binaries: binaries, runAs: runAs)
+            do {
+                if !FileManager.default.fileExists(atPath: directory.appending(path: "data").path) {
+                    try cluster.run(
+                        "initdb",
+                        ["-D", directory.appending(path: "data").path, "-U", "crest", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                }
+                try cluster.startServer()
+                cluster.stopAtExit()
+                return cluster
+            } catch {
+                lastError = error
+            }
+        }
+        throw Unavailable(description: "PostgreSQL did not start: \(lastError.map { "\($0)" } ?? "?")")
+    }
+
+    private func startServer() throws {
+        let options = [
+            "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=\(directory.path)",
+            "-c max_connections=300", "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+            "-c shared_buffers=128MB",
+        ].joined(separator: " ")
+        try run(
+            "pg_ctl",
+            ["-D", directory.appending(path: "data").path, "-l", directory.appending(path: "server.log").path, "-o", options, "-w", "-t", "60", "start"])
+    }
+
+    /// `atexit` stops the server when the test process ends normally; a watchdog shell stops it
+    /// when the process is killed.
+    private func stopAtExit() {
+        let data = directory.appending(path: "data").path
+        let pgctl = Self.locate("pg_ctl", preferring: binaries).path
+        let stop = runAs.map { "runuser -u \($0) -- " } ?? ""
+        let watchdog = Process()
+        watchdog.executableURL = URL(filePath: "/bin/sh")
+        watchdog.arguments = [
+            "-c",
+            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop)\(pgctl) -D \(data) -m immediate stop >/dev/null 2>&1; rm -rf \(directory.path)",
+        ]
+        watchdog.standardOutput = FileHandle.nullDevice
+        watchdog.standardError = FileHandle.nullDevice
+        try? watchdog.run()
+        PostgresCluster.atExit = self
+        atexit { PostgresCluster.atExit?.stop() }
+    }
+
+    nonisolated(unsafe) private static var atExit: PostgresCluster?
+
+    @discardableResult
+    private func run(_ tool: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        let path = Self.locate(tool, preferring: binaries).path
+        if let runAs {
+            process.executableURL = URL(filePath: "/usr/sbin/runuser")
+            process.arguments = ["-u", runAs, "--", path] + arguments
+        } else {
+            process.executableURL = URL(filePath: path)
+            process.arguments = arguments
+        }
+        // Output to a file, not a pipe: the server `pg_ctl start` leaves running would hold a pipe open.
+        let log = FileManager.default.temporaryDirectory.appending(path: "crest-pg-\(UUID().uuidString).out")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? handle.close() }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.currentDirectoryURL = directory
+        try process.run()
+        let status = Self.wait(for: process)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        guard status == 0 else {
+            throw Unavailable(description: "\(tool) \(arguments.joined(separator: " ")) failed: \(output)")
+        }
+        return output
+    }
+
+    /// The exit status of `process`. Reaps it with `waitpid` itself: Foundation's
+    /// `waitUntilExit` was seen to miss the end of `runuser … pg_ctl start` (whose server stays).
+    private static func wait(for process: Process) -> Int32 {
+        let pid = process.processIdentifier
+        var status: Int32 = 0
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F) }
+            if reaped == -1 {
+                // Foundation reaped it first.
+                while process.isRunning { usleep(10_000) }
+                return process.terminationStatus
+            }
+            usleep(10_000)
+        }
+    }
+
+    /// `tool` next to `initdb` if it is there, else from the candidates' other directories.
+    private static func locate(_ tool: String, preferring directory: URL) -> URL {
+        let fileManager = FileManager.default
+        let preferred = directory.appending(path: tool)
+        if fileManager.isExecutableFile(atPath: preferred.path) { return preferred }
+        return candidateDirectories().map { $0.appending(path: tool) }.first { fileManager.isExecutableFile(atPath: $0.path) }
+            ?? preferred
+    }
+
+    private static func candidateDirectories() -> [URL] {
+        var candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { URL(filePath: String($0)) }
+        if let versions = try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql") {
+            for version in versions.sorted(by: >) {
+                candidates.append(URL(filePath: "/usr/lib/postgresql/\(version)/bin"))
+            }
+        }
+        return candidates
+    }
+
+    private static func findBinaries() -> URL? {
+        candidateDirectories().first { FileManager.default.isExecutableFile(atPath: $0.appending(path: "initdb").path) }
+    }
+
+    /// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
+    private static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
