@@ -1,3 +1,4 @@
+import CrestCore
 import Foundation
 
 /// After the load: the server's own account of the sale, checked against what the run saw.
@@ -27,15 +28,13 @@ struct Audit {
         let readBack = try await readBackAccepted()
         let listing = try await api.orders(saleID: saleID)
         let sale = try await api.sale(saleID)
-        let stock = LoadReport.Counters(
-            total: sale.stock.total, available: sale.stock.available, reserved: sale.stock.reserved,
-            sold: sale.stock.sold)
+        let stock = sale.stock
         var checks: [LoadReport.Check] = []
 
         let counted = stock.available + stock.reserved + stock.sold
         checks.append(
             .init(
-                name: "stock conserved", passed: counted == stock.total && stock.available >= 0,
+                name: "stock conserved", passed: stock.isConserved,
                 detail: "available \(stock.available) + reserved \(stock.reserved) + sold \(stock.sold) = \(counted), total \(stock.total)"))
 
         let live = listing.filter { Self.liveStatuses.contains($0.status) }

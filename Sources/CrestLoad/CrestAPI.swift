@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestCore
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -11,18 +12,11 @@ struct CrestAPI: Sendable {
         var description: String
     }
 
-    struct Counters: Codable, Sendable, Equatable {
-        var total: Int64
-        var available: Int64
-        var reserved: Int64
-        var sold: Int64
-    }
-
     struct SaleView: Codable, Sendable {
         var id: String
         var perBuyerLimit: Int
         var paymentWindowSeconds: Int
-        var stock: Counters
+        var stock: StockCounters
     }
 
     struct PaymentView: Codable, Sendable {

@@ -1,3 +1,4 @@
+import CrestCore
 import Foundation
 import Histogram
 
@@ -27,19 +28,8 @@ public struct LoadReport: Codable, Sendable {
         }
     }
 
-    public struct Counters: Codable, Sendable, Equatable {
-        public var total: Int64
-        public var available: Int64
-        public var reserved: Int64
-        public var sold: Int64
-
-        public init(total: Int64, available: Int64, reserved: Int64, sold: Int64) {
-            self.total = total
-            self.available = available
-            self.reserved = reserved
-            self.sold = sold
-        }
-    }
+    /// The sale's counters as the server reported them.
+    public typealias Counters = StockCounters
 
     public struct Payments: Codable, Sendable {
         /// Accepted orders the run chose to pay.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CrestCore
 import CrestEngine
 import CrestHTTP
 import CrestLoad

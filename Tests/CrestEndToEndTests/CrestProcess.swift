@@ -27,22 +27,8 @@ final class CrestProcess: Sendable {
     init(arguments: [String], listening prefix: String) async throws {
         let executable = Self.executable
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let output = Locked("")
+        let (process, output) = CrestCommand.process(arguments)
         self.output = output
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            output.withLock { $0 += String(decoding: data, as: UTF8.self) }
-        }
         try process.run()
         self.process = process
 

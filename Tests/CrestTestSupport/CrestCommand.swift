@@ -6,9 +6,9 @@ public enum CrestCommand {
         URL(filePath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "crest")
     }
 
-    /// Runs `crest arguments` to its end and returns its exit status and everything it printed
-    /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.
-    public static func run(_ arguments: [String], timeout: Duration) async throws -> (status: Int32?, output: String) {
+    /// `crest arguments`, not started yet, and everything it will print (standard output and error,
+    /// interleaved), collected as it comes.
+    public static func process(_ arguments: [String]) -> (Process, Locked<String>) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -24,6 +24,13 @@ public enum CrestCommand {
             }
             output.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
+        return (process, output)
+    }
+
+    /// Runs `crest arguments` to its end and returns its exit status and everything it printed
+    /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.
+    public static func run(_ arguments: [String], timeout: Duration) async throws -> (status: Int32?, output: String) {
+        let (process, output) = process(arguments)
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {

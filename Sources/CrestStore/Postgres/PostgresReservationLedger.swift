@@ -89,26 +89,17 @@ struct PostgresReservationLedger {
     mutating func decide(_ reservation: Reservation) -> ReservationOutcome {
         let request = reservation.request
         guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
-        switch state.sale.phase(at: reservation.createdAt) {
-        case .upcoming: return .refused(.saleNotOpen(startsAt: state.sale.startsAt))
-        case .closed: return .refused(.saleClosed)
-        case .open: break
-        }
         let key = Key(sale: request.saleID, key: request.idempotencyKey)
-        if let existing = placed[key] { return .duplicate(existing) }
-        if cancelled.contains(key) { return .refused(.attemptCancelled) }
         let holder = Holder(sale: request.saleID, buyer: request.buyer)
         let held = holdings[holder] ?? 0
-        if held + request.quantity > state.sale.perBuyerLimit {
-            return .refused(.buyerLimitReached(limit: state.sale.perBuyerLimit))
+        if let outcome = StoreRules.decide(
+            reservation, sale: state.sale, existing: { placed[key] }, cancelled: { cancelled.contains(key) },
+            held: { held })
+        {
+            return outcome
         }
         let quantity = Int64(request.quantity)
-        guard state.sale.stock.available >= quantity else { return .refused(.soldOut) }
-
-        let order = Order(
-            id: reservation.orderID, saleID: request.saleID, buyer: request.buyer, quantity: request.quantity,
-            amount: reservation.amount, status: .pendingPayment, createdAt: reservation.createdAt,
-            expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
+        let order = reservation.pendingOrder
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
         state.granted += quantity
@@ -196,21 +187,22 @@ struct PostgresReservationLedger {
                 """, logger: logger)
         }
         guard !jobs.isEmpty else { return }
-        let runAts = jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) }
+        // The announcement to the other nodes rides on the insert: no extra round trip per batch.
         try await connection.query(
             """
+            WITH inserted AS (
             INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
             SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
                 run_at, NULLIF(unique_key, ''), created_at
             FROM UNNEST(
                 \(jobs.map(\.job.kind))::text[], \(jobs.map(\.job.payload))::text[],
-                \(jobs.map { Int64($0.job.maxAttempts) })::int[], \(runAts)::bigint[],
+                \(jobs.map { Int64($0.job.maxAttempts) })::int[],
+                \(jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) })::bigint[],
                 \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[]
             ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at)
             ON CONFLICT DO NOTHING
+            RETURNING GREATEST(run_at, created_at) AS due)
+            SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM inserted HAVING COUNT(*) > 0
             """, logger: logger)
-        if let first = runAts.min() {
-            try await PostgresNotices.jobsDue(at: PostgresRows.date(first), on: connection, logger: logger)
-        }
     }
 }

@@ -112,14 +112,9 @@ enum PostgresRows {
             occurredAt: date(try r["occurred_at"].decode(Int64.self)))
     }
 
-    private static func currency(_ code: String) throws -> Currency {
-        try decode(Currency(code), "currency")
-    }
+    private static func currency(_ code: String) throws -> Currency { try SQLiteRows.currency(code) }
 
-    private static func decode<T>(_ value: T?, _ column: String) throws -> T {
-        guard let value else { throw CorruptRowError(column: column) }
-        return value
-    }
+    private static func decode<T>(_ value: T?, _ column: String) throws -> T { try SQLiteRows.decode(value, column) }
 }
 
 extension PostgresRowSequence {

@@ -25,10 +25,7 @@ extension PostgresStore {
     {
         let orderID = observation.orderID
         guard var order else { return .failure(.orderNotFound) }
-        let observed = observation.payment
-        if let known = order.payment, known.id != observed.id {
-            return .failure(.mismatch(PaymentMismatchError(orderID: orderID, known: known.id, observed: observed.id)))
-        }
+        if let mismatch = StoreRules.mismatch(observation, of: order) { return .failure(.mismatch(mismatch)) }
         if let eventID = observation.eventID {
             let inserted = try await connection.query(
                 """
@@ -41,10 +38,9 @@ extension PostgresStore {
                 return .success(PaymentRecord(order: order, duplicate: true, transition: nil, refundEnqueued: false))
             }
         }
-        let previous = order.payment?.status
-        let status = previous?.merged(with: observed.status) ?? observed.status
-        let payment = OrderPayment(id: observed.id, status: status, payURL: observed.payURL ?? order.payment?.payURL)
-        if payment != order.payment {
+        let steps = StoreRules.paymentSteps(observation, of: order)
+        if steps.payment != order.payment {
+            let payment = steps.payment
             try await connection.query(
                 """
                 UPDATE orders SET payment_id = \(payment.id), payment_status = \(payment.status.rawValue),
@@ -54,26 +50,14 @@ extension PostgresStore {
         }
         var transition: TransitionResult?
         var refundEnqueued = false
-        let newlySucceeded = status == .succeeded && previous != .succeeded && previous != .refunded
-        if newlySucceeded || (status == .refunded && previous == nil) {
-            switch order.status {
-            case .pendingPayment where status == .succeeded:
-                transition = try await PostgresOrders.apply(.pay, to: order, on: connection, at: now, logger: logger)
-            case .cancelled, .expired:
-                // Money arrived for an order that gave its stock back: flag it, send it back.
-                let refused = try await PostgresOrders.apply(.pay, to: order, on: connection, at: now, logger: logger)
-                order = refused.order
-                if status == .succeeded {
-                    refundEnqueued = !(try await PostgresJobs.insert(
-                        PaymentJobs.refund(of: orderID), at: now, on: connection, logger: logger
-                    ).duplicate)
-                }
-            case .pendingPayment, .paid, .refunded:
-                break
+        for event in steps.events {
+            let result = try await PostgresOrders.apply(event, to: order, on: connection, at: now, logger: logger)
+            if result.change == .refused { order = result.order } else { transition = result }
+            if event == .pay, steps.enqueueRefund {
+                refundEnqueued = !(try await PostgresJobs.insert(
+                    PaymentJobs.refund(of: orderID), at: now, on: connection, logger: logger
+                ).duplicate)
             }
-        }
-        if status == .refunded, previous != .refunded, order.status == .cancelled || order.status == .expired {
-            transition = try await PostgresOrders.apply(.refund, to: order, on: connection, at: now, logger: logger)
         }
         return .success(
             PaymentRecord(

@@ -81,7 +81,8 @@ public final class PostgresStore: Store {
     }
 
     public func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
-        try await withConnection { connection in
+        // One snapshot for the sale's row and its orders: counters, keys and holdings agree.
+        try await transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { connection in
             guard
                 let row = try await connection.query(
                     "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(saleID.description)",
@@ -239,12 +240,14 @@ public final class PostgresStore: Store {
     /// Runs `body` in a transaction on one connection: committed when it returns, rolled back when
     /// it throws (and its own error rethrown). A deadlock or serialization failure — two nodes
     /// locking in an order PostgreSQL had to break — runs the whole transaction again, up to 3 times.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        begin: PostgresQuery = "BEGIN", _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
                 return try await client.withConnection { connection in
-                    try await connection.query("BEGIN", logger: logger)
+                    try await connection.query(begin, logger: logger)
                     do {
                         let result = try await body(connection)
                         try await connection.query("COMMIT", logger: logger)

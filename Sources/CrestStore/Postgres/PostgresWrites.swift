@@ -32,57 +32,44 @@ enum PostgresOrders {
         _ event: Order.Event, to order: Order, on connection: PostgresConnection, at now: Date, logger: Logger
     ) async throws -> TransitionResult {
         var order = order
-        let change: TransitionResult.Change
         let sale = order.saleID.description
-        if let target = try? order.status.applying(event) {
-            change = target == order.status ? .repeated : .applied
-            if change == .applied {
-                // Each event but a refund moves the order's units from one counter to another (a
-                // refunded order's units went back when it was cancelled or expired).
-                let move: (from: String, to: String)? =
-                    switch event {
-                    case .pay: ("reserved", "sold")
-                    case .cancel, .expire: ("reserved", "available")
-                    case .refund: nil
-                    }
-                if let (from, to) = move {
-                    let moved = try await connection.query(
-                        """
-                        UPDATE sales SET \(unescaped: from) = \(unescaped: from) - \(order.quantity),
-                            \(unescaped: to) = \(unescaped: to) + \(order.quantity), version = version + 1
-                        WHERE id = \(sale) AND \(unescaped: from) >= \(order.quantity) RETURNING 1
-                        """, logger: logger
-                    ).collect()
-                    guard moved.count == 1 else { throw CorruptRowError(column: "sales.\(from)") }
-                    if to == "available" { try await PostgresNotices.stockReleased(order.saleID, on: connection, logger: logger) }
-                }
-                order.status = target
-                order.updatedAt = now
-                try await connection.query(
+        let transition = StoreRules.transition(event, of: order)
+        if transition.change == .applied {
+            if let (from, to) = transition.move {
+                let moved = try await connection.query(
                     """
-                    UPDATE orders SET status = \(target.rawValue), updated_at = \(PostgresRows.millis(now))
-                    WHERE id = \(order.id.description)
-                    """, logger: logger)
-                try await PostgresEvents.appendNext(OrderEvent.Kind(event), of: order, at: now, on: connection, logger: logger)
+                    UPDATE sales SET \(unescaped: from) = \(unescaped: from) - \(order.quantity),
+                        \(unescaped: to) = \(unescaped: to) + \(order.quantity), version = version + 1
+                    WHERE id = \(sale) AND \(unescaped: from) >= \(order.quantity) RETURNING 1
+                    """, logger: logger
+                ).collect()
+                guard moved.count == 1 else { throw CorruptRowError(column: "sales.\(from)") }
+                if to == "available" { try await PostgresNotices.stockReleased(order.saleID, on: connection, logger: logger) }
             }
-        } else {
-            change = .refused
-            if event == .pay, order.status == .cancelled || order.status == .expired {
-                let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
-                try await connection.query(
-                    """
-                    UPDATE orders SET flag = \(lateConfirm.reason.rawValue), flagged_at = \(PostgresRows.millis(now))
-                    WHERE id = \(order.id.description)
-                    """, logger: logger)
-                order.flag = lateConfirm
-            }
+            order.status = transition.target
+            order.updatedAt = now
+            try await connection.query(
+                """
+                UPDATE orders SET status = \(transition.target.rawValue), updated_at = \(PostgresRows.millis(now))
+                WHERE id = \(order.id.description)
+                """, logger: logger)
+            try await PostgresEvents.appendNext(OrderEvent.Kind(event), of: order, at: now, on: connection, logger: logger)
+        }
+        if transition.flagsLateConfirm {
+            let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
+            try await connection.query(
+                """
+                UPDATE orders SET flag = \(lateConfirm.reason.rawValue), flagged_at = \(PostgresRows.millis(now))
+                WHERE id = \(order.id.description)
+                """, logger: logger)
+            order.flag = lateConfirm
         }
         guard
             let row = try await connection.query(
                 "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(sale)", logger: logger
             ).collect().first
         else { throw CorruptRowError(column: "orders.sale_id") }
-        return TransitionResult(order: order, change: change, counters: try PostgresRows.snapshot(row))
+        return TransitionResult(order: order, change: transition.change, counters: try PostgresRows.snapshot(row))
     }
 }
 

@@ -37,30 +37,24 @@ struct ReservationLedger {
     mutating func decide(_ reservation: Reservation) throws -> ReservationOutcome {
         let request = reservation.request
         guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
-        switch state.sale.phase(at: reservation.createdAt) {
-        case .upcoming: return .refused(.saleNotOpen(startsAt: state.sale.startsAt))
-        case .closed: return .refused(.saleClosed)
-        case .open: break
-        }
-        if let existing = try SQLiteStore.fetchOrder(
-            db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+        var held = 0
+        if let outcome = try StoreRules.decide(
+            reservation, sale: state.sale,
+            existing: {
+                try SQLiteStore.fetchOrder(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+            },
+            cancelled: {
+                try SQLiteStore.attemptWasCancelled(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+            },
+            held: {
+                held = try heldUnits(saleID: request.saleID, buyer: request.buyer)
+                return held
+            })
         {
-            return .duplicate(existing)
-        }
-        if try SQLiteStore.attemptWasCancelled(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey) {
-            return .refused(.attemptCancelled)
-        }
-        let held = try heldUnits(saleID: request.saleID, buyer: request.buyer)
-        if held + request.quantity > state.sale.perBuyerLimit {
-            return .refused(.buyerLimitReached(limit: state.sale.perBuyerLimit))
+            return outcome
         }
         let quantity = Int64(request.quantity)
-        guard state.sale.stock.available >= quantity else { return .refused(.soldOut) }
-
-        let order = Order(
-            id: reservation.orderID, saleID: request.saleID, buyer: request.buyer, quantity: request.quantity,
-            amount: reservation.amount, status: .pendingPayment, createdAt: reservation.createdAt,
-            expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
+        let order = reservation.pendingOrder
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO orders (

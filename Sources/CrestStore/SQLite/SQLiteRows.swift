@@ -99,11 +99,12 @@ enum SQLiteRows {
             occurredAt: date(row["occurred_at"]))
     }
 
-    private static func currency(_ code: String) throws -> Currency {
+    /// Shared with `PostgresRows`: both stores keep values the same way.
+    static func currency(_ code: String) throws -> Currency {
         try decode(Currency(code), "currency")
     }
 
-    private static func decode<T>(_ value: T?, _ column: String) throws -> T {
+    static func decode<T>(_ value: T?, _ column: String) throws -> T {
         guard let value else { throw CorruptRowError(column: column) }
         return value
     }

@@ -199,45 +199,32 @@ public final class SQLiteStore: Store {
     /// or the `confirm_after_cancel` flag for a payment that came too late.
     static func apply(_ event: Order.Event, to order: Order, in db: Database, at now: Date) throws -> TransitionResult {
         var order = order
-        let change: TransitionResult.Change
-        if let target = try? order.status.applying(event) {
-            change = target == order.status ? .repeated : .applied
-            if change == .applied {
-                // Each event but a refund moves the order's units from one counter to another (a
-                // refunded order's units went back when it was cancelled or expired).
-                let move: (from: String, to: String)? =
-                    switch event {
-                    case .pay: ("reserved", "sold")
-                    case .cancel, .expire: ("reserved", "available")
-                    case .refund: nil
-                    }
-                if let (from, to) = move {
-                    try db.cachedStatement(
-                        sql: """
-                            UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?
-                            """
-                    ).execute(arguments: [order.quantity, order.quantity, order.saleID.description])
-                }
-                order.status = target
-                order.updatedAt = now
-                try db.cachedStatement(sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
-                    .execute(arguments: [target.rawValue, SQLiteRows.millis(now), order.id.description])
-                try SQLiteEvents.appendNext(db, OrderEvent.Kind(event), of: order, at: now)
+        let transition = StoreRules.transition(event, of: order)
+        if transition.change == .applied {
+            if let (from, to) = transition.move {
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE sales SET \(from) = \(from) - ?, \(to) = \(to) + ?, version = version + 1 WHERE id = ?
+                        """
+                ).execute(arguments: [order.quantity, order.quantity, order.saleID.description])
             }
-        } else {
-            change = .refused
-            if event == .pay, order.status == .cancelled || order.status == .expired {
-                let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
-                try Self.flag(order.id, lateConfirm, in: db)
-                order.flag = lateConfirm
-            }
+            order.status = transition.target
+            order.updatedAt = now
+            try db.cachedStatement(sql: "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?")
+                .execute(arguments: [transition.target.rawValue, SQLiteRows.millis(now), order.id.description])
+            try SQLiteEvents.appendNext(db, OrderEvent.Kind(event), of: order, at: now)
+        }
+        if transition.flagsLateConfirm {
+            let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
+            try Self.flag(order.id, lateConfirm, in: db)
+            order.flag = lateConfirm
         }
         let row = try Row.fetchOne(
             db.cachedStatement(sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?"),
             arguments: [order.saleID.description])
         guard let row else { throw CorruptRowError(column: "orders.sale_id") }
         return TransitionResult(
-            order: order, change: change,
+            order: order, change: transition.change,
             counters: CounterSnapshot(counters: SQLiteRows.counters(row), version: row["version"]))
     }
 

@@ -1,0 +1,107 @@
+import CrestCore
+import Foundation
+
+/// The decisions every store makes the same way, apart from how it reads and writes: which
+/// reservation is granted, what a transition does to the counters, what a payment observation
+/// leads to. Each store feeds them what it read and carries out what they decide, so the embedded
+/// and the PostgreSQL store cannot drift apart.
+enum StoreRules {
+    /// Decides one reservation against its sale: `nil` grants it (the caller creates the order and
+    /// moves the units), anything else is the outcome. The checks run in this order and each reads
+    /// only when reached: the sale open at the request's time, the key new, the attempt not
+    /// cancelled, the buyer within the limit, the stock enough.
+    static func decide(
+        _ reservation: Reservation, sale: Sale, existing: () throws -> Order?, cancelled: () throws -> Bool,
+        held: () throws -> Int
+    ) rethrows -> ReservationOutcome? {
+        let request = reservation.request
+        switch sale.phase(at: reservation.createdAt) {
+        case .upcoming: return .refused(.saleNotOpen(startsAt: sale.startsAt))
+        case .closed: return .refused(.saleClosed)
+        case .open: break
+        }
+        if let existing = try existing() { return .duplicate(existing) }
+        if try cancelled() { return .refused(.attemptCancelled) }
+        if try held() + request.quantity > sale.perBuyerLimit {
+            return .refused(.buyerLimitReached(limit: sale.perBuyerLimit))
+        }
+        guard sale.stock.available >= Int64(request.quantity) else { return .refused(.soldOut) }
+        return nil
+    }
+
+    /// What applying `event` to `order` does.
+    struct Transition {
+        var change: TransitionResult.Change
+        /// The order's status afterwards (its status now unless the arrow was taken).
+        var target: Order.Status
+        /// The counters the order's units move between (a refund moves none: a refunded order's
+        /// units went back when it was cancelled or expired).
+        var move: (from: String, to: String)?
+        /// A payment for an order that already gave its stock back: flag it for an operator.
+        var flagsLateConfirm: Bool
+    }
+
+    static func transition(_ event: Order.Event, of order: Order) -> Transition {
+        guard let target = try? order.status.applying(event) else {
+            let late = event == .pay && (order.status == .cancelled || order.status == .expired)
+            return Transition(change: .refused, target: order.status, move: nil, flagsLateConfirm: late)
+        }
+        guard target != order.status else {
+            return Transition(change: .repeated, target: target, move: nil, flagsLateConfirm: false)
+        }
+        let move: (from: String, to: String)? =
+            switch event {
+            case .pay: ("reserved", "sold")
+            case .cancel, .expire: ("reserved", "available")
+            case .refund: nil
+            }
+        return Transition(change: .applied, target: target, move: move, flagsLateConfirm: false)
+    }
+
+    /// What recording a (new, not duplicate) payment observation does to its order.
+    struct PaymentSteps {
+        /// The order's payment afterwards: the status only moves forward.
+        var payment: OrderPayment
+        /// Events to apply to the order, in order.
+        var events: [Order.Event]
+        /// Money arrived for an order that gave its stock back: send it back.
+        var enqueueRefund: Bool
+    }
+
+    /// The mismatch when the observation names another payment than the order's.
+    static func mismatch(_ observation: PaymentObservation, of order: Order) -> PaymentMismatchError? {
+        guard let known = order.payment, known.id != observation.payment.id else { return nil }
+        return PaymentMismatchError(orderID: order.id, known: known.id, observed: observation.payment.id)
+    }
+
+    static func paymentSteps(_ observation: PaymentObservation, of order: Order) -> PaymentSteps {
+        let observed = observation.payment
+        let previous = order.payment?.status
+        let status = previous?.merged(with: observed.status) ?? observed.status
+        var steps = PaymentSteps(
+            payment: OrderPayment(id: observed.id, status: status, payURL: observed.payURL ?? order.payment?.payURL),
+            events: [], enqueueRefund: false)
+        let newlySucceeded = status == .succeeded && previous != .succeeded && previous != .refunded
+        let gaveStockBack = order.status == .cancelled || order.status == .expired
+        if newlySucceeded || (status == .refunded && previous == nil) {
+            if order.status == .pendingPayment, status == .succeeded {
+                steps.events.append(.pay)
+            } else if gaveStockBack {
+                // Refused, it flags the order; the money goes back.
+                steps.events.append(.pay)
+                steps.enqueueRefund = status == .succeeded
+            }
+        }
+        if status == .refunded, previous != .refunded, gaveStockBack { steps.events.append(.refund) }
+        return steps
+    }
+}
+
+extension Reservation {
+    /// The order this reservation creates when it is granted.
+    var pendingOrder: Order {
+        Order(
+            id: orderID, saleID: request.saleID, buyer: request.buyer, quantity: request.quantity, amount: amount,
+            status: .pendingPayment, createdAt: createdAt, expiresAt: expiresAt, updatedAt: createdAt)
+    }
+}
