@@ -101,8 +101,8 @@ public protocol Store: JobQueue {
     func ping() async throws
 
     /// Changes made through this store that other processes sharing it must hear of (jobs due,
-    /// stock given back), as they commit — this process's own included. One consumer; it ends
-    /// when the store closes. A store no other process shares (the embedded one) has none.
+    /// stock given back), as they commit — this process's own included. Each call is a new
+    /// stream of what happens from then on; it ends when the store closes. A store no other process shares (the embedded one) has none.
     func changes() -> AsyncStream<StoreChange>
 
     /// Releases files and connections. Calls after it fail.

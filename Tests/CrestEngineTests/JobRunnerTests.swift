@@ -214,17 +214,17 @@ struct JobRunnerTests {
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
         let handler = JobHandlerFunction { _ in
-            try await Task.sleep(for: .milliseconds(9000))
+            try await Task.sleep(for: .milliseconds(13000))
             return .completed
         }
         // A lease long enough that its extensions arrive in time on a loaded 2-core CI machine
-        // (with 2 s, one late extension let the runner rescue its own job).
-        let configuration = JobRunnerConfiguration(lease: .seconds(4), pollInterval: .milliseconds(100))
+        // (with 2 s and 4 s, one late extension let the runner rescue its own job).
+        let configuration = JobRunnerConfiguration(lease: .seconds(6), pollInterval: .milliseconds(100))
         try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
             let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
             _ = try await fixture.waitFor(id) { $0.state == .running }
             // Past the first lease: only its extensions keep the job.
-            try await Task.sleep(for: .milliseconds(6000))
+            try await Task.sleep(for: .milliseconds(8000))
             let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
             #expect(other.jobs.isEmpty)
             #expect(other.rescued == 0)

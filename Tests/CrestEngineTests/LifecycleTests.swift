@@ -47,6 +47,9 @@ struct LifecycleTests {
             let first = try await fixture.engine.confirmPayment(order.id)
             _ = try await fixture.waitFor(order.id, status: .paid)
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 2, available: 1, reserved: 0, sold: 1))
+            // The order turns paid a moment before its job is recorded completed; while that job
+            // is live its unique key would (rightly) fold the second confirm into it.
+            #expect(try await eventually { try await fixture.engine.job(first.id).state == .completed })
             let second = try await fixture.engine.confirmPayment(order.id)
             #expect(second.id != first.id)
             #expect(

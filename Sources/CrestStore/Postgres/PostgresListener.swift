@@ -34,26 +34,46 @@ enum PostgresNotices {
 }
 
 /// One connection of its own that `LISTEN`s on the `crest` channel and passes what it hears to
-/// `changes`; after a lost connection it connects again (with backoff) and reports `.resynchronize`,
-/// since notifications sent meanwhile are gone.
+/// every stream `subscribe()` handed out; after a lost connection it connects again (with backoff)
+/// and reports `.resynchronize`, since notifications sent meanwhile are gone.
 final class PostgresListener: Sendable {
-    let changes: AsyncStream<StoreChange>
-    private let continuation: AsyncStream<StoreChange>.Continuation
+    private let subscribers = Mutex<[AsyncStream<StoreChange>.Continuation]>([])
     private let configuration: PostgresConnection.Configuration
     private let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
     private let connection = Mutex<PostgresConnection?>(nil)
 
     init(configuration: PostgresConnection.Configuration, logger: Logger) {
-        (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self, bufferingPolicy: .bufferingNewest(1024))
         self.configuration = configuration
         self.logger = logger
     }
 
-    func start() {
-        task.withLock { task in
-            guard task == nil else { return }
-            task = Task { await self.listen() }
+    /// A new stream of what is heard from now on; it ends when the listener stops.
+    func subscribe() -> AsyncStream<StoreChange> {
+        let (stream, continuation) = AsyncStream.makeStream(of: StoreChange.self, bufferingPolicy: .bufferingNewest(1024))
+        subscribers.withLock { $0.append(continuation) }
+        return stream
+    }
+
+    private func tell(_ change: StoreChange) {
+        for subscriber in subscribers.withLock({ $0 }) { subscriber.yield(change) }
+    }
+
+    /// Starts listening; returns once the first `LISTEN` holds (so nothing committed after it is
+    /// missed), or after 5 s without (the listener keeps trying in the background).
+    func start() async {
+        let (listening, signal) = AsyncStream.makeStream(of: Void.self)
+        let started = task.withLock { task -> Bool in
+            guard task == nil else { return false }
+            task = Task { await self.listen(signal) }
+            return true
+        }
+        guard started else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in listening { return } }
+            group.addTask { try? await Task.sleep(for: .seconds(5)) }
+            await group.next()
+            group.cancelAll()
         }
     }
 
@@ -62,10 +82,10 @@ final class PostgresListener: Sendable {
         running?.cancel()
         try? await connection.withLock { $0 }?.close()
         await running?.value
-        continuation.finish()
+        for subscriber in subscribers.withLock({ $0 }) { subscriber.finish() }
     }
 
-    private func listen() async {
+    private func listen(_ listening: AsyncStream<Void>.Continuation) async {
         var backoff = Duration.milliseconds(100)
         var first = true
         while !Task.isCancelled {
@@ -78,11 +98,12 @@ final class PostgresListener: Sendable {
                 }
                 do {
                     try await opened.listen(on: PostgresNotices.channel) { notifications in
-                        if !first { continuation.yield(.resynchronize) }
+                        listening.finish()
+                        if !first { tell(.resynchronize) }
                         first = false
                         backoff = .milliseconds(100)
                         for try await notification in notifications {
-                            if let change = PostgresNotices.parse(notification.payload) { continuation.yield(change) }
+                            if let change = PostgresNotices.parse(notification.payload) { tell(change) }
                         }
                     }
                 } catch {

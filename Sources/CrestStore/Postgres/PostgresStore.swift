@@ -32,7 +32,7 @@ public final class PostgresStore: Store {
         configuration.options.connectTimeout = .seconds(5)
         try await PostgresMigrations.migrate(parsed.connection, logger: logger)
         let store = PostgresStore(configuration: configuration, listening: parsed.connection, logger: logger)
-        store.listener.start()
+        await store.listener.start()
         return store
     }
 
@@ -216,7 +216,7 @@ public final class PostgresStore: Store {
         ).collect().map(PostgresRows.event)
     }
 
-    public func changes() -> AsyncStream<StoreChange> { listener.changes }
+    public func changes() -> AsyncStream<StoreChange> { listener.subscribe() }
 
     // MARK: Life
 
