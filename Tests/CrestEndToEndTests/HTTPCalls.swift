@@ -58,10 +58,10 @@ struct CrestClient: Sendable {
         return id
     }
 
-    func order(sale: String, key: String, buyer: String) async throws -> Answer {
+    func order(sale: String, key: String, buyer: String, timeout: TimeAmount = .seconds(30)) async throws -> Answer {
         try await call(
             .POST, "/v1/sales/\(sale)/orders", headers: [("Idempotency-Key", key)],
-            json: #"{"buyer":"\#(buyer)","quantity":1}"#)
+            json: #"{"buyer":"\#(buyer)","quantity":1}"#, timeout: timeout)
     }
 
     func stock(sale: String) async throws -> [String: Int] {

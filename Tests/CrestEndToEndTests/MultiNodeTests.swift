@@ -1,11 +1,12 @@
 import AsyncHTTPClient
 import CrestTestSupport
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Testing
 
 /// Several `crest serve` processes on one PostgreSQL database, as behind a load balancer.
-@Suite("Three nodes on one PostgreSQL")
+@Suite("Three nodes on one PostgreSQL", .serialized)
 struct MultiNodeTests {
     @Test("orders spread over three processes: exactly the stock, one per buyer; each expiry runs once; every node sells what came back")
     func threeNodes() async throws {
@@ -59,4 +60,94 @@ struct MultiNodeTests {
         }
         for node in nodes { _ = node.stop() }
     }
+
+    @Test("kill -9 one node mid-sale: its answered orders are all there, the others rescue its leased jobs, stock adds up")
+    func killOneNode() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try cluster.createDatabase()
+        let directories = (0..<3).map { _ in
+            FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
+        }
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        // Short leases so that the survivors rescue soon; two workers per node so that a backlog of
+        // due expiries keeps every node's workers busy for a while.
+        let options = ["--database-url", url, "--job-lease-seconds", "2", "--job-workers", "2"]
+        var nodes: [CrestProcess] = []
+        for directory in directories {
+            nodes.append(try await CrestProcess(dataDirectory: directory, extraArguments: options))
+        }
+        let victim = nodes[0]
+        let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
+        let stock = 10_000
+        let sale = try await clients[1].createSale(stock: stock, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 2)
+
+        // A crowd spread over the three nodes; orders expire 2 s after they are placed, so the
+        // nodes run expiry jobs while the crowd still buys.
+        // Once the victim is dead its share is not sent (the HTTP client would retry connecting
+        // until each request's deadline).
+        let victimDead = Locked(false)
+        let crowd = Task {
+            await concurrently(3_000, width: 12) { i in
+                if i % 3 == 0, victimDead.value { return (node: 0, status: -1, id: String?.none) }
+                let answer = try? await clients[i % 3].order(sale: sale, key: "k\(i)", buyer: "b\(i)", timeout: .seconds(5))
+                return (node: i % 3, status: answer?.status ?? 0, id: answer?.id)
+            }
+        }
+        // The victim dies while it holds leases on running expiry jobs.
+        let victimJobs = """
+            SELECT id FROM jobs WHERE state = 'running' AND leased_by LIKE '%/\(victim.process.processIdentifier)/%'
+            """
+        let killed = try await eventually(timeout: .seconds(40), every: .milliseconds(5)) {
+            guard try await !cluster.psql(url, victimJobs).isEmpty else { return false }
+            victim.kill()
+            victimDead.withLock { $0 = true }
+            return true
+        }
+        // What the victim held at its death (a job seen running may have finished before the kill);
+        // read before the leases run out.
+        let held = try await cluster.psql(url, victimJobs).map { $0[0] }
+        let answers = await crowd.value
+        try #require(killed, "the victim never held a running job")
+        #expect(!held.isEmpty, "the victim died holding no job")
+
+        let placed = answers.filter { $0.status == 201 }
+        let fromVictim = placed.filter { $0.node == 0 }
+        #expect(!fromVictim.isEmpty)
+        #expect(answers.allSatisfy { $0.status == 201 || $0.node == 0 && [0, -1].contains($0.status) },
+            "\(Dictionary(grouping: answers, by: \.status).mapValues(\.count))")
+        #expect(answers.filter { $0.node != 0 }.allSatisfy { $0.status == 201 })
+
+        // Every answered order is there, the victim's included.
+        let survivor = clients[2]
+        for order in placed.compactMap(\.id) {
+            #expect(try await survivor.call(.GET, "/v1/orders/\(order)").status == 200, "order \(order) is lost")
+        }
+
+        // The survivors rescue the victim's jobs after their leases end and run them; every order
+        // expires once and every unit comes back.
+        var counters: [String: Int] = [:]
+        let settled = try await eventually(timeout: .seconds(60), every: .milliseconds(200)) {
+            counters = try await survivor.stock(sale: sale)
+            return counters["reserved"] == 0
+        }
+        #expect(settled, "\(counters)")
+        #expect(counters == ["total": stock, "available": stock, "reserved": 0, "sold": 0])
+        for id in held {
+            let job = try await cluster.psql(url, "SELECT state, attempt, leased_by IS NULL FROM jobs WHERE id = \(id)")
+            #expect(job.first == ["completed", "2", "t"], "job \(id) left by the victim: \(job)")
+        }
+        let orders = try await cluster.psql(
+            url, "SELECT status, count(*) FROM orders WHERE sale_id = '\(sale)' GROUP BY status")
+        #expect(orders.count == 1 && orders.first?.first == "expired", "\(orders)")
+        #expect(Int(orders.first?.last ?? "") ?? 0 >= placed.count)
+        let doubled = try await cluster.psql(
+            url,
+            """
+            SELECT order_id FROM order_events GROUP BY order_id
+            HAVING count(*) <> 2 OR count(*) FILTER (WHERE type = 'order.expired') <> 1
+            """)
+        #expect(doubled.isEmpty, "orders without exactly one expiry: \(doubled.prefix(5))")
+        for node in nodes.dropFirst() { #expect(node.stop() == 0) }
+    }
 }
+

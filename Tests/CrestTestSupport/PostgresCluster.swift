@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A throw-away PostgreSQL cluster for the tests of this process: `initdb` into a temporary
 /// directory, `postgres` on a free port of 127.0.0.1, stopped when the process exits (and by a
@@ -28,11 +29,37 @@ public final class PostgresCluster: Sendable {
         return try await started.value
     }
 
+    /// A cluster of its own for a test that stops or restarts the server, which would disturb
+    /// every other test on the shared one; `stop()` it at the end (it is also stopped at exit).
+    public static func dedicated() async throws -> PostgresCluster? {
+        if ProcessInfo.processInfo.environment["CI"] == nil,
+            ProcessInfo.processInfo.environment["CREST_SKIP_POSTGRES"] == "1"
+        {
+            return nil
+        }
+        return try await startOffPool()
+    }
+
+    private static let started = Task<PostgresCluster, any Error> { try await startOffPool() }
+
     /// Started off the concurrency pool: `initdb` and `pg_ctl` are waited for synchronously.
-    private static let started = Task<PostgresCluster, any Error> {
+    private static func startOffPool() async throws -> PostgresCluster {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(with: Result { try start() }) }
         }
+    }
+
+    /// Runs `sql` with `psql` on the database at `url` (off the concurrency pool); the rows, one
+    /// per line, columns split by `|`.
+    public func psql(_ url: String, _ sql: String) async throws -> [[String]] {
+        let output = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result {
+                    try self.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+                })
+            }
+        }
+        return output.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
     }
 
     /// A new, empty database in the cluster; its URL.
@@ -119,11 +146,14 @@ public final class PostgresCluster: Sendable {
         watchdog.standardOutput = FileHandle.nullDevice
         watchdog.standardError = FileHandle.nullDevice
         try? watchdog.run()
-        PostgresCluster.atExit = self
-        atexit { PostgresCluster.atExit?.stop() }
+        let first = Self.atExit.withLock { clusters in
+            clusters.append(self)
+            return clusters.count == 1
+        }
+        if first { atexit { for cluster in PostgresCluster.atExit.withLock({ $0 }) { cluster.stop() } } }
     }
 
-    nonisolated(unsafe) private static var atExit: PostgresCluster?
+    private static let atExit = Mutex<[PostgresCluster]>([])
 
     @discardableResult
     private func run(_ tool: String, _ arguments: [String]) throws -> String {

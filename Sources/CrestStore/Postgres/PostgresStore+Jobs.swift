@@ -57,10 +57,10 @@ extension PostgresStore {
         .map { "jobs.\($0.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ", ")
 
     public func extendLeases(worker: String, until: Date) async throws {
-        try await client.query(
+        _ = try await rows(
             """
             UPDATE jobs SET lease_until = \(PostgresRows.millis(until)) WHERE state = 'running' AND leased_by = \(worker)
-            """, logger: logger)
+            """)
     }
 
     public func finishJobs(_ finishes: [JobFinish], at now: Date) async throws {
@@ -122,9 +122,8 @@ extension PostgresStore {
     }
 
     public func job(_ id: JobID) async throws -> Job? {
-        try await client.query(
-            "SELECT \(unescaped: PostgresRows.jobColumns) FROM jobs WHERE id = \(id.rawValue)", logger: logger
-        ).collect().first.map(PostgresRows.job)
+        try await rows(
+            "SELECT \(unescaped: PostgresRows.jobColumns) FROM jobs WHERE id = \(id.rawValue)").first.map(PostgresRows.job)
     }
 
     public func jobs(matching filter: JobFilter, after: JobID?, limit: Int) async throws -> [Job] {
@@ -135,7 +134,7 @@ extension PostgresStore {
                 AND (\(filter.kind)::text IS NULL OR kind = \(filter.kind))
             ORDER BY id LIMIT \(limit)
             """
-        return try await client.query(query, logger: logger).collect().map(PostgresRows.job)
+        return try await rows(query).map(PostgresRows.job)
     }
 
     public func retryJob(_ id: JobID, at now: Date) async throws -> Job {
@@ -188,14 +187,13 @@ extension PostgresStore {
         var deleted = 0
         for (state, before) in [("completed", completedBefore), ("discarded", discardedBefore)] {
             let cutoff = PostgresRows.millis(before)
-            deleted += try await client.query(
+            deleted += try await rows(
                 """
                 DELETE FROM jobs WHERE id IN (
                     SELECT id FROM jobs WHERE state = \(state) AND run_at < \(cutoff) AND finalized_at < \(cutoff)
                     LIMIT 10000)
                 RETURNING 1
-                """, logger: logger
-            ).collect().count
+                """).count
         }
         return deleted
     }

@@ -68,13 +68,13 @@ extension PostgresStore {
 
 extension PostgresStore {
     public func createWebhookEndpoint(_ endpoint: WebhookEndpoint) async throws {
-        try await client.query(
+        _ = try await rows(
             """
             INSERT INTO webhook_endpoints (id, url, secret, event_types, created_at)
             VALUES (\(endpoint.id.description), \(endpoint.url), \(endpoint.secret),
                 \(endpoint.eventTypes.map(\.rawValue).sorted().joined(separator: ",")),
                 \(PostgresRows.millis(endpoint.createdAt)))
-            """, logger: logger)
+            """)
     }
 
     public func webhookEndpoints() async throws -> [WebhookEndpoint] {
@@ -84,12 +84,11 @@ extension PostgresStore {
     }
 
     public func deleteWebhookEndpoint(_ id: WebhookEndpointID, at now: Date) async throws -> Bool {
-        try await client.query(
+        try await rows(
             """
             UPDATE webhook_endpoints SET deleted_at = \(PostgresRows.millis(now))
             WHERE id = \(id.description) AND deleted_at IS NULL RETURNING 1
-            """, logger: logger
-        ).collect().count == 1
+            """).count == 1
     }
 
     public func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext? {
@@ -125,11 +124,11 @@ extension PostgresStore {
     }
 
     public func markDelivered(_ delivery: WebhookJobs.Delivery, at now: Date) async throws {
-        try await client.query(
+        _ = try await rows(
             """
             UPDATE webhook_deliveries SET delivered_at = COALESCE(delivered_at, \(PostgresRows.millis(now)))
             WHERE endpoint_id = \(delivery.endpointId.description) AND order_id = \(delivery.orderId.description)
                 AND sequence = \(delivery.sequence)
-            """, logger: logger)
+            """)
     }
 }

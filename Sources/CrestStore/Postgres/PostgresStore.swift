@@ -2,6 +2,7 @@ import CrestCore
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 /// The store for several nodes: one PostgreSQL database shared by every Crest node, through
 /// postgres-nio's `PostgresClient` (a pool of connections).
@@ -18,66 +19,70 @@ import PostgresNIO
 /// let store = try await PostgresStore.connect(url: "postgres://crest@127.0.0.1:5432/crest", logger: logger)
 /// ```
 public final class PostgresStore: Store {
-    let client: PostgresClient
+    /// The connection pool and the task running it; replaced when a connection lease is lost.
+    private let pool: Mutex<Pool>
+    private let configuration: PostgresClient.Configuration
     let logger: Logger
-    private let running: Task<Void, Never>
     let listener: PostgresListener
+    /// How long a store call waits for a pooled connection before it answers "unavailable".
+    let leaseTimeout: Duration
 
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=disable|prefer|require`),
     /// applies pending migrations (one node at a time) and returns the store.
-    public static func connect(url: String, logger: Logger, maxConnections: Int = 20) async throws -> PostgresStore {
+    public static func connect(
+        url: String, logger: Logger, maxConnections: Int = 20, leaseTimeout: Duration = .seconds(2)
+    ) async throws -> PostgresStore {
         let parsed = try PostgresURL(url)
         var configuration = parsed.client
         configuration.options.maximumConnections = maxConnections
         configuration.options.connectTimeout = .seconds(5)
         try await PostgresMigrations.migrate(parsed.connection, logger: logger)
-        let store = PostgresStore(configuration: configuration, listening: parsed.connection, logger: logger)
+        let store = PostgresStore(
+            configuration: configuration, listening: parsed.connection, leaseTimeout: leaseTimeout, logger: logger)
         await store.listener.start()
         return store
     }
 
     private init(
-        configuration: PostgresClient.Configuration, listening: PostgresConnection.Configuration, logger: Logger
+        configuration: PostgresClient.Configuration, listening: PostgresConnection.Configuration,
+        leaseTimeout: Duration, logger: Logger
     ) {
         self.logger = logger
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        self.client = client
-        running = Task { await client.run() }
+        self.leaseTimeout = leaseTimeout
+        self.configuration = configuration
+        pool = Mutex(Pool(configuration: configuration, logger: logger))
         listener = PostgresListener(configuration: listening, logger: logger)
     }
 
     // MARK: Sales
 
     public func createSale(_ sale: Sale) async throws {
-        try await client.query(
+        _ = try await rows(
             """
             INSERT INTO sales (\(unescaped: PostgresRows.saleColumns))
             VALUES (\(sale.id.description), \(sale.sku), \(sale.title), \(sale.price.amount), \(sale.price.currency.code),
                 \(sale.perBuyerLimit), \(PostgresRows.millis(sale.startsAt)), \(sale.endsAt.map(PostgresRows.millis)),
                 \(sale.paymentWindowSeconds), \(PostgresRows.millis(sale.createdAt)), \(sale.stock.total),
                 \(sale.stock.available), \(sale.stock.reserved), \(sale.stock.sold), 0)
-            """, logger: logger)
+            """)
     }
 
     public func sale(_ id: SaleID) async throws -> Sale? {
-        try await client.query(
-            "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(id.description)", logger: logger
-        ).collect().first.map { try PostgresRows.sale($0).sale }
+        try await rows(
+            "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(id.description)").first.map { try PostgresRows.sale($0).sale }
     }
 
     public func counters(of saleID: SaleID) async throws -> CounterSnapshot? {
-        try await client.query(
-            "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(saleID.description)", logger: logger
-        ).collect().first.map(PostgresRows.snapshot)
+        try await rows(
+            "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(saleID.description)").first.map(PostgresRows.snapshot)
     }
 
     public func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
-        try await client.query(
+        try await rows(
             """
             SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id > \(after?.description ?? "")
             ORDER BY id LIMIT \(limit)
-            """, logger: logger
-        ).collect().map { try PostgresRows.sale($0).sale }
+            """).map { try PostgresRows.sale($0).sale }
     }
 
     public func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
@@ -115,18 +120,16 @@ public final class PostgresStore: Store {
     // MARK: Orders
 
     public func order(_ id: OrderID) async throws -> Order? {
-        try await client.query(
-            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = \(id.description)", logger: logger
-        ).collect().first.map(PostgresRows.order)
+        try await rows(
+            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = \(id.description)").first.map(PostgresRows.order)
     }
 
     public func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
-        try await client.query(
+        try await rows(
             """
             SELECT \(unescaped: PostgresRows.orderColumns) FROM orders
             WHERE sale_id = \(saleID.description) AND idempotency_key = \(idempotencyKey)
-            """, logger: logger
-        ).collect().first.map(PostgresRows.order)
+            """).first.map(PostgresRows.order)
     }
 
     public func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
@@ -186,12 +189,11 @@ public final class PostgresStore: Store {
     }
 
     public func flagOrder(_ id: OrderID, _ flag: OrderFlag) async throws {
-        let updated = try await client.query(
+        let updated = try await rows(
             """
             UPDATE orders SET flag = \(flag.reason.rawValue), flagged_at = \(PostgresRows.millis(flag.flaggedAt))
             WHERE id = \(id.description) RETURNING 1
-            """, logger: logger
-        ).collect()
+            """)
         guard updated.count == 1 else { throw OrderError.orderNotFound }
     }
 
@@ -204,16 +206,15 @@ public final class PostgresStore: Store {
                 AND (\(status)::text IS NULL OR status = \(status)) AND (NOT \(filter.flaggedOnly) OR flag IS NOT NULL)
             ORDER BY id LIMIT \(limit)
             """
-        return try await client.query(query, logger: logger).collect().map(PostgresRows.order)
+        return try await rows(query).map(PostgresRows.order)
     }
 
     public func events(of orderID: OrderID) async throws -> [OrderEvent] {
-        try await client.query(
+        try await rows(
             """
             SELECT \(unescaped: PostgresRows.eventColumns) FROM order_events WHERE order_id = \(orderID.description)
             ORDER BY sequence
-            """, logger: logger
-        ).collect().map(PostgresRows.event)
+            """).map(PostgresRows.event)
     }
 
     public func changes() -> AsyncStream<StoreChange> { listener.subscribe() }
@@ -221,39 +222,103 @@ public final class PostgresStore: Store {
     // MARK: Life
 
     public func ping() async throws {
-        try await client.query("SELECT 1", logger: logger)
+        _ = try await rows("SELECT 1")
     }
 
     public func close() async throws {
         await listener.stop()
+        let running = pool.withLock { $0.running }
         running.cancel()
         _ = await running.value
     }
 
-    // MARK: Transactions
+    // MARK: Connections and transactions
 
-    /// Leases a connection for `body`.
-    func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in try await body(connection) }
+    /// Runs one statement on a pooled connection and returns all its rows.
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await withConnection { connection in try await connection.query(query, logger: self.logger).collect() }
+    }
+
+    /// Leases a connection for `body`, and makes sure the caller gets an answer when PostgreSQL
+    /// does not give one.
+    ///
+    /// - The pool waits for a connection as long as PostgreSQL refuses them (its own circuit
+    ///   breaker trips only after a minute), so the wait is bounded here: a call that gets no
+    ///   connection within `leaseTimeout` fails with `UnavailableError`, which callers answer 503.
+    /// - A statement in flight when the server cuts its connection (a fast shutdown) was seen to
+    ///   wait forever in postgres-nio 1.33. Once a leased connection is closed, `body` has a
+    ///   moment to fail by itself; then the caller gets `UnavailableError` and `body` is left to
+    ///   its fate (its lease with it).
+    /// - A connection failure surfacing as `PSQLError` becomes `UnavailableError` too.
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let leaseTimeout = leaseTimeout
+        let client = pool.withLock { $0.client }
+        return try await withCheckedThrowingContinuation { continuation in
+            let call = GuardedCall(continuation)
+            let work = Task {
+                do {
+                    let value = try await client.withConnection { connection in
+                        guard call.lease(connection) else { throw CancellationError() }
+                        return try await body(connection)
+                    }
+                    call.finish(.success(value))
+                } catch let error as PSQLError where Self.isConnectionFailure(error) {
+                    call.finish(.failure(UnavailableError(reason: "PostgreSQL connection failed: \(error.code)")))
+                } catch {
+                    call.finish(.failure(error))
+                }
+            }
+            let watchdog = Task {
+                try await Task.sleep(for: leaseTimeout)
+                guard let connection = call.expireOrLeased() else {
+                    work.cancel()
+                    call.finish(.failure(UnavailableError(reason: "no PostgreSQL connection within \(leaseTimeout)")))
+                    return
+                }
+                while !connection.isClosed { try await Task.sleep(for: .milliseconds(500)) }
+                try await Task.sleep(for: .seconds(1))
+                if call.finish(.failure(UnavailableError(reason: "PostgreSQL closed the connection under a statement"))) {
+                    self.replacePool(lost: client)
+                }
+            }
+            call.whenFinished { watchdog.cancel() }
+        }
+    }
+
+    /// A lease that never comes back shrinks the pool for good; after one is lost, the store
+    /// takes a fresh pool (once per lost pool) and leaves the old one to wind down.
+    private func replacePool(lost: PostgresClient) {
+        let old = pool.withLock { pool -> Task<Void, Never>? in
+            guard pool.client === lost else { return nil }
+            let old = pool.running
+            pool = Pool(configuration: configuration, logger: logger)
+            return old
+        }
+        guard let old else { return }
+        logger.error("a statement did not end when its connection closed; its lease is lost, so the connection pool is replaced")
+        old.cancel()
     }
 
     /// Runs `body` in a transaction on one connection: committed when it returns, rolled back when
     /// it throws (and its own error rethrown). A deadlock or serialization failure — two nodes
     /// locking in an order PostgreSQL had to break — runs the whole transaction again, up to 3 times.
     func transaction<T: Sendable>(
-        begin: PostgresQuery = "BEGIN", _ body: (PostgresConnection) async throws -> T
+        begin: PostgresQuery = "BEGIN", _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         var attempt = 1
         while true {
             do {
-                return try await client.withConnection { connection in
-                    try await connection.query(begin, logger: logger)
+                return try await withConnection { connection in
+                    try await connection.query(begin, logger: self.logger)
                     do {
                         let result = try await body(connection)
-                        try await connection.query("COMMIT", logger: logger)
+                        try await connection.query("COMMIT", logger: self.logger)
                         return result
                     } catch {
-                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        // A connection that failed is gone with its transaction (the server rolls it
+                        // back); a statement sent on it now would wait forever (postgres-nio 1.33).
+                        if let failure = error as? PSQLError, Self.isConnectionFailure(failure) { throw error }
+                        _ = try? await connection.query("ROLLBACK", logger: self.logger)
                         throw error
                     }
                 }
@@ -261,6 +326,20 @@ public final class PostgresStore: Store {
                 logger.info("transaction retried", metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"])
                 attempt += 1
             }
+        }
+    }
+
+    /// Whether `error` says the connection (not the statement) failed: refused, closed, timed out.
+    static func isConnectionFailure(_ error: PSQLError) -> Bool {
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+            return true
+        case .server:
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions.
+            guard let state = error.serverInfo?[.sqlState] else { return false }
+            return state.hasPrefix("57P") || state.hasPrefix("08")
+        default:
+            return false
         }
     }
 
@@ -326,5 +405,86 @@ struct PostgresURL: Sendable {
         }
         return PostgresConnection.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: tls)
+    }
+}
+
+/// A postgres-nio client and the task that runs it.
+private struct Pool: Sendable {
+    let client: PostgresClient
+    let running: Task<Void, Never>
+
+    init(configuration: PostgresClient.Configuration, logger: Logger) {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        running = Task { await client.run() }
+    }
+}
+
+/// One store call racing its watchdog: the first `finish` answers the caller, later ones are
+/// ignored; a lease after the deadline is refused.
+private final class GuardedCall<T: Sendable>: Sendable {
+    private enum Phase {
+        case waiting, leased(PostgresConnection), expired, finished
+    }
+
+    private struct State {
+        var phase = Phase.waiting
+        var continuation: CheckedContinuation<T, any Error>?
+        var onFinish: (@Sendable () -> Void)?
+    }
+
+    private let state: Mutex<State>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        state = Mutex(State(continuation: continuation))
+    }
+
+    /// Whether `connection` may run the call (false once the lease deadline passed).
+    func lease(_ connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard case .waiting = state.phase else { return false }
+            state.phase = .leased(connection)
+            return true
+        }
+    }
+
+    /// At the lease deadline: the leased connection, or nil when there is none (and none may come).
+    func expireOrLeased() -> PostgresConnection? {
+        state.withLock { state in
+            switch state.phase {
+            case .leased(let connection): return connection
+            case .waiting:
+                state.phase = .expired
+                return nil
+            case .expired, .finished: return nil
+            }
+        }
+    }
+
+    /// Answers the caller with `result` unless it was answered already; returns whether it did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (continuation, onFinish) = state.withLock { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) in
+            defer {
+                state.continuation = nil
+                state.onFinish = nil
+            }
+            state.phase = .finished
+            return (state.continuation, state.onFinish)
+        }
+        guard let continuation else { return false }
+        continuation.resume(with: result)
+        onFinish?()
+        return true
+    }
+
+    /// Runs `action` when the call is answered (at once if it was).
+    func whenFinished(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            guard state.continuation != nil else { return true }
+            state.onFinish = action
+            return false
+        }
+        if now { action() }
     }
 }
