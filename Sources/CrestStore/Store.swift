@@ -105,6 +105,11 @@ public protocol Store: JobQueue {
     /// stream of what happens from then on; it ends when the store closes. A store no other process shares (the embedded one) has none.
     func changes() -> AsyncStream<StoreChange>
 
+    /// Whether other processes write to this store too (several nodes on one database). A node's
+    /// memory then knows only part of the idempotency keys, so a refusal from memory must first
+    /// ask the store whether the key already placed an order elsewhere.
+    var isShared: Bool { get }
+
     /// Releases files and connections. Calls after it fail.
     func close() async throws
 }
@@ -113,6 +118,8 @@ extension Store {
     public func changes() -> AsyncStream<StoreChange> {
         AsyncStream { $0.finish() }
     }
+
+    public var isShared: Bool { false }
 }
 
 /// A change announced to every process that shares a store.

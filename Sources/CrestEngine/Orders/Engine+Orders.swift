@@ -56,6 +56,14 @@ extension Engine {
         }
         switch admission {
         case .refused(let error):
+            // Another node may have placed this very key; its repeat gets that order, not a refusal.
+            if store.isShared,
+                let existing = try await withStore("find key", {
+                    try await store.order(saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+                })
+            {
+                return try replay(existing, for: request)
+            }
             throw error
         case .knownKey:
             throw UnavailableError(reason: "idempotency key lookup did not settle")

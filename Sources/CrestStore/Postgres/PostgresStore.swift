@@ -219,6 +219,8 @@ public final class PostgresStore: Store {
 
     public func changes() -> AsyncStream<StoreChange> { listener.subscribe() }
 
+    public var isShared: Bool { true }
+
     // MARK: Life
 
     public func ping() async throws {
