@@ -103,7 +103,7 @@ public final class PostgresCluster: Sendable {
         }
         var lastError: (any Error)?
         for _ in 0..<3 {
-            let cluster = PostgresCluster(port: freePort(), directory: directory, binaries: binaries, runAs: runAs)
+            let cluster = PostgresCluster(port: freeLoopbackPort(), directory: directory, binaries: binaries, runAs: runAs)
             do {
                 if !FileManager.default.fileExists(atPath: directory.appending(path: "data").path) {
                     try cluster.run(
@@ -176,29 +176,12 @@ public final class PostgresCluster: Sendable {
         process.standardError = handle
         process.currentDirectoryURL = directory
         try process.run()
-        let status = Self.wait(for: process)
+        let status = waitForExit(process)
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         guard status == 0 else {
             throw Unavailable(description: "\(tool) \(arguments.joined(separator: " ")) failed: \(output)")
         }
         return output
-    }
-
-    /// The exit status of `process`. Reaps it with `waitpid` itself: Foundation's
-    /// `waitUntilExit` was seen to miss the end of `runuser … pg_ctl start` (whose server stays).
-    private static func wait(for process: Process) -> Int32 {
-        let pid = process.processIdentifier
-        var status: Int32 = 0
-        while true {
-            let reaped = waitpid(pid, &status, WNOHANG)
-            if reaped == pid { return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F) }
-            if reaped == -1 {
-                // Foundation reaped it first.
-                while process.isRunning { usleep(10_000) }
-                return process.terminationStatus
-            }
-            usleep(10_000)
-        }
     }
 
     /// `tool` next to `initdb` if it is there, else from the candidates' other directories.
@@ -223,22 +206,40 @@ public final class PostgresCluster: Sendable {
     private static func findBinaries() -> URL? {
         candidateDirectories().first { FileManager.default.isExecutableFile(atPath: $0.appending(path: "initdb").path) }
     }
+}
 
-    /// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
-    private static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+/// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// The exit status of `process`. Reaps it with `waitpid` itself: Foundation's
+/// `waitUntilExit` was seen to miss the end of a process that leaves servers running (`runuser … pg_ctl
+/// start`, deploy/three-nodes.sh). Blocks: call it off the concurrency pool.
+public func waitForExit(_ process: Process) -> Int32 {
+    let pid = process.processIdentifier
+    var status: Int32 = 0
+    while true {
+        let reaped = waitpid(pid, &status, WNOHANG)
+        if reaped == pid { return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F) }
+        if reaped == -1 {
+            // Foundation reaped it first.
+            while process.isRunning { usleep(10_000) }
+            return process.terminationStatus
         }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        usleep(10_000)
     }
 }
