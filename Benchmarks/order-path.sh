@@ -18,23 +18,6 @@ swift build -c release --product crest >/dev/null
 WORK=$(mktemp -d /tmp/crest-bench.XXXXXX)
 trap 'stop_crest; rm -rf "$WORK"' EXIT
 
-# run_wrk NAME URL [lua script] — prints "NAME req/s p50 p99 non2xx".
-run_wrk() {
-  local name=$1 url=$2 script=${3:-}
-  local out
-  if [ -n "$script" ]; then
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$url")
-  else
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
-  fi
-  local rps p50 p99 bad
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  bad=$(awk '/Non-2xx/ {print $5}' <<<"$out"); bad=${bad:-0}
-  echo "$name $rps $p50 $p99 $bad"
-}
-
 start_crest "$WORK/merged"
 HOT=$(create_sale 1000000000)
 SOLD=$(create_sale 1)

@@ -29,3 +29,20 @@ create_sale() {
     -d "{\"sku\":\"BENCH\",\"title\":\"Benchmark\",\"price\":{\"amount\":100,\"currency\":\"CNY\"},\"stock\":$1}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
+
+# run_wrk NAME URL [lua script] — prints "NAME req/s p50 p99 non2xx" (wrk with $THREADS, $CONNECTIONS, $DURATION).
+run_wrk() {
+  local name=$1 url=$2 script=${3:-}
+  local out
+  if [ -n "$script" ]; then
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$url")
+  else
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+  fi
+  local rps p50 p99 bad
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx/ {print $5}' <<<"$out"); bad=${bad:-0}
+  echo "$name $rps $p50 $p99 $bad"
+}
