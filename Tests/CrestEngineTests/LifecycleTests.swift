@@ -154,7 +154,8 @@ struct LifecycleTests {
             let order = try await fixture.order(sale, buyer: "ana", key: "k1").order
             store.setFailingTransitions([.pay])
             let job = try await fixture.engine.confirmPayment(order.id)
-            #expect(try await eventually { try await fixture.engine.job(job.id).state == .discarded })
+            // Ten attempts with backoff: seconds on a quiet machine, more on a loaded 2-core CI run.
+            #expect(try await eventually(timeout: .seconds(60)) { try await fixture.engine.job(job.id).state == .discarded })
             let discarded = try await fixture.engine.job(job.id)
             #expect(discarded.attempt == OrderJobs.confirmMaxAttempts)
             #expect(discarded.lastError?.contains("InjectedFailure") == true)
