@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark of Benchmarks/RESULTS.md, one after another, each printing its own table.
-# Takes about 15 minutes on a 2-core machine after the release build.
+# Takes about 17 minutes on a 2-core machine after the release build.
 #
 #   Benchmarks/run-all.sh 2>&1 | tee /tmp/crest-benchmarks.txt
 set -euo pipefail
