@@ -12,14 +12,9 @@ struct MultiNodeTests {
     func threeNodes() async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
         let url = try cluster.createDatabase()
-        let directories = (0..<3).map { _ in
-            FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
-        }
+        let directories = Self.dataDirectories()
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
-        var nodes: [CrestProcess] = []
-        for directory in directories {
-            nodes.append(try await CrestProcess(dataDirectory: directory, extraArguments: ["--database-url", url]))
-        }
+        let nodes = try await Self.start(on: directories, ["--database-url", url])
         let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
         // The window outlasts the crowd even on a loaded machine, so no unit is sold twice here.
         let sale = try await clients[0].createSale(stock: 60, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 15)
@@ -65,17 +60,12 @@ struct MultiNodeTests {
     func killOneNode() async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
         let url = try cluster.createDatabase()
-        let directories = (0..<3).map { _ in
-            FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
-        }
+        let directories = Self.dataDirectories()
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         // Short leases so that the survivors rescue soon; two workers per node so that a backlog of
         // due expiries keeps every node's workers busy for a while.
-        let options = ["--database-url", url, "--job-lease-seconds", "2", "--job-workers", "2"]
-        var nodes: [CrestProcess] = []
-        for directory in directories {
-            nodes.append(try await CrestProcess(dataDirectory: directory, extraArguments: options))
-        }
+        let nodes = try await Self.start(
+            on: directories, ["--database-url", url, "--job-lease-seconds", "2", "--job-workers", "2"])
         let victim = nodes[0]
         let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
         let stock = 10_000
@@ -149,5 +139,18 @@ struct MultiNodeTests {
         #expect(doubled.isEmpty, "orders without exactly one expiry: \(doubled.prefix(5))")
         for node in nodes.dropFirst() { #expect(node.stop() == 0) }
     }
-}
 
+    /// Three data directories of their own (the nodes keep nothing there but their admin token).
+    static func dataDirectories() -> [URL] {
+        (0..<3).map { _ in FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)") }
+    }
+
+    /// One `crest serve` per directory, each with `arguments`.
+    static func start(on directories: [URL], _ arguments: [String]) async throws -> [CrestProcess] {
+        var nodes: [CrestProcess] = []
+        for directory in directories {
+            nodes.append(try await CrestProcess(dataDirectory: directory, extraArguments: arguments))
+        }
+        return nodes
+    }
+}
