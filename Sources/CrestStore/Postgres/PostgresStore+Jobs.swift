@@ -123,7 +123,8 @@ extension PostgresStore {
 
     public func job(_ id: JobID) async throws -> Job? {
         try await rows(
-            "SELECT \(unescaped: PostgresRows.jobColumns) FROM jobs WHERE id = \(id.rawValue)").first.map(PostgresRows.job)
+            "SELECT \(unescaped: PostgresRows.jobColumns) FROM jobs WHERE id = \(id.rawValue)"
+        ).first.map(PostgresRows.job)
     }
 
     public func jobs(matching filter: JobFilter, after: JobID?, limit: Int) async throws -> [Job] {

@@ -69,12 +69,14 @@ public final class PostgresStore: Store {
 
     public func sale(_ id: SaleID) async throws -> Sale? {
         try await rows(
-            "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(id.description)").first.map { try PostgresRows.sale($0).sale }
+            "SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = \(id.description)"
+        ).first.map { try PostgresRows.sale($0).sale }
     }
 
     public func counters(of saleID: SaleID) async throws -> CounterSnapshot? {
         try await rows(
-            "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(saleID.description)").first.map(PostgresRows.snapshot)
+            "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(saleID.description)"
+        ).first.map(PostgresRows.snapshot)
     }
 
     public func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
@@ -121,7 +123,8 @@ public final class PostgresStore: Store {
 
     public func order(_ id: OrderID) async throws -> Order? {
         try await rows(
-            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = \(id.description)").first.map(PostgresRows.order)
+            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = \(id.description)"
+        ).first.map(PostgresRows.order)
     }
 
     public func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
@@ -297,7 +300,8 @@ public final class PostgresStore: Store {
             return old
         }
         guard let old else { return }
-        logger.error("a statement did not end when its connection closed; its lease is lost, so the connection pool is replaced")
+        logger.error(
+            "a statement did not end when its connection closed; its lease is lost, so the connection pool is replaced")
         old.cancel()
     }
 
