@@ -44,12 +44,10 @@ extension Engine {
         var admission = try gate.admit(request, now: now) { sale in
             try reservation(for: request, in: sale, at: now)
         }
+        var keyLookedUp = false
         if case .knownKey = admission {
-            if let existing = try await withStore("find key", {
-                try await store.order(saleID: request.saleID, idempotencyKey: request.idempotencyKey)
-            }) {
-                return try replay(existing, for: request)
-            }
+            if let existing = try await placedOrder(for: request) { return try replay(existing, for: request) }
+            keyLookedUp = true
             admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
                 try reservation(for: request, in: sale, at: now)
             }
@@ -57,11 +55,7 @@ extension Engine {
         switch admission {
         case .refused(let error):
             // Another node may have placed this very key; its repeat gets that order, not a refusal.
-            if store.isShared,
-                let existing = try await withStore("find key", {
-                    try await store.order(saleID: request.saleID, idempotencyKey: request.idempotencyKey)
-                })
-            {
+            if store.isShared, !keyLookedUp, let existing = try await placedOrder(for: request) {
                 return try replay(existing, for: request)
             }
             throw error
@@ -94,6 +88,13 @@ extension Engine {
             jobs: provider == nil
                 ? [OrderJobs.expiry(of: id, at: expiresAt)]
                 : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)])
+    }
+
+    /// The order this request's idempotency key already placed in its sale, if any.
+    private func placedOrder(for request: OrderRequest) async throws -> Order? {
+        try await withStore("find key") {
+            try await store.order(saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+        }
     }
 
     private func replay(_ order: Order, for request: OrderRequest) throws -> PlacedOrder {
