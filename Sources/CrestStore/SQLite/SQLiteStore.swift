@@ -22,11 +22,16 @@ public final class SQLiteStore: Store {
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         pool = try DatabasePool(
             path: directory.appending(path: "crest.sqlite").path, configuration: configuration)
+        // Only now: a pool switches its writer to WAL after `prepareDatabase` and sets
+        // `synchronous = NORMAL` while doing so (commits not synced until a checkpoint — an
+        // acknowledged order could vanish with the power).
+        try pool.barrierWriteWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
         try SQLiteMigrations.migrator.migrate(pool)
     }
 
