@@ -65,7 +65,9 @@ public struct LoadTest: Sendable {
         let ticker = Task { await reportProgress(of: load) }
         await withTaskGroup(of: Void.self) { group in
             for (index, connection) in connections.enumerated() {
-                group.addTask { await load.work(index: index, connection: connection) }
+                group.addTask {
+                    await load.work(index: index, connection: connection, on: EventLoopIsolation(connection.eventLoop))
+                }
             }
         }
         let loadEnded = ContinuousClock.now
@@ -269,8 +271,9 @@ final class LoadRun: Sendable {
     }
 
     /// One worker: takes the next attempt, waits until it is due (open loop), sends it, records
-    /// the answer; reconnects after a connection broke or timed out.
-    func work(index: Int, connection first: LoadConnection) async {
+    /// the answer; reconnects (on the same loop) after a connection broke or timed out. It runs
+    /// on its connection's event loop.
+    func work(index: Int, connection first: LoadConnection, on loop: isolated EventLoopIsolation) async {
         // Seeds from the generator's own output: seeds a fixed step apart would give each worker
         // the same sequence shifted (SplitMix64 steps its state by a constant).
         var seeder = SplitMix64(seed: plan.seed ^ (UInt64(index) << 32))
@@ -279,12 +282,13 @@ final class LoadRun: Sendable {
         let timeout = TimeAmount.nanoseconds(Int64(plan.timeout.seconds * 1e9))
         while !Task.isCancelled, let ticket = ticket() {
             let attempt = attempt(ticket.index, random: &random)
-            if let due = ticket.due, due > .now { try? await Task.sleep(until: due, clock: .continuous) }
+            if let due = ticket.due { await loop.sleep(until: due) }
             let sent = ticket.due ?? .now
             do {
                 if connection == nil || connection?.isActive == false {
                     await connection?.close()
-                    connection = try await LoadConnection.connect(host: endpoint.host, port: endpoint.port)
+                    connection = try await LoadConnection.connect(
+                        host: endpoint.host, port: endpoint.port, group: loop.eventLoop)
                 }
                 let body = ByteBuffer(string: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#)
                 let response = try await connection!.send(
@@ -302,7 +306,7 @@ final class LoadRun: Sendable {
 
     private func record(_ attempt: Attempt, _ response: LoadResponse, latency: Duration) {
         let elapsed = ContinuousClock.now - start
-        let orderID = response.status == 201 ? response.location.flatMap { $0.split(separator: "/").last.map(String.init) } : nil
+        let orderID = response.status == 201 ? response.location.map(Self.lastSegment) : nil
         let label: String
         if response.status == 201 {
             label = response.replayed ? "201 replayed" : "201"
@@ -340,6 +344,12 @@ final class LoadRun: Sendable {
         if chosen, let choosePayment, let orderID, let ratio = plan.payRatio, Self.chosen(orderID, ratio: ratio) {
             choosePayment.yield(orderID)
         }
+    }
+
+    /// `/v1/orders/ID` → `ID`.
+    private static func lastSegment(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
     }
 
     private func recordUnanswered(_ attempt: Attempt, _ error: any Error, latency: Duration) {
