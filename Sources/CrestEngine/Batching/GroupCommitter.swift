@@ -73,9 +73,13 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// Commits batches until `stopAccepting()` was called and the queue is empty. For owners that
     /// decide themselves when to stop (`run()` stops on graceful shutdown).
     func drain() async {
-        while let batch = await nextBatch() {
-            await process(batch)
+        let thread = DedicatedThreadExecutor()
+        await withTaskExecutorPreference(thread) {
+            while let batch = await nextBatch() {
+                await process(batch)
+            }
         }
+        await thread.shutdown()
     }
 
     /// From now on `submit` throws `ShutdownError`; what is queued is still committed.
