@@ -133,7 +133,13 @@ enum PostgresMigrations {
                 )
                 """,
             ]
-        )
+        ),
+        (
+            // The job metrics count jobs per kind and state every few seconds (see the embedded
+            // store's v5): a scan of this small index instead of the whole table.
+            2, "jobs by kind and state",
+            ["CREATE INDEX jobs_by_kind_state ON jobs (kind, state)"]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -156,6 +156,12 @@ enum SQLiteMigrations {
                     ) STRICT, WITHOUT ROWID;
                     """)
         }
+        migrator.registerMigration("v5: jobs by kind and state") { db in
+            // The job metrics count jobs per kind and state every few seconds: without this index
+            // that was a full scan plus a temporary B-tree (70 ms at 170,000 jobs, a core taken
+            // from the order path each time); with it, a scan of a small covering index.
+            try db.execute(sql: "CREATE INDEX jobs_by_kind_state ON jobs (kind, state)")
+        }
         return migrator
     }
 }
