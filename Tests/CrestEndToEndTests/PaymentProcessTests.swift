@@ -21,7 +21,8 @@ struct PaymentProcessTests {
                 "--provider-url", "http://127.0.0.1:\(simulator.port)", "--provider-webhook-secret", "e2e",
             ])
         let client = CrestClient(http: .shared, port: crest.port)
-        let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 2)
+        // The window leaves time to create and pay the payment before it closes, on a loaded run too.
+        let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 6)
         let placed = try await client.order(sale: sale, key: "k1", buyer: "ana")
         let orderID = try #require(placed.id)
         var paymentID: String?
