@@ -10,28 +10,32 @@ struct SQLiteUpkeepTests {
     /// checkpoint, and a power loss could take acknowledged orders with it.
     @Test("the writer syncs every commit: WAL with synchronous = FULL")
     func writerSyncsEveryCommit() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-durability-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(directory: directory)
-        let (journal, synchronous) = try await store.pool.write { db in
-            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
+        try await withFreshStore { store in
+            let (journal, synchronous) = try await store.pool.write { db in
+                (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
+            }
+            #expect(journal == "wal")
+            #expect(synchronous == 2, "2 is FULL; 1 is NORMAL")
         }
-        #expect(journal == "wal")
-        #expect(synchronous == 2, "2 is FULL; 1 is NORMAL")
-        try await store.close()
     }
 
     /// The job metrics count jobs per kind and state every few seconds; a full scan with a
     /// temporary B-tree took 70 ms of a core at 170,000 jobs, in the middle of the order load.
     @Test("the job counts of the metrics come from an index, not a scan of the jobs")
     func jobCountsUseAnIndex() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-job-counts-\(UUID().uuidString)")
+        try await withFreshStore { store in
+            let plan = try await store.pool.read { db in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(SQLiteStore.jobCountsSQL)").map { $0["detail"] as String }
+            }
+            #expect(plan == ["SCAN jobs USING COVERING INDEX jobs_by_kind_state"])
+        }
+    }
+
+    private func withFreshStore(_ body: (SQLiteStore) async throws -> Void) async throws {
+        let directory = EngineFixture.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(directory: directory)
-        let plan = try await store.pool.read { db in
-            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(SQLiteStore.jobCountsSQL)").map { $0["detail"] as String }
-        }
-        #expect(plan == ["SCAN jobs USING COVERING INDEX jobs_by_kind_state"])
+        try await body(store)
         try await store.close()
     }
 }
