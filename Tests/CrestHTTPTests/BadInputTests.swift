@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOPosix
 import Testing
 
 @Suite("Bad input gets a 4xx problem, never a 5xx")
@@ -130,6 +131,56 @@ struct BadInputTests {
                 try await client.placeOrder(sale: sale, key: "k", body: ByteBuffer(string: huge))
                     .expectProblem(.contentTooLarge, "payload-too-large")
             }
+        }
+    }
+
+    /// Hummingbird hands the body's framing errors to the handler that reads it; unmapped,
+    /// they were a logged 500.
+    @Test("a body that breaks HTTP framing (a bad chunk size) is 400, not 500")
+    func brokenChunkedBody() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.live) { client in
+                let sale = try await client.createSale()
+                let answer = try await Self.rawExchange(
+                    port: try #require(client.port),
+                    """
+                    POST /v1/sales/\(sale)/orders HTTP/1.1\r
+                    Host: 127.0.0.1\r
+                    Idempotency-Key: k\r
+                    Content-Type: application/json\r
+                    Transfer-Encoding: chunked\r
+                    \r
+                    zz\r
+                    {}\r
+                    0\r
+                    \r
+
+                    """)
+                #expect(answer.hasPrefix("HTTP/1.1 400 "), "\(answer)")
+                #expect(answer.contains("application/problem+json"))
+                #expect(answer.contains("urn:crest:problem:malformed-request"))
+            }
+        }
+    }
+
+    /// Writes `request` as is on a new connection and returns what the server answers until it
+    /// closes the connection or 5 s pass.
+    static func rawExchange(port: Int, _ request: String) async throws -> String {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: request))
+            var answer = ""
+            let deadline = ContinuousClock.now + .seconds(5)
+            for try await part in inbound {
+                answer += String(buffer: part)
+                if answer.contains("\r\n\r\n") && answer.hasSuffix("}") || ContinuousClock.now > deadline { break }
+            }
+            return answer
         }
     }
 }

@@ -5,6 +5,7 @@ import CrestStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 
 /// The one place where errors become problems: each kind of error maps to one problem type.
 extension Problem {
@@ -72,6 +73,12 @@ extension Problem {
             return problem
         case let error as any HTTPResponseError:
             return from(status: error.status)
+        case let error as HTTPParserError:
+            // Met while reading the body: broken chunked framing, or the client closing the
+            // connection mid-body. The client's fault, never the server's.
+            return Problem(
+                kind: "malformed-request", title: "The request is not well-formed HTTP", status: .badRequest,
+                detail: "\(error)")
         default:
             return nil
         }
