@@ -78,7 +78,7 @@ struct LifecycleTests {
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 2, available: 2, reserved: 0, sold: 0))
             // Its expiry job still runs at the end of the window, and finds nothing to do.
             #expect(
-                try await eventually(timeout: .seconds(5)) {
+                try await eventually(timeout: .seconds(30)) {
                     try await fixture.engine.jobs(
                         matching: JobFilter(state: .completed, kind: OrderJobs.expireKind), after: nil, limit: 10
                     ).count == 1
@@ -210,7 +210,7 @@ struct LifecycleTests {
             }
             // Let the expiry of paid and cancelled orders run too: still no extra event.
             #expect(
-                try await eventually(timeout: .seconds(5)) {
+                try await eventually(timeout: .seconds(30)) {
                     try await fixture.engine.jobs(
                         matching: JobFilter(state: .completed, kind: OrderJobs.expireKind), after: nil, limit: 100
                     ).count == orders.count
