@@ -58,15 +58,13 @@ public final class Engine: Sendable {
         }
         self.gates = gates
         let transitioner = GroupCommitter<TransitionRequest, TransitionResult?>(
-            window: .zero, maxBatchSize: configuration.maxBatchSize, ownThread: store.prefersCommitterThread,
-            logger: logger
+            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { requests in
             try await store.transitions(requests, at: clock())
         }
         self.transitioner = transitioner
         let paymentRecorder = GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>(
-            window: .zero, maxBatchSize: configuration.maxBatchSize, ownThread: store.prefersCommitterThread,
-            logger: logger
+            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { observations in
             try await store.recordPayments(observations, at: clock())
         }
@@ -81,8 +79,7 @@ public final class Engine: Sendable {
             configuration: configuration.jobs, logger: logger, clock: clock)
         self.jobs = jobs
         self.batcher = GroupCommitter(
-            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            ownThread: store.prefersCommitterThread, logger: logger
+            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {

@@ -110,13 +110,6 @@ public protocol Store: JobQueue {
     /// ask the store whether the key already placed an order elsewhere.
     var isShared: Bool { get }
 
-    /// Whether the engine's group committers should run their loop on a thread of their own
-    /// rather than on the cooperative pool. Measured (Benchmarks/RESULTS.md): on the embedded
-    /// store, open-loop p99 at 3,800 orders/s was 8.0–8.6 ms with and 9.4–18.9 ms without in one
-    /// comparison, within the noise in a later one; on PostgreSQL one node placed 2,340 and 2,480
-    /// orders/s with, 3,370 and 2,690 without — so only the embedded store asks for it.
-    var prefersCommitterThread: Bool { get }
-
     /// Releases files and connections. Calls after it fail.
     func close() async throws
 }
@@ -127,8 +120,6 @@ extension Store {
     }
 
     public var isShared: Bool { false }
-
-    public var prefersCommitterThread: Bool { false }
 }
 
 /// A change announced to every process that shares a store.

@@ -250,8 +250,6 @@ public final class SQLiteStore: Store {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
-    public var prefersCommitterThread: Bool { true }
-
     public func close() async throws {
         try pool.close()
     }
