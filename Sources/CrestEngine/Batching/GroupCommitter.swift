@@ -73,13 +73,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// Commits batches until `stopAccepting()` was called and the queue is empty. For owners that
     /// decide themselves when to stop (`run()` stops on graceful shutdown).
     func drain() async {
-        let thread = DedicatedThreadExecutor()
-        await withTaskExecutorPreference(thread) {
-            while let batch = await nextBatch() {
-                await process(batch)
-            }
+        while let batch = await nextBatch() {
+            await process(batch)
         }
-        await thread.shutdown()
     }
 
     /// From now on `submit` throws `ShutdownError`; what is queued is still committed.
