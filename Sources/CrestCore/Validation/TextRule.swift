@@ -16,7 +16,9 @@ public struct TextRule: Sendable {
         if value.utf8.count > maxLength, value.count > maxLength {
             return [.init(field: field, message: "must be at most \(maxLength) characters")]
         }
-        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+        // Printable ASCII — nearly every value — has none; only other text is scanned scalar by scalar.
+        let isPrintableASCII = value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+        if !isPrintableASCII, value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             return [.init(field: field, message: "must not contain control characters")]
         }
         return []

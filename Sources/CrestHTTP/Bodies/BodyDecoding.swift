@@ -10,9 +10,21 @@ extension Request {
     /// Reads the body (at most the context's upload limit, else 413) and decodes it as `T`,
     /// reporting malformed JSON and wrong or missing fields as `BodyDecodingError`.
     func decodeJSON<T: Decodable>(as type: T.Type, context: CrestRequestContext) async throws -> T {
+        try Self.decodeJSON(as: type, from: try await collectJSONBody(context: context), context: context)
+    }
+
+    /// The body, at most the context's upload limit (else 413); an empty body is a `BodyDecodingError`.
+    func collectJSONBody(context: CrestRequestContext) async throws -> ByteBuffer {
         var request = self
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)
         guard buffer.readableBytes > 0 else { throw BodyDecodingError(detail: "the request body is empty") }
+        return buffer
+    }
+
+    /// `buffer` decoded as `T`, reporting malformed JSON and wrong or missing fields as `BodyDecodingError`.
+    static func decodeJSON<T: Decodable>(as type: T.Type, from buffer: ByteBuffer, context: CrestRequestContext) throws
+        -> T
+    {
         do {
             return try context.requestDecoder.decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {

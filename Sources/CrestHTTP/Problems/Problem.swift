@@ -31,17 +31,30 @@ public struct Problem: Codable, Sendable, Hashable {
         self.detail = detail
     }
 
-    func response(instance: String) throws -> Response {
-        var body = self
-        body.instance = instance
-        let data = try CrestJSON.sharedEncoder.encode(body)
-        var fields = HTTPFields()
-        fields[.contentType] = Self.mediaType
+    /// The response, its body written by hand (`JSONObjectWriter`): a sold-out sale answers
+    /// every request with a problem, so this is as hot as the order itself.
+    func response(instance: String) -> Response {
+        var extra = HTTPFields()
         for (name, value) in headers {
-            if let name = HTTPField.Name(name) { fields[name] = value }
+            if let name = HTTPField.Name(name) { extra[name] = value }
         }
         return Response(
-            status: HTTPResponse.Status(code: status), headers: fields,
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            status: HTTPResponse.Status(code: status), json: body(instance: instance), contentType: Self.mediaType,
+            headers: extra)
+    }
+
+    /// The JSON body, with `instance` set.
+    func body(instance: String) -> ByteBuffer {
+        JSONObjectWriter.object(capacity: 256) { json in
+            json.member("type", type)
+            json.member("title", title)
+            json.member("status", status)
+            json.member("detail", detail)
+            json.member("instance", instance)
+            json.member("errors", array: errors) { item, issue in
+                item.member("field", issue.field)
+                item.member("message", issue.message)
+            }
+        }
     }
 }

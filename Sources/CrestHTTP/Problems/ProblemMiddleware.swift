@@ -19,7 +19,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                     context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
                     return Problem(kind: "internal", title: "Internal error", status: .internalServerError)
                 }()
-            return try problem.response(instance: request.uri.path)
+            return problem.response(instance: request.uri.path)
         }
     }
 }

@@ -32,7 +32,9 @@ struct OrderRoutes {
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
-        let body = try await request.decodeJSON(as: PlaceOrderBody.self, context: context)
+        let buffer = try await request.collectJSONBody(context: context)
+        let body = try PlaceOrderBody(plainJSON: buffer)
+            ?? Request.decodeJSON(as: PlaceOrderBody.self, from: buffer, context: context)
         let placed = try await engine.placeOrder(
             OrderRequest(saleID: saleID, idempotencyKey: key, buyer: body.buyer, quantity: body.quantity))
         var headers: HTTPFields = [.location: "/v1/orders/\(placed.order.id)"]
