@@ -37,6 +37,41 @@ struct DomainTests {
         #expect(stamp == UInt64(now.timeIntervalSince1970 * 1000))
     }
 
+    /// Only the canonical 8-4-4-4-12 form; Foundation's parser also takes some garbled ones
+    /// (`967F6747-4EED-4044-97-D-1C5043017CF0`), which are not ids Crest ever wrote.
+    @Test("ids parse the canonical UUID form in any case, to the value Foundation reads")
+    func idParsing() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789abcdefABCDEFgG-{} ".utf8)
+        var checked = 0
+        for _ in 0..<20_000 {
+            var text = Array(UUID().uuidString.utf8)
+            if Bool.random(using: &generator) { text = Array(String(decoding: text, as: UTF8.self).lowercased().utf8) }
+            for _ in 0..<Int.random(in: 0...2, using: &generator) {
+                let at = Int.random(in: 0..<text.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: text[at] = alphabet.randomElement(using: &generator)!
+                case 1: text.insert(alphabet.randomElement(using: &generator)!, at: at)
+                default: text.remove(at: at)
+                }
+            }
+            let string = String(decoding: text, as: UTF8.self)
+            let canonical = string.wholeMatch(of: /[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/) != nil
+            #expect((SaleID(string) != nil) == canonical, "\(string)")
+            if let id = SaleID(string) {
+                #expect(id.uuid == UUID(uuidString: string), "\(string)")
+                checked += 1
+            }
+        }
+        #expect(checked > 1_000)
+        for string in ["", "0", "01a214e7-1e39-7192-b7df-3241474b5a6", "01a214e7-1e39-7192-b7df-3241474b5a68a", "ü1a214e7-1e39-7192-b7df-3241474b5a6"] {
+            #expect(SaleID(string) == nil)
+        }
+        let id = OrderID.make()
+        #expect(OrderID(id.description) == id)
+        #expect(OrderID(id.description.uppercased()) == id)
+    }
+
     @Test("money: currencies are three upper-case letters; products report overflow")
     func money() throws {
         #expect(Currency("CNY") != nil)

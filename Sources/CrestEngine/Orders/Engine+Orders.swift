@@ -22,7 +22,7 @@ extension Engine {
         try request.validate()
         do {
             let placed = try await withSpan("order.place") { span in
-                span.attributes["crest.sale.id"] = request.saleID.description
+                if span.isRecording { span.attributes["crest.sale.id"] = request.saleID.description }
                 return try await place(request)
             }
             metrics.countAttempt(placed.replayed ? "replayed" : "accepted")
