@@ -6,8 +6,8 @@ import GRDB
 /// the counters of each sale are read once, decided on in memory, and written back once.
 ///
 /// Each reservation is checked, in order, against: the sale existing and open at the request's
-/// time, its idempotency key being new, the buyer's live holdings plus the quantity staying
-/// within the limit, and enough stock being available.
+/// time, its idempotency key being new (and not cancelled), the buyer's live holdings plus the
+/// quantity staying within the limit, and enough stock being available.
 struct ReservationLedger {
     private struct SaleState {
         var sale: Sale
@@ -17,8 +17,6 @@ struct ReservationLedger {
 
     private let db: Database
     private var sales: [SaleID: SaleState] = [:]
-    /// Units each buyer holds in each sale, read on first use and kept up to date in this batch.
-    private var holdings: [SaleID: [String: Int]] = [:]
     /// Read once per batch: each created order's event goes to every endpoint that wants it.
     private let endpoints: [WebhookEndpoint]
 
@@ -37,19 +35,15 @@ struct ReservationLedger {
     mutating func decide(_ reservation: Reservation) throws -> ReservationOutcome {
         let request = reservation.request
         guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
-        var held = 0
+        let known = try probe(request)
         if let outcome = try StoreRules.decide(
             reservation, sale: state.sale,
             existing: {
-                try SQLiteStore.fetchOrder(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
+                guard known.placed else { return nil }
+                return try SQLiteStore.fetchOrder(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
             },
-            cancelled: {
-                try SQLiteStore.attemptWasCancelled(db, saleID: request.saleID, idempotencyKey: request.idempotencyKey)
-            },
-            held: {
-                held = try heldUnits(saleID: request.saleID, buyer: request.buyer)
-                return held
-            })
+            cancelled: { known.cancelled },
+            held: { known.held })
         {
             return outcome
         }
@@ -75,7 +69,6 @@ struct ReservationLedger {
         state.sale.stock.reserved += quantity
         state.changed = true
         sales[request.saleID] = state
-        holdings[request.saleID, default: [:]][request.buyer] = held + request.quantity
         return .reserved(order)
     }
 
@@ -95,17 +88,22 @@ struct ReservationLedger {
         return snapshots
     }
 
-    private mutating func heldUnits(saleID: SaleID, buyer: String) throws -> Int {
-        if let held = holdings[saleID]?[buyer] { return held }
-        let held =
-            try Int.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT COALESCE(SUM(quantity), 0) FROM orders
-                        WHERE sale_id = ? AND buyer = ? AND status IN ('pending_payment', 'paid')
-                        """),
-                arguments: [saleID.description, buyer]) ?? 0
-        holdings[saleID, default: [:]][buyer] = held
-        return held
+    /// What the store knows of the request's key and buyer, in one statement: whether the key
+    /// placed an order or was cancelled, and the units the buyer holds in live orders (this
+    /// batch's inserts included — they are in the same transaction). As three statements the
+    /// statement overhead cost more than the three index lookups.
+    private func probe(_ request: OrderRequest) throws -> (placed: Bool, cancelled: Bool, held: Int) {
+        let row = try Row.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT
+                        EXISTS (SELECT 1 FROM orders WHERE sale_id = ?1 AND idempotency_key = ?2),
+                        EXISTS (SELECT 1 FROM cancelled_attempts WHERE sale_id = ?1 AND idempotency_key = ?2),
+                        (SELECT COALESCE(SUM(quantity), 0) FROM orders
+                         WHERE sale_id = ?1 AND buyer = ?3 AND status IN ('pending_payment', 'paid'))
+                    """),
+            arguments: [request.saleID.description, request.idempotencyKey, request.buyer])
+        guard let row else { throw CorruptRowError(column: "probe") }
+        return (row[0], row[1], row[2])
     }
 }

@@ -239,13 +239,6 @@ public final class SQLiteStore: Store {
             arguments: [flag.reason.rawValue, SQLiteRows.millis(flag.flaggedAt), id.description])
     }
 
-    /// Runs once per reservation inside the batch transaction, hence the cached statement.
-    static func attemptWasCancelled(_ db: Database, saleID: SaleID, idempotencyKey: String) throws -> Bool {
-        try Int.fetchOne(
-            db.cachedStatement(sql: "SELECT 1 FROM cancelled_attempts WHERE sale_id = ? AND idempotency_key = ?"),
-            arguments: [saleID.description, idempotencyKey]) != nil
-    }
-
     public func ping() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
