@@ -1,6 +1,7 @@
 import CrestCore
 import CoreMetrics
 import Metrics
+import Synchronization
 
 /// The engine's metrics, through swift-metrics (exported for Prometheus by the executable).
 struct EngineMetrics: Sendable {
@@ -51,13 +52,37 @@ struct EngineMetrics: Sendable {
         }
     }
 
+    private let saleGauges = SaleGauges()
+
     /// Publishes a sale's counters as `crest_sale_stock{sale, state}` gauges.
     func publish(_ counters: StockCounters, of saleID: SaleID) {
-        let sale = saleID.description
-        Gauge(label: "crest_sale_stock", dimensions: [("sale", sale), ("state", "total")]).record(counters.total)
-        Gauge(label: "crest_sale_stock", dimensions: [("sale", sale), ("state", "available")]).record(
-            counters.available)
-        Gauge(label: "crest_sale_stock", dimensions: [("sale", sale), ("state", "reserved")]).record(counters.reserved)
-        Gauge(label: "crest_sale_stock", dimensions: [("sale", sale), ("state", "sold")]).record(counters.sold)
+        let gauges = saleGauges.gauges(of: saleID)
+        gauges.total.record(counters.total)
+        gauges.available.record(counters.available)
+        gauges.reserved.record(counters.reserved)
+        gauges.sold.record(counters.sold)
+    }
+}
+
+/// The stock gauges of each sale, made once: every committed batch publishes its sales' counters,
+/// and making a gauge looks it up in the registry (labels sanitised, under a lock) each time.
+private final class SaleGauges: Sendable {
+    struct Stock {
+        var total, available, reserved, sold: Gauge
+    }
+
+    private let bySale = Mutex<[SaleID: Stock]>([:])
+
+    func gauges(of saleID: SaleID) -> Stock {
+        bySale.withLock { bySale in
+            if let stock = bySale[saleID] { return stock }
+            func gauge(_ state: String) -> Gauge {
+                Gauge(label: "crest_sale_stock", dimensions: [("sale", saleID.description), ("state", state)])
+            }
+            let stock = Stock(
+                total: gauge("total"), available: gauge("available"), reserved: gauge("reserved"), sold: gauge("sold"))
+            bySale[saleID] = stock
+            return stock
+        }
     }
 }
