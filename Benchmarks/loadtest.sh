@@ -35,13 +35,14 @@ print(sys.argv[1], round(r["acceptedPerSecond"]), l["p50"], l["p99"], l["max"], 
 ' "$name"
 }
 
-# wrk NAME — one wrk load on a new sale; prints "NAME orders/s p50 p99 non-2xx".
+# wrk NAME — one wrk load on a new sale; prints "NAME orders/s p50 p99 non-2xx", orders/s as a
+# whole number for the shell's arithmetic below.
 wrk_load() {
-  local sale out
+  local sale name rps rest
   sale=$(create_sale 1000000000)
-  out=$(SALE=$sale RUN=$1 BUYERS=1000000000 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s Benchmarks/lib/order.lua "$CREST_URL")
-  local bad; bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  echo "$1 $(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out") ${bad:-0}"
+  read -r name rps rest <<<"$(SALE=$sale RUN=$1 BUYERS=1000000000 THREADS=2 DURATION="${DURATION}s" \
+    run_wrk "$1" "$CREST_URL" Benchmarks/lib/order.lua)"
+  echo "$name $(printf '%.0f' "$rps") $rest"
 }
 
 # The tools take turns, wrk / loadtest / loadtest / wrk: the database grows with every load, and a
