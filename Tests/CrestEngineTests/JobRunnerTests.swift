@@ -154,8 +154,8 @@ struct JobRunnerTests {
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             let at = try #require(ran.value)
             #expect(at >= runAt.addingTimeInterval(-0.001))
-            // Generous: the whole suite shares two cores.
-            #expect(at.timeIntervalSince(runAt) < 3, "ran \(at.timeIntervalSince(runAt)) s after its run-at")
+            // Generous: the whole suite shares two cores (3 s was missed once, by 0.12 s, in CI).
+            #expect(at.timeIntervalSince(runAt) < 10, "ran \(at.timeIntervalSince(runAt)) s after its run-at")
             #expect(job.attempt == 1)
         }
     }

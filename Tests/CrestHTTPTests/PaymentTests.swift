@@ -67,8 +67,13 @@ struct PaymentTests {
     @Test("a webhook that arrives before Crest's own create call returned is handled")
     func webhookBeforeCreateReturned() async throws {
         var faults = SimulatorFaults()
-        faults.latencyMs = 1500  // the answer to the create call comes late; its webhook does not
-        try await PaymentFixture.with(faults: faults) { fixture in
+        // The answer to the create call comes late, its webhook does not. Late enough that a loaded
+        // CI machine still sees the order's payment before the answer (1.5 s was once too short),
+        // and well inside the call's timeout, so the late answer is an answer.
+        faults.latencyMs = 5000
+        var guardConfiguration = PaymentFixture.guardConfiguration
+        guardConfiguration.timeout = .seconds(15)
+        try await PaymentFixture.with(faults: faults, guardConfiguration: guardConfiguration) { fixture in
             let sale = try await fixture.sale(stock: 2)
             let placed = try await fixture.order(sale, buyer: "ana")
             let known = try await fixture.waitFor(placed.id) { $0.payment != nil }
