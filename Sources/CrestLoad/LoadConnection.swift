@@ -102,10 +102,8 @@ actor EventLoopIsolation {
     func sleep(until instant: ContinuousClock.Instant) async {
         let delay = instant - .now
         guard delay > .zero else { return }
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         await withCheckedContinuation { continuation in
-            eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { continuation.resume() }
+            eventLoop.scheduleTask(in: TimeAmount(delay)) { continuation.resume() }
         }
     }
 }

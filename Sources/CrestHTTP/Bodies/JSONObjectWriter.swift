@@ -32,12 +32,7 @@ struct JSONObjectWriter {
         writeString(value)
     }
 
-    mutating func member(_ name: StaticString, _ value: Int) {
-        writeName(name)
-        buffer.writeString(String(value))
-    }
-
-    mutating func member(_ name: StaticString, _ value: Int64) {
+    mutating func member(_ name: StaticString, _ value: some BinaryInteger) {
         writeName(name)
         buffer.writeString(String(value))
     }

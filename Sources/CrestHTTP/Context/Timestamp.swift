@@ -1,3 +1,4 @@
+import CrestCore
 import Foundation
 
 /// A timestamp as the API writes it: RFC 3339 in UTC with milliseconds (`2026-11-24T20:00:00.000Z`).
@@ -24,11 +25,11 @@ struct Timestamp: Codable, Sendable, Hashable {
 
     /// `style`'s format, computed from the Unix time with integer arithmetic: every order answered
     /// carries three timestamps, and the format style cost more than the rest of the body. The
-    /// millisecond is the one the stores keep (`t × 1000` rounded down); the style truncates the
+    /// millisecond is the one the stores keep (`millisecondsSince1970`); the style truncates the
     /// binary fraction instead and sometimes wrote one less (`.122` for a date stored as `.123`).
     /// Dates outside the years 1970…9999 go to the format style.
     static func format(_ date: Date) -> String {
-        let millis = (date.timeIntervalSince1970 * 1000).rounded(.down)
+        let millis = date.millisecondsSince1970
         guard millis >= 0, millis < 253_402_300_800_000 else { return date.formatted(style) }
         let total = Int(millis)
         let (days, millisOfDay) = total.quotientAndRemainder(dividingBy: 86_400_000)

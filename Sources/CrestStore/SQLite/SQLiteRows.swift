@@ -19,7 +19,7 @@ enum SQLiteRows {
         """
     static let eventColumns = "id, order_id, sale_id, sequence, type, occurred_at"
 
-    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
+    static func millis(_ date: Date) -> Int64 { date.millisecondsSince1970 }
 
     static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
 
