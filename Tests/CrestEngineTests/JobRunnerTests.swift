@@ -192,10 +192,13 @@ struct JobRunnerTests {
             return .completed
         }
         try await JobFixture.with(handlers: ["work": handler]) { fixture in
-            let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}")], at: Date())[0].id
+            // Due a moment from now, claimed as of then: the fixture's own runner, polling, cannot
+            // take it first (it once did, between the enqueue and the claim below).
+            let due = Date().addingTimeInterval(0.3)
+            let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}", runAt: due)], at: Date())[0].id
             // A worker claims it and dies without a word.
             let claimed = try await fixture.store.claimJobs(
-                limit: 10, worker: "dead-worker", lease: .milliseconds(800), at: Date())
+                limit: 10, worker: "dead-worker", lease: .milliseconds(800), at: due)
             #expect(claimed.jobs.map(\.id) == [id])
             fixture.runner.notify(runAt: Date())
             try await Task.sleep(for: .milliseconds(400))
@@ -214,17 +217,18 @@ struct JobRunnerTests {
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
         let handler = JobHandlerFunction { _ in
-            try await Task.sleep(for: .milliseconds(13000))
+            try await Task.sleep(for: .seconds(26))
             return .completed
         }
         // A lease long enough that its extensions arrive in time on a loaded 2-core CI machine
-        // (with 2 s and 4 s, one late extension let the runner rescue its own job).
-        let configuration = JobRunnerConfiguration(lease: .seconds(6), pollInterval: .milliseconds(100))
+        // (with 2 s, 4 s and 6 s, late extensions let the runner rescue its own job: the crowd
+        // tests running beside it keep the cooperative pool busy for seconds).
+        let configuration = JobRunnerConfiguration(lease: .seconds(12), pollInterval: .milliseconds(100))
         try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
             let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
             _ = try await fixture.waitFor(id) { $0.state == .running }
             // Past the first lease: only its extensions keep the job.
-            try await Task.sleep(for: .milliseconds(8000))
+            try await Task.sleep(for: .seconds(16))
             let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
             #expect(other.jobs.isEmpty)
             #expect(other.rescued == 0)

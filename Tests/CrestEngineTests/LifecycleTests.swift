@@ -14,7 +14,8 @@ struct LifecycleTests {
     @Test("orders left unpaid past their window expire, their stock comes back, and a new buyer gets it")
     func expiry() async throws {
         try await EngineFixture.with(configuration: quickJobs) { fixture in
-            let sale = try await fixture.sale(stock: 3, paymentWindowSeconds: 1)
+            // A window the three orders and the counter check fit in on a loaded CI machine (1 s did not, once).
+            let sale = try await fixture.sale(stock: 3, paymentWindowSeconds: 4)
             var orders: [Order] = []
             for buyer in ["ana", "bob", "cai"] {
                 orders.append(try await fixture.order(sale, buyer: buyer, key: "k-\(buyer)").order)
@@ -23,7 +24,7 @@ struct LifecycleTests {
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 0, reserved: 3, sold: 0))
 
             for order in orders {
-                let expired = try await fixture.waitFor(order.id, status: .expired, timeout: .seconds(5))
+                let expired = try await fixture.waitFor(order.id, status: .expired, timeout: .seconds(15))
                 #expect(expired.updatedAt >= order.expiresAt)
             }
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 3, reserved: 0, sold: 0))
