@@ -198,11 +198,15 @@ struct JobRunnerTests {
             let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}", runAt: due)], at: Date())[0].id
             // A worker claims it and dies without a word.
             let claimed = try await fixture.store.claimJobs(
-                limit: 10, worker: "dead-worker", lease: .milliseconds(800), at: due)
+                limit: 10, worker: "dead-worker", lease: .seconds(3), at: due)
+            let leaseEnds = due.addingTimeInterval(3)
             #expect(claimed.jobs.map(\.id) == [id])
             fixture.runner.notify(runAt: Date())
             try await Task.sleep(for: .milliseconds(400))
-            #expect(log.count == 0, "the lease still holds")
+            // Runs counted before a moment inside the lease would be premature; a loaded machine can
+            // oversleep past the lease, and then a run is no longer wrong.
+            let runsSoFar = log.count
+            if Date() < leaseEnds { #expect(runsSoFar == 0, "the lease still holds") }
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(log.count == 1)
             #expect(job.attempt == 2)
