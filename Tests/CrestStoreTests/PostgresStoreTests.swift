@@ -43,4 +43,42 @@ struct PostgresStoreTests {
             #expect(await heard.next() == .jobsDue(at: now.addingTimeInterval(5)))
         }
     }
+
+    @Test("a sale new to the planner's statistics: the batch's lookups probe the index with the key or buyer")
+    func newSaleLookupsUseBothIndexColumns() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try cluster.createDatabase()
+        var logger = Logger(label: "crest.test.store")
+        logger.logLevel = .warning
+        let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))
+        defer { Task { try? await store.close() } }
+        let (old, new) = (makeSale(stock: 1_000_000), makeSale(stock: 1_000_000))
+        try await store.createSale(old)
+        try await store.createSale(new)
+        // An earlier sale's orders are all the statistics know; the new sale has none yet.
+        _ = try await cluster.psql(
+            url,
+            """
+            INSERT INTO orders (id, sale_id, buyer, quantity, amount, currency, status, idempotency_key,
+                created_at, expires_at, updated_at)
+            SELECT 'o' || i, '\(old.id)', 'b' || i, 1, 1000, 'CNY', 'pending_payment', 'k' || i, 0, 0, 0
+            FROM generate_series(1, 20000) AS i;
+            ANALYZE orders;
+            """)
+        // The shapes of PostgresReservationLedger's lookups, for the new sale.
+        let keys = "ARRAY[" + (1...32).map { "'n\($0)'" }.joined(separator: ",") + "]"
+        for (lookup, column) in [
+            ("SELECT id FROM orders WHERE sale_id = '\(new.id)' AND idempotency_key = ANY(\(keys))", "idempotency_key"),
+            (
+                """
+                SELECT buyer, SUM(quantity)::bigint FROM orders
+                WHERE sale_id = '\(new.id)' AND buyer = ANY(\(keys)) AND status IN ('pending_payment', 'paid') GROUP BY buyer
+                """, "buyer"
+            ),
+        ] {
+            let plan = try await cluster.psql(url, "EXPLAIN \(lookup)").map { $0.joined(separator: "|") }
+            let conditions = plan.filter { $0.contains("Index Cond") }
+            #expect(conditions.contains { $0.contains(column) }, "plan: \(plan.joined(separator: "\n"))")
+        }
+    }
 }

@@ -140,6 +140,20 @@ enum PostgresMigrations {
             2, "jobs by kind and state",
             ["CREATE INDEX jobs_by_kind_state ON jobs (kind, state)"]
         ),
+        (
+            // A flash sale's orders all arrive while its sale id is new to the planner's
+            // statistics, which then estimate one row for it: the batch's lookups by sale and
+            // key (or buyer) used the index on `sale_id` alone and filtered every order of the
+            // sale — each batch slower than the last until autoanalyze caught up. Without
+            // statistics for the column the planner takes a fixed share of the table and probes
+            // the index with both columns. Changing the column's type (to the same type) drops
+            // the statistics already gathered; a zero target alone would keep them forever.
+            3, "no planner statistics for orders.sale_id",
+            [
+                "ALTER TABLE orders ALTER COLUMN sale_id SET STATISTICS 0",
+                "ALTER TABLE orders ALTER COLUMN sale_id TYPE text",
+            ]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -44,9 +44,14 @@ extension PostgresStore {
                 """, logger: self.logger
             ).collect().map(PostgresRows.job)
             jobs.sort { ($0.runAt, $0.id) < ($1.runAt, $1.id) }
+            // One index probe per state: `MIN(run_at) … WHERE state IN (…)` read every waiting
+            // job's index entry (all the pending payments' expiry jobs in a sale).
             let next = try await connection.query(
                 """
-                SELECT MIN(run_at) FROM jobs WHERE state IN ('available', 'scheduled', 'retryable')
+                SELECT LEAST(
+                    (SELECT MIN(run_at) FROM jobs WHERE state = 'available'),
+                    (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'),
+                    (SELECT MIN(run_at) FROM jobs WHERE state = 'retryable'))
                 """, logger: self.logger
             ).values(Int64?.self).first ?? nil
             return JobClaim(jobs: jobs, rescued: rescued, nextRunAt: next.map(PostgresRows.date))
