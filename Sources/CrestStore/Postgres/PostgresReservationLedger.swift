@@ -7,7 +7,8 @@ import PostgresNIO
 /// everything the batch's decisions need (its sales' rows, locked; the keys already used; the
 /// attempts cancelled; what each buyer holds), the decisions are made in memory, and a few
 /// statements write the outcome (`INSERT … SELECT FROM UNNEST(…)` of the orders, their events,
-/// deliveries and jobs; one conditional `UPDATE` per sale).
+/// deliveries and jobs; one `UPDATE` of the counters per sale). The transaction is two waits
+/// for the server: `BEGIN` with the reads, then the writes with `COMMIT` (`PostgresPipeline`).
 ///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
@@ -36,47 +37,59 @@ struct PostgresReservationLedger {
     private let endpoints: [WebhookEndpoint]
     private var created: [(order: Order, key: String, jobs: [NewJob])] = []
 
+    /// Opens the batch's transaction and reads what its decisions need: `BEGIN` and every read
+    /// travel in one pipeline (see `PostgresPipeline`). The sales' rows are locked first, so the
+    /// reads after it see every batch committed before this one took its turn.
     static func load(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger) async throws -> Self {
-        var ledger = Self(endpoints: try await PostgresEvents.activeEndpoints(on: connection, logger: logger))
-        let saleIDs = Set(batch.map(\.request.saleID)).map(\.description).sorted()
+        var reads = PostgresPipeline(on: connection, logger: logger)
+        reads.send("BEGIN")
+        let endpoints = reads.send(PostgresEvents.activeEndpointsQuery)
+        let saleIDs = Set(batch.map(\.request.saleID)).sorted()
         // The lock that makes nodes take turns on a sale: held until this batch commits.
-        for row in try await connection.query(
+        let locked = reads.send(
             """
-            SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = ANY(\(saleIDs)) ORDER BY id FOR UPDATE
-            """, logger: logger
-        ).collect() {
-            let (sale, version) = try PostgresRows.sale(row)
-            ledger.sales[sale.id] = SaleState(sale: sale, version: version)
-        }
-        for saleID in ledger.sales.keys {
+            SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = ANY(\(saleIDs.map(\.description)))
+            ORDER BY id FOR UPDATE
+            """)
+        var lookups: [(sale: SaleID, placed: Int, cancelled: Int, holdings: Int)] = []
+        for saleID in saleIDs {
             let requests = batch.map(\.request).filter { $0.saleID == saleID }
             let keys = Array(Set(requests.map(\.idempotencyKey)))
             let buyers = Array(Set(requests.map(\.buyer)))
             let sale = saleID.description
-            for row in try await connection.query(
+            let placed = reads.send(
                 """
                 SELECT \(unescaped: PostgresRows.orderColumns), idempotency_key FROM orders
                 WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
-                """, logger: logger
-            ).collect() {
-                let key = try row.makeRandomAccess()["idempotency_key"].decode(String.self)
-                ledger.placed[Key(sale: saleID, key: key)] = try PostgresRows.order(row)
-            }
-            for try await key in try await connection.query(
-                """
-                SELECT idempotency_key FROM cancelled_attempts WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
-                """, logger: logger
-            ).decode(String.self) {
-                ledger.cancelled.insert(Key(sale: saleID, key: key))
-            }
-            for try await (buyer, held) in try await connection.query(
+                """)
+            let cancelled = reads.send(
+                "SELECT idempotency_key FROM cancelled_attempts WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))")
+            let holdings = reads.send(
                 """
                 SELECT buyer, SUM(quantity)::bigint FROM orders
                 WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN ('pending_payment', 'paid')
                 GROUP BY buyer
-                """, logger: logger
-            ).decode((String, Int64).self) {
-                ledger.holdings[Holder(sale: saleID, buyer: buyer)] = Int(held)
+                """)
+            lookups.append((saleID, placed, cancelled, holdings))
+        }
+        let rows = try await reads.results()
+
+        var ledger = Self(endpoints: try rows[endpoints].map(PostgresRows.endpoint))
+        for row in rows[locked] {
+            let (sale, version) = try PostgresRows.sale(row)
+            ledger.sales[sale.id] = SaleState(sale: sale, version: version)
+        }
+        for lookup in lookups {
+            for row in rows[lookup.placed] {
+                let key = try row.makeRandomAccess()["idempotency_key"].decode(String.self)
+                ledger.placed[Key(sale: lookup.sale, key: key)] = try PostgresRows.order(row)
+            }
+            for row in rows[lookup.cancelled] {
+                ledger.cancelled.insert(Key(sale: lookup.sale, key: try row.decode(String.self)))
+            }
+            for row in rows[lookup.holdings] {
+                let (buyer, held) = try row.decode((String, Int64).self)
+                ledger.holdings[Holder(sale: lookup.sale, buyer: buyer)] = Int(held)
             }
         }
         return ledger
@@ -110,36 +123,47 @@ struct PostgresReservationLedger {
         return .reserved(order)
     }
 
-    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters; returns
-    /// the counters of every sale read.
+    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters, and
+    /// commits: every statement and the `COMMIT` travel in one pipeline. Returns the counters of
+    /// every sale read.
     func save(on connection: PostgresConnection, logger: Logger) async throws -> [SaleID: CounterSnapshot] {
+        var writes = PostgresPipeline(on: connection, logger: logger)
         if !created.isEmpty {
-            try await insertOrders(on: connection, logger: logger)
-            try await insertEvents(on: connection, logger: logger)
+            insertOrders(into: &writes)
+            insertEvents(into: &writes)
         }
         var snapshots: [SaleID: CounterSnapshot] = [:]
+        var updates: [(sale: SaleID, counters: StockCounters, statement: Int)] = []
         for (saleID, state) in sales.sorted(by: { $0.key < $1.key }) {
             guard state.granted > 0 else {
                 snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: state.version)
                 continue
             }
-            // The row is locked, so the condition holds; it is the guard should it ever not.
-            let version = try await connection.query(
+            // The row is locked, so the stock suffices. Should it ever not, the table's
+            // `CHECK (available >= 0)` fails this statement, and the `COMMIT` behind it rolls back.
+            let statement = writes.send(
                 """
                 UPDATE sales SET available = available - \(state.granted), reserved = reserved + \(state.granted),
                     version = version + 1
-                WHERE id = \(saleID.description) AND available >= \(state.granted) RETURNING version
-                """, logger: logger
-            ).values(Int64.self).first
-            guard let version else { throw CorruptRowError(column: "sales.available") }
-            snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: version)
+                WHERE id = \(saleID.description) RETURNING version
+                """)
+            updates.append((saleID, state.sale.stock, statement))
+        }
+        writes.send("COMMIT")
+        let rows = try await writes.results()
+        for update in updates {
+            // The sale's row was read under lock and orders refer to it: it cannot be missing.
+            guard let version = try rows[update.statement].first?.decode(Int64.self) else {
+                throw CorruptRowError(column: "sales.id")
+            }
+            snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
         }
         return snapshots
     }
 
-    private func insertOrders(on connection: PostgresConnection, logger: Logger) async throws {
+    private func insertOrders(into writes: inout PostgresPipeline) {
         let orders = created.map(\.order)
-        try await connection.query(
+        writes.send(
             """
             INSERT INTO orders (
                 id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
@@ -151,14 +175,14 @@ struct PostgresReservationLedger {
                 \(orders.map(\.status.rawValue))::text[], \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[],
                 \(orders.map { PostgresRows.millis($0.expiresAt) })::bigint[],
                 \(orders.map { PostgresRows.millis($0.updatedAt) })::bigint[], \(created.map(\.key))::text[])
-            """, logger: logger)
+            """)
     }
 
     /// Each order's `order.created` event; for each endpoint that wants it, a delivery row; and
     /// the jobs: the reservations' own (expiry, payment) and one per delivery.
-    private func insertEvents(on connection: PostgresConnection, logger: Logger) async throws {
+    private func insertEvents(into writes: inout PostgresPipeline) {
         let orders = created.map(\.order)
-        try await connection.query(
+        writes.send(
             """
             INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
             SELECT id, order_id, sale_id, 1, 'order.created', occurred_at FROM UNNEST(
@@ -166,7 +190,7 @@ struct PostgresReservationLedger {
                 \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
                 \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
             ) AS e(id, order_id, sale_id, occurred_at)
-            """, logger: logger)
+            """)
         var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in created.jobs.map { ($0, created.order.createdAt) } }
         let listening = endpoints.filter { $0.wants(.created) }
         if !listening.isEmpty {
@@ -178,17 +202,17 @@ struct PostgresReservationLedger {
                     jobs.append((WebhookJobs.delivery(delivery), order.createdAt))
                 }
             }
-            try await connection.query(
+            writes.send(
                 """
                 INSERT INTO webhook_deliveries (endpoint_id, order_id, sequence)
                 SELECT endpoint_id, order_id, 1 FROM UNNEST(
                     \(deliveries.map(\.endpointId.description))::text[], \(deliveries.map(\.orderId.description))::text[]
                 ) AS d(endpoint_id, order_id)
-                """, logger: logger)
+                """)
         }
         guard !jobs.isEmpty else { return }
         // The announcement to the other nodes rides on the insert: no extra round trip per batch.
-        try await connection.query(
+        writes.send(
             """
             WITH inserted AS (
             INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
@@ -203,6 +227,6 @@ struct PostgresReservationLedger {
             ON CONFLICT DO NOTHING
             RETURNING GREATEST(run_at, created_at) AS due)
             SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM inserted HAVING COUNT(*) > 0
-            """, logger: logger)
+            """)
     }
 }

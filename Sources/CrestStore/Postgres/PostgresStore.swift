@@ -10,8 +10,9 @@ import Synchronization
 /// The same promises as the embedded store, across processes: each batch of reservations is one
 /// transaction that locks its sales' rows (`FOR UPDATE`, in id order), decides every reservation
 /// against the committed state, writes its orders, events and jobs set-based (`UNNEST` of
-/// arrays), and moves the counters with a conditional `UPDATE … WHERE available >= n`; two nodes
-/// batching on the same sale take turns on its row, so neither can sell what the other sold.
+/// arrays), and moves the counters with one `UPDATE` per sale (the table's `CHECK (available >= 0)`
+/// its guard); two nodes batching on the same sale take turns on its row, so neither can sell
+/// what the other sold.
 /// Jobs are claimed with `FOR UPDATE SKIP LOCKED`; changes other nodes must hear of (jobs due,
 /// stock given back) are announced with `NOTIFY` (see `changes()`).
 ///
@@ -111,7 +112,8 @@ public final class PostgresStore: Store {
     }
 
     public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
-        try await transaction { connection in
+        // Two waits for the server per batch: BEGIN with the reads, then the writes with COMMIT.
+        try await retryingTransaction { connection in
             var ledger = try await PostgresReservationLedger.load(batch, on: connection, logger: self.logger)
             let outcomes = batch.map { ledger.decide($0) }
             let counters = try await ledger.save(on: connection, logger: self.logger)
@@ -311,15 +313,26 @@ public final class PostgresStore: Store {
     func transaction<T: Sendable>(
         begin: PostgresQuery = "BEGIN", _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
+        try await retryingTransaction { connection in
+            try await connection.query(begin, logger: self.logger)
+            let result = try await body(connection)
+            try await connection.query("COMMIT", logger: self.logger)
+            return result
+        }
+    }
+
+    /// Runs `body`, which begins and commits a transaction itself, on one connection: rolled back
+    /// when `body` throws (and its own error rethrown); run again, up to 3 times in all, after a
+    /// deadlock or serialization failure.
+    func retryingTransaction<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
                 return try await withConnection { connection in
-                    try await connection.query(begin, logger: self.logger)
                     do {
-                        let result = try await body(connection)
-                        try await connection.query("COMMIT", logger: self.logger)
-                        return result
+                        return try await body(connection)
                     } catch {
                         // A connection that failed is gone with its transaction (the server rolls it
                         // back); a statement sent on it now would wait forever (postgres-nio 1.33).

@@ -111,10 +111,11 @@ enum PostgresEvents {
     }
 
     static func activeEndpoints(on connection: PostgresConnection, logger: Logger) async throws -> [WebhookEndpoint] {
-        try await connection.query(
-            "SELECT \(unescaped: PostgresRows.endpointColumns) FROM webhook_endpoints WHERE deleted_at IS NULL",
-            logger: logger
-        ).collect().map(PostgresRows.endpoint)
+        try await connection.query(activeEndpointsQuery, logger: logger).collect().map(PostgresRows.endpoint)
+    }
+
+    static var activeEndpointsQuery: PostgresQuery {
+        "SELECT \(unescaped: PostgresRows.endpointColumns) FROM webhook_endpoints WHERE deleted_at IS NULL"
     }
 }
 
