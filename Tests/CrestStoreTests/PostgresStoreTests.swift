@@ -1,5 +1,5 @@
 import CrestCore
-import CrestStore
+@testable import CrestStore
 import CrestTestSupport
 import Foundation
 import Logging
@@ -80,5 +80,36 @@ struct PostgresStoreTests {
             let conditions = plan.filter { $0.contains("Index Cond") }
             #expect(conditions.contains { $0.contains(column) }, "plan: \(plan.joined(separator: "\n"))")
         }
+    }
+
+    @Test("claiming from a backlog of due jobs walks the waiting jobs in order instead of sorting them all")
+    func claimWalksWaitingJobsInOrder() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try cluster.createDatabase()
+        var logger = Logger(label: "crest.test.store")
+        logger.logLevel = .warning
+        let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))
+        defer { Task { try? await store.close() } }
+        // A sale's payment windows ran out together: 20,000 expiry jobs due, more waiting, some done.
+        _ = try await cluster.psql(
+            url,
+            """
+            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
+            SELECT 'order.expire', 'o' || i, CASE WHEN i % 4 = 0 THEN 'completed' ELSE 'scheduled' END, 5,
+                CASE WHEN i <= 20000 THEN i ELSE 10000000000000 + i END, 0
+            FROM generate_series(1, 40000) AS i;
+            ANALYZE jobs;
+            """)
+        let now = PostgresRows.millis(Date())
+        let plan = try await cluster.psql(
+            url,
+            "EXPLAIN SELECT id FROM jobs \(PostgresStore.dueJobs(at: now)) ORDER BY run_at, id LIMIT 32 FOR UPDATE SKIP LOCKED"
+        ).map { $0.joined(separator: "|") }
+        #expect(plan.contains { $0.contains("jobs_waiting") }, "plan: \(plan.joined(separator: "\n"))")
+        #expect(!plan.contains { $0.contains("Sort") }, "plan: \(plan.joined(separator: "\n"))")
+        // And the claim takes the earliest due jobs.
+        let claim = try await store.claimJobs(limit: 3, worker: "w", lease: .seconds(30), at: Date())
+        #expect(claim.jobs.map(\.payload) == ["o1", "o2", "o3"])
+        #expect(claim.nextRunAt == Date(timeIntervalSince1970: 0.005))
     }
 }

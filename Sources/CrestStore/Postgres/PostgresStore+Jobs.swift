@@ -34,8 +34,7 @@ extension PostgresStore {
             var jobs = try await connection.query(
                 """
                 WITH picked AS (
-                    SELECT id FROM jobs
-                    WHERE state = 'available' OR (state IN ('scheduled', 'retryable') AND run_at <= \(nowMillis))
+                    SELECT id FROM jobs \(unescaped: Self.dueJobs(at: nowMillis))
                     ORDER BY run_at, id LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 UPDATE jobs SET state = 'running', attempt = attempt + 1, attempted_at = \(nowMillis),
                     lease_until = \(leaseUntil), leased_by = \(worker)
@@ -44,18 +43,21 @@ extension PostgresStore {
                 """, logger: self.logger
             ).collect().map(PostgresRows.job)
             jobs.sort { ($0.runAt, $0.id) < ($1.runAt, $1.id) }
-            // One index probe per state: `MIN(run_at) … WHERE state IN (…)` read every waiting
-            // job's index entry (all the pending payments' expiry jobs in a sale).
             let next = try await connection.query(
-                """
-                SELECT LEAST(
-                    (SELECT MIN(run_at) FROM jobs WHERE state = 'available'),
-                    (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'),
-                    (SELECT MIN(run_at) FROM jobs WHERE state = 'retryable'))
-                """, logger: self.logger
+                "SELECT MIN(run_at) FROM jobs WHERE state IN \(unescaped: Self.waitingStates)", logger: self.logger
             ).values(Int64?.self).first ?? nil
             return JobClaim(jobs: jobs, rescued: rescued, nextRunAt: next.map(PostgresRows.date))
         }
+    }
+
+    /// The states of jobs waiting to run: the predicate of the `jobs_waiting` index (migration 4),
+    /// which queries must repeat word for word for PostgreSQL to use it.
+    static let waitingStates = "('available', 'scheduled', 'retryable')"
+
+    /// The jobs due at `now` (a job made available is due from its `run_at` on too), as a
+    /// `WHERE` clause that walks `jobs_waiting` in claim order.
+    static func dueJobs(at nowMillis: Int64) -> String {
+        "WHERE state IN \(waitingStates) AND (state = 'available' OR run_at <= \(nowMillis))"
     }
 
     static let qualifiedJobColumns = PostgresRows.jobColumns.split(separator: ",")
@@ -180,8 +182,7 @@ extension PostgresStore {
             let nowMillis = PostgresRows.millis(now)
             let due = try await connection.query(
                 """
-                SELECT COUNT(*), MIN(run_at) FROM jobs
-                WHERE state = 'available' OR (state IN ('scheduled', 'retryable') AND run_at <= \(nowMillis))
+                SELECT COUNT(*), MIN(run_at) FROM jobs \(unescaped: Self.dueJobs(at: nowMillis))
                 """, logger: self.logger
             ).decode((Int64, Int64?).self).first(where: { _ in true })
             return JobStatistics(
