@@ -32,18 +32,10 @@ struct PostgresPipeline {
     }
 
     /// Every statement's rows, in the order sent; or the first statement's failure, once every
-    /// statement has been answered.
-    func results() async throws -> [[PostgresRow]] {
-        var rows: [[PostgresRow]] = []
-        var failure: (any Error)?
-        for answer in sent {
-            do {
-                rows.append(try await answer.get().rows)
-            } catch {
-                failure = failure ?? error
-            }
+    /// statement has been answered. Completes on the connection's event loop.
+    func answers() -> EventLoopFuture<[[PostgresRow]]> {
+        EventLoopFuture.whenAllComplete(sent, on: connection.eventLoop).flatMapThrowing { answers in
+            try answers.map { try $0.get().rows }
         }
-        if let failure { throw failure }
-        return rows
     }
 }

@@ -1,14 +1,15 @@
 import CrestCore
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 
 /// Decides one batch of reservations inside its transaction, set-based: a few queries read
 /// everything the batch's decisions need (its sales' rows, locked; the keys already used; the
 /// attempts cancelled; what each buyer holds), the decisions are made in memory, and a few
 /// statements write the outcome (`INSERT … SELECT FROM UNNEST(…)` of the orders, their events,
-/// deliveries and jobs; one `UPDATE` of the counters per sale). The transaction is two waits
-/// for the server: `BEGIN` with the reads, then the writes with `COMMIT` (`PostgresPipeline`).
+/// deliveries and jobs; one `UPDATE` of the counters per sale). The transaction is two pipelines
+/// of statements, `BEGIN` with the reads and the writes with `COMMIT` (see `run`).
 ///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
@@ -37,10 +38,17 @@ struct PostgresReservationLedger {
     private let endpoints: [WebhookEndpoint]
     private var created: [(order: Order, key: String, jobs: [NewJob])] = []
 
-    /// Opens the batch's transaction and reads what its decisions need: `BEGIN` and every read
-    /// travel in one pipeline (see `PostgresPipeline`). The sales' rows are locked first, so the
-    /// reads after it see every batch committed before this one took its turn.
-    static func load(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger) async throws -> Self {
+    /// Runs `batch` as one transaction on `connection` and returns each reservation's outcome and
+    /// the counters of every sale read.
+    ///
+    /// `BEGIN` and every read travel in one pipeline (see `PostgresPipeline`); the sales' rows are
+    /// locked first, so the reads after it see every batch committed before this one took its
+    /// turn. The decisions are made, and the writes and `COMMIT` sent in a second pipeline, on the
+    /// connection's event loop the moment the reads are answered: the sales' rows stay locked for
+    /// the server's time only, not also for a trip through a task (other nodes wait for them).
+    static func run(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger)
+        -> EventLoopFuture<ReservationBatchResult>
+    {
         var reads = PostgresPipeline(on: connection, logger: logger)
         reads.send("BEGIN")
         let endpoints = reads.send(PostgresEvents.activeEndpointsQuery)
@@ -51,7 +59,7 @@ struct PostgresReservationLedger {
             SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = ANY(\(saleIDs.map(\.description)))
             ORDER BY id FOR UPDATE
             """)
-        var lookups: [(sale: SaleID, placed: Int, cancelled: Int, holdings: Int)] = []
+        var lookups: [Lookup] = []
         for saleID in saleIDs {
             let requests = batch.map(\.request).filter { $0.saleID == saleID }
             let keys = Array(Set(requests.map(\.idempotencyKey)))
@@ -70,34 +78,50 @@ struct PostgresReservationLedger {
                 WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN ('pending_payment', 'paid')
                 GROUP BY buyer
                 """)
-            lookups.append((saleID, placed, cancelled, holdings))
+            lookups.append(Lookup(sale: saleID, placed: placed, cancelled: cancelled, holdings: holdings))
         }
-        let rows = try await reads.results()
+        return reads.answers().flatMap { [lookups] rows in
+            do {
+                var ledger = try Self(rows: rows, endpoints: endpoints, locked: locked, lookups: lookups)
+                let outcomes = batch.map { ledger.decide($0) }
+                return ledger.save(on: connection, logger: logger).map {
+                    ReservationBatchResult(outcomes: outcomes, counters: $0)
+                }
+            } catch {
+                return connection.eventLoop.makeFailedFuture(error)
+            }
+        }
+    }
 
-        var ledger = Self(endpoints: try rows[endpoints].map(PostgresRows.endpoint))
+    /// Where a sale's lookups are among the reads' answers.
+    private struct Lookup {
+        var sale: SaleID
+        var placed: Int
+        var cancelled: Int
+        var holdings: Int
+    }
+
+    private init(rows: [[PostgresRow]], endpoints: Int, locked: Int, lookups: [Lookup]) throws {
+        self.endpoints = try rows[endpoints].map(PostgresRows.endpoint)
         for row in rows[locked] {
             let (sale, version) = try PostgresRows.sale(row)
-            ledger.sales[sale.id] = SaleState(sale: sale, version: version)
+            sales[sale.id] = SaleState(sale: sale, version: version)
         }
         for lookup in lookups {
             for row in rows[lookup.placed] {
                 let key = try row.makeRandomAccess()["idempotency_key"].decode(String.self)
-                ledger.placed[Key(sale: lookup.sale, key: key)] = try PostgresRows.order(row)
+                placed[Key(sale: lookup.sale, key: key)] = try PostgresRows.order(row)
             }
             for row in rows[lookup.cancelled] {
-                ledger.cancelled.insert(Key(sale: lookup.sale, key: try row.decode(String.self)))
+                cancelled.insert(Key(sale: lookup.sale, key: try row.decode(String.self)))
             }
             for row in rows[lookup.holdings] {
                 let (buyer, held) = try row.decode((String, Int64).self)
-                ledger.holdings[Holder(sale: lookup.sale, buyer: buyer)] = Int(held)
+                holdings[Holder(sale: lookup.sale, buyer: buyer)] = Int(held)
             }
         }
-        return ledger
     }
 
-    private init(endpoints: [WebhookEndpoint]) {
-        self.endpoints = endpoints
-    }
 
     mutating func decide(_ reservation: Reservation) -> ReservationOutcome {
         let request = reservation.request
@@ -126,7 +150,7 @@ struct PostgresReservationLedger {
     /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters, and
     /// commits: every statement and the `COMMIT` travel in one pipeline. Returns the counters of
     /// every sale read.
-    func save(on connection: PostgresConnection, logger: Logger) async throws -> [SaleID: CounterSnapshot] {
+    private func save(on connection: PostgresConnection, logger: Logger) -> EventLoopFuture<[SaleID: CounterSnapshot]> {
         var writes = PostgresPipeline(on: connection, logger: logger)
         if !created.isEmpty {
             insertOrders(into: &writes)
@@ -150,15 +174,17 @@ struct PostgresReservationLedger {
             updates.append((saleID, state.sale.stock, statement))
         }
         writes.send("COMMIT")
-        let rows = try await writes.results()
-        for update in updates {
-            // The sale's row was read under lock and orders refer to it: it cannot be missing.
-            guard let version = try rows[update.statement].first?.decode(Int64.self) else {
-                throw CorruptRowError(column: "sales.id")
+        return writes.answers().flatMapThrowing { [snapshots, updates] rows in
+            var snapshots = snapshots
+            for update in updates {
+                // The sale's row was read under lock and orders refer to it: it cannot be missing.
+                guard let version = try rows[update.statement].first?.decode(Int64.self) else {
+                    throw CorruptRowError(column: "sales.id")
+                }
+                snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
             }
-            snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
+            return snapshots
         }
-        return snapshots
     }
 
     private func insertOrders(into writes: inout PostgresPipeline) {

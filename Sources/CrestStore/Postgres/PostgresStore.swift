@@ -112,12 +112,8 @@ public final class PostgresStore: Store {
     }
 
     public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
-        // Two waits for the server per batch: BEGIN with the reads, then the writes with COMMIT.
         try await retryingTransaction { connection in
-            var ledger = try await PostgresReservationLedger.load(batch, on: connection, logger: self.logger)
-            let outcomes = batch.map { ledger.decide($0) }
-            let counters = try await ledger.save(on: connection, logger: self.logger)
-            return ReservationBatchResult(outcomes: outcomes, counters: counters)
+            try await PostgresReservationLedger.run(batch, on: connection, logger: self.logger).get()
         }
     }
 
