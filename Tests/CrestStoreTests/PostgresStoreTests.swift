@@ -46,70 +46,79 @@ struct PostgresStoreTests {
 
     @Test("a sale new to the planner's statistics: the batch's lookups probe the index with the key or buyer")
     func newSaleLookupsUseBothIndexColumns() async throws {
-        guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try cluster.createDatabase()
-        var logger = Logger(label: "crest.test.store")
-        logger.logLevel = .warning
-        let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))
-        defer { Task { try? await store.close() } }
-        let (old, new) = (makeSale(stock: 1_000_000), makeSale(stock: 1_000_000))
-        try await store.createSale(old)
-        try await store.createSale(new)
-        // An earlier sale's orders are all the statistics know; the new sale has none yet.
-        _ = try await cluster.psql(
-            url,
-            """
-            INSERT INTO orders (id, sale_id, buyer, quantity, amount, currency, status, idempotency_key,
-                created_at, expires_at, updated_at)
-            SELECT 'o' || i, '\(old.id)', 'b' || i, 1, 1000, 'CNY', 'pending_payment', 'k' || i, 0, 0, 0
-            FROM generate_series(1, 20000) AS i;
-            ANALYZE orders;
-            """)
-        // The shapes of PostgresReservationLedger's lookups, for the new sale.
-        let keys = "ARRAY[" + (1...32).map { "'n\($0)'" }.joined(separator: ",") + "]"
-        for (lookup, column) in [
-            ("SELECT id FROM orders WHERE sale_id = '\(new.id)' AND idempotency_key = ANY(\(keys))", "idempotency_key"),
-            (
+        try await withFreshStore { cluster, url, store in
+            let (old, new) = (makeSale(stock: 1_000_000), makeSale(stock: 1_000_000))
+            try await store.createSale(old)
+            try await store.createSale(new)
+            // An earlier sale's orders are all the statistics know; the new sale has none yet.
+            _ = try await cluster.psql(
+                url,
                 """
-                SELECT buyer, SUM(quantity)::bigint FROM orders
-                WHERE sale_id = '\(new.id)' AND buyer = ANY(\(keys)) AND status IN ('pending_payment', 'paid') GROUP BY buyer
-                """, "buyer"
-            ),
-        ] {
-            let plan = try await cluster.psql(url, "EXPLAIN \(lookup)").map { $0.joined(separator: "|") }
-            let conditions = plan.filter { $0.contains("Index Cond") }
-            #expect(conditions.contains { $0.contains(column) }, "plan: \(plan.joined(separator: "\n"))")
+                INSERT INTO orders (id, sale_id, buyer, quantity, amount, currency, status, idempotency_key,
+                    created_at, expires_at, updated_at)
+                SELECT 'o' || i, '\(old.id)', 'b' || i, 1, 1000, 'CNY', 'pending_payment', 'k' || i, 0, 0, 0
+                FROM generate_series(1, 20000) AS i;
+                ANALYZE orders;
+                """)
+            // The shapes of PostgresReservationLedger's lookups, for the new sale.
+            let keys = "ARRAY[" + (1...32).map { "'n\($0)'" }.joined(separator: ",") + "]"
+            for (lookup, column) in [
+                ("SELECT id FROM orders WHERE sale_id = '\(new.id)' AND idempotency_key = ANY(\(keys))", "idempotency_key"),
+                (
+                    """
+                    SELECT buyer, SUM(quantity)::bigint FROM orders
+                    WHERE sale_id = '\(new.id)' AND buyer = ANY(\(keys)) AND status IN ('pending_payment', 'paid') GROUP BY buyer
+                    """, "buyer"
+                ),
+            ] {
+                let plan = try await cluster.psql(url, "EXPLAIN \(lookup)").map { $0.joined(separator: "|") }
+                let conditions = plan.filter { $0.contains("Index Cond") }
+                #expect(conditions.contains { $0.contains(column) }, "plan: \(plan.joined(separator: "\n"))")
+            }
         }
     }
 
     @Test("claiming from a backlog of due jobs walks the waiting jobs in order instead of sorting them all")
     func claimWalksWaitingJobsInOrder() async throws {
+        try await withFreshStore { cluster, url, store in
+            // A sale's payment windows ran out together: 20,000 expiry jobs due, more waiting, some done.
+            _ = try await cluster.psql(
+                url,
+                """
+                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
+                SELECT 'order.expire', 'o' || i, CASE WHEN i % 4 = 0 THEN 'completed' ELSE 'scheduled' END, 5,
+                    CASE WHEN i <= 20000 THEN i ELSE 10000000000000 + i END, 0
+                FROM generate_series(1, 40000) AS i;
+                ANALYZE jobs;
+                """)
+            let now = PostgresRows.millis(Date())
+            let plan = try await cluster.psql(
+                url,
+                "EXPLAIN SELECT id FROM jobs \(PostgresStore.dueJobs(at: now)) ORDER BY run_at, id LIMIT 32 FOR UPDATE SKIP LOCKED"
+            ).map { $0.joined(separator: "|") }
+            #expect(plan.contains { $0.contains("jobs_waiting") }, "plan: \(plan.joined(separator: "\n"))")
+            #expect(!plan.contains { $0.contains("Sort") }, "plan: \(plan.joined(separator: "\n"))")
+            // And the claim takes the earliest due jobs.
+            let claim = try await store.claimJobs(limit: 3, worker: "w", lease: .seconds(30), at: Date())
+            #expect(claim.jobs.map(\.payload) == ["o1", "o2", "o3"])
+            #expect(claim.nextRunAt == Date(timeIntervalSince1970: 0.005))
+        }
+    }
+
+    /// A store on a database of its own, with the cluster to look into it with `psql`; the store
+    /// is closed at the end.
+    private func withFreshStore(_ body: (PostgresCluster, String, PostgresStore) async throws -> Void) async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
         let url = try cluster.createDatabase()
         var logger = Logger(label: "crest.test.store")
         logger.logLevel = .warning
         let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))
-        defer { Task { try? await store.close() } }
-        // A sale's payment windows ran out together: 20,000 expiry jobs due, more waiting, some done.
-        _ = try await cluster.psql(
-            url,
-            """
-            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
-            SELECT 'order.expire', 'o' || i, CASE WHEN i % 4 = 0 THEN 'completed' ELSE 'scheduled' END, 5,
-                CASE WHEN i <= 20000 THEN i ELSE 10000000000000 + i END, 0
-            FROM generate_series(1, 40000) AS i;
-            ANALYZE jobs;
-            """)
-        let now = PostgresRows.millis(Date())
-        let plan = try await cluster.psql(
-            url,
-            "EXPLAIN SELECT id FROM jobs \(PostgresStore.dueJobs(at: now)) ORDER BY run_at, id LIMIT 32 FOR UPDATE SKIP LOCKED"
-        ).map { $0.joined(separator: "|") }
-        #expect(plan.contains { $0.contains("jobs_waiting") }, "plan: \(plan.joined(separator: "\n"))")
-        #expect(!plan.contains { $0.contains("Sort") }, "plan: \(plan.joined(separator: "\n"))")
-        // And the claim takes the earliest due jobs.
-        let claim = try await store.claimJobs(limit: 3, worker: "w", lease: .seconds(30), at: Date())
-        #expect(claim.jobs.map(\.payload) == ["o1", "o2", "o3"])
-        #expect(claim.nextRunAt == Date(timeIntervalSince1970: 0.005))
+        do {
+            try await body(cluster, url, store)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
     }
 }

@@ -122,7 +122,6 @@ struct PostgresReservationLedger {
         }
     }
 
-
     mutating func decide(_ reservation: Reservation) -> ReservationOutcome {
         let request = reservation.request
         guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
