@@ -17,9 +17,8 @@ enum PostgresNotices {
     }
 
     /// Units of the sale went back to `available` (a cancel or an expiry).
-    static func stockReleased(_ saleID: SaleID, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query(
-            "SELECT pg_notify(\(channel), \("stock:\(saleID.description)"))", logger: logger)
+    static func stockReleasedQuery(_ saleID: SaleID) -> PostgresQuery {
+        "SELECT pg_notify(\(channel), \("stock:\(saleID.description)"))"
     }
 
     static func parse(_ payload: String) -> StoreChange? {

@@ -28,47 +28,70 @@ enum PostgresOrders {
 
     /// Applies `event` to a locked `order`: status, stock and event, or the `confirm_after_cancel`
     /// flag for a payment that came too late.
+    ///
+    /// Every statement of the change, and the read of the counters after it, travel in one
+    /// pipeline (see `PostgresPipeline`): one wait for the server per change (two when a merchant
+    /// endpoint wants the event), where each statement used to be one. The caller commits after
+    /// this returns, so a failure found in the answers still rolls the whole change back.
     static func apply(
         _ event: Order.Event, to order: Order, on connection: PostgresConnection, at now: Date, logger: Logger
     ) async throws -> TransitionResult {
         var order = order
         let sale = order.saleID.description
         let transition = StoreRules.transition(event, of: order)
+        var writes = PostgresPipeline(on: connection, logger: logger)
+        var moved: (statement: Int, column: String)?
+        var appended: (event: Int, endpoints: Int)?
         if transition.change == .applied {
             if let (from, to) = transition.move {
-                let moved = try await connection.query(
+                let statement = writes.send(
                     """
                     UPDATE sales SET \(unescaped: from) = \(unescaped: from) - \(order.quantity),
                         \(unescaped: to) = \(unescaped: to) + \(order.quantity), version = version + 1
                     WHERE id = \(sale) AND \(unescaped: from) >= \(order.quantity) RETURNING 1
-                    """, logger: logger
-                ).collect()
-                guard moved.count == 1 else { throw CorruptRowError(column: "sales.\(from)") }
-                if to == "available" { try await PostgresNotices.stockReleased(order.saleID, on: connection, logger: logger) }
+                    """)
+                moved = (statement, from)
+                if to == "available" { writes.send(PostgresNotices.stockReleasedQuery(order.saleID)) }
             }
             order.status = transition.target
             order.updatedAt = now
-            try await connection.query(
+            writes.send(
                 """
                 UPDATE orders SET status = \(transition.target.rawValue), updated_at = \(PostgresRows.millis(now))
                 WHERE id = \(order.id.description)
-                """, logger: logger)
-            try await PostgresEvents.appendNext(OrderEvent.Kind(event), of: order, at: now, on: connection, logger: logger)
+                """)
+            // After the order's last event (the caller holds the order's row lock).
+            let event = writes.send(
+                """
+                INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
+                SELECT \(EventID.make(now: now).description), \(order.id.description), \(sale),
+                    COALESCE(MAX(sequence), 0) + 1, \(OrderEvent.Kind(event).rawValue), \(PostgresRows.millis(now))
+                FROM order_events WHERE order_id = \(order.id.description)
+                RETURNING sequence
+                """)
+            appended = (event, writes.send(PostgresEvents.activeEndpointsQuery))
         }
         if transition.flagsLateConfirm {
             let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
-            try await connection.query(
+            writes.send(
                 """
                 UPDATE orders SET flag = \(lateConfirm.reason.rawValue), flagged_at = \(PostgresRows.millis(now))
                 WHERE id = \(order.id.description)
-                """, logger: logger)
+                """)
             order.flag = lateConfirm
         }
-        guard
-            let row = try await connection.query(
-                "SELECT total, available, reserved, sold, version FROM sales WHERE id = \(sale)", logger: logger
-            ).collect().first
-        else { throw CorruptRowError(column: "orders.sale_id") }
+        let counters = writes.send("SELECT total, available, reserved, sold, version FROM sales WHERE id = \(sale)")
+        let rows = try await writes.answers().get()
+        if let moved, rows[moved.statement].count != 1 { throw CorruptRowError(column: "sales.\(moved.column)") }
+        if let appended {
+            guard let sequence = try rows[appended.event].first?.decode(Int.self) else {
+                throw CorruptRowError(column: "order_events.sequence")
+            }
+            try await PostgresEvents.deliver(
+                OrderEvent.Kind(event), of: order, sequence: sequence, at: now,
+                to: try rows[appended.endpoints].map(PostgresRows.endpoint), on: connection, logger: logger)
+        }
+        guard let row = rows[counters].first else { throw CorruptRowError(column: "orders.sale_id") }
         return TransitionResult(order: order, change: transition.change, counters: try PostgresRows.snapshot(row))
     }
 }
@@ -76,16 +99,11 @@ enum PostgresOrders {
 /// The outbox: one `order_events` row per order change, inside the change's transaction, and a
 /// delivery (row and job) for each merchant endpoint that wants it.
 enum PostgresEvents {
-    static func append(
-        _ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date, endpoints: [WebhookEndpoint],
+    /// For each endpoint that wants `kind`, a delivery row and its job.
+    static func deliver(
+        _ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date, to endpoints: [WebhookEndpoint],
         on connection: PostgresConnection, logger: Logger
     ) async throws {
-        try await connection.query(
-            """
-            INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
-            VALUES (\(EventID.make(now: time).description), \(order.id.description), \(order.saleID.description),
-                \(sequence), \(kind.rawValue), \(PostgresRows.millis(time)))
-            """, logger: logger)
         for endpoint in endpoints where endpoint.wants(kind) {
             let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: sequence)
             try await connection.query(
@@ -95,19 +113,6 @@ enum PostgresEvents {
                 """, logger: logger)
             try await PostgresJobs.insert(WebhookJobs.delivery(delivery), at: time, on: connection, logger: logger)
         }
-    }
-
-    /// Appends an event after the order's last one (the caller holds the order's row lock).
-    static func appendNext(
-        _ kind: OrderEvent.Kind, of order: Order, at time: Date, on connection: PostgresConnection, logger: Logger
-    ) async throws {
-        let last = try await connection.query(
-            "SELECT COALESCE(MAX(sequence), 0)::bigint FROM order_events WHERE order_id = \(order.id.description)",
-            logger: logger
-        ).values(Int64.self).first ?? 0
-        try await append(
-            kind, of: order, sequence: Int(last) + 1, at: time,
-            endpoints: try await activeEndpoints(on: connection, logger: logger), on: connection, logger: logger)
     }
 
     static func activeEndpoints(on connection: PostgresConnection, logger: Logger) async throws -> [WebhookEndpoint] {
