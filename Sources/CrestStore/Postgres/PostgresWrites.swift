@@ -61,7 +61,7 @@ enum PostgresOrders {
                 WHERE id = \(order.id.description)
                 """)
             // After the order's last event (the caller holds the order's row lock).
-            let event = writes.send(
+            let inserted = writes.send(
                 """
                 INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
                 SELECT \(EventID.make(now: now).description), \(order.id.description), \(sale),
@@ -69,7 +69,7 @@ enum PostgresOrders {
                 FROM order_events WHERE order_id = \(order.id.description)
                 RETURNING sequence
                 """)
-            appended = (event, writes.send(PostgresEvents.activeEndpointsQuery))
+            appended = (inserted, writes.send(PostgresEvents.activeEndpointsQuery))
         }
         if transition.flagsLateConfirm {
             let lateConfirm = OrderFlag(reason: .confirmAfterCancel, flaggedAt: now)
