@@ -8,8 +8,8 @@ import PostgresNIO
 /// everything the batch's decisions need (its sales' rows, locked; the keys already used; the
 /// attempts cancelled; what each buyer holds), the decisions are made in memory, and a few
 /// statements write the outcome (`INSERT … SELECT FROM UNNEST(…)` of the orders, their events,
-/// deliveries and jobs; one `UPDATE` of the counters per sale). The transaction is two pipelines
-/// of statements, `BEGIN` with the reads and the writes with `COMMIT` (see `run`).
+/// deliveries and jobs; one conditional `UPDATE` of the counters per sale). The statements travel
+/// in two pipelines, `BEGIN` with the reads and the writes, then `COMMIT` (see `run`).
 ///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
@@ -43,9 +43,9 @@ struct PostgresReservationLedger {
     ///
     /// `BEGIN` and every read travel in one pipeline (see `PostgresPipeline`); the sales' rows are
     /// locked first, so the reads after it see every batch committed before this one took its
-    /// turn. The decisions are made, and the writes and `COMMIT` sent in a second pipeline, on the
-    /// connection's event loop the moment the reads are answered: the sales' rows stay locked for
-    /// the server's time only, not also for a trip through a task (other nodes wait for them).
+    /// turn. The decisions are made and the writes sent in a second pipeline, and then `COMMIT`,
+    /// on the connection's event loop the moment the answers are in: the sales' rows stay locked
+    /// for the server's time only, not also for trips through a task (other nodes wait for them).
     static func run(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger)
         -> EventLoopFuture<ReservationBatchResult>
     {
@@ -146,9 +146,8 @@ struct PostgresReservationLedger {
         return .reserved(order)
     }
 
-    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters, and
-    /// commits: every statement and the `COMMIT` travel in one pipeline. Returns the counters of
-    /// every sale read.
+    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters (every
+    /// statement in one pipeline), and commits. Returns the counters of every sale read.
     private func save(on connection: PostgresConnection, logger: Logger) -> EventLoopFuture<[SaleID: CounterSnapshot]> {
         var writes = PostgresPipeline(on: connection, logger: logger)
         if !created.isEmpty {
@@ -162,27 +161,32 @@ struct PostgresReservationLedger {
                 snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: state.version)
                 continue
             }
-            // The row is locked, so the stock suffices. Should it ever not, the table's
-            // `CHECK (available >= 0)` fails this statement, and the `COMMIT` behind it rolls back.
+            // The row is locked, so the condition holds; it is the guard should it ever not.
             let statement = writes.send(
                 """
                 UPDATE sales SET available = available - \(state.granted), reserved = reserved + \(state.granted),
                     version = version + 1
-                WHERE id = \(saleID.description) RETURNING version
+                WHERE id = \(saleID.description) AND available >= \(state.granted) RETURNING version
                 """)
             updates.append((saleID, state.sale.stock, statement))
         }
-        writes.send("COMMIT")
-        return writes.answers().flatMapThrowing { [snapshots, updates] rows in
+        // `COMMIT` goes only once every conditional decrement matched its row, sent from the
+        // connection's event loop as soon as the answers are in.
+        return writes.answers().flatMap { [snapshots, updates] rows in
             var snapshots = snapshots
-            for update in updates {
-                // The sale's row was read under lock and orders refer to it: it cannot be missing.
-                guard let version = try rows[update.statement].first?.decode(Int64.self) else {
-                    throw CorruptRowError(column: "sales.id")
+            do {
+                for update in updates {
+                    guard let version = try rows[update.statement].first?.decode(Int64.self) else {
+                        throw CorruptRowError(column: "sales.available")
+                    }
+                    snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
                 }
-                snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
+            } catch {
+                return connection.eventLoop.makeFailedFuture(error)
             }
-            return snapshots
+            var commit = PostgresPipeline(on: connection, logger: logger)
+            commit.send("COMMIT")
+            return commit.answers().map { [snapshots] _ in snapshots }
         }
     }
 

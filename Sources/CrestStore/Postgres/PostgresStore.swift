@@ -10,9 +10,8 @@ import Synchronization
 /// The same promises as the embedded store, across processes: each batch of reservations is one
 /// transaction that locks its sales' rows (`FOR UPDATE`, in id order), decides every reservation
 /// against the committed state, writes its orders, events and jobs set-based (`UNNEST` of
-/// arrays), and moves the counters with one `UPDATE` per sale (the table's `CHECK (available >= 0)`
-/// its guard); two nodes batching on the same sale take turns on its row, so neither can sell
-/// what the other sold.
+/// arrays), and moves the counters with a conditional `UPDATE … WHERE available >= n`; two nodes
+/// batching on the same sale take turns on its row, so neither can sell what the other sold.
 /// Jobs are claimed with `FOR UPDATE SKIP LOCKED`; changes other nodes must hear of (jobs due,
 /// stock given back) are announced with `NOTIFY` (see `changes()`).
 ///
