@@ -65,8 +65,9 @@ public struct LoadTest: Sendable {
         let ticker = Task { await reportProgress(of: load) }
         await withTaskGroup(of: Void.self) { group in
             for (index, connection) in connections.enumerated() {
-                group.addTask {
-                    await load.work(index: index, connection: connection, on: EventLoopIsolation(connection.eventLoop))
+                let loop = EventLoopTaskExecutor(connection.eventLoop)
+                group.addTask(executorPreference: loop) {
+                    await load.work(index: index, connection: connection, on: loop)
                 }
             }
         }
@@ -272,8 +273,8 @@ final class LoadRun: Sendable {
 
     /// One worker: takes the next attempt, waits until it is due (open loop), sends it, records
     /// the answer; reconnects (on the same loop) after a connection broke or timed out. It runs
-    /// on its connection's event loop.
-    func work(index: Int, connection first: LoadConnection, on loop: isolated EventLoopIsolation) async {
+    /// on its connection's event loop (started with `loop` as its executor preference).
+    func work(index: Int, connection first: LoadConnection, on loop: EventLoopTaskExecutor) async {
         // Seeds from the generator's own output: seeds a fixed step apart would give each worker
         // the same sequence shifted (SplitMix64 steps its state by a constant).
         var seeder = SplitMix64(seed: plan.seed ^ (UInt64(index) << 32))
@@ -290,10 +291,9 @@ final class LoadRun: Sendable {
                     connection = try await LoadConnection.connect(
                         host: endpoint.host, port: endpoint.port, group: loop.eventLoop)
                 }
-                let body = ByteBuffer(string: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#)
                 let response = try await connection!.send(
-                    method: .POST, path: orderPath, headers: [("Idempotency-Key", attempt.key)], body: body,
-                    timeout: timeout)
+                    method: .POST, path: orderPath, headers: [("Idempotency-Key", attempt.key)],
+                    json: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#, timeout: timeout)
                 record(attempt, response, latency: .now - sent)
             } catch {
                 await connection?.close()

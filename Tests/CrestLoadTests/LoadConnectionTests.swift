@@ -1,0 +1,187 @@
+@testable import CrestLoad
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+
+/// The load generator's own HTTP/1.1 connection against a scripted server: answers are read
+/// whole and in order, a silent server times a request out (also after earlier answers), and a
+/// closed connection fails at once.
+@Suite("crest loadtest: its HTTP connection")
+struct LoadConnectionTests {
+    @Test("answers on one keep-alive connection: status, Location, replay marker and body, fixed-length or chunked")
+    func answersAreReadWhole() async throws {
+        try await ScriptedServer.with([
+            .answer(
+                "HTTP/1.1 201 Created\r\nLocation: /v1/orders/o-1\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: 11\r\n\r\n{\"id\":\"o1\"}"),
+            .answer(
+                "HTTP/1.1 201 Created\r\nlocation: /v1/orders/o-1\r\nidempotent-replayed: true\r\n"
+                    + "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"id\r\n7\r\n\":\"o1\"}\r\n0\r\n\r\n"),
+            .answer("HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\n\r\n"),
+        ]) { server in
+            let connection = try await LoadConnection.connect(host: "127.0.0.1", port: server.port)
+            let first = try await connection.send(method: .GET, path: "/a", timeout: .seconds(10))
+            #expect(first.status == 201)
+            #expect(first.location == "/v1/orders/o-1")
+            #expect(!first.replayed)
+            #expect(String(buffer: first.body) == #"{"id":"o1"}"#)
+            let second = try await connection.send(method: .GET, path: "/b", timeout: .seconds(10))
+            #expect(second.status == 201 && second.replayed)
+            #expect(second.location == "/v1/orders/o-1")
+            #expect(String(buffer: second.body) == #"{"id":"o1"}"#)
+            let third = try await connection.send(
+                method: .POST, path: "/c", headers: [("Idempotency-Key", "k-3")], json: #"{"buyer":"b"}"#,
+                timeout: .seconds(10))
+            #expect(third.status == 409 && third.location == nil && third.body.readableBytes == 0)
+            await connection.close()
+            #expect(server.requests == [
+                "GET /a HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
+                "GET /b HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
+                "POST /c HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\nIdempotency-Key: k-3\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"buyer\":\"b\"}",
+            ])
+        }
+    }
+
+    @Test("a server that stops answering times the request out, also after answers in time, and the connection closes")
+    func silenceTimesOut() async throws {
+        try await ScriptedServer.with([.answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), .silence]) { server in
+            let connection = try await LoadConnection.connect(host: "127.0.0.1", port: server.port)
+            // The connection's one timer is armed by the first request and fires at its deadline,
+            // after that request was answered: it must wait on for the second's deadline.
+            let answered = try await connection.send(method: .GET, path: "/fast", timeout: .milliseconds(600))
+            #expect(answered.status == 200)
+            try await Task.sleep(for: .milliseconds(300))
+            let sent = ContinuousClock.now
+            await #expect(throws: LoadConnection.TimedOut.self) {
+                try await connection.send(method: .GET, path: "/stalls", timeout: .milliseconds(600))
+            }
+            let waited = ContinuousClock.now - sent
+            #expect(waited >= .milliseconds(590), "timed out after \(waited), before its own deadline")
+            #expect(waited < .seconds(5))
+            #expect(!connection.isActive)
+        }
+    }
+
+    @Test("a connection the server closed fails the request at once, not at its timeout")
+    func closedConnectionFails() async throws {
+        try await ScriptedServer.with([.close, .close]) { server in
+            let connection = try await LoadConnection.connect(host: "127.0.0.1", port: server.port)
+            let sent = ContinuousClock.now
+            await #expect(throws: LoadConnection.Closed.self) {
+                try await connection.send(method: .GET, path: "/x", timeout: .seconds(30))
+            }
+            await #expect(throws: LoadConnection.Closed.self) {
+                try await connection.send(method: .GET, path: "/y", timeout: .seconds(30))
+            }
+            #expect(ContinuousClock.now - sent < .seconds(10))
+        }
+    }
+
+    @Test("a path or header with a line break is refused before anything is sent")
+    func lineBreaksAreRefused() async throws {
+        try await ScriptedServer.with([]) { server in
+            let connection = try await LoadConnection.connect(host: "127.0.0.1", port: server.port)
+            await #expect(throws: LoadConnection.Unframeable.self) {
+                try await connection.send(method: .GET, path: "/a\r\nX-Evil: 1", timeout: .seconds(5))
+            }
+            await #expect(throws: LoadConnection.Unframeable.self) {
+                try await connection.send(
+                    method: .GET, path: "/a", headers: [("Idempotency-Key", "k\n1")], timeout: .seconds(5))
+            }
+            await connection.close()
+            #expect(server.requests.isEmpty)
+        }
+    }
+}
+
+/// A loopback server that plays one step per request it reads (requests are recognised by their
+/// blank line and `Content-Length`): answer with fixed bytes, say nothing, or close.
+private final class ScriptedServer: Sendable {
+    enum Step: Sendable {
+        case answer(String)
+        case silence
+        case close
+    }
+
+    let port: Int
+    private let box: StateBox
+
+    var requests: [String] { box.state.withLock { $0.requests } }
+
+    private init(channel: any Channel, box: StateBox) {
+        self.port = channel.localAddress!.port!
+        self.box = box
+    }
+
+    static func with(_ steps: [Step], _ body: (ScriptedServer) async throws -> Void) async throws {
+        let box = StateBox(steps)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Player(box: box))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let server = ScriptedServer(channel: channel, box: box)
+        do {
+            try await body(server)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try await channel.close()
+    }
+
+    /// Shares the script between the listening channel's children.
+    final class StateBox: Sendable {
+        let state: Mutex<(steps: [Step], requests: [String])>
+        init(_ steps: [Step]) { state = Mutex((steps, [])) }
+    }
+
+    private final class Player: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let box: StateBox
+        var received = ""
+
+        init(box: StateBox) { self.box = box }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            while let request = takeRequest() {
+                let step = box.state.withLock { state -> Step in
+                    state.requests.append(request)
+                    return state.steps.isEmpty ? .silence : state.steps.removeFirst()
+                }
+                switch step {
+                case .answer(let bytes):
+                    context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: bytes)), promise: nil)
+                case .silence:
+                    break
+                case .close:
+                    context.close(promise: nil)
+                    return
+                }
+            }
+        }
+
+        /// The first whole request in what was received, removed from it.
+        private func takeRequest() -> String? {
+            guard let end = received.range(of: "\r\n\r\n") else { return nil }
+            let head = received[..<end.upperBound]
+            let length = head.split(separator: "\r\n")
+                .first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            guard received[end.upperBound...].utf8.count >= length else { return nil }
+            let bodyEnd = received.utf8.index(end.upperBound, offsetBy: length)
+            let request = String(received[..<bodyEnd])
+            received = String(received[bodyEnd...])
+            return request
+        }
+    }
+}
