@@ -34,7 +34,7 @@ struct CrashTests {
             }
             if count == 300 {
                 killed.withLock { $0 = true }
-                first.kill()
+                await first.kill()
             }
             return answer.id
         }
@@ -69,7 +69,7 @@ struct CrashTests {
         #expect(ids.count == requests)
         let final = try await restarted.stock(sale: sale)
         #expect(final == ["total": 10_000, "available": 10_000 - requests, "reserved": requests, "sold": 0])
-        #expect(second.stop() == 0, "graceful stop failed:\n\(second.log)")
+        #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
         try await http.shutdown()
     }
 }

@@ -50,17 +50,22 @@ final class CrestProcess: Sendable {
 
     var log: String { output.value }
 
-    /// SIGKILL: no shutdown, no flush — what a crash or `kill -9` does.
-    func kill() {
+    /// SIGKILL: no shutdown, no flush — what a crash or `kill -9` does. Returns once it is gone.
+    func kill() async {
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let process = process
+        await offPool { process.waitUntilExit() }
     }
 
-    /// SIGTERM, then waits for the graceful shutdown; returns the exit status.
-    func stop() -> Int32 {
+    /// SIGTERM, then waits for the graceful shutdown (off the concurrency pool: it can take
+    /// seconds); returns the exit status.
+    func stop() async -> Int32 {
         process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
+        let process = process
+        return await offPool {
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
     }
 
     deinit {

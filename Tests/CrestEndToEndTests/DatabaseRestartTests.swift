@@ -20,8 +20,17 @@ struct DatabaseRestartTests {
     func restartMidLoad() async throws {
         // A cluster of its own: restarting the shared one would disturb every other test.
         guard let cluster = try await PostgresCluster.dedicated() else { return }
-        defer { cluster.stop() }
-        let url = try cluster.createDatabase()
+        do {
+            try await restartMidLoad(on: cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    private func restartMidLoad(on cluster: PostgresCluster) async throws {
+        let url = try await cluster.createDatabase()
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let node = try await CrestProcess(dataDirectory: directory, extraArguments: ["--database-url", url])
@@ -69,7 +78,7 @@ struct DatabaseRestartTests {
             attempts.value.count(where: { $0.sentIn == 2 && $0.status == 201 }) >= 50
         }
         stopping.withLock { $0 = true }
-        await load.value
+        _ = await load.value
         let all = attempts.value
         #expect(resumed, "\(Dictionary(grouping: all.filter { $0.sentIn == 2 }, by: \.status).mapValues(\.count))")
         #expect(try await client.call(.GET, "/readyz").status == 200)
@@ -98,6 +107,6 @@ struct DatabaseRestartTests {
         #expect(orders.first == ["\(keys.count)", "\(keys.count)"], "\(orders) orders for \(keys.count) keys")
         let counters = try await client.stock(sale: sale)
         #expect(counters == ["total": stock, "available": stock - keys.count, "reserved": keys.count, "sold": 0])
-        #expect(node.stop() == 0, "graceful stop failed:\n\(node.log)")
+        #expect(await node.stop() == 0, "graceful stop failed:\n\(node.log)")
     }
 }

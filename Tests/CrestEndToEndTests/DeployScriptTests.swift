@@ -63,17 +63,13 @@ struct DeployScriptTests {
     }
 
     private func script(_ command: String, environment: [String: String]) async throws -> (status: Int32, output: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try Self.runSync(command, environment: environment) })
-            }
-        }
+        try await offPool { try Self.runSync(command, environment: environment) }
     }
 
     /// Runs the script to its end, its output in a file (the servers it leaves running inherit its descriptors).
     private static func runSync(_ command: String, environment: [String: String]) throws -> (status: Int32, output: String) {
         let log = FileManager.default.temporaryDirectory.appending(path: "crest-deploy-\(UUID().uuidString).out")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         defer { try? handle.close() }

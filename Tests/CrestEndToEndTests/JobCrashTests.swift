@@ -33,7 +33,7 @@ struct JobCrashTests {
             return answer?.status == 201 ? answer?.id : nil
         }
         let lastPlaced = ContinuousClock.now
-        #expect(placing.stop() == 0, "graceful stop failed:\n\(placing.log)")
+        #expect(await placing.stop() == 0, "graceful stop failed:\n\(placing.log)")
         let orders = placed.compactMap { $0 }
         #expect(orders.count == placed.count)
         try await Task.sleep(until: lastPlaced + .seconds(window) + .milliseconds(200))
@@ -49,11 +49,11 @@ struct JobCrashTests {
             let caught = try await eventually(timeout: .seconds(20), every: .milliseconds(1)) {
                 let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire", headers: admin)
                 guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
-                first.kill()
+                await first.kill()
                 return true
             }
             guard caught else {
-                _ = first.stop()
+                _ = await first.stop()
                 Issue.record("no expiry job was seen running")
                 break
             }
@@ -95,7 +95,7 @@ struct JobCrashTests {
             let events = try await restarted.call(.GET, "/v1/orders/\(id)/events").json["events"] as? [[String: Any]]
             #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
         }
-        #expect(second.stop() == 0, "graceful stop failed:\n\(second.log)")
+        #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
         try await http.shutdown()
     }
 }

@@ -11,7 +11,7 @@ struct MultiNodeTests {
     @Test("orders spread over three processes: exactly the stock, one per buyer; each expiry runs once; every node sells what came back")
     func threeNodes() async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try cluster.createDatabase()
+        let url = try await cluster.createDatabase()
         let directories = Self.dataDirectories()
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         let nodes = try await Self.start(on: directories, ["--database-url", url])
@@ -53,13 +53,13 @@ struct MultiNodeTests {
             let answer = try await client.order(sale: sale, key: "again-\(index)", buyer: "late-\(index)")
             #expect(answer.status == 201, "node \(index): \(answer.status) \(answer.problemType ?? "")")
         }
-        for node in nodes { _ = node.stop() }
+        for node in nodes { _ = await node.stop() }
     }
 
     @Test("kill -9 one node mid-sale: its answered orders are all there, the others rescue its leased jobs, stock adds up")
     func killOneNode() async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try cluster.createDatabase()
+        let url = try await cluster.createDatabase()
         let directories = Self.dataDirectories()
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         // Short leases so that the survivors rescue soon; two workers per node so that a backlog of
@@ -89,7 +89,7 @@ struct MultiNodeTests {
             """
         let killed = try await eventually(timeout: .seconds(40), every: .milliseconds(5)) {
             guard try await !cluster.psql(url, victimJobs).isEmpty else { return false }
-            victim.kill()
+            await victim.kill()
             victimDead.withLock { $0 = true }
             return true
         }
@@ -137,7 +137,7 @@ struct MultiNodeTests {
             HAVING count(*) <> 2 OR count(*) FILTER (WHERE type = 'order.expired') <> 1
             """)
         #expect(doubled.isEmpty, "orders without exactly one expiry: \(doubled.prefix(5))")
-        for node in nodes.dropFirst() { #expect(node.stop() == 0) }
+        for node in nodes.dropFirst() { #expect(await node.stop() == 0) }
     }
 
     /// Three data directories of their own (the nodes keep nothing there but their admin token).

@@ -45,7 +45,7 @@ struct PaymentProcessTests {
         #expect(settled)
         #expect(status == "paid", "expiry must ask the provider, which says succeeded")
         #expect(try await client.stock(sale: sale) == ["total": 3, "available": 2, "reserved": 0, "sold": 1])
-        #expect(crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
-        #expect(simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
+        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+        #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
     }
 }

@@ -56,7 +56,10 @@ struct JobFixture {
         return enqueued[0].id
     }
 
-    func waitFor(_ id: JobID, timeout: Duration = .seconds(15), _ condition: @escaping (Job) -> Bool) async throws -> Job {
+    /// `timeout` bounds a wait, it is no speed claim: the whole suite runs its tests at once on
+    /// two cores (crash tests, three-node tests, a 10,000-job run), and a job that takes 1.2 s
+    /// alone was seen to take over 15 s then.
+    func waitFor(_ id: JobID, timeout: Duration = .seconds(60), _ condition: @escaping (Job) -> Bool) async throws -> Job {
         let reached = try await eventually(timeout: timeout) {
             try await store.job(id).map(condition) ?? false
         }
@@ -154,8 +157,9 @@ struct JobRunnerTests {
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             let at = try #require(ran.value)
             #expect(at >= runAt.addingTimeInterval(-0.001))
-            // Generous: the whole suite shares two cores (3 s was missed once, by 0.12 s, in CI).
-            #expect(at.timeIntervalSince(runAt) < 10, "ran \(at.timeIntervalSince(runAt)) s after its run-at")
+            // Generous: the whole suite shares two cores (3 s was missed once, by 0.12 s, in CI;
+            // 10 s by 0.3 s in a local full run).
+            #expect(at.timeIntervalSince(runAt) < 30, "ran \(at.timeIntervalSince(runAt)) s after its run-at")
             #expect(job.attempt == 1)
         }
     }

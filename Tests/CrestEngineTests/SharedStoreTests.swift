@@ -13,7 +13,7 @@ struct SharedStoreTests {
     @Test("a sold-out gate on one node opens when another node gives the stock back; a key placed on one node replays on the other even when sold out")
     func soldOutGateReopensAcrossNodes() async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try cluster.createDatabase()
+        let url = try await cluster.createDatabase()
         var logger = Logger(label: "crest.test.nodes")
         logger.logLevel = .warning
         let stores = [

@@ -109,7 +109,7 @@ struct PostgresStoreTests {
     /// is closed at the end.
     private func withFreshStore(_ body: (PostgresCluster, String, PostgresStore) async throws -> Void) async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try cluster.createDatabase()
+        let url = try await cluster.createDatabase()
         var logger = Logger(label: "crest.test.store")
         logger.logLevel = .warning
         let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))

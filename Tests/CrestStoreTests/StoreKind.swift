@@ -37,7 +37,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
                 print("PostgreSQL tests skipped: CREST_SKIP_POSTGRES=1")
                 return nil
             }
-            let url = try cluster.createDatabase()
+            let url = try await cluster.createDatabase()
             // These tests are about the store's rules, not outages: a loaded CI run may take more than
             // the default 2 s to open the first connections.
             open = {

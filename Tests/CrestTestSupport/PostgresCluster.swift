@@ -44,28 +44,24 @@ public final class PostgresCluster: Sendable {
 
     /// Started off the concurrency pool: `initdb` and `pg_ctl` are waited for synchronously.
     private static func startOffPool() async throws -> PostgresCluster {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try start() }) }
-        }
+        try await offPool { try start() }
     }
 
     /// Runs `sql` with `psql` on the database at `url` (off the concurrency pool); the rows, one
     /// per line, columns split by `|`.
     public func psql(_ url: String, _ sql: String) async throws -> [[String]] {
-        let output = try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result {
-                    try self.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-                })
-            }
+        let output = try await offPool {
+            try self.run("psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         }
         return output.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
     }
 
     /// A new, empty database in the cluster; its URL.
-    public func createDatabase() throws -> String {
+    public func createDatabase() async throws -> String {
         let name = "crest_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))"
-        try run("psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "crest", "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+        _ = try await offPool {
+            try self.run("psql", ["-h", "127.0.0.1", "-p", "\(self.port)", "-U", "crest", "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+        }
         return url(database: name)
     }
 
@@ -75,12 +71,17 @@ public final class PostgresCluster: Sendable {
 
     /// Stops the server (fast shutdown) and starts it again on the same port and data.
     public func restart(downFor pause: Duration = .zero) async throws {
-        try run("pg_ctl", ["-D", directory.appending(path: "data").path, "-m", "fast", "-w", "stop"])
+        _ = try await offPool { try self.run("pg_ctl", ["-D", self.directory.appending(path: "data").path, "-m", "fast", "-w", "stop"]) }
         if pause > .zero { try await Task.sleep(for: pause) }
-        try startServer()
+        try await offPool { try self.startServer() }
     }
 
-    public func stop() {
+    /// Stops the server at once (immediate shutdown).
+    public func stop() async {
+        await offPool { self.stopNow() }
+    }
+
+    private func stopNow() {
         _ = try? run("pg_ctl", ["-D", directory.appending(path: "data").path, "-m", "immediate", "-w", "stop"])
     }
 
@@ -150,7 +151,7 @@ public final class PostgresCluster: Sendable {
             clusters.append(self)
             return clusters.count == 1
         }
-        if first { atexit { for cluster in PostgresCluster.atExit.withLock({ $0 }) { cluster.stop() } } }
+        if first { atexit { for cluster in PostgresCluster.atExit.withLock({ $0 }) { cluster.stopNow() } } }
     }
 
     private static let atExit = Mutex<[PostgresCluster]>([])
@@ -228,7 +229,7 @@ public func freeLoopbackPort() -> Int {
 
 /// The exit status of `process`. Reaps it with `waitpid` itself: Foundation's
 /// `waitUntilExit` was seen to miss the end of a process that leaves servers running (`runuser … pg_ctl
-/// start`, deploy/three-nodes.sh). Blocks: call it off the concurrency pool.
+/// start`, deploy/three-nodes.sh). Blocks: call it off the concurrency pool (``offPool(_:)``).
 public func waitForExit(_ process: Process) -> Int32 {
     let pid = process.processIdentifier
     var status: Int32 = 0
