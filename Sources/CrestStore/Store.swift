@@ -110,6 +110,13 @@ public protocol Store: JobQueue {
     /// ask the store whether the key already placed an order elsewhere.
     var isShared: Bool { get }
 
+    /// Whether the engine's reservation batcher should run its loop on a thread of its own
+    /// rather than on the cooperative pool (where, after each commit, it queues behind the
+    /// request handlers). Measured (Benchmarks/RESULTS.md): on the embedded store it cuts the
+    /// open-loop tail; on PostgreSQL it cost throughput (2,340 and 2,480 orders/s with, 3,370 and
+    /// 2,690 without, one node) — so only the embedded store asks for it.
+    var prefersCommitterThread: Bool { get }
+
     /// Releases files and connections. Calls after it fail.
     func close() async throws
 }
@@ -120,6 +127,8 @@ extension Store {
     }
 
     public var isShared: Bool { false }
+
+    public var prefersCommitterThread: Bool { false }
 }
 
 /// A change announced to every process that shares a store.

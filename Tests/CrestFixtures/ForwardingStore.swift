@@ -75,5 +75,6 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func ping() async throws { try await inner.ping() }
     open func changes() -> AsyncStream<StoreChange> { inner.changes() }
     open var isShared: Bool { inner.isShared }
+    open var prefersCommitterThread: Bool { inner.prefersCommitterThread }
     open func close() async throws { try await inner.close() }
 }

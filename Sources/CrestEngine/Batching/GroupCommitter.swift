@@ -29,12 +29,18 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let commit: Commit
     private let window: Duration
     private let maxBatchSize: Int
+    private let ownThread: Bool
     private let logger: Logger
 
-    public init(window: Duration, maxBatchSize: Int, logger: Logger, commit: @escaping Commit) {
+    /// With `ownThread`, the loop runs on a thread of its own (see ``DedicatedThreadExecutor``);
+    /// otherwise on the cooperative pool.
+    public init(
+        window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger, commit: @escaping Commit
+    ) {
         precondition(maxBatchSize >= 1, "maxBatchSize must be at least 1")
         self.window = window
         self.maxBatchSize = maxBatchSize
+        self.ownThread = ownThread
         self.logger = logger
         self.commit = commit
     }
@@ -73,6 +79,13 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// Commits batches until `stopAccepting()` was called and the queue is empty. For owners that
     /// decide themselves when to stop (`run()` stops on graceful shutdown).
     func drain() async {
+        guard ownThread else { return await commitUntilStopped() }
+        let thread = DedicatedThreadExecutor()
+        await withTaskExecutorPreference(thread) { await commitUntilStopped() }
+        await thread.shutdown()
+    }
+
+    private func commitUntilStopped() async {
         while let batch = await nextBatch() {
             await process(batch)
         }

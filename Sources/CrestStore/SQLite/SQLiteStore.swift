@@ -239,6 +239,8 @@ public final class SQLiteStore: Store {
             arguments: [flag.reason.rawValue, SQLiteRows.millis(flag.flaggedAt), id.description])
     }
 
+    public var prefersCommitterThread: Bool { true }
+
     public func ping() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }

@@ -1,0 +1,44 @@
+@testable import CrestEngine
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@Suite("Group committer")
+struct GroupCommitterTests {
+    /// The name of the thread running the caller (Linux).
+    static func threadName() -> String {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        return name.trimmingCharacters(in: .newlines)
+    }
+
+    @Test("with a thread of its own: every batch commits there, each request gets its own answer, and shutdown commits what queued, then stops")
+    func ownThreadCommitsAndStops() async throws {
+        let threads = Mutex<Set<String>>([])
+        let committer = GroupCommitter<Int, Int>(window: .zero, maxBatchSize: 8, ownThread: true, logger: Logger(label: "test")) {
+            items in
+            threads.withLock { _ = $0.insert(Self.threadName()) }
+            try await Task.sleep(for: .milliseconds(1))
+            threads.withLock { _ = $0.insert(Self.threadName()) }
+            return items.map { $0 * 2 }
+        }
+        let draining = Task { await committer.drain() }
+        let answers = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for item in 0..<100 { group.addTask { (item, try await committer.submit(item)) } }
+            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+        }
+        #expect(answers.count == 100 && answers.allSatisfy { $0.value == $0.key * 2 })
+        let late = Task { try await committer.submit(1_000) }
+        committer.stopAccepting()
+        await draining.value
+        // The request submitted just before shutdown was either committed or refused, never left waiting.
+        switch await late.result {
+        case .success(let answer): #expect(answer == 2_000)
+        case .failure(let error): #expect(error is GroupCommitter<Int, Int>.ShutdownError)
+        }
+        let seen = threads.withLock { $0 }
+        #expect(seen.count == 1, "batches committed on \(seen)")
+        #expect(seen.allSatisfy { $0.hasPrefix("NIO-ELT") }, "batches committed on \(seen)")
+        await #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try await committer.submit(1) }
+    }
+}
