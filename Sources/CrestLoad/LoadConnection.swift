@@ -159,7 +159,7 @@ final class EventLoopTaskExecutor: TaskExecutor {
 /// NIO's response decoder without its watch on outbound writes: it learns each request's method
 /// (which says whether an answer has a body) from ``ResponseCollector`` instead, so requests can
 /// go out as plain bytes.
-struct ResponseDecoding: ByteToMessageDecoder {
+private struct ResponseDecoding: ByteToMessageDecoder {
     typealias InboundOut = HTTPClientResponsePart
     let decoder: HTTPResponseDecoder
 
@@ -178,7 +178,7 @@ struct ResponseDecoding: ByteToMessageDecoder {
 /// Writes each request, tells the decoder what was asked, and resumes the waiting caller with the
 /// answer; fails what is pending when the connection goes away or the oldest request outlives its
 /// deadline.
-final class ResponseCollector: ChannelDuplexHandler {
+private final class ResponseCollector: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = Outgoing
     typealias OutboundOut = ByteBuffer
