@@ -79,8 +79,8 @@ public final class Engine: Sendable {
             configuration: configuration.jobs, logger: logger, clock: clock)
         self.jobs = jobs
         self.batcher = GroupCommitter(
-            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize, ownThread: store.prefersCommitterThread,
-            logger: logger
+            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
+            ownThread: store.prefersCommitterThread, logger: logger
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {
