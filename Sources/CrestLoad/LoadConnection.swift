@@ -96,8 +96,10 @@ final class LoadConnection: Sendable {
     private func encode(method: HTTPMethod, path: String, headers: [(String, String)], body: String?) throws
         -> ByteBuffer
     {
-        for text in [path] + headers.flatMap({ [$0.0, $0.1] }) where text.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
-            throw Unframeable(text: text)
+        try Self.checkFraming(path)
+        for (name, value) in headers {
+            try Self.checkFraming(name)
+            try Self.checkFraming(value)
         }
         let bodyBytes = body?.utf8.count ?? 0
         var buffer = channel.allocator.buffer(capacity: 128 + path.utf8.count + host.utf8.count + 64 * headers.count + bodyBytes)
@@ -122,6 +124,11 @@ final class LoadConnection: Sendable {
             buffer.writeStaticString("\r\n")
         }
         return buffer
+    }
+
+    /// Throws `Unframeable` for text with a CR or LF, which would end a request line or header early.
+    private static func checkFraming(_ text: String) throws {
+        if text.utf8.contains(where: { $0 == 13 || $0 == 10 }) { throw Unframeable(text: text) }
     }
 
     func close() async {
@@ -238,8 +245,11 @@ private final class ResponseCollector: ChannelDuplexHandler {
             collector.timer = nil
             guard let oldest = collector.pending.first else { return }
             if oldest.deadline <= .now() {
-                collector.failAll(LoadConnection.TimedOut())
+                // Closed before anyone hears of it: a caller told `TimedOut` finds the
+                // connection inactive (and the close's own `Closed` finds nothing pending).
+                let late = collector.takeAll()
                 context.close(promise: nil)
+                for request in late { request.continuation.resume(throwing: LoadConnection.TimedOut()) }
             } else {
                 collector.arm(context: context, at: oldest.deadline)
             }
@@ -274,10 +284,15 @@ private final class ResponseCollector: ChannelDuplexHandler {
     }
 
     private func failAll(_ error: any Error) {
+        for request in takeAll() { request.continuation.resume(throwing: error) }
+    }
+
+    /// Every pending request, no longer pending; the timer stops.
+    private func takeAll() -> CircularBuffer<Pending> {
         timer?.cancel()
         timer = nil
         let waiting = pending
         pending.removeAll()
-        for request in waiting { request.continuation.resume(throwing: error) }
+        return waiting
     }
 }
