@@ -20,7 +20,6 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 if [ -z "${SKIP_BUILD:-}" ]; then swift build -c release --product crest >/dev/null; fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 WORK=$(mktemp -d /tmp/crest-bench-pg.XXXXXX)
 chmod 755 "$WORK"
 export CREST_BIN=$CREST_BIN CREST_DEPLOY_DIR=$WORK/deploy CREST_ADMIN_TOKEN=$ADMIN_TOKEN CREST_LOG_LEVEL=warning

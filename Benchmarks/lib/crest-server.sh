@@ -2,6 +2,9 @@
 CREST_BIN=${CREST_BIN:-.build/release/crest}
 ADMIN_TOKEN=bench-admin-token
 
+# free_port — prints a free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # start_crest DATA_DIR [extra serve flags…] — sets CREST_PID and CREST_URL.
 start_crest() {
   local dir=$1; shift
