@@ -36,6 +36,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "CrestConcurrency",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CrestStore",
             dependencies: [
                 "CrestCore",
@@ -60,6 +68,7 @@ let package = Package(
         .target(
             name: "CrestEngine",
             dependencies: [
+                "CrestConcurrency",
                 "CrestCore",
                 "CrestStore",
                 "CrestPayments",
@@ -92,6 +101,7 @@ let package = Package(
         .target(
             name: "CrestLoad",
             dependencies: [
+                "CrestConcurrency",
                 "CrestCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -136,33 +136,6 @@ final class LoadConnection: Sendable {
     }
 }
 
-/// A task executor that runs every job on one event loop. A load worker started with it as its
-/// preference runs on its connection's loop, and an answer resumes it there, on the thread that
-/// read it (as wrk does). An actor whose executor was the loop did not do that: a continuation
-/// resumed from the loop went through the global executor first and only then hopped back — two
-/// thread switches per request, a fifth of the generator's CPU.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(_ eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-
-    /// Waits until `instant` on the loop's own timer.
-    func sleep(until instant: ContinuousClock.Instant) async {
-        let delay = instant - .now
-        guard delay > .zero else { return }
-        await withCheckedContinuation { continuation in
-            eventLoop.scheduleTask(in: TimeAmount(delay)) { continuation.resume() }
-        }
-    }
-}
-
 /// NIO's response decoder without its watch on outbound writes: it learns each request's method
 /// (which says whether an answer has a body) from ``ResponseCollector`` instead, so requests can
 /// go out as plain bytes.

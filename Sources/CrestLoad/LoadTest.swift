@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestConcurrency
 import CrestCore
 import Foundation
 import Histogram

@@ -1,3 +1,4 @@
+import CrestConcurrency
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -32,8 +33,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let ownThread: Bool
     private let logger: Logger
 
-    /// With `ownThread`, the loop runs on a thread of its own (see ``DedicatedThreadExecutor``);
-    /// otherwise on the cooperative pool.
+    /// With `ownThread`, the loop runs on a thread of its own (``EventLoopTaskExecutor/ownThread()``):
+    /// when a commit returns, it continues at once instead of queueing behind the request handlers
+    /// that share the cooperative pool. Otherwise it runs on the pool.
     public init(
         window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger, commit: @escaping Commit
     ) {
@@ -80,7 +82,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// decide themselves when to stop (`run()` stops on graceful shutdown).
     func drain() async {
         guard ownThread else { return await commitUntilStopped() }
-        let thread = DedicatedThreadExecutor()
+        let thread = EventLoopTaskExecutor.ownThread()
         await withTaskExecutorPreference(thread) { await commitUntilStopped() }
         await thread.shutdown()
     }
