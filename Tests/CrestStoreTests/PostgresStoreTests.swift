@@ -5,7 +5,8 @@ import Foundation
 import Logging
 import Testing
 
-/// What only the shared store has: several nodes starting at once, and announcements between them.
+/// What only the shared store has: several nodes starting at once, announcements between them, the
+/// conditional decrement that keeps nodes honest, and its query plans.
 @Suite("PostgreSQL store: several nodes")
 struct PostgresStoreTests {
     @Test("four nodes starting at once on an empty database: one migrates, all open")
@@ -102,6 +103,43 @@ struct PostgresStoreTests {
             let claim = try await store.claimJobs(limit: 3, worker: "w", lease: .seconds(30), at: Date())
             #expect(claim.jobs.map(\.payload) == ["o1", "o2", "o3"])
             #expect(claim.nextRunAt == Date(timeIntervalSince1970: 0.005))
+        }
+    }
+
+    @Test("a conditional decrement that matches no row commits nothing of its batch, and the store goes on")
+    func missedDecrementCommitsNothing() async throws {
+        try await withFreshStore { cluster, url, store in
+            let sale = makeSale(stock: 10)
+            try await store.createSale(sale)
+            // Every UPDATE of a sale's row skipped, as if the stock had gone between the batch's
+            // read and its decrement: `UPDATE … WHERE available >= n RETURNING` answers no row.
+            _ = try await cluster.psql(
+                url,
+                """
+                CREATE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+                CREATE TRIGGER skip_sales_update BEFORE UPDATE ON sales FOR EACH ROW EXECUTE FUNCTION skip_update();
+                """)
+            await #expect(throws: (any Error).self) {
+                try await store.reserve([reservation(sale, key: "k1", buyer: "ana"), reservation(sale, key: "k2", buyer: "bob")])
+            }
+            let left = try await cluster.psql(
+                url,
+                """
+                SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_events), (SELECT count(*) FROM jobs),
+                    (SELECT available FROM sales WHERE id = '\(sale.id)')
+                """)
+            #expect(left == [["0", "0", "0", "10"]], "orders, events, jobs, available: \(left)")
+
+            // The failed transaction was rolled back at once: nothing holds the sales table (a
+            // transaction left open on a pooled connection would, until the server ends it), and
+            // its connection serves the next batches.
+            _ = try await cluster.psql(url, "SET lock_timeout = '5s'; DROP TRIGGER skip_sales_update ON sales")
+            for (index, buyer) in ["ana", "bob", "cyd"].enumerated() {
+                let outcome = try await store.reserve([reservation(sale, key: "k\(index + 1)", buyer: buyer)]).outcomes
+                #expect(outcome.first?.order?.buyer == buyer, "\(outcome)")
+            }
+            let counters = try #require(try await store.counters(of: sale.id)).counters
+            #expect(counters.available == 7 && counters.reserved == 3 && counters.isConserved, "\(counters)")
         }
     }
 
