@@ -58,12 +58,17 @@ public struct JobClaim: Sendable {
     public var jobs: [Job]
     /// Running jobs whose lease had run out and were made retryable (or discarded) again.
     public var rescued: Int
+    /// The rescued jobs whose lease ran out on their last attempt, discarded by this claim: what
+    /// their kind does when a job is given up (its handler's `discarded` hook) is the claimer's
+    /// to do, as it is for a job that failed its last attempt.
+    public var discarded: [Job]
     /// The earliest run-at of the jobs still waiting, if any: when a worker should look again.
     public var nextRunAt: Date?
 
-    public init(jobs: [Job], rescued: Int, nextRunAt: Date?) {
+    public init(jobs: [Job], rescued: Int, discarded: [Job] = [], nextRunAt: Date?) {
         self.jobs = jobs
         self.rescued = rescued
+        self.discarded = discarded
         self.nextRunAt = nextRunAt
     }
 }
@@ -93,4 +98,10 @@ public struct JobStatistics: Sendable, Hashable {
         self.due = due
         self.oldestDueRunAt = oldestDueRunAt
     }
+}
+
+/// What a rescue writes on the jobs it takes back.
+enum JobRescue {
+    /// The error recorded on a job whose lease ran out.
+    static let leaseRanOut = "the lease ran out before the job finished (its worker stopped)"
 }

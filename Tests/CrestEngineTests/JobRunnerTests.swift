@@ -222,6 +222,32 @@ struct JobRunnerTests {
         }
     }
 
+    @Test("a job whose worker died on its last attempt is given up once its lease is over, and its kind's discard hook runs")
+    func rescueOnTheLastAttemptRunsTheDiscardHook() async throws {
+        let log = RunLog()
+        let hooked = Locked<[(JobID, String)]>([])
+        let handler = JobHandlerFunction(onDiscard: { job, error in hooked.withLock { $0.append((job.id, error)) } }) { _ in
+            log.record()
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["once": handler]) { fixture in
+            // As in `rescue()`: due a moment from now and claimed as of then by a worker that dies.
+            let due = Date().addingTimeInterval(0.3)
+            let id = try await fixture.store.enqueue(
+                [NewJob(kind: "once", payload: "{}", runAt: due, maxAttempts: 1)], at: Date())[0].id
+            let claimed = try await fixture.store.claimJobs(limit: 10, worker: "dead-worker", lease: .seconds(1), at: due)
+            #expect(claimed.jobs.map(\.id) == [id])
+            fixture.runner.notify(runAt: due.addingTimeInterval(1))
+            let job = try await fixture.waitFor(id) { $0.state == .discarded }
+            #expect(job.attempt == 1)
+            let reached = try await eventually(timeout: .seconds(60)) { !hooked.value.isEmpty }
+            #expect(reached)
+            #expect(hooked.value.map(\.0) == [id])
+            #expect(hooked.value.first?.1.contains("lease ran out") == true)
+            #expect(log.count == 0, "no attempt was left to run it again")
+        }
+    }
+
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
         let handler = JobHandlerFunction { _ in

@@ -278,6 +278,7 @@ struct StoreConformanceTests {
             #expect(retried.jobs.map(\.id) == [a.id] && retried.jobs[0].attempt == 2)
             let rescued = try await store.claimJobs(limit: 10, worker: "w3", lease: .seconds(5), at: now.addingTimeInterval(7))
             #expect(rescued.rescued == 1 && rescued.jobs.map(\.id) == [a.id] && rescued.jobs[0].attempt == 3)
+            #expect(rescued.discarded.isEmpty, "attempts were left: retried, not given up")
             try await store.extendLeases(worker: "w3", until: now.addingTimeInterval(100))
             #expect(try await store.job(a.id)?.leaseUntil == now.addingTimeInterval(100))
             try await store.finishJobs([JobFinish(lease: rescued.jobs[0].lease(worker: "w3"), completion: .snoozed(until: now.addingTimeInterval(50)))], at: now.addingTimeInterval(8))
@@ -294,6 +295,28 @@ struct StoreConformanceTests {
             #expect(try await store.jobs(matching: JobFilter(state: .completed), after: nil, limit: 10).map(\.id) == [b.id])
             #expect(try await store.pruneJobs(completedBefore: now.addingTimeInterval(11), discardedBefore: now) == 1)
             #expect(try await store.job(b.id) == nil)
+        }
+    }
+
+    @Test("a job whose lease runs out on its last attempt is discarded by the next claim, which hands it over for its hook", arguments: StoreKind.allCases)
+    func rescueOnTheLastAttempt(kind: StoreKind) async throws {
+        _ = try await kind.with { open in
+            let store = try await open()
+            let now = millisecondNow()
+            let id = try await store.enqueue([NewJob(kind: "test.once", payload: "p", maxAttempts: 1)], at: now)[0].id
+            // Its only attempt's worker dies.
+            #expect(try await store.claimJobs(limit: 10, worker: "dead", lease: .seconds(5), at: now).jobs.map(\.id) == [id])
+            let early = try await store.claimJobs(limit: 10, worker: "w", lease: .seconds(5), at: now.addingTimeInterval(4))
+            #expect(early.rescued == 0 && early.discarded.isEmpty, "the lease still holds")
+            let rescue = try await store.claimJobs(limit: 10, worker: "w", lease: .seconds(5), at: now.addingTimeInterval(6))
+            #expect(rescue.rescued == 1 && rescue.jobs.isEmpty)
+            let given = try #require(rescue.discarded.first)
+            #expect(rescue.discarded.count == 1 && given.id == id && given.kind == "test.once" && given.attempt == 1)
+            #expect(given.state == .discarded && given.finalizedAt == now.addingTimeInterval(6))
+            #expect(given.lastError?.contains("lease ran out") == true, "\(String(describing: given.lastError))")
+            #expect(try await store.job(id)?.state == .discarded)
+            // Handed over once: the next claim has nothing to give up.
+            #expect(try await store.claimJobs(limit: 10, worker: "w", lease: .seconds(5), at: now.addingTimeInterval(7)).discarded.isEmpty)
         }
     }
 

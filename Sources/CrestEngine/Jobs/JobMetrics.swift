@@ -18,9 +18,14 @@ final class JobMetrics: Sendable {
 
     /// Counts one run of a job by how it ended: completed, failed, discarded, snoozed or released.
     func countAttempt(kind: String, outcome: String, duration: Duration) {
-        Counter(label: Self.attemptsLabel, dimensions: [("kind", kind), ("outcome", outcome)]).increment()
+        countOutcome(kind: kind, outcome: outcome)
         Timer(label: "crest_job_run_duration_seconds", dimensions: [("kind", kind)], preferredDisplayUnit: .seconds)
             .record(duration: duration)
+    }
+
+    /// An attempt's outcome without a run of this process to time (a dead worker's last attempt).
+    func countOutcome(kind: String, outcome: String) {
+        Counter(label: Self.attemptsLabel, dimensions: [("kind", kind), ("outcome", outcome)]).increment()
     }
 
     func countRescued(_ count: Int) {

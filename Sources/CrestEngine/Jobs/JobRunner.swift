@@ -132,6 +132,9 @@ public final class JobRunner: Service, Sendable {
                     metrics.countRescued(claim.rescued)
                     logger.warning("rescued jobs whose lease ran out", metadata: ["count": "\(claim.rescued)"])
                 }
+                for job in claim.discarded {
+                    jobs.addTask { await self.givenUp(job) }
+                }
                 state.withLock { $0.running += claim.jobs.count }
                 for job in claim.jobs {
                     jobs.addTask {
@@ -211,6 +214,20 @@ public final class JobRunner: Service, Sendable {
         if case .failed(let error, nil) = completion, let handler = handlers[job.kind] {
             await handler.discarded(job, error: error)
         }
+    }
+
+    /// A job whose lease ran out on its last attempt, discarded by a claim: its kind's
+    /// `discarded` hook runs as it would after a last attempt that failed.
+    private func givenUp(_ job: Job) async {
+        let error = job.lastError ?? "the lease ran out on the last attempt"
+        metrics.countOutcome(kind: job.kind, outcome: "discarded")
+        logger.error(
+            "job failed",
+            metadata: [
+                "job": "\(job.id)", "kind": "\(job.kind)", "attempt": "\(job.attempt)/\(job.maxAttempts)",
+                "error": "\(error)", "next": "discarded",
+            ])
+        await handlers[job.kind]?.discarded(job, error: error)
     }
 
     /// Writes a run's outcome, retrying a few times. When it cannot be written, the job stays

@@ -24,13 +24,13 @@ extension PostgresStore {
                 UPDATE jobs SET
                     state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
                     finalized_at = CASE WHEN attempt >= max_attempts THEN \(nowMillis) END,
-                    last_error = 'the lease ran out before the job finished (its worker stopped)',
+                    last_error = \(JobRescue.leaseRanOut),
                     run_at = \(nowMillis), lease_until = NULL, leased_by = NULL
                 WHERE id IN (
                     SELECT id FROM jobs WHERE state = 'running' AND lease_until < \(nowMillis) FOR UPDATE SKIP LOCKED)
-                RETURNING 1
+                RETURNING \(unescaped: PostgresRows.jobColumns)
                 """, logger: self.logger
-            ).collect().count
+            ).collect().map(PostgresRows.job)
             var jobs = try await connection.query(
                 """
                 WITH picked AS (
@@ -46,7 +46,9 @@ extension PostgresStore {
             let next = try await connection.query(
                 "SELECT MIN(run_at) FROM jobs WHERE state IN \(unescaped: Self.waitingStates)", logger: self.logger
             ).values(Int64?.self).first ?? nil
-            return JobClaim(jobs: jobs, rescued: rescued, nextRunAt: next.map(PostgresRows.date))
+            return JobClaim(
+                jobs: jobs, rescued: rescued.count, discarded: rescued.filter { $0.state == .discarded },
+                nextRunAt: next.map(PostgresRows.date))
         }
     }
 

@@ -16,17 +16,19 @@ extension SQLiteStore {
         let leaseUntil = SQLiteRows.millis(now.addingTimeInterval(lease.seconds))
         return try await pool.write { db in
             // A running job whose lease ran out lost its worker: retry it, unless that was its last attempt.
-            try db.cachedStatement(
-                sql: """
-                    UPDATE jobs SET
-                        state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
-                        finalized_at = CASE WHEN attempt >= max_attempts THEN ?1 END,
-                        last_error = 'the lease ran out before the job finished (its worker stopped)',
-                        run_at = ?1, lease_until = NULL, leased_by = NULL
-                    WHERE state = 'running' AND lease_until < ?1
-                    """
-            ).execute(arguments: [nowMillis])
-            let rescued = db.changesCount
+            let rescued = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        UPDATE jobs SET
+                            state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+                            finalized_at = CASE WHEN attempt >= max_attempts THEN ?1 END,
+                            last_error = ?2,
+                            run_at = ?1, lease_until = NULL, leased_by = NULL
+                        WHERE state = 'running' AND lease_until < ?1
+                        RETURNING \(SQLiteRows.jobColumns)
+                        """),
+                arguments: [nowMillis, JobRescue.leaseRanOut]
+            ).map(SQLiteRows.job)
             try db.cachedStatement(
                 sql: "UPDATE jobs SET state = 'available' WHERE state IN ('scheduled', 'retryable') AND run_at <= ?"
             ).execute(arguments: [nowMillis])
@@ -49,7 +51,9 @@ extension SQLiteStore {
                             UNION ALL SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'
                             UNION ALL SELECT MIN(run_at) FROM jobs WHERE state = 'retryable')
                         """))
-            return JobClaim(jobs: jobs, rescued: rescued, nextRunAt: next.map(SQLiteRows.date))
+            return JobClaim(
+                jobs: jobs, rescued: rescued.count, discarded: rescued.filter { $0.state == .discarded },
+                nextRunAt: next.map(SQLiteRows.date))
         }
     }
 
