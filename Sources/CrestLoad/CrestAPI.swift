@@ -110,6 +110,46 @@ struct CrestAPI: Sendable {
         return !page.orders.isEmpty
     }
 
+    /// What an order attempt sent again with its key says of the first one's fate.
+    enum Placement: Sendable, Equatable {
+        /// The key's order (created now, or by the first attempt).
+        case order(id: String, replayed: Bool)
+        /// Refused: the key placed no order (its status and problem type).
+        case refused(String)
+        /// 503 or no answer: still unknown.
+        case unknown
+    }
+
+    /// Places an order, or learns what the key already did (`Idempotency-Key` makes it safe to send again).
+    func placeOrder(saleID: String, key: String, buyer: String, quantity: Int) async -> Placement {
+        var request = HTTPClientRequest(url: base + "/v1/sales/\(saleID)/orders")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Idempotency-Key", value: key)
+        guard let body = try? JSONEncoder().encode(PlaceOrder(buyer: buyer, quantity: quantity)) else { return .unknown }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        do {
+            let response = try await http.execute(request, timeout: .seconds(30))
+            let bytes = try await response.body.collect(upTo: 1 << 20)
+            switch response.status.code {
+            case 201:
+                let order = try Self.decoder.decode(OrderView.self, from: Data(bytes.readableBytesView))
+                return .order(id: order.id, replayed: response.headers.first(name: "Idempotent-Replayed") == "true")
+            case 503:
+                return .unknown
+            default:
+                return .refused("\(response.status.code) \(JSONPeek.problemKind(in: bytes) ?? "")")
+            }
+        } catch {
+            return .unknown
+        }
+    }
+
+    private struct PlaceOrder: Encodable {
+        var buyer: String
+        var quantity: Int
+    }
+
     /// Plays the buyer paying at the provider's checkout page; true when the provider took it.
     func pay(at payURL: String) async throws -> Bool {
         var request = HTTPClientRequest(url: payURL + (payURL.contains("?") ? "&" : "?") + "outcome=succeeded")

@@ -76,6 +76,7 @@ public struct LoadTest: Sendable {
         ticker.cancel()
         chooser.finish()
         for connection in connections { await connection.close() }
+        await resendUnsettled(load, api: api)
         let paid = await payments
 
         let tally = load.tally.withLock { $0 }
@@ -179,6 +180,37 @@ public struct LoadTest: Sendable {
             if let url = order.payment?.payUrl { return (try? await api.pay(at: url)) ?? false }
             if order.status != "pending_payment" || Date() > order.expiresAt { return false }
             try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Sends every attempt whose fate is unknown (answered 503, or not at all) again with its key:
+    /// the answer says whether the first one placed an order. In rounds, pausing longer each time
+    /// while answers stay unknown (about 15 s in all); what is still unknown then, the audit reports.
+    private func resendUnsettled(_ load: LoadRun, api: CrestAPI) async {
+        var pause = Duration.milliseconds(500)
+        for round in 1...5 {
+            let unsettled = load.tally.withLock { $0.unsettled }
+            guard !unsettled.isEmpty else { return }
+            if round > 1 {
+                try? await Task.sleep(for: pause)
+                pause *= 2
+            }
+            progress?.note("sending \(unsettled.count) attempts again whose fate is unknown (503 or no answer)…")
+            let resend: @Sendable (String, UnsettledAttempt) async -> (String, UnsettledAttempt, CrestAPI.Placement) = {
+                key, attempt in
+                (key, attempt, await api.placeOrder(saleID: load.saleID, key: key, buyer: attempt.buyer, quantity: attempt.quantity))
+            }
+            await withTaskGroup(of: (String, UnsettledAttempt, CrestAPI.Placement).self) { group in
+                var iterator = unsettled.makeIterator()
+                for _ in 0..<32 {
+                    guard let (key, attempt) = iterator.next() else { break }
+                    group.addTask { await resend(key, attempt) }
+                }
+                while let (key, attempt, placement) = await group.next() {
+                    load.settle(key, attempt, as: placement)
+                    if let (key, attempt) = iterator.next() { group.addTask { await resend(key, attempt) } }
+                }
+            }
         }
     }
 
@@ -325,6 +357,14 @@ final class LoadRun: Sendable {
                 tally.firstSoldOut = elapsed
                 tally.acceptedBeforeSoldOut = tally.accepted.count
             }
+            // A 503 leaves the key's fate unknown, until an answer for the same key tells it.
+            if response.status == 503 {
+                if !attempt.isReplay || tally.unsettled[attempt.key] != nil {
+                    tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity)
+                }
+            } else if tally.unsettled.removeValue(forKey: attempt.key) != nil, let orderID {
+                tally.accept(orderID, key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)
+            }
             if attempt.isReplay {
                 tally.replays += 1
                 if let expected = attempt.expectedOrder, orderID != expected, tally.replayMismatches.count < 1000 {
@@ -336,11 +376,8 @@ final class LoadRun: Sendable {
             }
             tally.remember(
                 ReplayCandidate(key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, orderID: orderID))
-            guard let orderID, tally.accepted[orderID] == nil else { return false }
-            tally.accepted[orderID] = AcceptedOrder(
-                key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)
-            tally.lastAccepted = elapsed
-            return true
+            guard let orderID else { return false }
+            return tally.accept(orderID, key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)
         }
         if chosen, let choosePayment, let orderID, let ratio = plan.payRatio, Self.chosen(orderID, ratio: ratio) {
             choosePayment.yield(orderID)
@@ -353,12 +390,31 @@ final class LoadRun: Sendable {
         return String(path[path.index(after: slash)...])
     }
 
+    /// What sending an unsettled attempt again told of it.
+    func settle(_ key: String, _ attempt: UnsettledAttempt, as placement: CrestAPI.Placement) {
+        tally.withLock { tally in
+            tally.resent += 1
+            switch placement {
+            case .unknown:
+                break
+            case .refused:
+                tally.unsettled[key] = nil
+            case .order(let id, _):
+                tally.unsettled[key] = nil
+                if tally.accept(id, key: key, buyer: attempt.buyer, quantity: attempt.quantity, at: nil) {
+                    tally.foundByResending += 1
+                }
+            }
+        }
+    }
+
     private func recordUnanswered(_ attempt: Attempt, _ error: any Error, latency: Duration) {
         let reason = error is LoadConnection.TimedOut ? "unanswered: timeout" : "unanswered: connection"
         tally.withLock { tally in
             tally.attempts += 1
             if attempt.isReplay { tally.replays += 1 }
             tally.unanswered += 1
+            if !attempt.isReplay { tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity) }
             tally.outcomes[reason, default: 0] += 1
             tally.recordLatency(latency)
         }

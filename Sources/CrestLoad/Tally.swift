@@ -7,8 +7,16 @@ struct AcceptedOrder: Sendable {
     var key: String
     var buyer: String
     var quantity: Int
-    /// Since the start of the load.
-    var at: Duration
+    /// Since the start of the load; `nil` for an order found by sending its attempt again after
+    /// the load (when it was created is not known).
+    var at: Duration?
+}
+
+/// An attempt whose fate is unknown: answered 503 (the store could not say whether its batch
+/// committed) or not answered at all. Sent again with its key after the load, it tells.
+struct UnsettledAttempt: Sendable {
+    var buyer: String
+    var quantity: Int
 }
 
 /// An attempt that was answered, kept so that a later attempt can repeat it with the same key.
@@ -37,6 +45,11 @@ struct Tally: Sendable {
     var unanswered = 0
     var serverErrors = 0
     var accepted: [String: AcceptedOrder] = [:]
+    /// By idempotency key: attempts whose fate is not known yet (see ``UnsettledAttempt``).
+    var unsettled: [String: UnsettledAttempt] = [:]
+    /// Attempts sent again after the load, and the orders they found.
+    var resent = 0
+    var foundByResending = 0
     var replayMismatches: [String] = []
     var firstSoldOut: Duration?
     /// Orders accepted when the first sold-out answer came.
@@ -51,6 +64,15 @@ struct Tally: Sendable {
         let micros = UInt64(max(1, elapsed.seconds * 1_000_000))
         _ = latency.record(min(micros, latency.highestTrackableValue))
         _ = recent.record(min(micros, recent.highestTrackableValue))
+    }
+
+    /// An order the server named for a key: counted once, by its id.
+    @discardableResult
+    mutating func accept(_ orderID: String, key: String, buyer: String, quantity: Int, at elapsed: Duration?) -> Bool {
+        guard accepted[orderID] == nil else { return false }
+        accepted[orderID] = AcceptedOrder(key: key, buyer: buyer, quantity: quantity, at: elapsed)
+        if let elapsed { lastAccepted = max(lastAccepted ?? elapsed, elapsed) }
+        return true
     }
 
     mutating func remember(_ candidate: ReplayCandidate) {

@@ -86,3 +86,36 @@ final class StallingStore: ForwardingStore, @unchecked Sendable {
 
     var didStall: Bool { stalled.value }
 }
+
+/// Fails a run of reservation batches, as a store that loses its connection mid-commit would: the
+/// first half of them commit and then report failure (the answer is lost), the rest fail without
+/// committing. Crest answers 503 to their requests; whether each placed an order, the buyer learns
+/// only by sending it again with its key.
+final class FlakyStore: ForwardingStore, @unchecked Sendable {
+    struct Unavailable: Error {}
+
+    /// Which batches fail, counting from 1.
+    let failing: Range<Int>
+    private let batches = Locked(0)
+    /// Orders committed by batches that then reported failure.
+    let committedThenFailed = Locked(0)
+
+    init(directory: URL, failing: Range<Int>) throws {
+        self.failing = failing
+        super.init(try SQLiteStore(directory: directory))
+    }
+
+    override func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
+        let number = batches.withLock { count -> Int in
+            count += 1
+            return count
+        }
+        guard failing.contains(number) else { return try await inner.reserve(batch) }
+        if number < failing.lowerBound + failing.count / 2 {
+            let result = try await inner.reserve(batch)
+            let created = result.outcomes.filter { if case .reserved = $0 { true } else { false } }.count
+            committedThenFailed.withLock { $0 += created }
+        }
+        throw Unavailable()
+    }
+}

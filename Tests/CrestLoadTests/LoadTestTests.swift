@@ -57,6 +57,30 @@ struct LoadTestTests {
         #expect(check.detail.contains(lost.description), "\(check.detail)")
     }
 
+    @Test("a store that fails mid-run: 503s, then every attempt whose fate was unknown is sent again with its key, its orders are found, and the audit passes")
+    func unavailableStoreIsSettledByResending() async throws {
+        let flaky = Locked<FlakyStore?>(nil)
+        let report = try await LiveCrest.with(store: { directory in
+            let store = try FlakyStore(directory: directory, failing: 5..<25)
+            flaky.withLock { $0 = store }
+            return store
+        }) { url in
+            try await LoadTest(plan: LiveCrest.plan(url, stock: 1_000, requests: 2_000, buyers: 2_000)).run()
+        }
+        let committedThenFailed = try #require(flaky.value).committedThenFailed.value
+        #expect(committedThenFailed > 0)
+        let unavailable = report.outcomes.filter { $0.key.hasPrefix("503") }.values.reduce(0, +)
+        #expect(unavailable >= committedThenFailed, "\(report.outcomes)")
+        #expect(report.auditPassed, "\(report.text)")
+        // Every order in the sale is one the run knows of: the orders of the batches that committed
+        // and answered 503 were found by sending their attempts again.
+        #expect(Int64(report.accepted) == report.stock.reserved + report.stock.sold, "\(report.text)")
+        let unknown = try #require(report.check("no unknown orders"))
+        #expect(unknown.detail.contains("0 orders in the sale that no answer named"), "\(unknown.detail)")
+        #expect(unknown.detail.contains("sent again"), "\(unknown.detail)")
+        #expect(report.check("no server errors")?.detail.contains("503") == true)
+    }
+
     @Test("open loop: a server that stalls for 1 s mid-run shows the stall in p99")
     func openLoopCountsTheStall() async throws {
         let stalling = Locked<StallingStore?>(nil)
