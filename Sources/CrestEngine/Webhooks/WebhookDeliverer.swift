@@ -12,8 +12,13 @@ import NIOHTTP1
 /// sequence order per order and endpoint (a delivery waits until the previous event got through).
 struct WebhookDeliverer: Sendable {
     static let signatureHeader = "Crest-Signature"
-    /// How often a delivery that waits for an earlier event of its order looks again.
-    static let orderingRecheck: Duration = .seconds(1)
+    /// How long a delivery that waits for an earlier event of its order snoozes before it looks
+    /// again: a second at first, then a tenth of how long it has waited, up to a minute. An endpoint
+    /// that is down for hours holds a waiting delivery for every later event of every order, and
+    /// each look is a job claim and a write; a fixed second made that a storm of them.
+    static func orderingRecheck(waited: TimeInterval) -> Duration {
+        .milliseconds(Int64((min(60, max(1, waited / 10)) * 1000).rounded()))
+    }
 
     let store: any Store
     let http: HTTPClient
@@ -32,7 +37,9 @@ struct WebhookDeliverer: Sendable {
             throw JobDiscardError("event \(delivery.sequence) of order \(delivery.orderId) does not exist")
         }
         guard let endpoint = context.endpoint else { return .completed }  // deleted: nothing to send
-        guard context.previousDelivered else { return .snooze(Self.orderingRecheck) }
+        guard context.previousDelivered else {
+            return .snooze(Self.orderingRecheck(waited: clock().timeIntervalSince(context.event.occurredAt)))
+        }
         let body = try MerchantEvent.encoder.encode(MerchantEvent(context.event, order: context.order))
         var request = HTTPClientRequest(url: endpoint.url)
         request.method = .POST
