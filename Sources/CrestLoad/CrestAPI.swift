@@ -113,9 +113,9 @@ struct CrestAPI: Sendable {
     /// What an order attempt sent again with its key says of the first one's fate.
     enum Placement: Sendable, Equatable {
         /// The key's order (created now, or by the first attempt).
-        case order(id: String, replayed: Bool)
-        /// Refused: the key placed no order (its status and problem type).
-        case refused(String)
+        case order(id: String)
+        /// Refused (4xx): the key placed no order.
+        case refused
         /// 503 or no answer: still unknown.
         case unknown
     }
@@ -134,11 +134,11 @@ struct CrestAPI: Sendable {
             switch response.status.code {
             case 201:
                 let order = try Self.decoder.decode(OrderView.self, from: Data(bytes.readableBytesView))
-                return .order(id: order.id, replayed: response.headers.first(name: "Idempotent-Replayed") == "true")
-            case 503:
-                return .unknown
+                return .order(id: order.id)
+            case 400..<500:
+                return .refused
             default:
-                return .refused("\(response.status.code) \(JSONPeek.problemKind(in: bytes) ?? "")")
+                return .unknown
             }
         } catch {
             return .unknown

@@ -357,8 +357,8 @@ final class LoadRun: Sendable {
                 tally.firstSoldOut = elapsed
                 tally.acceptedBeforeSoldOut = tally.accepted.count
             }
-            // A 503 leaves the key's fate unknown, until an answer for the same key tells it.
-            if response.status == 503 {
+            // A 503 (or any 5xx) leaves the key's fate unknown, until an answer for the same key tells it.
+            if response.status >= 500 {
                 if !attempt.isReplay || tally.unsettled[attempt.key] != nil {
                     tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity)
                 }
@@ -399,7 +399,7 @@ final class LoadRun: Sendable {
                 break
             case .refused:
                 tally.unsettled[key] = nil
-            case .order(let id, _):
+            case .order(let id):
                 tally.unsettled[key] = nil
                 if tally.accept(id, key: key, buyer: attempt.buyer, quantity: attempt.quantity, at: nil) {
                     tally.foundByResending += 1

@@ -13,7 +13,7 @@ struct AcceptedOrder: Sendable {
 }
 
 /// An attempt whose fate is unknown: answered 503 (the store could not say whether its batch
-/// committed) or not answered at all. Sent again with its key after the load, it tells.
+/// committed; or another 5xx) or not answered at all. Sent again with its key after the load, it tells.
 struct UnsettledAttempt: Sendable {
     var buyer: String
     var quantity: Int
