@@ -114,14 +114,21 @@ struct CrestAPI: Sendable {
     enum Placement: Sendable, Equatable {
         /// The key's order (created now, or by the first attempt).
         case order(id: String)
-        /// Refused (4xx): the key placed no order.
+        /// Refused (a 4xx other than "in progress"): the key placed no order.
         case refused
         /// 503 or no answer: still unknown.
         case unknown
     }
 
+    /// Whether an answer to an order attempt leaves open whether its key placed an order: a 5xx
+    /// (503: the store could not say whether the batch committed), or a 409 because a request with
+    /// the same key is still in progress. `problem` is the answer's label, `"409 request-in-progress"`.
+    static func leavesFateUnknown(status: Int, problem: String) -> Bool {
+        status >= 500 || problem == "409 request-in-progress"
+    }
+
     /// Places an order, or learns what the key already did (`Idempotency-Key` makes it safe to send again).
-    func placeOrder(saleID: String, key: String, buyer: String, quantity: Int) async -> Placement {
+    func placeOrder(saleID: String, key: String, buyer: String, quantity: Int, timeout: Duration) async -> Placement {
         var request = HTTPClientRequest(url: base + "/v1/sales/\(saleID)/orders")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -129,17 +136,14 @@ struct CrestAPI: Sendable {
         guard let body = try? JSONEncoder().encode(PlaceOrder(buyer: buyer, quantity: quantity)) else { return .unknown }
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let response = try await http.execute(request, timeout: .seconds(30))
+            let response = try await http.execute(request, timeout: TimeAmount(timeout))
             let bytes = try await response.body.collect(upTo: 1 << 20)
-            switch response.status.code {
-            case 201:
-                let order = try Self.decoder.decode(OrderView.self, from: Data(bytes.readableBytesView))
-                return .order(id: order.id)
-            case 400..<500:
-                return .refused
-            default:
-                return .unknown
+            let status = Int(response.status.code)
+            if status == 201 {
+                return .order(id: try Self.decoder.decode(OrderView.self, from: Data(bytes.readableBytesView)).id)
             }
+            let label = "\(status) \(JSONPeek.problemKind(in: bytes) ?? "")"
+            return Self.leavesFateUnknown(status: status, problem: label) || status < 400 ? .unknown : .refused
         } catch {
             return .unknown
         }

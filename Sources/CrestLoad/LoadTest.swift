@@ -185,12 +185,14 @@ public struct LoadTest: Sendable {
 
     /// Sends every attempt whose fate is unknown (answered 503, or not at all) again with its key:
     /// the answer says whether the first one placed an order. In rounds, pausing longer each time
-    /// while answers stay unknown (about 15 s in all); what is still unknown then, the audit reports.
+    /// while answers stay unknown, for 20 s at most (and 5 s per request); what is still unknown
+    /// then, the audit reports.
     private func resendUnsettled(_ load: LoadRun, api: CrestAPI) async {
+        let deadline = ContinuousClock.now + .seconds(20)
         var pause = Duration.milliseconds(500)
         for round in 1...5 {
             let unsettled = load.tally.withLock { $0.unsettled }
-            guard !unsettled.isEmpty else { return }
+            guard !unsettled.isEmpty, ContinuousClock.now + (round > 1 ? pause : .zero) < deadline else { return }
             if round > 1 {
                 try? await Task.sleep(for: pause)
                 pause *= 2
@@ -198,7 +200,11 @@ public struct LoadTest: Sendable {
             progress?.note("sending \(unsettled.count) attempts again whose fate is unknown (503 or no answer)…")
             let resend: @Sendable (String, UnsettledAttempt) async -> (String, UnsettledAttempt, CrestAPI.Placement) = {
                 key, attempt in
-                (key, attempt, await api.placeOrder(saleID: load.saleID, key: key, buyer: attempt.buyer, quantity: attempt.quantity))
+                (
+                    key, attempt,
+                    await api.placeOrder(
+                        saleID: load.saleID, key: key, buyer: attempt.buyer, quantity: attempt.quantity, timeout: .seconds(5))
+                )
             }
             await withTaskGroup(of: (String, UnsettledAttempt, CrestAPI.Placement).self) { group in
                 var iterator = unsettled.makeIterator()
@@ -208,7 +214,9 @@ public struct LoadTest: Sendable {
                 }
                 while let (key, attempt, placement) = await group.next() {
                     load.settle(key, attempt, as: placement)
-                    if let (key, attempt) = iterator.next() { group.addTask { await resend(key, attempt) } }
+                    if ContinuousClock.now < deadline, let (key, attempt) = iterator.next() {
+                        group.addTask { await resend(key, attempt) }
+                    }
                 }
             }
         }
@@ -358,12 +366,16 @@ final class LoadRun: Sendable {
                 tally.acceptedBeforeSoldOut = tally.accepted.count
             }
             // A 503 (or any 5xx) leaves the key's fate unknown, until an answer for the same key tells it.
-            if response.status >= 500 {
+            if CrestAPI.leavesFateUnknown(status: response.status, problem: label) {
                 if !attempt.isReplay || tally.unsettled[attempt.key] != nil {
                     tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity)
                 }
-            } else if tally.unsettled.removeValue(forKey: attempt.key) != nil, let orderID {
-                tally.accept(orderID, key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)
+            } else {
+                tally.unsettled[attempt.key] = nil
+                // A repeat's order may be the first news of it (its first attempt was answered 503).
+                if attempt.isReplay, let orderID {
+                    tally.accept(orderID, key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)
+                }
             }
             if attempt.isReplay {
                 tally.replays += 1

@@ -80,11 +80,15 @@ final class StallingStore: ForwardingStore, @unchecked Sendable {
         if due {
             stalled.withLock { $0 = true }
             try await Task.sleep(for: stall)
+            defer { stallEnded.withLock { $0 = true } }
+            return try await inner.reserve(batch)
         }
         return try await inner.reserve(batch)
     }
 
     var didStall: Bool { stalled.value }
+    /// Set once the stalled batch has committed.
+    let stallEnded = Locked(false)
 }
 
 /// Fails a run of reservation batches, as a store that loses its connection mid-commit would: the

@@ -1,4 +1,5 @@
 import CrestCore
+import CrestFixtures
 import CrestLoad
 import CrestStore
 import CrestTestSupport
@@ -65,7 +66,11 @@ struct LoadTestTests {
             flaky.withLock { $0 = store }
             return store
         }) { url in
-            try await LoadTest(plan: LiveCrest.plan(url, stock: 1_000, requests: 2_000, buyers: 2_000)).run()
+            var plan = LiveCrest.plan(url, stock: 1_000, requests: 2_000, buyers: 2_000)
+            // Many repeats, so keys answered 503 are repeated during the load too, some while
+            // another repeat of theirs is in progress ("409 request-in-progress" tells nothing).
+            plan.repeatShare = 0.3
+            return try await LoadTest(plan: plan).run()
         }
         let committedThenFailed = try #require(flaky.value).committedThenFailed.value
         #expect(committedThenFailed > 0)
@@ -79,6 +84,40 @@ struct LoadTestTests {
         #expect(unknown.detail.contains("0 orders in the sale that no answer named"), "\(unknown.detail)")
         #expect(unknown.detail.contains("sent again"), "\(unknown.detail)")
         #expect(report.check("no server errors")?.detail.contains("503") == true)
+    }
+
+    @Test("attempts that time out while the server still works on them: their resends answer \"in progress\", which settles nothing, and later rounds find their orders")
+    func inProgressResendsSettleNothing() async throws {
+        let stalling = Locked<StallingStore?>(nil)
+        let report = try await LiveCrest.with(store: { directory in
+            let store = try StallingStore(directory: directory, stall: .seconds(3))
+            stalling.withLock { $0 = store }
+            return store
+        }) { url in
+            // The load runs 1.5 s; from 0.5 s on, the store holds a batch (and the batcher) for 3 s:
+            // every attempt then in flight times out at 0.5 s, and is still in progress at the
+            // server when the load ends and the resends begin.
+            stalling.value?.arm(at: .now + .milliseconds(500))
+            var plan = LiveCrest.plan(url, stock: 1_000_000, requests: 100_000, buyers: 100_000)
+            plan.duration = .milliseconds(1_500)
+            plan.timeout = .milliseconds(500)
+            plan.repeatShare = 0
+            let report = try await LoadTest(plan: plan).run()
+            // Once the stalled batch and those behind it have committed, every order in the sale
+            // is one the run knows of.
+            let store = try #require(stalling.value)
+            #expect(try await eventually(timeout: .seconds(30)) { store.stallEnded.value })
+            try await Task.sleep(for: .milliseconds(500))
+            let saleID = try #require(SaleID(report.saleId))
+            let counters = try #require(try await store.counters(of: saleID))
+            #expect(Int64(report.accepted) == counters.counters.reserved, "\(report.text)")
+            return report
+        }
+        #expect(stalling.value?.didStall == true)
+        #expect(report.unanswered > 0, "\(report.outcomes)")
+        #expect(report.auditPassed, "\(report.text)")
+        let unknown = try #require(report.check("no unknown orders"))
+        #expect(unknown.detail.hasPrefix("0 orders in the sale that no answer named"), "\(unknown.detail)")
     }
 
     @Test("open loop: a server that stalls for 1 s mid-run shows the stall in p99")
