@@ -12,6 +12,14 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "PostgreSQL store instead of the embedded one: postgres://user:password@host:port/database [env: CREST_DATABASE_URL]")
     var databaseURL: String?
 
+    @Option(help: "With --database-url: PostgreSQL connections this node keeps at most, 1…1,000 [env: CREST_DATABASE_CONNECTIONS] (default: 20)")
+    var databaseConnections: Int?
+
+    @Option(
+        name: .customLong("database-wait-ms"),
+        help: "With --database-url: how long a request waits for a free connection before it is answered 503, 1…60,000 ms [env: CREST_DATABASE_WAIT_MS] (default: 2000)")
+    var databaseWaitMs: Int?
+
     func directory(_ settings: Settings) throws -> URL {
         URL(filePath: try settings.value(dataDirectory, env: "CREST_DATA_DIR", default: "./crest-data"))
     }
@@ -24,9 +32,14 @@ struct StoreOptions: ParsableArguments {
     /// Opens the configured store (applying pending migrations); says which in `description`.
     func open(_ settings: Settings, logger: Logger) async throws -> (store: any Store, description: String) {
         if let url = postgresURL(settings) {
+            let connections = try settings.value(databaseConnections, env: "CREST_DATABASE_CONNECTIONS", default: 20)
+            guard (1...1000).contains(connections) else { throw ValidationError("database connections must be from 1 to 1,000") }
+            let waitMs = try settings.value(databaseWaitMs, env: "CREST_DATABASE_WAIT_MS", default: 2000)
+            guard (1...60_000).contains(waitMs) else { throw ValidationError("database wait must be from 1 to 60,000 ms") }
             do {
-                let store = try await PostgresStore.connect(url: url, logger: logger)
-                return (store, "PostgreSQL at \(Self.redacted(url))")
+                let store = try await PostgresStore.connect(
+                    url: url, logger: logger, maxConnections: connections, leaseTimeout: .milliseconds(waitMs))
+                return (store, "PostgreSQL at \(Self.redacted(url)), \(connections) connections, \(waitMs) ms wait")
             } catch {
                 throw ValidationError("cannot open the PostgreSQL store at \(Self.redacted(url)): \(String(reflecting: error))")
             }

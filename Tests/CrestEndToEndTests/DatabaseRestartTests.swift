@@ -33,7 +33,10 @@ struct DatabaseRestartTests {
         let url = try await cluster.createDatabase()
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let node = try await CrestProcess(dataDirectory: directory, extraArguments: ["--database-url", url])
+        let node = try await CrestProcess(
+            dataDirectory: directory,
+            extraArguments: ["--database-url", url, "--database-connections", "10", "--database-wait-ms", "1500"])
+        #expect(node.log.contains("10 connections, 1500 ms wait"), "\(node.log)")
         let client = CrestClient(http: .shared, port: node.port)
         let stock = 100_000
         let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken)
