@@ -33,9 +33,9 @@ struct StoreOptions: ParsableArguments {
     func open(_ settings: Settings, logger: Logger) async throws -> (store: any Store, description: String) {
         if let url = postgresURL(settings) {
             let connections = try settings.value(databaseConnections, env: "CREST_DATABASE_CONNECTIONS", default: 20)
-            guard (1...1000).contains(connections) else { throw ValidationError("database connections must be from 1 to 1,000") }
+            guard (1...1000).contains(connections) else { throw ValidationError("database connections must be 1…1,000") }
             let waitMs = try settings.value(databaseWaitMs, env: "CREST_DATABASE_WAIT_MS", default: 2000)
-            guard (1...60_000).contains(waitMs) else { throw ValidationError("database wait must be from 1 to 60,000 ms") }
+            guard (1...60_000).contains(waitMs) else { throw ValidationError("database wait must be 1…60,000 ms") }
             do {
                 let store = try await PostgresStore.connect(
                     url: url, logger: logger, maxConnections: connections, leaseTimeout: .milliseconds(waitMs))

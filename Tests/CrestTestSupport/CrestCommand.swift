@@ -16,15 +16,32 @@ public enum CrestCommand {
         process.standardOutput = pipe
         process.standardError = pipe
         let output = Locked("")
+        // The first bytes of a character whose rest has not been read yet.
+        let pending = Locked<[UInt8]>([])
         pipe.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
+            let text = pending.withLock { pending -> String in
+                pending += data
+                let complete = data.isEmpty ? pending.count : completePrefixLength(pending)
+                defer { pending.removeFirst(complete) }
+                return String(decoding: pending[..<complete], as: UTF8.self)
             }
-            output.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            output.withLock { $0 += text }
+            if data.isEmpty { handle.readabilityHandler = nil }
         }
         return (process, output)
+    }
+
+    /// How many leading bytes of `bytes` end on a character boundary: a multi-byte UTF-8 sequence
+    /// cut off at the end is left out, its rest comes with the next read (decoding each read on its
+    /// own turned a "…" split across two reads into three replacement characters).
+    public static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+        var lead = bytes.count - 1
+        while lead >= 0, bytes.count - lead <= 3, bytes[lead] & 0xC0 == 0x80 { lead -= 1 }
+        guard lead >= 0 else { return bytes.count }
+        let byte = bytes[lead]
+        let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1
+        return bytes.count - lead < length ? lead : bytes.count
     }
 
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
