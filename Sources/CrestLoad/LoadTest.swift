@@ -365,13 +365,14 @@ final class LoadRun: Sendable {
                 tally.firstSoldOut = elapsed
                 tally.acceptedBeforeSoldOut = tally.accepted.count
             }
-            // A 503 (or any 5xx) leaves the key's fate unknown, until an answer for the same key tells it.
+            // A 5xx (or "in progress") leaves the key's fate unknown, until an answer for the same
+            // key tells it.
             if CrestAPI.leavesFateUnknown(status: response.status, problem: label) {
                 if !attempt.isReplay || tally.unsettled[attempt.key] != nil {
                     tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity)
                 }
             } else {
-                tally.unsettled[attempt.key] = nil
+                if !tally.unsettled.isEmpty { tally.unsettled[attempt.key] = nil }
                 // A repeat's order may be the first news of it (its first attempt was answered 503).
                 if attempt.isReplay, let orderID {
                     tally.accept(orderID, key: attempt.key, buyer: attempt.buyer, quantity: attempt.quantity, at: elapsed)

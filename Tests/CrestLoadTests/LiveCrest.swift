@@ -4,6 +4,7 @@ import CrestFixtures
 import CrestHTTP
 import CrestLoad
 import CrestStore
+import CrestTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -34,6 +35,23 @@ enum LiveCrest {
         }
         try await store.close()
         return result
+    }
+
+    /// The same on a test double made for the run's directory; `body` gets the double too, and
+    /// it is returned with the result for what the test checks afterwards.
+    static func with<S: Store, T: Sendable>(
+        double makeStore: @escaping @Sendable (URL) throws -> S,
+        _ body: @Sendable (_ url: String, _ store: S) async throws -> T
+    ) async throws -> (result: T, store: S) {
+        let made = Locked<S?>(nil)
+        let result = try await with(store: { directory in
+            let store = try makeStore(directory)
+            made.withLock { $0 = store }
+            return store
+        }) { url in
+            try await body(url, try #require(made.value))
+        }
+        return (result, try #require(made.value))
     }
 
     /// A plan against `url` that creates a sale of `stock` units, one per buyer.

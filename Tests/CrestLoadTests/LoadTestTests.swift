@@ -43,15 +43,11 @@ struct LoadTestTests {
 
     @Test("a server that loses an acknowledged order fails the audit, naming the order")
     func lostOrderFailsTheAudit() async throws {
-        let losing = Locked<LosingStore?>(nil)
-        let report = try await LiveCrest.with(store: { directory in
-            let store = try LosingStore(directory: directory, victimNumber: 17)
-            losing.withLock { $0 = store }
-            return store
-        }) { url in
+        let (report, losing) = try await LiveCrest.with(double: { try LosingStore(directory: $0, victimNumber: 17) }) {
+            url, _ in
             try await LoadTest(plan: LiveCrest.plan(url, stock: 50, requests: 500, buyers: 500)).run()
         }
-        let lost = try #require(losing.value?.lost.value)
+        let lost = try #require(losing.lost.value)
         #expect(!report.auditPassed)
         let check = try #require(report.check("nothing lost"))
         #expect(!check.passed)
@@ -60,19 +56,15 @@ struct LoadTestTests {
 
     @Test("a store that fails mid-run: 503s, then every attempt whose fate was unknown is sent again with its key, its orders are found, and the audit passes")
     func unavailableStoreIsSettledByResending() async throws {
-        let flaky = Locked<FlakyStore?>(nil)
-        let report = try await LiveCrest.with(store: { directory in
-            let store = try FlakyStore(directory: directory, failing: 5..<25)
-            flaky.withLock { $0 = store }
-            return store
-        }) { url in
+        let (report, flaky) = try await LiveCrest.with(double: { try FlakyStore(directory: $0, failing: 5..<25) }) {
+            url, _ in
             var plan = LiveCrest.plan(url, stock: 1_000, requests: 2_000, buyers: 2_000)
             // Many repeats, so keys answered 503 are repeated during the load too, some while
             // another repeat of theirs is in progress ("409 request-in-progress" tells nothing).
             plan.repeatShare = 0.3
             return try await LoadTest(plan: plan).run()
         }
-        let committedThenFailed = try #require(flaky.value).committedThenFailed.value
+        let committedThenFailed = flaky.committedThenFailed.value
         #expect(committedThenFailed > 0)
         let unavailable = report.outcomes.filter { $0.key.hasPrefix("503") }.values.reduce(0, +)
         #expect(unavailable >= committedThenFailed, "\(report.outcomes)")
@@ -88,16 +80,12 @@ struct LoadTestTests {
 
     @Test("attempts that time out while the server still works on them: their resends answer \"in progress\", which settles nothing, and later rounds find their orders")
     func inProgressResendsSettleNothing() async throws {
-        let stalling = Locked<StallingStore?>(nil)
-        let report = try await LiveCrest.with(store: { directory in
-            let store = try StallingStore(directory: directory, stall: .seconds(3))
-            stalling.withLock { $0 = store }
-            return store
-        }) { url in
+        let (report, stalling) = try await LiveCrest.with(double: { try StallingStore(directory: $0, stall: .seconds(3)) }) {
+            url, store in
             // The load runs 1.5 s; from 0.5 s on, the store holds a batch (and the batcher) for 3 s:
             // every attempt then in flight times out at 0.5 s, and is still in progress at the
             // server when the load ends and the resends begin.
-            stalling.value?.arm(at: .now + .milliseconds(500))
+            store.arm(at: .now + .milliseconds(500))
             var plan = LiveCrest.plan(url, stock: 1_000_000, requests: 100_000, buyers: 100_000)
             plan.duration = .milliseconds(1_500)
             plan.timeout = .milliseconds(500)
@@ -105,7 +93,6 @@ struct LoadTestTests {
             let report = try await LoadTest(plan: plan).run()
             // Once the stalled batch and those behind it have committed, every order in the sale
             // is one the run knows of.
-            let store = try #require(stalling.value)
             #expect(try await eventually(timeout: .seconds(30)) { store.stallEnded.value })
             try await Task.sleep(for: .milliseconds(500))
             let saleID = try #require(SaleID(report.saleId))
@@ -113,7 +100,7 @@ struct LoadTestTests {
             #expect(Int64(report.accepted) == counters.counters.reserved, "\(report.text)")
             return report
         }
-        #expect(stalling.value?.didStall == true)
+        #expect(stalling.didStall)
         #expect(report.unanswered > 0, "\(report.outcomes)")
         #expect(report.auditPassed, "\(report.text)")
         let unknown = try #require(report.check("no unknown orders"))
@@ -122,20 +109,16 @@ struct LoadTestTests {
 
     @Test("open loop: a server that stalls for 1 s mid-run shows the stall in p99")
     func openLoopCountsTheStall() async throws {
-        let stalling = Locked<StallingStore?>(nil)
-        let report = try await LiveCrest.with(store: { directory in
-            let store = try StallingStore(directory: directory, stall: .seconds(1))
-            stalling.withLock { $0 = store }
-            return store
-        }) { url in
-            stalling.value?.arm(at: .now + .seconds(1))
+        let (report, stalling) = try await LiveCrest.with(double: { try StallingStore(directory: $0, stall: .seconds(1)) }) {
+            url, store in
+            store.arm(at: .now + .seconds(1))
             var plan = LiveCrest.plan(url, stock: 1_000_000, requests: 100_000, buyers: 100_000)
             plan.pace = .open(rate: 200, connections: 16)
             plan.duration = .seconds(3)
             plan.repeatShare = 0
             return try await LoadTest(plan: plan).run()
         }
-        #expect(stalling.value?.didStall == true)
+        #expect(stalling.didStall)
         // 600 attempts are due over 3 s; the ~200 due during the stall waited up to a second each.
         // A closed loop would have sent only its 16 in-flight attempts into the stall.
         #expect(report.attempts == 600)

@@ -17,7 +17,7 @@ struct WebhookDeliverer: Sendable {
     /// that is down for hours holds a waiting delivery for every later event of every order, and
     /// each look is a job claim and a write; a fixed second made that a storm of them.
     static func orderingRecheck(waited: TimeInterval) -> Duration {
-        .milliseconds(Int64((min(60, max(1, waited / 10)) * 1000).rounded()))
+        .seconds(min(60, max(1, waited / 10)))
     }
 
     let store: any Store
