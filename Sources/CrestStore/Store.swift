@@ -31,6 +31,10 @@ public protocol Store: JobQueue {
     /// What the engine's stock gate needs to start answering for a sale from memory.
     func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot?
 
+    /// The units `buyer` holds in the sale's live orders (awaiting payment or paid): what the
+    /// per-buyer limit counts. `0` for an unknown buyer or sale.
+    func holdings(of buyer: String, in saleID: SaleID) async throws -> Int
+
     /// Decides and records a batch of reservations in one transaction: for each, in order, either
     /// an order is created (stock `available → reserved`, its `order.created` event written and its
     /// follow-up jobs enqueued), or it is refused, or its idempotency key already names an order.

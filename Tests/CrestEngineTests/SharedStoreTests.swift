@@ -12,6 +12,69 @@ import Testing
 struct SharedStoreTests {
     @Test("a sold-out gate on one node opens when another node gives the stock back; a key placed on one node replays on the other even when sold out")
     func soldOutGateReopensAcrossNodes() async throws {
+        try await withTwoNodes { a, b in
+            let sale = try await a.createSale(
+                SaleDraft(sku: "ONE", title: "The last one", price: Money(amount: 100, currency: Currency("CNY")!), stock: 1))
+            let placed = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a", buyer: "ana", quantity: 1))
+            // Node b loads its gate: sold out, answered from memory from now on.
+            await #expect(throws: OrderError.soldOut) {
+                try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "b0", buyer: "bob", quantity: 1))
+            }
+            _ = try await a.cancelOrder(placed.order.id)
+            let attempts = Locked(0)
+            let reopened = try await eventually(timeout: .seconds(10)) {
+                let key = "b\(attempts.withLock { $0 += 1; return $0 })"
+                return (try? await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: "bob", quantity: 1))) != nil
+            }
+            #expect(reopened, "node b still answers sold out after node a gave the unit back")
+
+            // Sold out again (bob holds the unit). Node a never saw bob's key, and its gate says
+            // "sold out" and "bob already holds one": bob's repeat through node a still gets his order.
+            let bobs = try await b.orders(matching: OrderFilter(saleID: sale.id, status: .pendingPayment), after: nil, limit: 10)
+            let bob = try #require(bobs.first)
+            await #expect(throws: OrderError.soldOut) {
+                try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a1", buyer: "cy", quantity: 1))
+            }
+            let repeated = try await a.placeOrder(
+                OrderRequest(saleID: sale.id, idempotencyKey: "b\(attempts.value)", buyer: "bob", quantity: 1))
+            #expect(repeated.replayed && repeated.order.id == bob.id)
+        }
+    }
+
+    @Test("a buyer whose order another node cancelled may buy again on this node, though its gate counted the order")
+    func holdingsEndedOnAnotherNode() async throws {
+        try await withTwoNodes { a, b in
+            let sale = try await a.createSale(
+                SaleDraft(sku: "TWO", title: "One each", price: Money(amount: 100, currency: Currency("CNY")!), stock: 10))
+            let first = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "1", buyer: "ana", quantity: 1))
+            // Node b loads its gate with ana holding one: her next attempt is over the limit.
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) {
+                try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "2", buyer: "ana", quantity: 1))
+            }
+            _ = try await a.cancelOrder(first.order.id)
+            // Node b hears only that a unit came back. Ana's attempt through it is hers to have —
+            // the one it refused while she held the first too: a refusal is decided again once the
+            // store says the buyer's units are fewer than the gate counted.
+            let again = try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "2", buyer: "ana", quantity: 1))
+            #expect(!again.replayed && again.order.buyer == "ana")
+            // Now she holds one again: over the limit on both nodes, and the store agrees.
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) {
+                try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "3", buyer: "ana", quantity: 1))
+            }
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) {
+                try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "4", buyer: "ana", quantity: 1))
+            }
+            #expect(try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "2", buyer: "ana", quantity: 1)).replayed)
+            let live = try await a.orders(
+                matching: OrderFilter(saleID: sale.id, status: .pendingPayment), after: nil, limit: 10)
+            #expect(live.map(\.id) == [again.order.id])
+            #expect(try await a.sale(sale.id).stock == StockCounters(total: 10, available: 9, reserved: 1, sold: 0))
+        }
+    }
+
+    /// Runs `body` with two engines on one fresh database, each with its batcher and job runner
+    /// running; both stop whatever happens, or a failing expectation would leave them running.
+    private func withTwoNodes(_ body: (Engine, Engine) async throws -> Void) async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
         let url = try await cluster.createDatabase()
         var logger = Logger(label: "crest.test.nodes")
@@ -25,37 +88,8 @@ struct SharedStoreTests {
             services: [a.batcherService, a.jobRunnerService, b.batcherService, b.jobRunnerService], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            // The nodes stop whatever happens, or a failing expectation would leave the group running.
             var failure: (any Error)?
-            do {
-                let sale = try await a.createSale(
-                    SaleDraft(sku: "ONE", title: "The last one", price: Money(amount: 100, currency: Currency("CNY")!), stock: 1))
-                let placed = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a", buyer: "ana", quantity: 1))
-                // Node b loads its gate: sold out, answered from memory from now on.
-                await #expect(throws: OrderError.soldOut) {
-                    try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "b0", buyer: "bob", quantity: 1))
-                }
-                _ = try await a.cancelOrder(placed.order.id)
-                let attempts = Locked(0)
-                let reopened = try await eventually(timeout: .seconds(10)) {
-                    let key = "b\(attempts.withLock { $0 += 1; return $0 })"
-                    return (try? await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: "bob", quantity: 1))) != nil
-                }
-                #expect(reopened, "node b still answers sold out after node a gave the unit back")
-
-                // Sold out again (bob holds the unit). Node a never saw bob's key, and its gate says
-                // "sold out" and "bob already holds one": bob's repeat through node a still gets his order.
-                let bobs = try await b.orders(matching: OrderFilter(saleID: sale.id, status: .pendingPayment), after: nil, limit: 10)
-                let bob = try #require(bobs.first)
-                await #expect(throws: OrderError.soldOut) {
-                    try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a1", buyer: "cy", quantity: 1))
-                }
-                let repeated = try await a.placeOrder(
-                    OrderRequest(saleID: sale.id, idempotencyKey: "b\(attempts.value)", buyer: "bob", quantity: 1))
-                #expect(repeated.replayed && repeated.order.id == bob.id)
-            } catch {
-                failure = error
-            }
+            do { try await body(a, b) } catch { failure = error }
             await group.triggerGracefulShutdown()
             try await tasks.next()
             if let failure { throw failure }

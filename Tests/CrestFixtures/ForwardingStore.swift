@@ -18,6 +18,9 @@ open class ForwardingStore: Store, @unchecked Sendable {
         try await inner.order(saleID: saleID, idempotencyKey: idempotencyKey)
     }
     open func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? { try await inner.gateSnapshot(for: saleID) }
+    open func holdings(of buyer: String, in saleID: SaleID) async throws -> Int {
+        try await inner.holdings(of: buyer, in: saleID)
+    }
     open func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult { try await inner.reserve(batch) }
     open func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
         try await inner.transition(id, by: event, at: now)

@@ -68,6 +68,9 @@ struct StoreConformanceTests {
             #expect(try await store.order(saleID: sale.id, idempotencyKey: "k5") == nil)
             let snapshot = try #require(try await store.gateSnapshot(for: sale.id))
             #expect(snapshot.holdings == ["ana": 2, "bob": 1])
+            #expect(try await store.holdings(of: "ana", in: sale.id) == 2)
+            #expect(try await store.holdings(of: "cid", in: sale.id) == 0)
+            #expect(try await store.holdings(of: "ana", in: later.id) == 0)
             #expect(Set(snapshot.idempotencyKeys) == ["k1", "k4"])
             #expect(snapshot.version == counters.version)
             #expect(try await store.gateSnapshot(for: .make()) == nil)
@@ -116,6 +119,10 @@ struct StoreConformanceTests {
             #expect(try await store.events(of: orders[0].id).map(\.kind) == [.created, .paid])
             #expect(try await store.events(of: orders[1].id).map(\.kind) == [.created, .cancelled])
             #expect(try await store.events(of: orders[2].id).map(\.sequence) == [1, 2, 3])
+            // What the per-buyer limit counts: paid and pending orders, not ended ones.
+            var held: [Int] = []
+            for buyer in ["b1", "b2", "b3"] { held.append(try await store.holdings(of: buyer, in: sale.id)) }
+            #expect(held == [1, 0, 0])
             #expect(try await store.order(orders[1].id)?.flag?.reason == .confirmAfterCancel)
 
             let flagged = try await store.orders(matching: OrderFilter(flaggedOnly: true), after: nil, limit: 10)

@@ -162,6 +162,22 @@ final class StockGate: Sendable {
         }
     }
 
+    /// Takes the store's count of what `buyer` holds when it is lower than the gate's — another node
+    /// ended one of the buyer's orders, and this gate heard only that stock came back — and forgets
+    /// a remembered "limit reached" for `key`, so its request can be decided again. Returns whether
+    /// the count was lowered. Never raises it: the store may not have counted an order this gate
+    /// is settling right now, and a count too low costs only a refusal by the store instead of by memory.
+    func lowerHoldings(of buyer: String, to held: Int, forgetting key: String) -> Bool {
+        state.withLock { state in
+            guard held < state.holdings[buyer, default: 0] else { return false }
+            state.holdings[buyer] = held > 0 ? held : nil
+            // Its place in `refusalOrder` stays until its turn to be forgotten comes (a later refusal
+            // of the same key then goes sooner than its turn, which only means it is decided again).
+            if case .buyerLimitReached = state.refusals[key]?.error { state.refusals[key] = nil }
+            return true
+        }
+    }
+
     /// Takes newer counters from the store (e.g. after a payment moved units from reserved to sold).
     func observe(_ counters: CounterSnapshot) {
         state.withLock { apply(counters, to: &$0) }

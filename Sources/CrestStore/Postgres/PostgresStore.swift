@@ -87,6 +87,15 @@ public final class PostgresStore: Store {
             """).map { try PostgresRows.sale($0).sale }
     }
 
+    public func holdings(of buyer: String, in saleID: SaleID) async throws -> Int {
+        let rows = try await rows(
+            """
+            SELECT COALESCE(SUM(quantity), 0)::bigint FROM orders
+            WHERE sale_id = \(saleID.description) AND buyer = \(buyer) AND status IN ('pending_payment', 'paid')
+            """)
+        return Int(try rows.first?.decode(Int64.self) ?? 0)
+    }
+
     public func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
         // One snapshot for the sale's row and its orders: counters, keys and holdings agree.
         try await transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { connection in

@@ -90,6 +90,18 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func holdings(of buyer: String, in saleID: SaleID) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT COALESCE(SUM(quantity), 0) FROM orders
+                    WHERE sale_id = ? AND buyer = ? AND status IN ('pending_payment', 'paid')
+                    """,
+                arguments: [saleID.description, buyer]) ?? 0
+        }
+    }
+
     public func gateSnapshot(for saleID: SaleID) async throws -> GateSnapshot? {
         try await pool.read { db in
             guard
