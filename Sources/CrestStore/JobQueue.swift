@@ -86,7 +86,7 @@ public struct JobFilter: Sendable, Hashable {
 
 /// The queue at a glance.
 public struct JobStatistics: Sendable, Hashable {
-    /// Jobs by kind, then state.
+    /// Jobs by kind, then state, for the `countedStates`.
     public var counts: [String: [Job.State: Int]]
     /// Jobs that could run now: available, or scheduled/retryable with their run-at passed.
     public var due: Int
@@ -98,6 +98,19 @@ public struct JobStatistics: Sendable, Hashable {
         self.due = due
         self.oldestDueRunAt = oldestDueRunAt
     }
+
+    /// Every state but `completed`. Completed jobs are kept for a day and would be most of the
+    /// table after a sale (650,000 rows took PostgreSQL 140–190 ms to count, every few seconds on
+    /// every node); they are counted as they finish instead (`crest_job_attempts_total`).
+    public static let countedStates = Job.State.allCases.filter { $0 != .completed }
+
+    /// The counts' query, the same SQL for both stores; an index on `(state, kind)` answers it
+    /// without reading completed jobs.
+    static let countsSQL = """
+        SELECT kind, state, COUNT(*) AS n FROM jobs
+        WHERE state IN (\(countedStates.map { "'\($0.rawValue)'" }.joined(separator: ", ")))
+        GROUP BY state, kind
+        """
 }
 
 /// What a rescue writes on the jobs it takes back.

@@ -21,13 +21,14 @@ struct SQLiteUpkeepTests {
 
     /// The job metrics count jobs per kind and state every few seconds; a full scan with a
     /// temporary B-tree took 70 ms of a core at 170,000 jobs, in the middle of the order load.
-    @Test("the job counts of the metrics come from an index, not a scan of the jobs")
+    /// Completed jobs are left out, and the index is searched for the other states only.
+    @Test("the job counts of the metrics come from an index searched by state, not a scan of the jobs")
     func jobCountsUseAnIndex() async throws {
         try await withFreshStore { store in
             let plan = try await store.pool.read { db in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(SQLiteStore.jobCountsSQL)").map { $0["detail"] as String }
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(JobStatistics.countsSQL)").map { $0["detail"] as String }
             }
-            #expect(plan == ["SCAN jobs USING COVERING INDEX jobs_by_kind_state"])
+            #expect(plan == ["SEARCH jobs USING COVERING INDEX jobs_by_state_kind (state=?)"], "\(plan)")
         }
     }
 

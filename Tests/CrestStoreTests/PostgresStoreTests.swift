@@ -106,6 +106,28 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("the job metrics' counts search the index by state and read no completed job")
+    func jobCountsSkipCompletedJobs() async throws {
+        try await withFreshStore { cluster, url, store in
+            // A day's retention of completed jobs after a sale, and the few still waiting.
+            _ = try await cluster.psql(
+                url,
+                """
+                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
+                SELECT 'order.expire', 'o' || i, CASE WHEN i % 100 = 0 THEN 'scheduled' ELSE 'completed' END, 5, i, 0
+                FROM generate_series(1, 40000) AS i;
+                """)
+            _ = try await cluster.psql(url, "VACUUM ANALYZE jobs")
+            let plan = try await cluster.psql(url, "EXPLAIN \(JobStatistics.countsSQL)").map { $0.joined(separator: "|") }
+            // An index-only scan when the visibility map allows, a bitmap scan of it otherwise.
+            #expect(!plan.contains { $0.contains("Seq Scan") }, "plan: \(plan.joined(separator: "\n"))")
+            #expect(plan.contains { $0.contains("Scan") && $0.contains("jobs_by_state_kind") }, "plan: \(plan.joined(separator: "\n"))")
+            #expect(plan.contains { $0.contains("Index Cond") && $0.contains("state") }, "plan: \(plan.joined(separator: "\n"))")
+            let statistics = try await store.jobStatistics(at: Date(timeIntervalSince1970: 0))
+            #expect(statistics.counts == ["order.expire": [.scheduled: 400]])
+        }
+    }
+
     @Test("a conditional decrement that matches no row commits nothing of its batch, and the store goes on")
     func missedDecrementCommitsNothing() async throws {
         try await withFreshStore { cluster, url, store in

@@ -5,7 +5,8 @@ import Metrics
 import Synchronization
 
 /// The job runner's metrics: attempts and run time per kind as they happen, and the queue's shape
-/// (jobs by kind and state, due jobs, age of the oldest due job) sampled from the store.
+/// (jobs by kind and state, due jobs, age of the oldest due job) sampled from the store; completed
+/// jobs are counted by the attempts' counter, not sampled.
 final class JobMetrics: Sendable {
     static let attemptsLabel = "crest_job_attempts_total"
 
@@ -40,7 +41,7 @@ final class JobMetrics: Sendable {
             return kinds
         }
         for kind in kinds {
-            for state in Job.State.allCases {
+            for state in JobStatistics.countedStates {
                 Gauge(label: "crest_jobs", dimensions: [("kind", kind), ("state", state.rawValue)])
                     .record(statistics.counts[kind]?[state] ?? 0)
             }

@@ -162,6 +162,13 @@ enum PostgresMigrations {
             4, "waiting jobs in claim order",
             ["CREATE INDEX jobs_waiting ON jobs (run_at, id) WHERE state IN ('available', 'scheduled', 'retryable')"]
         ),
+        (
+            // The job metrics' counts leave completed jobs out (most of the table after a sale,
+            // kept a day; counting 650,000 rows took 140–190 ms, every few seconds on every node):
+            // with the state first, the index is searched for the other states only.
+            5, "jobs by state and kind",
+            ["DROP INDEX jobs_by_kind_state", "CREATE INDEX jobs_by_state_kind ON jobs (state, kind)"]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -177,7 +177,7 @@ extension PostgresStore {
         try await withConnection { connection in
             var counts: [String: [Job.State: Int]] = [:]
             for try await (kind, state, count) in try await connection.query(
-                "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state", logger: self.logger
+                PostgresQuery(unsafeSQL: JobStatistics.countsSQL), logger: self.logger
             ).decode((String, String, Int64).self) {
                 if let state = Job.State(rawValue: state) { counts[kind, default: [:]][state] = Int(count) }
             }

@@ -167,15 +167,11 @@ extension SQLiteStore {
         }
     }
 
-    /// Jobs per kind and state, for the job metrics every few seconds: answered from the
-    /// `jobs_by_kind_state` index, not a scan of the table.
-    static let jobCountsSQL = "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state"
-
     public func jobStatistics(at now: Date) async throws -> JobStatistics {
         let nowMillis = SQLiteRows.millis(now)
         return try await pool.read { db in
             var counts: [String: [Job.State: Int]] = [:]
-            for row in try Row.fetchAll(db, sql: Self.jobCountsSQL) {
+            for row in try Row.fetchAll(db, sql: JobStatistics.countsSQL) {
                 if let state = Job.State(rawValue: row["state"]) {
                     counts[row["kind"], default: [:]][state] = row["n"]
                 }
