@@ -1,6 +1,5 @@
 import CrestCore
 import CrestStore
-import DequeModule
 import Foundation
 import Synchronization
 
@@ -50,23 +49,21 @@ final class StockGate: Sendable {
         var pendingByBuyer: [String: Int] = [:]
         var knownKeys: Set<Int>
         var inFlight: [String: InFlight] = [:]
-        var refusals: [String: Refusal] = [:]
-        var refusalOrder: Deque<String> = []
+        var refusals: RefusalMemory<Refusal>
 
         var available: Int64 { committed.available - pendingUnits }
     }
 
     let sale: Sale
-    private let refusalMemory: Int
     private let state: Mutex<State>
 
     init(snapshot: GateSnapshot, refusalMemory: Int) {
         self.sale = snapshot.sale
-        self.refusalMemory = refusalMemory
         self.state = Mutex(
             State(
                 committed: snapshot.sale.stock, version: snapshot.version, holdings: snapshot.holdings,
-                knownKeys: Set(snapshot.idempotencyKeys.map(\.hashValue))))
+                knownKeys: Set(snapshot.idempotencyKeys.map(\.hashValue)),
+                refusals: RefusalMemory(capacity: refusalMemory)))
     }
 
     /// The newest counters the gate has seen from the store.
@@ -171,9 +168,7 @@ final class StockGate: Sendable {
         state.withLock { state in
             guard held < state.holdings[buyer, default: 0] else { return false }
             state.holdings[buyer] = held > 0 ? held : nil
-            // Its place in `refusalOrder` stays until its turn to be forgotten comes (a later refusal
-            // of the same key then goes sooner than its turn, which only means it is decided again).
-            if case .buyerLimitReached = state.refusals[key]?.error { state.refusals[key] = nil }
+            if case .buyerLimitReached = state.refusals[key]?.error { state.refusals.forget(key) }
             return true
         }
     }
@@ -196,18 +191,10 @@ final class StockGate: Sendable {
         state.inFlight[request.idempotencyKey] = nil
     }
 
-    /// Keeps a refusal so that a replay of its key gets the same answer; the oldest are forgotten
-    /// beyond `refusalMemory` entries (a forgotten key is simply decided again).
+    /// Keeps a refusal so that a replay of its key gets the same answer (the oldest are forgotten
+    /// beyond the memory's capacity; a forgotten key is simply decided again).
     private func remember(_ error: OrderError, for request: OrderRequest, in state: inout State) {
-        guard refusalMemory > 0 else { return }
-        if state.refusals.updateValue(
-            Refusal(buyer: request.buyer, quantity: request.quantity, error: error), forKey: request.idempotencyKey)
-            == nil
-        {
-            state.refusalOrder.append(request.idempotencyKey)
-        }
-        while state.refusalOrder.count > refusalMemory, let oldest = state.refusalOrder.popFirst() {
-            state.refusals[oldest] = nil
-        }
+        state.refusals.remember(
+            Refusal(buyer: request.buyer, quantity: request.quantity, error: error), for: request.idempotencyKey)
     }
 }

@@ -1,0 +1,35 @@
+@testable import CrestEngine
+import Testing
+
+@Suite("A stock gate's refusal memory")
+struct RefusalMemoryTests {
+    @Test("a small memory forgets the oldest refusal first; a repeat keeps its place; a forgotten key is gone")
+    func forgetsOldestFirst() {
+        var memory = RefusalMemory<Int>(capacity: 3)
+        for (index, key) in ["a", "b", "c"].enumerated() { memory.remember(index, for: key) }
+        memory.remember(10, for: "a")  // a repeat: its answer changes, its place does not
+        memory.remember(3, for: "d")
+        #expect(memory["a"] == nil)
+        #expect([memory["b"], memory["c"], memory["d"]] == [1, 2, 3])
+        memory.forget("c")
+        #expect(memory["c"] == nil && memory.count == 2)
+
+        var none = RefusalMemory<Int>(capacity: 0)
+        none.remember(1, for: "a")
+        #expect(none["a"] == nil && none.count == 0)
+    }
+
+    /// One dictionary of a sold-out sale's refusals rehashed all of them in the insert that
+    /// doubled its storage (250 ms at 786,432 keys) while the gate's lock was held.
+    @Test("a crowd's refusals: the memory stays at its capacity, keeps the latest, and no part of it grows past about a thousand")
+    func crowdOfRefusals() {
+        var memory = RefusalMemory<Int>(capacity: 200_000)
+        for index in 0..<300_000 { memory.remember(index, for: "key-\(index)") }
+        #expect(memory.count <= 200_000 && memory.count > 199_000)
+        #expect(memory.largestShard <= 1_000)
+        var forgottenOfTheLatest: [Int] = []
+        for index in 299_000..<300_000 where memory["key-\(index)"] != index { forgottenOfTheLatest.append(index) }
+        #expect(forgottenOfTheLatest.isEmpty)
+        #expect(memory["key-0"] == nil)
+    }
+}
