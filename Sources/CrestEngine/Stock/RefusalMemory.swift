@@ -27,13 +27,13 @@ struct RefusalMemory<Refusal> {
 
     subscript(key: String) -> Refusal? {
         guard !shards.isEmpty else { return nil }
-        return shards[shard(of: key)].entries[key]
+        return shards[shardIndex(of: key, among: shards.count)].entries[key]
     }
 
     /// Remembers `refusal` for `key`, forgetting the shard's oldest beyond its share of the capacity.
     mutating func remember(_ refusal: Refusal, for key: String) {
         guard !shards.isEmpty else { return }
-        let index = shard(of: key)
+        let index = shardIndex(of: key, among: shards.count)
         if shards[index].entries.updateValue(refusal, forKey: key) == nil {
             shards[index].order.append(key)
         }
@@ -47,7 +47,7 @@ struct RefusalMemory<Refusal> {
     /// decided again).
     mutating func forget(_ key: String) {
         guard !shards.isEmpty else { return }
-        shards[shard(of: key)].entries[key] = nil
+        shards[shardIndex(of: key, among: shards.count)].entries[key] = nil
     }
 
     /// How many refusals are remembered.
@@ -55,8 +55,4 @@ struct RefusalMemory<Refusal> {
 
     /// The most refusals one shard holds: what one growth of storage may have to rehash.
     var largestShard: Int { shards.map(\.entries.count).max() ?? 0 }
-
-    private func shard(of key: String) -> Int {
-        Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))
-    }
 }

@@ -45,9 +45,9 @@ final class StockGate: Sendable {
         var committed: StockCounters
         var version: Int64
         var pendingUnits: Int64 = 0
-        var holdings: [String: Int]
+        var holdings: ShardedDictionary<String, Int>
         var pendingByBuyer: [String: Int] = [:]
-        var knownKeys: Set<Int>
+        var knownKeys: ShardedSet<Int>
         var inFlight: [String: InFlight] = [:]
         var refusals: RefusalMemory<Refusal>
 
@@ -61,8 +61,8 @@ final class StockGate: Sendable {
         self.sale = snapshot.sale
         self.state = Mutex(
             State(
-                committed: snapshot.sale.stock, version: snapshot.version, holdings: snapshot.holdings,
-                knownKeys: Set(snapshot.idempotencyKeys.map(\.hashValue)),
+                committed: snapshot.sale.stock, version: snapshot.version, holdings: ShardedDictionary(snapshot.holdings),
+                knownKeys: ShardedSet(snapshot.idempotencyKeys.lazy.map(\.hashValue)),
                 refusals: RefusalMemory(capacity: refusalMemory)))
     }
 

@@ -1,8 +1,8 @@
 @testable import CrestEngine
 import Testing
 
-@Suite("A stock gate's refusal memory")
-struct RefusalMemoryTests {
+@Suite("A stock gate's tables: refusals, holdings, known keys")
+struct GateTablesTests {
     @Test("a small memory forgets the oldest refusal first; a repeat keeps its place; a forgotten key is gone")
     func forgetsOldestFirst() {
         var memory = RefusalMemory<Int>(capacity: 3)
@@ -31,5 +31,24 @@ struct RefusalMemoryTests {
         for index in 299_000..<300_000 where memory["key-\(index)"] != index { forgottenOfTheLatest.append(index) }
         #expect(forgottenOfTheLatest.isEmpty)
         #expect(memory["key-0"] == nil)
+    }
+
+    /// Buyers' holdings and known keys grow with a sale's orders; in one dictionary the insert that
+    /// doubled its storage rehashed every buyer under the gate's lock (197 ms at 786,432).
+    @Test("holdings and known keys of a big sale: every entry where it was put, no shard past a few thousand")
+    func bigSaleTables() {
+        var holdings = ShardedDictionary<String, Int>(["ana": 2])
+        var keys = ShardedSet<Int>([7])
+        for index in 0..<300_000 {
+            holdings["buyer-\(index)", default: 0] += 1
+            keys.insert(index)
+        }
+        holdings["buyer-0", default: 0] += 1
+        holdings["buyer-1"] = nil
+        #expect(holdings.count == 300_000 && keys.count == 300_000)
+        #expect(holdings["ana"] == 2 && holdings["buyer-0"] == 2 && holdings["buyer-1"] == nil)
+        #expect(holdings["buyer-299999"] == 1 && holdings["nobody", default: 0] == 0)
+        #expect(keys.contains(7) && keys.contains(299_999) && !keys.contains(300_000))
+        #expect(holdings.largestShard < 2_000 && keys.largestShard < 2_000)
     }
 }
