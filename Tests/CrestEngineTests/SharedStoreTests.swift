@@ -72,6 +72,51 @@ struct SharedStoreTests {
         }
     }
 
+    @Test("a crowd split over two nodes: exactly the stock, no buyer twice, and every order replays through the other node")
+    func crowdOverTwoNodes() async throws {
+        try await withTwoNodes { a, b in
+            let nodes = [a, b]
+            let sale = try await a.createSale(
+                SaleDraft(sku: "CROWD", title: "Two doors", price: Money(amount: 100, currency: Currency("CNY")!), stock: 2_000))
+            let attempts = 20_000
+            let buyers = 12_000
+            let request: @Sendable (Int) -> OrderRequest = { attempt in
+                OrderRequest(saleID: sale.id, idempotencyKey: "key-\(attempt)", buyer: "buyer-\(attempt % buyers)", quantity: 1)
+            }
+            let results = await concurrently(attempts, width: 200) { attempt in
+                await AttemptResult.of { try await nodes[attempt % 2].placeOrder(request(attempt)) }
+            }
+            var orderBuyers: [OrderID: String] = [:]
+            for (attempt, result) in results.enumerated() {
+                switch result {
+                case .order(let id): orderBuyers[id] = request(attempt).buyer
+                case .refused(.soldOut), .refused(.buyerLimitReached): break
+                default: Issue.record("attempt \(attempt) ended \(result)")
+                }
+            }
+            #expect(orderBuyers.count == 2_000)
+            #expect(Set(orderBuyers.values).count == 2_000, "a buyer holds two orders")
+            #expect(try await a.sale(sale.id).stock == StockCounters(total: 2_000, available: 0, reserved: 2_000, sold: 0))
+
+            // Every attempt again, through the node that did not answer it: an order comes back as
+            // itself; a refusal stays a refusal (which one may differ — refusals are a node's memory,
+            // not the store's), and nothing new is placed.
+            let replays = await concurrently(attempts, width: 200) { attempt in
+                await AttemptResult.of { try await nodes[(attempt + 1) % 2].placeOrder(request(attempt)) }
+            }
+            var mismatches: [String] = []
+            for (attempt, (first, again)) in zip(results, replays).enumerated() {
+                switch (first, again) {
+                case (.order(let id), .order(let replayed)) where id == replayed: break
+                case (.refused, .refused(.soldOut)), (.refused, .refused(.buyerLimitReached)): break
+                default: mismatches.append("attempt \(attempt): \(first), then \(again)")
+                }
+            }
+            #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+            #expect(try await b.sale(sale.id).stock.reserved == 2_000)
+        }
+    }
+
     /// Runs `body` with two engines on one fresh database, each with its batcher and job runner
     /// running; both stop whatever happens, or a failing expectation would leave them running.
     private func withTwoNodes(_ body: (Engine, Engine) async throws -> Void) async throws {
