@@ -6,6 +6,10 @@ import Foundation
 /// leads to. Each store feeds them what it read and carries out what they decide, so the embedded
 /// and the PostgreSQL store cannot drift apart.
 enum StoreRules {
+    /// The statuses whose units count against the per-buyer limit, as an SQL list for both stores.
+    static let liveStatusesSQL =
+        "(" + Order.Status.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
+
     /// Decides one reservation against its sale: `nil` grants it (the caller creates the order and
     /// moves the units), anything else is the outcome. The checks run in this order and each reads
     /// only when reached: the sale open at the request's time, the key new, the attempt not

@@ -13,8 +13,7 @@ struct SharedStoreTests {
     @Test("a sold-out gate on one node opens when another node gives the stock back; a key placed on one node replays on the other even when sold out")
     func soldOutGateReopensAcrossNodes() async throws {
         try await withTwoNodes { a, b in
-            let sale = try await a.createSale(
-                SaleDraft(sku: "ONE", title: "The last one", price: Money(amount: 100, currency: Currency("CNY")!), stock: 1))
+            let sale = try await makeSale(on: a, title: "The last one", stock: 1)
             let placed = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a", buyer: "ana", quantity: 1))
             // Node b loads its gate: sold out, answered from memory from now on.
             await #expect(throws: OrderError.soldOut) {
@@ -44,8 +43,7 @@ struct SharedStoreTests {
     @Test("a buyer whose order another node cancelled may buy again on this node, though its gate counted the order")
     func holdingsEndedOnAnotherNode() async throws {
         try await withTwoNodes { a, b in
-            let sale = try await a.createSale(
-                SaleDraft(sku: "TWO", title: "One each", price: Money(amount: 100, currency: Currency("CNY")!), stock: 10))
+            let sale = try await makeSale(on: a, title: "One each", stock: 10)
             let first = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "1", buyer: "ana", quantity: 1))
             // Node b loads its gate with ana holding one: her next attempt is over the limit.
             await #expect(throws: OrderError.buyerLimitReached(limit: 1)) {
@@ -76,8 +74,7 @@ struct SharedStoreTests {
     func crowdOverTwoNodes() async throws {
         try await withTwoNodes { a, b in
             let nodes = [a, b]
-            let sale = try await a.createSale(
-                SaleDraft(sku: "CROWD", title: "Two doors", price: Money(amount: 100, currency: Currency("CNY")!), stock: 2_000))
+            let sale = try await makeSale(on: a, title: "Two doors", stock: 2_000)
             let attempts = 20_000
             let buyers = 12_000
             let request: @Sendable (Int) -> OrderRequest = { attempt in
@@ -115,6 +112,11 @@ struct SharedStoreTests {
             #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
             #expect(try await b.sale(sale.id).stock.reserved == 2_000)
         }
+    }
+
+    private func makeSale(on node: Engine, title: String, stock: Int64) async throws -> Sale {
+        try await node.createSale(
+            SaleDraft(sku: "SHARED", title: title, price: Money(amount: 100, currency: Currency("CNY")!), stock: stock))
     }
 
     /// Runs `body` with two engines on one fresh database, each with its batcher and job runner

@@ -75,7 +75,7 @@ struct PostgresReservationLedger {
             let holdings = reads.send(
                 """
                 SELECT buyer, SUM(quantity)::bigint FROM orders
-                WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN ('pending_payment', 'paid')
+                WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN \(unescaped: StoreRules.liveStatusesSQL)
                 GROUP BY buyer
                 """)
             lookups.append(Lookup(sale: saleID, placed: placed, cancelled: cancelled, holdings: holdings))

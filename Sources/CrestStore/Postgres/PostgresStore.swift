@@ -91,7 +91,7 @@ public final class PostgresStore: Store {
         let rows = try await rows(
             """
             SELECT COALESCE(SUM(quantity), 0)::bigint FROM orders
-            WHERE sale_id = \(saleID.description) AND buyer = \(buyer) AND status IN ('pending_payment', 'paid')
+            WHERE sale_id = \(saleID.description) AND buyer = \(buyer) AND status IN \(unescaped: StoreRules.liveStatusesSQL)
             """)
         return Int(try rows.first?.decode(Int64.self) ?? 0)
     }

@@ -88,20 +88,22 @@ struct ReservationLedger {
         return snapshots
     }
 
+    /// The probe's statement, built once (it is looked up in the statement cache by its text).
+    private static let probeSQL = """
+        SELECT
+            EXISTS (SELECT 1 FROM orders WHERE sale_id = ?1 AND idempotency_key = ?2),
+            EXISTS (SELECT 1 FROM cancelled_attempts WHERE sale_id = ?1 AND idempotency_key = ?2),
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders
+             WHERE sale_id = ?1 AND buyer = ?3 AND status IN \(StoreRules.liveStatusesSQL))
+        """
+
     /// What the store knows of the request's key and buyer, in one statement: whether the key
     /// placed an order or was cancelled, and the units the buyer holds in live orders (this
     /// batch's inserts included — they are in the same transaction). As three statements the
     /// statement overhead cost more than the three index lookups.
     private func probe(_ request: OrderRequest) throws -> (placed: Bool, cancelled: Bool, held: Int) {
         let row = try Row.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT
-                        EXISTS (SELECT 1 FROM orders WHERE sale_id = ?1 AND idempotency_key = ?2),
-                        EXISTS (SELECT 1 FROM cancelled_attempts WHERE sale_id = ?1 AND idempotency_key = ?2),
-                        (SELECT COALESCE(SUM(quantity), 0) FROM orders
-                         WHERE sale_id = ?1 AND buyer = ?3 AND status IN ('pending_payment', 'paid'))
-                    """),
+            db.cachedStatement(sql: Self.probeSQL),
             arguments: [request.saleID.description, request.idempotencyKey, request.buyer])
         guard let row else { throw CorruptRowError(column: "probe") }
         return (row[0], row[1], row[2])

@@ -96,7 +96,7 @@ public final class SQLiteStore: Store {
                 db,
                 sql: """
                     SELECT COALESCE(SUM(quantity), 0) FROM orders
-                    WHERE sale_id = ? AND buyer = ? AND status IN ('pending_payment', 'paid')
+                    WHERE sale_id = ? AND buyer = ? AND status IN \(StoreRules.liveStatusesSQL)
                     """,
                 arguments: [saleID.description, buyer]) ?? 0
         }
