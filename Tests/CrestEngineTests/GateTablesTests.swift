@@ -19,6 +19,12 @@ struct GateTablesTests {
         #expect(none["a"] == nil && none.count == 0)
     }
 
+    /// Each remembered refusal held its key's and its buyer's strings: ≈ 150 bytes of RSS each.
+    @Test("a remembered refusal is a 16-byte record, its key a hash")
+    func refusalIsSmall() {
+        #expect(MemoryLayout<StockGate.Refusal>.stride <= 16)
+    }
+
     /// One dictionary of a sold-out sale's refusals rehashed all of them in the insert that
     /// doubled its storage (250 ms at 786,432 keys) while the gate's lock was held.
     @Test("a crowd's refusals: the memory stays at its capacity, keeps the latest, and no part of it grows past about a thousand")

@@ -33,6 +33,22 @@ struct OrderRulesTests {
         }
     }
 
+    @Test("a refused key replays its refusal, with the sale's limit; the same key with another body is refused as reused")
+    func refusedKeyReplaysItsRefusal() async throws {
+        try await EngineFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 2, perBuyerLimit: 1)
+            _ = try await fixture.order(sale, buyer: "ana", key: "k1")
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) { try await fixture.order(sale, buyer: "ana", key: "k2") }
+            _ = try await fixture.order(sale, buyer: "bob", key: "k3")
+            await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "cy", key: "k4") }
+            // Remembered: the same answers again, and a reuse of either key with another body.
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) { try await fixture.order(sale, buyer: "ana", key: "k2") }
+            await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "cy", key: "k4") }
+            await #expect(throws: OrderError.idempotencyKeyReused) { try await fixture.order(sale, buyer: "dee", key: "k2") }
+            await #expect(throws: OrderError.idempotencyKeyReused) { try await fixture.order(sale, buyer: "cy", key: "k4", quantity: 2) }
+        }
+    }
+
     @Test("keys, holdings and counters survive a restart of the engine on the same store")
     func stateSurvivesRestart() async throws {
         let directory = EngineFixture.temporaryDirectory()

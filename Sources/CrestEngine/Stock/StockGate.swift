@@ -35,10 +35,32 @@ final class StockGate: Sendable {
         var quantity: Int
     }
 
-    private struct Refusal {
-        var buyer: String
-        var quantity: Int
-        var error: OrderError
+    /// A remembered refusal in 16 bytes (see `RefusalMemory`): its request's buyer as a hash and its
+    /// quantity, enough to tell a replay from the same key sent with another body, and which of the
+    /// two refusals a gate remembers it was (the limit is the sale's).
+    struct Refusal {
+        var buyerHash: Int
+        var quantity: Int32
+        var limitReached: Bool
+
+        /// `nil` for the refusals that are not remembered.
+        init?(_ error: OrderError, of request: OrderRequest) {
+            switch error {
+            case .soldOut: limitReached = false
+            case .buyerLimitReached: limitReached = true
+            default: return nil
+            }
+            buyerHash = request.buyer.hashValue
+            quantity = Int32(clamping: request.quantity)
+        }
+
+        func isSameBody(as request: OrderRequest) -> Bool {
+            request.buyer.hashValue == buyerHash && Int(quantity) == request.quantity
+        }
+
+        func error(in sale: Sale) -> OrderError {
+            limitReached ? .buyerLimitReached(limit: sale.perBuyerLimit) : .soldOut
+        }
     }
 
     private struct State {
@@ -82,8 +104,7 @@ final class StockGate: Sendable {
                 return .refused(same ? .requestInProgress : .idempotencyKeyReused)
             }
             if let refusal = state.refusals[key] {
-                let same = request.sameBody(buyer: refusal.buyer, quantity: refusal.quantity)
-                return .refused(same ? refusal.error : .idempotencyKeyReused)
+                return .refused(refusal.isSameBody(as: request) ? refusal.error(in: sale) : .idempotencyKeyReused)
             }
             if !keyIsNew, state.knownKeys.contains(key.hashValue) {
                 return .knownKey
@@ -128,10 +149,7 @@ final class StockGate: Sendable {
                 case .duplicate:
                     state.knownKeys.insert(request.idempotencyKey.hashValue)
                 case .refused(let error):
-                    switch error {
-                    case .soldOut, .buyerLimitReached: remember(error, for: request, in: &state)
-                    default: break
-                    }
+                    remember(error, for: request, in: &state)
                 }
             }
             if let counters { apply(counters, to: &state) }
@@ -168,7 +186,7 @@ final class StockGate: Sendable {
         state.withLock { state in
             guard held < state.holdings[buyer, default: 0] else { return false }
             state.holdings[buyer] = held > 0 ? held : nil
-            if case .buyerLimitReached = state.refusals[key]?.error { state.refusals.forget(key) }
+            if state.refusals[key]?.limitReached == true { state.refusals.forget(key) }
             return true
         }
     }
@@ -191,10 +209,10 @@ final class StockGate: Sendable {
         state.inFlight[request.idempotencyKey] = nil
     }
 
-    /// Keeps a refusal so that a replay of its key gets the same answer (the oldest are forgotten
-    /// beyond the memory's capacity; a forgotten key is simply decided again).
+    /// Keeps a sold-out or limit refusal so that a replay of its key gets the same answer (the
+    /// oldest are forgotten beyond the memory's capacity; a forgotten key is simply decided again).
     private func remember(_ error: OrderError, for request: OrderRequest, in state: inout State) {
-        state.refusals.remember(
-            Refusal(buyer: request.buyer, quantity: request.quantity, error: error), for: request.idempotencyKey)
+        guard let refusal = Refusal(error, of: request) else { return }
+        state.refusals.remember(refusal, for: request.idempotencyKey)
     }
 }
