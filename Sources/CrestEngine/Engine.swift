@@ -31,11 +31,16 @@ public final class Engine: Sendable {
     let jobs: JobRunner
     let lifecycle: OrderLifecycle
 
-    /// The job runner (order expiry, payment confirmation), and the follower of other nodes'
-    /// changes (jobs they enqueued, stock they gave back), to run under the service group.
+    /// The job runner (order expiry, payment confirmation), the follower of other nodes' changes
+    /// (jobs they enqueued, stock they gave back) and the sweeper of idle stock gates, to run under
+    /// the service group.
     public var jobRunnerService: any Service {
-        ServiceSet(services: [jobs, StoreChangeFollower(store: store, gates: gates, jobs: jobs, logger: logger)])
+        ServiceSet(services: [
+            jobs, StoreChangeFollower(store: store, gates: gates, jobs: jobs, logger: logger),
+            GateSweeper(gates: gates, idleTimeout: gateIdleTimeout, logger: logger),
+        ])
     }
+    let gateIdleTimeout: Duration
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
     let logger: Logger
@@ -48,6 +53,7 @@ public final class Engine: Sendable {
         provider: (any PaymentProvider)? = nil, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
+        self.gateIdleTimeout = configuration.gateIdleTimeout
         self.provider = provider
         self.logger = logger
         let clock: @Sendable () -> Date = { clock().wholeMilliseconds }

@@ -7,6 +7,9 @@ public struct EngineConfiguration: Sendable {
     public var maxBatchSize: Int
     /// How many refused idempotency keys each sale remembers, to replay their answers.
     public var refusalMemoryPerSale: Int
+    /// A sale's stock gate unused this long (no attempt, none in flight) is dropped with its
+    /// memory — tens of MB after a big crowd — and loaded again from the store if asked.
+    public var gateIdleTimeout: Duration
     /// The job runner: workers, leases, backoff.
     public var jobs: JobRunnerConfiguration
     /// How expiry treats a payment the provider has not settled.
@@ -14,11 +17,13 @@ public struct EngineConfiguration: Sendable {
 
     public init(
         batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
-        jobs: JobRunnerConfiguration = .init(), expiry: ExpiryPolicy = .init()
+        gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
+        expiry: ExpiryPolicy = .init()
     ) {
         self.batchWindow = batchWindow
         self.maxBatchSize = maxBatchSize
         self.refusalMemoryPerSale = refusalMemoryPerSale
+        self.gateIdleTimeout = gateIdleTimeout
         self.jobs = jobs
         self.expiry = expiry
     }

@@ -1,4 +1,7 @@
+import CrestCore
 @testable import CrestEngine
+import CrestStore
+import Foundation
 import Testing
 
 @Suite("A stock gate's tables: refusals, holdings, known keys")
@@ -56,5 +59,28 @@ struct GateTablesTests {
         #expect(holdings["buyer-299999"] == 1 && holdings["nobody", default: 0] == 0)
         #expect(keys.contains(7) && keys.contains(299_999) && !keys.contains(300_000))
         #expect(holdings.largestShard < 2_000 && keys.largestShard < 2_000)
+    }
+
+    @Test("a gate is idle once no attempt came since the cutoff and none is in flight")
+    func idleGate() throws {
+        let now = Date()
+        let sale = Sale(
+            id: .make(), sku: "IDLE", title: "Idle", price: Money(amount: 100, currency: Currency("CNY")!),
+            perBuyerLimit: 1, startsAt: now.addingTimeInterval(-1), endsAt: nil, paymentWindowSeconds: 900,
+            createdAt: now, stock: StockCounters(total: 5, available: 5, reserved: 0, sold: 0))
+        let gate = StockGate(
+            snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10)
+        #expect(gate.isIdle(since: .now + .seconds(1)), "never used")
+        let request = OrderRequest(saleID: sale.id, idempotencyKey: "k", buyer: "ana", quantity: 1)
+        let admission = try gate.admit(request, now: now) { sale in
+            Reservation(
+                orderID: .make(now: now), request: request, amount: sale.price, createdAt: now,
+                expiresAt: now.addingTimeInterval(900))
+        }
+        guard case .admitted(let ticket) = admission else { Issue.record("\(admission)"); return }
+        #expect(!gate.isIdle(since: .now - .seconds(60)), "just used")
+        #expect(!gate.isIdle(since: .now + .seconds(1)), "an attempt is in flight")
+        gate.abandon([ticket])
+        #expect(gate.isIdle(since: .now + .seconds(1)))
     }
 }

@@ -1,5 +1,6 @@
 import CrestCore
-import CrestEngine
+@testable import CrestEngine
+import CrestTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -46,6 +47,27 @@ struct OrderRulesTests {
             await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "cy", key: "k4") }
             await #expect(throws: OrderError.idempotencyKeyReused) { try await fixture.order(sale, buyer: "dee", key: "k2") }
             await #expect(throws: OrderError.idempotencyKeyReused) { try await fixture.order(sale, buyer: "cy", key: "k4", quantity: 2) }
+        }
+    }
+
+    @Test("a sale's gate unused past the idle timeout is dropped, and loaded again with its keys, holdings and counters")
+    func idleGateIsDroppedAndReloaded() async throws {
+        try await EngineFixture.with(configuration: EngineConfiguration(gateIdleTimeout: .milliseconds(300))) { fixture in
+            let sale = try await fixture.sale(stock: 2, perBuyerLimit: 1)
+            let ana = try await fixture.order(sale, buyer: "ana", key: "k1")
+            _ = try await fixture.order(sale, buyer: "bob", key: "k2")
+            await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "cy", key: "k3") }
+            #expect(fixture.engine.gates.loadedGate(for: sale.id) != nil)
+            let dropped = try await eventually(timeout: .seconds(10)) {
+                fixture.engine.gates.loadedGate(for: sale.id) == nil
+            }
+            #expect(dropped, "the gate is still loaded")
+            // Loaded again from the store: the key replays, the buyer is at the limit, the sale sold out.
+            let again = try await fixture.order(sale, buyer: "ana", key: "k1")
+            #expect(again.replayed && again.order.id == ana.order.id)
+            await #expect(throws: OrderError.buyerLimitReached(limit: 1)) { try await fixture.order(sale, buyer: "ana", key: "k4") }
+            await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "dee", key: "k5") }
+            #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 2, available: 0, reserved: 2, sold: 0))
         }
     }
 

@@ -72,6 +72,8 @@ final class StockGate: Sendable {
         var knownKeys: ShardedSet<Int>
         var inFlight: [String: InFlight] = [:]
         var refusals: RefusalMemory<Refusal>
+        /// When an attempt last came.
+        var lastUsed = ContinuousClock.now
 
         var available: Int64 { committed.available - pendingUnits }
     }
@@ -98,6 +100,7 @@ final class StockGate: Sendable {
         makeReservation: (Sale) throws -> Reservation
     ) throws -> Admission {
         try state.withLock { state in
+            state.lastUsed = ContinuousClock.now
             let key = request.idempotencyKey
             if let flying = state.inFlight[key] {
                 let same = request.sameBody(buyer: flying.buyer, quantity: flying.quantity)
@@ -189,6 +192,12 @@ final class StockGate: Sendable {
             if state.refusals[key]?.limitReached == true { state.refusals.forget(key) }
             return true
         }
+    }
+
+    /// Whether no attempt came since `cutoff` and none is in flight: the gate can be dropped, and
+    /// loaded from the store again when asked.
+    func isIdle(since cutoff: ContinuousClock.Instant) -> Bool {
+        state.withLock { $0.lastUsed < cutoff && $0.inFlight.isEmpty && $0.pendingUnits == 0 }
     }
 
     /// Takes newer counters from the store (e.g. after a payment moved units from reserved to sold).

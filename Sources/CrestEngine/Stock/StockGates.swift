@@ -74,6 +74,20 @@ final class StockGates: Sendable {
         }
     }
 
+    /// Drops the gates no attempt used since `cutoff` (with none in flight); returns their sales.
+    /// A request for one of them loads it again from the store.
+    @discardableResult
+    func dropIdle(since cutoff: ContinuousClock.Instant) -> [SaleID] {
+        slots.withLock { slots in
+            let idle = slots.compactMap { saleID, slot -> SaleID? in
+                if case .ready(let gate) = slot, gate.isIdle(since: cutoff) { return saleID }
+                return nil
+            }
+            for saleID in idle { slots[saleID] = nil }
+            return idle
+        }
+    }
+
     /// Drops a gate whose memory can no longer be trusted (a commit failed and its fate is
     /// unknown); the next request loads it again from the store.
     func forget(_ saleID: SaleID) {
