@@ -52,7 +52,7 @@ struct OrderRulesTests {
 
     @Test("a sale's gate unused past the idle timeout is dropped, and loaded again with its keys, holdings and counters")
     func idleGateIsDroppedAndReloaded() async throws {
-        try await EngineFixture.with(configuration: EngineConfiguration(gateIdleTimeout: .milliseconds(300))) { fixture in
+        try await EngineFixture.with(configuration: EngineConfiguration(gateIdleTimeout: .seconds(2))) { fixture in
             let sale = try await fixture.sale(stock: 2, perBuyerLimit: 1)
             let ana = try await fixture.order(sale, buyer: "ana", key: "k1")
             _ = try await fixture.order(sale, buyer: "bob", key: "k2")
