@@ -38,6 +38,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most reservations per store transaction; 1 turns merging off [env: CREST_MAX_BATCH] (default: 512)")
     var maxBatch: Int?
 
+    @Option(help: "Refused idempotency keys each sale remembers so that a replay gets the same answer, about 70 bytes each; 0 remembers none [env: CREST_REFUSAL_MEMORY] (default: 1000000)")
+    var refusalMemory: Int?
+
+    @Option(help: "Seconds without an attempt after which a sale's in-memory gate is dropped, and loaded again from the store if asked [env: CREST_GATE_IDLE_SECONDS] (default: 600)")
+    var gateIdleSeconds: Int?
+
     @Option(help: "Jobs run at the same time (order expiry, payment confirmation) [env: CREST_JOB_WORKERS] (default: 100)")
     var jobWorkers: Int?
 
@@ -54,6 +60,8 @@ struct Serve: AsyncParsableCommand {
         let dataDirectory = try store.directory(settings)
         let windowMicros = try settings.value(batchWindowUs, env: "CREST_BATCH_WINDOW_US", default: 0)
         let maxBatch = try settings.value(maxBatch, env: "CREST_MAX_BATCH", default: 512)
+        let refusalMemory = try settings.value(refusalMemory, env: "CREST_REFUSAL_MEMORY", default: 1_000_000)
+        let gateIdleSeconds = try settings.value(gateIdleSeconds, env: "CREST_GATE_IDLE_SECONDS", default: 600)
         let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 100)
         let jobLease = try settings.value(jobLeaseSeconds, env: "CREST_JOB_LEASE_SECONDS", default: 30)
         let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
@@ -62,6 +70,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("batch window must be 0…1,000,000 µs")
         }
         guard maxBatch >= 1, maxBatch <= 100_000 else { throw ValidationError("max batch must be 1…100,000") }
+        guard (0...10_000_000).contains(refusalMemory) else {
+            throw ValidationError("refusal memory must be 0…10,000,000 keys")
+        }
+        guard (1...86_400).contains(gateIdleSeconds) else {
+            throw ValidationError("gate idle time must be 1…86,400 seconds")
+        }
         guard (1...1024).contains(jobWorkers) else { throw ValidationError("job workers must be 1…1,024") }
         guard (1...3600).contains(jobLease) else { throw ValidationError("job lease must be 1…3,600 seconds") }
 
@@ -81,6 +95,7 @@ struct Serve: AsyncParsableCommand {
             store: opened,
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
+                refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
                 jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
             logger: logger, provider: provider)
         let app = Application(

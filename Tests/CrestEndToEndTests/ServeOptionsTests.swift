@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CrestTestSupport
 import Foundation
 import Testing
@@ -25,6 +26,57 @@ struct ServeOptionsTests {
             #expect(output.contains(message), "\(extra): \(output)")
             #expect(!output.contains("cannot open the PostgreSQL store"), "\(extra): \(output)")
         }
+    }
+}
+
+/// `crest serve`'s options for the stock gates' memory.
+@Suite("crest serve: gate options")
+struct GateOptionsTests {
+    @Test("gate options out of range: a clear message and a usage exit")
+    func badGateOptions() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let base = ["serve", "--port", "0", "--data-dir", directory.path, "--admin-token", "t"]
+        for (extra, message) in [
+            (["--refusal-memory=-1"], "refusal memory must be 0…10,000,000 keys"),
+            (["--refusal-memory", "10000001"], "refusal memory must be 0…10,000,000 keys"),
+            (["--gate-idle-seconds", "0"], "gate idle time must be 1…86,400 seconds"),
+            (["--gate-idle-seconds", "86401"], "gate idle time must be 1…86,400 seconds"),
+        ] {
+            let (status, output) = try await CrestCommand.run(base + extra, timeout: .seconds(60))
+            #expect(status == 64, "\(extra): \(output)")
+            #expect(output.contains(message), "\(extra): \(output)")
+        }
+    }
+
+    @Test("with --gate-idle-seconds 1 an idle sale's gate is dropped, and the sale answers as before")
+    func idleGateDropped() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-gate-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let crest = try await CrestProcess(
+            arguments: [
+                "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", directory.path,
+                "--admin-token", CrestProcess.adminToken, "--log-level", "info", "--gate-idle-seconds", "1",
+            ],
+            listening: "crest listening on")
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let client = CrestClient(http: http, port: crest.port)
+            let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
+            let first = try await client.order(sale: sale, key: "k1", buyer: "ana")
+            #expect(first.status == 201)
+            let dropped = try await eventually(timeout: .seconds(15)) { crest.log.contains("dropped idle stock gates") }
+            #expect(dropped, "\(crest.log)")
+            let again = try await client.order(sale: sale, key: "k1", buyer: "ana")
+            #expect(again.status == 201 && again.id == first.id, "the key replays its order after the reload")
+            #expect(try await client.order(sale: sale, key: "k2", buyer: "bob").status == 409)
+        } catch {
+            try await http.shutdown()
+            _ = await crest.stop()
+            throw error
+        }
+        try await http.shutdown()
+        #expect(await crest.stop() == 0)
     }
 }
 
