@@ -21,9 +21,7 @@ struct ServeOptionsTests {
             (["--database-connections", "0"], "database connections must be 1…1,000"),
             (["--database-connections", "1001"], "database connections must be 1…1,000"),
         ] {
-            let (status, output) = try await CrestCommand.run(base + extra, timeout: .seconds(60))
-            #expect(status == 64, "\(extra): \(output)")
-            #expect(output.contains(message), "\(extra): \(output)")
+            let output = try await expectUsageExit(base + extra, saying: message)
             #expect(!output.contains("cannot open the PostgreSQL store"), "\(extra): \(output)")
         }
     }
@@ -43,9 +41,7 @@ struct GateOptionsTests {
             (["--gate-idle-seconds", "0"], "gate idle time must be 1…86,400 seconds"),
             (["--gate-idle-seconds", "86401"], "gate idle time must be 1…86,400 seconds"),
         ] {
-            let (status, output) = try await CrestCommand.run(base + extra, timeout: .seconds(60))
-            #expect(status == 64, "\(extra): \(output)")
-            #expect(output.contains(message), "\(extra): \(output)")
+            try await expectUsageExit(base + extra, saying: message)
         }
     }
 
@@ -78,6 +74,18 @@ struct GateOptionsTests {
         try await http.shutdown()
         #expect(await crest.stop() == 0)
     }
+}
+
+/// Runs `crest` with `arguments`, expects its usage exit (64) with `message` in its output, and
+/// returns the output.
+@discardableResult
+private func expectUsageExit(
+    _ arguments: [String], saying message: String, sourceLocation: SourceLocation = #_sourceLocation
+) async throws -> String {
+    let (status, output) = try await CrestCommand.run(arguments, timeout: .seconds(60))
+    #expect(status == 64, "\(arguments): \(output)", sourceLocation: sourceLocation)
+    #expect(output.contains(message), "\(arguments): \(output)", sourceLocation: sourceLocation)
+    return output
 }
 
 @Suite("crest as a child process: its output")
