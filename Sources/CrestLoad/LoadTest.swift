@@ -281,6 +281,9 @@ final class LoadRun: Sendable {
         var isReplay: Bool
         /// For a replay of an accepted attempt: the order it must answer with.
         var expectedOrder: String?
+
+        /// What the tally keeps while this attempt's fate is unknown.
+        var unsettled: UnsettledAttempt { UnsettledAttempt(buyer: buyer, quantity: quantity) }
     }
 
     /// The next attempt's number and when it is due (open loop), or `nil` when the run is over.
@@ -369,7 +372,7 @@ final class LoadRun: Sendable {
             // key tells it.
             if CrestAPI.leavesFateUnknown(status: response.status, problem: label) {
                 if !attempt.isReplay || tally.unsettled[attempt.key] != nil {
-                    tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity)
+                    tally.unsettled[attempt.key] = attempt.unsettled
                 }
             } else {
                 if !tally.unsettled.isEmpty { tally.unsettled[attempt.key] = nil }
@@ -427,7 +430,7 @@ final class LoadRun: Sendable {
             tally.attempts += 1
             if attempt.isReplay { tally.replays += 1 }
             tally.unanswered += 1
-            if !attempt.isReplay { tally.unsettled[attempt.key] = UnsettledAttempt(buyer: attempt.buyer, quantity: attempt.quantity) }
+            if !attempt.isReplay { tally.unsettled[attempt.key] = attempt.unsettled }
             tally.outcomes[reason, default: 0] += 1
             tally.recordLatency(latency)
         }

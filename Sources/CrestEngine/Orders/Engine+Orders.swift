@@ -52,26 +52,23 @@ extension Engine {
                 try reservation(for: request, in: sale, at: now)
             }
         }
-        if case .refused(.buyerLimitReached) = admission, store.isShared, !keyLookedUp {
-            // Another node may have placed this very key (its repeat gets that order), or ended one
-            // of the buyer's orders: this node's gate heard only that stock came back.
+        if case .refused(let error) = admission, store.isShared, !keyLookedUp {
+            // Another node may have placed this very key: its repeat gets that order, not a refusal.
             if let existing = try await placedOrder(for: request) { return try replay(existing, for: request) }
-            keyLookedUp = true
-            let held = try await withStore("read holdings") {
-                try await store.holdings(of: request.buyer, in: request.saleID)
-            }
-            if gate.lowerHoldings(of: request.buyer, to: held, forgetting: request.idempotencyKey) {
-                admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
-                    try reservation(for: request, in: sale, at: now)
+            // Or ended one of the buyer's orders: this node's gate heard only that stock came back.
+            if case .buyerLimitReached = error {
+                let held = try await withStore("read holdings") {
+                    try await store.holdings(of: request.buyer, in: request.saleID)
+                }
+                if gate.lowerHoldings(of: request.buyer, to: held, forgetting: request.idempotencyKey) {
+                    admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
+                        try reservation(for: request, in: sale, at: now)
+                    }
                 }
             }
         }
         switch admission {
         case .refused(let error):
-            // Another node may have placed this very key; its repeat gets that order, not a refusal.
-            if store.isShared, !keyLookedUp, let existing = try await placedOrder(for: request) {
-                return try replay(existing, for: request)
-            }
             throw error
         case .knownKey:
             throw UnavailableError(reason: "idempotency key lookup did not settle")
