@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "CrestCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
@@ -189,6 +190,7 @@ let package = Package(
             name: "CrestStoreTests",
             dependencies: [
                 "CrestCore", "CrestStore", "CrestTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -25,7 +25,8 @@ struct ReservationLedger {
         endpoints = try SQLiteEvents.activeEndpoints(db)
         for saleID in saleIDs {
             if let row = try Row.fetchOne(
-                db, sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?", arguments: [saleID.description])
+                db.cachedStatement(sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?"),
+                arguments: [saleID.description])
             {
                 sales[saleID] = SaleState(sale: try SQLiteRows.sale(row), version: row["version"])
             }
@@ -49,18 +50,10 @@ struct ReservationLedger {
         }
         let quantity = Int64(request.quantity)
         let order = reservation.pendingOrder
-        let insert = try db.cachedStatement(
-            sql: """
-                INSERT INTO orders (
-                    id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
-                    idempotency_key)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-        try insert.execute(arguments: [
+        try DirectStatement(db, sql: Self.insertSQL).execute(
             order.id.description, order.saleID.description, order.buyer, order.quantity, order.amount.amount,
             order.amount.currency.code, order.status.rawValue, SQLiteRows.millis(order.createdAt),
-            SQLiteRows.millis(order.expiresAt), SQLiteRows.millis(order.updatedAt), request.idempotencyKey,
-        ])
+            SQLiteRows.millis(order.expiresAt), SQLiteRows.millis(order.updatedAt), request.idempotencyKey)
         try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt, endpoints: endpoints)
         for job in reservation.jobs {
             _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
@@ -79,14 +72,20 @@ struct ReservationLedger {
             var version = state.version
             if state.changed {
                 version += 1
-                try db.execute(
-                    sql: "UPDATE sales SET available = ?, reserved = ?, version = ? WHERE id = ?",
-                    arguments: [state.sale.stock.available, state.sale.stock.reserved, version, saleID.description])
+                try DirectStatement(db, sql: "UPDATE sales SET available = ?, reserved = ?, version = ? WHERE id = ?")
+                    .execute(state.sale.stock.available, state.sale.stock.reserved, version, saleID.description)
             }
             snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: version)
         }
         return snapshots
     }
+
+    private static let insertSQL = """
+        INSERT INTO orders (
+            id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
+            idempotency_key)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
 
     /// The probe's statement, built once (it is looked up in the statement cache by its text).
     private static let probeSQL = """
@@ -102,10 +101,10 @@ struct ReservationLedger {
     /// batch's inserts included — they are in the same transaction). As three statements the
     /// statement overhead cost more than the three index lookups.
     private func probe(_ request: OrderRequest) throws -> (placed: Bool, cancelled: Bool, held: Int) {
-        let row = try Row.fetchOne(
-            db.cachedStatement(sql: Self.probeSQL),
-            arguments: [request.saleID.description, request.idempotencyKey, request.buyer])
-        guard let row else { throw CorruptRowError(column: "probe") }
-        return (row[0], row[1], row[2])
+        let known = try DirectStatement(db, sql: Self.probeSQL).firstRow(
+            request.saleID.description, request.idempotencyKey, request.buyer
+        ) { row in (placed: row.bool(0), cancelled: row.bool(1), held: Int(row.int64(2))) }
+        guard let known else { throw CorruptRowError(column: "probe") }
+        return known
     }
 }

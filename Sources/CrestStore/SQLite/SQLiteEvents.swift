@@ -10,12 +10,10 @@ enum SQLiteEvents {
         _ db: Database, _ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date,
         endpoints: [WebhookEndpoint]
     ) throws {
-        try db.cachedStatement(
-            sql: "INSERT INTO order_events (\(SQLiteRows.eventColumns)) VALUES (?, ?, ?, ?, ?, ?)"
-        ).execute(arguments: [
-            EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
-            kind.rawValue, SQLiteRows.millis(time),
-        ])
+        try DirectStatement(db, sql: "INSERT INTO order_events (\(SQLiteRows.eventColumns)) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(
+                EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
+                kind.rawValue, SQLiteRows.millis(time))
         for endpoint in endpoints where endpoint.wants(kind) {
             let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: sequence)
             try db.cachedStatement(
@@ -50,16 +48,16 @@ enum SQLiteJobs {
     static func insert(_ db: Database, _ job: NewJob, at now: Date) throws -> EnqueuedJob {
         let runAt = max(job.runAt ?? now, now)
         let state: Job.State = runAt > now ? .scheduled : .available
-        try db.cachedStatement(
+        try DirectStatement(
+            db,
             sql: """
                 INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT DO NOTHING
                 """
-        ).execute(arguments: [
+        ).execute(
             job.kind, job.payload, state.rawValue, job.maxAttempts, SQLiteRows.millis(job.runAt ?? now), job.uniqueKey,
-            SQLiteRows.millis(now),
-        ])
+            SQLiteRows.millis(now))
         if db.changesCount == 1 { return EnqueuedJob(id: JobID(db.lastInsertedRowID), duplicate: false) }
         guard
             let key = job.uniqueKey,
