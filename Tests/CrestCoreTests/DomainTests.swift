@@ -30,6 +30,10 @@ struct DomainTests {
         let strings = ids.map { $0.uuidString.lowercased() }
         #expect(strings == strings.sorted())
         #expect(Set(strings).count == ids.count)
+        // The last 62 bits are fresh randomness for every id (drawn from the system in blocks:
+        // 10,000 ids span many blocks), not only the counter that keeps them increasing.
+        let tails = ids.map { id in withUnsafeBytes(of: id.uuid) { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) } }
+        #expect(Set(tails).count == ids.count)
         let millis = ids[0].uuid
         let stamp = (0..<6).reduce(UInt64(0)) { value, index in
             value << 8 | UInt64(withUnsafeBytes(of: millis) { $0[index] })
