@@ -69,6 +69,8 @@ struct DirectStatementTests {
                 #expect(error.sql == Self.insert)
             }
             try insert.execute("other", 3, nil as String?)
+            // Too few values is a mistake of the caller's, reported as one (and nothing is stored).
+            #expect(throws: DatabaseError.self) { try insert.execute("short", 9) }
             // GRDB's own execution of the same cached statement still binds its own arguments.
             try db.cachedStatement(sql: Self.insert).execute(arguments: ["grdb", 4, "y"])
         }

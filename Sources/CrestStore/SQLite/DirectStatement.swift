@@ -28,8 +28,13 @@ struct DirectStatement {
     func execute<each Value: DirectBindable>(_ values: repeat each Value) throws {
         try bind(repeat each values)
         defer { clear() }
-        let code = sqlite3_step(statement.sqliteStatement)
-        guard code == SQLITE_DONE || code == SQLITE_ROW else { throw error(code) }
+        while true {
+            switch sqlite3_step(statement.sqliteStatement) {
+            case SQLITE_DONE: return
+            case SQLITE_ROW: continue
+            case let code: throw error(code)
+            }
+        }
     }
 
     /// Binds `values` as `execute` does and reads the first row with `read` (`nil` when none).
@@ -66,7 +71,12 @@ struct DirectStatement {
                 throw error(code)
             }
         }
-        precondition(index == sqlite3_bind_parameter_count(handle), "wrong number of values for \(statement.sql)")
+        guard index == sqlite3_bind_parameter_count(handle) else {
+            clear()
+            throw DatabaseError(
+                resultCode: .SQLITE_MISUSE, message: "\(index) values for \(sqlite3_bind_parameter_count(handle)) parameters",
+                sql: statement.sql)
+        }
     }
 
     /// Ends the execution: a statement left mid-step would keep its read transaction open, and
