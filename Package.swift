@@ -191,6 +191,7 @@ let package = Package(
             dependencies: [
                 "CrestCore", "CrestStore", "CrestTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,5 +1,6 @@
 @testable import CrestStore
 import GRDB
+import GRDBSQLite
 import Testing
 
 /// The embedded store's hot statements bind through SQLite's C API (`DirectStatement`): what they
@@ -76,5 +77,22 @@ struct DirectStatementTests {
         }
         let numbers = try queue.read { db in try Int.fetchAll(db, sql: "SELECT number FROM t ORDER BY id") }
         #expect(numbers == [1, 3, 4])
+    }
+
+    @Test("a value SQLite refuses to bind is reported with SQLite's own message, and nothing is stored")
+    func refusedValue() throws {
+        let queue = try database()
+        try queue.write { db in
+            sqlite3_limit(db.sqliteConnection, SQLITE_LIMIT_LENGTH, 64)
+            do {
+                try DirectStatement(db, sql: Self.insert).execute(String(repeating: "x", count: 100), 1, nil as String?)
+                Issue.record("a text over the connection's length limit was bound")
+            } catch let error as DatabaseError {
+                #expect(error.resultCode == .SQLITE_TOOBIG)
+                #expect(error.message?.contains("too big") == true)
+            }
+            try DirectStatement(db, sql: Self.insert).execute("short", 2, nil as String?)
+        }
+        #expect(try queue.read { db in try Int.fetchAll(db, sql: "SELECT number FROM t") } == [2])
     }
 }

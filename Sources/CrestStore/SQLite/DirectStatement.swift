@@ -4,8 +4,8 @@ import GRDBSQLite
 /// One of GRDB's cached statements, bound and stepped through SQLite's C API.
 ///
 /// GRDB's `execute(arguments:)` builds `StatementArguments` from an array of existential values,
-/// validates them and prepares observation on every call; on the embedded store's writer that was
-/// about a fifth of the CPU spent per reserved order (`perf`, RESULTS.md). The statements run for
+/// validates them and prepares observation on every call: about a fifth of the embedded store's
+/// writer's CPU per reserved order (`perf`, RESULTS.md). The statements run for
 /// every order — the reservation probe and the inserts of order, event and job — bind their few
 /// values here instead: a parameter pack, so nothing is boxed or allocated on the Swift side.
 ///
@@ -67,15 +67,16 @@ struct DirectStatement {
             index += 1
             let code = value.bind(to: handle, at: index)
             guard code == SQLITE_OK else {
+                let failure = error(code)  // read first: a reset may replace the connection's message
                 clear()
-                throw error(code)
+                throw failure
             }
         }
-        guard index == sqlite3_bind_parameter_count(handle) else {
+        let parameters = sqlite3_bind_parameter_count(handle)
+        guard index == parameters else {
             clear()
             throw DatabaseError(
-                resultCode: .SQLITE_MISUSE, message: "\(index) values for \(sqlite3_bind_parameter_count(handle)) parameters",
-                sql: statement.sql)
+                resultCode: .SQLITE_MISUSE, message: "\(index) values for \(parameters) parameters", sql: statement.sql)
         }
     }
 
