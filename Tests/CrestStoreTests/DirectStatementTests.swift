@@ -95,4 +95,14 @@ struct DirectStatementTests {
         }
         #expect(try queue.read { db in try Int.fetchAll(db, sql: "SELECT number FROM t") } == [2])
     }
+
+    @Test("outside a transaction (or in one SQLite rolled back) nothing runs: rows never commit one by one")
+    func outsideTransaction() throws {
+        let queue = try database()
+        let outcome = queue.writeWithoutTransaction { db in
+            Result { try DirectStatement(db, sql: Self.insert).execute("alone", 1, nil as String?) }
+        }
+        #expect(throws: DatabaseError.self) { try outcome.get() }
+        #expect(try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM t") } == 0)
+    }
 }

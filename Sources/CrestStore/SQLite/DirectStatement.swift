@@ -10,8 +10,11 @@ import GRDBSQLite
 /// values here instead: a parameter pack, so nothing is boxed or allocated on the Swift side.
 ///
 /// Only for statements that neither change the schema nor begin or end a transaction (GRDB's
-/// bookkeeping of those is skipped), on the connection GRDB handed to the current access. The
-/// statement stays GRDB's: GRDB finalizes it when the connection closes.
+/// bookkeeping of those is skipped), inside a transaction on the connection GRDB handed to the
+/// current access. Outside one it refuses to run: GRDB would also refuse to go on in a transaction
+/// SQLite rolled back on its own (a full disk, say), and skipping that check here must not let an
+/// order's rows — order, outbox event, jobs — commit one by one instead of together. The statement
+/// stays GRDB's: GRDB finalizes it when the connection closes.
 ///
 /// ```swift
 /// let insert = try DirectStatement(db, sql: "INSERT INTO t (a, b) VALUES (?, ?)")
@@ -61,6 +64,9 @@ struct DirectStatement {
 
     private func bind<each Value: DirectBindable>(_ values: repeat each Value) throws {
         let handle = statement.sqliteStatement
+        guard let connection = sqlite3_db_handle(handle), sqlite3_get_autocommit(connection) == 0 else {
+            throw DatabaseError(resultCode: .SQLITE_MISUSE, message: "not inside a transaction", sql: statement.sql)
+        }
         sqlite3_reset(handle)
         var index: Int32 = 0
         for value in repeat each values {
