@@ -16,13 +16,14 @@ enum Console {
 }
 
 extension Console {
-    /// Logs go to standard error at `level` (trace … critical); once per process.
-    static func bootstrapLogging(level name: String) throws {
+    /// Logs go to standard error at `level` (trace … critical); once per process. A metadata provider
+    /// adds to every line what the task knows, e.g. the current span's trace and span ids.
+    static func bootstrapLogging(level name: String, metadataProvider: Logger.MetadataProvider? = nil) throws {
         guard let level = Logger.Level(rawValue: name) else { throw ValidationError("unknown log level \(name)") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+        LoggingSystem.bootstrap({ label, provider in
+            var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
             handler.logLevel = level
             return handler
-        }
+        }, metadataProvider: metadataProvider)
     }
 }

@@ -8,6 +8,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import OTel
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -53,6 +54,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
+    @Option(help: "Base URL of an OpenTelemetry collector's OTLP/HTTP receiver; spans are posted to <URL>/v1/traces. The OTEL_* variables of the OpenTelemetry SDK apply too [env: CREST_OTLP_ENDPOINT] (default: none, no traces exported)")
+    var otlpEndpoint: String?
+
     func run() async throws {
         let settings = Settings()
         let host = try settings.value(host, env: "CREST_HOST", default: "127.0.0.1")
@@ -78,11 +82,22 @@ struct Serve: AsyncParsableCommand {
         }
         guard (1...1024).contains(jobWorkers) else { throw ValidationError("job workers must be 1…1,024") }
         guard (1...3600).contains(jobLease) else { throw ValidationError("job lease must be 1…3,600 seconds") }
+        let tracing = try TracingSettings(
+            endpoint: settings.optional(otlpEndpoint, env: "CREST_OTLP_ENDPOINT"),
+            environment: ProcessInfo.processInfo.environment)
 
-        try Console.bootstrapLogging(level: levelName)
+        try Console.bootstrapLogging(
+            level: levelName, metadataProvider: tracing.enabled ? OTel.makeLoggingMetadataProvider() : nil)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
+        // Before anything makes an HTTP client: AsyncHTTPClient takes the tracer it finds then.
         let logger = Logger(label: "crest")
+        let tracer = try tracing.bootstrap(logger: Logger(label: "crest.otel"))
+        if tracer != nil {
+            logger.info(
+                "exporting traces over OTLP/HTTP",
+                metadata: ["endpoint": "\(tracing.tracesEndpoint ?? "from the OTEL_* variables")"])
+        }
 
         let givenToken = settings.optional(adminToken, env: "CREST_ADMIN_TOKEN")
         if store.postgresURL(settings) != nil, givenToken == nil {
@@ -112,7 +127,9 @@ struct Serve: AsyncParsableCommand {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [engine.batcherService, engine.jobRunnerService, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                // Stopped in reverse order: the tracer last, sending the spans of everything before it.
+                services: [tracer].compactMap { $0 } + [engine.batcherService, engine.jobRunnerService, app],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try await opened.close()
         try await providerHTTP?.shutdown()

@@ -14,20 +14,21 @@ final class CrestProcess: Sendable {
     static var executable: URL { CrestCommand.executable }
 
     /// Starts `crest serve --port 0` on `dataDirectory` and waits until it listens.
-    convenience init(dataDirectory: URL, extraArguments: [String] = []) async throws {
+    convenience init(dataDirectory: URL, extraArguments: [String] = [], environment: [String: String] = [:]) async throws {
         try await self.init(
             arguments: [
                 "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", dataDirectory.path,
                 "--admin-token", Self.adminToken, "--log-level", "warning",
             ] + extraArguments,
-            listening: "crest listening on")
+            listening: "crest listening on", environment: environment)
     }
 
-    /// Starts `crest` with `arguments` and waits for the line `<listening> http://127.0.0.1:<port>`.
-    init(arguments: [String], listening prefix: String) async throws {
+    /// Starts `crest` with `arguments` (and `environment` added to this process's own) and waits for
+    /// the line `<listening> http://127.0.0.1:<port>`.
+    init(arguments: [String], listening prefix: String, environment: [String: String] = [:]) async throws {
         let executable = Self.executable
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
-        let (process, output) = CrestCommand.process(arguments)
+        let (process, output) = CrestCommand.process(arguments, environment: environment)
         self.output = output
         try process.run()
         self.process = process

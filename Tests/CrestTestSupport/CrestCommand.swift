@@ -7,11 +7,14 @@ public enum CrestCommand {
     }
 
     /// `crest arguments`, not started yet, and everything it will print (standard output and error,
-    /// interleaved), collected as it comes.
-    public static func process(_ arguments: [String]) -> (Process, Locked<String>) {
+    /// interleaved), collected as it comes. `environment` is added to this process's own.
+    public static func process(_ arguments: [String], environment: [String: String] = [:]) -> (Process, Locked<String>) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -167,7 +167,20 @@ public final class JobRunner: Service, Sendable {
         }
     }
 
+    /// Runs `job` and records its outcome, all in one `job.run` span: a failure is the span's error,
+    /// and the log line that tells of it carries the span's trace id.
     private func execute(_ job: Job) async {
+        await withSpan("job.run", ofKind: .consumer) { span in
+            if span.isRecording {
+                span.attributes["crest.job.kind"] = job.kind
+                span.attributes["crest.job.id"] = Int(job.id.rawValue)
+                span.attributes["crest.job.attempt"] = job.attempt
+            }
+            await execute(job, in: span)
+        }
+    }
+
+    private func execute(_ job: Job, in span: any Span) async {
         let started = ContinuousClock.now
         let completion: JobCompletion
         let outcome: String
@@ -175,12 +188,7 @@ public final class JobRunner: Service, Sendable {
             guard let handler = handlers[job.kind] else {
                 throw UnknownJobKindError(kind: job.kind)
             }
-            let result = try await withSpan("job.run") { span in
-                span.attributes["crest.job.kind"] = job.kind
-                span.attributes["crest.job.id"] = Int(job.id.rawValue)
-                span.attributes["crest.job.attempt"] = job.attempt
-                return try await Self.run(handler, job)
-            }
+            let result = try await Self.run(handler, job)
             switch result {
             case .completed:
                 (completion, outcome) = (.completed, "completed")
@@ -202,7 +210,9 @@ public final class JobRunner: Service, Sendable {
             }
         }
         metrics.countAttempt(kind: job.kind, outcome: outcome, duration: ContinuousClock.now - started)
+        if span.isRecording { span.attributes["crest.job.outcome"] = outcome }
         if case .failed(let error, let retryAt) = completion {
+            span.setStatus(SpanStatus(code: .error, message: error))
             logger.log(
                 level: retryAt == nil ? .error : .warning, "job failed",
                 metadata: [

@@ -23,7 +23,12 @@ extension Engine {
         do {
             let placed = try await withSpan("order.place") { span in
                 if span.isRecording { span.attributes["crest.sale.id"] = request.saleID.description }
-                return try await place(request)
+                let placed = try await place(request)
+                if span.isRecording {
+                    span.attributes["crest.order.id"] = placed.order.id.description
+                    span.attributes["crest.order.replayed"] = placed.replayed
+                }
+                return placed
             }
             metrics.countAttempt(placed.replayed ? "replayed" : "accepted")
             return placed
@@ -72,10 +77,15 @@ extension Engine {
             throw error
         case .knownKey:
             throw UnavailableError(reason: "idempotency key lookup did not settle")
-        case .admitted(let ticket):
+        case .admitted(var ticket):
             let outcome: ReservationOutcome
             do {
-                outcome = try await batcher.submit(ticket)
+                // The buyer's wait for a batch to take the reservation and commit it, as a stage of
+                // its own; when it is recorded, the batch's span links to it.
+                outcome = try await withSpan("reservation.wait") { span in
+                    if span.isRecording { ticket.trace = span.context }
+                    return try await batcher.submit(ticket)
+                }
             } catch is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError {
                 gate.abandon([ticket])
                 throw UnavailableError(reason: "Crest is shutting down")
@@ -125,7 +135,12 @@ extension Engine {
         let result: ReservationBatchResult
         do {
             result = try await withSpan("reservation.batch") { span in
-                span.attributes["crest.batch.size"] = tickets.count
+                if span.isRecording {
+                    span.attributes["crest.batch.size"] = tickets.count
+                    // One batch serves many requests, each in a trace of its own: the batch's span
+                    // links to the wait span of each request it commits.
+                    for context in tickets.lazy.compactMap(\.trace) { span.addLink(SpanLink(context: context, attributes: [:])) }
+                }
                 return try await store.reserve(tickets.map(\.reservation))
             }
         } catch {

@@ -2,6 +2,7 @@ import CrestCore
 import CrestStore
 import Foundation
 import Synchronization
+import Tracing
 
 /// The in-memory front of one sale's stock: it answers what it can without the store and admits
 /// the rest to the batcher.
@@ -28,6 +29,8 @@ final class StockGate: Sendable {
     struct Ticket: Sendable {
         var reservation: Reservation
         var gate: StockGate
+        /// The placing request's trace, when it is recorded: the batch's span links to it.
+        var trace: ServiceContext? = nil
     }
 
     private struct InFlight {
