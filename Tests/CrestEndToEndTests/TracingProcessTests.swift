@@ -13,7 +13,7 @@ struct TracingProcessTests {
     static let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
     static let parentSpanID = "00f067aa0ba902b7"
 
-    @Test("an order continues the caller's trace through its stages, the batch links to it, and the provider call carries a traceparent")
+    @Test("an order continues the caller's trace through its stages, the batch links to it, and provider and webhook calls carry a traceparent")
     func orderTrace() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -28,6 +28,10 @@ struct TracingProcessTests {
                 ],
                 environment: ["OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"])
             let client = CrestClient(http: .shared, port: crest.port)
+            let endpoint = try await client.call(
+                .POST, "/v1/webhook-endpoints", headers: [("Authorization", "Bearer \(CrestProcess.adminToken)")],
+                json: #"{"url":"http://127.0.0.1:\#(collector.port)/hooks","secret":"merchant-secret-0123456789"}"#)
+            #expect(endpoint.status == 201)
             let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken)
             let placed = try await client.call(
                 .POST, "/v1/sales/\(sale)/orders",
@@ -37,15 +41,18 @@ struct TracingProcessTests {
 
             var spans: [ExportedSpan] = []
             var providerTraceparents: [String] = []
+            var webhookTraceparents: [String] = []
             let complete = try await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
                 spans = collector.spans.value
                 providerTraceparents = collector.providerTraceparents.value
+                webhookTraceparents = collector.webhookTraceparents.value
                 let names = Set(spans.filter { $0.traceID == Self.traceID }.map(\.name))
                 return names.isSuperset(of: ["order.place", "reservation.wait"])
                     && spans.contains { $0.name == "reservation.batch" }
                     && !providerTraceparents.isEmpty
                     && spans.contains { span in span.name == "job.run" && providerTraceparents.contains { $0.contains(span.traceID) } }
                     && crest.log.contains("job failed")
+                    && spans.contains { span in span.name == "job.run" && webhookTraceparents.contains { $0.contains(span.traceID) } }
             }
             #expect(complete, "spans received: \(spans.map { "\($0.name) \($0.traceID)" })\n\(crest.log)")
 
@@ -61,8 +68,9 @@ struct TracingProcessTests {
             // The batch that committed the order is a trace of its own, linked to the request's wait.
             let batches = spans.filter { $0.name == "reservation.batch" }
             #expect(batches.contains { $0.links.contains { $0.traceID == Self.traceID && $0.spanID == wait.spanID } })
-            // Out: the provider call carries a well-formed traceparent of the job's trace.
-            for header in providerTraceparents {
+            // Out: the provider call and the webhook delivery carry well-formed traceparents of their
+            // jobs' traces (the condition above matched their trace ids to exported job runs).
+            for header in providerTraceparents + webhookTraceparents {
                 #expect(header.wholeMatch(of: /00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]/) != nil, "traceparent \(header)")
             }
             // The job's failure (the provider answered 503) is an error of its span, and its log line
@@ -127,17 +135,20 @@ struct ExportedSpan: Sendable {
     }
 }
 
-/// An OpenTelemetry collector's OTLP/HTTP receiver (JSON) and a payment provider that is down,
-/// on one loopback port: it keeps the spans it receives and the `traceparent` of every provider call.
+/// An OpenTelemetry collector's OTLP/HTTP receiver (JSON), a payment provider that is down and a
+/// merchant's webhook endpoint, on one loopback port: it keeps the spans it receives and the
+/// `traceparent` of every provider call and webhook delivery.
 struct FakeCollector: Sendable {
     let port: Int
     let spans: Locked<[ExportedSpan]>
     let providerTraceparents: Locked<[String]>
+    let webhookTraceparents: Locked<[String]>
 
     /// Runs `body` while the collector listens; stops it after.
     static func with<T: Sendable>(_ body: @Sendable (FakeCollector) async throws -> T) async throws -> T {
         let spans = Locked<[ExportedSpan]>([])
         let traceparents = Locked<[String]>([])
+        let hooks = Locked<[String]>([])
         let router = Router()
         router.post("/v1/traces") { request, _ -> Response in
             let received = ExportedSpan.all(in: Data(try await request.body.collect(upTo: 16 << 20).readableBytesView))
@@ -145,13 +156,23 @@ struct FakeCollector: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
         }
+        @Sendable func traceparent(of request: Request) -> String? {
+            request.headers.first { $0.name.canonicalName == "traceparent" }?.value
+        }
         router.post("/v1/payment_intents") { request, _ -> Response in
-            if let header = request.headers.first(where: { $0.name.canonicalName == "traceparent" })?.value { traceparents.withLock { $0.append(header) } }
+            if let header = traceparent(of: request) { traceparents.withLock { $0.append(header) } }
             return Response(status: .serviceUnavailable)
+        }
+        router.post("/hooks") { request, _ -> Response in
+            if let header = traceparent(of: request) { hooks.withLock { $0.append(header) } }
+            return Response(status: .ok)
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         return try await app.test(.live) { client in
-            try await body(FakeCollector(port: try #require(client.port), spans: spans, providerTraceparents: traceparents))
+            try await body(
+                FakeCollector(
+                    port: try #require(client.port), spans: spans, providerTraceparents: traceparents,
+                    webhookTraceparents: hooks))
         }
     }
 }
