@@ -68,6 +68,14 @@ struct TracingProcessTests {
             // The batch that committed the order is a trace of its own, linked to the request's wait.
             let batches = spans.filter { $0.name == "reservation.batch" }
             #expect(batches.contains { $0.links.contains { $0.traceID == Self.traceID && $0.spanID == wait.spanID } })
+            // The order's payment creation ran later, as a job, in the caller's trace under the
+            // placement; so its call to the provider sent the caller's trace on.
+            let paymentRun = spans.first {
+                $0.name == "job.run" && $0.attributes["crest.job.kind"] == "payment.create" && $0.traceID == Self.traceID
+            }
+            #expect(paymentRun?.parentSpanID == place.spanID, "the payment job's run is not under the placement")
+            #expect(paymentRun?.kind == 5, "a job run is a consumer span")
+            #expect(providerTraceparents.allSatisfy { $0.contains(Self.traceID) }, "\(providerTraceparents)")
             // Out: the provider call and the webhook delivery carry well-formed traceparents of their
             // jobs' traces (the condition above matched their trace ids to exported job runs).
             for header in providerTraceparents + webhookTraceparents {

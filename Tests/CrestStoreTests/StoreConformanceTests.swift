@@ -308,6 +308,26 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("a job keeps the trace it was enqueued in, enqueued alone or with a reserved order", arguments: StoreKind.allCases)
+    func jobTraceParent(kind: StoreKind) async throws {
+        _ = try await kind.with { open in
+            let store = try await open()
+            let now = millisecondNow()
+            let traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            _ = try await store.enqueue(
+                [NewJob(kind: "test.t", payload: "1", traceParent: traced), NewJob(kind: "test.t", payload: "2")], at: now)
+            let sale = makeSale(stock: 2)
+            try await store.createSale(sale)
+            _ = try await store.reserve([
+                reservation(sale, key: "k1", buyer: "ana", jobs: [NewJob(kind: "test.t", payload: "3", traceParent: traced)]),
+                reservation(sale, key: "k2", buyer: "bob", jobs: [NewJob(kind: "test.t", payload: "4")]),
+            ])
+            let claimed = try await store.claimJobs(limit: 10, worker: "w1", lease: .seconds(30), at: now.addingTimeInterval(1))
+            let traces = Dictionary(uniqueKeysWithValues: claimed.jobs.map { ($0.payload, $0.traceParent ?? "none") })
+            #expect(traces == ["1": traced, "2": "none", "3": traced, "4": "none"])
+        }
+    }
+
     @Test("a job whose lease runs out on its last attempt is discarded by the next claim, which hands it over for its hook", arguments: StoreKind.allCases)
     func rescueOnTheLastAttempt(kind: StoreKind) async throws {
         _ = try await kind.with { open in

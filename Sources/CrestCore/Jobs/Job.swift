@@ -69,11 +69,14 @@ public struct Job: Sendable, Hashable {
     public var createdAt: Date
     public var attemptedAt: Date?
     public var finalizedAt: Date?
+    /// The W3C `traceparent` of the work that enqueued it, if that was traced: its runs continue
+    /// that trace.
+    public var traceParent: String?
 
     public init(
         id: JobID, kind: String, payload: String, state: State, attempt: Int, maxAttempts: Int, runAt: Date,
         leaseUntil: Date? = nil, lastError: String? = nil, uniqueKey: String? = nil, createdAt: Date,
-        attemptedAt: Date? = nil, finalizedAt: Date? = nil
+        attemptedAt: Date? = nil, finalizedAt: Date? = nil, traceParent: String? = nil
     ) {
         self.id = id
         self.kind = kind
@@ -88,6 +91,7 @@ public struct Job: Sendable, Hashable {
         self.createdAt = createdAt
         self.attemptedAt = attemptedAt
         self.finalizedAt = finalizedAt
+        self.traceParent = traceParent
     }
 
     /// The lease of this claim: a finish or lease extension only applies while the job still
@@ -106,10 +110,12 @@ public struct NewJob: Sendable, Hashable {
     public var maxAttempts: Int
     /// While a live job has this key, enqueueing another with it does nothing.
     public var uniqueKey: String?
+    /// The W3C `traceparent` of the work that enqueues it (see ``Job/traceParent``).
+    public var traceParent: String?
 
     public init(
         kind: String, payload: String, runAt: Date? = nil, maxAttempts: Int = defaultMaxAttempts,
-        uniqueKey: String? = nil
+        uniqueKey: String? = nil, traceParent: String? = nil
     ) {
         precondition(maxAttempts >= 1, "a job needs at least one attempt")
         self.kind = kind
@@ -117,6 +123,7 @@ public struct NewJob: Sendable, Hashable {
         self.runAt = runAt
         self.maxAttempts = maxAttempts
         self.uniqueKey = uniqueKey
+        self.traceParent = traceParent
     }
 }
 

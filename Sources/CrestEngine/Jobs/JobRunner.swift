@@ -167,10 +167,12 @@ public final class JobRunner: Service, Sendable {
         }
     }
 
-    /// Runs `job` and records its outcome, all in one `job.run` span: a failure is the span's error,
-    /// and the log line that tells of it carries the span's trace id.
+    /// Runs `job` and records its outcome, all in one `job.run` span — in the trace of the work that
+    /// enqueued it, if that was traced: a failure is the span's error, and the log line that tells
+    /// of it carries the span's trace id.
     private func execute(_ job: Job) async {
-        await withSpan("job.run", ofKind: .consumer) { span in
+        let context = job.traceParent.map(TraceParent.context) ?? ServiceContext.current ?? .topLevel
+        await withSpan("job.run", context: context, ofKind: .consumer) { span in
             if span.isRecording {
                 span.attributes["crest.job.kind"] = job.kind
                 span.attributes["crest.job.id"] = Int(job.id.rawValue)

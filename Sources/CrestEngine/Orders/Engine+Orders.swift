@@ -104,11 +104,15 @@ extension Engine {
         }
         let id = OrderID.make(now: now)
         let expiresAt = sale.paymentDeadline(from: now)
+        var jobs = provider == nil
+            ? [OrderJobs.expiry(of: id, at: expiresAt)]
+            : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)]
+        // The order's payment creation and expiry run in the placing request's trace.
+        if let trace = TraceParent.current() {
+            for index in jobs.indices { jobs[index].traceParent = trace }
+        }
         return Reservation(
-            orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
-            jobs: provider == nil
-                ? [OrderJobs.expiry(of: id, at: expiresAt)]
-                : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)])
+            orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt, jobs: jobs)
     }
 
     /// The order this request's idempotency key already placed in its sale, if any.

@@ -169,6 +169,7 @@ enum PostgresMigrations {
             5, "jobs by state and kind",
             ["DROP INDEX jobs_by_kind_state", "CREATE INDEX jobs_by_state_kind ON jobs (state, kind)"]
         ),
+        (6, "the trace a job continues", ["ALTER TABLE jobs ADD COLUMN trace_parent text"]),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

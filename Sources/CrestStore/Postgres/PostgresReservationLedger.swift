@@ -244,15 +244,16 @@ struct PostgresReservationLedger {
         writes.send(
             """
             WITH inserted AS (
-            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
+            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
             SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
-                run_at, NULLIF(unique_key, ''), created_at
+                run_at, NULLIF(unique_key, ''), created_at, NULLIF(trace_parent, '')
             FROM UNNEST(
                 \(jobs.map(\.job.kind))::text[], \(jobs.map(\.job.payload))::text[],
                 \(jobs.map { Int64($0.job.maxAttempts) })::int[],
                 \(jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) })::bigint[],
-                \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[]
-            ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at)
+                \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[],
+                \(jobs.map { $0.job.traceParent ?? "" })::text[]
+            ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at, trace_parent)
             ON CONFLICT DO NOTHING
             RETURNING GREATEST(run_at, created_at) AS due)
             SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM inserted HAVING COUNT(*) > 0

@@ -87,7 +87,8 @@ enum PostgresRows {
             uniqueKey: try r["unique_key"].decode(String?.self),
             createdAt: date(try r["created_at"].decode(Int64.self)),
             attemptedAt: try r["attempted_at"].decode(Int64?.self).map(date),
-            finalizedAt: try r["finalized_at"].decode(Int64?.self).map(date))
+            finalizedAt: try r["finalized_at"].decode(Int64?.self).map(date),
+            traceParent: try r["trace_parent"].decode(String?.self))
     }
 
     static func endpoint(_ row: PostgresRow) throws -> WebhookEndpoint {

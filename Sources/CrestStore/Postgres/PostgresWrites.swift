@@ -136,9 +136,9 @@ enum PostgresJobs {
         let state: Job.State = runAt > now ? .scheduled : .available
         let inserted = try await connection.query(
             """
-            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
+            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
             VALUES (\(job.kind), \(job.payload), \(state.rawValue), \(job.maxAttempts),
-                \(PostgresRows.millis(job.runAt ?? now)), \(job.uniqueKey), \(PostgresRows.millis(now)))
+                \(PostgresRows.millis(job.runAt ?? now)), \(job.uniqueKey), \(PostgresRows.millis(now)), \(job.traceParent))
             ON CONFLICT DO NOTHING RETURNING id
             """, logger: logger
         ).values(Int64.self).first

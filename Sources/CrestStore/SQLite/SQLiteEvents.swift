@@ -51,13 +51,13 @@ enum SQLiteJobs {
         try DirectStatement(
             db,
             sql: """
-                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT DO NOTHING
                 """
         ).execute(
             job.kind, job.payload, state.rawValue, job.maxAttempts, SQLiteRows.millis(job.runAt ?? now), job.uniqueKey,
-            SQLiteRows.millis(now))
+            SQLiteRows.millis(now), job.traceParent)
         if db.changesCount == 1 { return EnqueuedJob(id: JobID(db.lastInsertedRowID), duplicate: false) }
         guard
             let key = job.uniqueKey,

@@ -112,7 +112,18 @@ enum SQLiteMigrations {
                 try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt, endpoints: [])
                 switch order.status {
                 case .pendingPayment:
-                    _ = try SQLiteJobs.insert(db, OrderJobs.expiry(of: order.id, at: order.expiresAt), at: now)
+                    // Spelled out with this version's columns: `SQLiteJobs.insert` writes later ones.
+                    let job = OrderJobs.expiry(of: order.id, at: order.expiresAt)
+                    let runAt = job.runAt ?? now
+                    try db.execute(
+                        sql: """
+                            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
+                            VALUES (?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [
+                            job.kind, job.payload, (runAt > now ? Job.State.scheduled : .available).rawValue,
+                            job.maxAttempts, SQLiteRows.millis(runAt), SQLiteRows.millis(now),
+                        ])
                 case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
                 case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
                 case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
@@ -167,6 +178,9 @@ enum SQLiteMigrations {
             // with the state first, the index is searched for the other states only.
             try db.execute(sql: "DROP INDEX jobs_by_kind_state")
             try db.execute(sql: "CREATE INDEX jobs_by_state_kind ON jobs (state, kind)")
+        }
+        migrator.registerMigration("v7: the trace a job continues") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN trace_parent TEXT")
         }
         return migrator
     }

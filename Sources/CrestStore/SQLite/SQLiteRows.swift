@@ -15,7 +15,7 @@ enum SQLiteRows {
         """
     static let jobColumns = """
         id, kind, payload, state, attempt, max_attempts, run_at, lease_until, last_error, unique_key, created_at,
-        attempted_at, finalized_at
+        attempted_at, finalized_at, trace_parent
         """
     static let eventColumns = "id, order_id, sale_id, sequence, type, occurred_at"
 
@@ -77,7 +77,8 @@ enum SQLiteRows {
             uniqueKey: row[9],
             createdAt: date(row[10]),
             attemptedAt: (row[11] as Int64?).map(date),
-            finalizedAt: (row[12] as Int64?).map(date))
+            finalizedAt: (row[12] as Int64?).map(date),
+            traceParent: row[13])
     }
 
     static func endpoint(_ row: Row) throws -> WebhookEndpoint {
