@@ -90,8 +90,8 @@ struct Serve: AsyncParsableCommand {
             level: levelName, metadataProvider: tracing.enabled ? OTel.makeLoggingMetadataProvider() : nil)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
-        // Before anything makes an HTTP client: AsyncHTTPClient takes the tracer it finds then.
         let logger = Logger(label: "crest")
+        // Before anything makes an HTTP client: AsyncHTTPClient takes the tracer it finds then.
         let tracer = try tracing.bootstrap(logger: Logger(label: "crest.otel"))
         if tracer != nil {
             logger.info(

@@ -15,7 +15,8 @@ import Tracing
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER`). Every other `OTEL_*` variable the
 /// SDK defines applies as usual: `OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`,
 /// the default, or `http/json`), `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`,
-/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_SDK_DISABLED`, …
+/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_SDK_DISABLED`, … As the SDK applies them over the configuration
+/// it is given, an `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` that is set wins over `--otlp-endpoint`.
 struct TracingSettings {
     /// The OTLP/HTTP URL spans are posted to, when given by `--otlp-endpoint`.
     var tracesEndpoint: String?
