@@ -78,6 +78,12 @@ extension Engine {
         case .knownKey:
             throw UnavailableError(reason: "idempotency key lookup did not settle")
         case .admitted(var ticket):
+            // The order's payment creation and expiry run in the placing request's trace. Set here,
+            // not where the reservation is built: that runs under the gate's lock, and only an
+            // admitted order needs it.
+            if let trace = TraceParent.current() {
+                for index in ticket.reservation.jobs.indices { ticket.reservation.jobs[index].traceParent = trace }
+            }
             let outcome: ReservationOutcome
             do {
                 // The buyer's wait for a batch to take the reservation and commit it, as a stage of
@@ -104,15 +110,11 @@ extension Engine {
         }
         let id = OrderID.make(now: now)
         let expiresAt = sale.paymentDeadline(from: now)
-        var jobs = provider == nil
-            ? [OrderJobs.expiry(of: id, at: expiresAt)]
-            : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)]
-        // The order's payment creation and expiry run in the placing request's trace.
-        if let trace = TraceParent.current() {
-            for index in jobs.indices { jobs[index].traceParent = trace }
-        }
         return Reservation(
-            orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt, jobs: jobs)
+            orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
+            jobs: provider == nil
+                ? [OrderJobs.expiry(of: id, at: expiresAt)]
+                : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)])
     }
 
     /// The order this request's idempotency key already placed in its sale, if any.
