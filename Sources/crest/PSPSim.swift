@@ -26,7 +26,7 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Secret that signs webhooks; give Crest the same one [env: CREST_PSP_WEBHOOK_SECRET] (default: generated and printed)")
     var webhookSecret: String?
 
-    @Option(help: "Seed of the faults and ids, for reproducible runs [env: CREST_PSP_SEED] (default: 1)")
+    @Option(help: "Seed of the faults, for reproducible runs; payment ids are unique whatever the seed [env: CREST_PSP_SEED] (default: 1)")
     var seed: UInt64?
 
     @Option(help: "Fixed latency of each API answer, ms") var latencyMs = 0
@@ -75,10 +75,12 @@ struct PSPSim: AsyncParsableCommand {
                 publicURL: "http://\(host):\(port)", seed: try settings.value(seed, env: "CREST_PSP_SEED", default: 1),
                 faults: faults),
             events: dispatcher)
+        let started = StartedFlag()
         let app = Application(
             router: SimulatorServer.router(simulator: simulator),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest-psp-sim"),
             onServerRunning: { channel in
+                started.raise()
                 let bound = channel.localAddress?.port ?? port
                 simulator.setPublicURL("http://\(host):\(bound)")
                 if given == nil { Console.say("webhook secret (generated): \(secret)") }
@@ -86,9 +88,7 @@ struct PSPSim: AsyncParsableCommand {
                 Console.say("psp-sim listening on http://\(host):\(bound)")
             },
             logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [dispatcher, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        let listener = Listener(server: app, address: "\(host):\(port)", started: started)
+        try await ProcessLifecycle.group([dispatcher, listener], logger: logger).run()
     }
 }

@@ -103,7 +103,12 @@ struct Serve: AsyncParsableCommand {
         if store.postgresURL(settings) != nil, givenToken == nil {
             throw ValidationError("with --database-url, give --admin-token (or CREST_ADMIN_TOKEN): every node must share it")
         }
+        if store.postgresURL(settings) == nil { try StoreOptions.prepare(dataDirectory) }
         let token = try AdminToken.resolve(given: givenToken, dataDirectory: dataDirectory)
+        if token.generated {
+            // Said now, not once listening: a start-up that fails later has still written it.
+            Console.say("admin token (generated, kept in \(dataDirectory.appending(path: AdminToken.fileName).path)): \(token.token)")
+        }
         let (opened, storeDescription) = try await store.open(settings, logger: logger)
         let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, logger: logger)
         let engine = Engine(
@@ -113,24 +118,29 @@ struct Serve: AsyncParsableCommand {
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
                 jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
             logger: logger, provider: provider)
+        let started = StartedFlag()
         let app = Application(
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: token.token, metrics: registry, providerWebhookSecret: webhookSecret),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
+                started.raise()
                 let bound = channel.localAddress?.port ?? port
-                if token.generated {
-                    Console.say("admin token (generated, kept in \(dataDirectory.appending(path: AdminToken.fileName).path)): \(token.token)")
-                }
                 Console.say("crest listening on http://\(host):\(bound) (\(storeDescription))")
             },
             logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                // Stopped in reverse order: the tracer last, sending the spans of everything before it.
-                services: [tracer].compactMap { $0 } + [engine.batcherService, engine.jobRunnerService, app],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // Stopped in reverse order: the tracer last, sending the spans of everything before it.
+        let services: [any Service] = [tracer].compactMap { $0 } + [
+            engine.batcherService, engine.jobRunnerService,
+            Listener(server: app, address: "\(host):\(port)", started: started),
+        ]
+        do {
+            try await ProcessLifecycle.group(services, logger: logger).run()
+        } catch {
+            try? await opened.close()
+            try? await providerHTTP?.shutdown()
+            throw error
+        }
         try await opened.close()
         try await providerHTTP?.shutdown()
         logger.info("crest stopped")

@@ -45,7 +45,24 @@ struct StoreOptions: ParsableArguments {
             }
         }
         let directory = try directory(settings)
+        try Self.prepare(directory)
         return (try SQLiteStore(directory: directory), "data: \(directory.path)")
+    }
+
+    /// Creates the embedded store's data directory if needed and checks that it is writable, so
+    /// that a bad one is one clear line ("cannot write to the data directory /x: Permission
+    /// denied") rather than a Foundation error dump.
+    static func prepare(_ directory: URL) throws {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            let underlying = (error as? CocoaError)?.underlying.map { $0 as NSError }
+            let reason = underlying.map { String(cString: strerror(Int32($0.code))) } ?? "\(error)"
+            throw StartupFailure("cannot create the data directory \(directory.path): \(reason)")
+        }
+        guard access(directory.path, W_OK | X_OK) == 0 else {
+            throw StartupFailure("cannot write to the data directory \(directory.path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// The URL without its password, for logs and messages.

@@ -1,4 +1,5 @@
 @testable import CrestEngine
+import CrestTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -40,5 +41,23 @@ struct GroupCommitterTests {
         #expect(seen.count == 1, "batches committed on \(seen)")
         #expect(seen.allSatisfy { $0.hasPrefix("NIO-ELT") }, "batches committed on \(seen)")
         await #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try await committer.submit(1) }
+    }
+
+    @Test("cancelled while idle (its service group cancelled: the server could not bind), it returns and refuses new requests")
+    func cancelledWhileIdleReturns() async throws {
+        for ownThread in [false, true] {
+            let committer = GroupCommitter<Int, Int>(
+                window: .zero, maxBatchSize: 8, ownThread: ownThread, logger: Logger(label: "test")
+            ) { $0 }
+            let running = Task { try await committer.run() }
+            #expect(try await committer.submit(1) == 1, "it commits before the cancellation")
+            let finished = Mutex(false)
+            // Unstructured on purpose: a committer that ignores cancellation must fail the test, not hang it.
+            Task { _ = await running.result; finished.withLock { $0 = true } }
+            running.cancel()
+            let returned = try await eventually(timeout: .seconds(10)) { finished.withLock { $0 } }
+            #expect(returned, "ownThread \(ownThread): still waiting for work after cancellation")
+            await #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try await committer.submit(2) }
+        }
     }
 }

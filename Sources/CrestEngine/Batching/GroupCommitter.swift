@@ -87,9 +87,17 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         await thread.shutdown()
     }
 
+    /// Cancellation (a service group cancelled because another service failed, e.g. the server
+    /// could not bind its port) stops it as graceful shutdown does: what is queued is committed
+    /// and nothing more is taken. Without this an idle committer waited for work forever, and the
+    /// process with it.
     private func commitUntilStopped() async {
-        while let batch = await nextBatch() {
-            await process(batch)
+        await withTaskCancellationHandler {
+            while let batch = await nextBatch() {
+                await process(batch)
+            }
+        } onCancel: {
+            self.stopAccepting()
         }
     }
 
