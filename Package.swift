@@ -188,7 +188,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CrestPaymentsTests",
-            dependencies: ["CrestCore", "CrestPayments"],
+            dependencies: [
+                "CrestCore", "CrestPayments", "CrestFixtures",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -204,7 +207,7 @@ let package = Package(
         .testTarget(
             name: "CrestEngineTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestTestSupport", "CrestFixtures",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestPayments", "CrestTestSupport", "CrestFixtures",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings

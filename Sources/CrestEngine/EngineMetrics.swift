@@ -21,6 +21,13 @@ struct EngineMetrics: Sendable {
         commitFailures.increment()
     }
 
+    /// Answers of the payment provider that Crest refused to act on, by reason.
+    static let providerAnswersRefusedLabel = "crest_provider_answers_refused_total"
+
+    func countProviderAnswerRefused(_ reason: String) {
+        Counter(label: Self.providerAnswersRefusedLabel, dimensions: [("reason", reason)]).increment()
+    }
+
     private let attempts: [String: Counter] = Dictionary(
         uniqueKeysWithValues: (["accepted", "replayed", "unavailable"] + Self.reasons).map {
             ($0, Counter(label: "crest_order_attempts_total", dimensions: [("outcome", $0)]))

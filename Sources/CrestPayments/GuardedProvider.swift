@@ -7,14 +7,11 @@ import Metrics
 ///
 /// Calls go through in that order: the breaker (refused at once when open), the bulkhead (refused
 /// at once when `maxInFlight` calls are out), then the call with its deadline. A call that ends
-/// with `ProviderError.unavailable` (no answer, 5xx, timeout) counts as failed for the breaker and
+/// with `ProviderError.unavailable` (no connection, 5xx, timeout) counts as failed for the breaker and
 /// is retried after a backoff, up to `attempts` times — every call of `PaymentProvider` is safe
 /// to repeat (the changing ones carry idempotency keys). A refusal (4xx) means the provider is
 /// healthy: it counts as a success for the breaker and is not retried.
 public final class GuardedProvider: PaymentProvider {
-    /// The reason of `ProviderError.unavailable` when the breaker refused the call.
-    public static let circuitOpenReason = "circuit open"
-
     public struct Configuration: Sendable {
         public var timeout: Duration
         public var attempts: Int
@@ -111,16 +108,16 @@ public final class GuardedProvider: PaymentProvider {
         do {
             try breaker.acquire()
         } catch {
-            count(name, "rejected_open")
-            throw ProviderError.unavailable(Self.circuitOpenReason)
+            count(name, Unavailable.Cause.circuitOpen.rawValue)
+            throw ProviderError.unavailable(Unavailable(.circuitOpen, "circuit open"))
         }
         do {
             try bulkhead.enter()
         } catch {
             // The call never started: hand the breaker's permit back without an outcome.
             breaker.release()
-            count(name, "rejected_full")
-            throw ProviderError.unavailable("too many calls in flight")
+            count(name, Unavailable.Cause.bulkheadFull.rawValue)
+            throw ProviderError.unavailable(Unavailable(.bulkheadFull, "too many calls in flight"))
         }
         defer { bulkhead.leave() }
         let started = ContinuousClock.now
@@ -135,7 +132,7 @@ public final class GuardedProvider: PaymentProvider {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let value = first else {
-                    throw ProviderError.unavailable("no answer within \(timeout)")
+                    throw ProviderError.unavailable(Unavailable(.timeout, "no answer within \(timeout)"))
                 }
                 return value
             }
@@ -144,7 +141,7 @@ public final class GuardedProvider: PaymentProvider {
         } catch let error as ProviderError {
             switch error {
             case .unavailable(let reason):
-                finish(name, reason.hasPrefix("no answer") ? "timeout" : "failure", started: started, failed: true)
+                finish(name, reason.cause.rawValue, started: started, failed: true)
             case .rejected, .notFound:
                 finish(name, "refused", started: started, failed: false)
             }

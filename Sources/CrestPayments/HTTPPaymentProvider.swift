@@ -18,11 +18,17 @@ public struct HTTPPaymentProvider: PaymentProvider {
     /// A client whose connection pool holds `connections` connections to the provider: calls
     /// beyond the pool wait for a connection inside their deadline, so the pool must be at least
     /// as large as the guard's bulkhead, or queueing looks like a slow provider to the breaker.
+    ///
+    /// A connection that cannot be made fails the call at once (AsyncHTTPClient would otherwise
+    /// retry it until the guard's deadline, and a refused connection would look like a timeout);
+    /// the guard retries the call itself, with backoff.
     public static func makeClient(connections: Int) -> HTTPClient {
-        HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+        var pool = HTTPClient.Configuration.ConnectionPool(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
+        pool.retryConnectionEstablishment = false
+        var configuration = HTTPClient.Configuration(connectionPool: pool)
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     public init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {
@@ -90,15 +96,28 @@ public struct HTTPPaymentProvider: PaymentProvider {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            throw ProviderError.unavailable("\(method) \(path): \(error)")
+            throw ProviderError.unavailable(Unavailable(Self.cause(of: error), "\(method) \(path): \(error)"))
         }
         let data = Data(buffer.readableBytesView)
         switch response.status.code {
         case 200..<300: return data
         case 404: throw ProviderError.notFound
-        case 429, 500...: throw ProviderError.unavailable("\(method) \(path) answered \(response.status.code)")
+        case 429, 500...:
+            throw ProviderError.unavailable(Unavailable(.status, "\(method) \(path) answered \(response.status.code)"))
         default:
             throw ProviderError.rejected(status: Int(response.status.code), detail: String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    /// A deadline that ran out is a timeout; anything else before an answer (refused, reset,
+    /// unresolvable, TLS) is a connection error.
+    static func cause(of error: any Error) -> Unavailable.Cause {
+        switch error {
+        case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
+            || error == .connectTimeout || error == .writeTimeout:
+            .timeout
+        default:
+            .connection
         }
     }
 

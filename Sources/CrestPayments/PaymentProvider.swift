@@ -75,7 +75,7 @@ public struct StatementRow: Sendable, Hashable {
 public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The provider cannot be reached or did not answer in time, or Crest is holding calls back
     /// (circuit open, too many in flight): try again later.
-    case unavailable(String)
+    case unavailable(Unavailable)
     /// The provider refused the request (a 4xx): repeating it will not help.
     case rejected(status: Int, detail: String)
     case notFound
@@ -87,4 +87,31 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notFound: "payment provider does not know this payment"
         }
     }
+}
+
+/// Why the provider is unavailable, told apart for logs and metrics: a refused connection is not a
+/// timeout, and neither is an error answer.
+public struct Unavailable: Sendable, Hashable, CustomStringConvertible {
+    public enum Cause: String, Sendable, Hashable, CaseIterable {
+        /// No answer within the call's deadline.
+        case timeout
+        /// No connection: refused, reset, unresolvable host, TLS failure.
+        case connection = "connection_error"
+        /// An answer of 5xx or 429.
+        case status = "http_error"
+        /// Not tried: the circuit breaker is open.
+        case circuitOpen = "rejected_open"
+        /// Not tried: too many calls in flight (the bulkhead).
+        case bulkheadFull = "rejected_full"
+    }
+
+    public var cause: Cause
+    public var detail: String
+
+    public init(_ cause: Cause, _ detail: String) {
+        self.cause = cause
+        self.detail = detail
+    }
+
+    public var description: String { detail }
 }

@@ -74,7 +74,7 @@ public final class PaymentSimulator: Sendable {
                 else { return .failure(.keyReused) }
                 return .success((state.intents[known.id]!, false))
             }
-            let id = "pi_\(random.hex(24))"
+            let id = Self.newID()
             let seconds = Int64(now.timeIntervalSince1970)
             let intent = ProviderAPI.Intent(
                 id: id, reference: request.reference, amount: request.amount, currency: request.currency,
@@ -87,6 +87,14 @@ public final class PaymentSimulator: Sendable {
         let (intent, isNew) = try result.get()
         if isNew { events.emit(intent, at: now) }
         return intent
+    }
+
+    /// An id (of a payment, of an event) no run of the simulator gave out before — time-ordered and
+    /// random, not drawn from the seed: a restarted simulator with the same `--seed` repeats its
+    /// faults, never its ids (Crest binds each payment id to one order and drops an event id it has
+    /// seen as a duplicate).
+    static func newID(prefix: String = "pi_") -> String {
+        prefix + TimeOrderedID.make().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
     }
 
     public func intent(_ id: String) throws(Failure) -> ProviderAPI.Intent {
@@ -164,7 +172,7 @@ public final class PaymentSimulator: Sendable {
                 "\(intent.id),\(intent.reference),\(amount),\(intent.currency),\(intent.status.rawValue),\(settledAt(intent))")
         }
         for _ in 0..<faults.statementExtraRows {
-            lines.append("pi_\(random.hex(24)),unknown-\(random.hex(8)),\(random.upTo(100_000)),CNY,succeeded,\(from)")
+            lines.append("\(Self.newID()),unknown-\(random.hex(8)),\(random.upTo(100_000)),CNY,succeeded,\(from)")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -45,7 +45,7 @@ public struct SimulatorFaults: Codable, Sendable, Hashable {
 }
 
 /// A reproducible random source shared by the simulator's tasks: the same seed gives the same
-/// faults and ids.
+/// faults (payment ids are not drawn from it: they must differ across runs).
 final class SeededRandom: Sendable {
     private let state: Mutex<SplitMix64>
 

@@ -55,9 +55,9 @@ public final class WebhookDispatcher: Service, Sendable {
     func attach(_ simulator: PaymentSimulator) { source.withLock { $0 = simulator } }
 
     func emit(_ intent: ProviderAPI.Intent, at now: Date) {
-        let random = source.withLock { $0?.random }
+        // Unique across runs, like payment ids: Crest drops an event id it has seen as a duplicate.
         let event = ProviderAPI.Event(
-            id: "evt_\(random?.hex(24) ?? UUID().uuidString)", type: ProviderAPI.Event.type(for: intent.status),
+            id: PaymentSimulator.newID(prefix: "evt_"), type: ProviderAPI.Event.type(for: intent.status),
             created: Int64(now.timeIntervalSince1970), data: intent)
         counts.withLock { $0.emitted += 1 }
         continuation.yield(event)

@@ -274,12 +274,14 @@ public struct PaymentRecord: Sendable {
 public enum PaymentRecordFailure: Error, Sendable, Hashable {
     case orderNotFound
     case mismatch(PaymentMismatchError)
+    case paymentTaken(PaymentTakenError)
 
     /// The error callers of a single observation see.
     public var error: any Error {
         switch self {
         case .orderNotFound: OrderError.orderNotFound
         case .mismatch(let error): error
+        case .paymentTaken(let error): error
         }
     }
 }
@@ -304,6 +306,22 @@ public struct PaymentMismatchError: Error, Sendable, Hashable {
         self.orderID = orderID
         self.known = known
         self.observed = observed
+    }
+}
+
+/// The provider named, for an order, a payment id that another order already holds: the provider
+/// is wrong (a restarted sandbox reusing ids, a bug), and nothing of it is recorded. Each payment
+/// id belongs to one order (`orders_by_payment`), so money is never matched to two orders.
+public struct PaymentTakenError: Error, Sendable, Hashable {
+    public var orderID: OrderID
+    public var paymentID: String
+    /// The order that holds the payment id.
+    public var heldBy: OrderID
+
+    public init(orderID: OrderID, paymentID: String, heldBy: OrderID) {
+        self.orderID = orderID
+        self.paymentID = paymentID
+        self.heldBy = heldBy
     }
 }
 

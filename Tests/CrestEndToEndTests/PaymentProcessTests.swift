@@ -48,4 +48,52 @@ struct PaymentProcessTests {
         #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
         #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
     }
+
+    @Test("a restarted psp-sim with the same seed gives new payment and event ids: orders placed after the restart are paid")
+    func restartedSimulator() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The simulator's port is chosen first: Crest is told it, and the restarted simulator takes it again.
+        let reserved = try LoopbackSocket()
+        let simulatorPort = reserved.port
+        reserved.close()
+        let crest = try await CrestProcess(
+            dataDirectory: directory,
+            extraArguments: [
+                "--provider-url", "http://127.0.0.1:\(simulatorPort)", "--provider-webhook-secret", "e2e",
+            ])
+        let client = CrestClient(http: .shared, port: crest.port)
+        let simulatorArguments = [
+            "psp-sim", "--host", "127.0.0.1", "--port", "\(simulatorPort)", "--webhook-secret", "e2e", "--seed", "1",
+            "--webhook-url", "http://127.0.0.1:\(crest.port)/v1/webhooks/provider", "--log-level", "warning",
+        ]
+        let sale = try await client.createSale(stock: 2, adminToken: CrestProcess.adminToken)
+        var paymentIDs: [String] = []
+        for (run, buyer) in ["ana", "bob"].enumerated() {
+            let simulator = try await CrestProcess(arguments: simulatorArguments, listening: "psp-sim listening on")
+            let orderID = try #require(try await client.order(sale: sale, key: "k-\(buyer)", buyer: buyer).id)
+            var paymentID: String?
+            let created = try await eventually(timeout: .seconds(20)) {
+                let payment = try await client.call(.GET, "/v1/orders/\(orderID)").json["payment"] as? [String: Any]
+                paymentID = payment?["id"] as? String
+                return paymentID != nil
+            }
+            #expect(created, "run \(run): no payment for the order:\n\(crest.log)")
+            let id = try #require(paymentID)
+            paymentIDs.append(id)
+            let simulatorClient = CrestClient(http: .shared, port: simulator.port)
+            let paid = try await simulatorClient.call(
+                .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
+            #expect(paid.status == 200)
+            // Told by the webhook (whose event id must be new to Crest), well before the order's window ends.
+            let settled = try await eventually(timeout: .seconds(20)) {
+                try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String == "paid"
+            }
+            #expect(settled, "run \(run): the order was not paid:\n\(crest.log)")
+            #expect(await simulator.stop() == 0)
+        }
+        #expect(Set(paymentIDs).count == 2, "the restarted simulator repeated a payment id: \(paymentIDs)")
+        #expect(!crest.log.contains("UNIQUE constraint"), "\(crest.log)")
+        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+    }
 }

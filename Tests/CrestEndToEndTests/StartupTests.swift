@@ -2,10 +2,6 @@ import CrestTestSupport
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// What a supervisor (systemd, Kubernetes) relies on: a start-up that cannot complete says why in
 /// one line and exits non-zero within seconds, and SIGTERM ends the process whatever state
 /// start-up reached.
@@ -13,7 +9,7 @@ import Glibc
 struct StartupTests {
     @Test("crest serve on a port already in use exits non-zero within 5 s, naming the port")
     func serveOnBusyPort() async throws {
-        let busy = try BusyPort()
+        let busy = try LoopbackSocket()
         let directory = temporaryDirectory("busy")
         defer { try? FileManager.default.removeItem(at: directory) }
         let started = ContinuousClock.now
@@ -27,7 +23,7 @@ struct StartupTests {
 
     @Test("crest psp-sim on a port already in use exits the same way")
     func simulatorOnBusyPort() async throws {
-        let busy = try BusyPort()
+        let busy = try LoopbackSocket()
         let (status, output) = try await CrestCommand.run(
             ["psp-sim", "--host", "127.0.0.1", "--port", "\(busy.port)"], timeout: .seconds(5))
         #expect(status != nil && status != 0, "\(output)")
@@ -68,30 +64,4 @@ struct StartupTests {
     private func temporaryDirectory(_ name: String) -> URL {
         FileManager.default.temporaryDirectory.appending(path: "crest-startup-\(name)-\(UUID().uuidString)")
     }
-}
-
-/// A loopback port some other socket listens on, for as long as this value lives.
-private final class BusyPort {
-    let port: Int
-    private let descriptor: Int32
-
-    init() throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.descriptor = descriptor
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(descriptor, pointer, length) == 0 && listen(descriptor, 1) == 0
-                    && getsockname(descriptor, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw POSIXError(.EADDRNOTAVAIL) }
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    deinit { close(descriptor) }
 }

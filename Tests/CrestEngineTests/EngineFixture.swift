@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestPayments
 import CrestStore
 
 import Foundation
@@ -21,6 +22,7 @@ struct EngineFixture {
         directory: URL? = nil,
         configuration: EngineConfiguration = .init(),
         clock: @escaping @Sendable () -> Date = { Date() },
+        provider: (any PaymentProvider)? = nil,
         makeStore: (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
         _ body: (EngineFixture) async throws -> T
     ) async throws -> T {
@@ -30,7 +32,7 @@ struct EngineFixture {
         let store = try makeStore(directory)
         var logger = Logger(label: "crest.test")
         logger.logLevel = .warning
-        let engine = Engine(store: store, configuration: configuration, logger: logger, clock: clock)
+        let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider, clock: clock)
         let group = ServiceGroup(services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

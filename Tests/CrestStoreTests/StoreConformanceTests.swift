@@ -195,6 +195,17 @@ struct StoreConformanceTests {
             #expect(throws: PaymentRecordFailure.orderNotFound) { try results[4].get() }
             #expect(try await store.sale(sale.id)?.stock == StockCounters(total: 5, available: 3, reserved: 1, sold: 1))
 
+            // The provider names the first order's payment for the second: refused, nothing recorded
+            // (not a constraint error thrown for the whole batch).
+            let taken = try await store.recordPayments(
+                [PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_1", status: .succeeded, payURL: nil), eventID: "evt_t")],
+                at: now)
+            #expect(throws: PaymentRecordFailure.paymentTaken(PaymentTakenError(orderID: orders[1].id, paymentID: "pi_1", heldBy: orders[0].id))) {
+                try taken[0].get()
+            }
+            #expect(try await store.order(orders[1].id)?.payment == nil)
+            #expect(try await store.sale(sale.id)?.stock == StockCounters(total: 5, available: 3, reserved: 1, sold: 1))
+
             // The second order expires; its payment succeeds afterwards: flagged, refund job, then refunded.
             _ = try await store.transition(orders[1].id, by: .expire, at: now)
             let late = try await store.recordPayment(

@@ -47,6 +47,9 @@ public struct OrderFlag: Sendable, Hashable {
         case confirmAfterCancel = "confirm_after_cancel"
         /// Confirming a paid order (reserved → sold) failed on every attempt.
         case confirmFailed = "confirm_failed"
+        /// The provider answered the order's payment creation with a payment id another order
+        /// holds: nothing was recorded, the order has no payment and expires unless an operator acts.
+        case paymentIDTaken = "payment_id_taken"
     }
 
     public var reason: Reason

@@ -89,10 +89,29 @@ struct OrderLifecycle: Sendable {
         let payment = try await provider.createPayment(
             PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
         guard let observation = payment.observation(), observation.orderID == order.id else {
+            metrics.countProviderAnswerRefused("wrong_reference")
             throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
         }
-        _ = try await record(observation)
+        do {
+            _ = try await record(observation)
+        } catch let taken as PaymentTakenError {
+            try await paymentTaken(taken)
+        }
         return .completed
+    }
+
+    /// The provider gave this order a payment id that another order holds — its answer cannot be
+    /// true for both. Retrying would get the same answer, so the order is flagged for an operator
+    /// and the job discarded; the order expires at the end of its window like any unpaid one.
+    private func paymentTaken(_ taken: PaymentTakenError) async throws -> Never {
+        metrics.countProviderAnswerRefused("payment_id_taken")
+        logger.error(
+            "the provider answered with a payment id another order holds; order flagged, not retried",
+            metadata: [
+                "order": "\(taken.orderID)", "payment": "\(taken.paymentID)", "held_by": "\(taken.heldBy)",
+            ])
+        try await store.flagOrder(taken.orderID, OrderFlag(reason: .paymentIDTaken, flaggedAt: clock()))
+        throw JobDiscardError("the provider gave payment \(taken.paymentID), which order \(taken.heldBy) already holds")
     }
 
     /// Gives back a payment that succeeded after its order was cancelled or expired.
@@ -115,7 +134,7 @@ struct OrderLifecycle: Sendable {
     static func waitingOnOpenCircuit(_ body: () async throws -> JobResult) async throws -> JobResult {
         do {
             return try await body()
-        } catch ProviderError.unavailable(let reason) where reason == GuardedProvider.circuitOpenReason {
+        } catch ProviderError.unavailable(let reason) where reason.cause == .circuitOpen {
             return .snooze(.seconds(1))
         }
     }

@@ -57,6 +57,10 @@ extension Problem {
             return Problem(
                 kind: "payment-mismatch", title: "The order already has another payment", status: .conflict,
                 detail: "order \(error.orderID) has payment \(error.known), not \(error.observed)")
+        case let error as PaymentTakenError:
+            return Problem(
+                kind: "payment-taken", title: "Another order holds this payment", status: .conflict,
+                detail: "payment \(error.paymentID) belongs to order \(error.heldBy), not \(error.orderID)")
         case is WebhookEndpointNotFound:
             return Problem(kind: "webhook-endpoint-not-found", title: "No such webhook endpoint", status: .notFound)
         case is WebhooksNotConfiguredError:

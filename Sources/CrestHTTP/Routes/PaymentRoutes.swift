@@ -19,6 +19,7 @@ struct UnknownEventTypeError: Error {
 struct PaymentRoutes {
     let engine: Engine
     let webhookSecret: String?
+    let refusals: WebhookRefusals
 
     func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
         router.post("v1/webhooks/provider", use: webhook)
@@ -28,8 +29,18 @@ struct PaymentRoutes {
     }
 
     /// Verifies the signature (constant time, 300 s tolerance), then applies the event: `200` for
-    /// an applied or duplicate event, so the provider stops resending it.
+    /// an applied or duplicate event, so the provider stops resending it. A refusal is counted and
+    /// logged (throttled) besides being answered.
     @Sendable func webhook(_ request: Request, context: CrestRequestContext) async throws -> WebhookReceiptBody {
+        do {
+            return try await receive(request, context: context)
+        } catch {
+            refusals.refused(error)
+            throw error
+        }
+    }
+
+    private func receive(_ request: Request, context: CrestRequestContext) async throws -> WebhookReceiptBody {
         guard let secret = webhookSecret else { throw WebhooksNotConfiguredError() }
         var request = request
         let body = Data(try await request.collectBody(upTo: context.maxUploadSize).readableBytesView)

@@ -26,7 +26,10 @@ public enum CrestHTTPServer {
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         OrderRoutes(engine: engine).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
-        PaymentRoutes(engine: engine, webhookSecret: providerWebhookSecret).add(to: router, admin: admin)
+        PaymentRoutes(
+            engine: engine, webhookSecret: providerWebhookSecret,
+            refusals: WebhookRefusals(logger: Logger(label: "crest.webhooks"))
+        ).add(to: router, admin: admin)
         WebhookEndpointRoutes(engine: engine).add(to: router, admin: admin)
         return router
     }

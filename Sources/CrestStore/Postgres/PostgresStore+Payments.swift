@@ -26,6 +26,16 @@ extension PostgresStore {
         let orderID = observation.orderID
         guard var order else { return .failure(.orderNotFound) }
         if let mismatch = StoreRules.mismatch(observation, of: order) { return .failure(.mismatch(mismatch)) }
+        if order.payment == nil,
+            let holder = try await connection.query(
+                """
+                SELECT id FROM orders WHERE payment_id = \(observation.payment.id) AND id <> \(orderID.description)
+                """, logger: logger
+            ).values(String.self).first,
+            let heldBy = OrderID(holder)
+        {
+            return .failure(.paymentTaken(.init(orderID: orderID, paymentID: observation.payment.id, heldBy: heldBy)))
+        }
         if let eventID = observation.eventID {
             let inserted = try await connection.query(
                 """

@@ -19,6 +19,14 @@ extension SQLiteStore {
         let orderID = observation.orderID
         guard var order = try Self.fetchOrder(db, id: orderID) else { return .failure(.orderNotFound) }
         if let mismatch = StoreRules.mismatch(observation, of: order) { return .failure(.mismatch(mismatch)) }
+        if order.payment == nil,
+            let holder = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT id FROM orders WHERE payment_id = ? AND id <> ?"),
+                arguments: [observation.payment.id, orderID.description]),
+            let heldBy = OrderID(holder)
+        {
+            return .failure(.paymentTaken(.init(orderID: orderID, paymentID: observation.payment.id, heldBy: heldBy)))
+        }
         if let eventID = observation.eventID {
             try db.cachedStatement(
                 sql: "INSERT INTO provider_events (id, order_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
