@@ -67,6 +67,31 @@ struct BadInputTests {
         }
     }
 
+    @Test("a known path with a method it does not take is 405 with Allow; an unknown path stays 404")
+    func wrongMethods() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = "01a2102d-fd74-73b6-a446-ddb6139ee44b"
+                for (method, path, allowed) in [
+                    (HTTPRequest.Method.put, "/v1/sales", "GET, POST"),
+                    (.delete, "/v1/sales/\(sale)", "GET"),
+                    (.get, "/v1/sales/\(sale)/orders", "POST"),
+                    (.patch, "/v1/webhooks/provider", "POST"),
+                    (.post, "/healthz", "GET"),
+                ] {
+                    try await client.execute(uri: path, method: method) { response in
+                        response.expectProblem(.methodNotAllowed, "method-not-allowed")
+                        #expect(response.headers[.allow] == allowed, "\(method) \(path)")
+                    }
+                }
+                try await client.execute(uri: "/v1/sales/\(sale)/nothing", method: .delete) {
+                    $0.expectProblem(.notFound, "not-found")
+                    #expect($0.headers[.allow] == nil)
+                }
+            }
+        }
+    }
+
     @Test("admin routes need the right bearer token")
     func adminToken() async throws {
         try await HTTPFixture.with { fixture in

@@ -20,7 +20,8 @@ public enum CrestHTTPServer {
         let router = Router(context: CrestRequestContext.self)
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: TracingMiddleware())
-        router.add(middleware: ProblemMiddleware())
+        let allowedMethods = AllowedMethods()
+        router.add(middleware: ProblemMiddleware(allowedMethods: allowedMethods))
         OperationsRoutes(engine: engine, metrics: metrics).add(to: router)
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
@@ -31,6 +32,7 @@ public enum CrestHTTPServer {
             refusals: WebhookRefusals(logger: Logger(label: "crest.webhooks"))
         ).add(to: router, admin: admin)
         WebhookEndpointRoutes(engine: engine).add(to: router, admin: admin)
+        allowedMethods.load(router)
         return router
     }
 
