@@ -1,6 +1,7 @@
 import CrestEngine
 import Hummingbird
 import Logging
+import CoreMetrics
 import Prometheus
 
 /// Builds Crest's HTTP API around an engine.
@@ -36,22 +37,8 @@ public enum CrestHTTPServer {
         return router
     }
 
-    /// The buckets that suit Crest's latencies (sub-millisecond to seconds) and batch sizes,
-    /// and names that Prometheus accepts (`.` becomes `_`).
-    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
-        ]
-        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-        factory.nameAndLabelSanitizer = { name, labels in
-            func clean(_ text: String) -> String {
-                String(text.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" ? $0 : "_" })
-            }
-            return (clean(name), labels.map { (clean($0.0), $0.1) })
-        }
-        return factory
+    /// The factory to bootstrap swift-metrics with, for `/metrics` (see `CrestMetricsFactory`).
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> any MetricsFactory {
+        CrestMetricsFactory(registry: registry)
     }
 }

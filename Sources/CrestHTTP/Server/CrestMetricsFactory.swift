@@ -1,0 +1,88 @@
+import CoreMetrics
+import Prometheus
+
+/// swift-metrics for Crest's `/metrics`: every series with a `# HELP` line saying what it
+/// measures, buckets that suit Crest's latencies (sub-millisecond to seconds) and batch sizes, and
+/// names Prometheus accepts (`.` becomes `_`).
+///
+/// swift-prometheus's own factory registers every metric without help text; this one looks the
+/// help up in `MetricsCatalog` by name. Hummingbird's `hb.request.errors` is not exported: the
+/// problem middleware turns every error into a response before metrics see it, so the series
+/// only ever held zeros labelled with the status of a successful request (`error_type="200"`);
+/// failed requests are `hb_requests` and `http_server_request_duration` by status code.
+struct CrestMetricsFactory: MetricsFactory {
+    let registry: PrometheusCollectorRegistry
+
+    static let durationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+    static let valueBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        guard label != "hb.request.errors" else { return Unexported() }
+        let (name, labels) = Self.sanitized(label, dimensions)
+        return registry.makeCounter(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+        let (name, labels) = Self.sanitized(label, dimensions)
+        return registry.makeCounter(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        let (name, labels) = Self.sanitized(label, dimensions)
+        let help = MetricsCatalog.help(for: name)
+        guard aggregate else { return registry.makeGauge(name: name, labels: labels, help: help) }
+        return registry.makeValueHistogram(name: name, labels: labels, buckets: Self.valueBuckets, help: help)
+    }
+
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        let (name, labels) = Self.sanitized(label, dimensions)
+        return registry.makeGauge(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+    }
+
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        let (name, labels) = Self.sanitized(label, dimensions)
+        return registry.makeDurationHistogram(
+            name: name, labels: labels, buckets: Self.durationBuckets, help: MetricsCatalog.help(for: name))
+    }
+
+    func destroyCounter(_ handler: any CounterHandler) {
+        if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
+    }
+
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
+        if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
+    }
+
+    func destroyRecorder(_ handler: any RecorderHandler) {
+        switch handler {
+        case let gauge as Prometheus.Gauge: registry.unregisterGauge(gauge)
+        case let histogram as Prometheus.Histogram<Double>: registry.unregisterValueHistogram(histogram)
+        default: break
+        }
+    }
+
+    func destroyMeter(_ handler: any MeterHandler) {
+        if let gauge = handler as? Prometheus.Gauge { registry.unregisterGauge(gauge) }
+    }
+
+    func destroyTimer(_ handler: any TimerHandler) {
+        if let histogram = handler as? Prometheus.Histogram<Duration> { registry.unregisterDurationHistogram(histogram) }
+    }
+
+    static func sanitized(_ name: String, _ labels: [(String, String)]) -> (String, [(String, String)]) {
+        func clean(_ text: String) -> String {
+            String(text.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" ? $0 : "_" })
+        }
+        return (clean(name), labels.map { (clean($0.0), $0.1) })
+    }
+
+    /// A counter that goes nowhere.
+    private final class Unexported: CounterHandler, Sendable {
+        func increment(by: Int64) {}
+        func reset() {}
+    }
+}

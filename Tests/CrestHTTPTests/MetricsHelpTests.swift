@@ -1,0 +1,43 @@
+@testable import CrestHTTP
+import CrestCore
+import CrestFixtures
+import Foundation
+import Prometheus
+import Testing
+
+/// `/metrics` is read by people as well as by Prometheus: every series says what it measures.
+@Suite("Metrics say what they measure")
+struct MetricsHelpTests {
+    @Test("after an order is placed and paid, every family on /metrics has a # HELP line, and no meaningless error series")
+    func everyFamilyHasHelp() async throws {
+        try await PaymentFixture.with { fixture in
+            let sale = try await fixture.sale(stock: 2)
+            let placed = try await fixture.order(sale, buyer: "ana")
+            try await fixture.pay(try await fixture.waitFor(placed.id) { $0.payment != nil })
+            try await fixture.waitFor(placed.id) { $0.status == .paid }
+            _ = try await fixture.postWebhook(Data("{}".utf8), signature: nil)
+        }
+        let text = TestMetrics.registry.emitToString()
+        let typed = Set(text.matches(of: try Regex(#"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) "#)).map { $0.output[1].substring.map(String.init) ?? "" })
+        let helped = Set(text.matches(of: try Regex(#"# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S"#)).map { $0.output[1].substring.map(String.init) ?? "" })
+        #expect(typed.isSuperset(of: ["hb_requests", "crest_order_attempts_total", "crest_provider_calls_total"]))
+        #expect(typed.subtracting(helped).isEmpty, "without help: \(typed.subtracting(helped).sorted())")
+        #expect(!text.contains("hb_request_errors"), "a series of zeros labelled error_type=\"200\"")
+    }
+
+    @Test("every metric named in the sources has its help in the catalog")
+    func catalogCoversTheSources() throws {
+        let sources = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appending(path: "Sources")
+        var named: Set<String> = []
+        let files = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)
+        while let file = files?.nextObject() as? URL {
+            guard file.pathExtension == "swift" else { continue }
+            let text = try String(contentsOf: file, encoding: .utf8)
+            named.formUnion(text.matches(of: /"(crest_[a-z_]+)"/).map { String($0.output.1) })
+        }
+        #expect(named.count > 15, "\(named)")
+        let missing = named.filter { MetricsCatalog.help(for: $0).isEmpty }
+        #expect(missing.isEmpty, "no help for \(missing.sorted())")
+    }
+}
