@@ -119,7 +119,8 @@ struct Audit {
         -> (LoadReport.Check, LoadReport.Payments)
     {
         var summary = LoadReport.Payments(
-            chosen: paid.chosen.count, paid: paid.paid.count, failed: paid.failed.count, ordersPaid: 0,
+            chosen: paid.chosen.count, paid: paid.paid.count, failed: paid.failed.count,
+            notPaid: Dictionary(uniqueKeysWithValues: paid.notPaid.map { ($0.key.rawValue, $0.value) }), ordersPaid: 0,
             ordersExpired: 0, ordersRefunded: 0, ordersCancelled: 0, ordersPending: 0)
         var wrong: [String] = []
         for (id, order) in readBack {

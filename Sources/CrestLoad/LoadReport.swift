@@ -38,12 +38,49 @@ public struct LoadReport: Codable, Sendable {
         public var paid: Int
         /// Payments the provider did not take, or whose order never showed a pay URL in time.
         public var failed: Int
+        /// Why the failed ones were not paid, by reason (`NotPaid`'s raw values).
+        public var notPaid: [String: Int] = [:]
         /// Orders of this run that ended `paid`, `expired`, `refunded`, `cancelled` — and still pending.
         public var ordersPaid: Int
         public var ordersExpired: Int
         public var ordersRefunded: Int
         public var ordersCancelled: Int
         public var ordersPending: Int
+
+        /// Why a chosen order could not be paid.
+        public enum NotPaid: String, Codable, Sendable, CaseIterable {
+            /// Its payment window closed before Crest had created its payment at the provider (the
+            /// payment jobs were behind).
+            case noPaymentInWindow = "no_payment_in_window"
+            /// The provider did not take the payment.
+            case providerRefused = "provider_refused"
+            /// The order was no longer awaiting payment when its payment appeared.
+            case orderClosed = "order_closed"
+            /// Crest did not answer when asked for the order.
+            case orderUnreadable = "order_unreadable"
+
+            /// The reason in words, for a story.
+            public var explanation: String {
+                switch self {
+                case .noPaymentInWindow:
+                    "their payment window closed before Crest had created their payment at the provider (payment creation fell behind)"
+                case .providerRefused: "the provider refused the payment"
+                case .orderClosed: "the order had ended before it could be paid"
+                case .orderUnreadable: "Crest did not answer when asked for the order"
+                }
+            }
+        }
+
+        /// "12 could not be paid: their payment window closed …; 1 …", or nil when every chosen
+        /// order was paid.
+        public var notPaidStory: String? {
+            guard failed > 0 else { return nil }
+            let parts = NotPaid.allCases.compactMap { reason -> String? in
+                guard let count = notPaid[reason.rawValue], count > 0 else { return nil }
+                return "\(count): \(reason.explanation)"
+            }
+            return "\(failed) of the \(chosen) orders chosen to pay could not be paid — " + parts.joined(separator: "; ")
+        }
     }
 
     public struct Check: Codable, Sendable {
@@ -97,7 +134,7 @@ public struct LoadReport: Codable, Sendable {
             "stock: total \(stock.total), available \(stock.available), reserved \(stock.reserved), sold \(stock.sold)")
         if let payments {
             lines.append(
-                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) failed); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
+                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) not paid\(payments.notPaid.isEmpty ? "" : ": " + payments.notPaid.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
             )
         }
         lines.append(auditPassed ? "audit: passed" : "AUDIT FAILED")

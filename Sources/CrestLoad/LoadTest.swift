@@ -153,11 +153,16 @@ public struct LoadTest: Sendable {
 
     /// Pays each chosen order at the provider once its payment exists; at most 32 at a time.
     private func pay(_ chosen: AsyncStream<String>, api: CrestAPI) async -> PaymentRun {
-        await withTaskGroup(of: (String, Bool).self) { group in
+        await withTaskGroup(of: (String, PaymentAttempt).self) { group in
             var run = PaymentRun()
             var running = 0
-            func record(_ result: (String, Bool)) {
-                if result.1 { run.paid.insert(result.0) } else { run.failed.insert(result.0) }
+            func record(_ result: (String, PaymentAttempt)) {
+                switch result.1 {
+                case .paid: run.paid.insert(result.0)
+                case .notPaid(let reason):
+                    run.failed.insert(result.0)
+                    run.notPaid[reason, default: 0] += 1
+                }
             }
             for await id in chosen {
                 run.chosen.insert(id)
@@ -173,12 +178,17 @@ public struct LoadTest: Sendable {
         }
     }
 
-    /// Waits for the order's payment (created by Crest's job), then plays the buyer paying.
-    private func payOne(_ id: String, api: CrestAPI) async -> Bool {
+    /// Waits for the order's payment (created by Crest's job), then plays the buyer paying; says
+    /// why when it could not.
+    private func payOne(_ id: String, api: CrestAPI) async -> PaymentAttempt {
         while true {
-            guard let order = try? await api.order(id) else { return false }
-            if let url = order.payment?.payUrl { return (try? await api.pay(at: url)) ?? false }
-            if order.status != "pending_payment" || Date() > order.expiresAt { return false }
+            guard let order = try? await api.order(id) else { return .notPaid(.orderUnreadable) }
+            if let url = order.payment?.payUrl {
+                return (try? await api.pay(at: url)) == true ? .paid : .notPaid(.providerRefused)
+            }
+            // Expired without a payment, or about to: its window closed first.
+            if order.status == "expired" || Date() > order.expiresAt { return .notPaid(.noPaymentInWindow) }
+            if order.status != "pending_payment" { return .notPaid(.orderClosed) }
             try? await Task.sleep(for: .milliseconds(50))
         }
     }
@@ -245,6 +255,14 @@ struct PaymentRun: Sendable {
     var chosen: Set<String> = []
     var paid: Set<String> = []
     var failed: Set<String> = []
+    /// Why the `failed` ones were not paid.
+    var notPaid: [LoadReport.Payments.NotPaid: Int] = [:]
+}
+
+/// How paying one chosen order went.
+enum PaymentAttempt: Sendable {
+    case paid
+    case notPaid(LoadReport.Payments.NotPaid)
 }
 
 /// The load phase: its workers (one per connection), its schedule and its tally.

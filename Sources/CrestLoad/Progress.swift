@@ -36,7 +36,7 @@ public struct ConsoleProgress: LoadProgress {
 
     public func reading(_ reading: ProgressReading) {
         let line = String(
-            format: "%6.1fs  %8.0f req/s  sold %d  attempts %d  errors %d  p99 %.1f ms", reading.elapsed.seconds, reading.rate,
+            format: "%6.1fs  %8.0f req/s  accepted orders %d  attempts %d  errors %d  p99 %.1f ms", reading.elapsed.seconds, reading.rate,
             reading.accepted, reading.attempts, reading.errors, reading.recentP99)
         write(interactive ? "\r\u{1B}[2K" + line : line + "\n")
     }

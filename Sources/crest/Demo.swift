@@ -78,7 +78,8 @@ struct Demo: AsyncParsableCommand {
         }
         if let payments = report.payments {
             lines.append(
-                "\(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold)).")
+                "\(payments.paid) of the \(payments.chosen) orders chosen to pay were paid; \(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold)).")
+            if let notPaid = payments.notPaidStory { lines.append(notPaid + ".") }
         }
         lines.append(report.auditPassed ? "Audit green." : "AUDIT FAILED.")
         lines.append("")

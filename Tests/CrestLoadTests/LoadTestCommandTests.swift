@@ -87,5 +87,15 @@ struct LoadTestCommandTests {
         // been bought again, so there can be more orders than units.
         #expect(paid + expired >= 150, "\(output)")
         #expect(output.contains("sold \(paid))"), "\(output)")
+        // The story is true however slow the machine: every chosen order paid, or it says how many
+        // were not and why.
+        let payers = try #require(output.firstMatch(of: /(\d+) of the (\d+) orders chosen to pay were paid/), "\(output)")
+        let (paidChosen, chosen) = (try #require(Int(payers.1)), try #require(Int(payers.2)))
+        if paidChosen < chosen {
+            #expect(output.contains("\(chosen - paidChosen) of the \(chosen) orders chosen to pay could not be paid — "), "\(output)")
+        } else {
+            #expect(!output.contains("could not be paid"), "\(output)")
+        }
+        #expect(!output.contains("sold \(chosen + 150)"), "the progress counts accepted orders, not units sold")
     }
 }

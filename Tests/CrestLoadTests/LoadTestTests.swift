@@ -28,6 +28,25 @@ struct LoadTestTests {
         #expect(report.checks.count >= 6)
     }
 
+    @Test("chosen orders whose payment never appears are told as such, with the reason, not silently dropped")
+    func unpaidChosenOrdersAreTold() async throws {
+        // No provider: no order ever gets a payment, so every chosen one runs out of its window.
+        let report = try await LiveCrest.with { url in
+            var plan = LiveCrest.plan(url, stock: 20, requests: 40, buyers: 40)
+            plan.payRatio = 1
+            plan.sale.paymentWindowSeconds = 1
+            plan.settleGrace = .seconds(20)
+            return try await LoadTest(plan: plan).run()
+        }
+        let payments = try #require(report.payments)
+        #expect(payments.chosen == 20 && payments.paid == 0 && payments.failed == 20, "\(payments)")
+        #expect(payments.notPaid == ["no_payment_in_window": 20], "\(payments.notPaid)")
+        let story = try #require(payments.notPaidStory)
+        #expect(story.hasPrefix("20 of the 20 orders chosen to pay could not be paid — 20: their payment window closed before Crest had created their payment"), "\(story)")
+        #expect(report.text.contains("(20 not paid: 20 no_payment_in_window)"), "\(report.text)")
+        #expect(report.auditPassed, "unpaid orders expire: \(report.text)")
+    }
+
     @Test("a server that sells more than its stock fails the audit")
     func oversellFailsTheAudit() async throws {
         let report = try await LiveCrest.with(store: { try OversellingStore(directory: $0, extra: 5) }) { url in
