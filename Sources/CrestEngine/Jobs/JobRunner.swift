@@ -135,11 +135,19 @@ public final class JobRunner: Service, Sendable {
                 for job in claim.discarded {
                     jobs.addTask { await self.givenUp(job) }
                 }
-                state.withLock { $0.running += claim.jobs.count }
+                let workers = configuration.workers
+                state.withLock { state in
+                    state.running += claim.jobs.count
+                    // The store hands out at most `free` jobs: never more running than workers.
+                    precondition(state.running <= workers, "\(state.running) jobs running, \(workers) workers")
+                }
                 for job in claim.jobs {
                     jobs.addTask {
                         await self.execute(job)
-                        self.state.withLock { $0.running -= 1 }
+                        self.state.withLock { state in
+                            state.running -= 1
+                            precondition(state.running >= 0, "a job finished twice")
+                        }
                         self.claimWake.signal()
                     }
                 }

@@ -79,6 +79,21 @@ final class StockGate: Sendable {
         var lastUsed = ContinuousClock.now
 
         var available: Int64 { committed.available - pendingUnits }
+
+        /// The gate's promises, mirroring the store's `CHECK`s: the counters it holds are conserved
+        /// (available + reserved + sold = total, none negative); the units held in memory are
+        /// exactly those of the attempts in flight, and no buyer's are negative. O(attempts in
+        /// flight): checked with `assert`, in debug builds and tests only.
+        func verifyInvariants() -> Bool {
+            precondition(committed.isConserved, "gate counters not conserved: \(committed)")
+            precondition(pendingUnits >= 0, "negative units in flight: \(pendingUnits)")
+            precondition(pendingByBuyer.values.allSatisfy { $0 > 0 }, "a buyer's units in flight are not positive")
+            let flying = inFlight.values.reduce(0) { $0 + $1.quantity }
+            precondition(Int64(flying) == pendingUnits, "units in flight \(pendingUnits), attempts hold \(flying)")
+            precondition(
+                pendingByBuyer.values.reduce(0, +) == flying, "buyers' units in flight differ from the attempts'")
+            return true
+        }
     }
 
     let sale: Sale
@@ -137,6 +152,7 @@ final class StockGate: Sendable {
             state.pendingUnits += Int64(request.quantity)
             state.pendingByBuyer[request.buyer, default: 0] += request.quantity
             state.inFlight[key] = InFlight(buyer: request.buyer, quantity: request.quantity)
+            assert(state.verifyInvariants())
             return .admitted(Ticket(reservation: reservation, gate: self))
         }
     }
@@ -159,6 +175,7 @@ final class StockGate: Sendable {
                 }
             }
             if let counters { apply(counters, to: &state) }
+            assert(state.verifyInvariants())
         }
     }
 
@@ -166,6 +183,7 @@ final class StockGate: Sendable {
     func abandon(_ tickets: [Ticket]) {
         state.withLock { state in
             for ticket in tickets { release(ticket.reservation.request, in: &state) }
+            assert(state.verifyInvariants())
         }
     }
 
@@ -180,6 +198,7 @@ final class StockGate: Sendable {
             let left = state.holdings[buyer, default: 0] - quantity
             state.holdings[buyer] = left != 0 ? left : nil
             apply(counters, to: &state)
+            assert(state.verifyInvariants())
         }
     }
 
@@ -208,13 +227,21 @@ final class StockGate: Sendable {
         state.withLock { apply(counters, to: &$0) }
     }
 
+    /// Counters from the store are conserved, or the store broke its own `CHECK`: cheap to check
+    /// always.
     private func apply(_ snapshot: CounterSnapshot, to state: inout State) {
+        precondition(snapshot.counters.isConserved, "the store sent counters that are not conserved: \(snapshot.counters)")
         guard snapshot.version > state.version else { return }
         state.version = snapshot.version
         state.committed = snapshot.counters
     }
 
+    /// Only an attempt in flight can be released: its ticket is settled or abandoned once.
     private func release(_ request: OrderRequest, in state: inout State) {
+        let flying = state.inFlight[request.idempotencyKey]
+        precondition(
+            flying?.buyer == request.buyer && flying?.quantity == request.quantity,
+            "released an attempt that was not in flight (a ticket settled twice?)")
         state.pendingUnits -= Int64(request.quantity)
         let left = state.pendingByBuyer[request.buyer, default: 0] - request.quantity
         state.pendingByBuyer[request.buyer] = left > 0 ? left : nil

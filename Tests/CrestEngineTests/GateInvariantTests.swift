@@ -1,0 +1,83 @@
+import CrestCore
+@testable import CrestEngine
+import CrestStore
+import Foundation
+import Testing
+
+/// The stock gate asserts its promises after every change (`StockGate.State.verifyInvariants`,
+/// mirroring the store's `CHECK`s); these tests walk it through admit, settle, abandon and
+/// release, and show that a broken promise stops the process instead of selling on.
+@Suite("A stock gate keeps its promises")
+struct GateInvariantTests {
+    static func gate(stock: Int64 = 3, limit: Int = 2) -> StockGate {
+        let sale = Sale(
+            id: .make(), sku: "S", title: "T", price: Money(amount: 100, currency: Currency("CNY")!),
+            perBuyerLimit: limit, startsAt: Date(timeIntervalSince1970: 0), endsAt: nil, paymentWindowSeconds: 60,
+            createdAt: Date(timeIntervalSince1970: 0), stock: StockCounters(total: stock))
+        return StockGate(snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10)
+    }
+
+    static func admit(_ gate: StockGate, key: String, buyer: String, quantity: Int = 1) throws -> StockGate.Admission {
+        let request = OrderRequest(saleID: gate.sale.id, idempotencyKey: key, buyer: buyer, quantity: quantity)
+        return try gate.admit(request, now: Date()) { sale in
+            Reservation(
+                orderID: .make(), request: request, amount: sale.price, createdAt: Date(), expiresAt: Date())
+        }
+    }
+
+    static func ticket(_ admission: StockGate.Admission) throws -> StockGate.Ticket {
+        guard case .admitted(let ticket) = admission else { throw AdmissionError(admission: "\(admission)") }
+        return ticket
+    }
+
+    struct AdmissionError: Error { var admission: String }
+
+    @Test("admit, settle, abandon and release keep the counts in line: stock held in memory is given back exactly once")
+    func walkThrough() throws {
+        let gate = Self.gate(stock: 3)
+        let a = try Self.ticket(try Self.admit(gate, key: "a", buyer: "ana", quantity: 2))
+        let b = try Self.ticket(try Self.admit(gate, key: "b", buyer: "bob"))
+        guard case .refused(.soldOut) = try Self.admit(gate, key: "c", buyer: "cy") else {
+            Issue.record("three units are held in memory: the fourth is sold out")
+            return
+        }
+        gate.abandon([b])
+        let c = try Self.ticket(try Self.admit(gate, key: "c2", buyer: "cy"))
+        let reserved = StockCounters(total: 3, available: 0, reserved: 3, sold: 0)
+        gate.settle(
+            [(a, .reserved(Self.order(a))), (c, .reserved(Self.order(c)))],
+            counters: CounterSnapshot(counters: reserved, version: 2))
+        #expect(gate.counters == reserved)
+        gate.released(
+            buyer: "ana", quantity: 2,
+            counters: CounterSnapshot(counters: StockCounters(total: 3, available: 2, reserved: 1, sold: 0), version: 3))
+        _ = try Self.ticket(try Self.admit(gate, key: "d", buyer: "dan"))
+    }
+
+    @Test("a ticket given back twice stops the process: its units would be counted free twice")
+    func ticketAbandonedTwice() async {
+        await #expect(processExitsWith: .failure) {
+            let gate = GateInvariantTests.gate()
+            let ticket = try GateInvariantTests.ticket(try GateInvariantTests.admit(gate, key: "a", buyer: "ana"))
+            gate.abandon([ticket])
+            gate.abandon([ticket])
+        }
+    }
+
+    @Test("counters from the store that are not conserved stop the process")
+    func brokenCountersFromTheStore() async {
+        await #expect(processExitsWith: .failure) {
+            let gate = GateInvariantTests.gate()
+            gate.observe(CounterSnapshot(counters: StockCounters(total: 3, available: 3, reserved: 1, sold: 0), version: 2))
+        }
+    }
+
+    static func order(_ ticket: StockGate.Ticket) -> Order {
+        let reservation = ticket.reservation
+        return Order(
+            id: reservation.orderID, saleID: reservation.request.saleID, buyer: reservation.request.buyer,
+            quantity: reservation.request.quantity, amount: reservation.amount, status: .pendingPayment,
+            createdAt: reservation.createdAt,
+            expiresAt: reservation.expiresAt, updatedAt: reservation.createdAt)
+    }
+}
