@@ -17,8 +17,10 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Address to listen on [env: CREST_PSP_HOST] (default: 127.0.0.1)")
     var host: String?
 
-    @Option(help: "Port; 0 picks a free one [env: CREST_PSP_PORT] (default: 8090)")
-    var port: Int?
+    @Option(help: Self.portSetting.help) var port: Int?
+
+    static let portSetting = IntSetting(
+        name: "port", env: "CREST_PSP_PORT", defaultValue: 8090, range: 0...65_535, meaning: "Port; 0 picks a free one")
 
     @Option(help: "Where Crest receives webhooks, e.g. http://127.0.0.1:8080/v1/webhooks/provider [env: CREST_PSP_WEBHOOK_URL]")
     var webhookUrl: String?
@@ -47,8 +49,7 @@ struct PSPSim: AsyncParsableCommand {
     func run() async throws {
         let settings = Settings()
         let host = try settings.value(host, env: "CREST_PSP_HOST", default: "127.0.0.1")
-        let port = try settings.value(port, env: "CREST_PSP_PORT", default: 8090)
-        guard (0...65535).contains(port) else { throw ValidationError("port must be 0…65535") }
+        let port = try Self.portSetting.resolve(port, in: settings)
         var faults = SimulatorFaults()
         faults.latencyMs = latencyMs
         faults.latencyJitterMs = latencyJitterMs

@@ -14,11 +14,16 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "Secret that signs the provider's webhooks to POST /v1/webhooks/provider [env: CREST_PROVIDER_WEBHOOK_SECRET]")
     var providerWebhookSecret: String?
 
-    @Option(help: "Milliseconds one provider call may take [env: CREST_PROVIDER_TIMEOUT_MS] (default: 3000)")
-    var providerTimeoutMs: Int?
+    @Option(help: Self.timeout.help) var providerTimeoutMs: Int?
 
-    @Option(help: "Most provider calls in flight at once (bulkhead) [env: CREST_PROVIDER_MAX_IN_FLIGHT] (default: 64)")
-    var providerMaxInFlight: Int?
+    @Option(help: Self.maxInFlight.help) var providerMaxInFlight: Int?
+
+    static let timeout = IntSetting(
+        name: "provider timeout", env: "CREST_PROVIDER_TIMEOUT_MS", defaultValue: 3000, range: 1...600_000, unit: " ms",
+        meaning: "Milliseconds one provider call may take")
+    static let maxInFlight = IntSetting(
+        name: "provider max in flight", env: "CREST_PROVIDER_MAX_IN_FLIGHT", defaultValue: 64, range: 1...10_000,
+        meaning: "Most provider calls in flight at once (bulkhead)")
 
     /// The provider behind its guard, and the webhook secret; `nil` provider when none is configured.
     /// `http` is the provider's own client (to shut down at exit), when a provider is configured.
@@ -30,10 +35,8 @@ struct ProviderOptions: ParsableArguments {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ValidationError("the provider URL must start with http:// or https://")
         }
-        let timeout = try settings.value(providerTimeoutMs, env: "CREST_PROVIDER_TIMEOUT_MS", default: 3000)
-        let maxInFlight = try settings.value(providerMaxInFlight, env: "CREST_PROVIDER_MAX_IN_FLIGHT", default: 64)
-        guard (1...600_000).contains(timeout) else { throw ValidationError("provider timeout must be 1…600,000 ms") }
-        guard (1...10_000).contains(maxInFlight) else { throw ValidationError("provider max in flight must be 1…10,000") }
+        let timeout = try Self.timeout.resolve(providerTimeoutMs, in: settings)
+        let maxInFlight = try Self.maxInFlight.resolve(providerMaxInFlight, in: settings)
         if secret == nil {
             logger.warning("a payment provider is configured without a webhook secret: its webhooks will be refused")
         }

@@ -23,8 +23,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on [env: CREST_HOST] (default: 127.0.0.1)")
     var host: String?
 
-    @Option(help: "Port to listen on; 0 picks a free one [env: CREST_PORT] (default: 8080)")
-    var port: Int?
+    @Option(help: Options.port.help) var port: Int?
 
     @OptionGroup var store: StoreOptions
 
@@ -33,23 +32,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
     var adminToken: String?
 
-    @Option(help: "Microseconds the batcher waits for more requests after the first [env: CREST_BATCH_WINDOW_US] (default: 0)")
-    var batchWindowUs: Int?
+    @Option(help: Options.batchWindow.help) var batchWindowUs: Int?
 
-    @Option(help: "Most reservations per store transaction; 1 turns merging off [env: CREST_MAX_BATCH] (default: 512)")
-    var maxBatch: Int?
+    @Option(help: Options.maxBatch.help) var maxBatch: Int?
 
-    @Option(help: "Refused idempotency keys each sale remembers so that a replay gets the same answer, about 70 bytes each; 0 remembers none [env: CREST_REFUSAL_MEMORY] (default: 1000000)")
-    var refusalMemory: Int?
+    @Option(help: Options.refusalMemory.help) var refusalMemory: Int?
 
-    @Option(help: "Seconds without an attempt after which a sale's in-memory gate is dropped, and loaded again from the store if asked [env: CREST_GATE_IDLE_SECONDS] (default: 600)")
-    var gateIdleSeconds: Int?
+    @Option(help: Options.gateIdle.help) var gateIdleSeconds: Int?
 
-    @Option(help: "Jobs run at the same time (order expiry, payment confirmation) [env: CREST_JOB_WORKERS] (default: 100)")
-    var jobWorkers: Int?
+    @Option(help: Options.jobWorkers.help) var jobWorkers: Int?
 
-    @Option(help: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it [env: CREST_JOB_LEASE_SECONDS] (default: 30)")
-    var jobLeaseSeconds: Int?
+    @Option(help: Options.jobLease.help) var jobLeaseSeconds: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
     var logLevel: String?
@@ -60,28 +53,15 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let settings = Settings()
         let host = try settings.value(host, env: "CREST_HOST", default: "127.0.0.1")
-        let port = try settings.value(port, env: "CREST_PORT", default: 8080)
+        let port = try Options.port.resolve(port, in: settings)
         let dataDirectory = try store.directory(settings)
-        let windowMicros = try settings.value(batchWindowUs, env: "CREST_BATCH_WINDOW_US", default: 0)
-        let maxBatch = try settings.value(maxBatch, env: "CREST_MAX_BATCH", default: 512)
-        let refusalMemory = try settings.value(refusalMemory, env: "CREST_REFUSAL_MEMORY", default: 1_000_000)
-        let gateIdleSeconds = try settings.value(gateIdleSeconds, env: "CREST_GATE_IDLE_SECONDS", default: 600)
-        let jobWorkers = try settings.value(jobWorkers, env: "CREST_JOB_WORKERS", default: 100)
-        let jobLease = try settings.value(jobLeaseSeconds, env: "CREST_JOB_LEASE_SECONDS", default: 30)
+        let windowMicros = try Options.batchWindow.resolve(batchWindowUs, in: settings)
+        let maxBatch = try Options.maxBatch.resolve(maxBatch, in: settings)
+        let refusalMemory = try Options.refusalMemory.resolve(refusalMemory, in: settings)
+        let gateIdleSeconds = try Options.gateIdle.resolve(gateIdleSeconds, in: settings)
+        let jobWorkers = try Options.jobWorkers.resolve(jobWorkers, in: settings)
+        let jobLease = try Options.jobLease.resolve(jobLeaseSeconds, in: settings)
         let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
-        guard (0...65535).contains(port) else { throw ValidationError("port must be 0…65535") }
-        guard windowMicros >= 0, windowMicros <= 1_000_000 else {
-            throw ValidationError("batch window must be 0…1,000,000 µs")
-        }
-        guard maxBatch >= 1, maxBatch <= 100_000 else { throw ValidationError("max batch must be 1…100,000") }
-        guard (0...10_000_000).contains(refusalMemory) else {
-            throw ValidationError("refusal memory must be 0…10,000,000 keys")
-        }
-        guard (1...86_400).contains(gateIdleSeconds) else {
-            throw ValidationError("gate idle time must be 1…86,400 seconds")
-        }
-        guard (1...1024).contains(jobWorkers) else { throw ValidationError("job workers must be 1…1,024") }
-        guard (1...3600).contains(jobLease) else { throw ValidationError("job lease must be 1…3,600 seconds") }
         let tracing = try TracingSettings(
             endpoint: settings.optional(otlpEndpoint, env: "CREST_OTLP_ENDPOINT"),
             environment: ProcessInfo.processInfo.environment)
@@ -144,5 +124,34 @@ struct Serve: AsyncParsableCommand {
         try await opened.close()
         try await providerHTTP?.shutdown()
         logger.info("crest stopped")
+    }
+}
+
+extension Serve {
+    /// `crest serve`'s integer options, each declared once (help, environment, default, range).
+    enum Options {
+        static let port = IntSetting(
+            name: "port", env: "CREST_PORT", defaultValue: 8080, range: 0...65_535,
+            meaning: "Port to listen on; 0 picks a free one")
+        static let batchWindow = IntSetting(
+            name: "batch window", env: "CREST_BATCH_WINDOW_US", defaultValue: 0, range: 0...1_000_000, unit: " µs",
+            meaning: "Microseconds the batcher waits for more requests after the first; 0 takes what queued during the previous commit")
+        static let maxBatch = IntSetting(
+            name: "max batch", env: "CREST_MAX_BATCH", defaultValue: 512, range: 1...100_000,
+            meaning: "Most reservations per store transaction; 1 turns merging off")
+        static let refusalMemory = IntSetting(
+            name: "refusal memory", env: "CREST_REFUSAL_MEMORY", defaultValue: 1_000_000, range: 0...10_000_000,
+            unit: " keys",
+            meaning: "Refused idempotency keys each sale remembers so that a replay gets the same answer, about 70 bytes each; 0 remembers none")
+        static let gateIdle = IntSetting(
+            name: "gate idle time", env: "CREST_GATE_IDLE_SECONDS", defaultValue: 600, range: 1...86_400,
+            unit: " seconds",
+            meaning: "Seconds without an attempt after which a sale's in-memory gate is dropped, and loaded again from the store if asked")
+        static let jobWorkers = IntSetting(
+            name: "job workers", env: "CREST_JOB_WORKERS", defaultValue: 100, range: 1...1_024,
+            meaning: "Jobs run at the same time (order expiry, payment creation and confirmation, webhooks)")
+        static let jobLease = IntSetting(
+            name: "job lease", env: "CREST_JOB_LEASE_SECONDS", defaultValue: 30, range: 1...3_600, unit: " seconds",
+            meaning: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it")
     }
 }

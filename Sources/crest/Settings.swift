@@ -22,3 +22,50 @@ struct Settings {
         return raw
     }
 }
+
+/// An integer option declared once — its meaning, environment variable, default, range and unit —
+/// so that its help text, its value (flag, else environment, else default) and the message for a
+/// value out of range all come from the same place and cannot drift apart.
+///
+/// ```swift
+/// static let port = IntSetting(name: "port", env: "CREST_PORT", defaultValue: 8080, range: 0...65_535,
+///                              meaning: "Port to listen on; 0 picks a free one")
+/// @Option(help: Serve.Options.port.help) var port: Int?
+/// let port = try Serve.Options.port.resolve(port, in: settings)   // "port must be 0…65,535"
+/// ```
+struct IntSetting: Sendable {
+    /// How the refusal names it: "<name> must be <range>".
+    var name: String
+    var env: String
+    var defaultValue: Int
+    var range: ClosedRange<Int>
+    /// Appended to the range and the default, with its space: " ms", " seconds".
+    var unit: String = ""
+    /// What the option does, the first words of its help.
+    var meaning: String
+
+    var rangeText: String { "\(Self.grouped(range.lowerBound))…\(Self.grouped(range.upperBound))\(unit)" }
+
+    var help: ArgumentHelp {
+        ArgumentHelp("\(meaning). Range \(rangeText) [env: \(env)] (default: \(defaultValue)\(unit))")
+    }
+
+    /// The flag, else the environment variable, else the default; a value outside the range is a
+    /// usage error that names the setting and its range.
+    func resolve(_ flag: Int?, in settings: Settings) throws -> Int {
+        let value = try settings.value(flag, env: env, default: defaultValue)
+        guard range.contains(value) else { throw ValidationError("\(name) must be \(rangeText)") }
+        return value
+    }
+
+    /// 10000000 → "10,000,000".
+    static func grouped(_ value: Int) -> String {
+        let digits = String(value.magnitude)
+        var text = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0, (digits.count - index) % 3 == 0 { text.append(",") }
+            text.append(digit)
+        }
+        return value < 0 ? "-" + text : text
+    }
+}

@@ -12,13 +12,16 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "PostgreSQL store instead of the embedded one: postgres://user:password@host:port/database [env: CREST_DATABASE_URL]")
     var databaseURL: String?
 
-    @Option(help: "With --database-url: PostgreSQL connections this node keeps at most, 1…1,000 [env: CREST_DATABASE_CONNECTIONS] (default: 20)")
-    var databaseConnections: Int?
+    @Option(help: Self.connections.help) var databaseConnections: Int?
 
-    @Option(
-        name: .customLong("database-wait-ms"),
-        help: "With --database-url: how long a request waits for a free connection before it is answered 503, 1…60,000 ms [env: CREST_DATABASE_WAIT_MS] (default: 2000)")
-    var databaseWaitMs: Int?
+    @Option(name: .customLong("database-wait-ms"), help: Self.wait.help) var databaseWaitMs: Int?
+
+    static let connections = IntSetting(
+        name: "database connections", env: "CREST_DATABASE_CONNECTIONS", defaultValue: 20, range: 1...1_000,
+        meaning: "With --database-url: PostgreSQL connections this node keeps at most")
+    static let wait = IntSetting(
+        name: "database wait", env: "CREST_DATABASE_WAIT_MS", defaultValue: 2000, range: 1...60_000, unit: " ms",
+        meaning: "With --database-url: how long a request waits for a free connection before it is answered 503")
 
     func directory(_ settings: Settings) throws -> URL {
         URL(filePath: try settings.value(dataDirectory, env: "CREST_DATA_DIR", default: "./crest-data"))
@@ -32,10 +35,8 @@ struct StoreOptions: ParsableArguments {
     /// Opens the configured store (applying pending migrations); says which in `description`.
     func open(_ settings: Settings, logger: Logger) async throws -> (store: any Store, description: String) {
         if let url = postgresURL(settings) {
-            let connections = try settings.value(databaseConnections, env: "CREST_DATABASE_CONNECTIONS", default: 20)
-            guard (1...1000).contains(connections) else { throw ValidationError("database connections must be 1…1,000") }
-            let waitMs = try settings.value(databaseWaitMs, env: "CREST_DATABASE_WAIT_MS", default: 2000)
-            guard (1...60_000).contains(waitMs) else { throw ValidationError("database wait must be 1…60,000 ms") }
+            let connections = try Self.connections.resolve(databaseConnections, in: settings)
+            let waitMs = try Self.wait.resolve(databaseWaitMs, in: settings)
             do {
                 let store = try await PostgresStore.connect(
                     url: url, logger: logger, maxConnections: connections, leaseTimeout: .milliseconds(waitMs))

@@ -27,6 +27,28 @@ struct ServeOptionsTests {
     }
 }
 
+/// Each integer option is declared once: its help, its environment variable and its refusal agree.
+@Suite("crest serve: options declared once")
+struct DeclaredOptionsTests {
+    @Test("the help names each option's range, variable and default; a value outside the range, by flag or by environment, is refused naming the same range")
+    func helpAndRefusalAgree() async throws {
+        let (_, help) = try await CrestCommand.run(["serve", "--help"], timeout: .seconds(30))
+        let flat = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for (range, env, fallback) in [
+            ("0…65,535", "CREST_PORT", "8080"), ("1…1,024", "CREST_JOB_WORKERS", "100"),
+            ("1…3,600 seconds", "CREST_JOB_LEASE_SECONDS", "30 seconds"), ("1…60,000 ms", "CREST_DATABASE_WAIT_MS", "2000 ms"),
+            ("1…600,000 ms", "CREST_PROVIDER_TIMEOUT_MS", "3000 ms"),
+        ] {
+            #expect(flat.contains("Range \(range) [env: \(env)] (default: \(fallback))"), "\(env): \(flat)")
+        }
+        try await expectUsageExit(["serve", "--port", "65536"], saying: "port must be 0…65,535")
+        let (status, output) = try await CrestCommand.run(
+            ["serve", "--port", "0", "--data-dir", "/nonexistent/never"], environment: ["CREST_JOB_WORKERS": "0"],
+            timeout: .seconds(30))
+        #expect(status == 64 && output.contains("job workers must be 1…1,024"), "\(output)")
+    }
+}
+
 /// `crest serve`'s options for the stock gates' memory.
 @Suite("crest serve: gate options")
 struct GateOptionsTests {

@@ -49,8 +49,10 @@ public enum CrestCommand {
 
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
     /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.
-    public static func run(_ arguments: [String], timeout: Duration) async throws -> (status: Int32?, output: String) {
-        let (process, output) = process(arguments)
+    public static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws
+        -> (status: Int32?, output: String)
+    {
+        let (process, output) = process(arguments, environment: environment)
         try process.run()
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
