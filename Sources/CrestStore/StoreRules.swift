@@ -10,27 +10,26 @@ enum StoreRules {
     static let liveStatusesSQL =
         "(" + Order.Status.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 
-    /// Decides one reservation against its sale: `nil` grants it (the caller creates the order and
-    /// moves the units), anything else is the outcome. The checks run in this order and each reads
-    /// only when reached: the sale open at the request's time, the key new, the attempt not
-    /// cancelled, the buyer within the limit, the stock enough.
+    /// Decides one reservation against its sale with `ReservationRules` (the rules the stock gate
+    /// applies too): `nil` grants it (the caller creates the order and moves the units), anything
+    /// else is the outcome. Each read runs only when its check is reached.
     static func decide(
         _ reservation: Reservation, sale: Sale, existing: () throws -> Order?, cancelled: () throws -> Bool,
         held: () throws -> Int
     ) rethrows -> ReservationOutcome? {
-        let request = reservation.request
-        switch sale.phase(at: reservation.createdAt) {
-        case .upcoming: return .refused(.saleNotOpen(startsAt: sale.startsAt))
-        case .closed: return .refused(.saleClosed)
-        case .open: break
+        var found: Order?
+        let verdict = try ReservationRules.decide(
+            reservation.request, sale: sale, at: reservation.createdAt,
+            knownKey: {
+                found = try existing()
+                return found != nil
+            },
+            cancelled: cancelled, held: held, available: sale.stock.available)
+        switch verdict {
+        case .grant: return nil
+        case .knownKey: return .duplicate(found!)
+        case .refused(let error): return .refused(error)
         }
-        if let existing = try existing() { return .duplicate(existing) }
-        if try cancelled() { return .refused(.attemptCancelled) }
-        if try held() + request.quantity > sale.perBuyerLimit {
-            return .refused(.buyerLimitReached(limit: sale.perBuyerLimit))
-        }
-        guard sale.stock.available >= Int64(request.quantity) else { return .refused(.soldOut) }
-        return nil
     }
 
     /// What applying `event` to `order` does.

@@ -127,26 +127,18 @@ final class StockGate: Sendable {
             if let refusal = state.refusals[key] {
                 return .refused(refusal.isSameBody(as: request) ? refusal.error(in: sale) : .idempotencyKeyReused)
             }
-            if !keyIsNew, state.knownKeys.contains(key.hashValue) {
-                return .knownKey
-            }
-            switch sale.phase(at: now) {
-            case .upcoming: return .refused(.saleNotOpen(startsAt: sale.startsAt))
-            case .closed: return .refused(.saleClosed)
-            case .open: break
-            }
-            if request.quantity > sale.perBuyerLimit {
-                return .refused(.quantityAboveLimit(limit: sale.perBuyerLimit))
-            }
-            let held = state.holdings[request.buyer, default: 0] + state.pendingByBuyer[request.buyer, default: 0]
-            if held + request.quantity > sale.perBuyerLimit {
-                let error = OrderError.buyerLimitReached(limit: sale.perBuyerLimit)
+            // Cancelled attempts are known to the store only: it refuses them when they get there.
+            let verdict = ReservationRules.decide(
+                request, sale: sale, at: now, knownKey: { !keyIsNew && state.knownKeys.contains(key.hashValue) },
+                cancelled: { false },
+                held: { state.holdings[request.buyer, default: 0] + state.pendingByBuyer[request.buyer, default: 0] },
+                available: state.available)
+            switch verdict {
+            case .knownKey: return .knownKey
+            case .refused(let error):
                 remember(error, for: request, in: &state)
                 return .refused(error)
-            }
-            if state.available < Int64(request.quantity) {
-                remember(.soldOut, for: request, in: &state)
-                return .refused(.soldOut)
+            case .grant: break
             }
             let reservation = try makeReservation(sale)
             state.pendingUnits += Int64(request.quantity)

@@ -23,30 +23,29 @@ struct CrestMetricsFactory: MetricsFactory {
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         guard label != "hb.request.errors" else { return Unexported() }
         let (name, labels) = Self.sanitized(label, dimensions)
-        return registry.makeCounter(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+        return registry.makeCounter(descriptor: Self.descriptor(name), labels: labels)
     }
 
     func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
         let (name, labels) = Self.sanitized(label, dimensions)
-        return registry.makeCounter(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+        return registry.makeCounter(descriptor: Self.descriptor(name), labels: labels)
     }
 
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         let (name, labels) = Self.sanitized(label, dimensions)
-        let help = MetricsCatalog.help(for: name)
-        guard aggregate else { return registry.makeGauge(name: name, labels: labels, help: help) }
-        return registry.makeValueHistogram(name: name, labels: labels, buckets: Self.valueBuckets, help: help)
+        guard aggregate else { return registry.makeGauge(descriptor: Self.descriptor(name), labels: labels) }
+        return registry.makeValueHistogram(descriptor: Self.descriptor(name), labels: labels, buckets: Self.valueBuckets)
     }
 
     func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
         let (name, labels) = Self.sanitized(label, dimensions)
-        return registry.makeGauge(name: name, labels: labels, help: MetricsCatalog.help(for: name))
+        return registry.makeGauge(descriptor: Self.descriptor(name), labels: labels)
     }
 
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         let (name, labels) = Self.sanitized(label, dimensions)
         return registry.makeDurationHistogram(
-            name: name, labels: labels, buckets: Self.durationBuckets, help: MetricsCatalog.help(for: name))
+            descriptor: Self.descriptor(name), labels: labels, buckets: Self.durationBuckets)
     }
 
     func destroyCounter(_ handler: any CounterHandler) {
@@ -71,6 +70,11 @@ struct CrestMetricsFactory: MetricsFactory {
 
     func destroyTimer(_ handler: any TimerHandler) {
         if let histogram = handler as? Prometheus.Histogram<Duration> { registry.unregisterDurationHistogram(histogram) }
+    }
+
+    /// The series' name with its help from the catalog.
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: MetricsCatalog.help(for: name))
     }
 
     static func sanitized(_ name: String, _ labels: [(String, String)]) -> (String, [(String, String)]) {

@@ -105,6 +105,8 @@ struct PostgresReservationLedger {
         self.endpoints = try rows[endpoints].map(PostgresRows.endpoint)
         for row in rows[locked] {
             let (sale, version) = try PostgresRows.sale(row)
+            // Pair of the table's CHECKs: what was read back is conserved.
+            precondition(sale.stock.isConserved, "sale \(sale.id) read back not conserved: \(sale.stock)")
             sales[sale.id] = SaleState(sale: sale, version: version)
         }
         for lookup in lookups {
@@ -138,6 +140,7 @@ struct PostgresReservationLedger {
         let order = reservation.pendingOrder
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
+        assert(state.sale.stock.isConserved, "a grant left sale \(request.saleID) not conserved: \(state.sale.stock)")
         state.granted += quantity
         sales[request.saleID] = state
         holdings[holder] = held + request.quantity
@@ -157,6 +160,8 @@ struct PostgresReservationLedger {
         var snapshots: [SaleID: CounterSnapshot] = [:]
         var updates: [(sale: SaleID, counters: StockCounters, statement: Int)] = []
         for (saleID, state) in sales.sorted(by: { $0.key < $1.key }) {
+            // Checked before the write, as the table's CHECKs will after it.
+            precondition(state.sale.stock.isConserved, "sale \(saleID) about to be written not conserved")
             guard state.granted > 0 else {
                 snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: state.version)
                 continue

@@ -28,7 +28,10 @@ struct ReservationLedger {
                 db.cachedStatement(sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?"),
                 arguments: [saleID.description])
             {
-                sales[saleID] = SaleState(sale: try SQLiteRows.sale(row), version: row["version"])
+                let sale = try SQLiteRows.sale(row)
+                // Pair of the table's CHECKs: what was read back is conserved.
+                precondition(sale.stock.isConserved, "sale \(saleID) read back not conserved: \(sale.stock)")
+                sales[saleID] = SaleState(sale: sale, version: row["version"])
             }
         }
     }
@@ -60,6 +63,7 @@ struct ReservationLedger {
         }
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
+        assert(state.sale.stock.isConserved, "a grant left sale \(request.saleID) not conserved: \(state.sale.stock)")
         state.changed = true
         sales[request.saleID] = state
         return .reserved(order)
@@ -70,6 +74,8 @@ struct ReservationLedger {
         var snapshots: [SaleID: CounterSnapshot] = [:]
         for (saleID, state) in sales {
             var version = state.version
+            // Checked before the write, as the table's CHECKs will after it.
+            precondition(state.sale.stock.isConserved, "sale \(saleID) about to be written not conserved")
             if state.changed {
                 version += 1
                 try DirectStatement(db, sql: "UPDATE sales SET available = ?, reserved = ?, version = ? WHERE id = ?")
