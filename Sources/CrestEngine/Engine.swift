@@ -81,7 +81,11 @@ public final class Engine: Sendable {
         self.lifecycle = lifecycle
         let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
         let jobs = JobRunner(
-            store: store, handlers: lifecycle.handlers.merging([WebhookJobs.deliverKind: deliverer.handler]) { $1 },
+            store: store, handlers: {
+                var handlers = lifecycle.handlers
+                deliverer.register(in: &handlers)
+                return handlers.byKind
+            }(),
             configuration: configuration.jobs, logger: logger, clock: clock)
         self.jobs = jobs
         self.batcher = GroupCommitter(

@@ -10,6 +10,10 @@ enum StoreRules {
     static let liveStatusesSQL =
         "(" + Order.Status.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 
+    /// The job states with work ahead (one live job per unique key), as an SQL list for both stores.
+    static let liveJobStatesSQL =
+        "(" + Job.State.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
+
     /// Decides one reservation against its sale with `ReservationRules` (the rules the stock gate
     /// applies too): `nil` grants it (the caller creates the order and moves the units), anything
     /// else is the outcome. Each read runs only when its check is reached.

@@ -79,7 +79,7 @@ struct JobCrashTests {
             let reran = try #require((after["attemptedAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
             #expect(reran >= leaseEnd.addingTimeInterval(-0.001), "ran again at \(reran), before its lease ended at \(leaseEnd)")
             // Its effect happened once: the order expired with one event.
-            let orderID = try #require(OrderJobs.orderID(in: job.payload))
+            let orderID = try OrderJobs.expire.parameters(of: job).orderId
             let events = try await restarted.call(.GET, "/v1/orders/\(orderID)/events").json["events"] as? [[String: Any]]
             #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
         }

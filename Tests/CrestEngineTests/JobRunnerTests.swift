@@ -248,6 +248,26 @@ struct JobRunnerTests {
         }
     }
 
+    @Test("a typed handler gets its job's parameters; a payload of another shape discards the job at once, with the reason")
+    func typedHandlers() async throws {
+        let seen = Locked<[OrderID]>([])
+        var handlers = JobHandlers()
+        handlers.register(OrderJobs.expire) { _, job in
+            seen.withLock { $0.append(job.orderId) }
+            return .completed
+        }
+        try await JobFixture.with(handlers: handlers.byKind) { fixture in
+            let order = OrderID.make()
+            let good = try await fixture.enqueue(OrderJobs.expiry(of: order, at: Date()))
+            let bad = try await fixture.enqueue(NewJob(kind: OrderJobs.expire.name, payload: #"{"order":1}"#))
+            _ = try await fixture.waitFor(good) { $0.state == .completed }
+            let discarded = try await fixture.waitFor(bad) { $0.state == .discarded }
+            #expect(discarded.attempt == 1, "not retried")
+            #expect(discarded.lastError?.contains("is not a order.expire job's") == true, "\(discarded.lastError ?? "")")
+            #expect(seen.value == [order])
+        }
+    }
+
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
         let handler = JobHandlerFunction { _ in

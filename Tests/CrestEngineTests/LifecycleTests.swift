@@ -35,7 +35,7 @@ struct LifecycleTests {
             _ = try await fixture.order(sale, buyer: "ana", key: "k-ana-2")
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 1, reserved: 2, sold: 0))
             let expiryJobs = try await fixture.engine.jobs(
-                matching: JobFilter(state: .completed, kind: OrderJobs.expireKind), after: nil, limit: 10)
+                matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 10)
             #expect(expiryJobs.count == 3)
         }
     }
@@ -81,7 +81,7 @@ struct LifecycleTests {
             #expect(
                 try await eventually(timeout: .seconds(30)) {
                     try await fixture.engine.jobs(
-                        matching: JobFilter(state: .completed, kind: OrderJobs.expireKind), after: nil, limit: 10
+                        matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 10
                     ).count == 1
                 })
             #expect(try await fixture.engine.order(order.id).status == .cancelled)
@@ -158,7 +158,7 @@ struct LifecycleTests {
             // Ten attempts with backoff: seconds on a quiet machine, more on a loaded 2-core CI run.
             #expect(try await eventually(timeout: .seconds(60)) { try await fixture.engine.job(job.id).state == .discarded })
             let discarded = try await fixture.engine.job(job.id)
-            #expect(discarded.attempt == OrderJobs.confirmMaxAttempts)
+            #expect(discarded.attempt == OrderJobs.confirm.maxAttempts)
             #expect(discarded.lastError?.contains("InjectedFailure") == true)
             #expect(try await eventually { try await fixture.engine.order(order.id).flag?.reason == .confirmFailed })
             let flagged = try await fixture.engine.orders(matching: OrderFilter(flaggedOnly: true), after: nil, limit: 10)
@@ -213,7 +213,7 @@ struct LifecycleTests {
             #expect(
                 try await eventually(timeout: .seconds(30)) {
                     try await fixture.engine.jobs(
-                        matching: JobFilter(state: .completed, kind: OrderJobs.expireKind), after: nil, limit: 100
+                        matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 100
                     ).count == orders.count
                 })
             var ids: Set<EventID> = []

@@ -46,9 +46,9 @@ struct MigrationTests {
         #expect(try await store.events(of: ids[1]).map(\.kind) == [.created, .paid])
         #expect(try await store.events(of: ids[2]).map(\.kind) == [.created, .cancelled])
         #expect(try await store.events(of: ids[1]).map(\.sequence) == [1, 2])
-        let jobs = try await store.jobs(matching: JobFilter(kind: OrderJobs.expireKind), after: nil, limit: 10)
+        let jobs = try await store.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
         #expect(jobs.count == 1)
-        #expect(jobs.first.flatMap { OrderJobs.orderID(in: $0.payload) } == ids[0])
+        #expect(jobs.first.flatMap { try? OrderJobs.expire.parameters(of: $0).orderId } == ids[0])
         #expect(jobs.first?.runAt == Date(timeIntervalSince1970: Double(created + 900_000) / 1000))
         try await store.close()
     }

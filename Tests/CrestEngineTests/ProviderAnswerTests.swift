@@ -40,7 +40,7 @@ struct ProviderAnswerTests {
             #expect(try await engine.order(first.id).payment?.id == provider.id, "the holder keeps its payment")
 
             let jobs = try await engine.jobs(
-                matching: JobFilter(kind: PaymentJobs.createKind), after: nil, limit: 10)
+                matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
             let job = try #require(jobs.first { $0.payload.contains(second.id.description) })
             #expect(job.state == .discarded && job.attempt == 1, "discarded at once, not retried: \(job)")
             #expect(job.lastError?.contains("already holds") == true, "\(job.lastError ?? "no error")")

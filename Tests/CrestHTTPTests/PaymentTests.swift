@@ -24,7 +24,7 @@ struct PaymentTests {
             #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 3, available: 2, reserved: 0, sold: 1))
             #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
             let creations = try await fixture.engine.jobs(
-                matching: JobFilter(state: .completed, kind: PaymentJobs.createKind), after: nil, limit: 10)
+                matching: JobFilter(state: .completed, kind: PaymentJobs.create.name), after: nil, limit: 10)
             #expect(creations.count == 1)
         }
     }
@@ -78,7 +78,7 @@ struct PaymentTests {
             let placed = try await fixture.order(sale, buyer: "ana")
             let known = try await fixture.waitFor(placed.id) { $0.payment != nil }
             let creation = try #require(
-                try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.createKind), after: nil, limit: 1).first)
+                try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 1).first)
             #expect(creation.state == .running, "the create call had already returned")
             try await fixture.pay(known)
             try await fixture.waitFor(placed.id) { $0.status == .paid }

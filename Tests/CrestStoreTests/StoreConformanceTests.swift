@@ -76,8 +76,8 @@ struct StoreConformanceTests {
             #expect(try await store.gateSnapshot(for: .make()) == nil)
             // Each reserved order has its created event and its expiry job.
             #expect(try await store.events(of: anas.id).map(\.kind) == [.created])
-            let expiries = try await store.jobs(matching: JobFilter(kind: OrderJobs.expireKind), after: nil, limit: 10)
-            #expect(Set(expiries.compactMap { OrderJobs.orderID(in: $0.payload) }) == [anas.id, bobs.id])
+            let expiries = try await store.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
+            #expect(Set(expiries.compactMap { try? OrderJobs.expire.parameters(of: $0).orderId }) == [anas.id, bobs.id])
             #expect(expiries.allSatisfy { $0.state == .scheduled })
         }
     }
@@ -236,8 +236,8 @@ struct StoreConformanceTests {
             try await store.createSale(sale)
             let order = try #require(try await store.reserve([reservation(sale, key: "k", buyer: "ana")]).outcomes[0].order)
             _ = try await store.transition(order.id, by: .pay, at: now)
-            let jobs = try await store.jobs(matching: JobFilter(kind: WebhookJobs.deliverKind), after: nil, limit: 10)
-            let deliveries = Set(jobs.compactMap { WebhookJobs.delivery(in: $0.payload) })
+            let jobs = try await store.jobs(matching: JobFilter(kind: WebhookJobs.deliver.name), after: nil, limit: 10)
+            let deliveries = Set(jobs.compactMap { try? WebhookJobs.deliver.parameters(of: $0) })
             #expect(deliveries == [
                 .init(endpointId: all.id, orderId: order.id, sequence: 1),
                 .init(endpointId: all.id, orderId: order.id, sequence: 2),

@@ -45,11 +45,11 @@ public struct WebhookEndpoint: Sendable, Hashable {
 
 /// The jobs that deliver events to merchants.
 public enum WebhookJobs {
-    public static let deliverKind = "webhook.deliver"
-    public static let maxAttempts = 20
+    /// Delivers one event to one merchant endpoint.
+    public static let deliver = JobKind<Delivery>("webhook.deliver", maxAttempts: 20)
 
     /// One delivery: the event `sequence` of `orderID` to `endpointID`.
-    public struct Delivery: Codable, Sendable, Hashable {
+    public struct Delivery: JobParameters {
         public var endpointId: WebhookEndpointID
         public var orderId: OrderID
         public var sequence: Int
@@ -59,16 +59,12 @@ public enum WebhookJobs {
             self.orderId = orderId
             self.sequence = sequence
         }
+
+        /// Written by hand: one per event and endpoint, in the transaction of the change.
+        public var payload: String {
+            #"{"endpointId":"\#(endpointId)","orderId":"\#(orderId)","sequence":\#(sequence)}"#
+        }
     }
 
-    public static func delivery(_ delivery: Delivery) -> NewJob {
-        NewJob(
-            kind: deliverKind,
-            payload: #"{"endpointId":"\#(delivery.endpointId)","orderId":"\#(delivery.orderId)","sequence":\#(delivery.sequence)}"#,
-            maxAttempts: maxAttempts)
-    }
-
-    public static func delivery(in payload: String) -> Delivery? {
-        try? JSONDecoder().decode(Delivery.self, from: Data(payload.utf8))
-    }
+    public static func delivery(_ delivery: Delivery) -> NewJob { deliver.job(delivery) }
 }

@@ -60,18 +60,18 @@ public struct PaymentObservation: Sendable, Hashable {
     }
 }
 
-/// The jobs of an order's payment: their kinds and payloads (`{"orderId": "…"}`, as `OrderJobs`).
+/// The jobs of an order's payment.
 public enum PaymentJobs {
     /// Creates the order's payment at the provider (idempotency key: the order id).
-    public static let createKind = "payment.create"
+    public static let create = JobKind<OrderJob>("payment.create", maxAttempts: 25)
     /// Refunds a payment that succeeded after its order was cancelled or expired.
-    public static let refundKind = "payment.refund"
+    public static let refund = JobKind<OrderJob>("payment.refund", maxAttempts: 25)
 
     public static func creation(of id: OrderID) -> NewJob {
-        NewJob(kind: createKind, payload: OrderJobs.payload(id), maxAttempts: 25, uniqueKey: "\(createKind):\(id)")
+        create.job(OrderJob(orderId: id), uniqueKey: "\(create.name):\(id)")
     }
 
     public static func refund(of id: OrderID) -> NewJob {
-        NewJob(kind: refundKind, payload: OrderJobs.payload(id), maxAttempts: 25, uniqueKey: "\(refundKind):\(id)")
+        refund.job(OrderJob(orderId: id), uniqueKey: "\(refund.name):\(id)")
     }
 }

@@ -71,3 +71,39 @@ public struct JobHandlerFunction: JobHandler {
 
     public func discarded(_ job: Job, error: String) async { await onDiscard(job, error) }
 }
+
+/// A runner's handlers, registered by typed kind: each body gets its job's parameters decoded
+/// (a payload that does not decode discards the job with the reason — retrying cannot help).
+///
+/// ```swift
+/// var handlers = JobHandlers()
+/// handlers.register(OrderJobs.expire, timeout: .seconds(30)) { job, order in try await expire(order.orderId) }
+/// let runner = JobRunner(store: store, handlers: handlers.byKind, logger: logger)
+/// ```
+public struct JobHandlers: Sendable {
+    /// What `JobRunner` takes: the handler of each kind's name.
+    public private(set) var byKind: [String: any JobHandler] = [:]
+
+    public init() {}
+
+    /// Registers the handler of `kind`; `onDiscard` gets the parameters too when they decode.
+    public mutating func register<Parameters>(
+        _ kind: JobKind<Parameters>, timeout: Duration = .seconds(60), backoff: Backoff? = nil,
+        onDiscard: @escaping @Sendable (Job, Parameters?, String) async -> Void = { _, _, _ in },
+        _ body: @escaping @Sendable (Job, Parameters) async throws -> JobResult
+    ) {
+        precondition(byKind[kind.name] == nil, "two handlers for \(kind.name)")
+        byKind[kind.name] = JobHandlerFunction(
+            timeout: timeout, backoff: backoff,
+            onDiscard: { job, error in await onDiscard(job, try? kind.parameters(of: job), error) }
+        ) { job in
+            let parameters: Parameters
+            do {
+                parameters = try kind.parameters(of: job)
+            } catch {
+                throw JobDiscardError("\(error)")
+            }
+            return try await body(job, parameters)
+        }
+    }
+}

@@ -25,14 +25,11 @@ struct WebhookDeliverer: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
 
-    var handler: any JobHandler {
-        JobHandlerFunction(timeout: .seconds(30)) { job in try await deliver(job) }
+    func register(in handlers: inout JobHandlers) {
+        handlers.register(WebhookJobs.deliver, timeout: .seconds(30)) { _, delivery in try await deliver(delivery) }
     }
 
-    func deliver(_ job: Job) async throws -> JobResult {
-        guard let delivery = WebhookJobs.delivery(in: job.payload) else {
-            throw JobDiscardError("the payload names no delivery: \(job.payload)")
-        }
+    func deliver(_ delivery: WebhookJobs.Delivery) async throws -> JobResult {
         guard let context = try await store.webhookDelivery(delivery) else {
             throw JobDiscardError("event \(delivery.sequence) of order \(delivery.orderId) does not exist")
         }

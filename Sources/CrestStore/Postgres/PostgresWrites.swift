@@ -126,7 +126,6 @@ enum PostgresEvents {
 
 /// Job rows: inserting (honouring unique keys) from any transaction that needs a job.
 enum PostgresJobs {
-    static let liveStates = "('scheduled', 'available', 'running', 'retryable')"
 
     @discardableResult
     static func insert(_ job: NewJob, at now: Date, on connection: PostgresConnection, logger: Logger) async throws
@@ -149,7 +148,7 @@ enum PostgresJobs {
         guard
             let key = job.uniqueKey,
             let existing = try await connection.query(
-                "SELECT id FROM jobs WHERE unique_key = \(key) AND state IN \(unescaped: liveStates)", logger: logger
+                "SELECT id FROM jobs WHERE unique_key = \(key) AND state IN \(unescaped: StoreRules.liveJobStatesSQL)", logger: logger
             ).values(Int64.self).first
         else { throw CorruptRowError(column: "jobs.unique_key") }
         return EnqueuedJob(id: JobID(existing), duplicate: true)

@@ -42,7 +42,6 @@ enum SQLiteEvents {
 
 /// Job rows: inserting (honouring unique keys) from any transaction that needs a job.
 enum SQLiteJobs {
-    static let liveStates = "('scheduled', 'available', 'running', 'retryable')"
 
     @discardableResult
     static func insert(_ db: Database, _ job: NewJob, at now: Date) throws -> EnqueuedJob {
@@ -62,7 +61,7 @@ enum SQLiteJobs {
         guard
             let key = job.uniqueKey,
             let existing = try Int64.fetchOne(
-                db, sql: "SELECT id FROM jobs WHERE unique_key = ? AND state IN \(liveStates)", arguments: [key])
+                db, sql: "SELECT id FROM jobs WHERE unique_key = ? AND state IN \(StoreRules.liveJobStatesSQL)", arguments: [key])
         else { throw CorruptRowError(column: "jobs.unique_key") }
         return EnqueuedJob(id: JobID(existing), duplicate: true)
     }

@@ -1,0 +1,102 @@
+import CrestCore
+import CrestPayments
+import CrestStore
+import Foundation
+import Logging
+
+/// The payment half of an order's life, as jobs: its payment created at the provider, a payment
+/// that came too late refunded, and every word of the provider (webhook, answer to a query)
+/// recorded through one state machine.
+extension OrderLifecycle {
+    /// Registers the payment jobs. A buyer waits for the payment to exist: retry soon, and while
+    /// the circuit is open, wait for it without using attempts.
+    func registerPaymentJobs(in handlers: inout JobHandlers, provider: any PaymentProvider) {
+        let backoff = Backoff(base: .milliseconds(500), maximum: .seconds(15))
+        handlers.register(PaymentJobs.create, timeout: .seconds(30), backoff: backoff) { _, job in
+            try await Self.waitingOnOpenCircuit { try await createPayment(job.orderId, provider: provider) }
+        }
+        handlers.register(PaymentJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
+            try await Self.waitingOnOpenCircuit { try await refund(job.orderId, provider: provider) }
+        }
+    }
+
+    /// Creates the order's payment at the provider (idempotency key: the order id) and records it,
+    /// so the order shows where to pay. Retried with backoff while the provider is unavailable.
+    func createPayment(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
+        let order = try await order(id)
+        // A webhook may have told us first; a closed order needs no payment.
+        guard order.payment == nil, order.status == .pendingPayment else { return .completed }
+        let payment = try await provider.createPayment(
+            PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
+        guard let observation = payment.observation(), observation.orderID == order.id else {
+            metrics.countProviderAnswerRefused("wrong_reference")
+            throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
+        }
+        do {
+            _ = try await record(observation)
+        } catch let taken as PaymentTakenError {
+            try await paymentTaken(taken)
+        }
+        return .completed
+    }
+
+    /// The provider gave this order a payment id that another order holds — its answer cannot be
+    /// true for both. Retrying would get the same answer, so the order is flagged for an operator
+    /// and the job discarded; the order expires at the end of its window like any unpaid one.
+    private func paymentTaken(_ taken: PaymentTakenError) async throws -> Never {
+        metrics.countProviderAnswerRefused("payment_id_taken")
+        logger.error(
+            "the provider answered with a payment id another order holds; order flagged, not retried",
+            metadata: [
+                "order": "\(taken.orderID)", "payment": "\(taken.paymentID)", "held_by": "\(taken.heldBy)",
+            ])
+        try await store.flagOrder(taken.orderID, OrderFlag(reason: .paymentIDTaken, flaggedAt: clock()))
+        throw JobDiscardError("the provider gave payment \(taken.paymentID), which order \(taken.heldBy) already holds")
+    }
+
+    /// Gives back a payment that succeeded after its order was cancelled or expired.
+    func refund(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
+        let order = try await order(id)
+        guard let payment = order.payment else { throw JobDiscardError("order \(order.id) has no payment") }
+        let refunded: ProviderPayment
+        do {
+            refunded = try await provider.refund(paymentID: payment.id, idempotencyKey: "refund-\(order.id)")
+        } catch ProviderError.rejected(let status, let detail) {
+            throw JobDiscardError("the provider refused the refund (\(status)): \(detail)")
+        }
+        if let observation = refunded.observation() { _ = try await record(observation) }
+        logger.info("late payment refunded", metadata: ["order": "\(order.id)", "payment": "\(payment.id)"])
+        return .completed
+    }
+
+    /// Runs a provider job; a refusal by the open circuit snoozes it (no attempt used) instead of
+    /// failing it, since nothing was tried.
+    static func waitingOnOpenCircuit(_ body: () async throws -> JobResult) async throws -> JobResult {
+        do {
+            return try await body()
+        } catch ProviderError.unavailable(let reason) where reason.cause == .circuitOpen {
+            return .snooze(.seconds(1))
+        }
+    }
+
+    /// Records a payment observation and brings the gate and metrics in line with what it changed.
+    func record(_ observation: PaymentObservation) async throws -> PaymentRecord {
+        let record: PaymentRecord
+        switch try await paymentRecorder.submit(observation) {
+        case .success(let recorded): record = recorded
+        case .failure(let failure): throw failure.error
+        }
+        if let transition = record.transition, transition.change == .applied {
+            gates.loadedGate(for: transition.order.saleID)?.observe(transition.counters)
+            metrics.publish(transition.counters.counters, of: transition.order.saleID)
+            logger.info(
+                "order \(transition.order.status.rawValue)",
+                metadata: ["order": "\(transition.order.id)", "payment": "\(observation.payment.id)"])
+        }
+        if record.refundEnqueued {
+            logger.warning(
+                "payment succeeded after the order closed; refunding", metadata: ["order": "\(observation.orderID)"])
+        }
+        return record
+    }
+}
