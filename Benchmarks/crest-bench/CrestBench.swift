@@ -93,11 +93,11 @@ struct Expiry: AsyncParsableCommand {
     func run() async throws {
         try await withTemporaryStore { store, _ in
             // The engine's clock is ours: the orders expire when we move it past their window.
-            let now = Locked(Date())
+            let clock = AdjustableClock()
             let engine = Engine(
                 store: store,
                 configuration: EngineConfiguration(jobs: JobRunnerConfiguration(pollInterval: .milliseconds(50))),
-                logger: quietLogger(), clock: { now.value })
+                logger: quietLogger(), clock: clock)
             let group = ServiceGroup(services: [engine.batcherService, engine.jobRunnerService], logger: quietLogger())
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
@@ -110,8 +110,8 @@ struct Expiry: AsyncParsableCommand {
                         OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1))) != nil
                 }
                 guard placed.allSatisfy({ $0 }) else { throw ValidationError("not every order was placed") }
-                now.withLock { $0 = $0.addingTimeInterval(61) }
                 let started = ContinuousClock.now
+                clock.advance(by: .seconds(61))
                 while try await engine.sale(sale.id).stock.available != Int64(orders) {
                     try await Task.sleep(for: .milliseconds(5))
                 }

@@ -47,16 +47,17 @@ public final class Engine: Sendable {
     let clock: @Sendable () -> Date
 
     /// `provider`: the payment provider (best wrapped in a `GuardedProvider`). Without one, orders
-    /// get no payment and expire unless a payment is recorded otherwise.
+    /// get no payment and expire unless a payment is recorded otherwise. `clock` is the time of
+    /// everything the engine decides and waits for (an `AdjustableClock` in tests).
     public init(
         store: any Store, configuration: EngineConfiguration = .init(), logger: Logger,
-        provider: (any PaymentProvider)? = nil, clock: @escaping @Sendable () -> Date = { Date() }
+        provider: (any PaymentProvider)? = nil, clock crestClock: any CrestClock = SystemClock()
     ) {
         self.store = store
         self.gateIdleTimeout = configuration.gateIdleTimeout
         self.provider = provider
         self.logger = logger
-        let clock: @Sendable () -> Date = { clock().wholeMilliseconds }
+        let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }
         self.clock = clock
         let metrics = self.metrics
         let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale) { gate in
@@ -86,7 +87,7 @@ public final class Engine: Sendable {
                 deliverer.register(in: &handlers)
                 return handlers.byKind
             }(),
-            configuration: configuration.jobs, logger: logger, clock: clock)
+            configuration: configuration.jobs, logger: logger, clock: crestClock)
         self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
@@ -118,15 +119,7 @@ public final class Engine: Sendable {
     func withStore<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as OrderError {
-            throw error
-        } catch let error as UnavailableError {
-            throw error
-        } catch let error as JobError {
-            throw error
-        } catch let error as PaymentMismatchError {
-            throw error
-        } catch let error as WebhookEndpointNotFound {
+        } catch let error as any DomainError {
             throw error
         } catch {
             logger.error("store call failed", metadata: ["call": "\(what)", "error": "\(error)"])

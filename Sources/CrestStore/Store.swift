@@ -297,7 +297,7 @@ extension Store {
 }
 
 /// An observation names a payment other than the one the order already has.
-public struct PaymentMismatchError: Error, Sendable, Hashable {
+public struct PaymentMismatchError: DomainError, Hashable {
     public var orderID: OrderID
     public var known: String
     public var observed: String
@@ -312,7 +312,7 @@ public struct PaymentMismatchError: Error, Sendable, Hashable {
 /// The provider named, for an order, a payment id that another order already holds: the provider
 /// is wrong (a restarted sandbox reusing ids, a bug), and nothing of it is recorded. Each payment
 /// id belongs to one order (`orders_by_payment`), so money is never matched to two orders.
-public struct PaymentTakenError: Error, Sendable, Hashable {
+public struct PaymentTakenError: DomainError, Hashable {
     public var orderID: OrderID
     public var paymentID: String
     /// The order that holds the payment id.

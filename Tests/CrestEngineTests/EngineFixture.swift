@@ -21,7 +21,7 @@ struct EngineFixture {
     static func with<T: Sendable>(
         directory: URL? = nil,
         configuration: EngineConfiguration = .init(),
-        clock: @escaping @Sendable () -> Date = { Date() },
+        clock: any CrestClock = SystemClock(),
         provider: (any PaymentProvider)? = nil,
         makeStore: (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
         _ body: (EngineFixture) async throws -> T

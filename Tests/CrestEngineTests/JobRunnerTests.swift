@@ -14,13 +14,14 @@ struct JobFixture {
 
     static func with<T: Sendable>(
         configuration: JobRunnerConfiguration = .init(pollInterval: .milliseconds(200)),
+        clock: any CrestClock = SystemClock(),
         handlers: [String: any JobHandler],
         _ body: (JobFixture) async throws -> T
     ) async throws -> T {
         let directory = EngineFixture.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(directory: directory)
-        let result = try await run(store: store, configuration: configuration, handlers: handlers) { runner in
+        let result = try await run(store: store, configuration: configuration, clock: clock, handlers: handlers) { runner in
             try await body(JobFixture(store: store, runner: runner))
         }
         try await store.close()
@@ -29,12 +30,13 @@ struct JobFixture {
 
     /// Runs a runner on `store` while `body` runs, then shuts it down gracefully.
     static func run<T: Sendable>(
-        store: any JobQueue, configuration: JobRunnerConfiguration, handlers: [String: any JobHandler],
-        _ body: (JobRunner) async throws -> T
+        store: any JobQueue, configuration: JobRunnerConfiguration, clock: any CrestClock = SystemClock(),
+        handlers: [String: any JobHandler], _ body: (JobRunner) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "crest.test.jobs")
         logger.logLevel = .critical
-        let runner = JobRunner(store: store, handlers: handlers, configuration: configuration, logger: logger)
+        let runner = JobRunner(
+            store: store, handlers: handlers, configuration: configuration, logger: logger, clock: clock)
         let group = ServiceGroup(services: [runner], logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -50,10 +52,21 @@ struct JobFixture {
         }
     }
 
-    func enqueue(_ job: NewJob) async throws -> JobID {
-        let enqueued = try await store.enqueue([job], at: Date())
-        runner.notify(runAt: job.runAt ?? Date())
+    func enqueue(_ job: NewJob, at now: Date = Date()) async throws -> JobID {
+        let enqueued = try await store.enqueue([job], at: now)
+        runner.notify(runAt: job.runAt ?? now)
         return enqueued[0].id
+    }
+
+    /// Moves `clock` forward and returns once the runner made a claim as of the new time (a
+    /// claim also rescues jobs whose lease ran out and gives up those on their last attempt).
+    func claimAfter(advancing duration: Duration, on clock: AdjustableClock) async throws {
+        let claims = runner.signals.claims
+        clock.advance(by: duration)
+        runner.notify(runAt: clock.now())
+        // Two claims: the first may have read the time before the move.
+        let claimed = try await eventually(timeout: .seconds(10)) { runner.signals.claims >= claims + 2 }
+        #expect(claimed, "the runner made no claim after the clock moved")
     }
 
     /// `timeout` bounds a wait, it is no speed claim: the whole suite runs its tests at once on
@@ -195,29 +208,28 @@ struct JobRunnerTests {
             log.record()
             return .completed
         }
-        try await JobFixture.with(handlers: ["work": handler]) { fixture in
-            // Due a moment from now, claimed as of then: the fixture's own runner, polling, cannot
-            // take it first (it once did, between the enqueue and the claim below).
-            let due = Date().addingTimeInterval(0.3)
-            let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}", runAt: due)], at: Date())[0].id
-            // A worker claims it and dies without a word.
+        let clock = AdjustableClock()
+        try await JobFixture.with(clock: clock, handlers: ["work": handler]) { fixture in
+            // Due a minute from now on the runner's clock, claimed as of then by a worker that
+            // dies without a word: the runner cannot take it first.
+            let due = clock.now().addingTimeInterval(60)
+            let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}", runAt: due)], at: clock.now())[0].id
             let claimed = try await fixture.store.claimJobs(
                 limit: 10, worker: "dead-worker", lease: .seconds(3), at: due)
-            let leaseEnds = due.addingTimeInterval(3)
             #expect(claimed.jobs.map(\.id) == [id])
-            fixture.runner.notify(runAt: Date())
-            try await Task.sleep(for: .milliseconds(400))
-            // Runs counted before a moment inside the lease would be premature; a loaded machine can
-            // oversleep past the lease, and then a run is no longer wrong.
-            let runsSoFar = log.count
-            if Date() < leaseEnds { #expect(runsSoFar == 0, "the lease still holds") }
+            // Inside the lease: the runner claims (and would rescue) as of a second after the due time.
+            try await fixture.claimAfter(advancing: .seconds(61), on: clock)
+            #expect(log.count == 0, "the lease still holds")
+            #expect(try await fixture.store.job(id)?.state == .running)
+            // Past the lease: rescued and run again.
+            try await fixture.claimAfter(advancing: .seconds(3), on: clock)
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(log.count == 1)
             #expect(job.attempt == 2)
             // The dead worker's late report changes nothing.
             try await fixture.store.finishJobs(
                 [JobFinish(lease: claimed.jobs[0].lease(worker: "dead-worker"), completion: .failed(error: "late", retryAt: nil))],
-                at: Date())
+                at: clock.now())
             #expect(try await fixture.store.job(id)?.state == .completed)
         }
     }
@@ -230,17 +242,18 @@ struct JobRunnerTests {
             log.record()
             return .completed
         }
-        try await JobFixture.with(handlers: ["once": handler]) { fixture in
-            // As in `rescue()`: due a moment from now and claimed as of then by a worker that dies.
-            let due = Date().addingTimeInterval(0.3)
+        let clock = AdjustableClock()
+        try await JobFixture.with(clock: clock, handlers: ["once": handler]) { fixture in
+            // As in `rescue()`: due a minute from now and claimed as of then by a worker that dies.
+            let due = clock.now().addingTimeInterval(60)
             let id = try await fixture.store.enqueue(
-                [NewJob(kind: "once", payload: "{}", runAt: due, maxAttempts: 1)], at: Date())[0].id
+                [NewJob(kind: "once", payload: "{}", runAt: due, maxAttempts: 1)], at: clock.now())[0].id
             let claimed = try await fixture.store.claimJobs(limit: 10, worker: "dead-worker", lease: .seconds(1), at: due)
             #expect(claimed.jobs.map(\.id) == [id])
-            fixture.runner.notify(runAt: due.addingTimeInterval(1))
+            try await fixture.claimAfter(advancing: .seconds(62), on: clock)
             let job = try await fixture.waitFor(id) { $0.state == .discarded }
             #expect(job.attempt == 1)
-            let reached = try await eventually(timeout: .seconds(60)) { !hooked.value.isEmpty }
+            let reached = try await eventually { !hooked.value.isEmpty }
             #expect(reached)
             #expect(hooked.value.map(\.0) == [id])
             #expect(hooked.value.first?.1.contains("lease ran out") == true)
@@ -270,22 +283,32 @@ struct JobRunnerTests {
 
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
+        let finish = AsyncStream.makeStream(of: Void.self)
         let handler = JobHandlerFunction { _ in
-            try await Task.sleep(for: .seconds(26))
+            for await _ in finish.stream {}
             return .completed
         }
-        // A lease long enough that its extensions arrive in time on a loaded 2-core CI machine
-        // (with 2 s, 4 s and 6 s, late extensions let the runner rescue its own job: the crowd
-        // tests running beside it keep the cooperative pool busy for seconds).
+        let clock = AdjustableClock()
         let configuration = JobRunnerConfiguration(lease: .seconds(12), pollInterval: .milliseconds(100))
-        try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
-            let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
-            _ = try await fixture.waitFor(id) { $0.state == .running }
-            // Past the first lease: only its extensions keep the job.
-            try await Task.sleep(for: .seconds(16))
-            let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
+        try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["slow": handler]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"), at: clock.now())
+            let running = try await fixture.waitFor(id) { $0.state == .running }
+            let firstLeaseEnds = try #require(running.leaseUntil)
+            // Sixteen seconds of the runner's clock, a third of the lease at a time: past the first
+            // lease, only its extensions keep the job.
+            for _ in 1...4 {
+                let extensions = fixture.runner.signals.leaseExtensions
+                clock.advance(by: .seconds(4))
+                let extended = try await eventually(timeout: .seconds(10)) {
+                    fixture.runner.signals.leaseExtensions > extensions
+                }
+                #expect(extended, "the lease was not extended")
+            }
+            #expect(clock.now() > firstLeaseEnds)
+            let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: clock.now())
             #expect(other.jobs.isEmpty)
             #expect(other.rescued == 0)
+            finish.continuation.finish()
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(job.attempt == 1)
         }

@@ -174,8 +174,8 @@ struct LifecycleTests {
     @Test("outbox: every change has exactly one event, numbered per order without gaps")
     func outbox() async throws {
         // The engine's clock is ours: orders expire when we move it past their window.
-        let now = Locked(Date())
-        try await EngineFixture.with(configuration: quickJobs, clock: { now.value }) { fixture in
+        let clock = AdjustableClock()
+        try await EngineFixture.with(configuration: quickJobs, clock: clock) { fixture in
             let sale = try await fixture.sale(stock: 40, paymentWindowSeconds: 60)
             var orders: [Order] = []
             for index in 0..<30 {
@@ -204,7 +204,7 @@ struct LifecycleTests {
             for (index, order) in orders.enumerated() where index % 3 == 1 {
                 _ = try await fixture.waitFor(order.id, status: .paid)
             }
-            now.withLock { $0 = $0.addingTimeInterval(61) }
+            clock.advance(by: .seconds(61))
             for (index, order) in orders.enumerated() {
                 let status: Order.Status = [.cancelled, .paid, .expired][index % 3]
                 _ = try await fixture.waitFor(order.id, status: status, timeout: .seconds(5))

@@ -139,9 +139,9 @@ struct OrderRulesTests {
 
     @Test("a sale takes orders only between its start and its end")
     func saleWindowIsEnforced() async throws {
-        let now = Date()
-        let clock = Mutex(now)
-        try await EngineFixture.with(clock: { clock.withLock { $0 } }) { fixture in
+        let clock = AdjustableClock()
+        let now = clock.now()
+        try await EngineFixture.with(clock: clock) { fixture in
             let startsAt = now.addingTimeInterval(60)
             let sale = try await fixture.sale(
                 stock: 10, startsAt: startsAt, endsAt: now.addingTimeInterval(120))
@@ -149,10 +149,10 @@ struct OrderRulesTests {
             await #expect(throws: OrderError.saleNotOpen(startsAt: sale.startsAt)) {
                 try await fixture.order(sale, buyer: "ana", key: "early")
             }
-            clock.withLock { $0 = now.addingTimeInterval(61) }
+            clock.advance(by: .seconds(61))
             // The same key, retried once the sale opened, is decided again.
             _ = try await fixture.order(sale, buyer: "ana", key: "early")
-            clock.withLock { $0 = now.addingTimeInterval(121) }
+            clock.advance(by: .seconds(60))
             await #expect(throws: OrderError.saleClosed) { try await fixture.order(sale, buyer: "bob", key: "late") }
         }
     }

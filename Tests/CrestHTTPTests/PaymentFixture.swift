@@ -41,7 +41,7 @@ struct PaymentFixture: Sendable {
     static func with<T: Sendable>(
         faults: SimulatorFaults = .init(), guardConfiguration: GuardedProvider.Configuration = guardConfiguration,
         engineConfiguration: EngineConfiguration = engineConfiguration,
-        clock: @escaping @Sendable () -> Date = { Date() },
+        clock: any CrestClock = SystemClock(),
         _ body: @Sendable (PaymentFixture) async throws -> T
     ) async throws -> T {
         let registry = TestMetrics.registry

@@ -148,12 +148,12 @@ struct PaymentTests {
     @Test("a payment that succeeds after expiry is refunded: final status refunded, stock counted once")
     func latePaymentIsRefunded() async throws {
         // Crest's clock is the test's: the order expires when the test moves it past the window.
-        let now = Locked(Date())
-        try await PaymentFixture.with(clock: { now.value }) { fixture in
+        let clock = AdjustableClock()
+        try await PaymentFixture.with(clock: clock) { fixture in
             let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 60)
             let placed = try await fixture.order(sale, buyer: "ana")
             let withPayment = try await fixture.waitFor(placed.id) { $0.payment != nil }
-            now.withLock { $0 = $0.addingTimeInterval(61) }
+            clock.advance(by: .seconds(61))
             try await fixture.waitFor(placed.id) { $0.status == .expired }
             #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 2, reserved: 0, sold: 0))
             try await fixture.pay(withPayment)
@@ -170,15 +170,15 @@ struct PaymentTests {
     func expiryAsksProvider() async throws {
         var faults = SimulatorFaults()
         faults.webhookDropRate = 1
-        let now = Locked(Date())
-        try await PaymentFixture.with(faults: faults, clock: { now.value }) { fixture in
+        let clock = AdjustableClock()
+        try await PaymentFixture.with(faults: faults, clock: clock) { fixture in
             let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 60)
             let placed = try await fixture.order(sale, buyer: "ana")
             let withPayment = try await fixture.waitFor(placed.id) { $0.payment != nil }
             try await fixture.pay(withPayment)
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await fixture.engine.order(placed.id).status == .pendingPayment, "the webhook was dropped")
-            now.withLock { $0 = $0.addingTimeInterval(61) }
+            clock.advance(by: .seconds(61))
             let order = try await fixture.waitFor(placed.id, timeout: .seconds(10)) { $0.status != .pendingPayment }
             #expect(order.status == .paid)
             #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])

@@ -29,8 +29,10 @@ public final class JobRunner: Service, Sendable {
     private let handlers: [String: any JobHandler]
     private let configuration: JobRunnerConfiguration
     private let logger: Logger
-    private let clock: @Sendable () -> Date
+    private let clock: any CrestClock
     private let metrics = JobMetrics()
+    /// What the runner did, counted, so that tests wait for an event instead of for time.
+    public let signals = JobRunnerSignals()
     private let finisher: GroupCommitter<JobFinish, Void>
 
     private struct State {
@@ -50,7 +52,7 @@ public final class JobRunner: Service, Sendable {
 
     public init(
         store: any JobQueue, handlers: [String: any JobHandler], configuration: JobRunnerConfiguration = .init(),
-        logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger, clock: any CrestClock = SystemClock()
     ) {
         self.store = store
         self.handlers = handlers
@@ -60,7 +62,7 @@ public final class JobRunner: Service, Sendable {
         let host = ProcessInfo.processInfo.hostName
         self.worker = "\(host)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8).lowercased())"
         self.finisher = GroupCommitter(window: .zero, maxBatchSize: 1024, logger: logger) { finishes in
-            try await store.finishJobs(finishes, at: clock())
+            try await store.finishJobs(finishes, at: clock.now())
             return Array(repeating: (), count: finishes.count)
         }
     }
@@ -113,19 +115,19 @@ public final class JobRunner: Service, Sendable {
                 let running = runningCount
                 let free = configuration.workers - running
                 if free < claimAtLeast, running > 0 {
-                    await claimWake.wait(for: configuration.pollInterval)
+                    await claimWake.wait(for: configuration.pollInterval, on: clock)
                     continue
                 }
                 let claim: JobClaim
                 do {
                     claim = try await store.claimJobs(
-                        limit: free, worker: worker, lease: configuration.lease, at: clock())
+                        limit: free, worker: worker, lease: configuration.lease, at: clock.now())
                     failures = 0
                 } catch {
                     failures += 1
                     metrics.countClaimFailure()
                     logger.error("claiming jobs failed", metadata: ["error": "\(error)", "failures": "\(failures)"])
-                    await claimWake.wait(for: configuration.backoff.delay(afterAttempt: failures))
+                    await claimWake.wait(for: configuration.backoff.delay(afterAttempt: failures), on: clock)
                     continue
                 }
                 if claim.rescued > 0 {
@@ -136,6 +138,7 @@ public final class JobRunner: Service, Sendable {
                     jobs.addTask { await self.givenUp(job) }
                 }
                 let workers = configuration.workers
+                signals.claimed(claim.jobs.count)
                 state.withLock { state in
                     state.running += claim.jobs.count
                     // The store hands out at most `free` jobs: never more running than workers.
@@ -153,20 +156,21 @@ public final class JobRunner: Service, Sendable {
                 }
                 if claim.jobs.count < free {
                     // The queue has nothing more due: sleep until the next job is.
-                    let now = clock()
+                    let now = clock.now()
                     var wait = configuration.pollInterval
                     if let next = claim.nextRunAt {
                         wait = min(wait, .milliseconds(Int64(max(0, next.timeIntervalSince(now)) * 1000) + 1))
                     }
                     state.withLock { $0.wakeAt = now.addingTimeInterval(wait.seconds) }
-                    await claimWake.wait(for: wait)
+                    await claimWake.wait(for: wait, on: clock)
                     state.withLock { $0.wakeAt = nil }
                 }
             }
             // Shutting down: give running jobs their grace, then cancel them (they are put back).
             let deadline = ContinuousClock.now + configuration.shutdownGrace
             while runningCount > 0, ContinuousClock.now < deadline, !Task.isCancelled {
-                await claimWake.wait(for: min(.milliseconds(50), deadline - ContinuousClock.now))
+                // The grace is for real work to finish: real time, whatever the injected clock does.
+                await claimWake.wait(for: min(.milliseconds(50), deadline - ContinuousClock.now), on: SystemClock())
             }
             if runningCount > 0 {
                 logger.warning("cancelling jobs still running at shutdown", metadata: ["count": "\(runningCount)"])
@@ -203,7 +207,7 @@ public final class JobRunner: Service, Sendable {
             case .completed:
                 (completion, outcome) = (.completed, "completed")
             case .snooze(let delay):
-                (completion, outcome) = (.snoozed(until: clock().addingTimeInterval(delay.seconds)), "snoozed")
+                (completion, outcome) = (.snoozed(until: clock.now().addingTimeInterval(delay.seconds)), "snoozed")
             }
         } catch is CancellationError where isStopping {
             (completion, outcome) = (.released, "released")
@@ -215,7 +219,7 @@ public final class JobRunner: Service, Sendable {
                 (completion, outcome) = (.failed(error: message, retryAt: nil), "discarded")
             } else {
                 let backoff = handlers[job.kind]?.backoff ?? configuration.backoff
-                let retryAt = clock().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds)
+                let retryAt = clock.now().addingTimeInterval(backoff.delay(afterAttempt: job.attempt).seconds)
                 (completion, outcome) = (.failed(error: message, retryAt: retryAt), "failed")
             }
         }
@@ -256,6 +260,7 @@ public final class JobRunner: Service, Sendable {
         for attempt in 1...3 {
             do {
                 try await finisher.submit(finish)
+                signals.recordedOutcome()
                 return true
             } catch is GroupCommitter<JobFinish, Void>.ShutdownError {
                 break
@@ -291,11 +296,12 @@ public final class JobRunner: Service, Sendable {
     private func keepLeases() async {
         let interval = configuration.lease / 3
         while !isFinished {
-            await leaseWake.wait(for: interval)
+            await leaseWake.wait(for: interval, on: clock)
             guard !isFinished, runningCount > 0 else { continue }
             do {
                 try await store.extendLeases(
-                    worker: worker, until: clock().addingTimeInterval(configuration.lease.seconds))
+                    worker: worker, until: clock.now().addingTimeInterval(configuration.lease.seconds))
+                signals.extendedLeases()
             } catch {
                 logger.error("extending job leases failed", metadata: ["error": "\(error)"])
             }
@@ -305,7 +311,7 @@ public final class JobRunner: Service, Sendable {
     private func maintain() async {
         var lastPrune = ContinuousClock.now - .seconds(3600)
         while !isStopping {
-            let now = clock()
+            let now = clock.now()
             do {
                 metrics.publish(try await store.jobStatistics(at: now), at: now)
                 if ContinuousClock.now - lastPrune >= .seconds(60) {
@@ -318,7 +324,7 @@ public final class JobRunner: Service, Sendable {
             } catch {
                 logger.warning("job queue maintenance failed", metadata: ["error": "\(error)"])
             }
-            await maintenanceWake.wait(for: configuration.statisticsInterval)
+            await maintenanceWake.wait(for: configuration.statisticsInterval, on: clock)
         }
     }
 }

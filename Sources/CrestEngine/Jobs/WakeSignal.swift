@@ -1,6 +1,7 @@
+import CrestCore
 import Synchronization
 
-/// Wakes one waiting loop early: `wait(for:)` returns on `signal()`, on timeout or on cancellation,
+/// Wakes one waiting loop early: `wait(for:on:)` returns on `signal()`, on timeout or on cancellation,
 /// whichever comes first. A signal sent while nobody waits is kept for the next wait.
 final class WakeSignal: Sendable {
     private struct State {
@@ -22,10 +23,11 @@ final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    func wait(for timeout: Duration) async {
+    /// `timeout` is of `clock`'s time: a test that moves the clock ends the wait as time would.
+    func wait(for timeout: Duration, on clock: any CrestClock) async {
         guard timeout > .zero else { return }
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { try? await clock.sleep(for: timeout) }
             group.addTask { await self.waitForSignal() }
             await group.next()
             group.cancelAll()

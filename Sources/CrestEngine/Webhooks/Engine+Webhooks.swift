@@ -5,7 +5,7 @@ import Foundation
 import Logging
 
 /// An operator request about a webhook endpoint that does not exist.
-public struct WebhookEndpointNotFound: Error, Sendable, Hashable {
+public struct WebhookEndpointNotFound: DomainError, Hashable {
     public init() {}
 }
 
