@@ -37,7 +37,7 @@ public final class Engine: Sendable {
     public var jobRunnerService: any Service {
         ServiceSet(services: [
             jobs, StoreChangeFollower(store: store, gates: gates, jobs: jobs, logger: logger),
-            GateSweeper(gates: gates, idleTimeout: gateIdleTimeout, logger: logger),
+            GateSweeper(gates: gates, idleTimeout: gateIdleTimeout, logger: logger, clock: crestClock),
         ])
     }
     let gateIdleTimeout: Duration
@@ -45,6 +45,8 @@ public final class Engine: Sendable {
     let provider: (any PaymentProvider)?
     let logger: Logger
     let clock: @Sendable () -> Date
+    /// The clock itself, for the services that wait on it.
+    let crestClock: any CrestClock
 
     /// `provider`: the payment provider (best wrapped in a `GuardedProvider`). Without one, orders
     /// get no payment and expire unless a payment is recorded otherwise. `clock` is the time of
@@ -59,8 +61,9 @@ public final class Engine: Sendable {
         self.logger = logger
         let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }
         self.clock = clock
+        self.crestClock = crestClock
         let metrics = self.metrics
-        let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale) { gate in
+        let gates = StockGates(store: store, refusalMemory: configuration.refusalMemoryPerSale, clock: clock) { gate in
             metrics.publish(gate.counters, of: gate.sale.id)
         }
         self.gates = gates
@@ -91,7 +94,7 @@ public final class Engine: Sendable {
         self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            ownThread: store.prefersCommitterThread, logger: logger
+            ownThread: store.prefersCommitterThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {

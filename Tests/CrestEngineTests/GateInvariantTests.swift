@@ -14,7 +14,7 @@ struct GateInvariantTests {
             id: .make(), sku: "S", title: "T", price: Money(amount: 100, currency: Currency("CNY")!),
             perBuyerLimit: limit, startsAt: Date(timeIntervalSince1970: 0), endsAt: nil, paymentWindowSeconds: 60,
             createdAt: Date(timeIntervalSince1970: 0), stock: StockCounters(total: stock))
-        return StockGate(snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10)
+        return StockGate(snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10, loadedAt: Date())
     }
 
     static func admit(_ gate: StockGate, key: String, buyer: String, quantity: Int = 1) throws -> StockGate.Admission {

@@ -69,8 +69,10 @@ struct GateTablesTests {
             perBuyerLimit: 1, startsAt: now.addingTimeInterval(-1), endsAt: nil, paymentWindowSeconds: 900,
             createdAt: now, stock: StockCounters(total: 5, available: 5, reserved: 0, sold: 0))
         let gate = StockGate(
-            snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10)
-        #expect(gate.isIdle(since: .now + .seconds(1)), "never used")
+            snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10,
+            loadedAt: now)
+        #expect(gate.isIdle(since: now.addingTimeInterval(1)), "unused since it was loaded")
+        #expect(!gate.isIdle(since: now.addingTimeInterval(-1)), "loaded after the cutoff")
         let request = OrderRequest(saleID: sale.id, idempotencyKey: "k", buyer: "ana", quantity: 1)
         let admission = try gate.admit(request, now: now) { sale in
             Reservation(
@@ -78,9 +80,9 @@ struct GateTablesTests {
                 expiresAt: now.addingTimeInterval(900))
         }
         guard case .admitted(let ticket) = admission else { Issue.record("\(admission)"); return }
-        #expect(!gate.isIdle(since: .now - .seconds(60)), "just used")
-        #expect(!gate.isIdle(since: .now + .seconds(1)), "an attempt is in flight")
+        #expect(!gate.isIdle(since: now.addingTimeInterval(-60)), "just used")
+        #expect(!gate.isIdle(since: now.addingTimeInterval(1)), "an attempt is in flight")
         gate.abandon([ticket])
-        #expect(gate.isIdle(since: .now + .seconds(1)))
+        #expect(gate.isIdle(since: now.addingTimeInterval(1)))
     }
 }

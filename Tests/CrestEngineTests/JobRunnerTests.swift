@@ -325,8 +325,8 @@ struct JobRunnerTests {
                 return .completed
             },
             "long": JobHandlerFunction { _ in
-                try await Task.sleep(for: .seconds(60))
-                return .completed
+                // Runs until it is cancelled.
+                while true { try await Task.sleep(for: .milliseconds(100)) }
             },
         ]
         let configuration = JobRunnerConfiguration(pollInterval: .milliseconds(100), shutdownGrace: .milliseconds(500))

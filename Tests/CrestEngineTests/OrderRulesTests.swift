@@ -52,12 +52,20 @@ struct OrderRulesTests {
 
     @Test("a sale's gate unused past the idle timeout is dropped, and loaded again with its keys, holdings and counters")
     func idleGateIsDroppedAndReloaded() async throws {
-        try await EngineFixture.with(configuration: EngineConfiguration(gateIdleTimeout: .seconds(2))) { fixture in
-            let sale = try await fixture.sale(stock: 2, perBuyerLimit: 1)
+        // Ten minutes' idle timeout, passed by moving the engine's clock (the orders' day-long
+        // payment window keeps them pending meanwhile).
+        let clock = AdjustableClock()
+        try await EngineFixture.with(configuration: EngineConfiguration(gateIdleTimeout: .seconds(600)), clock: clock) {
+            fixture in
+            let sale = try await fixture.sale(stock: 2, perBuyerLimit: 1, paymentWindowSeconds: 86_400)
             let ana = try await fixture.order(sale, buyer: "ana", key: "k1")
             _ = try await fixture.order(sale, buyer: "bob", key: "k2")
             await #expect(throws: OrderError.soldOut) { try await fixture.order(sale, buyer: "cy", key: "k3") }
             #expect(fixture.engine.gates.loadedGate(for: sale.id) != nil)
+            clock.advance(by: .seconds(300))
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(fixture.engine.gates.loadedGate(for: sale.id) != nil, "half the timeout: still loaded")
+            clock.advance(by: .seconds(600))
             let dropped = try await eventually(timeout: .seconds(10)) {
                 fixture.engine.gates.loadedGate(for: sale.id) == nil
             }

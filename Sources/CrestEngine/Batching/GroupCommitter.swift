@@ -1,3 +1,4 @@
+import CrestCore
 import CrestConcurrency
 import Logging
 import ServiceLifecycle
@@ -32,14 +33,18 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let maxBatchSize: Int
     private let ownThread: Bool
     private let logger: Logger
+    private let clock: any CrestClock
 
     /// With `ownThread`, the loop runs on a thread of its own (``EventLoopTaskExecutor/ownThread()``):
     /// when a commit returns, it continues at once instead of queueing behind the request handlers
     /// that share the cooperative pool. Otherwise it runs on the pool.
+    /// `clock` times the linger of a non-zero `window`.
     public init(
-        window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger, commit: @escaping Commit
+        window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger,
+        clock: any CrestClock = SystemClock(), commit: @escaping Commit
     ) {
         precondition(maxBatchSize >= 1, "maxBatchSize must be at least 1")
+        self.clock = clock
         self.window = window
         self.maxBatchSize = maxBatchSize
         self.ownThread = ownThread
@@ -133,7 +138,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
                     if resumeNow { continuation.resume() }
                 }
             case .linger:
-                try? await Task.sleep(for: window)
+                try? await clock.sleep(for: window)
                 return takeBatch()
             case .take:
                 return takeBatch()

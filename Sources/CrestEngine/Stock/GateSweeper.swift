@@ -1,3 +1,5 @@
+import CrestCore
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -8,14 +10,15 @@ struct GateSweeper: Service {
     let gates: StockGates
     let idleTimeout: Duration
     let logger: Logger
+    let clock: any CrestClock
 
     func run() async throws {
         guard idleTimeout > .zero else { return }
         let interval = min(idleTimeout / 4, .seconds(60))
         try? await cancelWhenGracefulShutdown {
             while true {
-                try await Task.sleep(for: interval)
-                let dropped = gates.dropIdle(since: .now - idleTimeout)
+                try await clock.sleep(for: interval)
+                let dropped = gates.dropIdle(since: clock.now().addingTimeInterval(-idleTimeout.seconds))
                 if !dropped.isEmpty {
                     logger.info("dropped idle stock gates", metadata: ["sales": "\(dropped)"])
                 }

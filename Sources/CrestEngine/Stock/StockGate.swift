@@ -75,8 +75,8 @@ final class StockGate: Sendable {
         var knownKeys: ShardedSet<Int>
         var inFlight: [String: InFlight] = [:]
         var refusals: RefusalMemory<Refusal>
-        /// When an attempt last came.
-        var lastUsed = ContinuousClock.now
+        /// When an attempt last came, on the engine's clock.
+        var lastUsed: Date
 
         var available: Int64 { committed.available - pendingUnits }
 
@@ -99,13 +99,14 @@ final class StockGate: Sendable {
     let sale: Sale
     private let state: Mutex<State>
 
-    init(snapshot: GateSnapshot, refusalMemory: Int) {
+    /// `loadedAt` (the engine's clock) counts as its last use.
+    init(snapshot: GateSnapshot, refusalMemory: Int, loadedAt: Date) {
         self.sale = snapshot.sale
         self.state = Mutex(
             State(
                 committed: snapshot.sale.stock, version: snapshot.version, holdings: ShardedDictionary(snapshot.holdings),
                 knownKeys: ShardedSet(snapshot.idempotencyKeys.lazy.map(\.hashValue)),
-                refusals: RefusalMemory(capacity: refusalMemory)))
+                refusals: RefusalMemory(capacity: refusalMemory), lastUsed: loadedAt))
     }
 
     /// The newest counters the gate has seen from the store.
@@ -118,7 +119,7 @@ final class StockGate: Sendable {
         makeReservation: (Sale) throws -> Reservation
     ) throws -> Admission {
         try state.withLock { state in
-            state.lastUsed = ContinuousClock.now
+            state.lastUsed = max(state.lastUsed, now)
             let key = request.idempotencyKey
             if let flying = state.inFlight[key] {
                 let same = request.sameBody(buyer: flying.buyer, quantity: flying.quantity)
@@ -210,7 +211,7 @@ final class StockGate: Sendable {
 
     /// Whether no attempt came since `cutoff` and none is in flight: the gate can be dropped, and
     /// loaded from the store again when asked.
-    func isIdle(since cutoff: ContinuousClock.Instant) -> Bool {
+    func isIdle(since cutoff: Date) -> Bool {
         state.withLock { $0.lastUsed < cutoff && $0.inFlight.isEmpty && $0.pendingUnits == 0 }
     }
 

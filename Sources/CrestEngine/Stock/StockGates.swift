@@ -1,5 +1,6 @@
 import CrestCore
 import CrestStore
+import Foundation
 import Synchronization
 
 /// The stock gates of the sales this process has served, loaded from the store on first use.
@@ -16,10 +17,15 @@ final class StockGates: Sendable {
     private let store: any Store
     private let refusalMemory: Int
     private let onLoad: @Sendable (StockGate) -> Void
+    private let clock: @Sendable () -> Date
 
-    init(store: any Store, refusalMemory: Int, onLoad: @escaping @Sendable (StockGate) -> Void) {
+    init(
+        store: any Store, refusalMemory: Int, clock: @escaping @Sendable () -> Date,
+        onLoad: @escaping @Sendable (StockGate) -> Void
+    ) {
         self.store = store
         self.refusalMemory = refusalMemory
+        self.clock = clock
         self.onLoad = onLoad
     }
 
@@ -29,9 +35,10 @@ final class StockGates: Sendable {
             if let slot = slots[saleID] { return slot }
             let store = self.store
             let refusalMemory = self.refusalMemory
+            let clock = self.clock
             let task = Task<StockGate?, any Error> {
                 guard let snapshot = try await store.gateSnapshot(for: saleID) else { return nil }
-                return StockGate(snapshot: snapshot, refusalMemory: refusalMemory)
+                return StockGate(snapshot: snapshot, refusalMemory: refusalMemory, loadedAt: clock())
             }
             slots[saleID] = .loading(task)
             return .loading(task)
@@ -77,7 +84,7 @@ final class StockGates: Sendable {
     /// Drops the gates no attempt used since `cutoff` (with none in flight); returns their sales.
     /// A request for one of them loads it again from the store.
     @discardableResult
-    func dropIdle(since cutoff: ContinuousClock.Instant) -> [SaleID] {
+    func dropIdle(since cutoff: Date) -> [SaleID] {
         slots.withLock { slots in
             let idle = slots.compactMap { saleID, slot -> SaleID? in
                 if case .ready(let gate) = slot, gate.isIdle(since: cutoff) { return saleID }
