@@ -65,7 +65,8 @@ struct JobFixture {
         clock.advance(by: duration)
         runner.notify(runAt: clock.now())
         // Two claims: the first may have read the time before the move.
-        let claimed = try await eventually(timeout: .seconds(10)) { runner.signals.claims >= claims + 2 }
+        // Milliseconds on a quiet machine; the whole suite beside it can hold the pool for seconds.
+        let claimed = try await eventually(timeout: .seconds(60)) { runner.signals.claims >= claims + 2 }
         #expect(claimed, "the runner made no claim after the clock moved")
     }
 
@@ -214,15 +215,16 @@ struct JobRunnerTests {
             // dies without a word: the runner cannot take it first.
             let due = clock.now().addingTimeInterval(60)
             let id = try await fixture.store.enqueue([NewJob(kind: "work", payload: "{}", runAt: due)], at: clock.now())[0].id
+            // A lease of 30 s: the clock also moves with real time, which a loaded machine spends freely.
             let claimed = try await fixture.store.claimJobs(
-                limit: 10, worker: "dead-worker", lease: .seconds(3), at: due)
+                limit: 10, worker: "dead-worker", lease: .seconds(30), at: due)
             #expect(claimed.jobs.map(\.id) == [id])
             // Inside the lease: the runner claims (and would rescue) as of a second after the due time.
             try await fixture.claimAfter(advancing: .seconds(61), on: clock)
             #expect(log.count == 0, "the lease still holds")
             #expect(try await fixture.store.job(id)?.state == .running)
             // Past the lease: rescued and run again.
-            try await fixture.claimAfter(advancing: .seconds(3), on: clock)
+            try await fixture.claimAfter(advancing: .seconds(30), on: clock)
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(log.count == 1)
             #expect(job.attempt == 2)
@@ -289,17 +291,19 @@ struct JobRunnerTests {
             return .completed
         }
         let clock = AdjustableClock()
-        let configuration = JobRunnerConfiguration(lease: .seconds(12), pollInterval: .milliseconds(100))
+        // A lease of a minute, extended every 20 s of the clock: the clock also moves with real time,
+        // so each step leaves 40 s of it for an extension that a loaded machine delays.
+        let configuration = JobRunnerConfiguration(lease: .seconds(60), pollInterval: .milliseconds(100))
         try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["slow": handler]) { fixture in
             let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"), at: clock.now())
             let running = try await fixture.waitFor(id) { $0.state == .running }
             let firstLeaseEnds = try #require(running.leaseUntil)
-            // Sixteen seconds of the runner's clock, a third of the lease at a time: past the first
+            // Eighty seconds of the runner's clock, a third of the lease at a time: past the first
             // lease, only its extensions keep the job.
             for _ in 1...4 {
                 let extensions = fixture.runner.signals.leaseExtensions
-                clock.advance(by: .seconds(4))
-                let extended = try await eventually(timeout: .seconds(10)) {
+                clock.advance(by: .seconds(20))
+                let extended = try await eventually(timeout: .seconds(30)) {
                     fixture.runner.signals.leaseExtensions > extensions
                 }
                 #expect(extended, "the lease was not extended")

@@ -27,12 +27,12 @@ struct ProviderAnswerTests {
             let sale = try await fixture.sale(stock: 2)
             let first = try await engine.placeOrder(
                 OrderRequest(saleID: sale.id, idempotencyKey: "k1", buyer: "ana", quantity: 1)).order
-            let bound = try await eventually { try await engine.order(first.id).payment?.id == provider.id }
+            let bound = try await eventually(timeout: .seconds(60)) { try await engine.order(first.id).payment?.id == provider.id }
             #expect(bound, "the first order gets the payment")
 
             let second = try await engine.placeOrder(
                 OrderRequest(saleID: sale.id, idempotencyKey: "k2", buyer: "bob", quantity: 1)).order
-            let flagged = try await eventually { try await engine.order(second.id).flag != nil }
+            let flagged = try await eventually(timeout: .seconds(60)) { try await engine.order(second.id).flag != nil }
             let order = try await engine.order(second.id)
             #expect(flagged && order.flag?.reason == .paymentIDTaken, "\(order)")
             #expect(order.payment == nil, "nothing of the answer was recorded")

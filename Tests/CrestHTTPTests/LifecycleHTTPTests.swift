@@ -99,7 +99,7 @@ struct LifecycleHTTPTests {
                         return $0.object
                     }
                 }
-                #expect(try await eventually { try await job()["state"] as? String == "discarded" })
+                #expect(try await eventually(timeout: .seconds(60)) { try await job()["state"] as? String == "discarded" })
                 let discarded = try await job()
                 #expect(discarded["lastError"] as? String == "no handler for job kind unknown.kind")
                 #expect(discarded["payload"] as? [String: Int] == ["n": 1])
@@ -119,7 +119,7 @@ struct LifecycleHTTPTests {
                     #expect(response.object["maxAttempts"] as? Int == 2)
                 }
                 #expect(try await eventually { try await job()["attempt"] as? Int == 2 })
-                #expect(try await eventually { try await job()["state"] as? String == "discarded" })
+                #expect(try await eventually(timeout: .seconds(60)) { try await job()["state"] as? String == "discarded" })
 
                 // A completed job cannot be retried.
                 let sale = try await client.createSale(stock: 1)

@@ -28,14 +28,25 @@ public struct JobID: Hashable, Sendable, Comparable, Codable, CustomStringConver
 
 /// A unit of durable, asynchronous work: expiring an order, confirming a payment, delivering a webhook.
 ///
+/// Every arrow, each one tested on both stores (`Tests/CrestStoreTests/JobStateMachineTests.swift`):
+///
 /// ```
-/// scheduled ──run-at reached──▶ available ──claimed──▶ running ──▶ completed
-///                                   ▲                     │
-///                                   └── retryable ◀───────┤ failed, attempts left (after a backoff)
-///                                                         └──▶ discarded (failed on its last attempt)
+///              ┌──────────── snoozed, due later (attempt given back) ───────────────┐
+///              ▼                                                                     │
+/// scheduled ──run-at reached──▶ available ──claimed──▶ running ──succeeded──▶ completed
+///     │                          ▲  ▲  ▲               │  │  │
+///     │                          │  │  └── snoozed now, or released at shutdown ┘  │  │
+///     │                          │  └──── retryable ◀── failed, attempts left ────┘  │
+///     │                          │          │  (also: its lease ran out, worker died)  │
+///     │                          │          │                                           │
+///     └── operator retry ────────┤◀─────────┘ run-at reached, or operator retry         │
+///                                │                                                      │
+///                                └──── operator retry (one more attempt) ◀── discarded ◀┘
+///                                                        failed on its last attempt, or its
+///                                                        lease ran out on its last attempt
 /// ```
-/// A running job whose lease runs out (its worker died) is rescued: retryable again, or discarded
-/// when that was its last attempt. An operator may retry a discarded job.
+/// "run-at reached → available" is where the embedded store marks a due job; PostgreSQL leaves it
+/// `scheduled` or `retryable` and claims it straight from there once its run-at passed.
 public struct Job: Sendable, Hashable {
     public enum State: String, Sendable, Hashable, Codable, CaseIterable {
         /// Waits for its run-at.

@@ -43,7 +43,7 @@ extension Order {
     }
 
     /// What can happen to an order.
-    public enum Event: String, Sendable, Hashable {
+    public enum Event: String, Sendable, Hashable, CaseIterable {
         case pay
         case cancel
         case expire
