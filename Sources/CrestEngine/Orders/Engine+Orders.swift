@@ -41,66 +41,92 @@ extension Engine {
         }
     }
 
+    /// Places one validated request, in three steps: the gate's admission (with what only the
+    /// store knows), the wait for a batch to commit the reservation, and the answer.
     private func place(_ request: OrderRequest) async throws -> PlacedOrder {
         guard let gate = try await withStore("load gate", { try await gates.gate(for: request.saleID) }) else {
             throw OrderError.saleNotFound
         }
         let now = clock()
-        var admission = try gate.admit(request, now: now) { sale in
-            try reservation(for: request, in: sale, at: now)
+        let admit: (_ keyIsNew: Bool) throws -> StockGate.Admission = { keyIsNew in
+            try gate.admit(request, now: now, keyIsNew: keyIsNew) { sale in
+                try self.reservation(for: request, in: sale, at: now)
+            }
         }
+        switch try await admission(of: request, gate: gate, admit: admit) {
+        case .replay(let order):
+            return try replay(order, for: request)
+        case .decided(.refused(let error)):
+            throw error
+        case .decided(.knownKey):
+            throw UnavailableError(reason: "idempotency key lookup did not settle")
+        case .decided(.admitted(let ticket)):
+            return try await reserve(ticket, of: request, gate: gate)
+        }
+    }
+
+    private enum Admission {
+        /// The key already placed this order.
+        case replay(Order)
+        case decided(StockGate.Admission)
+    }
+
+    /// Step 1: the gate's answer, after asking the store what only it knows — whether a key the
+    /// gate knows placed an order (and which) and, on a shared store, whether another node placed
+    /// this key or ended one of the buyer's orders.
+    private func admission(
+        of request: OrderRequest, gate: StockGate, admit: (_ keyIsNew: Bool) throws -> StockGate.Admission
+    ) async throws -> Admission {
+        var admission = try admit(false)
         var keyLookedUp = false
         if case .knownKey = admission {
-            if let existing = try await placedOrder(for: request) { return try replay(existing, for: request) }
+            if let existing = try await placedOrder(for: request) { return .replay(existing) }
             keyLookedUp = true
-            admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
-                try reservation(for: request, in: sale, at: now)
+            admission = try admit(true)
+        }
+        guard case .refused(let error) = admission, store.isShared, !keyLookedUp else { return .decided(admission) }
+        // Another node may have placed this very key: its repeat gets that order, not a refusal.
+        if let existing = try await placedOrder(for: request) { return .replay(existing) }
+        // Or ended one of the buyer's orders: this node's gate heard only that stock came back.
+        if case .buyerLimitReached = error {
+            let held = try await withStore("read holdings") {
+                try await store.holdings(of: request.buyer, in: request.saleID)
+            }
+            if gate.lowerHoldings(of: request.buyer, to: held, forgetting: request.idempotencyKey) {
+                admission = try admit(true)
             }
         }
-        if case .refused(let error) = admission, store.isShared, !keyLookedUp {
-            // Another node may have placed this very key: its repeat gets that order, not a refusal.
-            if let existing = try await placedOrder(for: request) { return try replay(existing, for: request) }
-            // Or ended one of the buyer's orders: this node's gate heard only that stock came back.
-            if case .buyerLimitReached = error {
-                let held = try await withStore("read holdings") {
-                    try await store.holdings(of: request.buyer, in: request.saleID)
-                }
-                if gate.lowerHoldings(of: request.buyer, to: held, forgetting: request.idempotencyKey) {
-                    admission = try gate.admit(request, now: now, keyIsNew: true) { sale in
-                        try reservation(for: request, in: sale, at: now)
-                    }
-                }
-            }
+        return .decided(admission)
+    }
+
+    /// Steps 2 and 3: the admitted reservation waits for its batch to commit, then is answered with
+    /// the store's decision.
+    private func reserve(_ ticket: StockGate.Ticket, of request: OrderRequest, gate: StockGate) async throws
+        -> PlacedOrder
+    {
+        var ticket = ticket
+        // The order's payment creation and expiry run in the placing request's trace. Set here,
+        // not where the reservation is built: that runs under the gate's lock, and only an
+        // admitted order needs it.
+        if let trace = TraceParent.current() {
+            for index in ticket.reservation.jobs.indices { ticket.reservation.jobs[index].traceParent = trace }
         }
-        switch admission {
-        case .refused(let error):
-            throw error
-        case .knownKey:
-            throw UnavailableError(reason: "idempotency key lookup did not settle")
-        case .admitted(var ticket):
-            // The order's payment creation and expiry run in the placing request's trace. Set here,
-            // not where the reservation is built: that runs under the gate's lock, and only an
-            // admitted order needs it.
-            if let trace = TraceParent.current() {
-                for index in ticket.reservation.jobs.indices { ticket.reservation.jobs[index].traceParent = trace }
+        let outcome: ReservationOutcome
+        do {
+            // The buyer's wait for a batch to take the reservation and commit it, as a stage of
+            // its own; when it is recorded, the batch's span links to it.
+            outcome = try await withSpan("reservation.wait") { span in
+                if span.isRecording { ticket.trace = span.context }
+                return try await batcher.submit(ticket)
             }
-            let outcome: ReservationOutcome
-            do {
-                // The buyer's wait for a batch to take the reservation and commit it, as a stage of
-                // its own; when it is recorded, the batch's span links to it.
-                outcome = try await withSpan("reservation.wait") { span in
-                    if span.isRecording { ticket.trace = span.context }
-                    return try await batcher.submit(ticket)
-                }
-            } catch is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError {
-                gate.abandon([ticket])
-                throw UnavailableError(reason: "Crest is shutting down")
-            }
-            switch outcome {
-            case .reserved(let order): return PlacedOrder(order: order, replayed: false)
-            case .duplicate(let order): return try replay(order, for: request)
-            case .refused(let error): throw error
-            }
+        } catch is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError {
+            gate.abandon([ticket])
+            throw UnavailableError(reason: "Crest is shutting down")
+        }
+        switch outcome {
+        case .reserved(let order): return PlacedOrder(order: order, replayed: false)
+        case .duplicate(let order): return try replay(order, for: request)
+        case .refused(let error): throw error
         }
     }
 

@@ -39,30 +39,3 @@ enum SQLiteEvents {
         ).map(SQLiteRows.endpoint)
     }
 }
-
-/// Job rows: inserting (honouring unique keys) from any transaction that needs a job.
-enum SQLiteJobs {
-
-    @discardableResult
-    static func insert(_ db: Database, _ job: NewJob, at now: Date) throws -> EnqueuedJob {
-        let runAt = max(job.runAt ?? now, now)
-        let state: Job.State = runAt > now ? .scheduled : .available
-        try DirectStatement(
-            db,
-            sql: """
-                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT DO NOTHING
-                """
-        ).execute(
-            job.kind, job.payload, state.rawValue, job.maxAttempts, SQLiteRows.millis(job.runAt ?? now), job.uniqueKey,
-            SQLiteRows.millis(now), job.traceParent)
-        if db.changesCount == 1 { return EnqueuedJob(id: JobID(db.lastInsertedRowID), duplicate: false) }
-        guard
-            let key = job.uniqueKey,
-            let existing = try Int64.fetchOne(
-                db, sql: "SELECT id FROM jobs WHERE unique_key = ? AND state IN \(StoreRules.liveJobStatesSQL)", arguments: [key])
-        else { throw CorruptRowError(column: "jobs.unique_key") }
-        return EnqueuedJob(id: JobID(existing), duplicate: true)
-    }
-}

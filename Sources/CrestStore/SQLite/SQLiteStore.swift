@@ -127,7 +127,7 @@ public final class SQLiteStore: Store {
 
     public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
         try await pool.write { db in
-            var ledger = try ReservationLedger(db: db, saleIDs: Set(batch.map(\.request.saleID)))
+            var ledger = try SQLiteReservationLedger(db: db, saleIDs: Set(batch.map(\.request.saleID)))
             let outcomes = try batch.map { try ledger.decide($0) }
             let counters = try ledger.save()
             return ReservationBatchResult(outcomes: outcomes, counters: counters)

@@ -8,7 +8,7 @@ import GRDB
 /// Each reservation is checked, in order, against: the sale existing and open at the request's
 /// time, its idempotency key being new (and not cancelled), the buyer's live holdings plus the
 /// quantity staying within the limit, and enough stock being available.
-struct ReservationLedger {
+struct SQLiteReservationLedger {
     private struct SaleState {
         var sale: Sale
         var version: Int64

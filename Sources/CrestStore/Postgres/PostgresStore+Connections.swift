@@ -1,0 +1,217 @@
+import CrestCore
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// How the PostgreSQL store gets a connection and runs a transaction: every call bounded in time
+/// (a lease that does not come, a statement a cut connection never answers), connection failures
+/// told apart from statement errors, deadlocks retried.
+extension PostgresStore {
+    /// Runs one statement on a pooled connection and returns all its rows.
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await withConnection { connection in try await connection.query(query, logger: self.logger).collect() }
+    }
+
+    /// Leases a connection for `body`, and makes sure the caller gets an answer when PostgreSQL
+    /// does not give one.
+    ///
+    /// - The pool waits for a connection as long as PostgreSQL refuses them (its own circuit
+    ///   breaker trips only after a minute), so the wait is bounded here: a call that gets no
+    ///   connection within `leaseTimeout` fails with `UnavailableError`, which callers answer 503.
+    /// - A statement in flight when the server cuts its connection (a fast shutdown) was seen to
+    ///   wait forever in postgres-nio 1.33. Once a leased connection is closed, `body` has a
+    ///   moment to fail by itself; then the caller gets `UnavailableError` and `body` is left to
+    ///   its fate (its lease with it).
+    /// - A connection failure surfacing as `PSQLError` becomes `UnavailableError` too.
+    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let leaseTimeout = leaseTimeout
+        let client = pool.withLock { $0.client }
+        return try await withCheckedThrowingContinuation { continuation in
+            let call = GuardedCall(continuation)
+            let work = Task {
+                do {
+                    let value = try await client.withConnection { connection in
+                        guard call.lease(connection) else { throw CancellationError() }
+                        return try await body(connection)
+                    }
+                    call.finish(.success(value))
+                } catch let error as PSQLError where Self.isConnectionFailure(error) {
+                    call.finish(.failure(UnavailableError(reason: "PostgreSQL connection failed: \(error.code)")))
+                } catch {
+                    call.finish(.failure(error))
+                }
+            }
+            let watchdog = Task {
+                try await Task.sleep(for: leaseTimeout)
+                guard let connection = call.expireOrLeased() else {
+                    work.cancel()
+                    call.finish(.failure(UnavailableError(reason: "no PostgreSQL connection within \(leaseTimeout)")))
+                    return
+                }
+                while !connection.isClosed { try await Task.sleep(for: .milliseconds(500)) }
+                try await Task.sleep(for: .seconds(1))
+                if call.finish(.failure(UnavailableError(reason: "PostgreSQL closed the connection under a statement"))) {
+                    self.replacePool(lost: client)
+                }
+            }
+            call.whenFinished { watchdog.cancel() }
+        }
+    }
+
+    /// A lease that never comes back shrinks the pool for good; after one is lost, the store
+    /// takes a fresh pool (once per lost pool) and leaves the old one to wind down.
+    private func replacePool(lost: PostgresClient) {
+        let old = pool.withLock { pool -> Task<Void, Never>? in
+            guard pool.client === lost else { return nil }
+            let old = pool.running
+            pool = Pool(configuration: configuration, logger: logger)
+            return old
+        }
+        guard let old else { return }
+        logger.error(
+            "a statement did not end when its connection closed; its lease is lost, so the connection pool is replaced")
+        old.cancel()
+    }
+
+    /// Runs `body` in a transaction on one connection: committed when it returns, rolled back when
+    /// it throws (and its own error rethrown). A deadlock or serialization failure — two nodes
+    /// locking in an order PostgreSQL had to break — runs the whole transaction again, up to 3 times.
+    func transaction<T: Sendable>(
+        begin: PostgresQuery = "BEGIN", _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await retryingTransaction { connection in
+            try await connection.query(begin, logger: self.logger)
+            let result = try await body(connection)
+            try await connection.query("COMMIT", logger: self.logger)
+            return result
+        }
+    }
+
+    /// Runs `body`, which begins and commits a transaction itself, on one connection: rolled back
+    /// when `body` throws (and its own error rethrown); run again, up to 3 times in all, after a
+    /// deadlock or serialization failure.
+    func retryingTransaction<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await withConnection { connection in
+                    do {
+                        return try await body(connection)
+                    } catch {
+                        // A connection that failed is gone with its transaction (the server rolls it
+                        // back); a statement sent on it now would wait forever (postgres-nio 1.33).
+                        if let failure = error as? PSQLError, Self.isConnectionFailure(failure) { throw error }
+                        _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                        throw error
+                    }
+                }
+            } catch let error as PSQLError where attempt < 3 && Self.isRetryable(error) {
+                logger.info("transaction retried", metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"])
+                attempt += 1
+            }
+        }
+    }
+
+    /// Whether `error` says the connection (not the statement) failed: refused, closed, timed out.
+    static func isConnectionFailure(_ error: PSQLError) -> Bool {
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+            return true
+        case .server:
+            // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions.
+            guard let state = error.serverInfo?[.sqlState] else { return false }
+            return state.hasPrefix("57P") || state.hasPrefix("08")
+        default:
+            return false
+        }
+    }
+
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40P01" || state == "40001"
+    }
+}
+
+/// A postgres-nio client and the task that runs it.
+struct Pool: Sendable {
+    let client: PostgresClient
+    let running: Task<Void, Never>
+
+    init(configuration: PostgresClient.Configuration, logger: Logger) {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        running = Task { await client.run() }
+    }
+}
+
+/// One store call racing its watchdog: the first `finish` answers the caller, later ones are
+/// ignored; a lease after the deadline is refused.
+private final class GuardedCall<T: Sendable>: Sendable {
+    private enum Phase {
+        case waiting, leased(PostgresConnection), expired, finished
+    }
+
+    private struct State {
+        var phase = Phase.waiting
+        var continuation: CheckedContinuation<T, any Error>?
+        var onFinish: (@Sendable () -> Void)?
+    }
+
+    private let state: Mutex<State>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        state = Mutex(State(continuation: continuation))
+    }
+
+    /// Whether `connection` may run the call (false once the lease deadline passed).
+    func lease(_ connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard case .waiting = state.phase else { return false }
+            state.phase = .leased(connection)
+            return true
+        }
+    }
+
+    /// At the lease deadline: the leased connection, or nil when there is none (and none may come).
+    func expireOrLeased() -> PostgresConnection? {
+        state.withLock { state in
+            switch state.phase {
+            case .leased(let connection): return connection
+            case .waiting:
+                state.phase = .expired
+                return nil
+            case .expired, .finished: return nil
+            }
+        }
+    }
+
+    /// Answers the caller with `result` unless it was answered already; returns whether it did.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let (continuation, onFinish) = state.withLock { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) in
+            defer {
+                state.continuation = nil
+                state.onFinish = nil
+            }
+            state.phase = .finished
+            return (state.continuation, state.onFinish)
+        }
+        guard let continuation else { return false }
+        continuation.resume(with: result)
+        onFinish?()
+        return true
+    }
+
+    /// Runs `action` when the call is answered (at once if it was).
+    func whenFinished(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            guard state.continuation != nil else { return true }
+            state.onFinish = action
+            return false
+        }
+        if now { action() }
+    }
+}
