@@ -71,9 +71,11 @@ struct Payments: AsyncParsableCommand {
                         stock: Int64(orders)))
                 let started = ContinuousClock.now
                 let placed: [OrderID?] = await concurrently(orders, width: concurrency) { index in
-                    guard let order = try? await engine.placeOrder(
-                        OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
-                    ).order else { return nil }
+                    guard
+                        let order = try? await engine.placeOrder(
+                            OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
+                        ).order
+                    else { return nil }
                     // The buyer pays as soon as there is something to pay.
                     while true {
                         if let payment = try? await engine.order(order.id).payment {

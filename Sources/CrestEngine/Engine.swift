@@ -85,7 +85,8 @@ public final class Engine: Sendable {
         self.lifecycle = lifecycle
         let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
         let jobs = JobRunner(
-            store: store, handlers: {
+            store: store,
+            handlers: {
                 var handlers = lifecycle.handlers
                 deliverer.register(in: &handlers)
                 return handlers.byKind

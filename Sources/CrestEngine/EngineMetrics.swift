@@ -1,5 +1,5 @@
-import CrestCore
 import CoreMetrics
+import CrestCore
 import Metrics
 import Synchronization
 

@@ -35,7 +35,8 @@ struct Audit {
         checks.append(
             .init(
                 name: "stock conserved", passed: stock.isConserved,
-                detail: "available \(stock.available) + reserved \(stock.reserved) + sold \(stock.sold) = \(counted), total \(stock.total)"))
+                detail: "available \(stock.available) + reserved \(stock.reserved) + sold \(stock.sold) = \(counted), total \(stock.total)")
+        )
 
         let live = listing.filter { Self.liveStatuses.contains($0.status) }
         let liveUnits = live.reduce(Int64(0)) { $0 + Int64($1.quantity) }
@@ -44,9 +45,11 @@ struct Audit {
         let endedUnits = endedOfOurs.reduce(Int64(0)) { $0 + Int64($1.quantity) }
         let heldByUs = acceptedUnits - endedUnits
         let onSale = createdStock ?? stock.total
-        let noOversell = liveUnits == stock.reserved + stock.sold && stock.reserved + stock.sold <= onSale
+        let noOversell =
+            liveUnits == stock.reserved + stock.sold && stock.reserved + stock.sold <= onSale
             && heldByUs <= onSale && stock.total == onSale
-        var detail = "\(tally.accepted.count) orders accepted (\(acceptedUnits) units, \(endedUnits) since given back); live orders hold \(liveUnits) units; reserved + sold = \(stock.reserved + stock.sold); total \(stock.total)"
+        var detail =
+            "\(tally.accepted.count) orders accepted (\(acceptedUnits) units, \(endedUnits) since given back); live orders hold \(liveUnits) units; reserved + sold = \(stock.reserved + stock.sold); total \(stock.total)"
         if stock.total != onSale { detail += ", but \(onSale) units were put on sale" }
         checks.append(.init(name: "no oversell", passed: noOversell, detail: detail))
 
@@ -65,7 +68,8 @@ struct Audit {
                 name: "nothing lost", passed: lost.isEmpty,
                 detail: lost.isEmpty
                     ? "all \(tally.accepted.count) accepted orders read back, and listed in the sale"
-                    : "\(lost.count) of \(tally.accepted.count) accepted orders are missing or changed: \(lost.sorted().prefix(5).joined(separator: ", "))"))
+                    : "\(lost.count) of \(tally.accepted.count) accepted orders are missing or changed: \(lost.sorted().prefix(5).joined(separator: ", "))"
+            ))
 
         var held: [String: Int] = [:]
         for order in live { held[order.buyer, default: 0] += order.quantity }
@@ -75,7 +79,8 @@ struct Audit {
                 name: "per-buyer limit", passed: over.isEmpty,
                 detail: over.isEmpty
                     ? "\(held.count) buyers hold live orders, none more than \(sale.perBuyerLimit)"
-                    : "\(over.count) buyers over the limit of \(sale.perBuyerLimit), e.g. \(over.sorted { $0.key < $1.key }.prefix(3).map { "\($0.key) holds \($0.value)" }.joined(separator: ", "))"))
+                    : "\(over.count) buyers over the limit of \(sale.perBuyerLimit), e.g. \(over.sorted { $0.key < $1.key }.prefix(3).map { "\($0.key) holds \($0.value)" }.joined(separator: ", "))"
+            ))
 
         checks.append(
             .init(
@@ -88,7 +93,8 @@ struct Audit {
             let unknown = listed.subtracting(tally.accepted.keys)
             var detail = "\(unknown.count) orders in the sale that no answer named"
             if tally.resent > 0 {
-                detail += "; attempts answered 503 or not at all were sent again with their keys (\(tally.resent) sends), which found \(tally.foundByResending) orders"
+                detail +=
+                    "; attempts answered 503 or not at all were sent again with their keys (\(tally.resent) sends), which found \(tally.foundByResending) orders"
             }
             if !tally.unsettled.isEmpty {
                 detail += "; \(tally.unsettled.count) attempts' fate is still unknown, each may have created one"
@@ -132,7 +138,8 @@ struct Audit {
             case "cancelled": summary.ordersCancelled += 1
             default: summary.ordersPending += 1
             }
-            let fine = paid.paid.contains(id)
+            let fine =
+                paid.paid.contains(id)
                 ? ["paid", "refunded"].contains(order.status)
                 : ["expired", "cancelled"].contains(order.status)
             if !fine {

@@ -112,10 +112,11 @@ public struct LoadTest: Sendable {
 
     /// Every connection of the run, opened before the clock starts.
     private func openConnections(_ endpoint: Endpoint) async throws -> [LoadConnection] {
-        let count = switch plan.pace {
-        case .closed(let concurrency): concurrency
-        case .open(_, let connections): connections
-        }
+        let count =
+            switch plan.pace {
+            case .closed(let concurrency): concurrency
+            case .open(_, let connections): connections
+            }
         return try await withThrowingTaskGroup(of: LoadConnection.self) { group in
             for _ in 0..<count {
                 group.addTask { try await LoadConnection.connect(host: endpoint.host, port: endpoint.port) }

@@ -113,7 +113,8 @@ public struct HTTPPaymentProvider: PaymentProvider {
     /// unresolvable, TLS) is a connection error.
     static func cause(of error: any Error) -> Unavailable.Cause {
         switch error {
-        case let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout
+        case let error as HTTPClientError
+        where error == .deadlineExceeded || error == .readTimeout
             || error == .connectTimeout || error == .writeTimeout:
             .timeout
         default:

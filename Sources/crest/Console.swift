@@ -20,10 +20,11 @@ extension Console {
     /// adds to every line what the task knows, e.g. the current span's trace and span ids.
     static func bootstrapLogging(level name: String, metadataProvider: Logger.MetadataProvider? = nil) throws {
         guard let level = Logger.Level(rawValue: name) else { throw ValidationError("unknown log level \(name)") }
-        LoggingSystem.bootstrap({ label, provider in
-            var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-            handler.logLevel = level
-            return handler
-        }, metadataProvider: metadataProvider)
+        LoggingSystem.bootstrap(
+            { label, provider in
+                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }, metadataProvider: metadataProvider)
     }
 }

@@ -43,7 +43,8 @@ struct Demo: AsyncParsableCommand {
         let stack = try await DemoStack.start(directory: directory, registry: registry, logger: logger)
         Console.say("Crest on \(stack.crestURL) (embedded store in \(directory.path)), provider simulator on \(stack.simulatorURL)")
         Console.say(
-            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners pay.")
+            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners pay."
+        )
         var plan = LoadPlan(url: stack.crestURL, adminToken: stack.adminToken)
         plan.sale.stock = stock
         plan.sale.paymentWindowSeconds = paymentWindow
@@ -71,14 +72,17 @@ struct Demo: AsyncParsableCommand {
         var lines: [String] = [""]
         if let soldOut = report.soldOutAfterSeconds, let rate = report.sellOutOrdersPerSecond {
             lines.append(
-                "Sold out after \(LoadReport.seconds(soldOut)) s at \(LoadReport.rate(rate)) orders/s; p99 \(report.latencyMs.p99) ms over \(report.attempts) attempts (\(LoadReport.rate(report.attemptsPerSecond))/s).")
+                "Sold out after \(LoadReport.seconds(soldOut)) s at \(LoadReport.rate(rate)) orders/s; p99 \(report.latencyMs.p99) ms over \(report.attempts) attempts (\(LoadReport.rate(report.attemptsPerSecond))/s)."
+            )
         } else {
             lines.append(
-                "Not sold out: \(report.accepted) orders at \(LoadReport.rate(report.acceptedPerSecond)) orders/s; p99 \(report.latencyMs.p99) ms.")
+                "Not sold out: \(report.accepted) orders at \(LoadReport.rate(report.acceptedPerSecond)) orders/s; p99 \(report.latencyMs.p99) ms."
+            )
         }
         if let payments = report.payments {
             lines.append(
-                "\(payments.paid) of the \(payments.chosen) orders chosen to pay were paid; \(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold)).")
+                "\(payments.paid) of the \(payments.chosen) orders chosen to pay were paid; \(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold))."
+            )
             if let notPaid = payments.notPaidStory { lines.append(notPaid + ".") }
         }
         lines.append(report.auditPassed ? "Audit green." : "AUDIT FAILED.")

@@ -5,7 +5,10 @@ import Logging
 
 /// `crest serve`'s connection to a payment provider (e.g. `crest psp-sim`).
 struct ProviderOptions: ParsableArguments {
-    @Option(help: "Base URL of the payment provider's API, e.g. http://127.0.0.1:8090 for crest psp-sim [env: CREST_PROVIDER_URL] (default: none — orders get no payment and expire unpaid)")
+    @Option(
+        help:
+            "Base URL of the payment provider's API, e.g. http://127.0.0.1:8090 for crest psp-sim [env: CREST_PROVIDER_URL] (default: none — orders get no payment and expire unpaid)"
+    )
     var providerUrl: String?
 
     @Option(help: "Bearer key for the provider's API [env: CREST_PROVIDER_API_KEY]")

@@ -47,7 +47,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
-    @Option(help: "Base URL of an OpenTelemetry collector's OTLP/HTTP receiver; spans are posted to <URL>/v1/traces. The OTEL_* variables of the OpenTelemetry SDK apply too [env: CREST_OTLP_ENDPOINT] (default: none, no traces exported)")
+    @Option(
+        help:
+            "Base URL of an OpenTelemetry collector's OTLP/HTTP receiver; spans are posted to <URL>/v1/traces. The OTEL_* variables of the OpenTelemetry SDK apply too [env: CREST_OTLP_ENDPOINT] (default: none, no traces exported)"
+    )
     var otlpEndpoint: String?
 
     func run() async throws {
@@ -110,10 +113,11 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger)
         // Stopped in reverse order: the tracer last, sending the spans of everything before it.
-        let services: [any Service] = [tracer].compactMap { $0 } + [
-            engine.batcherService, engine.jobRunnerService,
-            Listener(server: app, address: "\(host):\(port)", started: started),
-        ]
+        let services: [any Service] =
+            [tracer].compactMap { $0 } + [
+                engine.batcherService, engine.jobRunnerService,
+                Listener(server: app, address: "\(host):\(port)", started: started),
+            ]
         do {
             try await ProcessLifecycle.group(services, logger: logger).run()
         } catch {
@@ -142,7 +146,8 @@ extension Serve {
         static let refusalMemory = IntSetting(
             name: "refusal memory", env: "CREST_REFUSAL_MEMORY", defaultValue: 1_000_000, range: 0...10_000_000,
             unit: " keys",
-            meaning: "Refused idempotency keys each sale remembers so that a replay gets the same answer, about 70 bytes each; 0 remembers none")
+            meaning:
+                "Refused idempotency keys each sale remembers so that a replay gets the same answer, about 70 bytes each; 0 remembers none")
         static let gateIdle = IntSetting(
             name: "gate idle time", env: "CREST_GATE_IDLE_SECONDS", defaultValue: 600, range: 1...86_400,
             unit: " seconds",

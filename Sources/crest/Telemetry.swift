@@ -34,7 +34,8 @@ struct TracingSettings {
             }
             tracesEndpoint = (endpoint.hasSuffix("/") ? endpoint : endpoint + "/") + "v1/traces"
         }
-        let disabled = environment["OTEL_SDK_DISABLED"]?.lowercased() == "true"
+        let disabled =
+            environment["OTEL_SDK_DISABLED"]?.lowercased() == "true"
             || environment["OTEL_TRACES_EXPORTER"]?.lowercased() == "none"
         enabled = !disabled && (tracesEndpoint != nil || Self.sdkVariables.contains { environment[$0] != nil })
     }

@@ -68,7 +68,9 @@ struct DomainTests {
             }
         }
         #expect(checked > 1_000)
-        for string in ["", "0", "01a214e7-1e39-7192-b7df-3241474b5a6", "01a214e7-1e39-7192-b7df-3241474b5a68a", "ü1a214e7-1e39-7192-b7df-3241474b5a6"] {
+        for string in [
+            "", "0", "01a214e7-1e39-7192-b7df-3241474b5a6", "01a214e7-1e39-7192-b7df-3241474b5a68a", "ü1a214e7-1e39-7192-b7df-3241474b5a6",
+        ] {
             #expect(SaleID(string) == nil)
         }
         let id = OrderID.make()

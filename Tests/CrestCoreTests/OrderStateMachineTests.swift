@@ -16,7 +16,9 @@ struct OrderStateMachineTests {
         .refunded: [.refund: .refunded],
     ]
 
-    @Test("every status × event: the diagram's arrows and repeats are taken, every other pair is refused with the current status", arguments: Status.allCases)
+    @Test(
+        "every status × event: the diagram's arrows and repeats are taken, every other pair is refused with the current status",
+        arguments: Status.allCases)
     func everyPair(from status: Status) {
         for event in Order.Event.allCases {
             if let target = Self.arrows[status]?[event] {

@@ -20,9 +20,18 @@ struct ReservationRulesTests {
         defer { reads = log }
         return ReservationRules.decide(
             request, sale: sale, at: time,
-            knownKey: { log.append("key"); return known },
-            cancelled: { log.append("cancelled"); return cancelled },
-            held: { log.append("held"); return held }, available: available)
+            knownKey: {
+                log.append("key")
+                return known
+            },
+            cancelled: {
+                log.append("cancelled")
+                return cancelled
+            },
+            held: {
+                log.append("held")
+                return held
+            }, available: available)
     }
 
     @Test("each rule refuses with its own error, in order: key, phase, cancelled, quantity, limit, stock")

@@ -1,5 +1,5 @@
-import Foundation
 import CrestTestSupport
+import Foundation
 import Testing
 
 /// `crest serve` as a child process on a loopback port it picks itself, for tests that need a

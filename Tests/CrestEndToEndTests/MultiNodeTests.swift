@@ -43,7 +43,8 @@ struct MultiNodeTests {
             #expect(events?.compactMap { $0["type"] as? String } == ["order.created", "order.expired"])
         }
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
-        let expiries = try await clients[0].call(.GET, "/v1/jobs?kind=order.expire&limit=200", headers: admin)
+        let expiries =
+            try await clients[0].call(.GET, "/v1/jobs?kind=order.expire&limit=200", headers: admin)
             .json["jobs"] as? [[String: Any]] ?? []
         #expect(expiries.count == 60)
         #expect(expiries.allSatisfy { $0["state"] as? String == "completed" && $0["attempt"] as? Int == 1 }, "\(expiries.prefix(3))")
@@ -103,7 +104,8 @@ struct MultiNodeTests {
         let placed = answers.filter { $0.status == 201 }
         let fromVictim = placed.filter { $0.node == 0 }
         #expect(!fromVictim.isEmpty)
-        #expect(answers.allSatisfy { $0.status == 201 || $0.node == 0 && [0, -1].contains($0.status) },
+        #expect(
+            answers.allSatisfy { $0.status == 201 || $0.node == 0 && [0, -1].contains($0.status) },
             "\(Dictionary(grouping: answers, by: \.status).mapValues(\.count))")
         #expect(answers.filter { $0.node != 0 }.allSatisfy { $0.status == 201 })
 

@@ -30,7 +30,9 @@ struct ServeOptionsTests {
 /// Each integer option is declared once: its help, its environment variable and its refusal agree.
 @Suite("crest serve: options declared once")
 struct DeclaredOptionsTests {
-    @Test("the help names each option's range, variable and default; a value outside the range, by flag or by environment, is refused naming the same range")
+    @Test(
+        "the help names each option's range, variable and default; a value outside the range, by flag or by environment, is refused naming the same range"
+    )
     func helpAndRefusalAgree() async throws {
         let (_, help) = try await CrestCommand.run(["serve", "--help"], timeout: .seconds(30))
         let flat = help.split(whereSeparator: \.isWhitespace).joined(separator: " ")
@@ -119,7 +121,8 @@ struct CrestCommandOutputTests {
             for cut in 0...bytes.count {
                 let first = Array(bytes[..<cut])
                 let complete = CrestCommand.completePrefixLength(first)
-                let decoded = String(decoding: first[..<complete], as: UTF8.self)
+                let decoded =
+                    String(decoding: first[..<complete], as: UTF8.self)
                     + String(decoding: first[complete...] + bytes[cut...], as: UTF8.self)
                 #expect(decoded == text, "\(text) cut at \(cut)")
                 #expect(!decoded.contains("\u{FFFD}"))

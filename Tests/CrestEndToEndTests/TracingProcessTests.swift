@@ -13,7 +13,9 @@ struct TracingProcessTests {
     static let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
     static let parentSpanID = "00f067aa0ba902b7"
 
-    @Test("an order continues the caller's trace through its stages, the batch links to it, and provider and webhook calls carry a traceparent")
+    @Test(
+        "an order continues the caller's trace through its stages, the batch links to it, and provider and webhook calls carry a traceparent"
+    )
     func orderTrace() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -1,10 +1,10 @@
 import CrestCore
-import CrestStore
+import CrestEngine
 import CrestFixtures
+import CrestStore
 import CrestTestSupport
 import Foundation
 import Testing
-import CrestEngine
 
 /// A real SQLite store with two switches for tests: hold reservation batches until released, and
 /// fail them (as a full disk or a lost database connection would).

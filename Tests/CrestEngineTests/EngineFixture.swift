@@ -2,14 +2,12 @@ import CrestCore
 import CrestEngine
 import CrestPayments
 import CrestStore
-
+import CrestTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import CrestTestSupport
 import Testing
-
 
 /// An engine on a fresh embedded store in a temporary directory, with its batcher and job runner running.
 struct EngineFixture {
@@ -106,4 +104,3 @@ enum AttemptResult: Hashable, Sendable {
         }
     }
 }
-

@@ -1,8 +1,9 @@
 import CrestCore
-@testable import CrestEngine
 import CrestStore
 import Foundation
 import Testing
+
+@testable import CrestEngine
 
 /// The stock gate asserts its promises after every change (`StockGate.State.verifyInvariants`,
 /// mirroring the store's `CHECK`s); these tests walk it through admit, settle, abandon and
@@ -14,7 +15,8 @@ struct GateInvariantTests {
             id: .make(), sku: "S", title: "T", price: Money(amount: 100, currency: Currency("CNY")!),
             perBuyerLimit: limit, startsAt: Date(timeIntervalSince1970: 0), endsAt: nil, paymentWindowSeconds: 60,
             createdAt: Date(timeIntervalSince1970: 0), stock: StockCounters(total: stock))
-        return StockGate(snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10, loadedAt: Date())
+        return StockGate(
+            snapshot: GateSnapshot(sale: sale, version: 1, holdings: [:], idempotencyKeys: []), refusalMemory: 10, loadedAt: Date())
     }
 
     static func admit(_ gate: StockGate, key: String, buyer: String, quantity: Int = 1) throws -> StockGate.Admission {

@@ -1,8 +1,9 @@
 import CrestCore
-@testable import CrestEngine
 import CrestStore
 import Foundation
 import Testing
+
+@testable import CrestEngine
 
 @Suite("A stock gate's tables: refusals, holdings, known keys")
 struct GateTablesTests {
@@ -79,7 +80,10 @@ struct GateTablesTests {
                 orderID: .make(now: now), request: request, amount: sale.price, createdAt: now,
                 expiresAt: now.addingTimeInterval(900))
         }
-        guard case .admitted(let ticket) = admission else { Issue.record("\(admission)"); return }
+        guard case .admitted(let ticket) = admission else {
+            Issue.record("\(admission)")
+            return
+        }
         #expect(!gate.isIdle(since: now.addingTimeInterval(-60)), "just used")
         #expect(!gate.isIdle(since: now.addingTimeInterval(1)), "an attempt is in flight")
         gate.abandon([ticket])

@@ -1,9 +1,10 @@
-@testable import CrestEngine
 import CrestTestSupport
 import Foundation
 import Logging
 import Synchronization
 import Testing
+
+@testable import CrestEngine
 
 @Suite("Group committer")
 struct GroupCommitterTests {
@@ -13,7 +14,9 @@ struct GroupCommitterTests {
         return name.trimmingCharacters(in: .newlines)
     }
 
-    @Test("with a thread of its own: every batch commits there, each request gets its own answer, and shutdown commits what queued, then stops")
+    @Test(
+        "with a thread of its own: every batch commits there, each request gets its own answer, and shutdown commits what queued, then stops"
+    )
     func ownThreadCommitsAndStops() async throws {
         let threads = Mutex<Set<String>>([])
         let committer = GroupCommitter<Int, Int>(window: .zero, maxBatchSize: 8, ownThread: true, logger: Logger(label: "test")) {
@@ -53,7 +56,10 @@ struct GroupCommitterTests {
             #expect(try await committer.submit(1) == 1, "it commits before the cancellation")
             let finished = Mutex(false)
             // Unstructured on purpose: a committer that ignores cancellation must fail the test, not hang it.
-            Task { _ = await running.result; finished.withLock { $0 = true } }
+            Task {
+                _ = await running.result
+                finished.withLock { $0 = true }
+            }
             running.cancel()
             let returned = try await eventually(timeout: .seconds(10)) { finished.withLock { $0 } }
             #expect(returned, "ownThread \(ownThread): still waiting for work after cancellation")

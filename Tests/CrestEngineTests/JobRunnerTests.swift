@@ -371,7 +371,9 @@ struct JobRunnerTests {
             #expect(runs.value.values.allSatisfy { $0 == 1 })
             // Every one completed: none is left in any other state.
             #expect(try await eventually { try await fixture.store.jobStatistics(at: Date()).counts["noop"] == nil })
-            #expect(try await fixture.store.jobs(matching: JobFilter(state: .completed, kind: "noop"), after: nil, limit: 20_000).count == ids.count)
+            #expect(
+                try await fixture.store.jobs(matching: JobFilter(state: .completed, kind: "noop"), after: nil, limit: 20_000).count
+                    == ids.count)
         }
     }
 }

@@ -1,13 +1,15 @@
 import CrestCore
-@testable import CrestEngine
 import CrestStore
 import CrestTestSupport
 import Foundation
 import Testing
 
+@testable import CrestEngine
+
 /// Jobs that run fast enough for tests: quick polls and short backoffs.
 let quickJobs = EngineConfiguration(
-    jobs: JobRunnerConfiguration(pollInterval: .milliseconds(100), backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(100), jitter: 0)))
+    jobs: JobRunnerConfiguration(
+        pollInterval: .milliseconds(100), backoff: Backoff(base: .milliseconds(20), maximum: .milliseconds(100), jitter: 0)))
 
 @Suite("Order lifecycle: expiry, TCC confirm and cancel, outbox")
 struct LifecycleTests {

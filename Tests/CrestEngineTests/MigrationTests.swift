@@ -1,8 +1,9 @@
 import CrestCore
-@testable import CrestStore
 import Foundation
 import GRDB
 import Testing
+
+@testable import CrestStore
 
 @Suite("Schema migrations")
 struct MigrationTests {

@@ -1,9 +1,10 @@
 import CrestCore
-@testable import CrestEngine
 import CrestTestSupport
 import Foundation
 import Synchronization
 import Testing
+
+@testable import CrestEngine
 
 @Suite("Order rules")
 struct OrderRulesTests {

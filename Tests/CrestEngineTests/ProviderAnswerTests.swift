@@ -26,12 +26,14 @@ struct ProviderAnswerTests {
             let engine = fixture.engine
             let sale = try await fixture.sale(stock: 2)
             let first = try await engine.placeOrder(
-                OrderRequest(saleID: sale.id, idempotencyKey: "k1", buyer: "ana", quantity: 1)).order
+                OrderRequest(saleID: sale.id, idempotencyKey: "k1", buyer: "ana", quantity: 1)
+            ).order
             let bound = try await eventually(timeout: .seconds(60)) { try await engine.order(first.id).payment?.id == provider.id }
             #expect(bound, "the first order gets the payment")
 
             let second = try await engine.placeOrder(
-                OrderRequest(saleID: sale.id, idempotencyKey: "k2", buyer: "bob", quantity: 1)).order
+                OrderRequest(saleID: sale.id, idempotencyKey: "k2", buyer: "bob", quantity: 1)
+            ).order
             let flagged = try await eventually(timeout: .seconds(60)) { try await engine.order(second.id).flag != nil }
             let order = try await engine.order(second.id)
             #expect(flagged && order.flag?.reason == .paymentIDTaken, "\(order)")

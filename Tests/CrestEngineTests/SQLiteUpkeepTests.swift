@@ -1,7 +1,8 @@
-@testable import CrestStore
 import Foundation
 import GRDB
 import Testing
+
+@testable import CrestStore
 
 @Suite("Embedded store: durability and upkeep")
 struct SQLiteUpkeepTests {

@@ -10,7 +10,9 @@ import Testing
 /// Two engines — two nodes — on one PostgreSQL database.
 @Suite("Engines sharing a PostgreSQL store")
 struct SharedStoreTests {
-    @Test("a sold-out gate on one node opens when another node gives the stock back; a key placed on one node replays on the other even when sold out")
+    @Test(
+        "a sold-out gate on one node opens when another node gives the stock back; a key placed on one node replays on the other even when sold out"
+    )
     func soldOutGateReopensAcrossNodes() async throws {
         try await withTwoNodes { a, b in
             let sale = try await makeSale(on: a, title: "The last one", stock: 1)
@@ -22,7 +24,11 @@ struct SharedStoreTests {
             _ = try await a.cancelOrder(placed.order.id)
             let attempts = Locked(0)
             let reopened = try await eventually(timeout: .seconds(10)) {
-                let key = "b\(attempts.withLock { $0 += 1; return $0 })"
+                let attempt = attempts.withLock { count in
+                    count += 1
+                    return count
+                }
+                let key = "b\(attempt)"
                 return (try? await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: "bob", quantity: 1))) != nil
             }
             #expect(reopened, "node b still answers sold out after node a gave the unit back")

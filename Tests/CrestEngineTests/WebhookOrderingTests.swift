@@ -1,9 +1,12 @@
-@testable import CrestEngine
 import Testing
+
+@testable import CrestEngine
 
 @Suite("Merchant webhooks: waiting for an earlier event")
 struct WebhookOrderingTests {
-    @Test("a delivery waiting for its order's earlier event looks again after a second at first, a tenth of its wait later on, at most a minute")
+    @Test(
+        "a delivery waiting for its order's earlier event looks again after a second at first, a tenth of its wait later on, at most a minute"
+    )
     func recheckBacksOffWithTheWait() {
         #expect(WebhookDeliverer.orderingRecheck(waited: 0) == .seconds(1))
         #expect(WebhookDeliverer.orderingRecheck(waited: -5) == .seconds(1))  // a clock that stepped back

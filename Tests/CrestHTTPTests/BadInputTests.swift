@@ -27,14 +27,26 @@ struct BadInputTests {
         Case(name: "null quantity", key: "k", body: #"{"buyer": "ana", "quantity": null}"#, status: .badRequest, kind: "invalid-body"),
         Case(name: "zero quantity", key: "k", body: #"{"buyer": "ana", "quantity": 0}"#, status: .badRequest, kind: "invalid-request"),
         Case(name: "negative quantity", key: "k", body: #"{"buyer": "ana", "quantity": -3}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "quantity above the limit", key: "k", body: #"{"buyer": "ana", "quantity": 3}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "huge quantity", key: "k", body: #"{"buyer": "ana", "quantity": 99999999999999999999999}"#, status: .badRequest, kind: "invalid-body"),
+        Case(
+            name: "quantity above the limit", key: "k", body: #"{"buyer": "ana", "quantity": 3}"#, status: .badRequest,
+            kind: "invalid-request"),
+        Case(
+            name: "huge quantity", key: "k", body: #"{"buyer": "ana", "quantity": 99999999999999999999999}"#, status: .badRequest,
+            kind: "invalid-body"),
         Case(name: "fractional quantity", key: "k", body: #"{"buyer": "ana", "quantity": 1.5}"#, status: .badRequest, kind: "invalid-body"),
         Case(name: "empty buyer", key: "k", body: #"{"buyer": "", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "overlong buyer", key: "k", body: #"{"buyer": "\#(String(repeating: "b", count: 129))", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "control characters in buyer", key: "k", body: #"{"buyer": "a\u0000b", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "missing idempotency key", key: nil, body: #"{"buyer": "ana", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
-        Case(name: "overlong idempotency key", key: String(repeating: "k", count: 256), body: #"{"buyer": "ana", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
+        Case(
+            name: "overlong buyer", key: "k", body: #"{"buyer": "\#(String(repeating: "b", count: 129))", "quantity": 1}"#,
+            status: .badRequest, kind: "invalid-request"),
+        Case(
+            name: "control characters in buyer", key: "k", body: #"{"buyer": "a\u0000b", "quantity": 1}"#, status: .badRequest,
+            kind: "invalid-request"),
+        Case(
+            name: "missing idempotency key", key: nil, body: #"{"buyer": "ana", "quantity": 1}"#, status: .badRequest,
+            kind: "invalid-request"),
+        Case(
+            name: "overlong idempotency key", key: String(repeating: "k", count: 256), body: #"{"buyer": "ana", "quantity": 1}"#,
+            status: .badRequest, kind: "invalid-request"),
     ]
 
     @Test("order requests", arguments: orderCases)

@@ -62,8 +62,7 @@ extension TestResponse {
     }
 
     /// Checks that this is an RFC 9457 problem of `status` and `kind`, as every error must be.
-    func expectProblem(_ status: HTTPResponse.Status, _ kind: String, sourceLocation: SourceLocation = #_sourceLocation)
-    {
+    func expectProblem(_ status: HTTPResponse.Status, _ kind: String, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(self.status == status, "\(String(buffer: body))", sourceLocation: sourceLocation)
         #expect(headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
         #expect(object["type"] as? String == "urn:crest:problem:\(kind)", "\(object)", sourceLocation: sourceLocation)

@@ -1,9 +1,10 @@
-@testable import CrestHTTP
 import CrestCore
 import CrestFixtures
 import Foundation
 import Prometheus
 import Testing
+
+@testable import CrestHTTP
 
 /// `/metrics` is read by people as well as by Prometheus: every series says what it measures.
 @Suite("Metrics say what they measure")
@@ -18,8 +19,10 @@ struct MetricsHelpTests {
             _ = try await fixture.postWebhook(Data("{}".utf8), signature: nil)
         }
         let text = TestMetrics.registry.emitToString()
-        let typed = Set(text.matches(of: try Regex(#"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) "#)).map { $0.output[1].substring.map(String.init) ?? "" })
-        let helped = Set(text.matches(of: try Regex(#"# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S"#)).map { $0.output[1].substring.map(String.init) ?? "" })
+        let typed = Set(
+            text.matches(of: try Regex(#"# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) "#)).map { $0.output[1].substring.map(String.init) ?? "" })
+        let helped = Set(
+            text.matches(of: try Regex(#"# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S"#)).map { $0.output[1].substring.map(String.init) ?? "" })
         #expect(typed.isSuperset(of: ["hb_requests", "crest_order_attempts_total", "crest_provider_calls_total"]))
         #expect(typed.subtracting(helped).isEmpty, "without help: \(typed.subtracting(helped).sorted())")
         #expect(!text.contains("hb_request_errors"), "a series of zeros labelled error_type=\"200\"")

@@ -207,12 +207,18 @@ struct PaymentTests {
                 ("no signature", good, nil, 401, "invalid-signature"),
                 ("garbled header", good, "v1=zz", 401, "invalid-signature"),
                 ("wrong secret", good, WebhookSignature.sign(good, secret: "guess", at: Date()), 401, "invalid-signature"),
-                ("body changed after signing", try event(), WebhookSignature.sign(good, secret: secret, at: Date()), 401,
-                 "invalid-signature"),
-                ("stale", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(-400)), 401,
-                 "stale-signature"),
-                ("from the future", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(400)),
-                 401, "stale-signature"),
+                (
+                    "body changed after signing", try event(), WebhookSignature.sign(good, secret: secret, at: Date()), 401,
+                    "invalid-signature"
+                ),
+                (
+                    "stale", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(-400)), 401,
+                    "stale-signature"
+                ),
+                (
+                    "from the future", good, WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(400)),
+                    401, "stale-signature"
+                ),
             ]
             for (name, body, signature, status, kind) in cases {
                 let answer = try await fixture.postWebhook(body, signature: signature)

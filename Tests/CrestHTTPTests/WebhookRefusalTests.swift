@@ -1,4 +1,3 @@
-@testable import CrestHTTP
 import CrestCore
 import CrestFixtures
 import CrestPayments
@@ -6,6 +5,8 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+
+@testable import CrestHTTP
 
 /// A wrong webhook secret must not fail silently: orders would never become paid and nothing
 /// would say why.

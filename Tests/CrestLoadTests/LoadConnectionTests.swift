@@ -1,10 +1,11 @@
-@testable import CrestLoad
 import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
 import Testing
+
+@testable import CrestLoad
 
 /// The load generator's own HTTP/1.1 connection against a scripted server: answers are read
 /// whole and in order, a silent server times a request out (also after earlier answers), and a
@@ -37,12 +38,13 @@ struct LoadConnectionTests {
                 timeout: .seconds(10))
             #expect(third.status == 409 && third.location == nil && third.body.readableBytes == 0)
             await connection.close()
-            #expect(server.requests == [
-                "GET /a HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
-                "GET /b HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
-                "POST /c HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\nIdempotency-Key: k-3\r\n"
-                    + "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"buyer\":\"b\"}",
-            ])
+            #expect(
+                server.requests == [
+                    "GET /a HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
+                    "GET /b HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\n\r\n",
+                    "POST /c HTTP/1.1\r\nHost: 127.0.0.1:\(server.port)\r\nIdempotency-Key: k-3\r\n"
+                        + "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"buyer\":\"b\"}",
+                ])
         }
     }
 
@@ -174,7 +176,8 @@ private final class ScriptedServer: Sendable {
         private func takeRequest() -> String? {
             guard let end = received.range(of: "\r\n\r\n") else { return nil }
             let head = received[..<end.upperBound]
-            let length = head.split(separator: "\r\n")
+            let length =
+                head.split(separator: "\r\n")
                 .first { $0.lowercased().hasPrefix("content-length:") }
                 .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
             guard received[end.upperBound...].utf8.count >= length else { return nil }

@@ -42,7 +42,10 @@ struct LoadTestTests {
         #expect(payments.chosen == 20 && payments.paid == 0 && payments.failed == 20, "\(payments)")
         #expect(payments.notPaid == ["no_payment_in_window": 20], "\(payments.notPaid)")
         let story = try #require(payments.notPaidStory)
-        #expect(story.hasPrefix("20 of the 20 orders chosen to pay could not be paid — 20: their payment window closed before Crest had created their payment"), "\(story)")
+        #expect(
+            story.hasPrefix(
+                "20 of the 20 orders chosen to pay could not be paid — 20: their payment window closed before Crest had created their payment"
+            ), "\(story)")
         #expect(report.text.contains("(20 not paid: 20 no_payment_in_window)"), "\(report.text)")
         #expect(report.auditPassed, "unpaid orders expire: \(report.text)")
     }
@@ -73,7 +76,9 @@ struct LoadTestTests {
         #expect(check.detail.contains(lost.description), "\(check.detail)")
     }
 
-    @Test("a store that fails mid-run: 503s, then every attempt whose fate was unknown is sent again with its key, its orders are found, and the audit passes")
+    @Test(
+        "a store that fails mid-run: 503s, then every attempt whose fate was unknown is sent again with its key, its orders are found, and the audit passes"
+    )
     func unavailableStoreIsSettledByResending() async throws {
         let (report, flaky) = try await LiveCrest.with(double: { try FlakyStore(directory: $0, failing: 5..<25) }) {
             url, _ in
@@ -97,7 +102,9 @@ struct LoadTestTests {
         #expect(report.check("no server errors")?.detail.contains("503") == true)
     }
 
-    @Test("attempts that time out while the server still works on them: their resends answer \"in progress\", which settles nothing, and later rounds find their orders")
+    @Test(
+        "attempts that time out while the server still works on them: their resends answer \"in progress\", which settles nothing, and later rounds find their orders"
+    )
     func inProgressResendsSettleNothing() async throws {
         let (report, stalling) = try await LiveCrest.with(double: { try StallingStore(directory: $0, stall: .seconds(3)) }) {
             url, store in

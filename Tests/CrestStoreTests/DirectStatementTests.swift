@@ -1,7 +1,8 @@
-@testable import CrestStore
 import GRDB
 import GRDBSQLite
 import Testing
+
+@testable import CrestStore
 
 /// The embedded store's hot statements bind through SQLite's C API (`DirectStatement`): what they
 /// store must be what GRDB would have stored, and a failed or read statement must leave nothing

@@ -1,9 +1,10 @@
 import CrestCore
-@testable import CrestStore
 import CrestTestSupport
 import Foundation
 import Logging
 import Testing
+
+@testable import CrestStore
 
 /// What only the shared store has: several nodes starting at once, announcements between them, the
 /// conditional decrement that keeps nodes honest, and its query plans.

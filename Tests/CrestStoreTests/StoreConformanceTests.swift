@@ -25,7 +25,9 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("a batch decides each reservation: reserved, duplicate key, buyer limit, sold out, unknown sale, not open, closed", arguments: StoreKind.allCases)
+    @Test(
+        "a batch decides each reservation: reserved, duplicate key, buyer limit, sold out, unknown sale, not open, closed",
+        arguments: StoreKind.allCases)
     func reservationRules(kind: StoreKind) async throws {
         _ = try await kind.with { open in
             let store = try await open()
@@ -45,12 +47,18 @@ struct StoreConformanceTests {
                 reservation(over, key: "k8", buyer: "fay"),
             ])
             let outcomes = first.outcomes
-            guard case .reserved(let anas) = outcomes[0] else { Issue.record("\(outcomes[0])"); return }
+            guard case .reserved(let anas) = outcomes[0] else {
+                Issue.record("\(outcomes[0])")
+                return
+            }
             #expect(anas.quantity == 2 && anas.status == .pendingPayment && anas.buyer == "ana")
             #expect(outcomes[1] == .duplicate(anas))
             #expect(outcomes[2] == .refused(.buyerLimitReached(limit: 2)))
             #expect(outcomes[3] == .refused(.soldOut))
-            guard case .reserved(let bobs) = outcomes[4] else { Issue.record("\(outcomes[4])"); return }
+            guard case .reserved(let bobs) = outcomes[4] else {
+                Issue.record("\(outcomes[4])")
+                return
+            }
             #expect(outcomes[5] == .refused(.soldOut))
             #expect(outcomes[6] == .refused(.saleNotFound))
             #expect(outcomes[7] == .refused(.saleNotOpen(startsAt: later.startsAt)))
@@ -150,13 +158,22 @@ struct StoreConformanceTests {
             let placed = try #require(try await store.reserve([reservation(sale, key: "placed", buyer: "ana")]).outcomes[0].order)
             let now = millisecondNow()
             guard case .order(let cancelled) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "placed", at: now)
-            else { Issue.record("the placed attempt was not cancelled"); return }
+            else {
+                Issue.record("the placed attempt was not cancelled")
+                return
+            }
             #expect(cancelled.order.id == placed.id && cancelled.order.status == .cancelled)
             guard case .recorded(let at) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", at: now)
-            else { Issue.record("the unplaced attempt was not recorded"); return }
+            else {
+                Issue.record("the unplaced attempt was not recorded")
+                return
+            }
             #expect(at == now)
             guard case .recorded(let again) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", at: now + 5)
-            else { Issue.record("the repeat was not recorded"); return }
+            else {
+                Issue.record("the repeat was not recorded")
+                return
+            }
             #expect(again == now)
             #expect(try await store.reserve([reservation(sale, key: "never", buyer: "bob")]).outcomes == [.refused(.attemptCancelled)])
             await #expect(throws: OrderError.saleNotFound) {
@@ -165,7 +182,8 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("payments: success pays once, duplicates and mismatches change nothing, a late success is refunded", arguments: StoreKind.allCases)
+    @Test(
+        "payments: success pays once, duplicates and mismatches change nothing, a late success is refunded", arguments: StoreKind.allCases)
     func payments(kind: StoreKind) async throws {
         _ = try await kind.with { open in
             let store = try await open()
@@ -189,7 +207,8 @@ struct StoreConformanceTests {
             #expect(paid.transition?.change == .applied && paid.order.status == .paid)
             #expect(paid.order.payment == OrderPayment(id: "pi_1", status: .succeeded, payURL: "http://psp/pay/pi_1"))
             #expect(try results[2].get().duplicate)
-            #expect(throws: PaymentRecordFailure.mismatch(PaymentMismatchError(orderID: orders[0].id, known: "pi_1", observed: "pi_other"))) {
+            #expect(throws: PaymentRecordFailure.mismatch(PaymentMismatchError(orderID: orders[0].id, known: "pi_1", observed: "pi_other")))
+            {
                 try results[3].get()
             }
             #expect(throws: PaymentRecordFailure.orderNotFound) { try results[4].get() }
@@ -198,9 +217,14 @@ struct StoreConformanceTests {
             // The provider names the first order's payment for the second: refused, nothing recorded
             // (not a constraint error thrown for the whole batch).
             let taken = try await store.recordPayments(
-                [PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_1", status: .succeeded, payURL: nil), eventID: "evt_t")],
+                [
+                    PaymentObservation(
+                        orderID: orders[1].id, payment: OrderPayment(id: "pi_1", status: .succeeded, payURL: nil), eventID: "evt_t")
+                ],
                 at: now)
-            #expect(throws: PaymentRecordFailure.paymentTaken(PaymentTakenError(orderID: orders[1].id, paymentID: "pi_1", heldBy: orders[0].id))) {
+            #expect(
+                throws: PaymentRecordFailure.paymentTaken(PaymentTakenError(orderID: orders[1].id, paymentID: "pi_1", heldBy: orders[0].id))
+            ) {
                 try taken[0].get()
             }
             #expect(try await store.order(orders[1].id)?.payment == nil)
@@ -209,12 +233,14 @@ struct StoreConformanceTests {
             // The second order expires; its payment succeeds afterwards: flagged, refund job, then refunded.
             _ = try await store.transition(orders[1].id, by: .expire, at: now)
             let late = try await store.recordPayment(
-                PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_2", status: .succeeded, payURL: nil), eventID: "evt_3"),
+                PaymentObservation(
+                    orderID: orders[1].id, payment: OrderPayment(id: "pi_2", status: .succeeded, payURL: nil), eventID: "evt_3"),
                 at: now)
             #expect(late.refundEnqueued && late.order.status == .expired)
             #expect(late.order.flag?.reason == .confirmAfterCancel)
             let refund = try await store.recordPayment(
-                PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_2", status: .refunded, payURL: nil), eventID: "evt_4"),
+                PaymentObservation(
+                    orderID: orders[1].id, payment: OrderPayment(id: "pi_2", status: .refunded, payURL: nil), eventID: "evt_4"),
                 at: now)
             #expect(refund.order.status == .refunded)
             #expect(try await store.sale(sale.id)?.stock == StockCounters(total: 5, available: 4, reserved: 0, sold: 1))
@@ -227,8 +253,11 @@ struct StoreConformanceTests {
         _ = try await kind.with { open in
             let store = try await open()
             let now = millisecondNow()
-            let all = WebhookEndpoint(id: .make(), url: "http://127.0.0.1:1/all", secret: String(repeating: "s", count: 16), eventTypes: Set(OrderEvent.Kind.allCases), createdAt: now)
-            let paidOnly = WebhookEndpoint(id: .make(), url: "http://127.0.0.1:1/paid", secret: String(repeating: "t", count: 16), eventTypes: [.paid], createdAt: now)
+            let all = WebhookEndpoint(
+                id: .make(), url: "http://127.0.0.1:1/all", secret: String(repeating: "s", count: 16),
+                eventTypes: Set(OrderEvent.Kind.allCases), createdAt: now)
+            let paidOnly = WebhookEndpoint(
+                id: .make(), url: "http://127.0.0.1:1/paid", secret: String(repeating: "t", count: 16), eventTypes: [.paid], createdAt: now)
             try await store.createWebhookEndpoint(all)
             try await store.createWebhookEndpoint(paidOnly)
             #expect(try await store.webhookEndpoints() == [all, paidOnly].sorted { $0.id < $1.id })
@@ -238,11 +267,12 @@ struct StoreConformanceTests {
             _ = try await store.transition(order.id, by: .pay, at: now)
             let jobs = try await store.jobs(matching: JobFilter(kind: WebhookJobs.deliver.name), after: nil, limit: 10)
             let deliveries = Set(jobs.compactMap { try? WebhookJobs.deliver.parameters(of: $0) })
-            #expect(deliveries == [
-                .init(endpointId: all.id, orderId: order.id, sequence: 1),
-                .init(endpointId: all.id, orderId: order.id, sequence: 2),
-                .init(endpointId: paidOnly.id, orderId: order.id, sequence: 2),
-            ])
+            #expect(
+                deliveries == [
+                    .init(endpointId: all.id, orderId: order.id, sequence: 1),
+                    .init(endpointId: all.id, orderId: order.id, sequence: 2),
+                    .init(endpointId: paidOnly.id, orderId: order.id, sequence: 2),
+                ])
             let second = WebhookJobs.Delivery(endpointId: all.id, orderId: order.id, sequence: 2)
             let before = try #require(try await store.webhookDelivery(second))
             #expect(before.event.kind == .paid && before.endpoint == all && !before.previousDelivered)
@@ -299,7 +329,9 @@ struct StoreConformanceTests {
             #expect(rescued.discarded.isEmpty, "attempts were left: retried, not given up")
             try await store.extendLeases(worker: "w3", until: now.addingTimeInterval(100))
             #expect(try await store.job(a.id)?.leaseUntil == now.addingTimeInterval(100))
-            try await store.finishJobs([JobFinish(lease: rescued.jobs[0].lease(worker: "w3"), completion: .snoozed(until: now.addingTimeInterval(50)))], at: now.addingTimeInterval(8))
+            try await store.finishJobs(
+                [JobFinish(lease: rescued.jobs[0].lease(worker: "w3"), completion: .snoozed(until: now.addingTimeInterval(50)))],
+                at: now.addingTimeInterval(8))
             let snoozed = try #require(try await store.job(a.id))
             #expect(snoozed.state == .scheduled && snoozed.attempt == 2)
 
@@ -309,7 +341,8 @@ struct StoreConformanceTests {
             await #expect(throws: JobError.jobNotFound) { try await store.retryJob(JobID(999_999), at: now) }
             let last = try await store.claimJobs(limit: 10, worker: "w4", lease: .seconds(5), at: now.addingTimeInterval(10))
             #expect(last.jobs.map(\.id) == [b.id])
-            try await store.finishJobs([JobFinish(lease: last.jobs[0].lease(worker: "w4"), completion: .completed)], at: now.addingTimeInterval(10))
+            try await store.finishJobs(
+                [JobFinish(lease: last.jobs[0].lease(worker: "w4"), completion: .completed)], at: now.addingTimeInterval(10))
             #expect(try await store.jobs(matching: JobFilter(state: .completed), after: nil, limit: 10).map(\.id) == [b.id])
             // The statistics leave completed jobs out (a retention's worth of them after a sale).
             let later = try await store.jobStatistics(at: now.addingTimeInterval(10))
@@ -339,7 +372,9 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("a job whose lease runs out on its last attempt is discarded by the next claim, which hands it over for its hook", arguments: StoreKind.allCases)
+    @Test(
+        "a job whose lease runs out on its last attempt is discarded by the next claim, which hands it over for its hook",
+        arguments: StoreKind.allCases)
     func rescueOnTheLastAttempt(kind: StoreKind) async throws {
         _ = try await kind.with { open in
             let store = try await open()
@@ -361,7 +396,9 @@ struct StoreConformanceTests {
         }
     }
 
-    @Test("two store instances on one database (two nodes) reserving at once: exactly the stock, no buyer over the limit", arguments: StoreKind.allCases)
+    @Test(
+        "two store instances on one database (two nodes) reserving at once: exactly the stock, no buyer over the limit",
+        arguments: StoreKind.allCases)
     func twoNodes(kind: StoreKind) async throws {
         _ = try await kind.with { open in
             let nodes = [try await open(), try await open()]
@@ -402,7 +439,8 @@ struct StoreConformanceTests {
                         group.addTask {
                             var mine: [JobID] = []
                             while true {
-                                let claim = try await nodes[node].claimJobs(limit: 20, worker: "n\(node)w\(worker)", lease: .seconds(30), at: now)
+                                let claim = try await nodes[node].claimJobs(
+                                    limit: 20, worker: "n\(node)w\(worker)", lease: .seconds(30), at: now)
                                 if claim.jobs.isEmpty { return mine }
                                 mine += claim.jobs.map(\.id)
                             }

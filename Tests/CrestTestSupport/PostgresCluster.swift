@@ -60,7 +60,8 @@ public final class PostgresCluster: Sendable {
     public func createDatabase() async throws -> String {
         let name = "crest_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))"
         _ = try await offPool {
-            try self.run("psql", ["-h", "127.0.0.1", "-p", "\(self.port)", "-U", "crest", "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
+            try self.run(
+                "psql", ["-h", "127.0.0.1", "-p", "\(self.port)", "-U", "crest", "-d", "postgres", "-q", "-c", "CREATE DATABASE \(name)"])
         }
         return url(database: name)
     }
@@ -129,7 +130,10 @@ public final class PostgresCluster: Sendable {
         ].joined(separator: " ")
         try run(
             "pg_ctl",
-            ["-D", directory.appending(path: "data").path, "-l", directory.appending(path: "server.log").path, "-o", options, "-w", "-t", "60", "start"])
+            [
+                "-D", directory.appending(path: "data").path, "-l", directory.appending(path: "server.log").path, "-o", options, "-w", "-t",
+                "60", "start",
+            ])
     }
 
     /// `atexit` stops the server when the test process ends normally; a watchdog shell stops it

@@ -1,5 +1,5 @@
-import CrestCore
 import CrestConcurrency
+import CrestCore
 import Logging
 import ServiceLifecycle
 import Synchronization

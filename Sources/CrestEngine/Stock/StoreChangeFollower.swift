@@ -37,9 +37,11 @@ struct StoreChangeFollower: Service {
         } catch {
             // The next release or resynchronization reads them again; meanwhile the gate errs on
             // the side of refusing, which the store would decide the same way or better.
-            logger.warning("reading a sale's counters after another node's release failed", metadata: [
-                "sale": "\(saleID)", "error": "\(error)",
-            ])
+            logger.warning(
+                "reading a sale's counters after another node's release failed",
+                metadata: [
+                    "sale": "\(saleID)", "error": "\(error)",
+                ])
         }
     }
 }

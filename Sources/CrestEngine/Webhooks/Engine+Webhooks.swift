@@ -14,9 +14,11 @@ extension Engine {
     public func createWebhookEndpoint(url: String, secret: String?, eventTypes: Set<OrderEvent.Kind>) async throws
         -> WebhookEndpoint
     {
-        let secret = secret ?? "whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { bytes in
-            bytes.map { String(format: "%02x", $0) }.joined()
-        }
+        let secret =
+            secret ?? "whsec_"
+            + SymmetricKey(size: .bits256).withUnsafeBytes { bytes in
+                bytes.map { String(format: "%02x", $0) }.joined()
+            }
         try WebhookEndpoint.validate(url: url, secret: secret)
         let now = clock()
         let endpoint = WebhookEndpoint(

@@ -29,7 +29,8 @@ extension Problem {
             problem.errors = error.issues
             return problem
         case let error as BodyDecodingError:
-            return Problem(kind: "invalid-body", title: "The request body is not valid JSON for this route",
+            return Problem(
+                kind: "invalid-body", title: "The request body is not valid JSON for this route",
                 status: .badRequest, detail: error.detail)
         case is AdminAuthError:
             var problem = Problem(

@@ -1,9 +1,9 @@
+import CrestCore
 import CrestEngine
 import HTTPTypes
 import Hummingbird
 import NIOCore
 import Prometheus
-import CrestCore
 
 /// Liveness, readiness and the Prometheus scrape endpoint.
 struct OperationsRoutes {

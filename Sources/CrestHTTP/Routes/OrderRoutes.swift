@@ -33,7 +33,8 @@ struct OrderRoutes {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
         let buffer = try await request.collectJSONBody(context: context)
-        let body = try PlaceOrderBody(plainJSON: buffer)
+        let body =
+            try PlaceOrderBody(plainJSON: buffer)
             ?? Request.decodeJSON(as: PlaceOrderBody.self, from: buffer, context: context)
         let placed = try await engine.placeOrder(
             OrderRequest(saleID: saleID, idempotencyKey: key, buyer: body.buyer, quantity: body.quantity))

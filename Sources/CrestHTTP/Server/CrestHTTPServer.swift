@@ -1,7 +1,7 @@
+import CoreMetrics
 import CrestEngine
 import Hummingbird
 import Logging
-import CoreMetrics
 import Prometheus
 
 /// Builds Crest's HTTP API around an engine.

@@ -6,7 +6,8 @@ enum MetricsCatalog {
     static let entries: [String: String] = [
         // HTTP (Hummingbird's MetricsMiddleware)
         "hb_requests": "HTTP requests answered, by route, method and status code.",
-        "http_server_request_duration": "Time from a request's arrival to its answer being written, in seconds, by route, method and status code.",
+        "http_server_request_duration":
+            "Time from a request's arrival to its answer being written, in seconds, by route, method and status code.",
         "http_server_active_requests": "HTTP requests being handled now, by method.",
         // Orders and the write path
         "crest_order_attempts_total": "Order attempts by outcome: accepted, replayed, unavailable, or the refusal's reason.",
@@ -23,10 +24,13 @@ enum MetricsCatalog {
         "crest_jobs_rescued_total": "Jobs taken back from a worker whose lease ran out (a crashed or stalled node).",
         "crest_job_claim_failures_total": "Failed attempts to claim jobs from the store.",
         // The payment provider
-        "crest_provider_calls_total": "Calls to the payment provider by call and outcome: success, refused (4xx), timeout, connection_error, http_error (5xx, 429), rejected_open (circuit open), rejected_full (bulkhead).",
+        "crest_provider_calls_total":
+            "Calls to the payment provider by call and outcome: success, refused (4xx), timeout, connection_error, http_error (5xx, 429), rejected_open (circuit open), rejected_full (bulkhead).",
         "crest_provider_call_duration_seconds": "Time one call to the payment provider took, in seconds, by call.",
         "crest_provider_breaker_state": "The provider circuit breaker: 0 closed, 1 half-open, 2 open.",
-        "crest_provider_answers_refused_total": "Answers of the payment provider Crest refused to act on, by reason (e.g. payment_id_taken: a payment id another order holds).",
-        "crest_provider_webhooks_refused_total": "Provider webhooks refused, by reason (e.g. signature_mismatch: check --provider-webhook-secret).",
+        "crest_provider_answers_refused_total":
+            "Answers of the payment provider Crest refused to act on, by reason (e.g. payment_id_taken: a payment id another order holds).",
+        "crest_provider_webhooks_refused_total":
+            "Provider webhooks refused, by reason (e.g. signature_mismatch: check --provider-webhook-secret).",
     ]
 }

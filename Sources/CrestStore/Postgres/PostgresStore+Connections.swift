@@ -151,7 +151,9 @@ struct Pool: Sendable {
 /// ignored; a lease after the deadline is refused.
 private final class GuardedCall<T: Sendable>: Sendable {
     private enum Phase {
-        case waiting, leased(PostgresConnection), expired, finished
+        case waiting
+        case leased(PostgresConnection)
+        case expired, finished
     }
 
     private struct State {

@@ -43,9 +43,10 @@ extension PostgresStore {
                 """, logger: self.logger
             ).collect().map(PostgresRows.job)
             jobs.sort { ($0.runAt, $0.id) < ($1.runAt, $1.id) }
-            let next = try await connection.query(
-                "SELECT MIN(run_at) FROM jobs WHERE state IN \(unescaped: Self.waitingStates)", logger: self.logger
-            ).values(Int64?.self).first ?? nil
+            let next =
+                try await connection.query(
+                    "SELECT MIN(run_at) FROM jobs WHERE state IN \(unescaped: Self.waitingStates)", logger: self.logger
+                ).values(Int64?.self).first ?? nil
             return JobClaim(
                 jobs: jobs, rescued: rescued.count, discarded: rescued.filter { $0.state == .discarded },
                 nextRunAt: next.map(PostgresRows.date))
@@ -202,7 +203,8 @@ extension PostgresStore {
                     SELECT id FROM jobs WHERE state = \(state) AND run_at < \(cutoff) AND finalized_at < \(cutoff)
                     LIMIT 10000)
                 RETURNING 1
-                """).count
+                """
+            ).count
         }
         return deleted
     }

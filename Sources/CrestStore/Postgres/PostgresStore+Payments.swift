@@ -64,9 +64,10 @@ extension PostgresStore {
             let result = try await PostgresOrders.apply(event, to: order, on: connection, at: now, logger: logger)
             if result.change == .refused { order = result.order } else { transition = result }
             if event == .pay, steps.enqueueRefund {
-                refundEnqueued = !(try await PostgresJobs.insert(
-                    PaymentJobs.refund(of: orderID), at: now, on: connection, logger: logger
-                ).duplicate)
+                refundEnqueued =
+                    !(try await PostgresJobs.insert(
+                        PaymentJobs.refund(of: orderID), at: now, on: connection, logger: logger
+                    ).duplicate)
             }
         }
         return .success(

@@ -24,7 +24,8 @@ extension PostgresStore {
             """
             UPDATE webhook_endpoints SET deleted_at = \(PostgresRows.millis(now))
             WHERE id = \(id.description) AND deleted_at IS NULL RETURNING 1
-            """).count == 1
+            """
+        ).count == 1
     }
 
     public func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext? {
@@ -48,13 +49,14 @@ extension PostgresStore {
                 WHERE id = \(endpointID) AND deleted_at IS NULL
                 """, logger: self.logger
             ).collect().first.map(PostgresRows.endpoint)
-            let waiting = try await connection.query(
-                """
-                SELECT COUNT(*) FROM webhook_deliveries
-                WHERE endpoint_id = \(endpointID) AND order_id = \(order.id.description)
-                    AND sequence < \(delivery.sequence) AND delivered_at IS NULL
-                """, logger: self.logger
-            ).values(Int64.self).first ?? 0
+            let waiting =
+                try await connection.query(
+                    """
+                    SELECT COUNT(*) FROM webhook_deliveries
+                    WHERE endpoint_id = \(endpointID) AND order_id = \(order.id.description)
+                        AND sequence < \(delivery.sequence) AND delivered_at IS NULL
+                    """, logger: self.logger
+                ).values(Int64.self).first ?? 0
             return WebhookDeliveryContext(endpoint: endpoint, event: event, order: order, previousDelivered: waiting == 0)
         }
     }

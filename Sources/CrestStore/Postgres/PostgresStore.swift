@@ -84,7 +84,8 @@ public final class PostgresStore: Store {
             """
             SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id > \(after?.description ?? "")
             ORDER BY id LIMIT \(limit)
-            """).map { try PostgresRows.sale($0).sale }
+            """
+        ).map { try PostgresRows.sale($0).sale }
     }
 
     public func holdings(of buyer: String, in saleID: SaleID) async throws -> Int {
@@ -138,7 +139,8 @@ public final class PostgresStore: Store {
             """
             SELECT \(unescaped: PostgresRows.orderColumns) FROM orders
             WHERE sale_id = \(saleID.description) AND idempotency_key = \(idempotencyKey)
-            """).first.map(PostgresRows.order)
+            """
+        ).first.map(PostgresRows.order)
     }
 
     public func transition(_ id: OrderID, by event: Order.Event, at now: Date) async throws -> TransitionResult {
@@ -223,7 +225,8 @@ public final class PostgresStore: Store {
             """
             SELECT \(unescaped: PostgresRows.eventColumns) FROM order_events WHERE order_id = \(orderID.description)
             ORDER BY sequence
-            """).map(PostgresRows.event)
+            """
+        ).map(PostgresRows.event)
     }
 
     public func changes() -> AsyncStream<StoreChange> { listener.subscribe() }

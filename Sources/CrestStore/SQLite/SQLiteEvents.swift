@@ -25,9 +25,10 @@ enum SQLiteEvents {
 
     /// Appends an event after the order's last one.
     static func appendNext(_ db: Database, _ kind: OrderEvent.Kind, of order: Order, at time: Date) throws {
-        let last = try Int.fetchOne(
-            db.cachedStatement(sql: "SELECT COALESCE(MAX(sequence), 0) FROM order_events WHERE order_id = ?"),
-            arguments: [order.id.description]) ?? 0
+        let last =
+            try Int.fetchOne(
+                db.cachedStatement(sql: "SELECT COALESCE(MAX(sequence), 0) FROM order_events WHERE order_id = ?"),
+                arguments: [order.id.description]) ?? 0
         try append(db, kind, of: order, sequence: last + 1, at: time, endpoints: try activeEndpoints(db))
     }
 

@@ -46,13 +46,14 @@ extension SQLiteStore {
                     """,
                 arguments: [delivery.endpointId.description]
             ).map(SQLiteRows.endpoint)
-            let waiting = try Int.fetchOne(
-                db,
-                sql: """
-                    SELECT COUNT(*) FROM webhook_deliveries
-                    WHERE endpoint_id = ? AND order_id = ? AND sequence < ? AND delivered_at IS NULL
-                    """,
-                arguments: [delivery.endpointId.description, delivery.orderId.description, delivery.sequence]) ?? 0
+            let waiting =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COUNT(*) FROM webhook_deliveries
+                        WHERE endpoint_id = ? AND order_id = ? AND sequence < ? AND delivered_at IS NULL
+                        """,
+                    arguments: [delivery.endpointId.description, delivery.orderId.description, delivery.sequence]) ?? 0
             return WebhookDeliveryContext(endpoint: endpoint, event: event, order: order, previousDelivered: waiting == 0)
         }
     }
