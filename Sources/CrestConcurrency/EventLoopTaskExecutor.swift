@@ -13,12 +13,12 @@ import NIOPosix
 ///
 /// An actor whose executor is a loop does not do the same: a continuation resumed from the loop
 /// goes through the global executor first and only then hops back.
-public final class EventLoopTaskExecutor: TaskExecutor {
-    public let eventLoop: any EventLoop
+package final class EventLoopTaskExecutor: TaskExecutor {
+    package let eventLoop: any EventLoop
     /// The one-thread group behind an executor made by ``ownThread()``.
     private let ownedGroup: MultiThreadedEventLoopGroup?
 
-    public init(_ eventLoop: any EventLoop) {
+    package init(_ eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
         ownedGroup = nil
     }
@@ -30,18 +30,18 @@ public final class EventLoopTaskExecutor: TaskExecutor {
 
     /// An executor with a thread of its own; ``shutdown()`` stops the thread once no task
     /// prefers it any more.
-    public static func ownThread() -> EventLoopTaskExecutor {
+    package static func ownThread() -> EventLoopTaskExecutor {
         EventLoopTaskExecutor(owning: MultiThreadedEventLoopGroup(numberOfThreads: 1))
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         eventLoop.execute { job.runSynchronously(on: executor) }
     }
 
     /// Waits until `instant` on the loop's own timer.
-    public func sleep(until instant: ContinuousClock.Instant) async {
+    package func sleep(until instant: ContinuousClock.Instant) async {
         let delay = instant - .now
         guard delay > .zero else { return }
         await withCheckedContinuation { continuation in
@@ -50,7 +50,7 @@ public final class EventLoopTaskExecutor: TaskExecutor {
     }
 
     /// Stops the thread of an executor made by ``ownThread()``; does nothing for a loop it was given.
-    public func shutdown() async {
+    package func shutdown() async {
         try? await ownedGroup?.shutdownGracefully()
     }
 }

@@ -16,8 +16,8 @@ import ServiceLifecycle
 /// let engine = Engine(store: try SQLiteStore(directory: dataDirectory), logger: logger)
 /// let placed = try await engine.placeOrder(OrderRequest(saleID: id, idempotencyKey: key, buyer: "b1", quantity: 1))
 /// ```
-public final class Engine: Sendable {
-    public let store: any Store
+package final class Engine: Sendable {
+    package let store: any Store
     let batcher: GroupCommitter<StockGate.Ticket, ReservationOutcome>
     /// Merges the order changes of concurrent jobs (expiries, confirmations) into one transaction.
     let transitioner: GroupCommitter<TransitionRequest, TransitionResult?>
@@ -26,7 +26,7 @@ public final class Engine: Sendable {
     let paymentRecorder: GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>
 
     /// The reservation, transition and payment batchers, to run under the service group.
-    public var batcherService: any Service { ServiceSet(services: [batcher, transitioner, paymentRecorder]) }
+    package var batcherService: any Service { ServiceSet(services: [batcher, transitioner, paymentRecorder]) }
     let gates: StockGates
     let jobs: JobRunner
     let lifecycle: OrderLifecycle
@@ -34,7 +34,7 @@ public final class Engine: Sendable {
     /// The job runner (order expiry, payment confirmation), the follower of other nodes' changes
     /// (jobs they enqueued, stock they gave back) and the sweeper of idle stock gates, to run under
     /// the service group.
-    public var jobRunnerService: any Service {
+    package var jobRunnerService: any Service {
         ServiceSet(services: [
             jobs, StoreChangeFollower(store: store, gates: gates, jobs: jobs, logger: logger),
             GateSweeper(gates: gates, idleTimeout: gateIdleTimeout, logger: logger, clock: crestClock),
@@ -51,7 +51,7 @@ public final class Engine: Sendable {
     /// `provider`: the payment provider (best wrapped in a `GuardedProvider`). Without one, orders
     /// get no payment and expire unless a payment is recorded otherwise. `clock` is the time of
     /// everything the engine decides and waits for (an `AdjustableClock` in tests).
-    public init(
+    package init(
         store: any Store, configuration: EngineConfiguration = .init(), logger: Logger,
         provider: (any PaymentProvider)? = nil, clock crestClock: any CrestClock = SystemClock()
     ) {
@@ -106,10 +106,10 @@ public final class Engine: Sendable {
     }
 
     /// Admitted reservations waiting for the next batch.
-    public var queuedReservations: Int { batcher.queuedCount }
+    package var queuedReservations: Int { batcher.queuedCount }
 
     /// Whether the store answers.
-    public func isReady() async -> Bool {
+    package func isReady() async -> Bool {
         do {
             try await store.ping()
             return true

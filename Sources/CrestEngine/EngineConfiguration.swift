@@ -1,21 +1,21 @@
 /// Tuning of the engine, passed down from the `crest` executable's options.
-public struct EngineConfiguration: Sendable {
+package struct EngineConfiguration: Sendable {
     /// How long the batcher waits after the first queued request for more to join its batch.
     /// Zero means "whatever queued while the previous commit ran": see Benchmarks/RESULTS.md.
-    public var batchWindow: Duration
+    package var batchWindow: Duration
     /// The most reservations one store transaction takes.
-    public var maxBatchSize: Int
+    package var maxBatchSize: Int
     /// How many refused idempotency keys each sale remembers, to replay their answers.
-    public var refusalMemoryPerSale: Int
+    package var refusalMemoryPerSale: Int
     /// A sale's stock gate unused this long (no attempt, none in flight) is dropped with its
     /// memory — tens of MB after a big crowd — and loaded again from the store if asked.
-    public var gateIdleTimeout: Duration
+    package var gateIdleTimeout: Duration
     /// The job runner: workers, leases, backoff.
-    public var jobs: JobRunnerConfiguration
+    package var jobs: JobRunnerConfiguration
     /// How expiry treats a payment the provider has not settled.
-    public var expiry: ExpiryPolicy
+    package var expiry: ExpiryPolicy
 
-    public init(
+    package init(
         batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
         expiry: ExpiryPolicy = .init()
@@ -30,17 +30,17 @@ public struct EngineConfiguration: Sendable {
 }
 
 /// Before an order with a payment expires, Crest asks the provider how that payment stands.
-public struct ExpiryPolicy: Sendable {
+package struct ExpiryPolicy: Sendable {
     /// A payment still `processing` at the provider holds the expiry back this long past
     /// `expiresAt` (asking again every `processingRecheck`); then the order expires, and a success
     /// after that is refunded.
-    public var processingGrace: Duration
-    public var processingRecheck: Duration
+    package var processingGrace: Duration
+    package var processingRecheck: Duration
     /// While the provider cannot be asked, expiry retries (with the job backoff) for this long past
     /// `expiresAt`; then the order expires without the provider's word (a later success is refunded).
-    public var unreachableGrace: Duration
+    package var unreachableGrace: Duration
 
-    public init(
+    package init(
         processingGrace: Duration = .seconds(120), processingRecheck: Duration = .seconds(5),
         unreachableGrace: Duration = .seconds(600)
     ) {

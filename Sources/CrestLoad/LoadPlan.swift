@@ -1,7 +1,7 @@
 /// What `crest loadtest` does: which Crest, which sale, which crowd, at which pace, for how long.
-public struct LoadPlan: Sendable {
+package struct LoadPlan: Sendable {
     /// How requests are paced.
-    public enum Pace: Sendable, Equatable {
+    package enum Pace: Sendable, Equatable {
         /// `concurrency` buyers, each sending its next attempt as soon as the previous one is answered.
         case closed(concurrency: Int)
         /// Attempts arrive at `rate` per second whatever the server does, over `connections`
@@ -11,50 +11,50 @@ public struct LoadPlan: Sendable {
     }
 
     /// The sale the run creates when it is not given one.
-    public struct SaleSpec: Sendable {
-        public var stock: Int64 = 10_000
-        public var perBuyerLimit: Int = 1
-        public var paymentWindowSeconds: Int = 900
-        public var priceMinor: Int64 = 499_900
-        public var currency: String = "CNY"
-        public var sku: String = "LOADTEST"
-        public var title: String = "crest loadtest"
+    package struct SaleSpec: Sendable {
+        package var stock: Int64 = 10_000
+        package var perBuyerLimit: Int = 1
+        package var paymentWindowSeconds: Int = 900
+        package var priceMinor: Int64 = 499_900
+        package var currency: String = "CNY"
+        package var sku: String = "LOADTEST"
+        package var title: String = "crest loadtest"
 
-        public init() {}
+        package init() {}
     }
 
     /// Base URL of the Crest API, `http://host:port`.
-    public var url: String
-    public var adminToken: String
+    package var url: String
+    package var adminToken: String
     /// Load an existing sale instead of creating one.
-    public var saleID: String?
-    public var sale = SaleSpec()
+    package var saleID: String?
+    package var sale = SaleSpec()
     /// Distinct buyers the attempts are drawn from (uniformly).
-    public var buyers: Int = 10_000
+    package var buyers: Int = 10_000
     /// Share of attempts that repeat an earlier attempt with its idempotency key (a buyer's retry).
-    public var repeatShare: Double = 0.05
-    public var quantity: Int = 1
-    public var pace: Pace = .closed(concurrency: 64)
+    package var repeatShare: Double = 0.05
+    package var quantity: Int = 1
+    package var pace: Pace = .closed(concurrency: 64)
     /// Stop after this many attempts…
-    public var requests: Int?
+    package var requests: Int?
     /// …or after this long, whichever comes first.
-    public var duration: Duration?
+    package var duration: Duration?
     /// Share of accepted orders the run pays at the provider (through the order's pay URL); the rest
     /// are left to expire. `nil`: no payment phase.
-    public var payRatio: Double?
+    package var payRatio: Double?
     /// One request's limit; an attempt not answered by then counts as unanswered.
-    public var timeout: Duration = .seconds(30)
+    package var timeout: Duration = .seconds(30)
     /// After the load, how long to wait beyond the last order's expiry for the sale to settle.
-    public var settleGrace: Duration = .seconds(60)
-    public var seed: UInt64 = 1
+    package var settleGrace: Duration = .seconds(60)
+    package var seed: UInt64 = 1
 
-    public init(url: String, adminToken: String) {
+    package init(url: String, adminToken: String) {
         self.url = url
         self.adminToken = adminToken
     }
 
     /// What is wrong with the plan, if anything, in words for the operator.
-    public var problem: String? {
+    package var problem: String? {
         guard Endpoint(url) != nil else { return "--url must be http://host:port (plain HTTP), got \(url)" }
         if adminToken.isEmpty { return "--admin-token is required (the run creates a sale and audits its orders)" }
         if requests == nil && duration == nil { return "give --requests, --duration or both" }

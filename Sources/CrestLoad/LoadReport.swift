@@ -4,14 +4,14 @@ import Histogram
 
 /// The outcome of a load test: what was sent, what came back, how fast, and whether the server
 /// kept its promises. `--json` prints it as is.
-public struct LoadReport: Codable, Sendable {
-    public struct Latency: Codable, Sendable {
-        public var p50: Double
-        public var p90: Double
-        public var p99: Double
-        public var p999: Double
-        public var max: Double
-        public var mean: Double
+package struct LoadReport: Codable, Sendable {
+    package struct Latency: Codable, Sendable {
+        package var p50: Double
+        package var p90: Double
+        package var p99: Double
+        package var p999: Double
+        package var max: Double
+        package var mean: Double
 
         init(_ histogram: Histogram<UInt64>) {
             func ms(_ micros: UInt64) -> Double { (Double(micros) / 1000 * 1000).rounded() / 1000 }
@@ -29,26 +29,26 @@ public struct LoadReport: Codable, Sendable {
     }
 
     /// The sale's counters as the server reported them.
-    public typealias Counters = StockCounters
+    package typealias Counters = StockCounters
 
-    public struct Payments: Codable, Sendable {
+    package struct Payments: Codable, Sendable {
         /// Accepted orders the run chose to pay.
-        public var chosen: Int
+        package var chosen: Int
         /// Of those, paid at the provider.
-        public var paid: Int
+        package var paid: Int
         /// Payments the provider did not take, or whose order never showed a pay URL in time.
-        public var failed: Int
+        package var failed: Int
         /// Why the failed ones were not paid, by reason (`NotPaid`'s raw values).
-        public var notPaid: [String: Int] = [:]
+        package var notPaid: [String: Int] = [:]
         /// Orders of this run that ended `paid`, `expired`, `refunded`, `cancelled` — and still pending.
-        public var ordersPaid: Int
-        public var ordersExpired: Int
-        public var ordersRefunded: Int
-        public var ordersCancelled: Int
-        public var ordersPending: Int
+        package var ordersPaid: Int
+        package var ordersExpired: Int
+        package var ordersRefunded: Int
+        package var ordersCancelled: Int
+        package var ordersPending: Int
 
         /// Why a chosen order could not be paid.
-        public enum NotPaid: String, Codable, Sendable, CaseIterable {
+        package enum NotPaid: String, Codable, Sendable, CaseIterable {
             /// Its payment window closed before Crest had created its payment at the provider (the
             /// payment jobs were behind).
             case noPaymentInWindow = "no_payment_in_window"
@@ -60,7 +60,7 @@ public struct LoadReport: Codable, Sendable {
             case orderUnreadable = "order_unreadable"
 
             /// The reason in words, for a story.
-            public var explanation: String {
+            package var explanation: String {
                 switch self {
                 case .noPaymentInWindow:
                     "their payment window closed before Crest had created their payment at the provider (payment creation fell behind)"
@@ -73,7 +73,7 @@ public struct LoadReport: Codable, Sendable {
 
         /// "12 could not be paid: their payment window closed …; 1 …", or nil when every chosen
         /// order was paid.
-        public var notPaidStory: String? {
+        package var notPaidStory: String? {
             guard failed > 0 else { return nil }
             let parts = NotPaid.allCases.compactMap { reason -> String? in
                 guard let count = notPaid[reason.rawValue], count > 0 else { return nil }
@@ -83,40 +83,40 @@ public struct LoadReport: Codable, Sendable {
         }
     }
 
-    public struct Check: Codable, Sendable {
-        public var name: String
-        public var passed: Bool
-        public var detail: String
+    package struct Check: Codable, Sendable {
+        package var name: String
+        package var passed: Bool
+        package var detail: String
     }
 
-    public var url: String
-    public var saleId: String
-    public var pace: String
-    public var attempts: Int
-    public var replays: Int
-    public var durationSeconds: Double
-    public var attemptsPerSecond: Double
+    package var url: String
+    package var saleId: String
+    package var pace: String
+    package var attempts: Int
+    package var replays: Int
+    package var durationSeconds: Double
+    package var attemptsPerSecond: Double
     /// Distinct orders created (201 to a new attempt).
-    public var accepted: Int
+    package var accepted: Int
     /// Accepted orders per second, from the start to the last acceptance.
-    public var acceptedPerSecond: Double
+    package var acceptedPerSecond: Double
     /// From the start to the first sold-out answer.
-    public var soldOutAfterSeconds: Double?
+    package var soldOutAfterSeconds: Double?
     /// Orders accepted before the first sold-out answer, per second of `soldOutAfterSeconds`.
-    public var sellOutOrdersPerSecond: Double?
+    package var sellOutOrdersPerSecond: Double?
     /// Answers by status and problem kind, and unanswered attempts by reason.
-    public var outcomes: [String: Int]
-    public var unanswered: Int
+    package var outcomes: [String: Int]
+    package var unanswered: Int
     /// Milliseconds; in an open-loop run, from the moment each attempt was due.
-    public var latencyMs: Latency
+    package var latencyMs: Latency
     /// The sale's counters when the audit read them.
-    public var stock: Counters
-    public var payments: Payments?
-    public var checks: [Check]
-    public var auditPassed: Bool
+    package var stock: Counters
+    package var payments: Payments?
+    package var checks: [Check]
+    package var auditPassed: Bool
 
     /// The report for a person.
-    public var text: String {
+    package var text: String {
         var lines: [String] = []
         lines.append("sale \(saleId) at \(url), \(pace)")
         lines.append(
@@ -145,12 +145,12 @@ public struct LoadReport: Codable, Sendable {
     }
 
     /// The report as indented JSON with sorted keys.
-    public func jsonText() throws -> String {
+    package func jsonText() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
-    public static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
-    public static func rate(_ value: Double) -> String { String(format: "%.0f", value) }
+    package static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
+    package static func rate(_ value: Double) -> String { String(format: "%.0f", value) }
 }

@@ -8,9 +8,9 @@ import NIOHTTP1
 import Synchronization
 
 /// Why a load test could not run (as opposed to an audit that failed, which is in the report).
-public struct LoadTestError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct LoadTestError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// `crest loadtest`: plays a flash sale against a running Crest, then checks the outcome.
@@ -19,16 +19,16 @@ public struct LoadTestError: Error, CustomStringConvertible {
 /// or open loop, with a share of repeated attempts; with a pay ratio, a share of the accepted
 /// orders is paid at the provider meanwhile); with payments, the wait until every unpaid order has
 /// expired; the audit, which reads the server's own account of the sale and every accepted order.
-public struct LoadTest: Sendable {
-    public let plan: LoadPlan
-    public let progress: (any LoadProgress)?
+package struct LoadTest: Sendable {
+    package let plan: LoadPlan
+    package let progress: (any LoadProgress)?
 
-    public init(plan: LoadPlan, progress: (any LoadProgress)? = nil) {
+    package init(plan: LoadPlan, progress: (any LoadProgress)? = nil) {
         self.plan = plan
         self.progress = progress
     }
 
-    public func run() async throws -> LoadReport {
+    package func run() async throws -> LoadReport {
         if let problem = plan.problem { throw LoadTestError(problem) }
         guard let endpoint = Endpoint(plan.url) else { throw LoadTestError("bad --url \(plan.url)") }
         let http = CrestAPI.makeClient(connections: 64)

@@ -2,20 +2,20 @@ import CrestCore
 import Foundation
 
 /// One progress reading, taken a few times per second while the load runs.
-public struct ProgressReading: Sendable {
-    public var elapsed: Duration
+package struct ProgressReading: Sendable {
+    package var elapsed: Duration
     /// Attempts answered per second since the previous reading.
-    public var rate: Double
-    public var attempts: Int
-    public var accepted: Int
+    package var rate: Double
+    package var attempts: Int
+    package var accepted: Int
     /// 5xx answers and unanswered attempts so far.
-    public var errors: Int
+    package var errors: Int
     /// p99 of the attempts answered since the previous reading, ms.
-    public var recentP99: Double
+    package var recentP99: Double
 }
 
 /// Where a run tells what it is doing.
-public protocol LoadProgress: Sendable {
+package protocol LoadProgress: Sendable {
     /// How often `reading` is wanted.
     var interval: Duration { get }
     func reading(_ reading: ProgressReading)
@@ -25,23 +25,23 @@ public protocol LoadProgress: Sendable {
 
 /// Progress on standard error: one line rewritten in place on a terminal, a plain line per
 /// reading (every few seconds) otherwise — so standard output stays free for the report.
-public struct ConsoleProgress: LoadProgress {
-    public let interactive: Bool
-    public let interval: Duration
+package struct ConsoleProgress: LoadProgress {
+    package let interactive: Bool
+    package let interval: Duration
 
-    public init(interactive: Bool = isatty(STDERR_FILENO) == 1) {
+    package init(interactive: Bool = isatty(STDERR_FILENO) == 1) {
         self.interactive = interactive
         interval = interactive ? .milliseconds(250) : .seconds(5)
     }
 
-    public func reading(_ reading: ProgressReading) {
+    package func reading(_ reading: ProgressReading) {
         let line = String(
             format: "%6.1fs  %8.0f req/s  accepted orders %d  attempts %d  errors %d  p99 %.1f ms", reading.elapsed.seconds, reading.rate,
             reading.accepted, reading.attempts, reading.errors, reading.recentP99)
         write(interactive ? "\r\u{1B}[2K" + line : line + "\n")
     }
 
-    public func note(_ text: String) {
+    package func note(_ text: String) {
         write(interactive ? "\r\u{1B}[2K" + text + "\n" : text + "\n")
     }
 

@@ -10,18 +10,18 @@ import Synchronization
 /// they all reported, it closes (with an empty window) if their failure and slow-call shares are
 /// under the thresholds, and opens again otherwise — so a provider that fails a share of calls
 /// below the threshold does not keep the circuit open on one unlucky probe.
-public final class CircuitBreaker: Sendable {
-    public struct Configuration: Sendable, Hashable {
-        public var windowSize: Int
-        public var minimumCalls: Int
-        public var failureRateThreshold: Double
+package final class CircuitBreaker: Sendable {
+    package struct Configuration: Sendable, Hashable {
+        package var windowSize: Int
+        package var minimumCalls: Int
+        package var failureRateThreshold: Double
         /// A call slower than this counts as slow (whether it succeeded or not).
-        public var slowCallDuration: Duration
-        public var slowCallRateThreshold: Double
-        public var openDuration: Duration
-        public var halfOpenProbes: Int
+        package var slowCallDuration: Duration
+        package var slowCallRateThreshold: Double
+        package var openDuration: Duration
+        package var halfOpenProbes: Int
 
-        public init(
+        package init(
             windowSize: Int = 50, minimumCalls: Int = 20, failureRateThreshold: Double = 0.5,
             slowCallDuration: Duration = .seconds(2), slowCallRateThreshold: Double = 0.8,
             openDuration: Duration = .seconds(5), halfOpenProbes: Int = 5
@@ -37,26 +37,26 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
-    public enum State: String, Sendable, Hashable {
+    package enum State: String, Sendable, Hashable {
         case closed
         case open
         case halfOpen = "half_open"
     }
 
     /// The breaker at one moment, for operators.
-    public struct Snapshot: Sendable, Hashable {
-        public var state: State
-        public var callsInWindow: Int
-        public var failureRate: Double
-        public var slowCallRate: Double
+    package struct Snapshot: Sendable, Hashable {
+        package var state: State
+        package var callsInWindow: Int
+        package var failureRate: Double
+        package var slowCallRate: Double
         /// Calls refused because the breaker was open (or its probes were taken), since start.
-        public var rejected: Int
+        package var rejected: Int
         /// Times the breaker opened since start.
-        public var opened: Int
+        package var opened: Int
     }
 
     /// Refused: the breaker is open.
-    public struct OpenError: Error {}
+    package struct OpenError: Error {}
 
     private struct Outcome {
         var failed: Bool
@@ -74,18 +74,18 @@ public final class CircuitBreaker: Sendable {
         var opened = 0
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let inner = Mutex(Inner())
     private let onStateChange: @Sendable (State) -> Void
 
-    public init(configuration: Configuration = .init(), onStateChange: @escaping @Sendable (State) -> Void = { _ in }) {
+    package init(configuration: Configuration = .init(), onStateChange: @escaping @Sendable (State) -> Void = { _ in }) {
         self.configuration = configuration
         self.onStateChange = onStateChange
     }
 
     /// Asks to make a call; throws `OpenError` when the breaker refuses it. A permitted call must
     /// report its outcome with `record(failed:duration:)`.
-    public func acquire(now: ContinuousClock.Instant = .now) throws(OpenError) {
+    package func acquire(now: ContinuousClock.Instant = .now) throws(OpenError) {
         let (allowed, changed) = inner.withLock { inner -> (Bool, State?) in
             switch inner.state {
             case .closed:
@@ -113,7 +113,7 @@ public final class CircuitBreaker: Sendable {
     }
 
     /// Reports how a permitted call went.
-    public func record(failed: Bool, duration: Duration, now: ContinuousClock.Instant = .now) {
+    package func record(failed: Bool, duration: Duration, now: ContinuousClock.Instant = .now) {
         let slow = duration > configuration.slowCallDuration
         let changed = inner.withLock { inner -> State? in
             switch inner.state {
@@ -143,13 +143,13 @@ public final class CircuitBreaker: Sendable {
     }
 
     /// Gives back a permit whose call never started (e.g. a full bulkhead): no outcome is recorded.
-    public func release() {
+    package func release() {
         inner.withLock { inner in
             if inner.state == .halfOpen { inner.probesInFlight = max(0, inner.probesInFlight - 1) }
         }
     }
 
-    public var snapshot: Snapshot {
+    package var snapshot: Snapshot {
         inner.withLock { inner in
             let count = inner.window.count
             return Snapshot(
@@ -177,19 +177,19 @@ public final class CircuitBreaker: Sendable {
 }
 
 /// A cap on calls in flight: a call beyond it is refused at once rather than queued.
-public final class Bulkhead: Sendable {
-    public let limit: Int
+package final class Bulkhead: Sendable {
+    package let limit: Int
     private let state = Mutex((inFlight: 0, rejected: 0))
 
     /// Refused: `limit` calls are in flight.
-    public struct FullError: Error {}
+    package struct FullError: Error {}
 
-    public init(limit: Int) {
+    package init(limit: Int) {
         precondition(limit >= 1, "a bulkhead needs room for one call")
         self.limit = limit
     }
 
-    public func enter() throws(FullError) {
+    package func enter() throws(FullError) {
         let entered = state.withLock { state -> Bool in
             guard state.inFlight < limit else {
                 state.rejected += 1
@@ -201,10 +201,10 @@ public final class Bulkhead: Sendable {
         guard entered else { throw FullError() }
     }
 
-    public func leave() {
+    package func leave() {
         state.withLock { $0.inFlight -= 1 }
     }
 
-    public var inFlight: Int { state.withLock { $0.inFlight } }
-    public var rejected: Int { state.withLock { $0.rejected } }
+    package var inFlight: Int { state.withLock { $0.inFlight } }
+    package var rejected: Int { state.withLock { $0.rejected } }
 }

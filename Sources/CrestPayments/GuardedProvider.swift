@@ -11,15 +11,15 @@ import Metrics
 /// is retried after a backoff, up to `attempts` times — every call of `PaymentProvider` is safe
 /// to repeat (the changing ones carry idempotency keys). A refusal (4xx) means the provider is
 /// healthy: it counts as a success for the breaker and is not retried.
-public final class GuardedProvider: PaymentProvider {
-    public struct Configuration: Sendable {
-        public var timeout: Duration
-        public var attempts: Int
-        public var retryBase: Duration
-        public var maxInFlight: Int
-        public var breaker: CircuitBreaker.Configuration
+package final class GuardedProvider: PaymentProvider {
+    package struct Configuration: Sendable {
+        package var timeout: Duration
+        package var attempts: Int
+        package var retryBase: Duration
+        package var maxInFlight: Int
+        package var breaker: CircuitBreaker.Configuration
 
-        public init(
+        package init(
             timeout: Duration = .seconds(3), attempts: Int = 3, retryBase: Duration = .milliseconds(100),
             maxInFlight: Int = 64, breaker: CircuitBreaker.Configuration = .init()
         ) {
@@ -32,20 +32,20 @@ public final class GuardedProvider: PaymentProvider {
     }
 
     /// The guard at one moment, for operators.
-    public struct Status: Sendable, Hashable {
-        public var breaker: CircuitBreaker.Snapshot
-        public var inFlight: Int
-        public var maxInFlight: Int
-        public var bulkheadRejected: Int
+    package struct Status: Sendable, Hashable {
+        package var breaker: CircuitBreaker.Snapshot
+        package var inFlight: Int
+        package var maxInFlight: Int
+        package var bulkheadRejected: Int
     }
 
-    public let breaker: CircuitBreaker
+    package let breaker: CircuitBreaker
     private let bulkhead: Bulkhead
     private let provider: any PaymentProvider
     private let configuration: Configuration
     private let logger: Logger
 
-    public init(_ provider: any PaymentProvider, configuration: Configuration = .init(), logger: Logger) {
+    package init(_ provider: any PaymentProvider, configuration: Configuration = .init(), logger: Logger) {
         self.provider = provider
         self.configuration = configuration
         self.logger = logger
@@ -64,25 +64,25 @@ public final class GuardedProvider: PaymentProvider {
         }
     }
 
-    public var status: Status {
+    package var status: Status {
         Status(
             breaker: breaker.snapshot, inFlight: bulkhead.inFlight, maxInFlight: bulkhead.limit,
             bulkheadRejected: bulkhead.rejected)
     }
 
-    public func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
+    package func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
         try await call("create_payment") { try await $0.createPayment(request) }
     }
 
-    public func payment(id: String) async throws -> ProviderPayment {
+    package func payment(id: String) async throws -> ProviderPayment {
         try await call("get_payment") { try await $0.payment(id: id) }
     }
 
-    public func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment {
+    package func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment {
         try await call("refund") { try await $0.refund(paymentID: paymentID, idempotencyKey: idempotencyKey) }
     }
 
-    public func statement(from: Date, to: Date) async throws -> [StatementRow] {
+    package func statement(from: Date, to: Date) async throws -> [StatementRow] {
         try await call("statement") { try await $0.statement(from: from, to: to) }
     }
 

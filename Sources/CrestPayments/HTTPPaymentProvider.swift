@@ -8,7 +8,7 @@ import NIOHTTP1
 ///
 /// Failures are sorted for the caller: no answer, a 5xx or a 429 is `ProviderError.unavailable`
 /// (worth retrying), a 404 is `.notFound`, another 4xx is `.rejected`.
-public struct HTTPPaymentProvider: PaymentProvider {
+package struct HTTPPaymentProvider: PaymentProvider {
     private let http: HTTPClient
     private let baseURL: String
     private let apiKey: String?
@@ -22,7 +22,7 @@ public struct HTTPPaymentProvider: PaymentProvider {
     /// A connection that cannot be made fails the call at once (AsyncHTTPClient would otherwise
     /// retry it until the guard's deadline, and a refused connection would look like a timeout);
     /// the guard retries the call itself, with backoff.
-    public static func makeClient(connections: Int) -> HTTPClient {
+    package static func makeClient(connections: Int) -> HTTPClient {
         var pool = HTTPClient.Configuration.ConnectionPool(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         pool.retryConnectionEstablishment = false
@@ -31,28 +31,28 @@ public struct HTTPPaymentProvider: PaymentProvider {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    public init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {
+    package init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {
         self.http = http
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.apiKey = apiKey
     }
 
-    public func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
+    package func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
         let body = ProviderAPI.CreateIntent(
             amount: request.amount.amount, currency: request.amount.currency.code, reference: request.orderID.description)
         return try await intent(
             .POST, "/v1/payment_intents", key: request.idempotencyKey, body: try encoder.encode(body))
     }
 
-    public func payment(id: String) async throws -> ProviderPayment {
+    package func payment(id: String) async throws -> ProviderPayment {
         try await intent(.GET, "/v1/payment_intents/\(Self.escaped(id))")
     }
 
-    public func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment {
+    package func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment {
         try await intent(.POST, "/v1/payment_intents/\(Self.escaped(paymentID))/refund", key: idempotencyKey)
     }
 
-    public func statement(from: Date, to: Date) async throws -> [StatementRow] {
+    package func statement(from: Date, to: Date) async throws -> [StatementRow] {
         let text = try await send(
             .GET, "/v1/statements?from=\(Int(from.timeIntervalSince1970))&to=\(Int(to.timeIntervalSince1970))")
         return try String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline).dropFirst().map { line in

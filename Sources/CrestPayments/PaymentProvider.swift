@@ -3,7 +3,7 @@ import Foundation
 
 /// A payment provider as Crest uses it. Every call that changes something carries an idempotency
 /// key, so repeating it (after a timeout, a lost answer) never pays or refunds twice.
-public protocol PaymentProvider: Sendable {
+package protocol PaymentProvider: Sendable {
     /// Creates (or, for a known key, returns) the payment of an order.
     func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment
 
@@ -17,12 +17,12 @@ public protocol PaymentProvider: Sendable {
     func statement(from: Date, to: Date) async throws -> [StatementRow]
 }
 
-public struct PaymentRequest: Sendable, Hashable {
-    public var orderID: OrderID
-    public var amount: Money
-    public var idempotencyKey: String
+package struct PaymentRequest: Sendable, Hashable {
+    package var orderID: OrderID
+    package var amount: Money
+    package var idempotencyKey: String
 
-    public init(orderID: OrderID, amount: Money, idempotencyKey: String) {
+    package init(orderID: OrderID, amount: Money, idempotencyKey: String) {
         self.orderID = orderID
         self.amount = amount
         self.idempotencyKey = idempotencyKey
@@ -30,14 +30,14 @@ public struct PaymentRequest: Sendable, Hashable {
 }
 
 /// A payment at the provider; `reference` is Crest's order id.
-public struct ProviderPayment: Sendable, Hashable {
-    public var id: String
-    public var reference: String
-    public var amount: Money
-    public var status: PaymentStatus
-    public var payURL: String?
+package struct ProviderPayment: Sendable, Hashable {
+    package var id: String
+    package var reference: String
+    package var amount: Money
+    package var status: PaymentStatus
+    package var payURL: String?
 
-    public init(id: String, reference: String, amount: Money, status: PaymentStatus, payURL: String?) {
+    package init(id: String, reference: String, amount: Money, status: PaymentStatus, payURL: String?) {
         self.id = id
         self.reference = reference
         self.amount = amount
@@ -46,7 +46,7 @@ public struct ProviderPayment: Sendable, Hashable {
     }
 
     /// The observation of this payment for the order it references, if the reference is an order id.
-    public func observation(eventID: String? = nil) -> PaymentObservation? {
+    package func observation(eventID: String? = nil) -> PaymentObservation? {
         OrderID(reference).map {
             PaymentObservation(
                 orderID: $0, payment: OrderPayment(id: id, status: status, payURL: payURL), eventID: eventID)
@@ -55,14 +55,14 @@ public struct ProviderPayment: Sendable, Hashable {
 }
 
 /// One line of a settlement statement.
-public struct StatementRow: Sendable, Hashable {
-    public var paymentID: String
-    public var reference: String
-    public var amount: Money
-    public var status: PaymentStatus
-    public var settledAt: Date
+package struct StatementRow: Sendable, Hashable {
+    package var paymentID: String
+    package var reference: String
+    package var amount: Money
+    package var status: PaymentStatus
+    package var settledAt: Date
 
-    public init(paymentID: String, reference: String, amount: Money, status: PaymentStatus, settledAt: Date) {
+    package init(paymentID: String, reference: String, amount: Money, status: PaymentStatus, settledAt: Date) {
         self.paymentID = paymentID
         self.reference = reference
         self.amount = amount
@@ -72,7 +72,7 @@ public struct StatementRow: Sendable, Hashable {
 }
 
 /// Why a provider call failed.
-public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
+package enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The provider cannot be reached or did not answer in time, or Crest is holding calls back
     /// (circuit open, too many in flight): try again later.
     case unavailable(Unavailable)
@@ -80,7 +80,7 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     case rejected(status: Int, detail: String)
     case notFound
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unavailable(let reason): "payment provider unavailable: \(reason)"
         case .rejected(let status, let detail): "payment provider refused the request (\(status)): \(detail)"
@@ -91,8 +91,8 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// Why the provider is unavailable, told apart for logs and metrics: a refused connection is not a
 /// timeout, and neither is an error answer.
-public struct Unavailable: Sendable, Hashable, CustomStringConvertible {
-    public enum Cause: String, Sendable, Hashable, CaseIterable {
+package struct Unavailable: Sendable, Hashable, CustomStringConvertible {
+    package enum Cause: String, Sendable, Hashable, CaseIterable {
         /// No answer within the call's deadline.
         case timeout
         /// No connection: refused, reset, unresolvable host, TLS failure.
@@ -105,13 +105,13 @@ public struct Unavailable: Sendable, Hashable, CustomStringConvertible {
         case bulkheadFull = "rejected_full"
     }
 
-    public var cause: Cause
-    public var detail: String
+    package var cause: Cause
+    package var detail: String
 
-    public init(_ cause: Cause, _ detail: String) {
+    package init(_ cause: Cause, _ detail: String) {
         self.cause = cause
         self.detail = detail
     }
 
-    public var description: String { detail }
+    package var description: String { detail }
 }

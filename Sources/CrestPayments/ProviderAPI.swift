@@ -3,18 +3,18 @@ import Foundation
 
 /// The JSON of the provider API that `crest psp-sim` serves and `HTTPPaymentProvider` calls,
 /// shaped like a real provider's: payment intents, signed webhook events, statements.
-public enum ProviderAPI {
+package enum ProviderAPI {
     /// Header of the provider's webhooks.
-    public static let signatureHeader = "Provider-Signature"
+    package static let signatureHeader = "Provider-Signature"
 
     /// `POST /v1/payment_intents` (with `Idempotency-Key`).
-    public struct CreateIntent: Codable, Sendable {
-        public var amount: Int64
-        public var currency: String
+    package struct CreateIntent: Codable, Sendable {
+        package var amount: Int64
+        package var currency: String
         /// The merchant's reference: Crest's order id.
-        public var reference: String
+        package var reference: String
 
-        public init(amount: Int64, currency: String, reference: String) {
+        package init(amount: Int64, currency: String, reference: String) {
             self.amount = amount
             self.currency = currency
             self.reference = reference
@@ -22,18 +22,18 @@ public enum ProviderAPI {
     }
 
     /// A payment intent.
-    public struct Intent: Codable, Sendable, Hashable {
-        public var id: String
-        public var reference: String
-        public var amount: Int64
-        public var currency: String
-        public var status: PaymentStatus
-        public var payUrl: String?
+    package struct Intent: Codable, Sendable, Hashable {
+        package var id: String
+        package var reference: String
+        package var amount: Int64
+        package var currency: String
+        package var status: PaymentStatus
+        package var payUrl: String?
         /// Unix seconds.
-        public var created: Int64
-        public var updated: Int64
+        package var created: Int64
+        package var updated: Int64
 
-        public init(
+        package init(
             id: String, reference: String, amount: Int64, currency: String, status: PaymentStatus, payUrl: String?,
             created: Int64, updated: Int64
         ) {
@@ -48,7 +48,7 @@ public enum ProviderAPI {
         }
 
         /// The intent as a `ProviderPayment`; `nil` when its currency is not an ISO code.
-        public var payment: ProviderPayment? {
+        package var payment: ProviderPayment? {
             Currency(currency).map {
                 ProviderPayment(
                     id: id, reference: reference, amount: Money(amount: amount, currency: $0), status: status,
@@ -58,14 +58,14 @@ public enum ProviderAPI {
     }
 
     /// A webhook event: `type` is `payment_intent.<status>` and `data` the intent after the change.
-    public struct Event: Codable, Sendable, Hashable {
-        public var id: String
-        public var type: String
+    package struct Event: Codable, Sendable, Hashable {
+        package var id: String
+        package var type: String
         /// Unix seconds.
-        public var created: Int64
-        public var data: Intent
+        package var created: Int64
+        package var data: Intent
 
-        public init(id: String, type: String, created: Int64, data: Intent) {
+        package init(id: String, type: String, created: Int64, data: Intent) {
             self.id = id
             self.type = type
             self.created = created
@@ -73,22 +73,22 @@ public enum ProviderAPI {
         }
 
         /// The event type announcing `status`.
-        public static func type(for status: PaymentStatus) -> String { "payment_intent.\(status.rawValue)" }
+        package static func type(for status: PaymentStatus) -> String { "payment_intent.\(status.rawValue)" }
 
         /// The status an event type announces; `nil` for types Crest does not know.
-        public static func status(of type: String) -> PaymentStatus? {
+        package static func status(of type: String) -> PaymentStatus? {
             guard type.hasPrefix("payment_intent.") else { return nil }
             return PaymentStatus(rawValue: String(type.dropFirst("payment_intent.".count)))
         }
     }
 
     /// `POST /v1/payment_intents/{id}/simulate`: the buyer pays, or the payment fails.
-    public struct Simulate: Codable, Sendable {
-        public var outcome: PaymentStatus
+    package struct Simulate: Codable, Sendable {
+        package var outcome: PaymentStatus
 
-        public init(outcome: PaymentStatus) { self.outcome = outcome }
+        package init(outcome: PaymentStatus) { self.outcome = outcome }
     }
 
     /// The columns of `GET /v1/statements?from=…&to=…` (CSV, unix seconds).
-    public static let statementHeader = "payment_id,reference,amount,currency,status,settled_at"
+    package static let statementHeader = "payment_id,reference,amount,currency,status,settled_at"
 }

@@ -8,10 +8,10 @@ import Foundation
 /// let header = WebhookSignature.sign(body, secret: secret, at: Date())
 /// try WebhookSignature.verify(header, body: body, secret: secret, now: Date())
 /// ```
-public enum WebhookSignature {
-    public static let defaultTolerance: TimeInterval = 300
+package enum WebhookSignature {
+    package static let defaultTolerance: TimeInterval = 300
 
-    public enum Failure: Error, Sendable, Hashable {
+    package enum Failure: Error, Sendable, Hashable {
         /// The header is missing or not of the form `t=…,v1=…`.
         case malformed
         /// The timestamp is further than the tolerance from now (a replay, or a badly wrong clock).
@@ -20,14 +20,14 @@ public enum WebhookSignature {
         case mismatch
     }
 
-    public static func sign(_ body: Data, secret: String, at time: Date) -> String {
+    package static func sign(_ body: Data, secret: String, at time: Date) -> String {
         let timestamp = Int(time.timeIntervalSince1970)
         return "t=\(timestamp),v1=\(hex(mac(body, secret: secret, timestamp: timestamp)))"
     }
 
     /// Checks `header` against `body`. Every `v1=` value is tried (several while a secret rotates);
     /// the comparison takes the same time wherever the first difference is.
-    public static func verify(
+    package static func verify(
         _ header: String?, body: Data, secret: String, now: Date, tolerance: TimeInterval = defaultTolerance
     ) throws(Failure) {
         guard let header else { throw .malformed }

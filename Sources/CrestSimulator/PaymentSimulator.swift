@@ -7,21 +7,21 @@ import Synchronization
 ///
 /// Intents move `created → processing → succeeded | failed`, and `succeeded → refunded`; every
 /// change emits a webhook event to the `WebhookDispatcher`.
-public final class PaymentSimulator: Sendable {
-    public struct Configuration: Sendable {
+package final class PaymentSimulator: Sendable {
+    package struct Configuration: Sendable {
         /// Where payment pages are served (the simulator's own address).
-        public var publicURL: String
-        public var seed: UInt64
-        public var faults: SimulatorFaults
+        package var publicURL: String
+        package var seed: UInt64
+        package var faults: SimulatorFaults
 
-        public init(publicURL: String, seed: UInt64 = 1, faults: SimulatorFaults = .init()) {
+        package init(publicURL: String, seed: UInt64 = 1, faults: SimulatorFaults = .init()) {
             self.publicURL = publicURL
             self.seed = seed
             self.faults = faults
         }
     }
 
-    public enum Failure: Error, Sendable, Hashable {
+    package enum Failure: Error, Sendable, Hashable {
         case notFound
         /// The request does not fit the intent's state (e.g. refunding an unpaid intent).
         case conflict(String)
@@ -45,7 +45,7 @@ public final class PaymentSimulator: Sendable {
     private let faultState: Mutex<SimulatorFaults>
     let events: WebhookDispatcher
 
-    public init(configuration: Configuration, events: WebhookDispatcher) {
+    package init(configuration: Configuration, events: WebhookDispatcher) {
         random = SeededRandom(seed: configuration.seed)
         state = Mutex(State(publicURL: configuration.publicURL))
         faultState = Mutex(configuration.faults)
@@ -53,15 +53,15 @@ public final class PaymentSimulator: Sendable {
         events.attach(self)
     }
 
-    public var faults: SimulatorFaults {
+    package var faults: SimulatorFaults {
         get { faultState.withLock { $0 } }
         set { faultState.withLock { $0 = newValue } }
     }
 
     /// Sets the address payment pages are served at (known once the server listens).
-    public func setPublicURL(_ url: String) { state.withLock { $0.publicURL = url } }
+    package func setPublicURL(_ url: String) { state.withLock { $0.publicURL = url } }
 
-    public func create(_ request: ProviderAPI.CreateIntent, key: String, now: Date = Date()) throws(Failure)
+    package func create(_ request: ProviderAPI.CreateIntent, key: String, now: Date = Date()) throws(Failure)
         -> ProviderAPI.Intent
     {
         guard request.amount >= 0, Currency(request.currency) != nil, !request.reference.isEmpty else {
@@ -97,14 +97,14 @@ public final class PaymentSimulator: Sendable {
         prefix + TimeOrderedID.make().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
     }
 
-    public func intent(_ id: String) throws(Failure) -> ProviderAPI.Intent {
+    package func intent(_ id: String) throws(Failure) -> ProviderAPI.Intent {
         guard let intent = state.withLock({ $0.intents[id] }) else { throw .notFound }
         return intent
     }
 
     /// The buyer pays (`succeeded`) or the payment fails (`failed`): `processing`, then the outcome,
     /// each with its webhook.
-    public func simulate(_ id: String, outcome: PaymentStatus, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
+    package func simulate(_ id: String, outcome: PaymentStatus, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
         guard outcome == .succeeded || outcome == .failed else { throw .invalid("outcome must be succeeded or failed") }
         let result = state.withLock { state -> Result<[ProviderAPI.Intent], Failure> in
             guard var intent = state.intents[id] else { return .failure(.notFound) }
@@ -125,7 +125,7 @@ public final class PaymentSimulator: Sendable {
         return changes[changes.count - 1]
     }
 
-    public func refund(_ id: String, key: String, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
+    package func refund(_ id: String, key: String, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
         let result = state.withLock { state -> Result<(ProviderAPI.Intent, Bool), Failure> in
             if let known = state.refundKeys[key] {
                 guard known == id else { return .failure(.keyReused) }
@@ -149,7 +149,7 @@ public final class PaymentSimulator: Sendable {
 
     /// The settlement statement of `from..<to` (unix seconds) as CSV: one row per intent that
     /// succeeded or was refunded in the period, with the configured discrepancies.
-    public func statement(from: Int64, to: Int64) -> String {
+    package func statement(from: Int64, to: Int64) -> String {
         let faults = self.faults
         var rows = state.withLock { state in
             state.order.compactMap { id -> ProviderAPI.Intent? in

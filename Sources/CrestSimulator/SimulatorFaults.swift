@@ -4,35 +4,35 @@ import Synchronization
 
 /// The faults the simulator injects, changeable while it runs (`PUT /v1/faults`). Rates are
 /// probabilities from 0 to 1, drawn from the simulator's seeded generator.
-public struct SimulatorFaults: Codable, Sendable, Hashable {
+package struct SimulatorFaults: Codable, Sendable, Hashable {
     /// Added to every API answer, after the call took effect: `latencyMs` plus a uniform draw up
     /// to `latencyJitterMs`.
-    public var latencyMs: Int = 0
-    public var latencyJitterMs: Int = 0
+    package var latencyMs: Int = 0
+    package var latencyJitterMs: Int = 0
     /// Share of API calls answered `500` without taking effect.
-    public var errorRate: Double = 0
+    package var errorRate: Double = 0
     /// Share of API calls that take effect, then hang for `timeoutMs` and answer `504`.
-    public var timeoutRate: Double = 0
-    public var timeoutMs: Int = 30_000
+    package var timeoutRate: Double = 0
+    package var timeoutMs: Int = 30_000
     /// Share of webhooks sent twice.
-    public var webhookDuplicateRate: Double = 0
+    package var webhookDuplicateRate: Double = 0
     /// Share of webhooks held back by up to `webhookReorderMs`, so later ones overtake them.
-    public var webhookReorderRate: Double = 0
-    public var webhookReorderMs: Int = 500
+    package var webhookReorderRate: Double = 0
+    package var webhookReorderMs: Int = 500
     /// Every webhook waits this long before its first delivery.
-    public var webhookDelayMs: Int = 0
+    package var webhookDelayMs: Int = 0
     /// Share of webhooks never sent.
-    public var webhookDropRate: Double = 0
+    package var webhookDropRate: Double = 0
     /// Statement discrepancies: rows left out, rows for payments that do not exist, rows whose
     /// amount differs by one minor unit.
-    public var statementMissingRows: Int = 0
-    public var statementExtraRows: Int = 0
-    public var statementAmountMismatches: Int = 0
+    package var statementMissingRows: Int = 0
+    package var statementExtraRows: Int = 0
+    package var statementAmountMismatches: Int = 0
 
-    public init() {}
+    package init() {}
 
     /// The first problem with these values, if any.
-    public var problem: String? {
+    package var problem: String? {
         let rates = [errorRate, timeoutRate, webhookDuplicateRate, webhookReorderRate, webhookDropRate]
         if rates.contains(where: { !(0...1).contains($0) }) { return "rates must be between 0 and 1" }
         let counts = [

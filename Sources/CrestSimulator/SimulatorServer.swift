@@ -12,8 +12,8 @@ import NIOCore
 /// let router = SimulatorServer.router(simulator: simulator)
 /// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8090)))
 /// ```
-public enum SimulatorServer {
-    public static func router(simulator: PaymentSimulator) -> Router<BasicRequestContext> {
+package enum SimulatorServer {
+    package static func router(simulator: PaymentSimulator) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ProviderFaults(simulator: simulator))
         router.get("healthz") { _, _ in "ok" }
@@ -95,7 +95,7 @@ public enum SimulatorServer {
 }
 
 extension PaymentSimulator.Failure: HTTPResponseError {
-    public var status: HTTPResponse.Status {
+    package var status: HTTPResponse.Status {
         switch self {
         case .notFound: .notFound
         case .conflict, .keyReused: .conflict
@@ -103,7 +103,7 @@ extension PaymentSimulator.Failure: HTTPResponseError {
         }
     }
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
         let message =
             switch self {
             case .notFound: "no such payment intent"

@@ -12,12 +12,12 @@ import Synchronization
 /// Each delivery is retried with backoff until the receiver answers 2xx (at most `maxAttempts`
 /// times). Faults decide, per event, from the seeded generator: drop it, send it twice, hold it
 /// back so that later events overtake it, delay every event.
-public final class WebhookDispatcher: Service, Sendable {
-    public struct Target: Sendable {
-        public var url: String
-        public var secret: String
+package final class WebhookDispatcher: Service, Sendable {
+    package struct Target: Sendable {
+        package var url: String
+        package var secret: String
 
-        public init(url: String, secret: String) {
+        package init(url: String, secret: String) {
             self.url = url
             self.secret = secret
         }
@@ -38,7 +38,7 @@ public final class WebhookDispatcher: Service, Sendable {
         return encoder
     }()
 
-    public init(target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8) {
+    package init(target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8) {
         (stream, continuation) = AsyncStream.makeStream(of: ProviderAPI.Event.self)
         self.target = Mutex(target)
         self.http = http
@@ -47,10 +47,10 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     /// Where events go from now on (e.g. once the receiver listens and its port is known).
-    public func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
+    package func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
 
     /// Events emitted, events delivered (2xx), and delivery attempts that failed.
-    public var statistics: (emitted: Int, delivered: Int, failedAttempts: Int) { counts.withLock { $0 } }
+    package var statistics: (emitted: Int, delivered: Int, failedAttempts: Int) { counts.withLock { $0 } }
 
     func attach(_ simulator: PaymentSimulator) { source.withLock { $0 = simulator } }
 
@@ -63,7 +63,7 @@ public final class WebhookDispatcher: Service, Sendable {
         continuation.yield(event)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await event in stream {

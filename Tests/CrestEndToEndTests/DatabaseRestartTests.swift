@@ -63,7 +63,7 @@ struct DatabaseRestartTests {
                 }
             }
         }
-        let placedBefore = try await eventually(timeout: .seconds(20)) { attempts.value.count(where: { $0.status == 201 }) >= 200 }
+        let placedBefore = try await eventually(timeout: .seconds(60)) { attempts.value.count(where: { $0.status == 201 }) >= 200 }
         #expect(placedBefore)
 
         // PostgreSQL stops (fast shutdown: sessions are cut) and comes back 5 s later on the same port.

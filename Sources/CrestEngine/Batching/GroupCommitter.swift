@@ -13,8 +13,8 @@ import Synchronization
 ///
 /// It is a `Service`: on graceful shutdown it stops taking new requests, commits every request
 /// already queued, and returns.
-public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Sendable {
-    public typealias Commit = @Sendable ([Item]) async throws -> [Output]
+package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Sendable {
+    package typealias Commit = @Sendable ([Item]) async throws -> [Output]
 
     private struct Waiting {
         var item: Item
@@ -39,7 +39,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// when a commit returns, it continues at once instead of queueing behind the request handlers
     /// that share the cooperative pool. Otherwise it runs on the pool.
     /// `clock` times the linger of a non-zero `window`.
-    public init(
+    package init(
         window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger,
         clock: any CrestClock = SystemClock(), commit: @escaping Commit
     ) {
@@ -53,11 +53,11 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     }
 
     /// Requests waiting for a batch (not counting the batch being committed).
-    public var queuedCount: Int { state.withLock { $0.queue.count } }
+    package var queuedCount: Int { state.withLock { $0.queue.count } }
 
     /// Queues `item` for the next batch and returns its result once that batch committed.
     /// Throws `UnavailableError` once shutdown began, and whatever `commit` threw for the batch.
-    public func submit(_ item: Item) async throws -> Output {
+    package func submit(_ item: Item) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
             let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
                 guard !state.shuttingDown else { return (false, nil) }
@@ -74,7 +74,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await withGracefulShutdownHandler {
             await drain()
         } onGracefulShutdown: {
@@ -177,5 +177,5 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     }
 
     /// Thrown to requests that arrive after shutdown began.
-    public struct ShutdownError: Error {}
+    package struct ShutdownError: Error {}
 }

@@ -2,17 +2,17 @@ import CrestCore
 import Foundation
 
 /// What a handler asks of the runner after a successful run.
-public enum JobResult: Sendable, Hashable {
+package enum JobResult: Sendable, Hashable {
     case completed
     /// Run again after this long, without using up an attempt (e.g. "not yet").
     case snooze(Duration)
 }
 
 /// Thrown by a handler that knows retrying cannot help: the job is discarded at once with this error.
-public struct JobDiscardError: Error, CustomStringConvertible {
-    public var description: String
+package struct JobDiscardError: Error, CustomStringConvertible {
+    package var description: String
 
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// The code that runs one kind of job.
@@ -21,7 +21,7 @@ public struct JobDiscardError: Error, CustomStringConvertible {
 /// reporting it), so a handler must be idempotent: its effect, checked against the store, happens
 /// once however often it runs. A thrown error fails the attempt; the job runs again after a
 /// backoff until its last attempt, then it is discarded and `discarded(_:error:)` is called.
-public protocol JobHandler: Sendable {
+package protocol JobHandler: Sendable {
     func run(_ job: Job) async throws -> JobResult
 
     /// Longest a run may take; after it the run is cancelled and counts as a failed attempt.
@@ -35,11 +35,11 @@ public protocol JobHandler: Sendable {
 }
 
 extension JobHandler {
-    public var timeout: Duration { .seconds(60) }
+    package var timeout: Duration { .seconds(60) }
 
-    public var backoff: Backoff? { nil }
+    package var backoff: Backoff? { nil }
 
-    public func discarded(_ job: Job, error: String) async {}
+    package func discarded(_ job: Job, error: String) async {}
 }
 
 /// A handler made of closures.
@@ -50,13 +50,13 @@ extension JobHandler {
 ///     return .completed
 /// }
 /// ```
-public struct JobHandlerFunction: JobHandler {
-    public let timeout: Duration
-    public let backoff: Backoff?
+package struct JobHandlerFunction: JobHandler {
+    package let timeout: Duration
+    package let backoff: Backoff?
     private let body: @Sendable (Job) async throws -> JobResult
     private let onDiscard: @Sendable (Job, String) async -> Void
 
-    public init(
+    package init(
         timeout: Duration = .seconds(60), backoff: Backoff? = nil,
         onDiscard: @escaping @Sendable (Job, String) async -> Void = { _, _ in },
         _ body: @escaping @Sendable (Job) async throws -> JobResult
@@ -67,9 +67,9 @@ public struct JobHandlerFunction: JobHandler {
         self.onDiscard = onDiscard
     }
 
-    public func run(_ job: Job) async throws -> JobResult { try await body(job) }
+    package func run(_ job: Job) async throws -> JobResult { try await body(job) }
 
-    public func discarded(_ job: Job, error: String) async { await onDiscard(job, error) }
+    package func discarded(_ job: Job, error: String) async { await onDiscard(job, error) }
 }
 
 /// A runner's handlers, registered by typed kind: each body gets its job's parameters decoded
@@ -80,14 +80,14 @@ public struct JobHandlerFunction: JobHandler {
 /// handlers.register(OrderJobs.expire, timeout: .seconds(30)) { job, order in try await expire(order.orderId) }
 /// let runner = JobRunner(store: store, handlers: handlers.byKind, logger: logger)
 /// ```
-public struct JobHandlers: Sendable {
+package struct JobHandlers: Sendable {
     /// What `JobRunner` takes: the handler of each kind's name.
-    public private(set) var byKind: [String: any JobHandler] = [:]
+    package private(set) var byKind: [String: any JobHandler] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Registers the handler of `kind`; `onDiscard` gets the parameters too when they decode.
-    public mutating func register<Parameters>(
+    package mutating func register<Parameters>(
         _ kind: JobKind<Parameters>, timeout: Duration = .seconds(60), backoff: Backoff? = nil,
         onDiscard: @escaping @Sendable (Job, Parameters?, String) async -> Void = { _, _, _ in },
         _ body: @escaping @Sendable (Job, Parameters) async throws -> JobResult

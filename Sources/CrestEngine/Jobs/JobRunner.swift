@@ -22,9 +22,9 @@ import Tracing
 /// let runner = JobRunner(store: store, handlers: ["email.send": SendEmail()], logger: logger)
 /// let group = ServiceGroup(services: [runner], logger: logger)
 /// ```
-public final class JobRunner: Service, Sendable {
+package final class JobRunner: Service, Sendable {
     /// Identifies this runner's claims in the store.
-    public let worker: String
+    package let worker: String
     private let store: any JobQueue
     private let handlers: [String: any JobHandler]
     private let configuration: JobRunnerConfiguration
@@ -32,7 +32,7 @@ public final class JobRunner: Service, Sendable {
     private let clock: any CrestClock
     private let metrics = JobMetrics()
     /// What the runner did, counted, so that tests wait for an event instead of for time.
-    public let signals = JobRunnerSignals()
+    package let signals = JobRunnerSignals()
     private let finisher: GroupCommitter<JobFinish, Void>
 
     private struct State {
@@ -50,7 +50,7 @@ public final class JobRunner: Service, Sendable {
     private let leaseWake = WakeSignal()
     private let maintenanceWake = WakeSignal()
 
-    public init(
+    package init(
         store: any JobQueue, handlers: [String: any JobHandler], configuration: JobRunnerConfiguration = .init(),
         logger: Logger, clock: any CrestClock = SystemClock()
     ) {
@@ -68,10 +68,10 @@ public final class JobRunner: Service, Sendable {
     }
 
     /// Jobs running now.
-    public var runningCount: Int { state.withLock { $0.running } }
+    package var runningCount: Int { state.withLock { $0.running } }
 
     /// Tells the runner that a job was enqueued to run at `runAt`, so that it does not sleep past it.
-    public func notify(runAt: Date) {
+    package func notify(runAt: Date) {
         let wake = state.withLock { state in
             guard let wakeAt = state.wakeAt else { return false }
             return runAt < wakeAt
@@ -79,7 +79,7 @@ public final class JobRunner: Service, Sendable {
         if wake { claimWake.signal() }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { loops in
                 loops.addTask { await self.finisher.drain() }

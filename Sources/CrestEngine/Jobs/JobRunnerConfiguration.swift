@@ -2,24 +2,24 @@ import CrestCore
 import Foundation
 
 /// How the job runner claims, runs and retries jobs.
-public struct JobRunnerConfiguration: Sendable {
+package struct JobRunnerConfiguration: Sendable {
     /// Jobs run at the same time by this runner.
-    public var workers: Int
+    package var workers: Int
     /// How long a claim lasts without news from its worker; extended every third of it while the
     /// job runs. A job whose worker died runs again once its lease is over.
-    public var lease: Duration
+    package var lease: Duration
     /// Longest time between two looks at the queue when nothing told the runner to look.
-    public var pollInterval: Duration
-    public var backoff: Backoff
+    package var pollInterval: Duration
+    package var backoff: Backoff
     /// On shutdown, how long running jobs may finish before they are cancelled and put back.
-    public var shutdownGrace: Duration
+    package var shutdownGrace: Duration
     /// How often queue statistics are published as metrics.
-    public var statisticsInterval: Duration
+    package var statisticsInterval: Duration
     /// Completed jobs are deleted after this long; discarded ones after `discardedRetention`.
-    public var completedRetention: Duration
-    public var discardedRetention: Duration
+    package var completedRetention: Duration
+    package var discardedRetention: Duration
 
-    public init(
+    package init(
         workers: Int = 100, lease: Duration = .seconds(30), pollInterval: Duration = .seconds(1),
         backoff: Backoff = Backoff(), shutdownGrace: Duration = .seconds(10), statisticsInterval: Duration = .seconds(5),
         completedRetention: Duration = .seconds(24 * 3600), discardedRetention: Duration = .seconds(7 * 24 * 3600)
@@ -40,13 +40,13 @@ public struct JobRunnerConfiguration: Sendable {
 /// Exponential backoff with jitter: after attempt `n`, wait `base × 2ⁿ⁻¹` (at most `maximum`),
 /// stretched or shrunk by up to `jitter` of itself at random so that retries of many jobs that
 /// failed together do not come back together.
-public struct Backoff: Sendable, Hashable {
-    public var base: Duration
-    public var maximum: Duration
+package struct Backoff: Sendable, Hashable {
+    package var base: Duration
+    package var maximum: Duration
     /// A fraction from 0 to 1.
-    public var jitter: Double
+    package var jitter: Double
 
-    public init(base: Duration = .seconds(1), maximum: Duration = .seconds(3600), jitter: Double = 0.25) {
+    package init(base: Duration = .seconds(1), maximum: Duration = .seconds(3600), jitter: Double = 0.25) {
         precondition((0...1).contains(jitter), "jitter is a fraction from 0 to 1")
         self.base = base
         self.maximum = maximum
@@ -54,7 +54,7 @@ public struct Backoff: Sendable, Hashable {
     }
 
     /// The wait after failed attempt `attempt` (1-based); `random` is uniform in 0…1.
-    public func delay(afterAttempt attempt: Int, random: Double = Double.random(in: 0...1)) -> Duration {
+    package func delay(afterAttempt attempt: Int, random: Double = Double.random(in: 0...1)) -> Duration {
         let exponent = Double(min(max(attempt - 1, 0), 62))
         let plain = min(base.seconds * pow(2, exponent), maximum.seconds)
         return .milliseconds(Int64((plain * (1 + jitter * (2 * random - 1)) * 1000).rounded()))

@@ -9,7 +9,7 @@ import Synchronization
 /// clock.advance(by: .seconds(4))
 /// try await eventually { runner.signals.leaseExtensions > before }
 /// ```
-public final class JobRunnerSignals: Sendable {
+package final class JobRunnerSignals: Sendable {
     private let rounds = Atomic<Int>(0)
     private let claimed = Atomic<Int>(0)
     private let extended = Atomic<Int>(0)
@@ -17,13 +17,13 @@ public final class JobRunnerSignals: Sendable {
 
     /// Claims made (each a store transaction that also rescues jobs whose lease ran out), whether
     /// they found a job or not.
-    public var claims: Int { rounds.load(ordering: .relaxed) }
+    package var claims: Int { rounds.load(ordering: .relaxed) }
     /// Jobs handed to workers by claims so far.
-    public var jobsClaimed: Int { claimed.load(ordering: .relaxed) }
+    package var jobsClaimed: Int { claimed.load(ordering: .relaxed) }
     /// Times the leases of running jobs were extended.
-    public var leaseExtensions: Int { extended.load(ordering: .relaxed) }
+    package var leaseExtensions: Int { extended.load(ordering: .relaxed) }
     /// Run outcomes written to the store.
-    public var outcomesRecorded: Int { recorded.load(ordering: .relaxed) }
+    package var outcomesRecorded: Int { recorded.load(ordering: .relaxed) }
 
     func claimed(_ count: Int) {
         claimed.add(count, ordering: .relaxed)

@@ -6,10 +6,10 @@ import Tracing
 
 /// An order as the answer to a placement: new, or the one an earlier request with the same
 /// idempotency key created.
-public struct PlacedOrder: Sendable {
-    public var order: Order
+package struct PlacedOrder: Sendable {
+    package var order: Order
     /// `true` when the idempotency key was seen before and this is that request's order.
-    public var replayed: Bool
+    package var replayed: Bool
 }
 
 extension Engine {
@@ -18,7 +18,7 @@ extension Engine {
     ///
     /// Throws `ValidationError` for bad input, `OrderError` for refusals and `UnavailableError`
     /// when the store cannot commit.
-    public func placeOrder(_ request: OrderRequest) async throws -> PlacedOrder {
+    package func placeOrder(_ request: OrderRequest) async throws -> PlacedOrder {
         try request.validate()
         do {
             let placed = try await withSpan("order.place") { span in
@@ -200,7 +200,7 @@ extension Engine {
     }
 
     /// The order with its current status.
-    public func order(_ id: OrderID) async throws -> Order {
+    package func order(_ id: OrderID) async throws -> Order {
         guard let order = try await withStore("read order", { try await store.order(id) }) else {
             throw OrderError.orderNotFound
         }
@@ -209,7 +209,7 @@ extension Engine {
 
     /// Cancels an order awaiting payment; its stock is available again at once. Cancelling a
     /// cancelled order returns it unchanged; any other final status is `OrderError.notPending`.
-    public func cancelOrder(_ id: OrderID) async throws -> Order {
+    package func cancelOrder(_ id: OrderID) async throws -> Order {
         let result = try await withStore("cancel order") {
             try await store.transition(id, by: .cancel, at: clock())
         }
@@ -219,7 +219,7 @@ extension Engine {
     /// Cancels the attempt named by an idempotency key (TCC cancel by the transaction's name): its
     /// order if it placed one, or else a record that refuses the attempt should it arrive later,
     /// so a client that gave up on an unanswered request can be sure it will not hold stock.
-    public func cancelAttempt(saleID: SaleID, idempotencyKey: String) async throws -> AttemptCancellation {
+    package func cancelAttempt(saleID: SaleID, idempotencyKey: String) async throws -> AttemptCancellation {
         try OrderRequest.validateKey(idempotencyKey)
         let now = clock()
         let result = try await withStore("cancel attempt") {
@@ -255,14 +255,14 @@ extension Engine {
     }
 
     /// An order's outbox events, oldest first.
-    public func events(of id: OrderID) async throws -> [OrderEvent] {
+    package func events(of id: OrderID) async throws -> [OrderEvent] {
         let events = try await withStore("read events") { try await store.events(of: id) }
         if events.isEmpty { _ = try await order(id) }
         return events
     }
 
     /// Orders for operators, in creation order after `after`.
-    public func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
+    package func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
         try await withStore("list orders") { try await store.orders(matching: filter, after: after, limit: limit) }
     }
 

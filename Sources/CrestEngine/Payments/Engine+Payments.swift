@@ -6,15 +6,15 @@ import Foundation
 extension Engine {
     /// Records what the provider said about a payment (a verified webhook): duplicates change
     /// nothing, a success pays the order once (or, after it closed, starts a refund).
-    public func recordPayment(_ observation: PaymentObservation) async throws -> PaymentRecord {
+    package func recordPayment(_ observation: PaymentObservation) async throws -> PaymentRecord {
         let record = try await withStore("record payment") { try await lifecycle.record(observation) }
         if record.refundEnqueued { jobs.notify(runAt: clock()) }
         return record
     }
 
     /// The provider guard's breaker and bulkhead, when the provider is a `GuardedProvider`.
-    public var providerStatus: GuardedProvider.Status? { (provider as? GuardedProvider)?.status }
+    package var providerStatus: GuardedProvider.Status? { (provider as? GuardedProvider)?.status }
 
     /// Whether a payment provider is configured.
-    public var hasPaymentProvider: Bool { provider != nil }
+    package var hasPaymentProvider: Bool { provider != nil }
 }

@@ -4,7 +4,7 @@ import Logging
 
 extension Engine {
     /// Creates a sale from a validated draft; it opens at `startsAt` (default: now).
-    public func createSale(_ draft: SaleDraft) async throws -> Sale {
+    package func createSale(_ draft: SaleDraft) async throws -> Sale {
         let now = clock()
         let sale = try draft.validated(id: SaleID.make(now: now), now: now)
         try await withStore("create sale") { try await store.createSale(sale) }
@@ -15,7 +15,7 @@ extension Engine {
     }
 
     /// The sale with its live counters, read from the store.
-    public func sale(_ id: SaleID) async throws -> Sale {
+    package func sale(_ id: SaleID) async throws -> Sale {
         guard let sale = try await withStore("read sale", { try await store.sale(id) }) else {
             throw OrderError.saleNotFound
         }
@@ -23,7 +23,7 @@ extension Engine {
     }
 
     /// Sales in creation order, `limit` at a time, after the sale `after`.
-    public func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
+    package func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
         try await withStore("list sales") { try await store.sales(after: after, limit: limit) }
     }
 }

@@ -5,13 +5,13 @@ import Foundation
 import Logging
 
 /// An operator request about a webhook endpoint that does not exist.
-public struct WebhookEndpointNotFound: DomainError, Hashable {
-    public init() {}
+package struct WebhookEndpointNotFound: DomainError, Hashable {
+    package init() {}
 }
 
 extension Engine {
     /// Registers a merchant endpoint; without a secret, one is generated (and returned once).
-    public func createWebhookEndpoint(url: String, secret: String?, eventTypes: Set<OrderEvent.Kind>) async throws
+    package func createWebhookEndpoint(url: String, secret: String?, eventTypes: Set<OrderEvent.Kind>) async throws
         -> WebhookEndpoint
     {
         let secret =
@@ -28,11 +28,11 @@ extension Engine {
         return endpoint
     }
 
-    public func webhookEndpoints() async throws -> [WebhookEndpoint] {
+    package func webhookEndpoints() async throws -> [WebhookEndpoint] {
         try await withStore("list webhook endpoints") { try await store.webhookEndpoints() }
     }
 
-    public func deleteWebhookEndpoint(_ id: WebhookEndpointID) async throws {
+    package func deleteWebhookEndpoint(_ id: WebhookEndpointID) async throws {
         let deleted = try await withStore("delete webhook endpoint") {
             try await store.deleteWebhookEndpoint(id, at: clock())
         }

@@ -2,17 +2,17 @@ import Foundation
 
 /// The JSON dialect of the API: camelCase keys, RFC 3339 timestamps in UTC with milliseconds
 /// (`2026-11-24T20:00:00.000Z`); on input, fractional seconds are optional.
-public enum CrestJSON {
+package enum CrestJSON {
     private static let withFraction = Timestamp.style
     private static let withoutFraction = Date.ISO8601FormatStyle()
 
     /// One shared encoder: configuring a `JSONEncoder` per request costs more than encoding a
     /// small body, and encoders are safe to share once configured.
-    public static let sharedEncoder = encoder()
+    package static let sharedEncoder = encoder()
     /// One shared decoder, for the same reason.
-    public static let sharedDecoder = decoder()
+    package static let sharedDecoder = decoder()
 
-    public static func encoder() -> JSONEncoder {
+    package static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             try Timestamp(date).encode(to: encoder)
@@ -21,7 +21,7 @@ public enum CrestJSON {
         return encoder
     }
 
-    public static func decoder() -> JSONDecoder {
+    package static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()

@@ -2,19 +2,19 @@ import Foundation
 import Hummingbird
 
 /// The request context of every Crest route: JSON with RFC 3339 timestamps and a 64 KiB body cap.
-public struct CrestRequestContext: RequestContext {
+package struct CrestRequestContext: RequestContext {
     /// Largest request body accepted; larger ones get 413.
-    public static let maxBodySize = 64 * 1024
+    package static let maxBodySize = 64 * 1024
 
-    public var coreContext: CoreRequestContextStorage
+    package var coreContext: CoreRequestContextStorage
 
-    public init(source: ApplicationRequestContextSource) {
+    package init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
     }
 
-    public var maxUploadSize: Int { Self.maxBodySize }
+    package var maxUploadSize: Int { Self.maxBodySize }
 
-    public var requestDecoder: JSONDecoder { CrestJSON.sharedDecoder }
+    package var requestDecoder: JSONDecoder { CrestJSON.sharedDecoder }
 
-    public var responseEncoder: JSONEncoder { CrestJSON.sharedEncoder }
+    package var responseEncoder: JSONEncoder { CrestJSON.sharedEncoder }
 }

@@ -7,24 +7,24 @@ import Hummingbird
 ///
 /// `type` is a stable URN per kind of problem (`urn:crest:problem:sold-out`); clients branch on
 /// it, never on `title` or `detail`, which are for people.
-public struct Problem: Codable, Sendable, Hashable {
-    public var type: String
-    public var title: String
-    public var status: Int
-    public var detail: String?
-    public var instance: String?
+package struct Problem: Codable, Sendable, Hashable {
+    package var type: String
+    package var title: String
+    package var status: Int
+    package var detail: String?
+    package var instance: String?
     /// Per-field problems of an invalid request.
-    public var errors: [ValidationError.Issue]?
+    package var errors: [ValidationError.Issue]?
     /// Extra headers of the response (`Retry-After`, `WWW-Authenticate`); not part of the body.
-    public var headers: [String: String] = [:]
+    package var headers: [String: String] = [:]
 
     enum CodingKeys: String, CodingKey {
         case type, title, status, detail, instance, errors
     }
 
-    public static let mediaType = "application/problem+json"
+    package static let mediaType = "application/problem+json"
 
-    public init(kind: String, title: String, status: HTTPResponse.Status, detail: String? = nil) {
+    package init(kind: String, title: String, status: HTTPResponse.Status, detail: String? = nil) {
         self.type = "urn:crest:problem:\(kind)"
         self.title = title
         self.status = status.code

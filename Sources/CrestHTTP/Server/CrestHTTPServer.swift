@@ -10,12 +10,12 @@ import Prometheus
 /// let router = CrestHTTPServer.router(engine: engine, adminToken: token, metrics: registry)
 /// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8080)))
 /// ```
-public enum CrestHTTPServer {
+package enum CrestHTTPServer {
     /// The router with every route and middleware. Middleware order, outside in: metrics, tracing,
     /// problem details — so errors are responses before metrics and traces see them.
     /// `providerWebhookSecret` checks the signatures of the payment provider's webhooks; without
     /// it, `POST /v1/webhooks/provider` answers 503.
-    public static func router(
+    package static func router(
         engine: Engine, adminToken: String, metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
@@ -38,7 +38,7 @@ public enum CrestHTTPServer {
     }
 
     /// The factory to bootstrap swift-metrics with, for `/metrics` (see `CrestMetricsFactory`).
-    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> any MetricsFactory {
+    package static func metricsFactory(registry: PrometheusCollectorRegistry) -> any MetricsFactory {
         CrestMetricsFactory(registry: registry)
     }
 }
