@@ -23,12 +23,17 @@ package struct HTTPPaymentProvider: PaymentProvider {
     /// retry it until the guard's deadline, and a refused connection would look like a timeout);
     /// the guard retries the call itself, with backoff.
     package static func makeClient(connections: Int) -> HTTPClient {
+        HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration(connections: connections))
+    }
+
+    /// The configuration of `makeClient(connections:)`.
+    package static func clientConfiguration(connections: Int) -> HTTPClient.Configuration {
         var pool = HTTPClient.Configuration.ConnectionPool(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         pool.retryConnectionEstablishment = false
         var configuration = HTTPClient.Configuration(connectionPool: pool)
         configuration.timeout.connect = .seconds(2)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        return configuration
     }
 
     package init(http: HTTPClient, baseURL: String, apiKey: String? = nil) {

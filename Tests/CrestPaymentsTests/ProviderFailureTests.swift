@@ -21,9 +21,7 @@ struct ProviderFailureTests {
         socket.close()
         // The client does not retry a refused connection until the call's deadline (AsyncHTTPClient's
         // default): the guard retries calls itself, and a refusal must surface as one.
-        let client = HTTPPaymentProvider.makeClient(connections: 1)
-        #expect(!client.configuration.connectionPool.retryConnectionEstablishment)
-        try await client.shutdown()
+        #expect(!HTTPPaymentProvider.clientConfiguration(connections: 1).connectionPool.retryConnectionEstablishment)
         let failure = try await failedCall(port: socket.port, timeout: .seconds(60))
         #expect(failure.cause == .connection, "\(failure)")
         #expect(failure.elapsed < .seconds(60), "refused after \(failure.elapsed): it waited for the deadline")
