@@ -92,6 +92,9 @@ enum PostgresOrders {
                 to: try rows[appended.endpoints].map(PostgresRows.endpoint), on: connection, logger: logger)
         }
         guard let row = rows[counters].first else { throw CorruptRowError(column: "orders.sale_id") }
-        return TransitionResult(order: order, change: transition.change, counters: try PostgresRows.snapshot(row))
+        let snapshot = try PostgresRows.snapshot(row)
+        // Pair of the table's CHECKs: the counters read back after the move are conserved.
+        precondition(snapshot.counters.isConserved, "sale \(order.saleID) not conserved after \(event): \(snapshot.counters)")
+        return TransitionResult(order: order, change: transition.change, counters: snapshot)
     }
 }

@@ -240,9 +240,11 @@ public final class SQLiteStore: Store {
             db.cachedStatement(sql: "SELECT total, available, reserved, sold, version FROM sales WHERE id = ?"),
             arguments: [order.saleID.description])
         guard let row else { throw CorruptRowError(column: "orders.sale_id") }
+        let counters = SQLiteRows.counters(row)
+        // Pair of the table's CHECKs: the counters read back after the move are conserved.
+        precondition(counters.isConserved, "sale \(order.saleID) not conserved after \(event): \(counters)")
         return TransitionResult(
-            order: order, change: transition.change,
-            counters: CounterSnapshot(counters: SQLiteRows.counters(row), version: row["version"]))
+            order: order, change: transition.change, counters: CounterSnapshot(counters: counters, version: row["version"]))
     }
 
     static func flag(_ id: OrderID, _ flag: OrderFlag, in db: Database) throws {
