@@ -35,19 +35,6 @@ EOF
 SINK_PID=$!
 trap 'kill "$(cat "$WORK/crest.pid" 2>/dev/null)" "$SINK_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# load NAME URL [lua] — prints "NAME req/s µs-of-server-CPU-per-request".
-load() {
-  local name=$1 url=$2 script=${3:-} out c0 c1
-  if [ -n "$script" ]; then wrk -t$THREADS -c$CONNECTIONS -d$DURATION -s "$script" "$url" > "$WORK/wrk.out" &
-  else wrk -t$THREADS -c$CONNECTIONS -d$DURATION "$url" > "$WORK/wrk.out" & fi
-  local wrk_pid=$!
-  sleep 1; c0=$(cpu "$CREST_PID"); sleep 8; c1=$(cpu "$CREST_PID")
-  wait "$wrk_pid"
-  local rps; rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
-  python3 -c "print('$name', round($rps), round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / 8 / $rps, 1))"
-}
-
 # one SETTING — a fresh server with that setting's environment, healthz then hot orders.
 one() {
   local setting=$1
@@ -61,7 +48,7 @@ one() {
   start_crest "$WORK/data"
   echo "$CREST_PID" > "$WORK/crest.pid"
   local sale; sale=$(create_sale 1000000000)
-  echo "$setting $(load healthz "$CREST_URL/healthz") $(SALE=$sale RUN="$setting$RANDOM" load orders "$CREST_URL" Benchmarks/lib/order.lua)"
+  echo "$setting $(load_cpu healthz "$CREST_URL/healthz") $(SALE=$sale RUN="$setting$RANDOM" load_cpu orders "$CREST_URL" Benchmarks/lib/order.lua)"
   stop_crest
 }
 

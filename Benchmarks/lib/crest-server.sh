@@ -49,3 +49,20 @@ run_wrk() {
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out"); bad=${bad:-0}
   echo "$name $rps $p50 $p99 $bad"
 }
+
+# server_cpu PID — the process's user + system time so far, in clock ticks.
+server_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# load_cpu NAME URL [lua script] — loads the running server ($CREST_PID) with wrk for $DURATION and
+# prints "NAME req/s µs-of-server-CPU-per-request" (CPU from /proc over 8 s inside the load, which
+# must last at least 10 s). Writes wrk's output to $WORK/wrk.out.
+load_cpu() {
+  local name=$1 url=$2 script=${3:-} c0 c1
+  if [ -n "$script" ]; then wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$url" > "$WORK/wrk.out" &
+  else wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$url" > "$WORK/wrk.out" & fi
+  local wrk_pid=$!
+  sleep 1; c0=$(server_cpu "$CREST_PID"); sleep 8; c1=$(server_cpu "$CREST_PID")
+  wait "$wrk_pid"
+  local rps; rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+  python3 -c "print('$name', round($rps), round(($c1 - $c0) * 1e6 / $(getconf CLK_TCK) / 8 / $rps, 1))"
+}

@@ -134,7 +134,7 @@ package struct LoadReport: Codable, Sendable {
             "stock: total \(stock.total), available \(stock.available), reserved \(stock.reserved), sold \(stock.sold)")
         if let payments {
             lines.append(
-                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) not paid\(payments.notPaid.isEmpty ? "" : ": " + payments.notPaid.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
+                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) not paid\(payments.notPaid.isEmpty ? "" : ": " + payments.notPaid.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
             )
         }
         lines.append(auditPassed ? "audit: passed" : "AUDIT FAILED")

@@ -43,7 +43,7 @@ struct Demo: AsyncParsableCommand {
         let stack = try await DemoStack.start(directory: directory, registry: registry, logger: logger)
         Console.say("Crest on \(stack.crestURL) (embedded store in \(directory.path)), provider simulator on \(stack.simulatorURL)")
         Console.say(
-            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners pay."
+            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners are chosen to pay."
         )
         var plan = LoadPlan(url: stack.crestURL, adminToken: stack.adminToken)
         plan.sale.stock = stock
