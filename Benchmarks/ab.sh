@@ -19,7 +19,7 @@ DURATION=10s
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 WORK=$(mktemp -d /tmp/crest-bench.XXXXXX)
-trap 'stop_crest 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'if [ -n "${CREST_PID:-}" ]; then stop_crest || true; fi; rm -rf "$WORK"' EXIT
 
 # one BUILD BIN — healthz, hot orders, sold-out orders on a fresh server of that binary.
 one() {
