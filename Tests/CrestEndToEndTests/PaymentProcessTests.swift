@@ -21,8 +21,9 @@ struct PaymentProcessTests {
                 "--provider-url", "http://127.0.0.1:\(simulator.port)", "--provider-webhook-secret", "e2e",
             ])
         let client = CrestClient(http: .shared, port: crest.port)
-        // The window leaves time to create and pay the payment before it closes, on a loaded run too.
-        let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 6)
+        // The window leaves time to create and pay the payment before it closes, on a loaded run too
+        // (creating it took over 6 s once while the whole suite ran on two cores).
+        let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 20)
         let placed = try await client.order(sale: sale, key: "k1", buyer: "ana")
         let orderID = try #require(placed.id)
         var paymentID: String?
@@ -38,7 +39,7 @@ struct PaymentProcessTests {
             .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
         #expect(paid.status == 200)
         var status: String?
-        let settled = try await eventually(timeout: .seconds(20)) {
+        let settled = try await eventually(timeout: .seconds(90)) {
             status = try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String
             return status != "pending_payment"
         }
@@ -73,7 +74,7 @@ struct PaymentProcessTests {
             let simulator = try await CrestProcess(arguments: simulatorArguments, listening: "psp-sim listening on")
             let orderID = try #require(try await client.order(sale: sale, key: "k-\(buyer)", buyer: buyer).id)
             var paymentID: String?
-            let created = try await eventually(timeout: .seconds(20)) {
+            let created = try await eventually(timeout: .seconds(90)) {
                 let payment = try await client.call(.GET, "/v1/orders/\(orderID)").json["payment"] as? [String: Any]
                 paymentID = payment?["id"] as? String
                 return paymentID != nil
@@ -86,7 +87,7 @@ struct PaymentProcessTests {
                 .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
             #expect(paid.status == 200)
             // Told by the webhook (whose event id must be new to Crest), well before the order's window ends.
-            let settled = try await eventually(timeout: .seconds(20)) {
+            let settled = try await eventually(timeout: .seconds(90)) {
                 try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String == "paid"
             }
             #expect(settled, "run \(run): the order was not paid:\n\(crest.log)")

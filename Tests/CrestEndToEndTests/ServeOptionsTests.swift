@@ -85,7 +85,7 @@ struct GateOptionsTests {
             let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
             let first = try await client.order(sale: sale, key: "k1", buyer: "ana")
             #expect(first.status == 201)
-            let dropped = try await eventually(timeout: .seconds(15)) { crest.log.contains("dropped idle stock gates") }
+            let dropped = try await eventually(timeout: .seconds(60)) { crest.log.contains("dropped idle stock gates") }
             #expect(dropped, "\(crest.log)")
             let again = try await client.order(sale: sale, key: "k1", buyer: "ana")
             #expect(again.status == 201 && again.id == first.id, "the key replays its order after the reload")

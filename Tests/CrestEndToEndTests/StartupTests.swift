@@ -52,7 +52,7 @@ struct StartupTests {
             try process.run()
             try await Task.sleep(for: delay)
             process.terminate()
-            let ended = try await eventually(timeout: .seconds(15), every: .milliseconds(20)) { !process.isRunning }
+            let ended = try await eventually(timeout: .seconds(45), every: .milliseconds(20)) { !process.isRunning }
             if !ended { kill(process.processIdentifier, SIGKILL) }
             #expect(ended, "SIGTERM after \(delay) did not end it: \(output.value)")
         }

@@ -75,7 +75,7 @@ struct EngineFixture {
     }
 
     /// Waits until the order has `status`.
-    func waitFor(_ id: OrderID, status: Order.Status, timeout: Duration = .seconds(15)) async throws -> Order {
+    func waitFor(_ id: OrderID, status: Order.Status, timeout: Duration = .seconds(60)) async throws -> Order {
         let reached = try await eventually(timeout: timeout) { try await engine.order(id).status == status }
         let order = try await engine.order(id)
         #expect(reached, "order \(id) is \(order.status.rawValue), not \(status.rawValue)")

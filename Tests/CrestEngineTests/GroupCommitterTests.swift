@@ -61,7 +61,7 @@ struct GroupCommitterTests {
                 finished.withLock { $0 = true }
             }
             running.cancel()
-            let returned = try await eventually(timeout: .seconds(10)) { finished.withLock { $0 } }
+            let returned = try await eventually(timeout: .seconds(60)) { finished.withLock { $0 } }
             #expect(returned, "ownThread \(ownThread): still waiting for work after cancellation")
             await #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try await committer.submit(2) }
         }

@@ -26,7 +26,7 @@ struct LifecycleTests {
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 0, reserved: 3, sold: 0))
 
             for order in orders {
-                let expired = try await fixture.waitFor(order.id, status: .expired, timeout: .seconds(15))
+                let expired = try await fixture.waitFor(order.id, status: .expired, timeout: .seconds(60))
                 #expect(expired.updatedAt >= order.expiresAt)
             }
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 3, reserved: 0, sold: 0))
@@ -209,7 +209,7 @@ struct LifecycleTests {
             clock.advance(by: .seconds(61))
             for (index, order) in orders.enumerated() {
                 let status: Order.Status = [.cancelled, .paid, .expired][index % 3]
-                _ = try await fixture.waitFor(order.id, status: status, timeout: .seconds(5))
+                _ = try await fixture.waitFor(order.id, status: status, timeout: .seconds(60))
             }
             // Let the expiry of paid and cancelled orders run too: still no extra event.
             #expect(

@@ -67,7 +67,7 @@ struct OrderRulesTests {
             try await Task.sleep(for: .milliseconds(50))
             #expect(fixture.engine.gates.loadedGate(for: sale.id) != nil, "half the timeout: still loaded")
             clock.advance(by: .seconds(600))
-            let dropped = try await eventually(timeout: .seconds(10)) {
+            let dropped = try await eventually(timeout: .seconds(60)) {
                 fixture.engine.gates.loadedGate(for: sale.id) == nil
             }
             #expect(dropped, "the gate is still loaded")

@@ -23,7 +23,7 @@ struct SharedStoreTests {
             }
             _ = try await a.cancelOrder(placed.order.id)
             let attempts = Locked(0)
-            let reopened = try await eventually(timeout: .seconds(10)) {
+            let reopened = try await eventually(timeout: .seconds(60)) {
                 let attempt = attempts.withLock { count in
                     count += 1
                     return count

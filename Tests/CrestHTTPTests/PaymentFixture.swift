@@ -104,7 +104,7 @@ struct PaymentFixture: Sendable {
     /// Waits until the order satisfies `condition`; fails the test (and returns the last state) if it never does.
     @discardableResult
     func waitFor(
-        _ id: OrderID, timeout: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
+        _ id: OrderID, timeout: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation,
         _ condition: @escaping (Order) -> Bool
     ) async throws -> Order {
         let reached = try await eventually(timeout: timeout) { condition(try await engine.order(id)) }

@@ -179,7 +179,7 @@ struct PaymentTests {
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await fixture.engine.order(placed.id).status == .pendingPayment, "the webhook was dropped")
             clock.advance(by: .seconds(61))
-            let order = try await fixture.waitFor(placed.id, timeout: .seconds(10)) { $0.status != .pendingPayment }
+            let order = try await fixture.waitFor(placed.id, timeout: .seconds(60)) { $0.status != .pendingPayment }
             #expect(order.status == .paid)
             #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
             #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 1, reserved: 0, sold: 1))
