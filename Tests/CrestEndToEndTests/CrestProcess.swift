@@ -30,7 +30,7 @@ final class CrestProcess: Sendable {
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
         let (process, output) = CrestCommand.process(arguments, environment: environment)
         self.output = output
-        try process.run()
+        try CrestCommand.launch(process)
         self.process = process
 
         let deadline = ContinuousClock.now + .seconds(60)

@@ -80,7 +80,7 @@ struct DeployScriptTests {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try CrestCommand.launch(process)
         let status = waitForExit(process)
         return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }

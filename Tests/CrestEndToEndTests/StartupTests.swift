@@ -49,7 +49,7 @@ struct StartupTests {
         for delay in [Duration.zero, .milliseconds(30), .milliseconds(100), .milliseconds(300), .seconds(1)] {
             let (process, output) = CrestCommand.process(
                 ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", directory.path, "--admin-token", "t"])
-            try process.run()
+            try CrestCommand.launch(process)
             try await Task.sleep(for: delay)
             process.terminate()
             let ended = try await eventually(timeout: .seconds(45), every: .milliseconds(20)) { !process.isRunning }

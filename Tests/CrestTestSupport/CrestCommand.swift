@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The `crest` executable that `swift test` builds next to the test bundle, run as a child process.
 public enum CrestCommand {
@@ -47,13 +48,22 @@ public enum CrestCommand {
         return bytes.count - lead < length ? lead : bytes.count
     }
 
+    /// Starts `process`, one launch at a time in this test process. Foundation's `Process.run()`
+    /// crashed once (a bad pointer in its memmove) while another test launched a process at the
+    /// same moment; the whole suite launches dozens of processes in parallel.
+    public static func launch(_ process: Process) throws {
+        try launching.withLock { _ in try process.run() }
+    }
+
+    private static let launching = Mutex(())
+
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
     /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.
     public static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws
         -> (status: Int32?, output: String)
     {
         let (process, output) = process(arguments, environment: environment)
-        try process.run()
+        try launch(process)
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             guard ContinuousClock.now < deadline else {

@@ -180,7 +180,7 @@ public final class PostgresCluster: Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.currentDirectoryURL = directory
-        try process.run()
+        try CrestCommand.launch(process)
         let status = waitForExit(process)
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         guard status == 0 else {
