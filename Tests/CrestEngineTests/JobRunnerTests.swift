@@ -291,18 +291,18 @@ struct JobRunnerTests {
             return .completed
         }
         let clock = AdjustableClock()
-        // A lease of a minute, extended every 20 s of the clock: the clock also moves with real time,
-        // so each step leaves 40 s of it for an extension that a loaded machine delays.
-        let configuration = JobRunnerConfiguration(lease: .seconds(60), pollInterval: .milliseconds(100))
+        // A lease of ten minutes, extended every 200 s of the clock: the clock also moves with real
+        // time, so each step leaves minutes of it for an extension that a loaded machine delays.
+        let configuration = JobRunnerConfiguration(lease: .seconds(600), pollInterval: .milliseconds(100))
         try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["slow": handler]) { fixture in
             let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"), at: clock.now())
             let running = try await fixture.waitFor(id) { $0.state == .running }
             let firstLeaseEnds = try #require(running.leaseUntil)
-            // Eighty seconds of the runner's clock, a third of the lease at a time: past the first
-            // lease, only its extensions keep the job.
+            // 800 s of the runner's clock, a third of the lease at a time: past the first lease,
+            // only its extensions keep the job.
             for _ in 1...4 {
                 let extensions = fixture.runner.signals.leaseExtensions
-                clock.advance(by: .seconds(20))
+                clock.advance(by: .seconds(200))
                 let extended = try await eventually(timeout: .seconds(60)) {
                     fixture.runner.signals.leaseExtensions > extensions
                 }
