@@ -15,7 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -31,6 +31,8 @@ let package = Package(
         // exporter would add grpc-swift and minutes of build for nothing Crest needs.
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        // Buyer passes (JWTs): HS256, ES256 and EdDSA verification and JWKS parsing.
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         .target(
@@ -43,6 +45,15 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CrestIdentity",
+            dependencies: [
+                "CrestCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -93,6 +104,7 @@ let package = Package(
             dependencies: [
                 "CrestCore",
                 "CrestEngine",
+                "CrestIdentity",
                 "CrestPayments",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -107,6 +119,7 @@ let package = Package(
             dependencies: [
                 "CrestConcurrency",
                 "CrestCore",
+                "CrestIdentity",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -131,6 +144,7 @@ let package = Package(
             name: "crest",
             dependencies: [
                 "CrestHTTP",
+                "CrestIdentity",
                 "CrestLoad",
                 "CrestPayments",
                 "CrestSimulator",
@@ -215,11 +229,13 @@ let package = Package(
         .testTarget(
             name: "CrestHTTPTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestPayments", "CrestSimulator",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestIdentity", "CrestPayments", "CrestSimulator",
                 "CrestTestSupport", "CrestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
@@ -227,7 +243,7 @@ let package = Package(
         .testTarget(
             name: "CrestLoadTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestLoad", "CrestTestSupport",
+                "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestIdentity", "CrestLoad", "CrestTestSupport",
                 "CrestFixtures",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -241,7 +257,7 @@ let package = Package(
         .testTarget(
             name: "CrestEndToEndTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestTestSupport",
+                "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

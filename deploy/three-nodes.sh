@@ -7,7 +7,9 @@
 #
 # Environment (defaults in brackets): CREST_DEPLOY_DIR [/tmp/crest-deploy], CREST_BIN [builds and
 # uses .build/release/crest], CREST_LB_PORT [8080], CREST_NODE_PORTS ["8081 8082 8083"],
-# CREST_PG_PORT [54329], CREST_ADMIN_TOKEN [generated once, kept in $CREST_DEPLOY_DIR/admin-token].
+# CREST_PG_PORT [54329], CREST_ADMIN_TOKEN [generated once, kept in $CREST_DEPLOY_DIR/admin-token],
+# CREST_BUYER_PASS_SECRETS [the shop's HS256 secret(s), comma-separated; generated once, kept in
+# $CREST_DEPLOY_DIR/buyer-pass-secret].
 # Needs PostgreSQL 15 (initdb, pg_ctl, psql) and nginx (Debian: postgresql-15 nginx-light).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,11 +67,18 @@ start() {
     head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$DIR/admin-token"
   fi
   local token=${CREST_ADMIN_TOKEN:-$(cat "$DIR/admin-token")}
+  # Every node verifies the same buyer passes: one shared secret (the nodes' own data directories
+  # would each generate another).
+  if [ -z "${CREST_BUYER_PASS_SECRETS:-}" ] && [ ! -f "$DIR/buyer-pass-secret" ]; then
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/buyer-pass-secret"
+  fi
+  local passes=${CREST_BUYER_PASS_SECRETS:-$(cat "$DIR/buyer-pass-secret")}
 
   local index=0
   for port in "${NODE_PORTS[@]}"; do
     index=$((index + 1))
-    "$crest" serve --host 127.0.0.1 --port "$port" --database-url "$DATABASE_URL" --admin-token "$token" \
+    CREST_BUYER_PASS_SECRETS="$passes" \
+      "$crest" serve --host 127.0.0.1 --port "$port" --database-url "$DATABASE_URL" --admin-token "$token" \
       --data-dir "$DIR/node$index" --log-level "${CREST_LOG_LEVEL:-notice}" > "$DIR/node$index.log" 2>&1 &
     echo $! > "$DIR/node$index.pid"
   done
@@ -82,6 +91,7 @@ start() {
   wait_http "http://127.0.0.1:$LB_PORT/readyz"
   echo "Crest: http://127.0.0.1:$LB_PORT (nginx) → nodes on ports ${NODE_PORTS[*]}; PostgreSQL: $DATABASE_URL"
   echo "admin token: $token"
+  echo "buyer passes: CREST_BUYER_PASS_SECRETS=<the secret in $DIR/buyer-pass-secret> $crest buyer-pass <buyer>"
   echo "stop with: $0 stop"
 }
 

@@ -54,8 +54,9 @@ struct Payments: AsyncParsableCommand {
                 let crestPort = Locked<Int?>(nil)
                 let crestApp = Application(
                     router: CrestHTTPServer.router(
-                        engine: engine, adminToken: "bench", metrics: PrometheusCollectorRegistry(),
-                        providerWebhookSecret: secret),
+                        // Orders are placed on the engine here; only the provider's webhooks use HTTP.
+                        engine: engine, adminToken: "bench", buyerAuthentication: .off,
+                        metrics: PrometheusCollectorRegistry(), providerWebhookSecret: secret),
                     configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                     onServerRunning: { channel in crestPort.withLock { $0 = channel.localAddress?.port } },
                     logger: logger)

@@ -56,6 +56,8 @@ struct CrestAPI: Sendable {
     let http: HTTPClient
     let base: String
     let adminToken: String
+    /// The buyers' passes, when Crest wants them.
+    let passes: BuyerPassBook?
 
     static func makeClient(connections: Int) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
@@ -81,7 +83,7 @@ struct CrestAPI: Sendable {
 
     /// The order, or `nil` when Crest answers 404.
     func order(_ id: String) async throws -> OrderView? {
-        try await call(.GET, "/v1/orders/\(id)")
+        try await call(.GET, "/v1/orders/\(id)", admin: true)
     }
 
     /// Every order of the sale (optionally only those in `status`), following the pages.
@@ -133,6 +135,10 @@ struct CrestAPI: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: key)
+        if let passes {
+            guard let (name, value) = try? await passes.header(for: buyer) else { return .unknown }
+            request.headers.add(name: name, value: value)
+        }
         guard let body = try? JSONEncoder().encode(PlaceOrder(buyer: buyer, quantity: quantity)) else { return .unknown }
         request.body = .bytes(ByteBuffer(bytes: body))
         do {

@@ -26,6 +26,9 @@ package struct LoadPlan: Sendable {
     /// Base URL of the Crest API, `http://host:port`.
     package var url: String
     package var adminToken: String
+    /// HS256 secret to mint each buyer's pass with (Crest's `--buyer-pass-secret`, or the
+    /// development secret of its data directory); `nil` when Crest runs with `--buyer-auth off`.
+    package var buyerPassSecret: String?
     /// Load an existing sale instead of creating one.
     package var saleID: String?
     package var sale = SaleSpec()

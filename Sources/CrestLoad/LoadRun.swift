@@ -16,13 +16,19 @@ final class LoadRun: Sendable {
     let tally = Mutex(Tally())
     /// Accepted orders chosen for payment go here (with a pay ratio).
     let choosePayment: AsyncStream<String>.Continuation?
+    /// Each buyer's pass, when Crest wants them.
+    let passes: BuyerPassBook?
     private let next = Atomic<Int>(0)
     private let deadline: ContinuousClock.Instant?
     private let runTag: String
     private let orderPath: String
 
-    init(plan: LoadPlan, endpoint: Endpoint, saleID: String, choosePayment: AsyncStream<String>.Continuation?) {
+    init(
+        plan: LoadPlan, endpoint: Endpoint, saleID: String, passes: BuyerPassBook?,
+        choosePayment: AsyncStream<String>.Continuation?
+    ) {
         self.plan = plan
+        self.passes = passes
         self.choosePayment = choosePayment
         self.endpoint = endpoint
         self.saleID = saleID
@@ -95,8 +101,10 @@ final class LoadRun: Sendable {
                     connection = try await LoadConnection.connect(
                         host: endpoint.host, port: endpoint.port, group: loop.eventLoop)
                 }
+                var headers = [("Idempotency-Key", attempt.key)]
+                if let passes { headers.append(try await passes.header(for: attempt.buyer)) }
                 let response = try await connection!.send(
-                    method: .POST, path: orderPath, headers: [("Idempotency-Key", attempt.key)],
+                    method: .POST, path: orderPath, headers: headers,
                     json: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#, timeout: timeout)
                 record(attempt, response, latency: .now - sent)
             } catch {

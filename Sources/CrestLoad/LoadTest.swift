@@ -33,7 +33,13 @@ package struct LoadTest: Sendable {
         guard let endpoint = Endpoint(plan.url) else { throw LoadTestError("bad --url \(plan.url)") }
         let http = CrestAPI.makeClient(connections: 64)
         do {
-            let report = try await run(endpoint, api: CrestAPI(http: http, base: endpoint.base, adminToken: plan.adminToken))
+            var passes: BuyerPassBook?
+            if let secret = plan.buyerPassSecret {
+                // Long enough for the load, the payment windows and the settling after them.
+                passes = await BuyerPassBook(secret: secret, lifetime: .seconds(6 * 3600))
+            }
+            let api = CrestAPI(http: http, base: endpoint.base, adminToken: plan.adminToken, passes: passes)
+            let report = try await run(endpoint, api: api)
             try await http.shutdown()
             return report
         } catch {
@@ -60,7 +66,9 @@ package struct LoadTest: Sendable {
             throw error
         }
         let (chosen, chooser) = AsyncStream.makeStream(of: String.self)
-        let load = LoadRun(plan: plan, endpoint: endpoint, saleID: sale.id, choosePayment: plan.payRatio == nil ? nil : chooser)
+        let load = LoadRun(
+            plan: plan, endpoint: endpoint, saleID: sale.id, passes: api.passes,
+            choosePayment: plan.payRatio == nil ? nil : chooser)
 
         async let payments = plan.payRatio == nil ? nil : pay(chosen, api: api)
         let ticker = Task { await reportProgress(of: load) }
@@ -76,6 +84,15 @@ package struct LoadTest: Sendable {
         ticker.cancel()
         chooser.finish()
         for connection in connections { await connection.close() }
+        let passRefusals = load.tally.withLock { tally in
+            tally.outcomes.filter { $0.key.hasPrefix("401 ") || $0.key.hasPrefix("403 ") }
+        }
+        if !passRefusals.isEmpty {
+            let counts = passRefusals.sorted { $0.key < $1.key }.map { "\($0.value) × \($0.key)" }.joined(separator: ", ")
+            throw LoadTestError(
+                "Crest refused the buyers' passes (\(counts)): give the shop's secret with --buyer-pass-secret, or the --data-dir of a Crest in development mode"
+            )
+        }
         await resendUnsettled(load, api: api)
         let paid = await payments
 

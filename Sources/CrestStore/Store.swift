@@ -56,8 +56,13 @@ public protocol Store: JobQueue {
     /// Cancels the attempt named by an idempotency key: its order, if it placed one (as
     /// `transition(_:by: .cancel, at:)` would), or else a record that refuses the attempt if its
     /// reservation arrives later (TCC's empty rollback, which prevents a hanging reservation).
+    ///
+    /// `buyer` scopes it to that buyer's attempts: another buyer's order with this key is left
+    /// alone (a record that refuses this buyer's attempt is made instead), and the record refuses
+    /// only this buyer's attempt with the key. `nil` (an operator): any buyer's.
     /// Throws `OrderError.saleNotFound`.
-    func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws -> AttemptCancellationResult
+    func cancelAttempt(saleID: SaleID, idempotencyKey: String, buyer: String?, at now: Date) async throws
+        -> AttemptCancellationResult
 
     /// Records what the provider says about an order's payment, in one transaction, and acts on it:
     ///

@@ -14,6 +14,10 @@ enum StoreRules {
     static let liveJobStatesSQL =
         "(" + Job.State.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 
+    /// The buyer of a cancelled-attempt record made by an operator: it refuses every buyer's
+    /// attempt with its key. A buyer's own record refuses only that buyer's.
+    static let anyBuyer = ""
+
     /// Decides one reservation against its sale with `ReservationRules` (the rules the stock gate
     /// applies too): `nil` grants it (the caller creates the order and moves the units), anything
     /// else is the outcome. Each read runs only when its check is reached.

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import CrestCore
 import CrestEngine
 import CrestHTTP
+import CrestIdentity
 import CrestLoad
 import CrestPayments
 import CrestSimulator
@@ -46,6 +47,7 @@ struct Demo: AsyncParsableCommand {
             "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners are chosen to pay."
         )
         var plan = LoadPlan(url: stack.crestURL, adminToken: stack.adminToken)
+        plan.buyerPassSecret = stack.buyerPassSecret
         plan.sale.stock = stock
         plan.sale.paymentWindowSeconds = paymentWindow
         plan.sale.title = "crest demo"
@@ -98,6 +100,8 @@ struct DemoStack {
     let crestURL: String
     let simulatorURL: String
     let adminToken: String
+    /// The buyers' passes are signed with it, as the shop's backend would.
+    let buyerPassSecret: String
     private let store: SQLiteStore
     private let providerHTTP: HTTPClient
     private let groups: [ServiceGroup]
@@ -106,6 +110,8 @@ struct DemoStack {
     static func start(directory: URL, registry: PrometheusCollectorRegistry, logger: Logger) async throws -> DemoStack {
         let secret = UUID().uuidString
         let adminToken = UUID().uuidString
+        let buyerPassSecret = UUID().uuidString + UUID().uuidString
+        let passKeys = try await BuyerPassKeys.make(secrets: [buyerPassSecret], jwks: nil)
         let dispatcher = WebhookDispatcher(target: nil, http: .shared, logger: logger)
         let simulator = PaymentSimulator(
             configuration: .init(publicURL: "http://127.0.0.1", seed: 1, faults: .init()), events: dispatcher)
@@ -134,7 +140,9 @@ struct DemoStack {
         let engine = Engine(store: store, configuration: EngineConfiguration(), logger: logger, provider: provider)
         let crestApp = Application(
             router: CrestHTTPServer.router(
-                engine: engine, adminToken: adminToken, metrics: registry, providerWebhookSecret: secret),
+                engine: engine, adminToken: adminToken,
+                buyerAuthentication: .passes(BuyerPassVerifier(keys: passKeys, clock: SystemClock())), metrics: registry,
+                providerWebhookSecret: secret),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "crest"),
             onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -152,7 +160,8 @@ struct DemoStack {
         let crestURL = "http://127.0.0.1:\(crestPort)"
         dispatcher.setTarget(.init(url: "\(crestURL)/v1/webhooks/provider", secret: secret))
         return DemoStack(
-            crestURL: crestURL, simulatorURL: simulatorURL, adminToken: adminToken, store: store,
+            crestURL: crestURL, simulatorURL: simulatorURL, adminToken: adminToken, buyerPassSecret: buyerPassSecret,
+            store: store,
             providerHTTP: providerHTTP, groups: [group, simulatorGroup], runs: [crestRun, simulatorRun])
     }
 

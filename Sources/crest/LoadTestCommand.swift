@@ -21,6 +21,17 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "Admin bearer token of that Crest [env: CREST_ADMIN_TOKEN]")
     var adminToken: String?
 
+    @Option(
+        help:
+            "HS256 secret to mint the buyers' passes with [env: CREST_BUYER_PASS_SECRETS, first one] (default: the development secret in --data-dir; none there: no passes, for a Crest with --buyer-auth off)"
+    )
+    var buyerPassSecret: String?
+
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Data directory of the Crest under test, for its development buyer-pass secret [env: CREST_DATA_DIR] (default: ./crest-data)")
+    var dataDirectory: String?
+
     @OptionGroup var load: LoadOptions
 
     @Option(help: "Use this existing sale instead of creating one")
@@ -37,6 +48,12 @@ struct LoadTestCommand: AsyncParsableCommand {
         }
         var plan = try load.plan(url: url, adminToken: token)
         plan.saleID = sale
+        plan.buyerPassSecret = try BuyerPassOptions.signingSecret(
+            given: buyerPassSecret, dataDirectory: dataDirectory, settings: settings
+        ).secret
+        if plan.buyerPassSecret == nil {
+            Console.complain("crest loadtest: no buyer-pass secret found: sending no passes (for a Crest with --buyer-auth off)")
+        }
         if let problem = plan.problem { throw ValidationError(problem) }
         let report: LoadReport
         do {

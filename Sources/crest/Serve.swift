@@ -29,6 +29,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var payments: ProviderOptions
 
+    @OptionGroup var buyerPasses: BuyerPassOptions
+
     @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
     var adminToken: String?
 
@@ -87,11 +89,15 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("with --database-url, give --admin-token (or CREST_ADMIN_TOKEN): every node must share it")
         }
         if store.postgresURL(settings) == nil { try StoreOptions.prepare(dataDirectory) }
-        let token = try AdminToken.resolve(given: givenToken, dataDirectory: dataDirectory)
+        let token = try KeptSecret.adminToken.resolve(given: givenToken, dataDirectory: dataDirectory)
         if token.generated {
             // Said now, not once listening: a start-up that fails later has still written it.
-            Console.say("admin token (generated, kept in \(dataDirectory.appending(path: AdminToken.fileName).path)): \(token.token)")
+            Console.say(
+                "admin token (generated, kept in \(KeptSecret.adminToken.file(in: dataDirectory).path)): \(token.secret)")
         }
+        try store.validate(settings)
+        let buyerAuthentication = try await buyerPasses.authentication(
+            settings, dataDirectory: store.postgresURL(settings) == nil ? dataDirectory : nil, logger: logger)
         let (opened, storeDescription) = try await store.open(settings, logger: logger)
         let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, logger: logger)
         let engine = Engine(
@@ -104,7 +110,8 @@ struct Serve: AsyncParsableCommand {
         let started = StartedFlag()
         let app = Application(
             router: CrestHTTPServer.router(
-                engine: engine, adminToken: token.token, metrics: registry, providerWebhookSecret: webhookSecret),
+                engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, metrics: registry,
+                providerWebhookSecret: webhookSecret),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
                 started.raise()

@@ -32,6 +32,13 @@ struct StoreOptions: ParsableArguments {
         settings.optional(databaseURL, env: "CREST_DATABASE_URL")
     }
 
+    /// Checks the store's options without opening the store, so that a usage error is told before
+    /// anything else is tried.
+    func validate(_ settings: Settings) throws {
+        _ = try Self.connections.resolve(databaseConnections, in: settings)
+        _ = try Self.wait.resolve(databaseWaitMs, in: settings)
+    }
+
     /// Opens the configured store (applying pending migrations); says which in `description`.
     func open(_ settings: Settings, logger: Logger) async throws -> (store: any Store, description: String) {
         if let url = postgresURL(settings) {

@@ -47,7 +47,7 @@ struct CrashTests {
         let restarted = CrestClient(http: http, port: second.port)
         // Every order answered 201 is there.
         for (_, id) in acknowledged {
-            let answer = try await restarted.call(.GET, "/v1/orders/\(id)")
+            let answer = try await restarted.call(.GET, "/v1/orders/\(id)", headers: CrestClient.admin)
             #expect(answer.status == 200, "acknowledged order \(id) was lost")
         }
         let afterRestart = try await restarted.stock(sale: sale)

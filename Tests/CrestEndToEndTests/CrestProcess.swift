@@ -6,6 +6,8 @@ import Testing
 /// real process: to kill it with SIGKILL, to restart it on the same data directory.
 final class CrestProcess: Sendable {
     static let adminToken = "e2e-admin-token"
+    /// Every process started here verifies buyer passes signed with it (`CREST_BUYER_PASS_SECRETS`).
+    static let buyerPassSecret = "e2e-buyer-pass-secret-0123456789abcdef"
 
     let process: Process
     let port: Int
@@ -28,7 +30,8 @@ final class CrestProcess: Sendable {
     init(arguments: [String], listening prefix: String, environment: [String: String] = [:]) async throws {
         let executable = Self.executable
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
-        let (process, output) = CrestCommand.process(arguments, environment: environment)
+        let (process, output) = CrestCommand.process(
+            arguments, environment: ["CREST_BUYER_PASS_SECRETS": Self.buyerPassSecret].merging(environment) { $1 })
         self.output = output
         try CrestCommand.launch(process)
         self.process = process

@@ -31,6 +31,7 @@ struct DeployScriptTests {
             "CREST_BIN": CrestCommand.executable.path, "CREST_DEPLOY_DIR": directory.path,
             "CREST_LB_PORT": "\(balancer)", "CREST_NODE_PORTS": nodes.map(String.init).joined(separator: " "),
             "CREST_PG_PORT": "\(freeLoopbackPort())", "CREST_ADMIN_TOKEN": "deploy-test-token",
+            "CREST_BUYER_PASS_SECRETS": CrestProcess.buyerPassSecret,
             "CREST_LOG_LEVEL": "warning",
         ]
         let started = try await script("start", environment: environment)
@@ -41,6 +42,7 @@ struct DeployScriptTests {
         let sale = try await CrestCommand.run(
             [
                 "loadtest", "--url", "http://127.0.0.1:\(balancer)", "--admin-token", "deploy-test-token",
+                "--buyer-pass-secret", CrestProcess.buyerPassSecret,
                 "--stock", "300", "--buyers", "1500", "--concurrency", "16", "--requests", "1500",
                 "--repeat-share", "0.1",
             ], timeout: .seconds(120))

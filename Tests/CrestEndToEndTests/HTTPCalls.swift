@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestIdentity
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -24,6 +25,17 @@ struct CrestClient: Sendable {
 
     let http: HTTPClient
     let port: Int
+
+    /// The admin token's header, for operators' reads.
+    static let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
+
+    /// The `Authorization` header with a pass for `buyer`, signed with the secret every test
+    /// process is started with (`CrestProcess.buyerPassSecret`).
+    static func passHeader(for buyer: String) async throws -> (String, String) {
+        let pass = try await BuyerPassSigner(secret: CrestProcess.buyerPassSecret).sign(
+            BuyerPass(buyer: buyer, expiresAt: Date() + 3600, issuedAt: Date()))
+        return ("Authorization", "Bearer \(pass)")
+    }
 
     func call(
         _ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], json: String? = nil,
@@ -60,7 +72,7 @@ struct CrestClient: Sendable {
 
     func order(sale: String, key: String, buyer: String, timeout: TimeAmount = .seconds(30)) async throws -> Answer {
         try await call(
-            .POST, "/v1/sales/\(sale)/orders", headers: [("Idempotency-Key", key)],
+            .POST, "/v1/sales/\(sale)/orders", headers: [("Idempotency-Key", key), try await Self.passHeader(for: buyer)],
             json: #"{"buyer":"\#(buyer)","quantity":1}"#, timeout: timeout)
     }
 

@@ -80,7 +80,9 @@ struct JobCrashTests {
             #expect(reran >= leaseEnd.addingTimeInterval(-0.001), "ran again at \(reran), before its lease ended at \(leaseEnd)")
             // Its effect happened once: the order expired with one event.
             let orderID = try OrderJobs.expire.parameters(of: job).orderId
-            let events = try await restarted.call(.GET, "/v1/orders/\(orderID)/events").json["events"] as? [[String: Any]]
+            let events =
+                try await restarted.call(.GET, "/v1/orders/\(orderID)/events", headers: CrestClient.admin).json["events"]
+                as? [[String: Any]]
             #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
         }
         // Every order expires, and every unit is back exactly once.
@@ -92,7 +94,8 @@ struct JobCrashTests {
         #expect(allBack, "stock still reserved: \(counters)")
         #expect(counters == ["total": stock, "available": stock, "reserved": 0, "sold": 0])
         for id in orders.prefix(100) {
-            let events = try await restarted.call(.GET, "/v1/orders/\(id)/events").json["events"] as? [[String: Any]]
+            let events =
+                try await restarted.call(.GET, "/v1/orders/\(id)/events", headers: CrestClient.admin).json["events"] as? [[String: Any]]
             #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
         }
         #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")

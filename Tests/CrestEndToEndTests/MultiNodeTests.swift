@@ -39,7 +39,8 @@ struct MultiNodeTests {
         let counters = try await clients[1].stock(sale: sale)
         #expect(back, "\(counters)")
         for order in placed.compactMap(\.id) {
-            let events = try await clients[2].call(.GET, "/v1/orders/\(order)/events").json["events"] as? [[String: Any]]
+            let events =
+                try await clients[2].call(.GET, "/v1/orders/\(order)/events", headers: CrestClient.admin).json["events"] as? [[String: Any]]
             #expect(events?.compactMap { $0["type"] as? String } == ["order.created", "order.expired"])
         }
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
@@ -112,7 +113,8 @@ struct MultiNodeTests {
         // Every answered order is there, the victim's included.
         let survivor = clients[2]
         for order in placed.compactMap(\.id) {
-            #expect(try await survivor.call(.GET, "/v1/orders/\(order)").status == 200, "order \(order) is lost")
+            #expect(
+                try await survivor.call(.GET, "/v1/orders/\(order)", headers: CrestClient.admin).status == 200, "order \(order) is lost")
         }
 
         // The survivors rescue the victim's jobs after their leases end and run them; every order

@@ -28,7 +28,7 @@ struct PaymentProcessTests {
         let orderID = try #require(placed.id)
         var paymentID: String?
         let created = try await eventually {
-            let payment = try await client.call(.GET, "/v1/orders/\(orderID)").json["payment"] as? [String: Any]
+            let payment = try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["payment"] as? [String: Any]
             paymentID = payment?["id"] as? String
             return paymentID != nil
         }
@@ -40,7 +40,7 @@ struct PaymentProcessTests {
         #expect(paid.status == 200)
         var status: String?
         let settled = try await eventually(timeout: .seconds(90)) {
-            status = try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String
+            status = try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["status"] as? String
             return status != "pending_payment"
         }
         #expect(settled)
@@ -75,7 +75,8 @@ struct PaymentProcessTests {
             let orderID = try #require(try await client.order(sale: sale, key: "k-\(buyer)", buyer: buyer).id)
             var paymentID: String?
             let created = try await eventually(timeout: .seconds(90)) {
-                let payment = try await client.call(.GET, "/v1/orders/\(orderID)").json["payment"] as? [String: Any]
+                let payment =
+                    try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["payment"] as? [String: Any]
                 paymentID = payment?["id"] as? String
                 return paymentID != nil
             }
@@ -88,7 +89,7 @@ struct PaymentProcessTests {
             #expect(paid.status == 200)
             // Told by the webhook (whose event id must be new to Crest), well before the order's window ends.
             let settled = try await eventually(timeout: .seconds(90)) {
-                try await client.call(.GET, "/v1/orders/\(orderID)").json["status"] as? String == "paid"
+                try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["status"] as? String == "paid"
             }
             #expect(settled, "run \(run): the order was not paid:\n\(crest.log)")
             #expect(await simulator.stop() == 0)

@@ -37,7 +37,10 @@ struct TracingProcessTests {
             let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken)
             let placed = try await client.call(
                 .POST, "/v1/sales/\(sale)/orders",
-                headers: [("Idempotency-Key", "k1"), ("traceparent", "00-\(Self.traceID)-\(Self.parentSpanID)-01")],
+                headers: [
+                    ("Idempotency-Key", "k1"), ("traceparent", "00-\(Self.traceID)-\(Self.parentSpanID)-01"),
+                    try await CrestClient.passHeader(for: "ana"),
+                ],
                 json: #"{"buyer":"ana","quantity":1}"#)
             #expect(placed.status == 201)
 

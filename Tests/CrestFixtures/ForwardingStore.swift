@@ -28,10 +28,10 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func transitions(_ requests: [TransitionRequest], at now: Date) async throws -> [TransitionResult?] {
         try await inner.transitions(requests, at: now)
     }
-    open func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+    open func cancelAttempt(saleID: SaleID, idempotencyKey: String, buyer: String?, at now: Date) async throws
         -> AttemptCancellationResult
     {
-        try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
+        try await inner.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, buyer: buyer, at: now)
     }
     open func recordPayments(_ observations: [PaymentObservation], at now: Date) async throws
         -> [Result<PaymentRecord, PaymentRecordFailure>]

@@ -1,3 +1,4 @@
+import CrestHTTP
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -14,6 +15,9 @@ struct BadInputTests {
         var body: String
         var status: HTTPResponse.Status
         var kind: String
+        /// Sent by a buyer with a pass; `false`: to a Crest with `--buyer-auth off`, where the body's
+        /// buyer is the buyer and its rules apply to it.
+        var withPass = true
         var testDescription: String { name }
     }
 
@@ -23,7 +27,9 @@ struct BadInputTests {
         Case(name: "empty body", key: "k", body: "", status: .badRequest, kind: "invalid-body"),
         Case(name: "quantity as string", key: "k", body: #"{"buyer": "ana", "quantity": "1"}"#, status: .badRequest, kind: "invalid-body"),
         Case(name: "buyer as number", key: "k", body: #"{"buyer": 7, "quantity": 1}"#, status: .badRequest, kind: "invalid-body"),
-        Case(name: "missing buyer", key: "k", body: #"{"quantity": 1}"#, status: .badRequest, kind: "invalid-body"),
+        Case(
+            name: "missing buyer", key: "k", body: #"{"quantity": 1}"#, status: .badRequest, kind: "invalid-request",
+            withPass: false),
         Case(name: "null quantity", key: "k", body: #"{"buyer": "ana", "quantity": null}"#, status: .badRequest, kind: "invalid-body"),
         Case(name: "zero quantity", key: "k", body: #"{"buyer": "ana", "quantity": 0}"#, status: .badRequest, kind: "invalid-request"),
         Case(name: "negative quantity", key: "k", body: #"{"buyer": "ana", "quantity": -3}"#, status: .badRequest, kind: "invalid-request"),
@@ -34,13 +40,15 @@ struct BadInputTests {
             name: "huge quantity", key: "k", body: #"{"buyer": "ana", "quantity": 99999999999999999999999}"#, status: .badRequest,
             kind: "invalid-body"),
         Case(name: "fractional quantity", key: "k", body: #"{"buyer": "ana", "quantity": 1.5}"#, status: .badRequest, kind: "invalid-body"),
-        Case(name: "empty buyer", key: "k", body: #"{"buyer": "", "quantity": 1}"#, status: .badRequest, kind: "invalid-request"),
+        Case(
+            name: "empty buyer", key: "k", body: #"{"buyer": "", "quantity": 1}"#, status: .badRequest, kind: "invalid-request",
+            withPass: false),
         Case(
             name: "overlong buyer", key: "k", body: #"{"buyer": "\#(String(repeating: "b", count: 129))", "quantity": 1}"#,
-            status: .badRequest, kind: "invalid-request"),
+            status: .badRequest, kind: "invalid-request", withPass: false),
         Case(
             name: "control characters in buyer", key: "k", body: #"{"buyer": "a\u0000b", "quantity": 1}"#, status: .badRequest,
-            kind: "invalid-request"),
+            kind: "invalid-request", withPass: false),
         Case(
             name: "missing idempotency key", key: nil, body: #"{"buyer": "ana", "quantity": 1}"#, status: .badRequest,
             kind: "invalid-request"),
@@ -51,11 +59,12 @@ struct BadInputTests {
 
     @Test("order requests", arguments: orderCases)
     func badOrderRequests(_ testCase: Case) async throws {
-        try await HTTPFixture.with { fixture in
+        try await HTTPFixture.with(buyerAuthentication: testCase.withPass ? nil : .off) { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(perBuyerLimit: 2)
                 let response = try await client.placeOrder(
-                    sale: sale, key: testCase.key, body: ByteBuffer(string: testCase.body))
+                    sale: sale, key: testCase.key, body: ByteBuffer(string: testCase.body),
+                    as: testCase.withPass ? "ana" : nil)
                 response.expectProblem(testCase.status, testCase.kind)
                 try await client.execute(uri: "/v1/sales/\(sale)", method: .get) { response in
                     #expect((response.object["stock"] as? [String: Int])?["reserved"] == 0, "no stock moved")
@@ -72,8 +81,13 @@ struct BadInputTests {
                 try await client.placeOrder(sale: unknown, key: "k", buyer: "ana").expectProblem(.notFound, "sale-not-found")
                 try await client.placeOrder(sale: "not-a-uuid", key: "k", buyer: "ana").expectProblem(.notFound, "sale-not-found")
                 try await client.execute(uri: "/v1/sales/\(unknown)", method: .get) { $0.expectProblem(.notFound, "sale-not-found") }
-                try await client.execute(uri: "/v1/orders/\(unknown)", method: .get) { $0.expectProblem(.notFound, "order-not-found") }
-                try await client.execute(uri: "/v1/orders/nope/cancel", method: .post) { $0.expectProblem(.notFound, "order-not-found") }
+                let ana = try await HTTPFixture.buyerHeaders("ana")
+                try await client.execute(uri: "/v1/orders/\(unknown)", method: .get, headers: ana) {
+                    $0.expectProblem(.notFound, "order-not-found")
+                }
+                try await client.execute(uri: "/v1/orders/nope/cancel", method: .post, headers: ana) {
+                    $0.expectProblem(.notFound, "order-not-found")
+                }
                 try await client.execute(uri: "/v2/anything", method: .get) { $0.expectProblem(.notFound, "not-found") }
             }
         }
@@ -178,11 +192,13 @@ struct BadInputTests {
         try await HTTPFixture.with { fixture in
             try await fixture.app.test(.live) { client in
                 let sale = try await client.createSale()
+                let pass = try await HTTPFixture.pass(for: "ana")
                 let answer = try await Self.rawExchange(
                     port: try #require(client.port),
                     """
                     POST /v1/sales/\(sale)/orders HTTP/1.1\r
                     Host: 127.0.0.1\r
+                    Authorization: Bearer \(pass)\r
                     Idempotency-Key: k\r
                     Content-Type: application/json\r
                     Transfer-Encoding: chunked\r

@@ -21,6 +21,11 @@ struct HTTPCrowdTests {
         request.method = .POST
         request.headers.add(name: "Idempotency-Key", value: key)
         request.headers.add(name: "Content-Type", value: "application/json")
+        do {
+            request.headers.add(name: "Authorization", value: "Bearer \(try await HTTPFixture.pass(for: buyer))")
+        } catch {
+            return Answer(status: -1, orderID: nil, problemType: "no pass: \(error)")
+        }
         request.body = .bytes(ByteBuffer(string: #"{"buyer":"\#(buyer)","quantity":1}"#))
         do {
             let response = try await http.execute(request, timeout: .seconds(30))

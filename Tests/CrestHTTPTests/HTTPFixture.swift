@@ -2,6 +2,7 @@ import CrestCore
 import CrestEngine
 import CrestFixtures
 import CrestHTTP
+import CrestIdentity
 import CrestStore
 import Foundation
 import HTTPTypes
@@ -14,14 +15,19 @@ import Prometheus
 import Testing
 
 /// A Crest application on a fresh embedded store, its batcher running as an application service.
+/// Buyer routes need buyer passes signed with `buyerPassSecret` (or `buyerAuthentication: .off`).
 struct HTTPFixture {
     static let adminToken = "test-admin-token"
+    static let buyerPassSecret = "test-buyer-pass-secret-of-32-bytes-or-more"
 
     let engine: Engine
     let store: SQLiteStore
     let app: Application<RouterResponder<CrestRequestContext>>
 
-    static func with<T: Sendable>(_ body: (HTTPFixture) async throws -> T) async throws -> T {
+    static func with<T: Sendable>(
+        buyerAuthentication: BuyerAuthentication? = nil, clock: any CrestClock = SystemClock(),
+        _ body: (HTTPFixture) async throws -> T
+    ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try SQLiteStore(directory: directory)
@@ -30,7 +36,10 @@ struct HTTPFixture {
         // Bootstrap metrics before the engine makes its metric handles, as the executable does.
         let registry = TestMetrics.registry
         let engine = Engine(store: store, logger: logger)
-        let router = CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: registry)
+        var authentication = buyerAuthentication
+        if authentication == nil { authentication = try await passes(clock: clock) }
+        let router = CrestHTTPServer.router(
+            engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, metrics: registry)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
@@ -40,6 +49,26 @@ struct HTTPFixture {
     }
 
     static var adminHeaders: HTTPFields { [.authorization: "Bearer \(adminToken)", .contentType: "application/json"] }
+
+    /// Verification of passes signed with `buyerPassSecret` (and `extraSecrets`).
+    static func passes(clock: any CrestClock = SystemClock(), extraSecrets: [String] = []) async throws
+        -> BuyerAuthentication
+    {
+        let keys = try await BuyerPassKeys.make(secrets: [buyerPassSecret] + extraSecrets, jwks: nil)
+        return .passes(BuyerPassVerifier(keys: keys, clock: clock))
+    }
+
+    /// A pass for `buyer`, valid for an hour, signed with `buyerPassSecret`.
+    static func pass(for buyer: String, sales: [SaleID]? = nil, perBuyerLimit: Int? = nil) async throws -> String {
+        try await BuyerPassSigner(secret: buyerPassSecret).sign(
+            BuyerPass(
+                buyer: buyer, expiresAt: Date() + 3600, issuedAt: Date(), sales: sales, perBuyerLimit: perBuyerLimit))
+    }
+
+    /// `Authorization: Bearer <the buyer's pass>` and a JSON content type.
+    static func buyerHeaders(_ buyer: String) async throws -> HTTPFields {
+        [.authorization: "Bearer \(try await pass(for: buyer))", .contentType: "application/json"]
+    }
 
     static func json(_ object: [String: Any]) -> ByteBuffer {
         ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
@@ -52,6 +81,15 @@ struct HTTPFixture {
         ]
         object.merge(extra) { $1 }
         return json(object)
+    }
+}
+
+extension HTTPFields {
+    /// These fields with `name` set to `value`.
+    func setting(_ name: HTTPField.Name, _ value: String) -> HTTPFields {
+        var fields = self
+        fields[name] = value
+        return fields
     }
 }
 
@@ -83,13 +121,18 @@ extension TestClientProtocol {
         }
     }
 
-    func placeOrder(sale: String, key: String?, body: ByteBuffer) async throws -> TestResponse {
+    /// Sends an order attempt with `body`, as `buyer` (with the buyer's pass; `nil`: no pass).
+    func placeOrder(sale: String, key: String?, body: ByteBuffer, as buyer: String? = "ana") async throws
+        -> TestResponse
+    {
         var headers: HTTPFields = [.contentType: "application/json"]
+        if let buyer { headers[.authorization] = "Bearer \(try await HTTPFixture.pass(for: buyer))" }
         if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
         return try await execute(uri: "/v1/sales/\(sale)/orders", method: .post, headers: headers, body: body) { $0 }
     }
 
     func placeOrder(sale: String, key: String, buyer: String, quantity: Int = 1) async throws -> TestResponse {
-        try await placeOrder(sale: sale, key: key, body: HTTPFixture.json(["buyer": buyer, "quantity": quantity]))
+        try await placeOrder(
+            sale: sale, key: key, body: HTTPFixture.json(["buyer": buyer, "quantity": quantity]), as: buyer)
     }
 }

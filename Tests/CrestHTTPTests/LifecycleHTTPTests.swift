@@ -18,22 +18,28 @@ struct LifecycleHTTPTests {
                 let sale = try await client.createSale(stock: 2)
                 let placed = try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana")
                 let orderID = try #require(placed.object["id"] as? String)
-                _ = try await client.execute(uri: "/v1/orders/\(orderID)/cancel", method: .post) { $0 }
-                try await client.execute(uri: "/v1/orders/\(orderID)/events", method: .get) { response in
+                _ = try await client.execute(
+                    uri: "/v1/orders/\(orderID)/cancel", method: .post, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { $0 }
+                try await client.execute(
+                    uri: "/v1/orders/\(orderID)/events", method: .get, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { response in
                     #expect(response.status == .ok)
                     let events = response.object["events"] as? [[String: Any]] ?? []
                     #expect(events.map { $0["type"] as? String } == ["order.created", "order.cancelled"])
                     #expect(events.map { $0["sequence"] as? Int } == [1, 2])
                     #expect(events.allSatisfy { $0["orderId"] as? String == orderID && $0["id"] is String })
                 }
-                try await client.execute(uri: "/v1/orders/\(OrderID.make())/events", method: .get) {
+                try await client.execute(
+                    uri: "/v1/orders/\(OrderID.make())/events", method: .get, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) {
                     $0.expectProblem(.notFound, "order-not-found")
                 }
 
                 // An attempt cancelled before it arrived: recorded, and its late try is refused.
-                try await client.execute(
-                    uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: [Self.keyHeader: "lost-1"]
-                ) { response in
+                var bob = try await HTTPFixture.buyerHeaders("bob")
+                bob[Self.keyHeader] = "lost-1"
+                try await client.execute(uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: bob) { response in
                     #expect(response.status == .ok)
                     #expect(response.object["idempotencyKey"] as? String == "lost-1")
                     #expect(response.object["cancelledAt"] is String)
@@ -42,22 +48,22 @@ struct LifecycleHTTPTests {
                 try await client.placeOrder(sale: sale, key: "lost-1", buyer: "bob")
                     .expectProblem(.conflict, "attempt-cancelled")
                 // An attempt that placed an order: the order is cancelled.
-                let bob = try await client.placeOrder(sale: sale, key: "k-bob", buyer: "bob")
-                try await client.execute(
-                    uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: [Self.keyHeader: "k-bob"]
-                ) { response in
+                let bobsOrder = try await client.placeOrder(sale: sale, key: "k-bob", buyer: "bob")
+                bob[Self.keyHeader] = "k-bob"
+                try await client.execute(uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: bob) { response in
                     let order = response.object["order"] as? [String: Any]
-                    #expect(order?["id"] as? String == bob.object["id"] as? String)
+                    #expect(order?["id"] as? String == bobsOrder.object["id"] as? String)
                     #expect(order?["status"] as? String == "cancelled")
                 }
-                try await client.execute(uri: "/v1/sales/\(sale)/orders/cancel", method: .post) {
+                bob[Self.keyHeader] = nil
+                try await client.execute(uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: bob) {
                     $0.expectProblem(.badRequest, "invalid-request")
                 }
                 try await client.execute(
-                    uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: [Self.keyHeader: "bad key"]
+                    uri: "/v1/sales/\(sale)/orders/cancel", method: .post, headers: bob.setting(Self.keyHeader, "bad key")
                 ) { $0.expectProblem(.badRequest, "invalid-request") }
                 try await client.execute(
-                    uri: "/v1/sales/\(SaleID.make())/orders/cancel", method: .post, headers: [Self.keyHeader: "k"]
+                    uri: "/v1/sales/\(SaleID.make())/orders/cancel", method: .post, headers: bob.setting(Self.keyHeader, "k")
                 ) { $0.expectProblem(.notFound, "sale-not-found") }
 
                 // Operators list orders, filtered.
@@ -126,7 +132,9 @@ struct LifecycleHTTPTests {
                 let placed = try await client.placeOrder(sale: sale, key: "k", buyer: "ana")
                 let orderText = try #require(placed.object["id"] as? String)
                 let orderID = try #require(OrderID(orderText))
-                _ = try await client.execute(uri: "/v1/orders/\(orderID)/cancel", method: .post) { $0 }
+                _ = try await client.execute(
+                    uri: "/v1/orders/\(orderID)/cancel", method: .post, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { $0 }
                 let expiry = try await fixture.store.enqueue([OrderJobs.expiry(of: orderID, at: Date())], at: Date())[0]
                 #expect(try await eventually { try await fixture.store.job(expiry.id)?.state == .completed })
                 try await client.execute(

@@ -28,8 +28,10 @@ struct OpenAPIDocumentTests {
         }
         let served = try await HTTPFixture.with { fixture in
             Set(
-                CrestHTTPServer.router(engine: fixture.engine, adminToken: "t", metrics: TestMetrics.registry)
-                    .routes.map { "\($0.method) \($0.path)" })
+                CrestHTTPServer.router(
+                    engine: fixture.engine, adminToken: "t", buyerAuthentication: .off, metrics: TestMetrics.registry
+                )
+                .routes.map { "\($0.method) \($0.path)" })
         }
         #expect(served == documented, "served only: \(served.subtracting(documented)); documented only: \(documented.subtracting(served))")
     }

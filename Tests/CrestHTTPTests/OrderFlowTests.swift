@@ -23,7 +23,9 @@ struct OrderFlowTests {
                 #expect((order["amount"] as? [String: Any])?["amount"] as? Int == 499_900)
                 #expect(placed.headers[.location] == "/v1/orders/\(orderID)")
 
-                try await client.execute(uri: "/v1/orders/\(orderID)", method: .get) { response in
+                try await client.execute(
+                    uri: "/v1/orders/\(orderID)", method: .get, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { response in
                     #expect(response.status == .ok)
                     #expect(response.object["id"] as? String == orderID)
                 }
@@ -34,13 +36,17 @@ struct OrderFlowTests {
                 try await client.placeOrder(sale: sale, key: "k-bob-1", buyer: "bob")
                     .expectProblem(.conflict, "sold-out")
 
-                try await client.execute(uri: "/v1/orders/\(orderID)/cancel", method: .post) { response in
+                try await client.execute(
+                    uri: "/v1/orders/\(orderID)/cancel", method: .post, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { response in
                     #expect(response.status == .ok)
                     #expect(response.object["status"] as? String == "cancelled")
                 }
                 let bob = try await client.placeOrder(sale: sale, key: "k-bob-2", buyer: "bob")
                 #expect(bob.status == .created)
-                try await client.execute(uri: "/v1/orders/\(orderID)/cancel", method: .post) { response in
+                try await client.execute(
+                    uri: "/v1/orders/\(orderID)/cancel", method: .post, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { response in
                     #expect(response.status == .ok, "cancelling twice is harmless")
                 }
                 try await client.execute(uri: "/v1/sales/\(sale)", method: .get) { response in

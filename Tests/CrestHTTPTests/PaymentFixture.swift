@@ -71,7 +71,8 @@ struct PaymentFixture: Sendable {
                 store: store, configuration: engineConfiguration, logger: logger, provider: provider, clock: clock)
             let crestApp = Application(
                 router: CrestHTTPServer.router(
-                    engine: engine, adminToken: HTTPFixture.adminToken, metrics: registry,
+                    engine: engine, adminToken: HTTPFixture.adminToken,
+                    buyerAuthentication: try await HTTPFixture.passes(clock: clock), metrics: registry,
                     providerWebhookSecret: webhookSecret),
                 configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                 services: [engine.batcherService, engine.jobRunnerService], logger: logger)

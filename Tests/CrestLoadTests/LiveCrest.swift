@@ -2,6 +2,7 @@ import CrestCore
 import CrestEngine
 import CrestFixtures
 import CrestHTTP
+import CrestIdentity
 import CrestLoad
 import CrestStore
 import CrestTestSupport
@@ -14,6 +15,8 @@ import Testing
 /// Crest in this process, a live server on a free loopback port, on a store the test may falsify.
 enum LiveCrest {
     static let adminToken = "loadtest-admin-token"
+    /// The shop's HS256 secret: Crest verifies the crowd's passes with it, the load test mints them.
+    static let buyerPassSecret = "loadtest-buyer-pass-secret-0123456789"
 
     static func with<T: Sendable>(
         store makeStore: @escaping @Sendable (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
@@ -27,7 +30,12 @@ enum LiveCrest {
         let registry = TestMetrics.registry
         let engine = Engine(store: store, logger: logger)
         let app = Application(
-            router: CrestHTTPServer.router(engine: engine, adminToken: adminToken, metrics: registry),
+            router: CrestHTTPServer.router(
+                engine: engine, adminToken: adminToken,
+                buyerAuthentication: .passes(
+                    BuyerPassVerifier(
+                        keys: try await BuyerPassKeys.make(secrets: [buyerPassSecret], jwks: nil), clock: SystemClock())),
+                metrics: registry),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await app.test(.live) { client in
@@ -57,6 +65,7 @@ enum LiveCrest {
     /// A plan against `url` that creates a sale of `stock` units, one per buyer.
     static func plan(_ url: String, stock: Int64, requests: Int, buyers: Int) -> LoadPlan {
         var plan = LoadPlan(url: url, adminToken: adminToken)
+        plan.buyerPassSecret = buyerPassSecret
         plan.sale.stock = stock
         plan.requests = requests
         plan.buyers = buyers

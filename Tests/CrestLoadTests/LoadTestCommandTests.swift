@@ -15,9 +15,16 @@ struct LoadTestCommandTests {
                 ["loadtest", "--url", url, "--admin-token", "wrong", "--requests", "10"], timeout: .seconds(60))
             #expect(refused.status == 2, "\(refused.output)")
             #expect(refused.output.contains("answered 401"), "\(refused.output)")
+            // Without the shop's secret the buyers have no passes: told, not audited as a sale.
+            let passless = try await CrestCommand.run(
+                ["loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--requests", "10", "--data-dir", "/nonexistent"],
+                timeout: .seconds(60))
+            #expect(passless.status == 2, "\(passless.output)")
+            #expect(passless.output.contains("refused the buyers' passes"), "\(passless.output)")
             return try await CrestCommand.run(
                 [
                     "loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--stock", "100",
+                    "--buyer-pass-secret", LiveCrest.buyerPassSecret,
                     "--requests", "800", "--buyers", "400", "--concurrency", "8", "--json",
                 ], timeout: .seconds(120))
         }
@@ -36,6 +43,7 @@ struct LoadTestCommandTests {
             try await CrestCommand.run(
                 [
                     "loadtest", "--url", url, "--admin-token", LiveCrest.adminToken, "--stock", "40",
+                    "--buyer-pass-secret", LiveCrest.buyerPassSecret,
                     "--requests", "300", "--buyers", "300", "--concurrency", "8",
                 ], timeout: .seconds(120))
         }

@@ -157,19 +157,20 @@ struct StoreConformanceTests {
             try await store.createSale(sale)
             let placed = try #require(try await store.reserve([reservation(sale, key: "placed", buyer: "ana")]).outcomes[0].order)
             let now = millisecondNow()
-            guard case .order(let cancelled) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "placed", at: now)
+            guard case .order(let cancelled) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "placed", buyer: nil, at: now)
             else {
                 Issue.record("the placed attempt was not cancelled")
                 return
             }
             #expect(cancelled.order.id == placed.id && cancelled.order.status == .cancelled)
-            guard case .recorded(let at) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", at: now)
+            guard case .recorded(let at) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", buyer: nil, at: now)
             else {
                 Issue.record("the unplaced attempt was not recorded")
                 return
             }
             #expect(at == now)
-            guard case .recorded(let again) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", at: now + 5)
+            guard
+                case .recorded(let again) = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "never", buyer: nil, at: now + 5)
             else {
                 Issue.record("the repeat was not recorded")
                 return
@@ -177,8 +178,47 @@ struct StoreConformanceTests {
             #expect(again == now)
             #expect(try await store.reserve([reservation(sale, key: "never", buyer: "bob")]).outcomes == [.refused(.attemptCancelled)])
             await #expect(throws: OrderError.saleNotFound) {
-                try await store.cancelAttempt(saleID: .make(), idempotencyKey: "x", at: now)
+                try await store.cancelAttempt(saleID: .make(), idempotencyKey: "x", buyer: nil, at: now)
             }
+        }
+    }
+
+    @Test(
+        "a buyer's cancel by key touches only that buyer's attempts; an operator's touches everyone's; the buyer's limit may be the pass's",
+        arguments: StoreKind.allCases)
+    func attemptCancellationByBuyer(kind: StoreKind) async throws {
+        _ = try await kind.with { open in
+            let store = try await open()
+            let sale = makeSale(stock: 10)
+            try await store.createSale(sale)
+            let now = millisecondNow()
+            // Ana's order with key "shared": Bob's cancel with that key leaves it alone.
+            let anas = try #require(try await store.reserve([reservation(sale, key: "shared", buyer: "ana")]).outcomes[0].order)
+            guard case .recorded = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "shared", buyer: "bob", at: now)
+            else {
+                Issue.record("bob's cancel touched ana's order")
+                return
+            }
+            #expect(try await store.order(anas.id)?.status == .pendingPayment)
+            // Bob cancels his own lost attempt "lost": it refuses Bob's late attempt, not Cid's with the same key.
+            guard case .recorded = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "lost", buyer: "bob", at: now)
+            else {
+                Issue.record("bob's unplaced attempt was not recorded")
+                return
+            }
+            #expect(try await store.reserve([reservation(sale, key: "lost", buyer: "bob")]).outcomes == [.refused(.attemptCancelled)])
+            let cids = try await store.reserve([reservation(sale, key: "lost", buyer: "cid")]).outcomes[0]
+            #expect(cids.order?.buyer == "cid", "\(cids)")
+            // An operator's cancel refuses any buyer's attempt with the key.
+            _ = try await store.cancelAttempt(saleID: sale.id, idempotencyKey: "op", buyer: nil, at: now)
+            #expect(try await store.reserve([reservation(sale, key: "op", buyer: "dan")]).outcomes == [.refused(.attemptCancelled)])
+            // The request's own limit (a buyer pass's) replaces the sale's limit of 1.
+            var request = reservation(sale, key: "eve-1", buyer: "eve", quantity: 3)
+            request.request.perBuyerLimit = 3
+            #expect(try await store.reserve([request]).outcomes[0].order?.quantity == 3)
+            #expect(
+                try await store.reserve([reservation(sale, key: "fay-1", buyer: "fay", quantity: 2)]).outcomes
+                    == [.refused(.quantityAboveLimit(limit: 1))])
         }
     }
 

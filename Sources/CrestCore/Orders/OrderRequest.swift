@@ -10,13 +10,20 @@ public struct OrderRequest: Sendable, Hashable {
     public var idempotencyKey: String
     public var buyer: String
     public var quantity: Int
+    /// Replaces the sale's per-buyer limit for this buyer: the limit the shop signed into the
+    /// buyer's pass. `nil`: the sale's.
+    public var perBuyerLimit: Int?
 
-    public init(saleID: SaleID, idempotencyKey: String, buyer: String, quantity: Int) {
+    public init(saleID: SaleID, idempotencyKey: String, buyer: String, quantity: Int, perBuyerLimit: Int? = nil) {
         self.saleID = saleID
         self.idempotencyKey = idempotencyKey
         self.buyer = buyer
         self.quantity = quantity
+        self.perBuyerLimit = perBuyerLimit
     }
+
+    /// The most units this buyer may hold in `sale`.
+    public func limit(in sale: Sale) -> Int { perBuyerLimit ?? sale.perBuyerLimit }
 
     /// Checks what can be checked without the sale: the key, the buyer id, a positive quantity.
     public func validate() throws(ValidationError) {
@@ -24,6 +31,12 @@ public struct OrderRequest: Sendable, Hashable {
         issues.append(contentsOf: TextRule(maxLength: Self.buyerMaxLength).issues(buyer, field: "buyer"))
         if quantity < 1 {
             issues.append(.init(field: "quantity", message: "must be at least 1"))
+        }
+        if let perBuyerLimit, !SaleDraft.perBuyerLimitRange.contains(perBuyerLimit) {
+            issues.append(
+                .init(
+                    field: "perBuyerLimit",
+                    message: "must be between 1 and \(SaleDraft.perBuyerLimitRange.upperBound)"))
         }
         guard issues.isEmpty else { throw ValidationError(issues: issues) }
     }

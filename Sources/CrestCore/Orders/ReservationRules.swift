@@ -10,7 +10,8 @@ import Foundation
 ///    does now: a replay after the sale closed still finds its order);
 /// 2. the sale is open at the request's time;
 /// 3. the attempt was not cancelled by its key beforehand;
-/// 4. the quantity is within the per-buyer limit at all;
+/// 4. the quantity is within the per-buyer limit at all (the request's own limit, from the
+///    buyer's pass, or else the sale's);
 /// 5. the buyer's live units plus the quantity stay within the limit;
 /// 6. enough stock is available.
 ///
@@ -43,10 +44,9 @@ public enum ReservationRules {
         case .open: break
         }
         if try cancelled() { return .refused(.attemptCancelled) }
-        if request.quantity > sale.perBuyerLimit { return .refused(.quantityAboveLimit(limit: sale.perBuyerLimit)) }
-        if try held() + request.quantity > sale.perBuyerLimit {
-            return .refused(.buyerLimitReached(limit: sale.perBuyerLimit))
-        }
+        let limit = request.limit(in: sale)
+        if request.quantity > limit { return .refused(.quantityAboveLimit(limit: limit)) }
+        if try held() + request.quantity > limit { return .refused(.buyerLimitReached(limit: limit)) }
         guard available >= Int64(request.quantity) else { return .refused(.soldOut) }
         return .grant
     }

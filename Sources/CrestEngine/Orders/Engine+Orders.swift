@@ -132,7 +132,7 @@ extension Engine {
 
     private func reservation(for request: OrderRequest, in sale: Sale, at now: Date) throws -> Reservation {
         guard let amount = sale.price.times(request.quantity) else {
-            throw OrderError.quantityAboveLimit(limit: sale.perBuyerLimit)
+            throw OrderError.quantityAboveLimit(limit: request.limit(in: sale))
         }
         let id = OrderID.make(now: now)
         let expiresAt = sale.paymentDeadline(from: now)
@@ -219,11 +219,14 @@ extension Engine {
     /// Cancels the attempt named by an idempotency key (TCC cancel by the transaction's name): its
     /// order if it placed one, or else a record that refuses the attempt should it arrive later,
     /// so a client that gave up on an unanswered request can be sure it will not hold stock.
-    package func cancelAttempt(saleID: SaleID, idempotencyKey: String) async throws -> AttemptCancellation {
+    /// `buyer` limits it to that buyer's attempts (`Store.cancelAttempt`); `nil`: an operator's.
+    package func cancelAttempt(saleID: SaleID, idempotencyKey: String, buyer: String? = nil) async throws
+        -> AttemptCancellation
+    {
         try OrderRequest.validateKey(idempotencyKey)
         let now = clock()
         let result = try await withStore("cancel attempt") {
-            try await store.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, at: now)
+            try await store.cancelAttempt(saleID: saleID, idempotencyKey: idempotencyKey, buyer: buyer, at: now)
         }
         switch result {
         case .order(let transition):

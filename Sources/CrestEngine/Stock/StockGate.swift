@@ -61,8 +61,8 @@ final class StockGate: Sendable {
             request.buyer.hashValue == buyerHash && Int(quantity) == request.quantity
         }
 
-        func error(in sale: Sale) -> OrderError {
-            limitReached ? .buyerLimitReached(limit: sale.perBuyerLimit) : .soldOut
+        func error(for request: OrderRequest, in sale: Sale) -> OrderError {
+            limitReached ? .buyerLimitReached(limit: request.limit(in: sale)) : .soldOut
         }
     }
 
@@ -126,7 +126,7 @@ final class StockGate: Sendable {
                 return .refused(same ? .requestInProgress : .idempotencyKeyReused)
             }
             if let refusal = state.refusals[key] {
-                return .refused(refusal.isSameBody(as: request) ? refusal.error(in: sale) : .idempotencyKeyReused)
+                return .refused(refusal.isSameBody(as: request) ? refusal.error(for: request, in: sale) : .idempotencyKeyReused)
             }
             // Cancelled attempts are known to the store only: it refuses them when they get there.
             let verdict = ReservationRules.decide(

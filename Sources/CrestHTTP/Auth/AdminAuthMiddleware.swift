@@ -6,26 +6,46 @@ import Hummingbird
 /// A request to an admin route without the right bearer token.
 struct AdminAuthError: Error {}
 
-/// Lets a request through only with `Authorization: Bearer <admin token>`.
+/// The admin bearer token, kept as its SHA-256 digest.
 ///
-/// Tokens are compared as SHA-256 digests, byte by byte without an early exit, so neither the
-/// length nor the first differing byte of the token shows in response times.
-struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Tokens are compared as digests, byte by byte without an early exit, so neither the length nor
+/// the first differing byte of the token shows in response times.
+struct AdminCredential: Sendable {
     private let expected: [UInt8]
+    /// Whether the token has a dot, as a JWT has (a generated token never does).
+    let looksLikeJWT: Bool
 
     init(token: String) {
         expected = Array(SHA256.hash(data: Data(token.utf8)))
+        looksLikeJWT = token.contains(".")
+    }
+
+    func matches(_ presented: some StringProtocol) -> Bool {
+        let digest = SHA256.hash(data: Data(presented.utf8))
+        return zip(digest, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header; `nil` without one.
+    static func bearerToken(of request: Request) -> Substring? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        return header.dropFirst("Bearer ".count)
+    }
+}
+
+/// Lets a request through only with `Authorization: Bearer <admin token>`.
+struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let credential: AdminCredential
+
+    init(token: String) {
+        credential = AdminCredential(token: token)
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+        guard let token = AdminCredential.bearerToken(of: request), credential.matches(token) else {
             throw AdminAuthError()
         }
-        let presented = Array(SHA256.hash(data: Data(header.dropFirst("Bearer ".count).utf8)))
-        let difference = zip(presented, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) }
-        guard difference == 0 else { throw AdminAuthError() }
         return try await next(request, context)
     }
 }

@@ -2,20 +2,21 @@ import CrestCore
 import Foundation
 import Hummingbird
 
-/// `POST /v1/sales/{id}/orders` request body.
+/// `POST /v1/sales/{id}/orders` request body. `buyer` may be left out when the request carries a
+/// buyer pass (its subject is the buyer); without passes (`--buyer-auth off`) it is required.
 struct PlaceOrderBody: Decodable {
-    var buyer: String
+    var buyer: String?
     var quantity: Int
 }
 
 extension PlaceOrderBody {
-    /// Reads the shape nearly every buyer sends — `{"buyer": "…", "quantity": n}`, members in
-    /// either order, any whitespace, a buyer of printable ASCII without escapes, a quantity of at
+    /// Reads the shape nearly every buyer sends — `{"buyer": "…", "quantity": n}` or
+    /// `{"quantity": n}`, members in either order, any whitespace, a buyer of printable ASCII without escapes, a quantity of at
     /// most nine digits — without `JSONDecoder`, which cost more than the stock gate. `nil` for
     /// anything else (escapes, other members, duplicates, signs, fractions, broken JSON): that
     /// goes to `JSONDecoder`, which has the full rules and the error messages.
     init?(plainJSON buffer: ByteBuffer) {
-        let parsed: (String, Int)? = buffer.withUnsafeReadableBytes { bytes in
+        let parsed: (String?, Int)? = buffer.withUnsafeReadableBytes { bytes in
             var index = 0
             func skipWhitespace() {
                 while index < bytes.count {
@@ -75,7 +76,7 @@ extension PlaceOrderBody {
                     return nil
                 }
             } while take(UInt8(ascii: ","))
-            guard take(UInt8(ascii: "}")), let buyer, let quantity else { return nil }
+            guard take(UInt8(ascii: "}")), let quantity else { return nil }
             skipWhitespace()
             return index == bytes.count ? (buyer, quantity) : nil
         }

@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestIdentity
 import CrestPayments
 import CrestStore
 import Foundation
@@ -36,6 +37,25 @@ extension Problem {
             var problem = Problem(
                 kind: "unauthorized", title: "A valid admin bearer token is required", status: .unauthorized)
             problem.headers["WWW-Authenticate"] = "Bearer realm=\"crest-admin\""
+            return problem
+        case let error as BuyerPassError: return forBuyerPassError(error)
+        case let error as BuyerForbidden:
+            var problem: Problem
+            switch error {
+            case .saleNotAdmitted:
+                problem = Problem(
+                    kind: "sale-not-admitted", title: "The buyer pass does not admit this sale", status: .forbidden,
+                    detail: "the pass lists the sales it admits (its sales claim); ask the shop for a pass for this one")
+                problem.headers["WWW-Authenticate"] = #"Bearer realm="crest", error="insufficient_scope""#
+            case .buyerMismatch:
+                problem = Problem(
+                    kind: "buyer-mismatch", title: "The body names another buyer than the pass", status: .forbidden,
+                    detail: "leave buyer out of the body, or give the pass's subject")
+            case .operatorCannotOrder:
+                problem = Problem(
+                    kind: "buyer-pass-required", title: "Orders are placed with a buyer's pass", status: .forbidden,
+                    detail: "the admin token reads and cancels orders but cannot place one for a buyer")
+            }
             return problem
         case let error as WebhookSignature.Failure:
             var problem: Problem
@@ -87,6 +107,34 @@ extension Problem {
         default:
             return nil
         }
+    }
+
+    /// `401` with the RFC 6750 challenge: no error code for a request without a pass (it is
+    /// only told how to authenticate), `invalid_token` with the reason for a pass refused.
+    private static func forBuyerPassError(_ error: BuyerPassError) -> Problem {
+        var problem: Problem
+        switch error {
+        case .missing:
+            problem = Problem(
+                kind: "buyer-pass-required", title: "A buyer pass is required", status: .unauthorized,
+                detail: "send the pass the shop signed for the buyer: Authorization: Bearer <pass>")
+            problem.headers["WWW-Authenticate"] = #"Bearer realm="crest""#
+        default:
+            problem = Problem(
+                kind: "invalid-buyer-pass", title: "The buyer pass is not valid", status: .unauthorized,
+                detail: error.description)
+            let reason: String
+            switch error {
+            case .expired: reason = "expired"
+            case .notYetValid: reason = "not yet valid"
+            case .badSignature: reason = "bad signature"
+            case .invalidClaims: reason = "invalid claims"
+            case .malformed, .missing: reason = "malformed"
+            }
+            problem.headers["WWW-Authenticate"] =
+                #"Bearer realm="crest", error="invalid_token", error_description="\#(reason)""#
+        }
+        return problem
     }
 
     static func from(status: HTTPResponse.Status) -> Problem {

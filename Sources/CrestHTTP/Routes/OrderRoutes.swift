@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestIdentity
 import CrestStore
 import HTTPTypes
 import Hummingbird
@@ -11,8 +12,13 @@ extension HTTPField.Name {
 
 /// Buyers place orders on a sale, read them and their events, and cancel them while they await
 /// payment; operators list them.
+///
+/// With buyer passes on, the buyer is the pass's subject, and an order is visible only to its
+/// buyer and to operators: to anyone else it does not exist (`404`, so an order id does not
+/// reveal that the order exists).
 struct OrderRoutes {
     let engine: Engine
+    let callers: CallerIdentification
 
     func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
         router.post("v1/sales/{saleID}/orders", use: place)
@@ -32,23 +38,48 @@ struct OrderRoutes {
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
+        let caller = try await callers.caller(of: request)
         let buffer = try await request.collectJSONBody(context: context)
         let body =
             try PlaceOrderBody(plainJSON: buffer)
             ?? Request.decodeJSON(as: PlaceOrderBody.self, from: buffer, context: context)
+        let buyer: String
+        var limit: Int?
+        switch caller {
+        case .buyer(let pass):
+            guard pass.admits(saleID) else { throw BuyerForbidden.saleNotAdmitted }
+            if let named = body.buyer, named != pass.buyer { throw BuyerForbidden.buyerMismatch }
+            buyer = pass.buyer
+            limit = pass.perBuyerLimit
+        case .operator:
+            throw BuyerForbidden.operatorCannotOrder
+        case .anyone:
+            guard let named = body.buyer else { throw ValidationError(field: "buyer", message: "is required") }
+            buyer = named
+        }
         let placed = try await engine.placeOrder(
-            OrderRequest(saleID: saleID, idempotencyKey: key, buyer: body.buyer, quantity: body.quantity))
+            OrderRequest(
+                saleID: saleID, idempotencyKey: key, buyer: buyer, quantity: body.quantity, perBuyerLimit: limit))
         var headers: HTTPFields = [.location: "/v1/orders/\(placed.order.id)"]
         if placed.replayed { headers[.idempotentReplayed] = "true" }
         return EditedResponse(status: .created, headers: headers, response: OrderBody(placed.order))
     }
 
     @Sendable func show(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
-        OrderBody(try await engine.order(try context.orderID()))
+        OrderBody(try await accessibleOrder(request, context: context))
     }
 
     @Sendable func cancel(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
-        OrderBody(try await engine.cancelOrder(try context.orderID()))
+        OrderBody(try await engine.cancelOrder(try await accessibleOrder(request, context: context).id))
+    }
+
+    /// The order of the path, when the caller may see it; `orderNotFound` otherwise.
+    private func accessibleOrder(_ request: Request, context: CrestRequestContext) async throws -> Order {
+        let id = try context.orderID()
+        let caller = try await callers.caller(of: request)
+        let order = try await engine.order(id)
+        guard caller.mayAccess(order) else { throw OrderError.orderNotFound }
+        return order
     }
 
     /// Cancels whatever the request with this `Idempotency-Key` did or will do: its order, or — when
@@ -60,11 +91,14 @@ struct OrderRoutes {
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
-        return AttemptCancellationBody(try await engine.cancelAttempt(saleID: saleID, idempotencyKey: key))
+        let caller = try await callers.caller(of: request)
+        return AttemptCancellationBody(
+            try await engine.cancelAttempt(saleID: saleID, idempotencyKey: key, buyer: caller.scopedBuyer))
     }
 
     @Sendable func events(_ request: Request, context: CrestRequestContext) async throws -> EventListBody {
-        EventListBody(events: try await engine.events(of: try context.orderID()).map(EventBody.init))
+        let order = try await accessibleOrder(request, context: context)
+        return EventListBody(events: try await engine.events(of: order.id).map(EventBody.init))
     }
 
     /// `GET /v1/orders?saleId=…&status=…&flagged=true`: orders for operators, oldest first.

@@ -7,16 +7,19 @@ import Prometheus
 /// Builds Crest's HTTP API around an engine.
 ///
 /// ```swift
-/// let router = CrestHTTPServer.router(engine: engine, adminToken: token, metrics: registry)
+/// let router = CrestHTTPServer.router(
+///     engine: engine, adminToken: token, buyerAuthentication: .passes(verifier), metrics: registry)
 /// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8080)))
 /// ```
 package enum CrestHTTPServer {
     /// The router with every route and middleware. Middleware order, outside in: metrics, tracing,
     /// problem details — so errors are responses before metrics and traces see them.
+    /// `buyerAuthentication` says how buyer routes know the buyer (`BuyerAuthentication`).
     /// `providerWebhookSecret` checks the signatures of the payment provider's webhooks; without
     /// it, `POST /v1/webhooks/provider` answers 503.
     package static func router(
-        engine: Engine, adminToken: String, metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
+        engine: Engine, adminToken: String, buyerAuthentication: BuyerAuthentication,
+        metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
         router.add(middleware: MetricsMiddleware())
@@ -26,7 +29,8 @@ package enum CrestHTTPServer {
         OperationsRoutes(engine: engine, metrics: metrics).add(to: router)
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
-        OrderRoutes(engine: engine).add(to: router, admin: admin)
+        let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)
+        OrderRoutes(engine: engine, callers: callers).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(
             engine: engine, webhookSecret: providerWebhookSecret,

@@ -170,6 +170,16 @@ enum PostgresMigrations {
             ["DROP INDEX jobs_by_kind_state", "CREATE INDEX jobs_by_state_kind ON jobs (state, kind)"]
         ),
         (6, "the trace a job continues", ["ALTER TABLE jobs ADD COLUMN trace_parent text"]),
+        (
+            7, "cancelled attempts by buyer",
+            [
+                // A buyer's cancel refuses only that buyer's attempt with the key; '' (an
+                // operator's, and every record made before buyers were known) refuses any buyer's.
+                "ALTER TABLE cancelled_attempts ADD COLUMN buyer text NOT NULL DEFAULT ''",
+                "ALTER TABLE cancelled_attempts DROP CONSTRAINT cancelled_attempts_pkey",
+                "ALTER TABLE cancelled_attempts ADD PRIMARY KEY (sale_id, idempotency_key, buyer)",
+            ]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -26,6 +26,13 @@ struct PostgresReservationLedger {
         var key: String
     }
 
+    /// A cancelled-attempt record: the key, and the buyer whose attempt it refuses
+    /// (`StoreRules.anyBuyer`: everyone's).
+    private struct CancelledKey: Hashable {
+        var key: Key
+        var buyer: String
+    }
+
     private struct Holder: Hashable {
         var sale: SaleID
         var buyer: String
@@ -33,7 +40,7 @@ struct PostgresReservationLedger {
 
     private var sales: [SaleID: SaleState] = [:]
     private var placed: [Key: Order] = [:]
-    private var cancelled: Set<Key> = []
+    private var cancelled: Set<CancelledKey> = []
     private var holdings: [Holder: Int] = [:]
     private let endpoints: [WebhookEndpoint]
     private var created: [(order: Order, key: String, jobs: [NewJob])] = []
@@ -71,7 +78,10 @@ struct PostgresReservationLedger {
                 WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
                 """)
             let cancelled = reads.send(
-                "SELECT idempotency_key FROM cancelled_attempts WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))")
+                """
+                SELECT idempotency_key, buyer FROM cancelled_attempts
+                WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
+                """)
             let holdings = reads.send(
                 """
                 SELECT buyer, SUM(quantity)::bigint FROM orders
@@ -115,7 +125,8 @@ struct PostgresReservationLedger {
                 placed[Key(sale: lookup.sale, key: key)] = try PostgresRows.order(row)
             }
             for row in rows[lookup.cancelled] {
-                cancelled.insert(Key(sale: lookup.sale, key: try row.decode(String.self)))
+                let (key, buyer) = try row.decode((String, String).self)
+                cancelled.insert(CancelledKey(key: Key(sale: lookup.sale, key: key), buyer: buyer))
             }
             for row in rows[lookup.holdings] {
                 let (buyer, held) = try row.decode((String, Int64).self)
@@ -131,8 +142,11 @@ struct PostgresReservationLedger {
         let holder = Holder(sale: request.saleID, buyer: request.buyer)
         let held = holdings[holder] ?? 0
         if let outcome = StoreRules.decide(
-            reservation, sale: state.sale, existing: { placed[key] }, cancelled: { cancelled.contains(key) },
-            held: { held })
+            reservation, sale: state.sale, existing: { placed[key] },
+            cancelled: {
+                cancelled.contains(CancelledKey(key: key, buyer: StoreRules.anyBuyer))
+                    || cancelled.contains(CancelledKey(key: key, buyer: request.buyer))
+            }, held: { held })
         {
             return outcome
         }

@@ -167,7 +167,7 @@ public final class PostgresStore: Store {
         }
     }
 
-    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, buyer: String?, at now: Date) async throws
         -> AttemptCancellationResult
     {
         try await transaction { connection in
@@ -185,13 +185,16 @@ public final class PostgresStore: Store {
             if let placed {
                 let order = try await PostgresOrders.lock([placed], on: connection, logger: self.logger)[placed]
                 guard let order else { throw OrderError.orderNotFound }
-                return .order(try await PostgresOrders.apply(.cancel, to: order, on: connection, at: now, logger: self.logger))
+                if buyer == nil || buyer == order.buyer {
+                    return .order(
+                        try await PostgresOrders.apply(.cancel, to: order, on: connection, at: now, logger: self.logger))
+                }
             }
             let at = try await connection.query(
                 """
-                INSERT INTO cancelled_attempts (sale_id, idempotency_key, cancelled_at)
-                VALUES (\(saleID.description), \(idempotencyKey), \(PostgresRows.millis(now)))
-                ON CONFLICT (sale_id, idempotency_key) DO UPDATE SET cancelled_at = cancelled_attempts.cancelled_at
+                INSERT INTO cancelled_attempts (sale_id, idempotency_key, buyer, cancelled_at)
+                VALUES (\(saleID.description), \(idempotencyKey), \(buyer ?? StoreRules.anyBuyer), \(PostgresRows.millis(now)))
+                ON CONFLICT (sale_id, idempotency_key, buyer) DO UPDATE SET cancelled_at = cancelled_attempts.cancelled_at
                 RETURNING cancelled_at
                 """, logger: self.logger
             ).values(Int64.self).first

@@ -182,6 +182,25 @@ enum SQLiteMigrations {
         migrator.registerMigration("v7: the trace a job continues") { db in
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN trace_parent TEXT")
         }
+        migrator.registerMigration("v8: cancelled attempts by buyer") { db in
+            // A buyer's cancel refuses only that buyer's attempt with the key; '' (an operator's,
+            // and every record made before buyers were known) refuses any buyer's. A key of a
+            // primary key cannot change in place: the table is rebuilt.
+            try db.execute(
+                sql: """
+                    CREATE TABLE cancelled_attempts_by_buyer (
+                        sale_id TEXT NOT NULL REFERENCES sales(id),
+                        idempotency_key TEXT NOT NULL,
+                        buyer TEXT NOT NULL,
+                        cancelled_at INTEGER NOT NULL,
+                        PRIMARY KEY (sale_id, idempotency_key, buyer)
+                    ) STRICT, WITHOUT ROWID;
+                    INSERT INTO cancelled_attempts_by_buyer (sale_id, idempotency_key, buyer, cancelled_at)
+                        SELECT sale_id, idempotency_key, '', cancelled_at FROM cancelled_attempts;
+                    DROP TABLE cancelled_attempts;
+                    ALTER TABLE cancelled_attempts_by_buyer RENAME TO cancelled_attempts;
+                    """)
+        }
         return migrator
     }
 }

@@ -97,7 +97,8 @@ struct SQLiteReservationLedger {
     private static let probeSQL = """
         SELECT
             EXISTS (SELECT 1 FROM orders WHERE sale_id = ?1 AND idempotency_key = ?2),
-            EXISTS (SELECT 1 FROM cancelled_attempts WHERE sale_id = ?1 AND idempotency_key = ?2),
+            EXISTS (SELECT 1 FROM cancelled_attempts
+                    WHERE sale_id = ?1 AND idempotency_key = ?2 AND buyer IN ('\(StoreRules.anyBuyer)', ?3)),
             (SELECT COALESCE(SUM(quantity), 0) FROM orders
              WHERE sale_id = ?1 AND buyer = ?3 AND status IN \(StoreRules.liveStatusesSQL))
         """

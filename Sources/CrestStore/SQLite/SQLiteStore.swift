@@ -149,24 +149,30 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, at now: Date) async throws
+    public func cancelAttempt(saleID: SaleID, idempotencyKey: String, buyer: String?, at now: Date) async throws
         -> AttemptCancellationResult
     {
         try await pool.write { db in
-            if let order = try Self.fetchOrder(db, saleID: saleID, idempotencyKey: idempotencyKey) {
+            if let order = try Self.fetchOrder(db, saleID: saleID, idempotencyKey: idempotencyKey),
+                buyer == nil || buyer == order.buyer
+            {
                 return .order(try Self.apply(.cancel, to: order, in: db, at: now))
             }
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM sales WHERE id = ?", arguments: [saleID.description]) != nil
             else { throw OrderError.saleNotFound }
+            let recordBuyer = buyer ?? StoreRules.anyBuyer
             try db.execute(
                 sql: """
-                    INSERT INTO cancelled_attempts (sale_id, idempotency_key, cancelled_at) VALUES (?, ?, ?)
+                    INSERT INTO cancelled_attempts (sale_id, idempotency_key, buyer, cancelled_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     """,
-                arguments: [saleID.description, idempotencyKey, SQLiteRows.millis(now)])
+                arguments: [saleID.description, idempotencyKey, recordBuyer, SQLiteRows.millis(now)])
             let at = try Int64.fetchOne(
-                db, sql: "SELECT cancelled_at FROM cancelled_attempts WHERE sale_id = ? AND idempotency_key = ?",
-                arguments: [saleID.description, idempotencyKey])
+                db,
+                sql: """
+                    SELECT cancelled_at FROM cancelled_attempts WHERE sale_id = ? AND idempotency_key = ? AND buyer = ?
+                    """,
+                arguments: [saleID.description, idempotencyKey, recordBuyer])
             return .recorded(at: SQLiteRows.date(at ?? SQLiteRows.millis(now)))
         }
     }

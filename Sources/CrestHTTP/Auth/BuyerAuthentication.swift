@@ -1,0 +1,69 @@
+import CrestCore
+import CrestIdentity
+import Hummingbird
+
+/// How buyer routes learn who the buyer is.
+package enum BuyerAuthentication: Sendable {
+    /// Every buyer route needs a buyer pass signed by the shop (or the admin token, where an
+    /// operator may act).
+    case passes(BuyerPassVerifier)
+    /// No passes (`--buyer-auth off`, for closed networks): the body names the buyer and anyone
+    /// may read or cancel any order.
+    case off
+}
+
+/// Who sent a request to a buyer route.
+enum Caller: Sendable {
+    case `operator`
+    case buyer(VerifiedPass)
+    /// Buyer authentication is off: whoever it is.
+    case anyone
+
+    /// Whether this caller may read or cancel `order`: an operator, anyone when passes are off,
+    /// and otherwise only the order's buyer.
+    func mayAccess(_ order: Order) -> Bool {
+        switch self {
+        case .operator, .anyone: true
+        case .buyer(let pass): pass.buyer == order.buyer
+        }
+    }
+
+    /// The buyer whose attempts a cancel by idempotency key may touch; `nil`: anyone's.
+    var scopedBuyer: String? {
+        if case .buyer(let pass) = self { pass.buyer } else { nil }
+    }
+}
+
+/// A pass that is valid but does not allow this request (`403`).
+enum BuyerForbidden: Error, Sendable, Hashable {
+    /// The pass lists the sales it admits, and this is not one of them.
+    case saleNotAdmitted
+    /// The body names another buyer than the pass.
+    case buyerMismatch
+    /// Orders are placed with a buyer's pass, not the admin token.
+    case operatorCannotOrder
+}
+
+/// Tells who is calling from the `Authorization` header: the admin token, a buyer pass, or —
+/// with passes off — anyone.
+struct CallerIdentification: Sendable {
+    let admin: AdminCredential
+    let authentication: BuyerAuthentication
+
+    func caller(of request: Request) async throws -> Caller {
+        let token = AdminCredential.bearerToken(of: request)
+        switch authentication {
+        case .off:
+            if let token, admin.matches(token) { return .operator }
+            return .anyone
+        case .passes(let verifier):
+            guard let token else { throw BuyerPassError.missing }
+            // A JWT has dots and a generated admin token none, so a pass does not pay for the
+            // admin token's digest (unless the operator chose a token with a dot).
+            let isJWTShaped = token.contains(".")
+            if !isJWTShaped || admin.looksLikeJWT, admin.matches(token) { return .operator }
+            guard isJWTShaped else { throw BuyerPassError.malformed }
+            return .buyer(try await verifier.verify(token))
+        }
+    }
+}

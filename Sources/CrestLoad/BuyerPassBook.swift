@@ -1,0 +1,26 @@
+import CrestCore
+import CrestIdentity
+import Foundation
+import Synchronization
+
+/// The crowd's buyer passes, as the shop would hand them out: one per buyer, minted on the
+/// buyer's first attempt and sent with every attempt after it (so Crest verifies each once and
+/// then remembers it, as in a real sale).
+final class BuyerPassBook: Sendable {
+    private let signer: BuyerPassSigner
+    private let expiresAt: Date
+    private let passes = Mutex<[String: String]>([:])
+
+    init(secret: String, lifetime: Duration) async {
+        signer = await BuyerPassSigner(secret: secret)
+        expiresAt = Date() + lifetime.seconds
+    }
+
+    /// `Authorization: Bearer <the buyer's pass>`.
+    func header(for buyer: String) async throws -> (String, String) {
+        if let pass = passes.withLock({ $0[buyer] }) { return ("Authorization", "Bearer \(pass)") }
+        let pass = try await signer.sign(BuyerPass(buyer: buyer, expiresAt: expiresAt, issuedAt: Date()))
+        passes.withLock { $0[buyer] = pass }
+        return ("Authorization", "Bearer \(pass)")
+    }
+}
