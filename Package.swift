@@ -163,6 +163,7 @@ let package = Package(
             name: "crest-bench",
             dependencies: [
                 "CrestCore",
+                "CrestIdentity",
                 "CrestStore",
                 "CrestEngine",
                 "CrestHTTP",
@@ -170,7 +171,9 @@ let package = Package(
                 "CrestSimulator",
                 "CrestTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,12 +5,14 @@ ADMIN_TOKEN=bench-admin-token
 # free_port — prints a free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_crest DATA_DIR [extra serve flags…] — sets CREST_PID and CREST_URL.
+# start_crest DATA_DIR [extra serve flags…] — sets CREST_PID and CREST_URL. Buyer passes are off
+# (BUYER_AUTH=off, the default here): the order-path figures stay comparable with the earlier ones,
+# and Benchmarks/passes.sh measures what passes add (it starts servers with BUYER_AUTH=on).
 start_crest() {
   local dir=$1; shift
   local log="$dir.log"
   "$CREST_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$dir" --admin-token "$ADMIN_TOKEN" \
-    --log-level warning "$@" > "$log" 2>&1 &
+    --buyer-auth "${BUYER_AUTH:-off}" --log-level warning "$@" > "$log" 2>&1 &
   CREST_PID=$!
   for _ in $(seq 1 300); do
     local port

@@ -31,6 +31,16 @@ struct MultiNodeTests {
         for client in clients {
             #expect(try await client.stock(sale: sale) == ["total": 60, "available": 0, "reserved": 60, "sold": 0])
         }
+        // One buyer pass, accepted by every node: its order reads everywhere, and to another buyer
+        // it does not exist anywhere.
+        let first = try #require(placed.first)
+        let owner = [try await CrestClient.passHeader(for: first.buyer)]
+        let stranger = [try await CrestClient.passHeader(for: "someone-else")]
+        for client in clients {
+            let id = try #require(first.id)
+            #expect(try await client.call(.GET, "/v1/orders/\(id)", headers: owner).status == 200)
+            #expect(try await client.call(.GET, "/v1/orders/\(id)", headers: stranger).status == 404)
+        }
 
         // Unpaid, every order expires after 15 s; some node's runner takes each expiry, once.
         let back = try await eventually(timeout: .seconds(60)) {

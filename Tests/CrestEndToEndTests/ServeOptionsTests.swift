@@ -103,10 +103,11 @@ struct GateOptionsTests {
 /// Runs `crest` with `arguments`, expects its usage exit (64) with `message` in its output, and
 /// returns the output.
 @discardableResult
-private func expectUsageExit(
-    _ arguments: [String], saying message: String, sourceLocation: SourceLocation = #_sourceLocation
+func expectUsageExit(
+    _ arguments: [String], saying message: String, environment: [String: String] = [:],
+    sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> String {
-    let (status, output) = try await CrestCommand.run(arguments, timeout: .seconds(60))
+    let (status, output) = try await CrestCommand.run(arguments, environment: environment, timeout: .seconds(60))
     #expect(status == 64, "\(arguments): \(output)", sourceLocation: sourceLocation)
     #expect(output.contains(message), "\(arguments): \(output)", sourceLocation: sourceLocation)
     return output
