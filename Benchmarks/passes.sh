@@ -19,8 +19,8 @@ DURATION=10s
 BUYERS=1000
 SECRET=bench-buyer-pass-secret-0123456789abcdef
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-swift build -c release --product crest >/dev/null
-swift build -c release --product crest-bench >/dev/null
+# Both products in one build: building them one after the other recompiles shared modules.
+swift build -c release >/dev/null
 
 WORK=$(mktemp -d /tmp/crest-bench.XXXXXX)
 trap 'if [ -n "${CREST_PID:-}" ]; then stop_crest || true; fi; rm -rf "$WORK"' EXIT

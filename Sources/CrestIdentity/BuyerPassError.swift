@@ -15,6 +15,21 @@ public enum BuyerPassError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Signed and current, but a claim breaks a rule (an empty or over-long `sub`, a limit out of range).
     case invalidClaims(String)
 
+    /// The label of `crest_buyer_pass_refusals_total{reason}`.
+    public var reason: String {
+        switch self {
+        case .missing: "missing"
+        case .malformed: "malformed"
+        case .badSignature: "bad_signature"
+        case .expired: "expired"
+        case .notYetValid: "not_yet_valid"
+        case .invalidClaims: "invalid_claims"
+        }
+    }
+
+    /// Every reason, for counters made ahead of use.
+    public static let reasons = ["missing", "malformed", "bad_signature", "expired", "not_yet_valid", "invalid_claims"]
+
     public var description: String {
         switch self {
         case .missing: "a buyer pass is required (Authorization: Bearer <pass>)"

@@ -1,4 +1,5 @@
 import CrestCore
+import CrestFixtures
 import CrestHTTP
 import Crypto
 import Foundation
@@ -7,6 +8,7 @@ import Hummingbird
 import HummingbirdTesting
 import JWTKit
 import NIOCore
+import Prometheus
 import Testing
 
 @testable import CrestIdentity
@@ -140,6 +142,10 @@ struct BuyerPassTests {
                 ) { #expect($0.status == .created) }
                 try await client.execute(uri: "/v1/sales/\(sale)", method: .get) { response in
                     #expect((response.object["stock"] as? [String: Int])?["reserved"] == 1, "only the good pass ordered")
+                }
+                let metrics = TestMetrics.registry.emitToString()
+                for reason in ["expired", "not_yet_valid", "bad_signature", "malformed", "invalid_claims"] {
+                    #expect(metrics.contains(#"crest_buyer_pass_refusals_total{reason="\#(reason)"}"#), "\(reason)")
                 }
             }
         }

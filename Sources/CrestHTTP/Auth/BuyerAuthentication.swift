@@ -1,6 +1,7 @@
 import CrestCore
 import CrestIdentity
 import Hummingbird
+import Metrics
 
 /// How buyer routes learn who the buyer is.
 package enum BuyerAuthentication: Sendable {
@@ -45,12 +46,35 @@ enum BuyerForbidden: Error, Sendable, Hashable {
 }
 
 /// Tells who is calling from the `Authorization` header: the admin token, a buyer pass, or —
-/// with passes off — anyone.
+/// with passes off — anyone. Each refused pass counts in `crest_buyer_pass_refusals_total{reason}`
+/// (a wave of `bad_signature` after a key change is the shop signing with a key Crest lacks).
 struct CallerIdentification: Sendable {
+    static let refusalsLabel = "crest_buyer_pass_refusals_total"
+
     let admin: AdminCredential
     let authentication: BuyerAuthentication
+    /// One counter per reason, made once (not a registry lookup per refusal).
+    private let refusals: [String: Counter]
+
+    init(admin: AdminCredential, authentication: BuyerAuthentication) {
+        self.admin = admin
+        self.authentication = authentication
+        refusals = Dictionary(
+            uniqueKeysWithValues: BuyerPassError.reasons.map {
+                ($0, Counter(label: Self.refusalsLabel, dimensions: [("reason", $0)]))
+            })
+    }
 
     func caller(of request: Request) async throws -> Caller {
+        do {
+            return try await identify(request)
+        } catch let error as BuyerPassError {
+            refusals[error.reason]?.increment()
+            throw error
+        }
+    }
+
+    private func identify(_ request: Request) async throws -> Caller {
         let token = AdminCredential.bearerToken(of: request)
         switch authentication {
         case .off:
