@@ -17,7 +17,7 @@ struct AdminCredential: Sendable {
 
     init(token: String) {
         expected = Array(SHA256.hash(data: Data(token.utf8)))
-        looksLikeJWT = token.contains(".")
+        looksLikeJWT = token.utf8.contains(UInt8(ascii: "."))
     }
 
     func matches(_ presented: some StringProtocol) -> Bool {
