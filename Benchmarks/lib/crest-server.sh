@@ -7,12 +7,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # start_crest DATA_DIR [extra serve flags…] — sets CREST_PID and CREST_URL. Buyer passes are off
 # (BUYER_AUTH=off, the default here): the order-path figures stay comparable with the earlier ones,
-# and Benchmarks/passes.sh measures what passes add (it starts servers with BUYER_AUTH=on).
+# and Benchmarks/passes.sh measures what passes add (it starts servers with BUYER_AUTH=on). The
+# per-buyer rate limit is off too (`--buyer-rate 0`): these runs measure the write path, and some
+# draw their buyers from a small set; a flag given after it wins.
 start_crest() {
   local dir=$1; shift
   local log="$dir.log"
   "$CREST_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$dir" --admin-token "$ADMIN_TOKEN" \
-    --buyer-auth "${BUYER_AUTH:-off}" --log-level warning "$@" > "$log" 2>&1 &
+    --buyer-auth "${BUYER_AUTH:-off}" --buyer-rate 0 --log-level warning "$@" > "$log" 2>&1 &
   CREST_PID=$!
   for _ in $(seq 1 300); do
     local port

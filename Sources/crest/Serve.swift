@@ -31,6 +31,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var buyerPasses: BuyerPassOptions
 
+    @OptionGroup var admission: AdmissionOptions
+
     @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
     var adminToken: String?
 
@@ -96,6 +98,7 @@ struct Serve: AsyncParsableCommand {
                 "admin token (generated, kept in \(KeptSecret.adminToken.file(in: dataDirectory).path)): \(token.secret)")
         }
         try store.validate(settings)
+        let limits = try admission.limits(settings)
         let buyerAuthentication = try await buyerPasses.authentication(
             settings, dataDirectory: store.postgresURL(settings) == nil ? dataDirectory : nil, logger: logger)
         let (opened, storeDescription) = try await store.open(settings, logger: logger)
@@ -110,7 +113,8 @@ struct Serve: AsyncParsableCommand {
         let started = StartedFlag()
         let app = Application(
             router: CrestHTTPServer.router(
-                engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, metrics: registry,
+                engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
+                metrics: registry,
                 providerWebhookSecret: webhookSecret),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in

@@ -40,7 +40,7 @@ struct BuyerPassProcessTests {
         #expect(read.status == 200 && read.json["buyer"] as? String == "ana")
     }
 
-    @Test("--buyer-auth off says so loudly and takes the body's buyer; bad pass settings are refused at start")
+    @Test("--buyer-auth off says so loudly and takes the body's buyer; bad pass and rate-limit settings are refused at start")
     func offAndBadSettings() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-passes-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -56,6 +56,8 @@ struct BuyerPassProcessTests {
         let base = ["serve", "--port", "0", "--data-dir", directory.path, "--admin-token", "t"]
         try await expectUsageExit(base + ["--buyer-auth", "maybe"], saying: "--buyer-auth must be on or off")
         try await expectUsageExit(base + ["--buyer-pass-secret", "short"], saying: "at least 32 bytes")
+        try await expectUsageExit(base + ["--trusted-proxies", "10.0.0.0/8,nonsense"], saying: "nonsense is not an address or CIDR")
+        try await expectUsageExit(base + ["--buyer-burst", "0"], saying: "buyer burst must be 1…1,000,000")
         let jwks = directory.appending(path: "keys.json")
         try Data(#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#.utf8)
             .write(to: jwks)

@@ -9,7 +9,7 @@ final class CrestProcess: Sendable {
     /// Every process started here verifies buyer passes signed with it (`CREST_BUYER_PASS_SECRETS`).
     static let buyerPassSecret = "e2e-buyer-pass-secret-0123456789abcdef"
 
-    let process: Process
+    let process: ChildProcess
     let port: Int
     private let output: Locked<String>
 

@@ -75,15 +75,12 @@ struct DeployScriptTests {
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         defer { try? handle.close() }
-        let process = Process()
-        process.executableURL = repository.appending(path: "deploy/three-nodes.sh")
-        process.arguments = [command]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
+        let process = ChildProcess(
+            executable: repository.appending(path: "deploy/three-nodes.sh").path, arguments: [command],
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, output: .file(handle))
         try CrestCommand.launch(process)
-        let status = waitForExit(process)
+        process.waitUntilExit()
+        let status = process.terminationStatus
         return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
 }

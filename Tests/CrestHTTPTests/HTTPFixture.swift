@@ -25,7 +25,8 @@ struct HTTPFixture {
     let app: Application<RouterResponder<CrestRequestContext>>
 
     static func with<T: Sendable>(
-        buyerAuthentication: BuyerAuthentication? = nil, clock: any CrestClock = SystemClock(),
+        buyerAuthentication: BuyerAuthentication? = nil, admission: AdmissionLimits = AdmissionLimits(),
+        clock: any CrestClock = SystemClock(),
         _ body: (HTTPFixture) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
@@ -39,7 +40,8 @@ struct HTTPFixture {
         var authentication = buyerAuthentication
         if authentication == nil { authentication = try await passes(clock: clock) }
         let router = CrestHTTPServer.router(
-            engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, metrics: registry)
+            engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
+            clock: clock, metrics: registry)
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// The `crest` executable that `swift test` builds next to the test bundle, run as a child process.
 public enum CrestCommand {
@@ -9,30 +8,25 @@ public enum CrestCommand {
 
     /// `crest arguments`, not started yet, and everything it will print (standard output and error,
     /// interleaved), collected as it comes. `environment` is added to this process's own.
-    public static func process(_ arguments: [String], environment: [String: String] = [:]) -> (Process, Locked<String>) {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
-        }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+    public static func process(_ arguments: [String], environment: [String: String] = [:]) -> (
+        ChildProcess, Locked<String>
+    ) {
         let output = Locked("")
         // The first bytes of a character whose rest has not been read yet.
         let pending = Locked<[UInt8]>([])
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            let text = pending.withLock { pending -> String in
-                pending += data
-                let complete = data.isEmpty ? pending.count : completePrefixLength(pending)
-                defer { pending.removeFirst(complete) }
-                return String(decoding: pending[..<complete], as: UTF8.self)
-            }
-            output.withLock { $0 += text }
-            if data.isEmpty { handle.readabilityHandler = nil }
-        }
+        let process = ChildProcess(
+            executable: executable.path, arguments: arguments,
+            environment: environment.isEmpty
+                ? nil : ProcessInfo.processInfo.environment.merging(environment) { _, given in given },
+            output: .collect { data in
+                let text = pending.withLock { pending -> String in
+                    pending += data
+                    let complete = data.isEmpty ? pending.count : completePrefixLength(pending)
+                    defer { pending.removeFirst(complete) }
+                    return String(decoding: pending[..<complete], as: UTF8.self)
+                }
+                output.withLock { $0 += text }
+            })
         return (process, output)
     }
 
@@ -48,14 +42,10 @@ public enum CrestCommand {
         return bytes.count - lead < length ? lead : bytes.count
     }
 
-    /// Starts `process`, one launch at a time in this test process. Foundation's `Process.run()`
-    /// crashed once (a bad pointer in its memmove) while another test launched a process at the
-    /// same moment; the whole suite launches dozens of processes in parallel.
-    public static func launch(_ process: Process) throws {
-        try launching.withLock { _ in try process.run() }
+    /// Starts `process` (see `ChildProcess` for why not Foundation's `Process`).
+    public static func launch(_ process: ChildProcess) throws {
+        try process.run()
     }
-
-    private static let launching = Mutex(())
 
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
     /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.

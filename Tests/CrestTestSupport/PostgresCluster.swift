@@ -142,14 +142,12 @@ public final class PostgresCluster: Sendable {
         let data = directory.appending(path: "data").path
         let pgctl = Self.locate("pg_ctl", preferring: binaries).path
         let stop = runAs.map { "runuser -u \($0) -- " } ?? ""
-        let watchdog = Process()
-        watchdog.executableURL = URL(filePath: "/bin/sh")
-        watchdog.arguments = [
-            "-c",
-            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop)\(pgctl) -D \(data) -m immediate stop >/dev/null 2>&1; rm -rf \(directory.path)",
-        ]
-        watchdog.standardOutput = FileHandle.nullDevice
-        watchdog.standardError = FileHandle.nullDevice
+        let watchdog = ChildProcess(
+            executable: "/bin/sh",
+            arguments: [
+                "-c",
+                "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop)\(pgctl) -D \(data) -m immediate stop >/dev/null 2>&1; rm -rf \(directory.path)",
+            ])
         try? watchdog.run()
         let first = Self.atExit.withLock { clusters in
             clusters.append(self)
@@ -162,26 +160,20 @@ public final class PostgresCluster: Sendable {
 
     @discardableResult
     private func run(_ tool: String, _ arguments: [String]) throws -> String {
-        let process = Process()
         let path = Self.locate(tool, preferring: binaries).path
-        if let runAs {
-            process.executableURL = URL(filePath: "/usr/sbin/runuser")
-            process.arguments = ["-u", runAs, "--", path] + arguments
-        } else {
-            process.executableURL = URL(filePath: path)
-            process.arguments = arguments
-        }
         // Output to a file, not a pipe: the server `pg_ctl start` leaves running would hold a pipe open.
         let log = FileManager.default.temporaryDirectory.appending(path: "crest-pg-\(UUID().uuidString).out")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         defer { try? handle.close() }
-        process.standardOutput = handle
-        process.standardError = handle
-        process.currentDirectoryURL = directory
+        let process = ChildProcess(
+            executable: runAs == nil ? path : "/usr/sbin/runuser",
+            arguments: runAs.map { ["-u", $0, "--", path] + arguments } ?? arguments,
+            currentDirectory: directory.path, output: .file(handle))
         try CrestCommand.launch(process)
-        let status = waitForExit(process)
+        process.waitUntilExit()
+        let status = process.terminationStatus
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         guard status == 0 else {
             throw Unavailable(description: "\(tool) \(arguments.joined(separator: " ")) failed: \(output)")
@@ -229,22 +221,4 @@ public func freeLoopbackPort() -> Int {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
     return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// The exit status of `process`. Reaps it with `waitpid` itself: Foundation's
-/// `waitUntilExit` was seen to miss the end of a process that leaves servers running (`runuser … pg_ctl
-/// start`, deploy/three-nodes.sh). Blocks: call it off the concurrency pool (``offPool(_:)``).
-public func waitForExit(_ process: Process) -> Int32 {
-    let pid = process.processIdentifier
-    var status: Int32 = 0
-    while true {
-        let reaped = waitpid(pid, &status, WNOHANG)
-        if reaped == pid { return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F) }
-        if reaped == -1 {
-            // Foundation reaped it first.
-            while process.isRunning { usleep(10_000) }
-            return process.terminationStatus
-        }
-        usleep(10_000)
-    }
 }

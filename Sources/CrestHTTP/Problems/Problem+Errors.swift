@@ -39,6 +39,19 @@ extension Problem {
             problem.headers["WWW-Authenticate"] = "Bearer realm=\"crest-admin\""
             return problem
         case let error as BuyerPassError: return forBuyerPassError(error)
+        case let error as RateLimited:
+            var problem = Problem(
+                kind: "rate-limited", title: "Too many attempts; retry later", status: .tooManyRequests,
+                detail:
+                    "the \(error.scope)'s limit is \(error.limit); the attempt was not processed, send it again (same key) after Retry-After"
+            )
+            problem.headers["Retry-After"] = "\(error.retryAfter)"
+            if error.scope == "buyer" {
+                for field in RateLimiter.headers(error.limit, remaining: 0, reset: error.retryAfter) {
+                    problem.headers[field.name.rawName] = field.value
+                }
+            }
+            return problem
         case let error as BuyerForbidden:
             var problem: Problem
             switch error {

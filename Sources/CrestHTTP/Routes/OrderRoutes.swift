@@ -19,6 +19,7 @@ extension HTTPField.Name {
 struct OrderRoutes {
     let engine: Engine
     let callers: CallerIdentification
+    let limiter: RateLimiter
 
     func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
         router.post("v1/sales/{saleID}/orders", use: place)
@@ -38,6 +39,7 @@ struct OrderRoutes {
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
+        try limiter.checkAddress(of: request, peer: context.peer?.ipAddress)
         let caller = try await callers.caller(of: request)
         let buffer = try await request.collectJSONBody(context: context)
         let body =
@@ -57,10 +59,11 @@ struct OrderRoutes {
             guard let named = body.buyer else { throw ValidationError(field: "buyer", message: "is required") }
             buyer = named
         }
+        var headers = try limiter.check(buyer: buyer, sale: saleID)
         let placed = try await engine.placeOrder(
             OrderRequest(
                 saleID: saleID, idempotencyKey: key, buyer: buyer, quantity: body.quantity, perBuyerLimit: limit))
-        var headers: HTTPFields = [.location: "/v1/orders/\(placed.order.id)"]
+        headers[.location] = "/v1/orders/\(placed.order.id)"
         if placed.replayed { headers[.idempotentReplayed] = "true" }
         return EditedResponse(status: .created, headers: headers, response: OrderBody(placed.order))
     }

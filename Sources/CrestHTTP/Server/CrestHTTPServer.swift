@@ -1,4 +1,5 @@
 import CoreMetrics
+import CrestCore
 import CrestEngine
 import Hummingbird
 import Logging
@@ -19,6 +20,7 @@ package enum CrestHTTPServer {
     /// it, `POST /v1/webhooks/provider` answers 503.
     package static func router(
         engine: Engine, adminToken: String, buyerAuthentication: BuyerAuthentication,
+        admission: AdmissionLimits = AdmissionLimits(), clock: any CrestClock = SystemClock(),
         metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
@@ -30,7 +32,8 @@ package enum CrestHTTPServer {
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)
-        OrderRoutes(engine: engine, callers: callers).add(to: router, admin: admin)
+        OrderRoutes(engine: engine, callers: callers, limiter: RateLimiter(limits: admission, clock: clock))
+            .add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(
             engine: engine, webhookSecret: providerWebhookSecret,

@@ -30,6 +30,7 @@ enum MetricsCatalog {
         "crest_provider_breaker_state": "The provider circuit breaker: 0 closed, 1 half-open, 2 open.",
         "crest_provider_answers_refused_total":
             "Answers of the payment provider Crest refused to act on, by reason (e.g. payment_id_taken: a payment id another order holds).",
+        "crest_rate_limited_total": "Order attempts refused for a rate limit (429), by scope: buyer, address, sale.",
         "crest_buyer_pass_refusals_total":
             "Buyer passes refused, by reason: missing, malformed, bad_signature, expired, not_yet_valid, invalid_claims.",
         "crest_provider_webhooks_refused_total":

@@ -1,0 +1,111 @@
+import CrestCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Metrics
+
+/// The rate limits of order attempts, each a token bucket per key of its scope, and the set-up
+/// they share. `nil`: no limit in that scope.
+package struct AdmissionLimits: Sendable {
+    /// Per buyer (the pass's subject, or the body's buyer with passes off).
+    package var perBuyer: RateLimit? = RateLimit(rate: 10, burst: 20)
+    /// Per client address (see `ClientAddresses`).
+    package var perAddress: RateLimit?
+    /// Per sale: a ceiling on a hot sale's attempts, whoever sends them.
+    package var perSale: RateLimit?
+    package var trustedProxies: [CIDR] = []
+    /// Keys each scope tracks at most (`TokenBuckets`).
+    package var trackedKeys = 200_000
+
+    package init() {}
+
+    /// No limits at all.
+    package static let none: AdmissionLimits = {
+        var limits = AdmissionLimits()
+        limits.perBuyer = nil
+        return limits
+    }()
+}
+
+/// An attempt over a rate limit: `429` with `Retry-After`. Its idempotency key was not looked at,
+/// so the same attempt sent again later is processed as if new.
+struct RateLimited: Error, Sendable, Hashable {
+    var scope: String
+    var limit: RateLimit
+    var retryAfter: Int
+}
+
+/// Applies `AdmissionLimits` to order attempts: the address first (before a pass is verified, so
+/// a flood from one address costs no signature checks), then the buyer and the sale.
+final class RateLimiter: Sendable {
+    static let refusalsLabel = "crest_rate_limited_total"
+
+    private let limits: AdmissionLimits
+    private let addresses: ClientAddresses
+    private let clock: any CrestClock
+    private let buyers: TokenBuckets<String>
+    private let addressBuckets: TokenBuckets<String>
+    private let sales: TokenBuckets<SaleID>
+    private let refusals: [String: Counter]
+
+    init(limits: AdmissionLimits, clock: any CrestClock) {
+        self.limits = limits
+        self.clock = clock
+        addresses = ClientAddresses(trustedProxies: limits.trustedProxies)
+        buyers = TokenBuckets(capacity: limits.trackedKeys)
+        addressBuckets = TokenBuckets(capacity: limits.trackedKeys)
+        // Sales are few; their buckets need no more room than this.
+        sales = TokenBuckets(capacity: 16 * 1024)
+        refusals = Dictionary(
+            uniqueKeysWithValues: ["buyer", "address", "sale"].map {
+                ($0, Counter(label: Self.refusalsLabel, dimensions: [("scope", $0)]))
+            })
+    }
+
+    /// Refuses the attempt when its client address is over its limit.
+    func checkAddress(of request: Request, peer: String?) throws {
+        guard let limit = limits.perAddress,
+            let address = addresses.client(peer: peer, headers: request.headers)
+        else { return }
+        if case .refused(let retryAfter) = addressBuckets.take(address, limit: limit, at: clock.now()) {
+            throw refused("address", limit, retryAfter)
+        }
+    }
+
+    /// Refuses the attempt when its buyer or its sale is over its limit; otherwise the
+    /// `RateLimit-Policy` and `RateLimit` headers of the buyer's limit.
+    func check(buyer: String, sale: SaleID) throws -> HTTPFields {
+        let now = clock.now()
+        var headers: HTTPFields = [:]
+        if let limit = limits.perBuyer {
+            switch buyers.take(buyer, limit: limit, at: now) {
+            case .refused(let retryAfter): throw refused("buyer", limit, retryAfter)
+            case .allowed(let remaining, let reset): headers = Self.headers(limit, remaining: remaining, reset: reset)
+            }
+        }
+        if let limit = limits.perSale, case .refused(let retryAfter) = sales.take(sale, limit: limit, at: now) {
+            throw refused("sale", limit, retryAfter)
+        }
+        return headers
+    }
+
+    /// Buckets held now, by scope (for tests and the memory figure).
+    var tracked: (buyers: Int, addresses: Int, sales: Int) { (buyers.count, addressBuckets.count, sales.count) }
+
+    private func refused(_ scope: String, _ limit: RateLimit, _ retryAfter: Int) -> RateLimited {
+        refusals[scope]?.increment()
+        return RateLimited(scope: scope, limit: limit, retryAfter: retryAfter)
+    }
+
+    static let policyHeader = HTTPField.Name("RateLimit-Policy")!
+    static let stateHeader = HTTPField.Name("RateLimit")!
+
+    /// The IETF httpapi draft's fields: the policy (`q` requests per `w` seconds) and what is left
+    /// of it now (`r` requests, full again in `t` seconds).
+    static func headers(_ limit: RateLimit, remaining: Int, reset: Int) -> HTTPFields {
+        [
+            policyHeader: #""buyer";q=\#(limit.burst);w=\#(limit.window)"#,
+            stateHeader: #""buyer";r=\#(remaining);t=\#(reset)"#,
+        ]
+    }
+}
