@@ -5,11 +5,22 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import CrestHTTP
 
-/// Rate limits of order attempts: per buyer, per client address, per sale; on an injected clock.
+/// A clock that moves only when told: buckets refill by `advance`, never because the machine is
+/// slow (an `AdjustableClock` flows with real time, and a loaded run takes seconds per request).
+final class StoppedClock: CrestClock {
+    private let time = Mutex(Date())
+
+    func now() -> Date { time.withLock { $0 } }
+    func sleep(for duration: Duration) async throws { try await Task.sleep(for: duration) }
+    func advance(by duration: Duration) { time.withLock { $0 += duration.seconds } }
+}
+
+/// Rate limits of order attempts: per buyer, per client address, per sale; on a stopped clock.
 @Suite("Rate limits")
 struct RateLimitTests {
     static func limits(buyer: RateLimit? = nil, address: RateLimit? = nil, sale: RateLimit? = nil) -> AdmissionLimits {
@@ -24,7 +35,7 @@ struct RateLimitTests {
         "a buyer past its rate gets 429 with Retry-After and RateLimit headers; the same key succeeds once the bucket refills; others are not held"
     )
     func perBuyer() async throws {
-        let clock = AdjustableClock()
+        let clock = StoppedClock()
         try await HTTPFixture.with(admission: Self.limits(buyer: RateLimit(rate: 1, burst: 2)), clock: clock) { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 100, perBuyerLimit: 10)
@@ -51,7 +62,7 @@ struct RateLimitTests {
 
     @Test("a sale past its rate refuses everyone until it refills")
     func perSale() async throws {
-        let clock = AdjustableClock()
+        let clock = StoppedClock()
         try await HTTPFixture.with(admission: Self.limits(sale: RateLimit(rate: 2, burst: 2)), clock: clock) { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 100)
@@ -68,7 +79,8 @@ struct RateLimitTests {
 
     @Test("an address past its rate gets 429 whoever the buyer (over a real socket)")
     func perAddress() async throws {
-        try await HTTPFixture.with(admission: Self.limits(address: RateLimit(rate: 1, burst: 1))) { fixture in
+        try await HTTPFixture.with(admission: Self.limits(address: RateLimit(rate: 1, burst: 1)), clock: StoppedClock()) {
+            fixture in
             try await fixture.app.test(.live) { client in
                 let sale = try await client.createSale(stock: 100)
                 #expect(try await client.placeOrder(sale: sale, key: "k1", buyer: "ana").status == .created)
