@@ -61,7 +61,11 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    public func terminate() { kill(processIdentifier, SIGTERM) }
+    /// SIGTERM; nothing before `run()` (`kill(0, …)` would signal the test's own process group).
+    public func terminate() {
+        let pid = processIdentifier
+        if pid > 0 { kill(pid, SIGTERM) }
+    }
 
     /// Blocks until the child has ended: call it off the concurrency pool (``offPool(_:)``).
     public func waitUntilExit() {
