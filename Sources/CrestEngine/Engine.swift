@@ -41,6 +41,8 @@ package final class Engine: Sendable {
         ])
     }
     let gateIdleTimeout: Duration
+    /// The adaptive limit of order attempts on the write path, when configured.
+    package let writePath: WritePathLimit?
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
     let logger: Logger
@@ -57,6 +59,7 @@ package final class Engine: Sendable {
     ) {
         self.store = store
         self.gateIdleTimeout = configuration.gateIdleTimeout
+        self.writePath = configuration.writePath.map { WritePathLimit($0, clock: crestClock) }
         self.provider = provider
         self.logger = logger
         let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }

@@ -14,11 +14,13 @@ package struct EngineConfiguration: Sendable {
     package var jobs: JobRunnerConfiguration
     /// How expiry treats a payment the provider has not settled.
     package var expiry: ExpiryPolicy
+    /// The adaptive concurrency limit of order attempts (`WritePathLimit`); `nil`: none.
+    package var writePath: WritePathLimitConfiguration?
 
     package init(
         batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
-        expiry: ExpiryPolicy = .init()
+        expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil
     ) {
         self.batchWindow = batchWindow
         self.maxBatchSize = maxBatchSize
@@ -26,6 +28,7 @@ package struct EngineConfiguration: Sendable {
         self.gateIdleTimeout = gateIdleTimeout
         self.jobs = jobs
         self.expiry = expiry
+        self.writePath = writePath
     }
 }
 

@@ -29,11 +29,12 @@ struct EngineMetrics: Sendable {
     }
 
     private let attempts: [String: Counter] = Dictionary(
-        uniqueKeysWithValues: (["accepted", "replayed", "unavailable"] + Self.reasons).map {
+        uniqueKeysWithValues: (["accepted", "replayed", "unavailable", "write_path_full"] + Self.reasons).map {
             ($0, Counter(label: "crest_order_attempts_total", dimensions: [("outcome", $0)]))
         })
 
-    /// Counts one order attempt by how it ended: `accepted`, `replayed`, `unavailable` or a refusal reason.
+    /// Counts one order attempt by how it ended: `accepted`, `replayed`, `unavailable`,
+    /// `write_path_full` or a refusal reason.
     func countAttempt(_ outcome: String) {
         attempts[outcome]?.increment()
     }

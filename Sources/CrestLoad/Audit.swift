@@ -102,12 +102,12 @@ struct Audit {
             checks.append(.init(name: "no unknown orders", passed: unknown.count <= tally.unsettled.count, detail: detail))
         }
 
-        // A 503 is Crest saying a dependency is unavailable and nothing was acknowledged — allowed;
-        // any other 5xx is a broken promise.
+        // A 503 is Crest saying a dependency is unavailable, or that it is refusing work for load,
+        // and nothing was acknowledged — allowed; any other 5xx is a broken promise.
         let unavailable = tally.outcomes.filter { $0.key.hasPrefix("503") }.values.reduce(0, +)
         let serverErrors = tally.outcomes.filter { $0.key.hasPrefix("5") }.values.reduce(0, +) - unavailable
         var errorsDetail = serverErrors == 0 ? "no 5xx answer" : "\(serverErrors) answers were 5xx"
-        if unavailable > 0 { errorsDetail += " other than \(unavailable) 503s (unavailable, nothing acknowledged)" }
+        if unavailable > 0 { errorsDetail += " other than \(unavailable) 503s (unavailable or overloaded, nothing acknowledged)" }
         checks.append(.init(name: "no server errors", passed: serverErrors == 0, detail: errorsDetail))
 
         var payments: LoadReport.Payments?

@@ -125,8 +125,15 @@ struct CrestAPI: Sendable {
     /// Whether an answer to an order attempt leaves open whether its key placed an order: a 5xx
     /// (503: the store could not say whether the batch committed), or a 409 because a request with
     /// the same key is still in progress. `problem` is the answer's label, `"409 request-in-progress"`.
+    /// A refusal for load (`isRefusedForLoad`) is known: the attempt was not processed.
     static func leavesFateUnknown(status: Int, problem: String) -> Bool {
-        status >= 500 || problem == "409 request-in-progress"
+        (status >= 500 && !isRefusedForLoad(problem)) || problem == "409 request-in-progress"
+    }
+
+    /// Whether the answer refused the attempt for load before looking at it — a rate limit (429)
+    /// or a full write path or shedding (503 overloaded, 503 shed) — so its key is unused.
+    static func isRefusedForLoad(_ problem: String) -> Bool {
+        problem.hasPrefix("429 ") || problem == "503 overloaded" || problem == "503 shed"
     }
 
     /// Places an order, or learns what the key already did (`Idempotency-Key` makes it safe to send again).

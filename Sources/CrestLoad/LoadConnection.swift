@@ -8,6 +8,8 @@ struct LoadResponse: Sendable {
     var replayed: Bool
     /// The `Location` header: where a created order lives.
     var location: String?
+    /// `Retry-After` in seconds, when the answer has one (429, 503).
+    var retryAfter: Int?
     var body: ByteBuffer
 }
 
@@ -183,6 +185,7 @@ private final class ResponseCollector: ChannelDuplexHandler {
     private var status = 0
     private var replayed = false
     private var location: String?
+    private var retryAfter: Int?
     private var body: ByteBuffer?
 
     init(decoder: HTTPResponseDecoder) {
@@ -235,12 +238,14 @@ private final class ResponseCollector: ChannelDuplexHandler {
             status = Int(head.status.code)
             replayed = head.headers.first(name: "Idempotent-Replayed") == "true"
             location = head.headers.first(name: "Location")
+            retryAfter = head.headers.first(name: "Retry-After").flatMap { Int($0) }
             body = nil
         case .body(var part):
             if body == nil { body = part } else { body!.writeBuffer(&part) }
         case .end:
             guard let answered = pending.popFirst() else { return }
-            let response = LoadResponse(status: status, replayed: replayed, location: location, body: body ?? ByteBuffer())
+            let response = LoadResponse(
+                status: status, replayed: replayed, location: location, retryAfter: retryAfter, body: body ?? ByteBuffer())
             body = nil
             answered.continuation.resume(returning: response)
         }

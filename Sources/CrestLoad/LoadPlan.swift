@@ -47,6 +47,9 @@ package struct LoadPlan: Sendable {
     package var payRatio: Double?
     /// One request's limit; an attempt not answered by then counts as unanswered.
     package var timeout: Duration = .seconds(30)
+    /// Send an attempt refused for load (429, 503 with `Retry-After`) again with its key once its
+    /// `Retry-After` has passed, as a well-behaved client does, instead of moving on.
+    package var retryRefused = false
     /// After the load, how long to wait beyond the last order's expiry for the sale to settle.
     package var settleGrace: Duration = .seconds(60)
     package var seed: UInt64 = 1

@@ -107,6 +107,12 @@ package struct LoadReport: Codable, Sendable {
     /// Answers by status and problem kind, and unanswered attempts by reason.
     package var outcomes: [String: Int]
     package var unanswered: Int
+    /// Answers that refused an attempt for load before looking at it, apart from other refusals:
+    /// `429` (rate limits) and `503` (write path full, or shed). Counted in `outcomes` too.
+    package var rateLimited: Int
+    package var overloaded: Int
+    /// Of those, sent again with their key after `Retry-After` (`--retry-refused`).
+    package var retriedAfterRefusal: Int
     /// Milliseconds; in an open-loop run, from the moment each attempt was due.
     package var latencyMs: Latency
     /// The sale's counters when the audit read them.
@@ -128,6 +134,11 @@ package struct LoadReport: Codable, Sendable {
         lines.append(accepted)
         let breakdown = outcomes.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }
         lines.append("answers: " + breakdown.joined(separator: ", "))
+        if rateLimited + overloaded > 0 {
+            lines.append(
+                "refused for load: \(rateLimited) × 429, \(overloaded) × 503 (overloaded or shed); \(retriedAfterRefusal) sent again after Retry-After"
+            )
+        }
         lines.append(
             "latency ms: p50 \(latencyMs.p50)  p90 \(latencyMs.p90)  p99 \(latencyMs.p99)  p99.9 \(latencyMs.p999)  max \(latencyMs.max)")
         lines.append(

@@ -103,10 +103,22 @@ final class LoadRun: Sendable {
                 }
                 var headers = [("Idempotency-Key", attempt.key)]
                 if let passes { headers.append(try await passes.header(for: attempt.buyer)) }
-                let response = try await connection!.send(
-                    method: .POST, path: orderPath, headers: headers,
-                    json: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#, timeout: timeout)
-                record(attempt, response, latency: .now - sent)
+                var response: LoadResponse
+                var sentAt = sent
+                while true {
+                    response = try await connection!.send(
+                        method: .POST, path: orderPath, headers: headers,
+                        json: #"{"buyer":"\#(attempt.buyer)","quantity":\#(attempt.quantity)}"#, timeout: timeout)
+                    // A refusal for load, told when to come back: a polite client waits and sends
+                    // the same attempt again (while the run lasts); each answer is counted.
+                    guard plan.retryRefused, let wait = response.retryAfter, isRefusedForLoad(response),
+                        deadline.map({ ContinuousClock.now + .seconds(wait) < $0 }) ?? true
+                    else { break }
+                    record(attempt, response, latency: .now - sentAt, retried: true)
+                    await loop.sleep(until: .now + .seconds(wait))
+                    sentAt = .now
+                }
+                record(attempt, response, latency: .now - sentAt)
             } catch {
                 await connection?.close()
                 connection = nil
@@ -116,22 +128,36 @@ final class LoadRun: Sendable {
         await connection?.close()
     }
 
-    private func record(_ attempt: Attempt, _ response: LoadResponse, latency: Duration) {
+    /// The answer's label: `"201"`, `"201 replayed"`, `"409 sold-out"`, `"503"`.
+    private static func label(_ response: LoadResponse) -> String {
+        if response.status == 201 { return response.replayed ? "201 replayed" : "201" }
+        if let kind = JSONPeek.problemKind(in: response.body) { return "\(response.status) \(kind)" }
+        return "\(response.status)"
+    }
+
+    private func isRefusedForLoad(_ response: LoadResponse) -> Bool {
+        CrestAPI.isRefusedForLoad(Self.label(response))
+    }
+
+    /// `retried`: a refusal for load whose attempt is sent again now (counted as an answer, not as
+    /// an attempt of its own).
+    private func record(_ attempt: Attempt, _ response: LoadResponse, latency: Duration, retried: Bool = false) {
         let elapsed = ContinuousClock.now - start
         let orderID = response.status == 201 ? response.location.map(Self.lastSegment) : nil
-        let label: String
-        if response.status == 201 {
-            label = response.replayed ? "201 replayed" : "201"
-        } else if let kind = JSONPeek.problemKind(in: response.body) {
-            label = "\(response.status) \(kind)"
-        } else {
-            label = "\(response.status)"
+        let label = Self.label(response)
+        if retried {
+            tally.withLock { tally in
+                tally.recordLatency(latency)
+                tally.outcomes[label, default: 0] += 1
+                tally.retriedAfterRefusal += 1
+            }
+            return
         }
         let chosen = tally.withLock { tally -> Bool in
             tally.attempts += 1
             tally.recordLatency(latency)
             tally.outcomes[label, default: 0] += 1
-            if response.status >= 500 { tally.serverErrors += 1 }
+            if response.status >= 500, !CrestAPI.isRefusedForLoad(label) { tally.serverErrors += 1 }
             if label.hasSuffix(" sold-out"), tally.firstSoldOut == nil {
                 tally.firstSoldOut = elapsed
                 tally.acceptedBeforeSoldOut = tally.accepted.count

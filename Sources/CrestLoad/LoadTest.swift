@@ -115,6 +115,9 @@ package struct LoadTest: Sendable {
             soldOutAfterSeconds: tally.firstSoldOut?.seconds,
             sellOutOrdersPerSecond: tally.firstSoldOut.map { Double(tally.acceptedBeforeSoldOut) / max($0.seconds, 1e-9) },
             outcomes: tally.outcomes, unanswered: tally.unanswered,
+            rateLimited: tally.outcomes.filter { $0.key.hasPrefix("429 ") }.values.reduce(0, +),
+            overloaded: tally.outcomes.filter { $0.key == "503 overloaded" || $0.key == "503 shed" }.values.reduce(0, +),
+            retriedAfterRefusal: tally.retriedAfterRefusal,
             latencyMs: .init(tally.latency), stock: audit.stock, payments: audit.payments, checks: audit.checks,
             auditPassed: audit.checks.allSatisfy(\.passed))
     }

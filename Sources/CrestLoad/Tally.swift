@@ -44,6 +44,8 @@ struct Tally: Sendable {
     var outcomes: [String: Int] = [:]
     var unanswered = 0
     var serverErrors = 0
+    /// Refusals for load (429, 503 overloaded or shed) whose attempt was sent again after `Retry-After`.
+    var retriedAfterRefusal = 0
     var accepted: [String: AcceptedOrder] = [:]
     /// By idempotency key: attempts whose fate is not known yet (see ``UnsettledAttempt``).
     var unsettled: [String: UnsettledAttempt] = [:]

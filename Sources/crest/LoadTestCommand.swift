@@ -91,6 +91,11 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Share of accepted orders to pay at the provider, the rest expire (0…1)") var payRatio: Double?
     @Option(help: "Limit of one request, e.g. 30s", transform: parseDuration) var timeout: Duration = .seconds(30)
     @Option(help: "Seed of the buyers and repeats") var seed: UInt64 = 1
+    @Flag(
+        help:
+            "Send an attempt refused for load (429, 503 overloaded or shed) again with its key after its Retry-After, as a polite client does"
+    )
+    var retryRefused = false
 
     func plan(url: String, adminToken: String) throws -> LoadPlan {
         var plan = LoadPlan(url: url, adminToken: adminToken)
@@ -110,6 +115,7 @@ struct LoadOptions: ParsableArguments {
         if requests == nil && duration == nil { plan.requests = 100_000 }
         plan.payRatio = payRatio
         plan.timeout = timeout
+        plan.retryRefused = retryRefused
         plan.seed = seed
         return plan
     }

@@ -32,6 +32,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var buyerPasses: BuyerPassOptions
 
     @OptionGroup var admission: AdmissionOptions
+    @OptionGroup var overload: OverloadOptions
 
     @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
     var adminToken: String?
@@ -99,6 +100,9 @@ struct Serve: AsyncParsableCommand {
         }
         try store.validate(settings)
         let limits = try admission.limits(settings)
+        let writePath = try overload.writePath(settings)
+        let shedding = try overload.shedding(settings)
+        let connectionLimits = try overload.connections(settings)
         let buyerAuthentication = try await buyerPasses.authentication(
             settings, dataDirectory: store.postgresURL(settings) == nil ? dataDirectory : nil, logger: logger)
         let (opened, storeDescription) = try await store.open(settings, logger: logger)
@@ -108,14 +112,16 @@ struct Serve: AsyncParsableCommand {
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
-                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease))),
+                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease)), writePath: writePath),
             logger: logger, provider: provider)
         let started = StartedFlag()
+        let lag = LagMonitor()
         let app = Application(
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
-                metrics: registry,
+                shedding: shedding, lag: lag, metrics: registry,
                 providerWebhookSecret: webhookSecret),
+            server: CrestHTTPServer.server(limits: connectionLimits),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
                 started.raise()
@@ -126,7 +132,7 @@ struct Serve: AsyncParsableCommand {
         // Stopped in reverse order: the tracer last, sending the spans of everything before it.
         let services: [any Service] =
             [tracer].compactMap { $0 } + [
-                engine.batcherService, engine.jobRunnerService,
+                engine.batcherService, engine.jobRunnerService, lag,
                 Listener(server: app, address: "\(host):\(port)", started: started),
             ]
         do {

@@ -26,7 +26,8 @@ struct HTTPFixture {
 
     static func with<T: Sendable>(
         buyerAuthentication: BuyerAuthentication? = nil, admission: AdmissionLimits = AdmissionLimits(),
-        clock: any CrestClock = SystemClock(),
+        clock: any CrestClock = SystemClock(), configuration: EngineConfiguration = .init(),
+        shedding: SheddingConfiguration? = nil, connections: ConnectionLimits? = nil,
         _ body: (HTTPFixture) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
@@ -36,14 +37,15 @@ struct HTTPFixture {
         logger.logLevel = .warning
         // Bootstrap metrics before the engine makes its metric handles, as the executable does.
         let registry = TestMetrics.registry
-        let engine = Engine(store: store, logger: logger)
+        let engine = Engine(store: store, configuration: configuration, logger: logger)
         var authentication = buyerAuthentication
         if authentication == nil { authentication = try await passes(clock: clock) }
         let router = CrestHTTPServer.router(
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
-            clock: clock, metrics: registry)
+            clock: clock, shedding: shedding, metrics: registry)
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            router: router, server: connections.map { CrestHTTPServer.server(limits: $0) } ?? .http1(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))
         try? await store.close()  // a test may have closed it already

@@ -20,6 +20,7 @@ enum LiveCrest {
 
     static func with<T: Sendable>(
         store makeStore: @escaping @Sendable (URL) throws -> any Store = { try SQLiteStore(directory: $0) },
+        admission: AdmissionLimits = AdmissionLimits(),
         _ body: @Sendable (_ url: String) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-load-\(UUID().uuidString)")
@@ -35,7 +36,7 @@ enum LiveCrest {
                 buyerAuthentication: .passes(
                     BuyerPassVerifier(
                         keys: try await BuyerPassKeys.make(secrets: [buyerPassSecret], jwks: nil), clock: SystemClock())),
-                metrics: registry),
+                admission: admission, metrics: registry),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await app.test(.live) { client in

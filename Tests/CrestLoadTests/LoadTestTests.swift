@@ -1,5 +1,6 @@
 import CrestCore
 import CrestFixtures
+import CrestHTTP
 import CrestLoad
 import CrestStore
 import CrestTestSupport
@@ -26,6 +27,33 @@ struct LoadTestTests {
         #expect(report.stock == .init(total: 300, available: 0, reserved: 300, sold: 0))
         #expect(report.latencyMs.p50 > 0 && report.latencyMs.p50 <= report.latencyMs.p99)
         #expect(report.checks.count >= 6)
+    }
+
+    @Test(
+        "rate-limited attempts are counted apart (429), keep their keys free, and with --retry-refused are sent again after Retry-After until placed"
+    )
+    func refusalsForLoad() async throws {
+        var admission = AdmissionLimits.none
+        admission.perBuyer = RateLimit(rate: 20, burst: 2)
+        for retry in [false, true] {
+            let report = try await LiveCrest.with(admission: admission) { url in
+                var plan = LiveCrest.plan(url, stock: 1_000, requests: 60, buyers: 3)
+                plan.sale.perBuyerLimit = 100
+                plan.repeatShare = 0
+                plan.retryRefused = retry
+                return try await LoadTest(plan: plan).run()
+            }
+            #expect(report.auditPassed, "\(report.text)")
+            #expect(report.rateLimited > 0, "\(report.outcomes)")
+            #expect(report.check("no server errors")?.passed == true)
+            if retry {
+                #expect(report.accepted == 60, "every attempt placed in the end: \(report.text)")
+                #expect(report.retriedAfterRefusal == report.rateLimited)
+            } else {
+                #expect(report.accepted + report.rateLimited == 60, "\(report.text)")
+                #expect(report.retriedAfterRefusal == 0)
+            }
+        }
     }
 
     @Test("chosen orders whose payment never appears are told as such, with the reason, not silently dropped")

@@ -16,10 +16,20 @@ extension Engine {
     /// Places an order: answered from memory when the gate can (sold out, limit reached, replays
     /// of refused keys), otherwise reserved in the next batch and answered once it is durable.
     ///
-    /// Throws `ValidationError` for bad input, `OrderError` for refusals and `UnavailableError`
-    /// when the store cannot commit.
+    /// Throws `ValidationError` for bad input, `OrderError` for refusals, `WritePathFull` when the
+    /// write path has no place for it (`WritePathLimit`) and `UnavailableError` when the store
+    /// cannot commit.
     package func placeOrder(_ request: OrderRequest) async throws -> PlacedOrder {
         try request.validate()
+        if let writePath {
+            do {
+                try await writePath.acquire()
+            } catch let error as WritePathFull {
+                metrics.countAttempt("write_path_full")
+                throw error
+            }
+        }
+        defer { writePath?.release() }
         do {
             let placed = try await withSpan("order.place") { span in
                 if span.isRecording { span.attributes["crest.sale.id"] = request.saleID.description }
@@ -115,10 +125,12 @@ extension Engine {
         do {
             // The buyer's wait for a batch to take the reservation and commit it, as a stage of
             // its own; when it is recorded, the batch's span links to it.
+            let submitted = ContinuousClock.now
             outcome = try await withSpan("reservation.wait") { span in
                 if span.isRecording { ticket.trace = span.context }
                 return try await batcher.submit(ticket)
             }
+            writePath?.record(latency: ContinuousClock.now - submitted)
         } catch is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError {
             gate.abandon([ticket])
             throw UnavailableError(reason: "Crest is shutting down")

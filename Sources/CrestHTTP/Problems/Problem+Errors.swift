@@ -52,6 +52,24 @@ extension Problem {
                 }
             }
             return problem
+        case let error as WritePathFull:
+            var problem = Problem(
+                kind: "overloaded", title: "Too many orders are being placed at once; retry shortly",
+                status: .serviceUnavailable,
+                detail:
+                    error.reason == .queueFull
+                    ? "the write path is full and its queue too; the attempt was not processed, send it again (same key) after Retry-After"
+                    : "no place on the write path came free in time; the attempt was not processed, send it again (same key) after Retry-After"
+            )
+            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
+            return problem
+        case let error as Shed:
+            var problem = Problem(
+                kind: "shed", title: "Crest is refusing minor requests to keep orders flowing; retry later",
+                status: .serviceUnavailable,
+                detail: "\(error.routeClass.rawValue) routes are refused while Crest is under pressure")
+            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
+            return problem
         case let error as BuyerForbidden:
             var problem: Problem
             switch error {

@@ -2,7 +2,9 @@ import CoreMetrics
 import CrestCore
 import CrestEngine
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOCore
 import Prometheus
 
 /// Builds Crest's HTTP API around an engine.
@@ -17,10 +19,12 @@ package enum CrestHTTPServer {
     /// problem details — so errors are responses before metrics and traces see them.
     /// `buyerAuthentication` says how buyer routes know the buyer (`BuyerAuthentication`).
     /// `providerWebhookSecret` checks the signatures of the payment provider's webhooks; without
-    /// it, `POST /v1/webhooks/provider` answers 503.
+    /// it, `POST /v1/webhooks/provider` answers 503. `shedding`: when minor routes give way under
+    /// pressure (the engine's write-path limit and `lag`); `nil`: never.
     package static func router(
         engine: Engine, adminToken: String, buyerAuthentication: BuyerAuthentication,
         admission: AdmissionLimits = AdmissionLimits(), clock: any CrestClock = SystemClock(),
+        shedding: SheddingConfiguration? = nil, lag: LagMonitor? = nil,
         metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
@@ -28,6 +32,13 @@ package enum CrestHTTPServer {
         router.add(middleware: TracingMiddleware())
         let allowedMethods = AllowedMethods()
         router.add(middleware: ProblemMiddleware(allowedMethods: allowedMethods))
+        if let shedding {
+            router.add(
+                middleware: LoadShedder(
+                    configuration: shedding,
+                    pressure: LoadShedder<CrestRequestContext>.pressure(
+                        writePath: engine.writePath, lag: lag, configuration: shedding)))
+        }
         OperationsRoutes(engine: engine, metrics: metrics).add(to: router)
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
@@ -42,6 +53,17 @@ package enum CrestHTTPServer {
         WebhookEndpointRoutes(engine: engine).add(to: router, admin: admin)
         allowedMethods.load(router)
         return router
+    }
+
+    /// HTTP/1.1 with `limits` on connections: the cap on open ones, the time to send a request's
+    /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection.
+    package static func server(limits: ConnectionLimits, connections: OpenConnections = OpenConnections())
+        -> HTTPServerBuilder
+    {
+        .http1(
+            configuration: .init(
+                additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)],
+                idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
     /// The factory to bootstrap swift-metrics with, for `/metrics` (see `CrestMetricsFactory`).

@@ -10,7 +10,8 @@ enum MetricsCatalog {
             "Time from a request's arrival to its answer being written, in seconds, by route, method and status code.",
         "http_server_active_requests": "HTTP requests being handled now, by method.",
         // Orders and the write path
-        "crest_order_attempts_total": "Order attempts by outcome: accepted, replayed, unavailable, or the refusal's reason.",
+        "crest_order_attempts_total":
+            "Order attempts by outcome: accepted, replayed, unavailable, write_path_full, or the refusal's reason.",
         "crest_batch_size": "Reservations committed together in one store transaction.",
         "crest_batch_commit_duration_seconds": "Time to commit one batch of reservations to the store, in seconds.",
         "crest_batch_commit_failures_total": "Batches of reservations whose commit failed (each answered 503).",
@@ -30,6 +31,19 @@ enum MetricsCatalog {
         "crest_provider_breaker_state": "The provider circuit breaker: 0 closed, 1 half-open, 2 open.",
         "crest_provider_answers_refused_total":
             "Answers of the payment provider Crest refused to act on, by reason (e.g. payment_id_taken: a payment id another order holds).",
+        "crest_write_path_limit":
+            "The adaptive limit of order attempts on the write path at once (it follows the commit latency).",
+        "crest_write_path_in_flight": "Order attempts on the write path now.",
+        "crest_write_path_queue_wait_seconds":
+            "Time an order attempt waited for a place on a full write path, in seconds (those that got one).",
+        "crest_write_path_refusals_total":
+            "Order attempts refused (503 overloaded) by the write path's limit, by reason: queue_full, queue_timeout.",
+        "crest_lag_seconds":
+            "How late scheduled work started at the last measurement, in seconds, by kind: event_loop, task_pool.",
+        "crest_shed_total": "Requests refused (503 shed) to keep capacity for the core flow, by route class: normal, sheddable.",
+        "crest_connections_open": "HTTP connections open now.",
+        "crest_connections_closed_total":
+            "Connections the server closed itself, by reason: over_cap, header_timeout, body_timeout.",
         "crest_rate_limited_total": "Order attempts refused for a rate limit (429), by scope: buyer, address, sale.",
         "crest_buyer_pass_refusals_total":
             "Buyer passes refused, by reason: missing, malformed, bad_signature, expired, not_yet_valid, invalid_claims.",

@@ -1,0 +1,258 @@
+import CrestCore
+import Foundation
+import Metrics
+import Synchronization
+
+/// How many order attempts may be on the write path at once, and how that number adapts.
+package struct WritePathLimitConfiguration: Sendable, Hashable {
+    /// The limit at start, and its bounds. The limit never leaves them.
+    package var initial = 256
+    package var minimum = 16
+    package var maximum = 4096
+    /// Attempts that may wait for a place when the write path is full; past it, refused at once.
+    package var queueCapacity = 512
+    /// How long an attempt waits for a place before it is refused.
+    package var queueTimeout: Duration = .milliseconds(50)
+    /// How far the latest commit latency may rise above the long-run average before the limit falls.
+    package var tolerance = 1.5
+    /// How much of each new estimate the limit takes (the rest is the old limit).
+    package var smoothing = 0.2
+    /// The long-run latency averages over about this many samples.
+    package var longWindow = 600
+
+    package init() {}
+
+    /// The configuration's problems, for a clear message at start; empty when it is sound.
+    package var problems: [String] {
+        var problems: [String] = []
+        if minimum < 1 { problems.append("the minimum must be at least 1") }
+        if maximum < minimum { problems.append("the maximum (\(maximum)) is below the minimum (\(minimum))") }
+        if !(minimum...max(minimum, maximum)).contains(initial) {
+            problems.append("the initial limit (\(initial)) is outside \(minimum)...\(maximum)")
+        }
+        if queueCapacity < 0 { problems.append("the queue capacity must not be negative") }
+        if queueTimeout < .zero { problems.append("the queue timeout must not be negative") }
+        if !(tolerance >= 1) { problems.append("the tolerance must be at least 1") }
+        if !(smoothing > 0 && smoothing <= 1) { problems.append("the smoothing must be in (0, 1]") }
+        if longWindow < 1 { problems.append("the long window must be at least 1") }
+        return problems
+    }
+}
+
+/// The estimate of the write path's limit from the commit latency, as Netflix concurrency-limits'
+/// `Gradient2Limit`: the long-run average latency over the latest one is the gradient; below 1
+/// (latency rising: the store is the bottleneck, more in flight only queues) the limit falls, by at
+/// most half per sample; at 1 it grows by a small queue allowance (√limit). A pure value, so tests
+/// feed it latencies.
+package struct GradientLimit: Sendable {
+    package private(set) var limit: Double
+    private var longLatency: Double = 0
+    private var samples = 0
+    private let configuration: WritePathLimitConfiguration
+
+    package init(_ configuration: WritePathLimitConfiguration) {
+        self.configuration = configuration
+        limit = Double(configuration.initial)
+    }
+
+    /// Takes one commit's latency, measured while `inFlight` attempts were on the write path.
+    package mutating func record(latency: Duration, inFlight: Int) {
+        let short = max(latency.seconds, 1e-6)
+        samples += 1
+        let window = Double(min(samples, configuration.longWindow))
+        longLatency += (short - longLatency) / window
+        // After a long stretch of slow commits the average lags far behind: bring it down faster.
+        if longLatency / short > 2 { longLatency *= 0.95 }
+        // An idle write path says nothing about what it could take: do not grow on it.
+        guard Double(inFlight) >= limit / 2 else { return }
+        let gradient = max(0.5, min(1, configuration.tolerance * longLatency / short))
+        let estimate = limit * gradient + limit.squareRoot()
+        let smoothed = limit * (1 - configuration.smoothing) + estimate * configuration.smoothing
+        limit = min(Double(configuration.maximum), max(Double(configuration.minimum), smoothed))
+    }
+}
+
+/// An order attempt refused because the write path is full: `503` with `Retry-After`, and the
+/// attempt was not processed (its key is free for a retry).
+package struct WritePathFull: Error, Sendable, Hashable {
+    package enum Reason: String, Sendable {
+        /// More attempts were waiting than the queue holds.
+        case queueFull = "queue_full"
+        /// The attempt waited its whole deadline for a place.
+        case queueTimeout = "queue_timeout"
+    }
+    package var reason: Reason
+    package var retryAfterSeconds = 1
+
+    package init(reason: Reason) { self.reason = reason }
+}
+
+/// How busy the write path is, for shedding the minor routes first.
+package enum WritePathPressure: Int, Sendable, Comparable {
+    /// Places free.
+    case none
+    /// Full: attempts wait for a place.
+    case saturated
+    /// Refusing: the queue is full or attempts ran out of time in it (within the last second).
+    case refusing
+
+    package static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// The adaptive concurrency limit of the write path: an attempt takes a place before the stock
+/// gate admits it and gives it back with its answer; commits report their latency, and the limit
+/// follows it (`GradientLimit`). Past the limit an attempt waits in a bounded FIFO queue with a
+/// short deadline, or is refused at once when the queue is full — never an unbounded queue.
+package final class WritePathLimit: Sendable {
+    private struct Waiter {
+        var continuation: CheckedContinuation<Void, any Error>
+        var enqueuedAt: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var gradient: GradientLimit
+        var inFlight = 0
+        var waiters: [UInt64: Waiter] = [:]
+        /// The order waiters came in; ids of waiters that left early are skipped.
+        var order: [UInt64] = []
+        var orderStart = 0
+        var nextID: UInt64 = 0
+        var lastRefusal: ContinuousClock.Instant?
+
+        var limit: Int { Int(gradient.limit) }
+
+        /// Hands free places to the oldest waiters; returns the ones to resume.
+        mutating func admitWaiters() -> [Waiter] {
+            var admitted: [Waiter] = []
+            while inFlight < limit, orderStart < order.count {
+                let id = order[orderStart]
+                orderStart += 1
+                guard let waiter = waiters.removeValue(forKey: id) else { continue }
+                inFlight += 1
+                admitted.append(waiter)
+            }
+            if orderStart > 1024, orderStart * 2 > order.count {
+                order.removeFirst(orderStart)
+                orderStart = 0
+            }
+            return admitted
+        }
+    }
+
+    private let state: Mutex<State>
+    package let configuration: WritePathLimitConfiguration
+    private let clock: any CrestClock
+    private let limitGauge = Gauge(label: "crest_write_path_limit")
+    private let inFlightGauge = Gauge(label: "crest_write_path_in_flight")
+    private let queueWait = Timer(label: "crest_write_path_queue_wait_seconds", preferredDisplayUnit: .seconds)
+    private let refusals: [WritePathFull.Reason: Counter] = [
+        .queueFull: Counter(label: "crest_write_path_refusals_total", dimensions: [("reason", "queue_full")]),
+        .queueTimeout: Counter(label: "crest_write_path_refusals_total", dimensions: [("reason", "queue_timeout")]),
+    ]
+
+    /// `clock` times the queue's deadlines (the commit latency is real time, always).
+    package init(_ configuration: WritePathLimitConfiguration, clock: any CrestClock = SystemClock()) {
+        precondition(configuration.problems.isEmpty, configuration.problems.joined(separator: "; "))
+        self.configuration = configuration
+        self.clock = clock
+        state = Mutex(State(gradient: GradientLimit(configuration)))
+        limitGauge.record(configuration.initial)
+    }
+
+    /// The current limit, the attempts on the write path and those waiting for a place.
+    package var snapshot: (limit: Int, inFlight: Int, waiting: Int) {
+        state.withLock { ($0.limit, $0.inFlight, $0.waiters.count) }
+    }
+
+    package var pressure: WritePathPressure {
+        state.withLock { state in
+            if let last = state.lastRefusal, ContinuousClock.now - last < .seconds(1) { return .refusing }
+            return state.waiters.isEmpty && state.inFlight < state.limit ? .none : .saturated
+        }
+    }
+
+    /// Takes a place on the write path: at once when one is free, else after waiting in the queue.
+    /// Throws `WritePathFull` when the queue is full or the wait passes its deadline.
+    package func acquire() async throws {
+        enum Entry {
+            case admitted(inFlight: Int)
+            case refused
+            case queued(UInt64)
+        }
+        let entry = state.withLock { state -> Entry in
+            if state.waiters.isEmpty, state.inFlight < state.limit {
+                state.inFlight += 1
+                return .admitted(inFlight: state.inFlight)
+            }
+            guard state.waiters.count < self.configuration.queueCapacity, self.configuration.queueTimeout > .zero else {
+                state.lastRefusal = .now
+                return .refused
+            }
+            defer { state.nextID += 1 }
+            return .queued(state.nextID)
+        }
+        switch entry {
+        case .admitted(let inFlight):
+            inFlightGauge.record(inFlight)
+        case .refused:
+            refusals[.queueFull]?.increment()
+            throw WritePathFull(reason: .queueFull)
+        case .queued(let id):
+            try await wait(id)
+        }
+    }
+
+    private func wait(_ id: UInt64) async throws {
+        let enqueued = ContinuousClock.now
+        let deadline = Task { [clock] in
+            try await clock.sleep(for: configuration.queueTimeout)
+            self.leave(id, with: WritePathFull(reason: .queueTimeout))
+        }
+        defer { deadline.cancel() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let resume = state.withLock { state -> [Waiter] in
+                    state.waiters[id] = Waiter(continuation: continuation, enqueuedAt: enqueued)
+                    state.order.append(id)
+                    // A place may have come free between the first look and now.
+                    return state.admitWaiters()
+                }
+                for waiter in resume { waiter.continuation.resume() }
+            }
+        } onCancel: {
+            leave(id, with: CancellationError())
+        }
+        queueWait.record(duration: ContinuousClock.now - enqueued)
+    }
+
+    /// Takes a waiter out of the queue, if still there, and ends its wait with `error`.
+    private func leave(_ id: UInt64, with error: any Error) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard let waiter = state.waiters.removeValue(forKey: id) else { return nil }
+            if error is WritePathFull { state.lastRefusal = .now }
+            return waiter
+        }
+        guard let waiter else { return }
+        if let error = error as? WritePathFull { refusals[error.reason]?.increment() }
+        waiter.continuation.resume(throwing: error)
+    }
+
+    /// Takes the latency of one committed reservation, from its submission to its answer (refusals
+    /// answered from memory say nothing of the store's speed and are not recorded).
+    package func record(latency: Duration) {
+        state.withLock { $0.gradient.record(latency: latency, inFlight: $0.inFlight) }
+    }
+
+    /// Gives a place back.
+    package func release() {
+        let (limit, inFlight, resume) = state.withLock { state in
+            precondition(state.inFlight > 0, "a place given back that was never taken")
+            state.inFlight -= 1
+            let resume = state.admitWaiters()
+            return (state.limit, state.inFlight, resume)
+        }
+        for waiter in resume { waiter.continuation.resume() }
+        limitGauge.record(limit)
+        inFlightGauge.record(inFlight)
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import CrestEngine
+import CrestHTTP
+import Foundation
+
+/// `crest serve`'s protection against a crowd too big: the adaptive limit of the write path,
+/// shedding of minor routes, and the limits on connections and slow clients.
+struct OverloadOptions: ParsableArguments {
+    @Option(help: Self.writePathLimit.help) var writePathLimit: Int?
+    @Option(help: Self.writePathMin.help) var writePathMin: Int?
+    @Option(help: Self.writePathMax.help) var writePathMax: Int?
+    @Option(help: Self.writePathQueue.help) var writePathQueue: Int?
+    @Option(help: Self.writePathWait.help) var writePathWaitMs: Int?
+    @Option(help: Self.shedLag.help) var shedLagMs: Int?
+    @Option(help: Self.maxConnections.help) var maxConnections: Int?
+    @Option(help: Self.headerTimeout.help) var headerTimeoutSeconds: Int?
+    @Option(help: Self.bodyTimeout.help) var bodyTimeoutSeconds: Int?
+    @Option(help: Self.idleTimeout.help) var idleTimeoutSeconds: Int?
+
+    static let writePathLimit = IntSetting(
+        name: "write path limit", env: "CREST_WRITE_PATH_LIMIT", defaultValue: 256, range: 0...100_000,
+        meaning:
+            "Order attempts on the write path at once, at start; the limit then follows the commit latency between --write-path-min and --write-path-max. 0 turns the limit off"
+    )
+    static let writePathMin = IntSetting(
+        name: "write path minimum", env: "CREST_WRITE_PATH_MIN", defaultValue: 16, range: 1...100_000,
+        meaning: "The lowest the write path's limit goes")
+    static let writePathMax = IntSetting(
+        name: "write path maximum", env: "CREST_WRITE_PATH_MAX", defaultValue: 4_096, range: 1...100_000,
+        meaning: "The highest the write path's limit goes")
+    static let writePathQueue = IntSetting(
+        name: "write path queue", env: "CREST_WRITE_PATH_QUEUE", defaultValue: 512, range: 0...100_000,
+        meaning: "Order attempts that may wait for a place on a full write path; past it, 503 at once")
+    static let writePathWait = IntSetting(
+        name: "write path wait", env: "CREST_WRITE_PATH_WAIT_MS", defaultValue: 50, range: 0...10_000, unit: " ms",
+        meaning: "How long an order attempt waits for a place on a full write path before 503; 0 refuses at once")
+    static let shedLag = IntSetting(
+        name: "shed lag", env: "CREST_SHED_LAG_MS", defaultValue: 50, range: 0...60_000, unit: " ms",
+        meaning:
+            "Event-loop or task-pool lag past which lists, histories and pages are refused (503 shed), and past twice which reads of one order or sale are too; they are also refused while the write path is full. 0 turns shedding off"
+    )
+    static let maxConnections = IntSetting(
+        name: "max connections", env: "CREST_MAX_CONNECTIONS", defaultValue: 10_000, range: 1...1_000_000,
+        meaning: "Connections open at once; more are closed as soon as they are accepted")
+    static let headerTimeout = IntSetting(
+        name: "header timeout", env: "CREST_HEADER_TIMEOUT_SECONDS", defaultValue: 10, range: 1...3_600, unit: " seconds",
+        meaning: "Time a new connection has to send its first request's line and headers")
+    static let bodyTimeout = IntSetting(
+        name: "body timeout", env: "CREST_BODY_TIMEOUT_SECONDS", defaultValue: 30, range: 1...3_600, unit: " seconds",
+        meaning: "Time a request has from its headers to the end of its body")
+    static let idleTimeout = IntSetting(
+        name: "idle timeout", env: "CREST_IDLE_TIMEOUT_SECONDS", defaultValue: 60, range: 1...86_400, unit: " seconds",
+        meaning: "Time a kept-alive connection may wait for its next request")
+
+    /// The write path's limit; `nil` when turned off. Throws a usage error naming what is wrong.
+    func writePath(_ settings: Settings) throws -> WritePathLimitConfiguration? {
+        let initial = try Self.writePathLimit.resolve(writePathLimit, in: settings)
+        guard initial > 0 else { return nil }
+        var configuration = WritePathLimitConfiguration()
+        configuration.initial = initial
+        configuration.minimum = try Self.writePathMin.resolve(writePathMin, in: settings)
+        configuration.maximum = try Self.writePathMax.resolve(writePathMax, in: settings)
+        configuration.queueCapacity = try Self.writePathQueue.resolve(writePathQueue, in: settings)
+        configuration.queueTimeout = .milliseconds(try Self.writePathWait.resolve(writePathWaitMs, in: settings))
+        let problems = configuration.problems
+        guard problems.isEmpty else {
+            throw ValidationError("the write path's limit: \(problems.joined(separator: "; "))")
+        }
+        return configuration
+    }
+
+    /// When minor routes give way; `nil` when turned off.
+    func shedding(_ settings: Settings) throws -> SheddingConfiguration? {
+        let lag = try Self.shedLag.resolve(shedLagMs, in: settings)
+        guard lag > 0 else { return nil }
+        var configuration = SheddingConfiguration()
+        configuration.lagThreshold = .milliseconds(lag)
+        return configuration
+    }
+
+    func connections(_ settings: Settings) throws -> ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.maxConnections = try Self.maxConnections.resolve(maxConnections, in: settings)
+        limits.headerTimeout = .seconds(try Self.headerTimeout.resolve(headerTimeoutSeconds, in: settings))
+        limits.bodyTimeout = .seconds(try Self.bodyTimeout.resolve(bodyTimeoutSeconds, in: settings))
+        limits.idleTimeout = .seconds(try Self.idleTimeout.resolve(idleTimeoutSeconds, in: settings))
+        return limits
+    }
+}

@@ -1,0 +1,223 @@
+import CrestCore
+import CrestEngine
+import CrestHTTP
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import CrestHTTP
+
+/// The adaptive limit of the write path, the shedding of minor routes, and the limits on
+/// connections and slow clients.
+@Suite("Overload")
+struct OverloadTests {
+    static func writePath(limit: Int, queue: Int, wait: Duration) -> WritePathLimitConfiguration {
+        var configuration = WritePathLimitConfiguration()
+        configuration.initial = limit
+        configuration.minimum = limit
+        configuration.maximum = limit
+        configuration.queueCapacity = queue
+        configuration.queueTimeout = wait
+        return configuration
+    }
+
+    @Test("the limit falls when commits slow down, by at most half a step, and grows back when they are fast again")
+    func gradient() {
+        var configuration = WritePathLimitConfiguration()
+        configuration.initial = 200
+        configuration.minimum = 16
+        configuration.maximum = 1_000
+        var limit = GradientLimit(configuration)
+        for _ in 0..<200 { limit.record(latency: .milliseconds(2), inFlight: Int(limit.limit)) }
+        let steady = limit.limit
+        #expect(steady > 200, "fast, steady commits with the write path full let the limit grow")
+        var previous = steady
+        for _ in 0..<30 {
+            limit.record(latency: .milliseconds(40), inFlight: Int(limit.limit))
+            #expect(limit.limit >= previous * 0.5 - 1e-9)
+            previous = limit.limit
+        }
+        #expect(limit.limit < steady / 2, "commits 20 times slower bring the limit down")
+        let fallen = limit.limit
+        for _ in 0..<200 { limit.record(latency: .milliseconds(2), inFlight: Int(limit.limit)) }
+        #expect(limit.limit > fallen * 2, "fast commits again bring it back up")
+        var idle = GradientLimit(configuration)
+        for _ in 0..<100 { idle.record(latency: .milliseconds(1), inFlight: 3) }
+        #expect(idle.limit == 200, "a write path used far below its limit does not grow it")
+        for _ in 0..<1_000 { idle.record(latency: .seconds(5), inFlight: 1_000) }
+        #expect(idle.limit >= 16, "never below the minimum")
+    }
+
+    @Test(
+        "past the limit an attempt waits in a bounded queue, gets the next place in order, or is refused when the queue is full or its wait runs out"
+    )
+    func boundedQueue() async throws {
+        let limit = WritePathLimit(Self.writePath(limit: 2, queue: 1, wait: .seconds(30)))
+        try await limit.acquire()
+        try await limit.acquire()
+        #expect(limit.pressure == .none || limit.pressure == .saturated)
+        let waiter = Task { try await limit.acquire() }
+        while limit.snapshot.waiting == 0 { await Task.yield() }
+        #expect(limit.pressure == .saturated)
+        await #expect(throws: WritePathFull(reason: .queueFull)) { try await limit.acquire() }
+        #expect(limit.pressure == .refusing)
+        limit.release()
+        try await waiter.value
+        #expect(limit.snapshot.inFlight == 2 && limit.snapshot.waiting == 0)
+
+        let impatient = WritePathLimit(Self.writePath(limit: 1, queue: 8, wait: .milliseconds(20)))
+        try await impatient.acquire()
+        await #expect(throws: WritePathFull(reason: .queueTimeout)) { try await impatient.acquire() }
+        #expect(impatient.snapshot.waiting == 0)
+        impatient.release()
+        try await impatient.acquire()
+    }
+
+    @Test("routes are classed by what they are worth to the core flow")
+    func routeClasses() {
+        #expect(RouteClass(method: .get, path: "/healthz") == .exempt)
+        #expect(RouteClass(method: .get, path: "/metrics") == .exempt)
+        #expect(RouteClass(method: .post, path: "/v1/sales/s1/orders") == .critical)
+        #expect(RouteClass(method: .post, path: "/v1/sales/s1/orders/cancel") == .critical)
+        #expect(RouteClass(method: .post, path: "/v1/orders/o1/cancel") == .critical)
+        #expect(RouteClass(method: .post, path: "/v1/webhooks/provider") == .critical)
+        #expect(RouteClass(method: .get, path: "/v1/orders/o1") == .normal)
+        #expect(RouteClass(method: .get, path: "/v1/sales/s1") == .normal)
+        #expect(RouteClass(method: .post, path: "/v1/sales") == .normal)
+        #expect(RouteClass(method: .get, path: "/v1/orders") == .sheddable)
+        #expect(RouteClass(method: .get, path: "/v1/orders/o1/events") == .sheddable)
+        #expect(RouteClass(method: .get, path: "/v1/jobs") == .sheddable)
+    }
+
+    @Test(
+        "with the write path full, lists go first, then reads of one order; order attempts get 503 overloaded and their key stays free; health never goes"
+    )
+    func shedding() async throws {
+        let configuration = EngineConfiguration(writePath: Self.writePath(limit: 1, queue: 1, wait: .seconds(30)))
+        try await HTTPFixture.with(configuration: configuration, shedding: SheddingConfiguration()) { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = try await client.createSale(stock: 100, perBuyerLimit: 5)
+                let placed = try await client.placeOrder(sale: sale, key: "first", buyer: "ana")
+                #expect(placed.status == .created)
+                let order = try #require(placed.object["id"] as? String)
+                let writePath = try #require(fixture.engine.writePath)
+
+                // Full: one attempt on the write path, one waiting.
+                try await writePath.acquire()
+                let waiting = Task { try await writePath.acquire() }
+                while writePath.snapshot.waiting == 0 { await Task.yield() }
+                try await client.execute(uri: "/v1/orders", method: .get, headers: HTTPFixture.adminHeaders) {
+                    $0.expectProblem(.serviceUnavailable, "shed")
+                    #expect($0.headers[.retryAfter] == "2")
+                }
+                try await client.execute(uri: "/v1/orders/\(order)", method: .get, headers: HTTPFixture.adminHeaders) {
+                    #expect($0.status == .ok, "reads of one order are kept while the write path only waits")
+                }
+                // Refusing: an attempt finds the queue full.
+                let refused = try await client.placeOrder(sale: sale, key: "second", buyer: "ana")
+                refused.expectProblem(.serviceUnavailable, "overloaded")
+                #expect(refused.headers[.retryAfter] == "1")
+                try await client.execute(uri: "/v1/orders/\(order)", method: .get, headers: HTTPFixture.adminHeaders) {
+                    $0.expectProblem(.serviceUnavailable, "shed")
+                }
+                try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .ok) }
+                try await client.execute(
+                    uri: "/v1/orders/\(order)/cancel", method: .post, headers: HTTPFixture.adminHeaders
+                ) { #expect($0.status == .ok, "cancelling gives stock back: never shed") }
+
+                writePath.release()
+                try await waiting.value
+                writePath.release()
+                let retried = try await client.placeOrder(sale: sale, key: "second", buyer: "ana")
+                #expect(retried.status == .created, "the refused key was not consumed")
+                #expect(retried.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+            }
+        }
+    }
+
+    @Test("connections past the cap are closed at once; a client slow to send its headers is cut off")
+    func connections() async throws {
+        var limits = ConnectionLimits()
+        limits.maxConnections = 2
+        limits.headerTimeout = .seconds(1)
+        try await HTTPFixture.with(connections: limits) { fixture in
+            try await fixture.app.test(.live) { client in
+                let port = try #require(client.port)
+                let request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                // Sends its request at once (well inside the header timeout) and stays open.
+                let prompt = try await RawConnection.open(port: port)
+                try await prompt.send(request)
+                #expect(try await prompt.received(containing: "200 OK", within: .seconds(10)))
+                let slow = try await RawConnection.open(port: port)
+                let third = try await RawConnection.open(port: port)
+                #expect(try await third.closedWithin(.seconds(10)), "the third connection is over the cap")
+                // The slow one sends half a request and stops: cut off after the header timeout.
+                try? await slow.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                #expect(try await slow.closedWithin(.seconds(10)))
+                try await prompt.close()
+                // Both gone: a new connection is under the cap again.
+                let fourth = try await RawConnection.open(port: port)
+                try await fourth.send(request)
+                #expect(try await fourth.received(containing: "200 OK", within: .seconds(10)))
+                try await fourth.close()
+            }
+        }
+    }
+}
+
+/// A bare TCP connection, for tests of what the server does to a connection itself.
+private struct RawConnection {
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let received = Mutex("")
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            let text = buffer.readString(length: buffer.readableBytes) ?? ""
+            received.withLock { $0 += text }
+        }
+    }
+
+    private let channel: any Channel
+    private let collector: Collector
+
+    static func open(port: Int) async throws -> RawConnection {
+        let collector = Collector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in channel.pipeline.addHandler(collector) }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawConnection(channel: channel, collector: collector)
+    }
+
+    func send(_ text: String) async throws {
+        try await channel.writeAndFlush(ByteBuffer(string: text)).get()
+    }
+
+    /// Whether the server closed the connection within `timeout`.
+    func closedWithin(_ timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !channel.isActive { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return !channel.isActive
+    }
+
+    /// Whether the server sent `text` within `timeout`.
+    func received(containing text: String, within timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if collector.received.withLock({ $0.contains(text) }) { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    func close() async throws { try await channel.close() }
+}
