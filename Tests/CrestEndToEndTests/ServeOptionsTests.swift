@@ -69,6 +69,23 @@ struct GateOptionsTests {
         }
     }
 
+    @Test("overload options that cannot work: a clear message and a usage exit, before listening")
+    func badOverloadOptions() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let base = ["serve", "--port", "0", "--data-dir", directory.path, "--admin-token", "t"]
+        for (extra, message) in [
+            (["--write-path-min", "100", "--write-path-max", "10"], "the maximum (10) is below the minimum (100)"),
+            (["--write-path-limit", "8"], "the initial limit (8) is outside 16…4096"),
+            (["--write-path-wait-ms=-5"], "write path wait must be 0…10,000 ms"),
+            (["--max-connections", "0"], "max connections must be 1…1,000,000"),
+            (["--buyer-rate=-1"], "buyer rate must be 0…1,000,000 per second"),
+            (["--trusted-proxies", "10.0.0.0/40"], "10.0.0.0/40 is not an address or CIDR"),
+        ] {
+            try await expectUsageExit(base + extra, saying: message)
+        }
+    }
+
     @Test("with --gate-idle-seconds 1 an idle sale's gate is dropped, and the sale answers as before")
     func idleGateDropped() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-gate-\(UUID().uuidString)")

@@ -28,7 +28,7 @@ package struct WritePathLimitConfiguration: Sendable, Hashable {
         if minimum < 1 { problems.append("the minimum must be at least 1") }
         if maximum < minimum { problems.append("the maximum (\(maximum)) is below the minimum (\(minimum))") }
         if !(minimum...max(minimum, maximum)).contains(initial) {
-            problems.append("the initial limit (\(initial)) is outside \(minimum)...\(maximum)")
+            problems.append("the initial limit (\(initial)) is outside \(minimum)…\(maximum)")
         }
         if queueCapacity < 0 { problems.append("the queue capacity must not be negative") }
         if queueTimeout < .zero { problems.append("the queue timeout must not be negative") }
