@@ -43,6 +43,7 @@ package final class Engine: Sendable {
     let gateIdleTimeout: Duration
     /// The adaptive limit of order attempts on the write path, when configured.
     package let writePath: WritePathLimit?
+    let saleLimits = SaleLimitsCache()
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
     let logger: Logger

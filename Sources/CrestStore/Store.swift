@@ -17,6 +17,10 @@ public protocol Store: JobQueue {
     /// The sale with its current counters, or `nil`.
     func sale(_ id: SaleID) async throws -> Sale?
 
+    /// Replaces the sale's own rate limits (`SaleLimits.none`: the server's defaults again);
+    /// the sale as it is now, or `nil` for an unknown sale.
+    func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale?
+
     /// The sale's counters now, with their version; `nil` for an unknown sale.
     func counters(of saleID: SaleID) async throws -> CounterSnapshot?
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CrestCore
 import CrestHTTP
 import Foundation
 

@@ -11,6 +11,9 @@ open class ForwardingStore: Store, @unchecked Sendable {
 
     open func createSale(_ sale: Sale) async throws { try await inner.createSale(sale) }
     open func sale(_ id: SaleID) async throws -> Sale? { try await inner.sale(id) }
+    open func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
+        try await inner.updateSaleLimits(id, to: limits)
+    }
     open func counters(of saleID: SaleID) async throws -> CounterSnapshot? { try await inner.counters(of: saleID) }
     open func sales(after: SaleID?, limit: Int) async throws -> [Sale] { try await inner.sales(after: after, limit: limit) }
     open func order(_ id: OrderID) async throws -> Order? { try await inner.order(id) }

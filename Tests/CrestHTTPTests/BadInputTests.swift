@@ -100,7 +100,7 @@ struct BadInputTests {
                 let sale = "01a2102d-fd74-73b6-a446-ddb6139ee44b"
                 for (method, path, allowed) in [
                     (HTTPRequest.Method.put, "/v1/sales", "GET, POST"),
-                    (.delete, "/v1/sales/\(sale)", "GET"),
+                    (.delete, "/v1/sales/\(sale)", "GET, PATCH"),
                     (.get, "/v1/sales/\(sale)/orders", "POST"),
                     (.patch, "/v1/webhooks/provider", "POST"),
                     (.post, "/healthz", "GET"),

@@ -77,6 +77,78 @@ struct RateLimitTests {
         }
     }
 
+    @Test(
+        "a sale's own limits replace the server's for that sale only: set on create, shown when read, changed and removed by PATCH"
+    )
+    func perSaleOverrides() async throws {
+        let clock = StoppedClock()
+        try await HTTPFixture.with(admission: Self.limits(buyer: RateLimit(rate: 10, burst: 10)), clock: clock) { fixture in
+            try await fixture.app.test(.router) { client in
+                let strict = try await client.createSale(
+                    stock: 100, perBuyerLimit: 10, extra: ["limits": ["perBuyer": ["rate": 1, "burst": 1]]])
+                let relaxed = try await client.createSale(stock: 100, perBuyerLimit: 10)
+                try await client.execute(uri: "/v1/sales/\(strict)", method: .get) { response in
+                    let limits = response.object["limits"] as? [String: Any]
+                    #expect((limits?["perBuyer"] as? [String: Int]) == ["rate": 1, "burst": 1], "\(response.object)")
+                    #expect(limits?["perSale"] == nil)
+                }
+                #expect(try await client.placeOrder(sale: strict, key: "s1", buyer: "ana").status == .created)
+                let refused = try await client.placeOrder(sale: strict, key: "s2", buyer: "ana")
+                refused.expectProblem(.tooManyRequests, "rate-limited")
+                #expect(refused.headers[HTTPField.Name("RateLimit-Policy")!] == #""buyer";q=1;w=1"#)
+                #expect(try await client.placeOrder(sale: relaxed, key: "r1", buyer: "ana").status == .created)
+                #expect(try await client.placeOrder(sale: relaxed, key: "r2", buyer: "ana").status == .created)
+
+                // Raised by an operator: applies at once.
+                try await client.execute(
+                    uri: "/v1/sales/\(strict)", method: .patch, headers: HTTPFixture.adminHeaders,
+                    body: HTTPFixture.json(["limits": ["perBuyer": ["rate": 5, "burst": 5], "perSale": ["rate": 1, "burst": 2]]])
+                ) { response in
+                    #expect(response.status == .ok, "\(String(buffer: response.body))")
+                    #expect(((response.object["limits"] as? [String: Any])?["perSale"] as? [String: Int]) == ["rate": 1, "burst": 2])
+                }
+                // A bucket keeps its tokens across a change of limit, and refills at the new rate.
+                clock.advance(by: .seconds(1))
+                #expect(try await client.placeOrder(sale: strict, key: "s2", buyer: "ana").status == .created)
+                #expect(try await client.placeOrder(sale: strict, key: "s3", buyer: "bob").status == .created)
+                try await client.placeOrder(sale: strict, key: "s4", buyer: "cid").expectProblem(.tooManyRequests, "rate-limited")
+
+                // Removed: the server's limits again.
+                try await client.execute(
+                    uri: "/v1/sales/\(strict)", method: .patch, headers: HTTPFixture.adminHeaders,
+                    body: ByteBuffer(string: #"{"limits": null}"#)
+                ) { response in
+                    #expect(response.status == .ok)
+                    #expect((response.object["limits"] as? [String: Any])?.isEmpty == true, "\(response.object)")
+                }
+                #expect(try await client.placeOrder(sale: strict, key: "s4", buyer: "cid").status == .created)
+
+                // Bad changes are refused, naming the field; only an operator may change limits.
+                for (body, field) in [
+                    (#"{"limits": {"perBuyer": {"rate": 0, "burst": 1}}}"#, "limits.perBuyer.rate"),
+                    (#"{"title": "Other"}"#, "title"),
+                    (#"{}"#, "limits"),
+                ] {
+                    try await client.execute(
+                        uri: "/v1/sales/\(strict)", method: .patch, headers: HTTPFixture.adminHeaders,
+                        body: ByteBuffer(string: body)
+                    ) { response in
+                        response.expectProblem(.badRequest, "invalid-request")
+                        #expect(String(buffer: response.body).contains(field), "\(body)")
+                    }
+                }
+                try await client.execute(
+                    uri: "/v1/sales/\(strict)", method: .patch, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"limits": null}"#)
+                ) { $0.expectProblem(.unauthorized, "unauthorized") }
+                try await client.execute(
+                    uri: "/v1/sales", method: .post, headers: HTTPFixture.adminHeaders,
+                    body: HTTPFixture.saleBody(extra: ["limits": ["perSale": ["rate": -1, "burst": 1]]])
+                ) { $0.expectProblem(.badRequest, "invalid-request") }
+            }
+        }
+    }
+
     @Test("an address past its rate gets 429 whoever the buyer (over a real socket)")
     func perAddress() async throws {
         try await HTTPFixture.with(admission: Self.limits(address: RateLimit(rate: 1, burst: 1)), clock: StoppedClock()) {

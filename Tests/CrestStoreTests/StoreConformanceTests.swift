@@ -25,6 +25,26 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("a sale's own rate limits are kept when created, replaced and removed", arguments: StoreKind.allCases)
+    func saleLimits(kind: StoreKind) async throws {
+        _ = try await kind.with { open in
+            let store = try await open()
+            var sale = makeSale(stock: 10)
+            sale.limits = SaleLimits(perBuyer: RateLimit(rate: 2, burst: 4))
+            try await store.createSale(sale)
+            #expect(try await store.sale(sale.id)?.limits == sale.limits)
+            let both = SaleLimits(perBuyer: RateLimit(rate: 1, burst: 1), perSale: RateLimit(rate: 500, burst: 900))
+            var updated = try #require(try await store.updateSaleLimits(sale.id, to: both))
+            #expect(updated.limits == both)
+            #expect(updated.stock == sale.stock)
+            #expect(try await store.sale(sale.id)?.limits == both)
+            updated = try #require(try await store.updateSaleLimits(sale.id, to: .none))
+            #expect(updated.limits == .none)
+            #expect(try await store.sale(sale.id)?.limits == SaleLimits.none)
+            #expect(try await store.updateSaleLimits(.make(), to: both) == nil)
+        }
+    }
+
     @Test(
         "a batch decides each reservation: reserved, duplicate key, buyer limit, sold out, unknown sale, not open, closed",
         arguments: StoreKind.allCases)

@@ -19,10 +19,12 @@ public struct Sale: Sendable, Hashable {
     public var paymentWindowSeconds: Int
     public var createdAt: Date
     public var stock: StockCounters
+    /// Rate limits of order attempts of this sale, in place of the server's defaults.
+    public var limits: SaleLimits
 
     public init(
         id: SaleID, sku: String, title: String, price: Money, perBuyerLimit: Int, startsAt: Date, endsAt: Date?,
-        paymentWindowSeconds: Int, createdAt: Date, stock: StockCounters
+        paymentWindowSeconds: Int, createdAt: Date, stock: StockCounters, limits: SaleLimits = .none
     ) {
         self.id = id
         self.sku = sku
@@ -34,6 +36,7 @@ public struct Sale: Sendable, Hashable {
         self.paymentWindowSeconds = paymentWindowSeconds
         self.createdAt = createdAt
         self.stock = stock
+        self.limits = limits
     }
 
     /// The phase at `now`: orders are taken from `startsAt` (inclusive) until `endsAt` (exclusive).

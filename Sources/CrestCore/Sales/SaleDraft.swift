@@ -21,10 +21,11 @@ public struct SaleDraft: Sendable, Hashable {
     public var startsAt: Date?
     public var endsAt: Date?
     public var paymentWindowSeconds: Int
+    public var limits: SaleLimits
 
     public init(
         sku: String, title: String, price: Money, stock: Int64, perBuyerLimit: Int = 1, startsAt: Date? = nil,
-        endsAt: Date? = nil, paymentWindowSeconds: Int = 900
+        endsAt: Date? = nil, paymentWindowSeconds: Int = 900, limits: SaleLimits = .none
     ) {
         self.sku = sku
         self.title = title
@@ -34,6 +35,7 @@ public struct SaleDraft: Sendable, Hashable {
         self.startsAt = startsAt
         self.endsAt = endsAt
         self.paymentWindowSeconds = paymentWindowSeconds
+        self.limits = limits
     }
 
     /// Checks every field and returns the sale it describes, created at `now`.
@@ -59,6 +61,7 @@ public struct SaleDraft: Sendable, Hashable {
                     field: "paymentWindowSeconds",
                     message: "must be between 1 and \(Self.paymentWindowRange.upperBound) seconds"))
         }
+        issues.append(contentsOf: limits.issues())
         let start = startsAt?.wholeMilliseconds ?? now
         if let endsAt, endsAt <= start {
             issues.append(.init(field: "endsAt", message: "must be after startsAt"))
@@ -67,6 +70,6 @@ public struct SaleDraft: Sendable, Hashable {
         return Sale(
             id: id, sku: sku, title: title, price: price, perBuyerLimit: perBuyerLimit, startsAt: start,
             endsAt: endsAt, paymentWindowSeconds: paymentWindowSeconds, createdAt: now,
-            stock: StockCounters(total: stock))
+            stock: StockCounters(total: stock), limits: limits)
     }
 }

@@ -22,6 +22,28 @@ extension Engine {
         return sale
     }
 
+    /// Replaces the sale's own rate limits; they apply on this node at once, on others within
+    /// `SaleLimitsCache.freshness`.
+    package func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale {
+        let issues = limits.issues()
+        guard issues.isEmpty else { throw ValidationError(issues: issues) }
+        guard let sale = try await withStore("update sale limits", { try await store.updateSaleLimits(id, to: limits) })
+        else { throw OrderError.saleNotFound }
+        saleLimits.remember(sale.limits, of: id, at: .now)
+        logger.info("sale limits changed", metadata: ["sale": "\(id)", "limits": "\(limits)"])
+        return sale
+    }
+
+    /// The sale's own rate limits, for admission: from memory while fresh, else read again;
+    /// `.none` for an unknown sale (the order path answers that).
+    package func limits(of id: SaleID) async throws -> SaleLimits {
+        let now = ContinuousClock.now
+        if let known = saleLimits.fresh(id, at: now) { return known }
+        let limits = try await withStore("read sale limits") { try await store.sale(id)?.limits } ?? .none
+        saleLimits.remember(limits, of: id, at: now)
+        return limits
+    }
+
     /// Sales in creation order, `limit` at a time, after the sale `after`.
     package func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
         try await withStore("list sales") { try await store.sales(after: after, limit: limit) }

@@ -72,18 +72,23 @@ final class RateLimiter: Sendable {
         }
     }
 
-    /// Refuses the attempt when its buyer or its sale is over its limit; otherwise the
-    /// `RateLimit-Policy` and `RateLimit` headers of the buyer's limit.
-    func check(buyer: String, sale: SaleID) throws -> HTTPFields {
+    /// Refuses the attempt when its buyer or its sale is over its limit — the sale's own
+    /// (`overrides`) where it has one, else the server's; otherwise the `RateLimit-Policy` and
+    /// `RateLimit` headers of the buyer's limit. A buyer under a sale's own limit has a bucket
+    /// for that sale, apart from the one the server's limit keeps across sales.
+    func check(buyer: String, sale: SaleID, overrides: SaleLimits = .none) throws -> HTTPFields {
         let now = clock.now()
         var headers: HTTPFields = [:]
-        if let limit = limits.perBuyer {
-            switch buyers.take(buyer, limit: limit, at: now) {
+        if let limit = overrides.perBuyer ?? limits.perBuyer {
+            let key = overrides.perBuyer == nil ? buyer : "\(sale)/\(buyer)"
+            switch buyers.take(key, limit: limit, at: now) {
             case .refused(let retryAfter): throw refused("buyer", limit, retryAfter)
             case .allowed(let remaining, let reset): headers = Self.headers(limit, remaining: remaining, reset: reset)
             }
         }
-        if let limit = limits.perSale, case .refused(let retryAfter) = sales.take(sale, limit: limit, at: now) {
+        if let limit = overrides.perSale ?? limits.perSale,
+            case .refused(let retryAfter) = sales.take(sale, limit: limit, at: now)
+        {
             throw refused("sale", limit, retryAfter)
         }
         return headers

@@ -1,22 +1,6 @@
+import CrestCore
 import Foundation
 import Synchronization
-
-/// A rate limit as a token bucket: `rate` requests per second on average, `burst` at once.
-package struct RateLimit: Sendable, Hashable, CustomStringConvertible {
-    package var rate: Int
-    package var burst: Int
-
-    package init(rate: Int, burst: Int) {
-        precondition(rate > 0 && burst > 0, "a rate limit lets something through")
-        self.rate = rate
-        self.burst = burst
-    }
-
-    /// Seconds an empty bucket takes to fill: the window of the `RateLimit-Policy` header.
-    var window: Int { max(1, Int((Double(burst) / Double(rate)).rounded(.up))) }
-
-    package var description: String { "\(rate)/s, burst \(burst)" }
-}
 
 /// What a bucket said to one request.
 enum BucketDecision: Sendable, Equatable {

@@ -12,11 +12,38 @@ struct CreateSaleBody: Decodable {
     var startsAt: Date?
     var endsAt: Date?
     var paymentWindowSeconds: Int?
+    var limits: SaleLimits?
 
     var draft: SaleDraft {
         SaleDraft(
             sku: sku, title: title, price: price, stock: stock, perBuyerLimit: perBuyerLimit ?? 1, startsAt: startsAt,
-            endsAt: endsAt, paymentWindowSeconds: paymentWindowSeconds ?? 900)
+            endsAt: endsAt, paymentWindowSeconds: paymentWindowSeconds ?? 900, limits: limits ?? .none)
+    }
+}
+
+/// `PATCH /v1/sales/{saleID}` request body (JSON merge patch): `limits` replaces the sale's own
+/// rate limits, `null` removes them. Nothing else of a sale changes once created.
+struct UpdateSaleBody: Decodable {
+    var limits: SaleLimits
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        let others = container.allKeys.map(\.stringValue).filter { $0 != "limits" }.sorted()
+        guard others.isEmpty else {
+            throw ValidationError(
+                issues: others.map { .init(field: $0, message: "cannot be changed; only limits can") })
+        }
+        guard container.contains(Key(stringValue: "limits")) else {
+            throw ValidationError(field: "limits", message: "is required (null removes the sale's own limits)")
+        }
+        limits = try container.decode(SaleLimits?.self, forKey: Key(stringValue: "limits")) ?? .none
     }
 }
 
@@ -32,6 +59,8 @@ struct SaleBody: Codable, ResponseEncodable {
     var paymentWindowSeconds: Int
     var createdAt: Timestamp
     var stock: StockCounters
+    /// The sale's own rate limits; a scope absent follows the server's default.
+    var limits: SaleLimits
 
     init(_ sale: Sale) {
         id = sale.id
@@ -44,6 +73,7 @@ struct SaleBody: Codable, ResponseEncodable {
         paymentWindowSeconds = sale.paymentWindowSeconds
         createdAt = Timestamp(sale.createdAt)
         stock = sale.stock
+        limits = sale.limits
     }
 }
 

@@ -59,7 +59,7 @@ struct OrderRoutes {
             guard let named = body.buyer else { throw ValidationError(field: "buyer", message: "is required") }
             buyer = named
         }
-        var headers = try limiter.check(buyer: buyer, sale: saleID)
+        var headers = try limiter.check(buyer: buyer, sale: saleID, overrides: try await engine.limits(of: saleID))
         let placed = try await engine.placeOrder(
             OrderRequest(
                 saleID: saleID, idempotencyKey: key, buyer: buyer, quantity: body.quantity, perBuyerLimit: limit))

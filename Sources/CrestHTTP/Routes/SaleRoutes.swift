@@ -3,7 +3,8 @@ import CrestEngine
 import HTTPTypes
 import Hummingbird
 
-/// `/v1/sales`: operators create and list sales (admin token); anyone reads one sale's live counters.
+/// `/v1/sales`: operators create and list sales and change a sale's rate limits (admin token);
+/// anyone reads one sale's live counters.
 struct SaleRoutes {
     let engine: Engine
 
@@ -13,6 +14,16 @@ struct SaleRoutes {
             .post(use: create)
             .get(use: list)
         router.get("v1/sales/{saleID}", use: show)
+        router.group("v1/sales/{saleID}")
+            .add(middleware: admin)
+            .patch(use: update)
+    }
+
+    /// Changes the sale's own rate limits (the only thing of a sale that changes once created).
+    @Sendable func update(_ request: Request, context: CrestRequestContext) async throws -> SaleBody {
+        let id = try context.saleID()
+        let body = try await request.decodeJSON(as: UpdateSaleBody.self, context: context)
+        return SaleBody(try await engine.updateSaleLimits(id, to: body.limits))
     }
 
     @Sendable func create(_ request: Request, context: CrestRequestContext) async throws -> EditedResponse<SaleBody> {

@@ -180,6 +180,8 @@ enum PostgresMigrations {
                 "ALTER TABLE cancelled_attempts ADD PRIMARY KEY (sale_id, idempotency_key, buyer)",
             ]
         ),
+        // JSON (`SaleLimits`); NULL: the server's defaults.
+        (8, "a sale's own rate limits", ["ALTER TABLE sales ADD COLUMN limits text"]),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -28,7 +28,8 @@ enum PostgresRows {
             endsAt: try r["ends_at"].decode(Int64?.self).map(date),
             paymentWindowSeconds: try r["payment_window_seconds"].decode(Int.self),
             createdAt: date(try r["created_at"].decode(Int64.self)),
-            stock: try counters(r))
+            stock: try counters(r),
+            limits: SaleLimits(storedJSON: try r["limits"].decode(String?.self)))
         return (sale, try r["version"].decode(Int64.self))
     }
 

@@ -63,8 +63,17 @@ public final class PostgresStore: Store {
             VALUES (\(sale.id.description), \(sale.sku), \(sale.title), \(sale.price.amount), \(sale.price.currency.code),
                 \(sale.perBuyerLimit), \(PostgresRows.millis(sale.startsAt)), \(sale.endsAt.map(PostgresRows.millis)),
                 \(sale.paymentWindowSeconds), \(PostgresRows.millis(sale.createdAt)), \(sale.stock.total),
-                \(sale.stock.available), \(sale.stock.reserved), \(sale.stock.sold), 0)
+                \(sale.stock.available), \(sale.stock.reserved), \(sale.stock.sold), 0, \(sale.limits.storedJSON))
             """)
+    }
+
+    public func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
+        try await rows(
+            """
+            UPDATE sales SET limits = \(limits.storedJSON) WHERE id = \(id.description)
+            RETURNING \(unescaped: PostgresRows.saleColumns)
+            """
+        ).first.map { try PostgresRows.sale($0).sale }
     }
 
     public func sale(_ id: SaleID) async throws -> Sale? {

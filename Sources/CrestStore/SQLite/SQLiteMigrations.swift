@@ -201,6 +201,10 @@ enum SQLiteMigrations {
                     ALTER TABLE cancelled_attempts_by_buyer RENAME TO cancelled_attempts;
                     """)
         }
+        migrator.registerMigration("v9: a sale's own rate limits") { db in
+            // JSON (`SaleLimits`); NULL: the server's defaults.
+            try db.execute(sql: "ALTER TABLE sales ADD COLUMN limits TEXT")
+        }
         return migrator
     }
 }

@@ -7,7 +7,7 @@ import GRDB
 enum SQLiteRows {
     static let saleColumns = """
         id, sku, title, price_amount, currency, per_buyer_limit, starts_at, ends_at, payment_window_seconds,
-        created_at, total, available, reserved, sold, version
+        created_at, total, available, reserved, sold, version, limits
         """
     static let orderColumns = """
         id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at, flag, flagged_at,
@@ -34,7 +34,8 @@ enum SQLiteRows {
             endsAt: (row["ends_at"] as Int64?).map(date),
             paymentWindowSeconds: row["payment_window_seconds"],
             createdAt: date(row["created_at"]),
-            stock: counters(row))
+            stock: counters(row),
+            limits: SaleLimits(storedJSON: row["limits"]))
     }
 
     static func counters(_ row: Row) -> StockCounters {

@@ -40,14 +40,24 @@ public final class SQLiteStore: Store {
             try db.execute(
                 sql: """
                     INSERT INTO sales (\(SQLiteRows.saleColumns))
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
                     """,
                 arguments: [
                     sale.id.description, sale.sku, sale.title, sale.price.amount, sale.price.currency.code,
                     sale.perBuyerLimit, SQLiteRows.millis(sale.startsAt), sale.endsAt.map(SQLiteRows.millis),
                     sale.paymentWindowSeconds, SQLiteRows.millis(sale.createdAt), sale.stock.total,
-                    sale.stock.available, sale.stock.reserved, sale.stock.sold,
+                    sale.stock.available, sale.stock.reserved, sale.stock.sold, sale.limits.storedJSON,
                 ])
+        }
+    }
+
+    public func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE sales SET limits = ? WHERE id = ?", arguments: [limits.storedJSON, id.description])
+            return try Row.fetchOne(
+                db, sql: "SELECT \(SQLiteRows.saleColumns) FROM sales WHERE id = ?", arguments: [id.description]
+            ).map(SQLiteRows.sale)
         }
     }
 
