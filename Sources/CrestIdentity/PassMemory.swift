@@ -1,3 +1,4 @@
+import CrestCore
 import Crypto
 import Foundation
 import Synchronization
@@ -14,55 +15,30 @@ final class PassMemory<Value: Sendable>: Sendable {
         var until: Date
     }
 
-    /// One shard's entries under its own lock (a class: a `Mutex` cannot be copied into an array).
-    private final class Shard: Sendable {
-        let entries = Mutex<[TokenDigest: Entry]>([:])
-    }
-
-    private static var shardCount: Int { 16 }
-
-    private let shards: [Shard]
-    private let shardCapacity: Int
+    private let entries: BoundedMap<TokenDigest, Entry>
 
     init(capacity: Int) {
-        precondition(capacity >= Self.shardCount, "a pass memory holds at least one entry per shard")
-        shardCapacity = capacity / Self.shardCount
-        shards = (0..<Self.shardCount).map { _ in Shard() }
+        entries = BoundedMap(capacity: capacity)
     }
 
     /// The remembered value, if there is one still within its time.
     func value(for digest: TokenDigest, at now: Date) -> Value? {
-        shards[digest.shard].entries.withLock { entries in
-            guard let entry = entries[digest] else { return nil }
-            guard entry.until > now else {
-                entries[digest] = nil
+        entries.withEntry(digest, expendable: { $0.until <= now }) { entry in
+            guard let known = entry, known.until > now else {
+                entry = nil
                 return nil
             }
-            return entry.value
+            return known.value
         }
     }
 
     func remember(_ value: Value, for digest: TokenDigest, until: Date, at now: Date) {
         guard until > now else { return }
-        let capacity = shardCapacity
-        shards[digest.shard].entries.withLock { entries in
-            if entries.count >= capacity, entries[digest] == nil {
-                entries = entries.filter { $0.value.until > now }
-                if entries.count >= capacity {
-                    for key in Array(entries.keys.prefix(max(1, capacity / 8))) { entries[key] = nil }
-                }
-            }
-            entries[digest] = Entry(value: value, until: until)
-            assert(entries.count <= capacity, "a pass memory shard past its capacity")
-        }
+        entries.withEntry(digest, expendable: { $0.until <= now }) { $0 = Entry(value: value, until: until) }
     }
 
     /// Entries held now (for tests and the metrics).
-    var count: Int {
-        var total = 0
-        for shard in shards { total += shard.entries.withLock { $0.count } }
-        return total
-    }
+    var count: Int { entries.count }
 }
 
 /// A token by its SHA-256, in four words: what the memory keys by, so no token is kept.
@@ -85,7 +61,4 @@ struct TokenDigest: Hashable, Sendable {
         hasher.combine(words.2)
         hasher.combine(words.3)
     }
-
-    /// Which of the memory's sixteen shards holds it (the digest is uniform already).
-    var shard: Int { Int(truncatingIfNeeded: words.0 & 15) }
 }

@@ -1,0 +1,62 @@
+import Synchronization
+
+/// A map from keys to values that holds at most `capacity` entries whatever the crowd of keys:
+/// what admission remembers per buyer, per address or per pass (token buckets, velocity counts,
+/// verified passes) must not grow with a crowd of 10⁶ distinct ones.
+///
+/// Sixteen shards, each under its own lock, so callers on every core rarely meet. When a new key
+/// would pass its shard's share of the capacity, the shard's expendable entries go first (the
+/// caller says which: a full bucket, an expired pass — the same as no entry); if the shard is
+/// still full, an arbitrary eighth of it goes. What a dropped key loses is the caller's to
+/// document (a fresh burst, one more signature check).
+public final class BoundedMap<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    /// One shard's entries under its own lock (a class: a `Mutex` cannot be copied into an array).
+    private final class Shard: Sendable {
+        let entries = Mutex<[Key: Value]>([:])
+    }
+
+    private static var shardCount: Int { 16 }
+
+    private let shards: [Shard]
+    private let shardCapacity: Int
+
+    public init(capacity: Int) {
+        precondition(capacity >= Self.shardCount, "a bounded map holds at least one entry per shard")
+        shardCapacity = capacity / Self.shardCount
+        shards = (0..<Self.shardCount).map { _ in Shard() }
+    }
+
+    /// Runs `body` on `key`'s entry (`nil` when there is none) under its shard's lock, and keeps
+    /// what `body` leaves there (`nil` removes it). Room for a new entry is made first with
+    /// `expendable`.
+    public func withEntry<Result>(
+        _ key: Key, expendable: (Value) -> Bool, _ body: (inout Value?) throws -> Result
+    ) rethrows -> Result {
+        let capacity = shardCapacity
+        return try shards[Int(UInt(bitPattern: key.hashValue) % UInt(Self.shardCount))].entries.withLock { entries in
+            var entry = entries[key]
+            let isNew = entry == nil
+            let result = try body(&entry)
+            if let entry {
+                if isNew, entries.count >= capacity {
+                    entries = entries.filter { !expendable($0.value) }
+                    if entries.count >= capacity {
+                        for key in Array(entries.keys.prefix(max(1, capacity / 8))) { entries[key] = nil }
+                    }
+                }
+                entries[key] = entry
+                assert(entries.count <= capacity, "a bounded map shard past its capacity")
+            } else if !isNew {
+                entries[key] = nil
+            }
+            return result
+        }
+    }
+
+    /// Entries held now.
+    public var count: Int {
+        var total = 0
+        for shard in shards { total += shard.entries.withLock { $0.count } }
+        return total
+    }
+}
