@@ -94,6 +94,16 @@ public protocol Store: JobQueue {
     /// Stops deliveries to an endpoint (pending ones end without sending); `false` if unknown.
     func deleteWebhookEndpoint(_ id: WebhookEndpointID, at now: Date) async throws -> Bool
 
+    /// Adds an operator's risk rule.
+    func createRiskRule(_ rule: RiskRule) async throws
+
+    /// The risk rules not deleted (expired ones included), oldest first.
+    func riskRules() async throws -> [RiskRule]
+
+    /// Deletes a risk rule; `false` if unknown or deleted already. The row stays, with when it
+    /// was deleted, for the record.
+    func deleteRiskRule(_ id: RiskRuleID, at now: Date) async throws -> Bool
+
     /// What delivering one event to one endpoint needs: the endpoint (`nil` once deleted), the
     /// event, the order, and whether every earlier event of the order reached this endpoint.
     func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext?

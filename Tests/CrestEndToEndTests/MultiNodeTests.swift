@@ -154,6 +154,52 @@ struct MultiNodeTests {
         for node in nodes.dropFirst() { #expect(await node.stop() == 0) }
     }
 
+    @Test(
+        "a risk rule made on one node refuses on the others within seconds and after a restart; rate limits count per node"
+    )
+    func admissionAcrossNodes() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try await cluster.createDatabase()
+        let directories = Array(Self.dataDirectories().prefix(2))
+        defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
+        let arguments = ["--database-url", url, "--buyer-rate", "1", "--buyer-burst", "2"]
+        var nodes = try await Self.start(on: directories, arguments)
+        var clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
+        let sale = try await clients[0].createSale(stock: 50, adminToken: CrestProcess.adminToken)
+
+        // Per node: the buyer's burst is spent on node 0, and whole on node 1.
+        var spent = false
+        for attempt in 0..<10 where !spent {
+            spent = try await clients[0].order(sale: sale, key: "rita-\(attempt)", buyer: "rita").status == 429
+        }
+        #expect(spent, "node 0 refuses past the buyer's burst")
+        #expect(try await clients[1].order(sale: sale, key: "rita-on-1", buyer: "rita").status != 429)
+
+        let rule = try await clients[0].call(
+            .POST, "/v1/risk-rules", headers: CrestClient.admin, json: #"{"type":"deny-buyer","buyer":"mallory"}"#)
+        #expect(rule.status == 201)
+        #expect(try await clients[0].order(sale: sale, key: "m0", buyer: "mallory").problemType == "urn:crest:problem:risk-refused")
+        // Node 1 read the (empty) rules at rita's attempt: it follows within its refresh.
+        let deadline = ContinuousClock.now + .seconds(15)
+        var refusedOnOther = false
+        var attempt = 0
+        while !refusedOnOther, ContinuousClock.now < deadline {
+            attempt += 1
+            let answer = try await clients[1].order(sale: sale, key: "m1-\(attempt)", buyer: "mallory")
+            refusedOnOther = answer.problemType == "urn:crest:problem:risk-refused"
+            #expect(answer.status != 201 || attempt == 1, "mallory placed an order on node 1 after the rule")
+            if !refusedOnOther { try await Task.sleep(for: .milliseconds(300)) }
+        }
+        #expect(refusedOnOther, "the rule applies on node 1 too")
+
+        // The rule is in the store: a restarted node refuses from its first attempt.
+        #expect(await nodes[1].stop() == 0)
+        nodes[1] = try await CrestProcess(dataDirectory: directories[1], extraArguments: arguments)
+        clients[1] = CrestClient(http: .shared, port: nodes[1].port)
+        #expect(try await clients[1].order(sale: sale, key: "m2", buyer: "mallory").problemType == "urn:crest:problem:risk-refused")
+        for node in nodes { #expect(await node.stop() == 0) }
+    }
+
     /// Three data directories of their own (the nodes keep nothing there but their admin token).
     static func dataDirectories() -> [URL] {
         (0..<3).map { _ in FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)") }

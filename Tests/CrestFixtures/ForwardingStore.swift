@@ -11,6 +11,11 @@ open class ForwardingStore: Store, @unchecked Sendable {
 
     open func createSale(_ sale: Sale) async throws { try await inner.createSale(sale) }
     open func sale(_ id: SaleID) async throws -> Sale? { try await inner.sale(id) }
+    open func createRiskRule(_ rule: RiskRule) async throws { try await inner.createRiskRule(rule) }
+    open func riskRules() async throws -> [RiskRule] { try await inner.riskRules() }
+    open func deleteRiskRule(_ id: RiskRuleID, at now: Date) async throws -> Bool {
+        try await inner.deleteRiskRule(id, at: now)
+    }
     open func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
         try await inner.updateSaleLimits(id, to: limits)
     }

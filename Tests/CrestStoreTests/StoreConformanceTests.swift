@@ -25,6 +25,31 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test("risk rules are kept with their match, note and expiry, listed oldest first, and deleted once", arguments: StoreKind.allCases)
+    func riskRules(kind: StoreKind) async throws {
+        _ = try await kind.with { open in
+            let store = try await open()
+            let now = millisecondNow(0)
+            let rules = [
+                RiskRule(id: .make(now: now), match: .buyer("mallory"), note: "chargebacks", createdAt: now),
+                RiskRule(
+                    id: .make(now: now + 0.001), match: .address("203.0.113.0/24"), createdAt: now,
+                    expiresAt: millisecondNow(3600)),
+                RiskRule(
+                    id: .make(now: now + 0.002),
+                    match: .velocity(
+                        .init(scope: .buyer, measure: .distinctKeys, limit: 5, windowSeconds: 60, coolDownSeconds: 600)),
+                    createdAt: now),
+            ]
+            for rule in rules { try await store.createRiskRule(rule) }
+            #expect(try await store.riskRules() == rules)
+            #expect(try await store.deleteRiskRule(rules[1].id, at: now))
+            #expect(try await store.deleteRiskRule(rules[1].id, at: now) == false)
+            #expect(try await store.deleteRiskRule(.make(), at: now) == false)
+            #expect(try await store.riskRules() == [rules[0], rules[2]])
+        }
+    }
+
     @Test("a sale's own rate limits are kept when created, replaced and removed", arguments: StoreKind.allCases)
     func saleLimits(kind: StoreKind) async throws {
         _ = try await kind.with { open in

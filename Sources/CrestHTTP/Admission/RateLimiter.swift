@@ -62,11 +62,14 @@ final class RateLimiter: Sendable {
             })
     }
 
+    /// The client's address (`ClientAddresses`); `nil` without a socket (router tests).
+    func clientAddress(of request: Request, peer: String?) -> String? {
+        addresses.client(peer: peer, headers: request.headers)
+    }
+
     /// Refuses the attempt when its client address is over its limit.
-    func checkAddress(of request: Request, peer: String?) throws {
-        guard let limit = limits.perAddress,
-            let address = addresses.client(peer: peer, headers: request.headers)
-        else { return }
+    func check(address: String?) throws {
+        guard let limit = limits.perAddress, let address else { return }
         if case .refused(let retryAfter) = addressBuckets.take(address, limit: limit, at: clock.now()) {
             throw refused("address", limit, retryAfter)
         }

@@ -70,6 +70,16 @@ extension Problem {
                 detail: "\(error.routeClass.rawValue) routes are refused while Crest is under pressure")
             problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
             return problem
+        case let error as RiskRefused:
+            var problem = Problem(
+                kind: "risk-refused", title: "The shop's risk rules refuse this attempt", status: .forbidden,
+                detail: error.retryAfter == nil
+                    ? "the attempt was not processed; if this is a mistake, contact the shop"
+                    : "too many attempts in a short time; the attempt was not processed, send it again after Retry-After")
+            if let retryAfter = error.retryAfter { problem.headers["Retry-After"] = "\(retryAfter)" }
+            return problem
+        case is RiskRuleNotFound:
+            return Problem(kind: "risk-rule-not-found", title: "No such risk rule", status: .notFound)
         case let error as BuyerForbidden:
             var problem: Problem
             switch error {

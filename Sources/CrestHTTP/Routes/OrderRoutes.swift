@@ -20,6 +20,7 @@ struct OrderRoutes {
     let engine: Engine
     let callers: CallerIdentification
     let limiter: RateLimiter
+    let risk: RiskGate
 
     func add(to router: Router<CrestRequestContext>, admin: AdminAuthMiddleware<CrestRequestContext>) {
         router.post("v1/sales/{saleID}/orders", use: place)
@@ -39,7 +40,9 @@ struct OrderRoutes {
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
         }
-        try limiter.checkAddress(of: request, peer: context.peer?.ipAddress)
+        let address = limiter.clientAddress(of: request, peer: context.peer?.ipAddress)
+        try limiter.check(address: address)
+        try await risk.check(address: address)
         let caller = try await callers.caller(of: request)
         let buffer = try await request.collectJSONBody(context: context)
         let body =
@@ -59,6 +62,7 @@ struct OrderRoutes {
             guard let named = body.buyer else { throw ValidationError(field: "buyer", message: "is required") }
             buyer = named
         }
+        try await risk.check(buyer: buyer, key: key)
         var headers = try limiter.check(buyer: buyer, sale: saleID, overrides: try await engine.limits(of: saleID))
         let placed = try await engine.placeOrder(
             OrderRequest(

@@ -43,8 +43,10 @@ package enum CrestHTTPServer {
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)
-        OrderRoutes(engine: engine, callers: callers, limiter: RateLimiter(limits: admission, clock: clock))
+        let risk = RiskGate(engine: engine, clock: clock, trackedKeys: admission.trackedKeys)
+        OrderRoutes(engine: engine, callers: callers, limiter: RateLimiter(limits: admission, clock: clock), risk: risk)
             .add(to: router, admin: admin)
+        RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(
             engine: engine, webhookSecret: providerWebhookSecret,

@@ -45,6 +45,7 @@ enum MetricsCatalog {
         "crest_connections_closed_total":
             "Connections the server closed itself, by reason: over_cap, header_timeout, body_timeout.",
         "crest_rate_limited_total": "Order attempts refused for a rate limit (429), by scope: buyer, address, sale.",
+        "crest_risk_refusals_total": "Order attempts refused by a risk rule (403), by rule type: buyer, address, velocity.",
         "crest_buyer_pass_refusals_total":
             "Buyer passes refused, by reason: missing, malformed, bad_signature, expired, not_yet_valid, invalid_claims.",
         "crest_provider_webhooks_refused_total":

@@ -182,6 +182,22 @@ enum PostgresMigrations {
         ),
         // JSON (`SaleLimits`); NULL: the server's defaults.
         (8, "a sale's own rate limits", ["ALTER TABLE sales ADD COLUMN limits text"]),
+        (
+            // `rule`: the match as JSON (`RiskRule.Match`); deleted rules stay, for the record.
+            9, "risk rules",
+            [
+                """
+                CREATE TABLE risk_rules (
+                    id text PRIMARY KEY,
+                    rule text NOT NULL,
+                    note text NOT NULL,
+                    created_at bigint NOT NULL,
+                    expires_at bigint,
+                    deleted_at bigint
+                )
+                """
+            ]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -205,6 +205,20 @@ enum SQLiteMigrations {
             // JSON (`SaleLimits`); NULL: the server's defaults.
             try db.execute(sql: "ALTER TABLE sales ADD COLUMN limits TEXT")
         }
+        migrator.registerMigration("v10: risk rules") { db in
+            // `rule`: the match as JSON (`RiskRule.Match`); deleted rules stay, for the record.
+            try db.execute(
+                sql: """
+                    CREATE TABLE risk_rules (
+                        id TEXT PRIMARY KEY,
+                        rule TEXT NOT NULL,
+                        note TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER,
+                        deleted_at INTEGER
+                    ) STRICT
+                    """)
+        }
         return migrator
     }
 }
