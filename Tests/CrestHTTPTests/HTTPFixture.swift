@@ -28,6 +28,7 @@ struct HTTPFixture {
         buyerAuthentication: BuyerAuthentication? = nil, admission: AdmissionLimits = AdmissionLimits(),
         clock: any CrestClock = SystemClock(), configuration: EngineConfiguration = .init(),
         shedding: SheddingConfiguration? = nil, connections: ConnectionLimits? = nil,
+        openConnections: OpenConnections = OpenConnections(),
         _ body: (HTTPFixture) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
@@ -44,7 +45,7 @@ struct HTTPFixture {
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
             clock: clock, shedding: shedding, metrics: registry)
         let app = Application(
-            router: router, server: connections.map { CrestHTTPServer.server(limits: $0) } ?? .http1(),
+            router: router, server: connections.map { CrestHTTPServer.server(limits: $0, connections: openConnections) } ?? .http1(),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))

@@ -37,7 +37,7 @@ struct RateLimited: Error, Sendable, Hashable {
 
 /// Applies `AdmissionLimits` to order attempts: the address first (before a pass is verified, so
 /// a flood from one address costs no signature checks), then the buyer and the sale.
-final class RateLimiter: Sendable {
+package final class RateLimiter: Sendable {
     static let refusalsLabel = "crest_rate_limited_total"
 
     private let limits: AdmissionLimits
@@ -48,7 +48,7 @@ final class RateLimiter: Sendable {
     private let sales: TokenBuckets<SaleID>
     private let refusals: [String: Counter]
 
-    init(limits: AdmissionLimits, clock: any CrestClock) {
+    package init(limits: AdmissionLimits, clock: any CrestClock) {
         self.limits = limits
         self.clock = clock
         addresses = ClientAddresses(trustedProxies: limits.trustedProxies)
@@ -79,7 +79,7 @@ final class RateLimiter: Sendable {
     /// (`overrides`) where it has one, else the server's; otherwise the `RateLimit-Policy` and
     /// `RateLimit` headers of the buyer's limit. A buyer under a sale's own limit has a bucket
     /// for that sale, apart from the one the server's limit keeps across sales.
-    func check(buyer: String, sale: SaleID, overrides: SaleLimits = .none) throws -> HTTPFields {
+    package func check(buyer: String, sale: SaleID, overrides: SaleLimits = .none) throws -> HTTPFields {
         let now = clock.now()
         var headers: HTTPFields = [:]
         if let limit = overrides.perBuyer ?? limits.perBuyer {
@@ -98,7 +98,7 @@ final class RateLimiter: Sendable {
     }
 
     /// Buckets held now, by scope (for tests and the memory figure).
-    var tracked: (buyers: Int, addresses: Int, sales: Int) { (buyers.count, addressBuckets.count, sales.count) }
+    package var tracked: (buyers: Int, addresses: Int, sales: Int) { (buyers.count, addressBuckets.count, sales.count) }
 
     private func refused(_ scope: String, _ limit: RateLimit, _ retryAfter: Int) -> RateLimited {
         refusals[scope]?.increment()

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Issue 22: a crowd too big for the write path. One release `crest serve` with its default overload
+# protection (adaptive write-path limit, shedding, connection limits; rate limits off, so that the
+# crowd meets the write path), a hot sale where every attempt is a new buyer (each a durable order):
+#   1. capacity: wrk, 64 connections, 10 s — orders/s (C) and p99;
+#   2. half capacity: `crest loadtest --rate C/2`, 10 s — p99 of admitted orders;
+#   3. the crowd: wrk with 1,500 connections for 10 s on the orders, and beside it wrk on /healthz
+#      (4 connections) — goodput (201/s), p99 of all answers, /healthz p99, RSS before and after,
+#      the server's own write-path counters;
+#   4. open loop at 5×C: `crest loadtest --rate 5C --connections 1000`, 10 s;
+#   5. recovery: `crest loadtest --rate C/2` for 2 s right after — p99;
+#   6. what a refusal costs: server CPU per answer (/proc) of /healthz and of an attempt refused
+#      429 by a rate limit, on a second server with --buyer-rate 1;
+#   7. the limiter's memory after 10⁶ distinct buyers (crest-bench limiter).
+#
+#   Benchmarks/overload.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Benchmarks/lib/crest-server.sh
+
+THREADS=2
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+ulimit -n 65536
+# Both products in one build: building them one after the other recompiles shared modules.
+swift build -c release >/dev/null
+
+WORK=$(mktemp -d /tmp/crest-overload.XXXXXX)
+trap 'if [ -n "${CREST_PID:-}" ]; then stop_crest || true; fi; rm -rf "$WORK"' EXIT
+
+hot_sale() {
+  curl -sf -X POST "$CREST_URL/v1/sales" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -d '{"sku":"BENCH","title":"Overload","price":{"amount":100,"currency":"CNY"},"stock":1000000000}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$CREST_PID/status"; }
+
+# wrk_orders CONNECTIONS SECONDS OUT — orders on $SALE, output to OUT.
+wrk_orders() {
+  SALE=$SALE RUN="r$RANDOM$RANDOM" wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 10s --latency \
+    -s Benchmarks/lib/order.lua "$CREST_URL" > "$3"
+}
+
+# wrk_summary FILE SECONDS — "total/s good/s p50 p99 non-2xx".
+wrk_summary() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+seconds = float(sys.argv[2])
+total = int(re.search(r"(\d+) requests in", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+bad = int(bad.group(1)) if bad else 0
+lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
+print(f"{total / seconds:.0f} {(total - bad) / seconds:.0f} {lat.get('50')} {lat.get('99')} {bad}")
+PY
+}
+
+# loadtest RATE SECONDS CONNECTIONS — "accepted/s p50 p99 answers".
+loadtest() {
+  "$CREST_BIN" loadtest --url "$CREST_URL" --admin-token "$ADMIN_TOKEN" --data-dir "$WORK/none" \
+    --rate "$1" --duration "$2"s --connections "$3" --stock 1000000000 --buyers 1000000 --repeat-share 0 \
+    --timeout 10s --json 2>/dev/null |
+    python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+answers = ", ".join(f"{k} ×{v}" for k, v in sorted(r["outcomes"].items(), key=lambda kv: -kv[1]))
+print(f"{r[\"acceptedPerSecond\"]:.0f} {r[\"latencyMs\"][\"p50\"]} {r[\"latencyMs\"][\"p99\"]} audit={\"passed\" if r[\"auditPassed\"] else \"FAILED\"} [{answers}]")'
+}
+
+metric() { curl -sf "$CREST_URL/metrics" | grep -E "^$1" | tr '\n' ' '; }
+
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
+start_crest "$WORK/data"
+SALE=$(hot_sale)
+echo "healthz (64 connections): $(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")  (req/s, µs of server CPU per answer)"
+
+wrk_orders 64 10 "$WORK/capacity.out"
+read -r _ capacity c_p50 c_p99 c_bad <<<"$(wrk_summary "$WORK/capacity.out" 10)"
+echo "1. capacity, 64 connections: $capacity orders/s, p50 $c_p50, p99 $c_p99, non-2xx $c_bad"
+
+half=$((capacity / 2))
+echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "$half" 10 64)"
+
+rss_before=$(rss_mb)
+wrk -t1 -c4 -d10s --latency "$CREST_URL/healthz" > "$WORK/healthz.out" &
+healthz_pid=$!
+wrk_orders 1500 10 "$WORK/crowd.out"
+wait "$healthz_pid"
+rss_after=$(rss_mb)
+read -r c_total c_good cr_p50 cr_p99 cr_bad <<<"$(wrk_summary "$WORK/crowd.out" 10)"
+read -r _ _ h_p50 h_p99 _ <<<"$(wrk_summary "$WORK/healthz.out" 10)"
+echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99; RSS $rss_before → $rss_after MB"
+echo "   server: $(metric 'crest_write_path_(limit|refusals_total)') $(metric crest_shed_total)"
+
+rate5=$((capacity * 5))
+echo "4. open loop at 5× capacity ($rate5/s, 1,000 connections): accepted/s p50 p99 (ms): $(loadtest "$rate5" 10 1000)"
+echo "5. right after, $half/s for 2 s: accepted/s p50 p99 (ms): $(loadtest "$half" 2 64)"
+stop_crest
+
+rm -rf "$WORK/limited"
+start_crest "$WORK/limited" --buyer-rate 1 --buyer-burst 1
+SALE=$(hot_sale)
+h=$(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")
+r=$(SALE=$SALE RUN="l$RANDOM" BUYERS=1 THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu refused "$CREST_URL" Benchmarks/lib/order.lua)
+echo "6. server CPU per answer (req/s, µs): $h; $r (429 rate-limited, one buyer)"
+stop_crest
+
+echo "7. $(.build/release/crest-bench limiter)"
+echo "   $(.build/release/crest-bench limiter --keys 1000000)"
