@@ -204,11 +204,10 @@ package final class WritePathLimit: Sendable {
 
     private func wait(_ id: UInt64) async throws {
         let enqueued = ContinuousClock.now
-        let deadline = Task { [clock] in
-            try await clock.sleep(for: configuration.queueTimeout)
-            self.leave(id, with: WritePathFull(reason: .queueTimeout))
-        }
-        defer { deadline.cancel() }
+        // Started once the waiter is in the queue: a deadline that fired before would find
+        // nothing to end, and the waiter would then wait without one.
+        var deadline: Task<Void, Never>?
+        defer { deadline?.cancel() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let resume = state.withLock { state -> [Waiter] in
@@ -218,6 +217,10 @@ package final class WritePathLimit: Sendable {
                     return state.admitWaiters()
                 }
                 for waiter in resume { waiter.continuation.resume() }
+                deadline = Task { [clock, timeout = configuration.queueTimeout] in
+                    guard (try? await clock.sleep(for: timeout)) != nil else { return }
+                    self.leave(id, with: WritePathFull(reason: .queueTimeout))
+                }
             }
         } onCancel: {
             leave(id, with: CancellationError())
