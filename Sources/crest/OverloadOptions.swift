@@ -11,6 +11,7 @@ struct OverloadOptions: ParsableArguments {
     @Option(help: Self.writePathMax.help) var writePathMax: Int?
     @Option(help: Self.writePathQueue.help) var writePathQueue: Int?
     @Option(help: Self.writePathWait.help) var writePathWaitMs: Int?
+    @Option(help: Self.writePathTarget.help) var writePathTargetMs: Int?
     @Option(help: Self.shedLag.help) var shedLagMs: Int?
     @Option(help: Self.maxConnections.help) var maxConnections: Int?
     @Option(help: Self.headerTimeout.help) var headerTimeoutSeconds: Int?
@@ -34,6 +35,12 @@ struct OverloadOptions: ParsableArguments {
     static let writePathWait = IntSetting(
         name: "write path wait", env: "CREST_WRITE_PATH_WAIT_MS", defaultValue: 50, range: 0...10_000, unit: " ms",
         meaning: "How long an order attempt waits for a place on a full write path before 503; 0 refuses at once")
+    static let writePathTarget = IntSetting(
+        name: "write path target", env: "CREST_WRITE_PATH_TARGET_MS", defaultValue: 20, range: 1...60_000,
+        unit: " ms",
+        meaning:
+            "Latency of a reservation (its wait for a batch and the commit) the write path aims under: past 1.5× it the limit falls. Set it above the store's own commit time"
+    )
     static let shedLag = IntSetting(
         name: "shed lag", env: "CREST_SHED_LAG_MS", defaultValue: 50, range: 0...60_000, unit: " ms",
         meaning:
@@ -62,6 +69,7 @@ struct OverloadOptions: ParsableArguments {
         configuration.maximum = try Self.writePathMax.resolve(writePathMax, in: settings)
         configuration.queueCapacity = try Self.writePathQueue.resolve(writePathQueue, in: settings)
         configuration.queueTimeout = .milliseconds(try Self.writePathWait.resolve(writePathWaitMs, in: settings))
+        configuration.targetLatency = .milliseconds(try Self.writePathTarget.resolve(writePathTargetMs, in: settings))
         let problems = configuration.problems
         guard problems.isEmpty else {
             throw ValidationError("the write path's limit: \(problems.joined(separator: "; "))")

@@ -46,6 +46,18 @@ struct OverloadTests {
         let fallen = limit.limit
         for _ in 0..<200 { limit.record(latency: .milliseconds(2), inFlight: Int(limit.limit)) }
         #expect(limit.limit > fallen * 2, "fast commits again bring it back up")
+        // A crowd on a group commit: the write path takes 4,500 reservations a second, so the
+        // latency is the limit over that. The average follows the latency up; the target does not.
+        var crowd = GradientLimit(configuration)
+        for _ in 0..<5_000 { crowd.record(latency: .seconds(crowd.limit / 4_500), inFlight: Int(crowd.limit)) }
+        #expect(
+            (100...200).contains(crowd.limit),
+            "settles where the latency is about 1.5 × the 20 ms target (135 in flight): \(crowd.limit)")
+        var untargeted = configuration
+        untargeted.targetLatency = .seconds(3_600)
+        var drifting = GradientLimit(untargeted)
+        for _ in 0..<5_000 { drifting.record(latency: .seconds(drifting.limit / 4_500), inFlight: Int(drifting.limit)) }
+        #expect(drifting.limit > 500, "against its own average alone, the limit drifts up with the crowd")
         var idle = GradientLimit(configuration)
         for _ in 0..<100 { idle.record(latency: .milliseconds(1), inFlight: 3) }
         #expect(idle.limit == 200, "a write path used far below its limit does not grow it")
