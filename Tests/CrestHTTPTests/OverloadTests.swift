@@ -153,11 +153,12 @@ struct OverloadTests {
         }
     }
 
-    @Test("connections past the cap are closed at once; a client slow to send its headers is cut off")
+    @Test("connections past the cap are closed at once; a client slow to send its headers or its body is cut off")
     func connections() async throws {
         var limits = ConnectionLimits()
         limits.maxConnections = 2
         limits.headerTimeout = .seconds(2)
+        limits.bodyTimeout = .seconds(2)
         let open = OpenConnections()
         try await HTTPFixture.with(connections: limits, openConnections: open) { fixture in
             try await fixture.app.test(.live) { client in
@@ -193,6 +194,13 @@ struct OverloadTests {
                     if !served { try await Task.sleep(for: .milliseconds(100)) }
                 }
                 #expect(served)
+                // A body that stops short of its length: cut off once the body timeout has passed.
+                let started = ContinuousClock.now
+                let stingy = try await RawConnection.open(port: port)
+                try await stingy.send(
+                    "POST /v1/sales HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\"")
+                #expect(try await stingy.closedWithin(.seconds(15)))
+                #expect(ContinuousClock.now - started >= .milliseconds(1_900), "not before the body timeout")
             }
         }
     }

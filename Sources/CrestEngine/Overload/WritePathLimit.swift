@@ -195,7 +195,7 @@ package final class WritePathLimit: Sendable {
                 state.inFlight += 1
                 return .admitted(inFlight: state.inFlight)
             }
-            guard state.waiters.count < self.configuration.queueCapacity, self.configuration.queueTimeout > .zero else {
+            guard !queueIsFull(state) else {
                 state.lastRefusal = .now
                 return .refused
             }
@@ -211,6 +211,25 @@ package final class WritePathLimit: Sendable {
         case .queued(let id):
             try await wait(id)
         }
+    }
+
+    /// Whether an attempt that finds no free place is refused at once.
+    private func queueIsFull(_ state: State) -> Bool {
+        state.waiters.count >= configuration.queueCapacity || configuration.queueTimeout <= .zero
+    }
+
+    /// Throws `WritePathFull` when `acquire()` would now refuse at once: for the HTTP layer to
+    /// refuse an attempt before it reads its body or checks its pass (a crowd's refusals must
+    /// cost less than serving it). `acquire()` still decides for those let through.
+    package func refuseIfFull() throws {
+        let full = state.withLock { state in
+            let full = !(state.waiters.isEmpty && state.inFlight < state.limit) && queueIsFull(state)
+            if full { state.lastRefusal = .now }
+            return full
+        }
+        guard full else { return }
+        refusals[.queueFull]?.increment()
+        throw WritePathFull(reason: .queueFull)
     }
 
     private func wait(_ id: UInt64) async throws {

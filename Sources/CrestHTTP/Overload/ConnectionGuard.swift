@@ -42,6 +42,10 @@ package final class OpenConnections: Sendable {
 /// head or body (a slow client holds a connection and its buffers: a few thousand of them, each
 /// sending a byte every few seconds, would hold the server). Idle kept-alive connections are
 /// Hummingbird's `idleTimeout`.
+///
+/// Every request passes here, so a request costs two clock reads and no timer: one timer per
+/// connection is scheduled when a deadline may fall and, when it fires, closes the connection or
+/// moves to the deadline now in force (as Hummingbird's idle handler does).
 final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -51,9 +55,19 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             ($0, Counter(label: "crest_connections_closed_total", dimensions: [("reason", $0)]))
         })
 
+    private enum Waiting {
+        /// For the first request's head, since the connection opened.
+        case head(since: NIODeadline)
+        /// For the end of a request's body, since its head.
+        case body(since: NIODeadline)
+        /// For nothing this handler times (between requests: Hummingbird's idle timeout).
+        case nothing
+    }
+
     private let limits: ConnectionLimits
     private let connections: OpenConnections
     private var counted = false
+    private var waiting = Waiting.nothing
     private var timer: Scheduled<Void>?
 
     init(limits: ConnectionLimits, connections: OpenConnections) {
@@ -78,13 +92,16 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        arm(context, limits.headerTimeout, reason: "header_timeout")
+        waiting = .head(since: .now())
+        schedule(context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: arm(context, limits.bodyTimeout, reason: "body_timeout")
-        case .end: disarm()
+        case .head:
+            waiting = .body(since: .now())
+            schedule(context)
+        case .end: waiting = .nothing
         case .body: break
         }
         context.fireChannelRead(data)
@@ -100,23 +117,36 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func left() {
-        disarm()
+        timer?.cancel()
+        timer = nil
+        waiting = .nothing
         if counted {
             counted = false
             connections.close()
         }
     }
 
-    private func arm(_ context: ChannelHandlerContext, _ timeout: Duration, reason: String) {
-        disarm()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
-            Self.closed[reason]?.increment()
-            context.close(promise: nil)
+    /// The deadline in force and what passing it means.
+    private var deadline: (at: NIODeadline, reason: String)? {
+        switch waiting {
+        case .head(let since): (since + TimeAmount(limits.headerTimeout), "header_timeout")
+        case .body(let since): (since + TimeAmount(limits.bodyTimeout), "body_timeout")
+        case .nothing: nil
         }
     }
 
-    private func disarm() {
-        timer?.cancel()
-        timer = nil
+    /// Makes sure a timer will look at the deadline in force; a timer already scheduled will.
+    private func schedule(_ context: ChannelHandlerContext) {
+        guard timer == nil, let deadline else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline.at) { [self] in
+            timer = nil
+            guard let deadline = self.deadline else { return }
+            if deadline.at <= .now() {
+                Self.closed[deadline.reason]?.increment()
+                context.close(promise: nil)
+            } else {
+                schedule(context)
+            }
+        }
     }
 }

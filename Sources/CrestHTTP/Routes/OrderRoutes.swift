@@ -36,6 +36,8 @@ struct OrderRoutes {
     /// `201` with the order once its reservation is durable; a replayed key answers `201` with the
     /// same order and `Idempotent-Replayed: true`.
     @Sendable func place(_ request: Request, context: CrestRequestContext) async throws -> EditedResponse<OrderBody> {
+        // A full write path refuses first: a crowd's refusal must cost less than its order.
+        try engine.writePath?.refuseIfFull()
         let saleID = try context.saleID()
         guard let key = request.headers[.idempotencyKey] else {
             throw ValidationError(field: "Idempotency-Key", message: "header is required")
