@@ -8,7 +8,7 @@
 #      (4 connections) — goodput (201/s), p99 of all answers, /healthz p99, RSS before and after,
 #      the server's own write-path counters;
 #   4. open loop at 5×C: `crest loadtest --rate 5C --connections 1000`, 10 s;
-#   5. recovery: `crest loadtest --rate C/2` for 2 s right after — p99;
+#      then, right after the crowd, 64 connections for 3 s — p99 back to step 1's?
 #   6. what a refusal costs: server CPU per answer (/proc) of /healthz and of an attempt refused
 #      429 by a rate limit, on a second server with --buyer-rate 1;
 #   7. the limiter's memory after 10⁶ distinct buyers (crest-bench limiter).
@@ -80,11 +80,15 @@ metric() { curl -sf "$CREST_URL/metrics" | grep -E "^$1" | tr '\n' ' '; }
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 start_crest "$WORK/data"
 SALE=$(hot_sale)
-echo "healthz (64 connections): $(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")  (req/s, µs of server CPU per answer)"
+read -r _ _ healthz_us <<<"$(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")"
+echo "healthz (64 connections): $healthz_us µs of server CPU per answer"
 
+cpu0=$(server_cpu "$CREST_PID")
 wrk_orders 64 10 "$WORK/capacity.out"
+cpu1=$(server_cpu "$CREST_PID")
 read -r _ capacity c_p50 c_p99 c_bad <<<"$(wrk_summary "$WORK/capacity.out" 10)"
-echo "1. capacity, 64 connections: $capacity orders/s, p50 $c_p50, p99 $c_p99, non-2xx $c_bad"
+order_us=$(python3 -c "print(round(($cpu1 - $cpu0) * 1e6 / $(getconf CLK_TCK) / ($capacity * 10), 1))")
+echo "1. capacity, 64 connections: $capacity orders/s, p50 $c_p50, p99 $c_p99, non-2xx $c_bad; $order_us µs of server CPU per order"
 
 half=$((capacity / 2))
 echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "$half" 10 64)"
@@ -92,17 +96,28 @@ echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "
 rss_before=$(rss_mb)
 wrk -t1 -c4 -d10s --latency "$CREST_URL/healthz" > "$WORK/healthz.out" &
 healthz_pid=$!
+cpu0=$(server_cpu "$CREST_PID")
 wrk_orders 1500 10 "$WORK/crowd.out"
+cpu1=$(server_cpu "$CREST_PID")
 wait "$healthz_pid"
 rss_after=$(rss_mb)
 read -r c_total c_good cr_p50 cr_p99 cr_bad <<<"$(wrk_summary "$WORK/crowd.out" 10)"
 read -r _ _ h_p50 h_p99 _ <<<"$(wrk_summary "$WORK/healthz.out" 10)"
 echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99; RSS $rss_before → $rss_after MB"
 echo "   server: $(metric 'crest_write_path_(limit|refusals_total)') $(metric crest_shed_total)"
+# The crowd's CPU is its orders' (at step 1's cost each) and its refusals': what is left, per refusal.
+python3 -c "
+cpu = ($cpu1 - $cpu0) * 1e6 / $(getconf CLK_TCK)
+healthz = $(awk '/requests in/ {print $1}' "$WORK/healthz.out")
+good, total = $c_good * 10, $c_total * 10
+refused = total - good
+print(f'   server CPU in the crowd: {cpu / 10 / 1e4:.0f}% of a core; per refusal, after {good} orders at $order_us µs and {healthz} /healthz at $healthz_us µs: {(cpu - good * $order_us - healthz * $healthz_us) / max(refused, 1):.1f} µs')"
+wrk_orders 64 3 "$WORK/after.out"
+read -r _ a_rate a_p50 a_p99 _ <<<"$(wrk_summary "$WORK/after.out" 3)"
+echo "   right after, 64 connections for 3 s: $a_rate orders/s, p50 $a_p50, p99 $a_p99"
 
 rate5=$((capacity * 5))
-echo "4. open loop at 5× capacity ($rate5/s, 1,000 connections, 5 s): accepted/s p50 p99 (ms): $(loadtest "$rate5" 5 1000)"
-echo "5. right after, $half/s for 2 s: accepted/s p50 p99 (ms): $(loadtest "$half" 2 64)"
+echo "4. open loop at 5× capacity ($rate5/s, 1,000 connections, 3 s): accepted/s p50 p99 (ms): $(loadtest "$rate5" 3 1000)"
 stop_crest
 
 rm -rf "$WORK/limited"

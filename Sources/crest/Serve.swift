@@ -121,7 +121,7 @@ struct Serve: AsyncParsableCommand {
                 engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
                 shedding: shedding, lag: lag, metrics: registry,
                 providerWebhookSecret: webhookSecret),
-            server: CrestHTTPServer.server(limits: connectionLimits),
+            server: CrestHTTPServer.server(limits: connectionLimits, writePath: engine.writePath),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
                 started.raise()

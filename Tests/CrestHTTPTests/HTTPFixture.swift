@@ -45,7 +45,9 @@ struct HTTPFixture {
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
             clock: clock, shedding: shedding, metrics: registry)
         let app = Application(
-            router: router, server: connections.map { CrestHTTPServer.server(limits: $0, connections: openConnections) } ?? .http1(),
+            router: router,
+            server: connections.map { CrestHTTPServer.server(limits: $0, connections: openConnections, writePath: engine.writePath) }
+                ?? .http1(),
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))

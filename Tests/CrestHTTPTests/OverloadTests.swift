@@ -153,6 +153,39 @@ struct OverloadTests {
         }
     }
 
+    @Test(
+        "while the write path is full an order attempt is answered 503 overloaded in the channel, its body dropped, the connection kept; other routes pass"
+    )
+    func fastRefusal() async throws {
+        let configuration = EngineConfiguration(writePath: Self.writePath(limit: 1, queue: 0, wait: .seconds(1)))
+        try await HTTPFixture.with(configuration: configuration, connections: ConnectionLimits()) { fixture in
+            try await fixture.app.test(.live) { client in
+                let port = try #require(client.port)
+                let sale = try await client.createSale(stock: 10)
+                let writePath = try #require(fixture.engine.writePath)
+                try await writePath.acquire()
+                let connection = try await RawConnection.open(port: port)
+                let body = #"{"buyer":"ana","quantity":1}"#
+                try await connection.send(
+                    "POST /v1/sales/\(sale)/orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                )
+                #expect(try await connection.received(containing: "urn:crest:problem:overloaded", within: .seconds(10)))
+                #expect(try await connection.received(containing: "HTTP/1.1 503", within: .zero))
+                #expect(try await connection.received(containing: "Retry-After: 1", within: .zero))
+                try await connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await connection.received(containing: "200 OK", within: .seconds(10)), "the same connection goes on")
+                writePath.release()
+                let placed = try await client.placeOrder(sale: sale, key: "k1", buyer: "ana")
+                #expect(placed.status == .created, "the refused key was not consumed")
+                try await connection.close()
+            }
+        }
+        #expect(FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/cancel")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales//orders")))
+    }
+
     @Test("connections past the cap are closed at once; a client slow to send its headers or its body is cut off")
     func connections() async throws {
         var limits = ConnectionLimits()
@@ -247,11 +280,11 @@ private struct RawConnection {
     /// Whether the server sent `text` within `timeout`.
     func received(containing text: String, within timeout: Duration) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if collector.received.withLock({ $0.contains(text) }) { return true }
+        while !collector.received.withLock({ $0.contains(text) }) {
+            guard ContinuousClock.now < deadline else { return false }
             try await Task.sleep(for: .milliseconds(10))
         }
-        return false
+        return true
     }
 
     func close() async throws { try await channel.close() }

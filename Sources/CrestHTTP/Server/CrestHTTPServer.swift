@@ -58,13 +58,15 @@ package enum CrestHTTPServer {
     }
 
     /// HTTP/1.1 with `limits` on connections: the cap on open ones, the time to send a request's
-    /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection.
-    package static func server(limits: ConnectionLimits, connections: OpenConnections = OpenConnections())
-        -> HTTPServerBuilder
-    {
+    /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection; with
+    /// `writePath`, order attempts are refused in the channel while it is full (`FastRefusal`).
+    package static func server(
+        limits: ConnectionLimits, connections: OpenConnections = OpenConnections(), writePath: WritePathLimit? = nil
+    ) -> HTTPServerBuilder {
         .http1(
             configuration: .init(
-                additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)],
+                additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)]
+                    + (writePath.map { [FastRefusal(writePath: $0)] } ?? []),
                 idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
