@@ -40,12 +40,11 @@ extension Problem {
             return problem
         case let error as BuyerPassError: return forBuyerPassError(error)
         case let error as RateLimited:
-            var problem = Problem(
+            var problem = retryLater(
                 kind: "rate-limited", title: "Too many attempts; retry later", status: .tooManyRequests,
                 detail:
-                    "the \(error.scope)'s limit is \(error.limit); the attempt was not processed, send it again (same key) after Retry-After"
-            )
-            problem.headers["Retry-After"] = "\(error.retryAfter)"
+                    "the \(error.scope)'s limit is \(error.limit); the attempt was not processed, send it again (same key) after Retry-After",
+                after: error.retryAfter)
             if error.scope == "buyer" {
                 for field in RateLimiter.headers(error.limit, remaining: 0, reset: error.retryAfter) {
                     problem.headers[field.name.rawName] = field.value
@@ -53,23 +52,18 @@ extension Problem {
             }
             return problem
         case let error as WritePathFull:
-            var problem = Problem(
-                kind: "overloaded", title: "Too many orders are being placed at once; retry shortly",
-                status: .serviceUnavailable,
+            return retryLater(
+                kind: "overloaded", title: "Too many orders are being placed at once; retry shortly", status: .serviceUnavailable,
                 detail:
                     error.reason == .queueFull
                     ? "the write path is full and its queue too; the attempt was not processed, send it again (same key) after Retry-After"
-                    : "no place on the write path came free in time; the attempt was not processed, send it again (same key) after Retry-After"
-            )
-            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
-            return problem
+                    : "no place on the write path came free in time; the attempt was not processed, send it again (same key) after Retry-After",
+                after: error.retryAfterSeconds)
         case let error as Shed:
-            var problem = Problem(
-                kind: "shed", title: "Crest is refusing minor requests to keep orders flowing; retry later",
-                status: .serviceUnavailable,
-                detail: "\(error.routeClass.rawValue) routes are refused while Crest is under pressure")
-            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
-            return problem
+            return retryLater(
+                kind: "shed", title: "Crest is refusing minor requests to keep orders flowing; retry later", status: .serviceUnavailable,
+                detail: "\(error.routeClass.rawValue) routes are refused while Crest is under pressure",
+                after: error.retryAfterSeconds)
         case let error as RiskRefused:
             var problem = Problem(
                 kind: "risk-refused", title: "The shop's risk rules refuse this attempt", status: .forbidden,
@@ -126,17 +120,13 @@ extension Problem {
         case is WebhookEndpointNotFound:
             return Problem(kind: "webhook-endpoint-not-found", title: "No such webhook endpoint", status: .notFound)
         case is WebhooksNotConfiguredError:
-            var problem = Problem(
+            return retryLater(
                 kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable,
-                detail: "no provider webhook secret is configured")
-            problem.headers["Retry-After"] = "60"
-            return problem
+                detail: "no provider webhook secret is configured", after: 60)
         case let error as UnavailableError:
-            var problem = Problem(
-                kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable,
-                detail: error.reason)
-            problem.headers["Retry-After"] = "\(error.retryAfterSeconds)"
-            return problem
+            return retryLater(
+                kind: "unavailable", title: "Crest cannot serve this now; retry later", status: .serviceUnavailable, detail: error.reason,
+                after: error.retryAfterSeconds)
         case let error as any HTTPResponseError:
             return from(status: error.status)
         case let error as HTTPParserError:
@@ -148,6 +138,15 @@ extension Problem {
         default:
             return nil
         }
+    }
+
+    /// A problem that tells its client when to come back (`Retry-After`, in seconds).
+    private static func retryLater(
+        kind: String, title: String, status: HTTPResponse.Status, detail: String, after seconds: Int
+    ) -> Problem {
+        var problem = Problem(kind: kind, title: title, status: status, detail: detail)
+        problem.headers["Retry-After"] = "\(seconds)"
+        return problem
     }
 
     /// `401` with the RFC 6750 challenge: no error code for a request without a pass (it is
