@@ -117,7 +117,6 @@ package enum WritePathPressure: Int, Sendable, Comparable {
 package final class WritePathLimit: Sendable {
     private struct Waiter {
         var continuation: CheckedContinuation<Void, any Error>
-        var enqueuedAt: ContinuousClock.Instant
     }
 
     private struct State {
@@ -131,6 +130,18 @@ package final class WritePathLimit: Sendable {
         var lastRefusal: ContinuousClock.Instant?
 
         var limit: Int { Int(gradient.limit) }
+
+        /// Drops the ids of waiters that left early from `order`: while the write path admits no
+        /// one (a store that hangs), only leavers would grow it.
+        mutating func forgetLeavers() {
+            if waiters.isEmpty {
+                order.removeAll(keepingCapacity: true)
+                orderStart = 0
+            } else if order.count - orderStart > 2 * waiters.count + 1024 {
+                order = order[orderStart...].filter { waiters[$0] != nil }
+                orderStart = 0
+            }
+        }
 
         /// Hands free places to the oldest waiters; returns the ones to resume.
         mutating func admitWaiters() -> [Waiter] {
@@ -241,7 +252,7 @@ package final class WritePathLimit: Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let resume = state.withLock { state -> [Waiter] in
-                    state.waiters[id] = Waiter(continuation: continuation, enqueuedAt: enqueued)
+                    state.waiters[id] = Waiter(continuation: continuation)
                     state.order.append(id)
                     // A place may have come free between the first look and now.
                     return state.admitWaiters()
@@ -263,6 +274,7 @@ package final class WritePathLimit: Sendable {
         let waiter = state.withLock { state -> Waiter? in
             guard let waiter = state.waiters.removeValue(forKey: id) else { return nil }
             if error is WritePathFull { state.lastRefusal = .now }
+            state.forgetLeavers()
             return waiter
         }
         guard let waiter else { return }
