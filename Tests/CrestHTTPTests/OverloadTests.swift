@@ -186,40 +186,31 @@ struct OverloadTests {
         #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales//orders")))
     }
 
-    @Test("connections past the cap are closed at once; a client slow to send its headers or its body is cut off")
-    func connections() async throws {
+    @Test("connections past the cap are closed as soon as they are accepted, and the cap frees as they go")
+    func connectionCap() async throws {
         var limits = ConnectionLimits()
         limits.maxConnections = 4
-        limits.headerTimeout = .seconds(2)
-        limits.bodyTimeout = .seconds(2)
+        // Long: on a loaded machine a connection may wait seconds before the test looks at it.
+        limits.headerTimeout = .seconds(120)
         let open = OpenConnections()
         try await HTTPFixture.with(connections: limits, openConnections: open) { fixture in
             try await fixture.app.test(.live) { client in
                 let port = try #require(client.port)
-                // The test client may hold a connection of its own: open until the server closes one.
-                var accepted: [(connection: RawConnection, opened: ContinuousClock.Instant)] = []
-                var refused = false
-                while !refused, accepted.count < 8 {
-                    let opened = ContinuousClock.now
-                    let connection = try await RawConnection.open(port: port)
-                    if try await connection.closedWithin(.milliseconds(300)) {
-                        refused = true
-                    } else {
-                        accepted.append((connection, opened))
-                    }
-                }
-                #expect(refused, "a connection past the cap is closed")
-                #expect((1...4).contains(accepted.count), "the cap is 4, the test client's connections included")
+                var connections: [RawConnection] = []
+                for _ in 0..<8 { connections.append(try await RawConnection.open(port: port)) }
+                // The test client may hold a connection of its own: 4 or 5 of the 8 are closed.
+                let deadline = ContinuousClock.now + .seconds(30)
+                var closed = 0
+                repeat {
+                    closed = connections.filter { !$0.isActive }.count
+                    if closed < 4 { try await Task.sleep(for: .milliseconds(20)) }
+                } while closed < 4 && ContinuousClock.now < deadline
+                #expect((4...5).contains(closed), "\(closed) of 8 closed")
                 #expect(open.current <= 4)
-                // The first sends half a request and stops: cut off once the header timeout has passed.
-                let slow = try #require(accepted.first)
-                try? await slow.connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
-                #expect(try await slow.connection.closedWithin(.seconds(15)))
-                #expect(ContinuousClock.now - slow.opened >= .milliseconds(1_900), "not before the header timeout")
-                for other in accepted.dropFirst() { try await other.connection.close() }
-                // Gone (once the server has seen the close): a new connection is under the cap and served.
+                for connection in connections { try? await connection.close() }
+                // Gone (once the server has seen the closes): a new connection is served.
                 var served = false
-                for _ in 0..<50 where !served {
+                for _ in 0..<100 where !served {
                     let fresh = try await RawConnection.open(port: port)
                     try? await fresh.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                     served = try await fresh.received(containing: "200 OK", within: .seconds(2))
@@ -227,12 +218,29 @@ struct OverloadTests {
                     if !served { try await Task.sleep(for: .milliseconds(100)) }
                 }
                 #expect(served)
-                // A body that stops short of its length: cut off once the body timeout has passed.
+            }
+        }
+    }
+
+    @Test("a client slow to send its headers or its body is cut off once the timeout has passed, not before")
+    func slowClients() async throws {
+        var limits = ConnectionLimits()
+        limits.headerTimeout = .seconds(2)
+        limits.bodyTimeout = .seconds(2)
+        try await HTTPFixture.with(connections: limits) { fixture in
+            try await fixture.app.test(.live) { client in
+                let port = try #require(client.port)
+                let opened = ContinuousClock.now
+                let slow = try await RawConnection.open(port: port)
+                try? await slow.send("GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                #expect(try await slow.closedWithin(.seconds(30)))
+                #expect(ContinuousClock.now - opened >= .milliseconds(1_900), "not before the header timeout")
+
                 let started = ContinuousClock.now
                 let stingy = try await RawConnection.open(port: port)
                 try await stingy.send(
                     "POST /v1/sales HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\"")
-                #expect(try await stingy.closedWithin(.seconds(15)))
+                #expect(try await stingy.closedWithin(.seconds(30)))
                 #expect(ContinuousClock.now - started >= .milliseconds(1_900), "not before the body timeout")
             }
         }
@@ -286,6 +294,8 @@ private struct RawConnection {
         }
         return true
     }
+
+    var isActive: Bool { channel.isActive }
 
     func close() async throws { try await channel.close() }
 }
