@@ -41,6 +41,8 @@ final class RiskGate: Sendable {
         var rules: Rules?
         var at: ContinuousClock.Instant = .now
         var reloading = false
+        /// Of the latest read started: an older read that ends later must not undo a newer one.
+        var generation = 0
     }
 
     private struct WindowKey: Hashable, Sendable {
@@ -73,9 +75,19 @@ final class RiskGate: Sendable {
 
     /// Reads the rules from the store now.
     func reload() async throws {
+        let generation = loaded.withLock { loaded in
+            loaded.generation += 1
+            return loaded.generation
+        }
         do {
             let rules = Rules(try await engine.riskRules())
-            loaded.withLock { $0 = Loaded(rules: rules) }
+            loaded.withLock { loaded in
+                // An older read still serves when nothing is loaded yet; the newer one follows.
+                guard loaded.generation == generation || loaded.rules == nil else { return }
+                loaded.rules = rules
+                loaded.at = .now
+                if loaded.generation == generation { loaded.reloading = false }
+            }
         } catch {
             loaded.withLock { $0.reloading = false }
             throw error
