@@ -285,22 +285,28 @@ struct JobRunnerTests {
 
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
+        // The job runs until the test lets it end, so the test ends as soon as it has seen what it
+        // needs, whatever the machine's speed.
+        let released = Locked(false)
         let handler = JobHandlerFunction { _ in
-            try await Task.sleep(for: .seconds(26))
+            while !released.value { try await Task.sleep(for: .milliseconds(50)) }
             return .completed
         }
-        // A lease long enough that its extensions arrive in time on a loaded 2-core CI machine
-        // (with 2 s, 4 s and 6 s, late extensions let the runner rescue its own job: the crowd
-        // tests running beside it keep the cooperative pool busy for seconds).
-        let configuration = JobRunnerConfiguration(lease: .seconds(12), pollInterval: .milliseconds(100))
+        // Extended every third of the lease: the runner keeps the job unless it stalls for two
+        // thirds of it (16 s) — with 12 s, CI's loaded 2-core machine once stalled that long (8 s).
+        let configuration = JobRunnerConfiguration(lease: .seconds(24), pollInterval: .milliseconds(100))
         try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
             let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
             _ = try await fixture.waitFor(id) { $0.state == .running }
-            // Past the first lease: only its extensions keep the job.
-            try await Task.sleep(for: .seconds(16))
+            let claimed = ContinuousClock.now
+            let extensions = fixture.runner.signals.leaseExtensions
+            // Past the first lease, and extended more than once: only the extensions keep the job.
+            try await Task.sleep(until: claimed + .seconds(25))
+            #expect(try await eventually { fixture.runner.signals.leaseExtensions >= extensions + 2 })
             let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
             #expect(other.jobs.isEmpty)
             #expect(other.rescued == 0)
+            released.withLock { $0 = true }
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(job.attempt == 1)
         }
