@@ -243,7 +243,9 @@ struct OverloadTests {
 
                 let started = ContinuousClock.now
                 let stingy = try await RawConnection.open(port: port)
-                try await stingy.send(
+                // On a stalled machine the header timeout may already have closed it: the checks
+                // below hold either way (closed, and not before 2 s).
+                try? await stingy.send(
                     "POST /v1/sales HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sku\"")
                 #expect(try await stingy.closedWithin(.seconds(30)))
                 #expect(ContinuousClock.now - started >= .milliseconds(1_900), "not before the body timeout")
