@@ -1,5 +1,6 @@
 import CrestCore
 import CrestEngine
+import CrestFixtures
 import CrestStore
 import CrestTestSupport
 import Foundation
@@ -285,31 +286,85 @@ struct JobRunnerTests {
 
     @Test("a running job keeps its lease; nobody else claims it")
     func leaseExtension() async throws {
-        // The job runs until the test lets it end, so the test ends as soon as it has seen what it
-        // needs, whatever the machine's speed.
+        // The job runs until the test lets it end; the clock is moved past four thirds of its lease,
+        // a third at a time, and each time the runner extends the lease before the next move. The
+        // lease is long in real time (a third is 100 s), so only the moves can wake the lease loop
+        // within the wait: a move made while the loop was busy writing must still wake it.
         let released = Locked(false)
         let handler = JobHandlerFunction { _ in
-            while !released.value { try await Task.sleep(for: .milliseconds(50)) }
+            while !released.value { try await Task.sleep(for: .milliseconds(20)) }
             return .completed
         }
-        // Extended every third of the lease: the runner keeps the job unless it stalls for two
-        // thirds of it (16 s) — with 12 s, CI's loaded 2-core machine once stalled that long (8 s).
-        let configuration = JobRunnerConfiguration(lease: .seconds(24), pollInterval: .milliseconds(100))
-        try await JobFixture.with(configuration: configuration, handlers: ["slow": handler]) { fixture in
-            let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"))
-            _ = try await fixture.waitFor(id) { $0.state == .running }
-            let claimed = ContinuousClock.now
-            let extensions = fixture.runner.signals.leaseExtensions
-            // Past the first lease, and extended more than once: only the extensions keep the job.
-            try await Task.sleep(until: claimed + .seconds(25))
-            #expect(try await eventually { fixture.runner.signals.leaseExtensions >= extensions + 2 })
-            let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: Date())
+        let clock = AdjustableClock()
+        let lease = Duration.seconds(300)
+        let configuration = JobRunnerConfiguration(lease: lease, pollInterval: .milliseconds(100))
+        try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["slow": handler]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "slow", payload: "{}"), at: clock.now())
+            let claimed = try await fixture.waitFor(id) { $0.state == .running }
+            for _ in 0..<4 {
+                let extensions = fixture.runner.signals.leaseExtensions
+                clock.advance(by: lease / 3 + .seconds(1))
+                let extended = try await eventually(timeout: .seconds(60)) {
+                    fixture.runner.signals.leaseExtensions > extensions
+                }
+                try #require(extended, "the lease was not extended after the clock moved a third of it")
+            }
+            let now = clock.now()
+            let firstLease = try #require(claimed.leaseUntil)
+            #expect(now > firstLease, "past the first lease: only the extensions keep the job")
+            let extendedLease = try #require(try await fixture.store.job(id)?.leaseUntil)
+            #expect(extendedLease > now)
+            let other = try await fixture.store.claimJobs(limit: 10, worker: "other", lease: .seconds(5), at: now)
             #expect(other.jobs.isEmpty)
             #expect(other.rescued == 0)
             released.withLock { $0 = true }
             let job = try await fixture.waitFor(id) { $0.state == .completed }
             #expect(job.attempt == 1)
         }
+    }
+
+    @Test("time that passes while the runner writes a lease extension counts toward the next one")
+    func leaseWriteTakesTime() async throws {
+        // The first extension's write takes a third of a lease (the clock moves while it runs): the
+        // next extension is due at once, not a third of a lease after the write ended — else the
+        // job would keep a lease only a third of a lease long, or lose it on a slow store.
+        final class SlowLeaseWrites: ForwardingStore, @unchecked Sendable {
+            let clock: AdjustableClock
+            let moved = Locked(false)
+            init(_ inner: any Store, clock: AdjustableClock) {
+                self.clock = clock
+                super.init(inner)
+            }
+            override func extendLeases(worker: String, until: Date) async throws {
+                try await super.extendLeases(worker: worker, until: until)
+                if !moved.value {
+                    moved.withLock { $0 = true }
+                    clock.advance(by: .seconds(101))
+                }
+            }
+        }
+        let released = Locked(false)
+        let handler = JobHandlerFunction { _ in
+            while !released.value { try await Task.sleep(for: .milliseconds(20)) }
+            return .completed
+        }
+        let clock = AdjustableClock()
+        let directory = EngineFixture.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let inner = try SQLiteStore(directory: directory)
+        let store = SlowLeaseWrites(inner, clock: clock)
+        // A third of the lease is 100 s of real time: only the clock's moves wake the lease loop here.
+        let configuration = JobRunnerConfiguration(lease: .seconds(300), pollInterval: .milliseconds(100))
+        try await JobFixture.run(store: store, configuration: configuration, clock: clock, handlers: ["slow": handler]) { runner in
+            let id = try await store.enqueue([NewJob(kind: "slow", payload: "{}")], at: clock.now())[0].id
+            runner.notify(runAt: clock.now())
+            #expect(try await eventually(timeout: .seconds(60)) { try await store.job(id)?.state == .running })
+            clock.advance(by: .seconds(101))
+            let extendedTwice = try await eventually(timeout: .seconds(30)) { runner.signals.leaseExtensions >= 2 }
+            #expect(extendedTwice, "the second extension waited a third of a lease after the slow write")
+            released.withLock { $0 = true }
+        }
+        try await inner.close()
     }
 
     @Test("shutdown lets short jobs finish and puts long ones back without using an attempt")
@@ -331,15 +386,18 @@ struct JobRunnerTests {
         let ids = try await store.enqueue(
             [NewJob(kind: "short", payload: "{}"), NewJob(kind: "long", payload: "{}")], at: Date()
         ).map(\.id)
-        let started = ContinuousClock.now
+        let shutdownStarted = Locked(ContinuousClock.now)
         let bothRan = try await JobFixture.run(store: store, configuration: configuration, handlers: handlers) { _ in
-            try await eventually {
+            let running = try await eventually {
                 try await store.jobs(matching: JobFilter(state: .running), after: nil, limit: 10).count == 2
             }
+            shutdownStarted.withLock { $0 = ContinuousClock.now }
+            return running
         }
         #expect(bothRan)
-        // Below the long job's 60 s (what shutdown must not wait for): under the whole suite this took 35–40 s.
-        #expect(ContinuousClock.now - started < .seconds(55))
+        // The long job never ends by itself: shutdown waits out the 500 ms grace, then cancels it.
+        // The bound is loose (a loaded machine), and measured from the shutdown, not from the start.
+        #expect(ContinuousClock.now - shutdownStarted.value < .seconds(30))
         let short = try #require(try await store.job(ids[0]))
         let long = try #require(try await store.job(ids[1]))
         #expect(short.state == .completed)

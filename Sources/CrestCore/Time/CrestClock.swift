@@ -13,6 +13,18 @@ public protocol CrestClock: Sendable {
     /// Returns once this clock's time has moved `duration` past the call; throws
     /// `CancellationError` if the task is cancelled first.
     func sleep(for duration: Duration) async throws
+    /// Returns once this clock reads `deadline` or later; throws `CancellationError` if the task is
+    /// cancelled first. A loop that wakes on a schedule sleeps until its next time, not for an
+    /// interval: time that moved while it worked counts, and no wake is lost to a late start.
+    func sleep(until deadline: Date) async throws
+}
+
+extension CrestClock {
+    public func sleep(until deadline: Date) async throws {
+        let remaining = deadline.timeIntervalSince(now())
+        guard remaining > 0 else { return try Task.checkCancellation() }
+        try await sleep(for: .seconds(remaining))
+    }
 }
 
 /// The system's time: `Date()` and `Task.sleep`.
@@ -69,15 +81,20 @@ public final class AdjustableClock: CrestClock {
     public var sleeping: Int { state.withLock { $0.sleepers.count } }
 
     public func sleep(for duration: Duration) async throws {
-        guard duration > .zero else { return try Task.checkCancellation() }
-        let deadline = now().addingTimeInterval(duration.seconds)
+        try await sleep(until: now().addingTimeInterval(duration.seconds))
+    }
+
+    /// The deadline is fixed before the wait starts: an advance made meanwhile still ends it.
+    public func sleep(until deadline: Date) async throws {
+        let remaining = deadline.timeIntervalSince(now())
+        guard remaining > 0 else { return try Task.checkCancellation() }
         let id = state.withLock { state in
             defer { state.nextID += 1 }
             return state.nextID
         }
         // Real time alone would end it at the deadline: the offset only grows, so this bounds it.
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await Task.sleep(for: duration) }
+            group.addTask { try await Task.sleep(for: .seconds(remaining)) }
             group.addTask { await self.waitForAdvance(id: id, deadline: deadline) }
             defer { group.cancelAll() }
             try await group.next()

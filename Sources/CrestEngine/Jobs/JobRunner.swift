@@ -293,14 +293,19 @@ package final class JobRunner: Service, Sendable {
 
     // MARK: Leases and maintenance
 
+    /// Every third of a lease, the leases of the jobs running here are extended to a whole lease
+    /// from now. The next wake is fixed when the loop wakes, before the store is written, so time
+    /// that passes during the write (or a test's move of the clock) shortens the next wait.
     private func keepLeases() async {
-        let interval = configuration.lease / 3
+        let interval = (configuration.lease / 3).seconds
+        var next = clock.now().addingTimeInterval(interval)
         while !isFinished {
-            await leaseWake.wait(for: interval, on: clock)
+            await leaseWake.wait(until: next, on: clock)
+            let now = clock.now()
+            next = now.addingTimeInterval(interval)
             guard !isFinished, runningCount > 0 else { continue }
             do {
-                try await store.extendLeases(
-                    worker: worker, until: clock.now().addingTimeInterval(configuration.lease.seconds))
+                try await store.extendLeases(worker: worker, until: now.addingTimeInterval(configuration.lease.seconds))
                 signals.extendedLeases()
             } catch {
                 logger.error("extending job leases failed", metadata: ["error": "\(error)"])

@@ -1,4 +1,5 @@
 import CrestCore
+import Foundation
 import Synchronization
 
 /// Wakes one waiting loop early: `wait(for:on:)` returns on `signal()`, on timeout or on cancellation,
@@ -26,8 +27,14 @@ final class WakeSignal: Sendable {
     /// `timeout` is of `clock`'s time: a test that moves the clock ends the wait as time would.
     func wait(for timeout: Duration, on clock: any CrestClock) async {
         guard timeout > .zero else { return }
+        await wait(until: clock.now().addingTimeInterval(timeout.seconds), on: clock)
+    }
+
+    /// Returns on `signal()`, once `clock` reads `deadline`, or on cancellation.
+    func wait(until deadline: Date, on clock: any CrestClock) async {
+        guard deadline > clock.now() else { return }
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await clock.sleep(for: timeout) }
+            group.addTask { try? await clock.sleep(until: deadline) }
             group.addTask { await self.waitForSignal() }
             await group.next()
             group.cancelAll()
