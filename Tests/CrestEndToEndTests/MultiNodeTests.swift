@@ -99,15 +99,21 @@ struct MultiNodeTests {
         let victimJobs = """
             SELECT id FROM jobs WHERE state = 'running' AND leased_by LIKE '%/\(victim.process.processIdentifier)/%'
             """
+        // The victim is frozen (SIGSTOP) before the look, so what it holds cannot change between the
+        // look and the kill: a job seen running is still leased by it when it dies. Holding none,
+        // it is let go on (SIGCONT) and looked at again.
+        var held: [String] = []
         let killed = try await eventually(timeout: .seconds(40), every: .milliseconds(5)) {
-            guard try await !cluster.psql(url, victimJobs).isEmpty else { return false }
+            Foundation.kill(victim.process.processIdentifier, SIGSTOP)
+            held = try await cluster.psql(url, victimJobs).map { $0[0] }
+            guard !held.isEmpty else {
+                Foundation.kill(victim.process.processIdentifier, SIGCONT)
+                return false
+            }
             await victim.kill()
             victimDead.withLock { $0 = true }
             return true
         }
-        // What the victim held at its death (a job seen running may have finished before the kill);
-        // read before the leases run out.
-        let held = try await cluster.psql(url, victimJobs).map { $0[0] }
         let answers = await crowd.value
         try #require(killed, "the victim never held a running job")
         #expect(!held.isEmpty, "the victim died holding no job")
