@@ -90,3 +90,10 @@ extension ReservationOutcome {
         }
     }
 }
+
+extension StoreKind {
+    /// Runs `body` on one fresh, empty store of this kind (most conformance tests need no more).
+    func withStore(_ body: (any Store) async throws -> Void) async throws {
+        _ = try await with { open in try await body(try await open()) }
+    }
+}
