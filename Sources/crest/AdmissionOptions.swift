@@ -13,11 +13,12 @@ struct AdmissionOptions: ParsableArguments {
     @Option(help: Self.saleBurst.help) var saleBurst: Int?
     @Option(help: Self.trackedKeys.help) var rateLimitKeys: Int?
 
-    @Option(
-        help:
-            "Proxies whose Forwarded / X-Forwarded-For headers name the client, as comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,::1 [env: CREST_TRUSTED_PROXIES] (default: none: the client is the socket's peer)"
+    static let trustedProxiesSetting = TextSetting(
+        env: "CREST_TRUSTED_PROXIES", defaultText: "none: the client is the socket's peer",
+        meaning:
+            "Proxies whose Forwarded / X-Forwarded-For headers name the client, as comma-separated addresses or CIDRs, e.g. 10.0.0.0/8,::1"
     )
-    var trustedProxies: String?
+    @Option(help: Self.trustedProxiesSetting.help) var trustedProxies: String?
 
     static let buyerRate = IntSetting(
         name: "buyer rate", env: "CREST_BUYER_RATE", defaultValue: 10, range: 0...1_000_000, unit: " per second",
@@ -53,7 +54,7 @@ struct AdmissionOptions: ParsableArguments {
         limits.perSale = try Self.limit(
             rate: Self.saleRate.resolve(saleRate, in: settings), burst: Self.saleBurst.resolve(saleBurst, in: settings))
         limits.trackedKeys = try Self.trackedKeys.resolve(rateLimitKeys, in: settings)
-        let proxies = settings.optional(trustedProxies, env: "CREST_TRUSTED_PROXIES") ?? ""
+        let proxies = Self.trustedProxiesSetting.resolve(trustedProxies, in: settings) ?? ""
         for text in proxies.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !text.isEmpty {
             guard let network = CIDR(text) else {
                 throw ValidationError("--trusted-proxies: \(text) is not an address or CIDR (e.g. 10.0.0.0/8, ::1)")

@@ -7,11 +7,12 @@ import Logging
 
 /// How `crest serve` verifies buyer passes: the shop's keys, the development secret, or off.
 struct BuyerPassOptions: ParsableArguments {
-    @Option(
-        help:
-            "on: every buyer route needs a buyer pass; off: the request body names the buyer and anyone may read or cancel any order — closed networks only [env: CREST_BUYER_AUTH] (default: on)"
+    static let buyerAuth = TextSetting(
+        env: "CREST_BUYER_AUTH", defaultValue: "on",
+        meaning:
+            "on: every buyer route needs a buyer pass; off: the request body names the buyer and anyone may read or cancel any order — closed networks only"
     )
-    var buyerAuth: String?
+    @Option(help: Self.buyerAuth.help) var buyerAuth: String?
 
     @Option(
         help:
@@ -19,11 +20,12 @@ struct BuyerPassOptions: ParsableArguments {
     )
     var buyerPassSecret: [String] = []
 
-    @Option(
-        help:
-            "File with a JSON Web Key Set of the shop's public keys (EC P-256 for ES256, OKP Ed25519 for EdDSA), each with a kid; read at start [env: CREST_BUYER_PASS_JWKS]"
+    static let jwks = TextSetting(
+        env: "CREST_BUYER_PASS_JWKS",
+        meaning:
+            "File with a JSON Web Key Set of the shop's public keys (EC P-256 for ES256, OKP Ed25519 for EdDSA), each with a kid; read at start"
     )
-    var buyerPassJwks: String?
+    @Option(help: Self.jwks.help) var buyerPassJwks: String?
 
     @Option(help: Self.clockSkew.help) var buyerPassClockSkewSeconds: Int?
 
@@ -35,7 +37,7 @@ struct BuyerPassOptions: ParsableArguments {
     /// The buyer routes' authentication. `dataDirectory` is where the development secret is kept
     /// (`nil` on PostgreSQL: several nodes must share real keys).
     func authentication(_ settings: Settings, dataDirectory: URL?, logger: Logger) async throws -> BuyerAuthentication {
-        switch try settings.value(buyerAuth, env: "CREST_BUYER_AUTH", default: "on") {
+        switch Self.buyerAuth.value(buyerAuth, in: settings) {
         case "on": break
         case "off":
             let warning =
@@ -47,7 +49,7 @@ struct BuyerPassOptions: ParsableArguments {
         }
         var secrets = buyerPassSecret.isEmpty ? Self.environmentSecrets(settings) : buyerPassSecret
         var jwks: String?
-        if let path = settings.optional(buyerPassJwks, env: "CREST_BUYER_PASS_JWKS") {
+        if let path = Self.jwks.resolve(buyerPassJwks, in: settings) {
             do {
                 jwks = try String(contentsOfFile: path, encoding: .utf8)
             } catch {
@@ -90,7 +92,7 @@ struct BuyerPassOptions: ParsableArguments {
     static func signingSecret(given: String?, dataDirectory: String?, settings: Settings) throws
         -> (secret: String?, directory: URL)
     {
-        let directory = URL(filePath: try settings.value(dataDirectory, env: "CREST_DATA_DIR", default: "./crest-data"))
+        let directory = URL(filePath: TextSetting.dataDirectory.value(dataDirectory, in: settings))
         if let given { return (given, directory) }
         if let first = environmentSecrets(settings).first { return (first, directory) }
         return (try KeptSecret.buyerPassSecret.stored(in: directory), directory)
@@ -119,8 +121,7 @@ struct BuyerPassCommand: AsyncParsableCommand {
 
     @Option(help: "HS256 secret to sign with [env: CREST_BUYER_PASS_SECRETS, first one]") var secret: String?
 
-    @Option(name: .customLong("data-dir"), help: "Data directory of `crest serve` [env: CREST_DATA_DIR] (default: ./crest-data)")
-    var dataDirectory: String?
+    @Option(name: .customLong("data-dir"), help: TextSetting.dataDirectory.help) var dataDirectory: String?
 
     func run() async throws {
         let settings = Settings()

@@ -15,11 +15,11 @@ struct LoadTestCommand: AsyncParsableCommand {
             readable, no buyer over the limit, repeats answered alike. Exit status 1 when the audit fails.
             """)
 
-    @Option(help: "Base URL of Crest [env: CREST_URL] (default: http://127.0.0.1:8080)")
-    var url: String?
+    static let url = TextSetting(env: "CREST_URL", defaultValue: "http://127.0.0.1:8080", meaning: "Base URL of Crest")
+    @Option(help: Self.url.help) var url: String?
 
-    @Option(help: "Admin bearer token of that Crest [env: CREST_ADMIN_TOKEN]")
-    var adminToken: String?
+    static let adminToken = TextSetting(env: "CREST_ADMIN_TOKEN", meaning: "Admin bearer token of that Crest")
+    @Option(help: Self.adminToken.help) var adminToken: String?
 
     @Option(
         help:
@@ -27,10 +27,9 @@ struct LoadTestCommand: AsyncParsableCommand {
     )
     var buyerPassSecret: String?
 
-    @Option(
-        name: .customLong("data-dir"),
-        help: "Data directory of the Crest under test, for its development buyer-pass secret [env: CREST_DATA_DIR] (default: ./crest-data)")
-    var dataDirectory: String?
+    static let dataDirectory = TextSetting.dataDirectory.meaning(
+        "Data directory of the Crest under test, for its development buyer-pass secret")
+    @Option(name: .customLong("data-dir"), help: Self.dataDirectory.help) var dataDirectory: String?
 
     @OptionGroup var load: LoadOptions
 
@@ -42,8 +41,8 @@ struct LoadTestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = Settings()
-        let url = try settings.value(url, env: "CREST_URL", default: "http://127.0.0.1:8080")
-        guard let token = settings.optional(adminToken, env: "CREST_ADMIN_TOKEN") else {
+        let url = Self.url.value(url, in: settings)
+        guard let token = Self.adminToken.resolve(adminToken, in: settings) else {
             throw ValidationError("--admin-token is required (or CREST_ADMIN_TOKEN)")
         }
         var plan = try load.plan(url: url, adminToken: token)

@@ -14,19 +14,22 @@ struct PSPSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "psp-sim", abstract: "Run the payment provider simulator.")
 
-    @Option(help: "Address to listen on [env: CREST_PSP_HOST] (default: 127.0.0.1)")
-    var host: String?
+    static let host = TextSetting(env: "CREST_PSP_HOST", defaultValue: "127.0.0.1", meaning: "Address to listen on")
+    @Option(help: Self.host.help) var host: String?
 
     @Option(help: Self.portSetting.help) var port: Int?
 
     static let portSetting = IntSetting(
         name: "port", env: "CREST_PSP_PORT", defaultValue: 8090, range: 0...65_535, meaning: "Port; 0 picks a free one")
 
-    @Option(help: "Where Crest receives webhooks, e.g. http://127.0.0.1:8080/v1/webhooks/provider [env: CREST_PSP_WEBHOOK_URL]")
-    var webhookUrl: String?
+    static let webhookURL = TextSetting(
+        env: "CREST_PSP_WEBHOOK_URL", meaning: "Where Crest receives webhooks, e.g. http://127.0.0.1:8080/v1/webhooks/provider")
+    @Option(help: Self.webhookURL.help) var webhookUrl: String?
 
-    @Option(help: "Secret that signs webhooks; give Crest the same one [env: CREST_PSP_WEBHOOK_SECRET] (default: generated and printed)")
-    var webhookSecret: String?
+    static let webhookSecret = TextSetting(
+        env: "CREST_PSP_WEBHOOK_SECRET", defaultText: "generated and printed",
+        meaning: "Secret that signs webhooks; give Crest the same one")
+    @Option(help: Self.webhookSecret.help) var webhookSecret: String?
 
     @Option(help: "Seed of the faults, for reproducible runs; payment ids are unique whatever the seed [env: CREST_PSP_SEED] (default: 1)")
     var seed: UInt64?
@@ -43,12 +46,11 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Statement rows for payments that do not exist") var statementExtraRows = 0
     @Option(help: "Statement rows with an amount one minor unit off") var statementAmountMismatches = 0
 
-    @Option(help: "Log level [env: CREST_LOG_LEVEL] (default: info)")
-    var logLevel: String?
+    @Option(help: TextSetting.logLevel.help) var logLevel: String?
 
     func run() async throws {
         let settings = Settings()
-        let host = try settings.value(host, env: "CREST_PSP_HOST", default: "127.0.0.1")
+        let host = Self.host.value(host, in: settings)
         let port = try Self.portSetting.resolve(port, in: settings)
         var faults = SimulatorFaults()
         faults.latencyMs = latencyMs
@@ -63,12 +65,12 @@ struct PSPSim: AsyncParsableCommand {
         faults.statementExtraRows = statementExtraRows
         faults.statementAmountMismatches = statementAmountMismatches
         if let problem = faults.problem { throw ValidationError(problem) }
-        try Console.bootstrapLogging(level: try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info"))
+        try Console.bootstrapLogging(level: TextSetting.logLevel.value(logLevel, in: settings))
         let logger = Logger(label: "crest.psp-sim")
 
-        let given = settings.optional(webhookSecret, env: "CREST_PSP_WEBHOOK_SECRET")
+        let given = Self.webhookSecret.resolve(webhookSecret, in: settings)
         let secret = given ?? SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
-        let webhookURL = settings.optional(webhookUrl, env: "CREST_PSP_WEBHOOK_URL")
+        let webhookURL = Self.webhookURL.resolve(webhookUrl, in: settings)
         let dispatcher = WebhookDispatcher(
             target: webhookURL.map { .init(url: $0, secret: secret) }, http: .shared, logger: logger)
         let simulator = PaymentSimulator(

@@ -5,17 +5,17 @@ import Logging
 
 /// `crest serve`'s connection to a payment provider (e.g. `crest psp-sim`).
 struct ProviderOptions: ParsableArguments {
-    @Option(
-        help:
-            "Base URL of the payment provider's API, e.g. http://127.0.0.1:8090 for crest psp-sim [env: CREST_PROVIDER_URL] (default: none — orders get no payment and expire unpaid)"
-    )
-    var providerUrl: String?
+    static let url = TextSetting(
+        env: "CREST_PROVIDER_URL", defaultText: "none — orders get no payment and expire unpaid",
+        meaning: "Base URL of the payment provider's API, e.g. http://127.0.0.1:8090 for crest psp-sim")
+    @Option(help: Self.url.help) var providerUrl: String?
 
-    @Option(help: "Bearer key for the provider's API [env: CREST_PROVIDER_API_KEY]")
-    var providerApiKey: String?
+    static let apiKey = TextSetting(env: "CREST_PROVIDER_API_KEY", meaning: "Bearer key for the provider's API")
+    @Option(help: Self.apiKey.help) var providerApiKey: String?
 
-    @Option(help: "Secret that signs the provider's webhooks to POST /v1/webhooks/provider [env: CREST_PROVIDER_WEBHOOK_SECRET]")
-    var providerWebhookSecret: String?
+    static let webhookSecret = TextSetting(
+        env: "CREST_PROVIDER_WEBHOOK_SECRET", meaning: "Secret that signs the provider's webhooks to POST /v1/webhooks/provider")
+    @Option(help: Self.webhookSecret.help) var providerWebhookSecret: String?
 
     @Option(help: Self.timeout.help) var providerTimeoutMs: Int?
 
@@ -33,8 +33,8 @@ struct ProviderOptions: ParsableArguments {
     func resolve(_ settings: Settings, logger: Logger) throws
         -> (provider: GuardedProvider?, webhookSecret: String?, http: HTTPClient?)
     {
-        let secret = settings.optional(providerWebhookSecret, env: "CREST_PROVIDER_WEBHOOK_SECRET")
-        guard let url = settings.optional(providerUrl, env: "CREST_PROVIDER_URL") else { return (nil, secret, nil) }
+        let secret = Self.webhookSecret.resolve(providerWebhookSecret, in: settings)
+        guard let url = Self.url.resolve(providerUrl, in: settings) else { return (nil, secret, nil) }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw ValidationError("the provider URL must start with http:// or https://")
         }
@@ -45,7 +45,7 @@ struct ProviderOptions: ParsableArguments {
         }
         let http = HTTPPaymentProvider.makeClient(connections: maxInFlight)
         let client = HTTPPaymentProvider(
-            http: http, baseURL: url, apiKey: settings.optional(providerApiKey, env: "CREST_PROVIDER_API_KEY"))
+            http: http, baseURL: url, apiKey: Self.apiKey.resolve(providerApiKey, in: settings))
         let provider = GuardedProvider(
             client, configuration: .init(timeout: .milliseconds(timeout), maxInFlight: maxInFlight), logger: logger)
         return (provider, secret, http)

@@ -20,8 +20,8 @@ import UnixSignals
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the Crest HTTP API.")
 
-    @Option(help: "Address to listen on [env: CREST_HOST] (default: 127.0.0.1)")
-    var host: String?
+    static let host = TextSetting(env: "CREST_HOST", defaultValue: "127.0.0.1", meaning: "Address to listen on")
+    @Option(help: Self.host.help) var host: String?
 
     @Option(help: Options.port.help) var port: Int?
 
@@ -34,8 +34,9 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var admission: AdmissionOptions
     @OptionGroup var overload: OverloadOptions
 
-    @Option(help: "Bearer token for admin routes [env: CREST_ADMIN_TOKEN] (default: generated once, kept in the data directory)")
-    var adminToken: String?
+    static let adminToken = TextSetting(
+        env: "CREST_ADMIN_TOKEN", defaultText: "generated once, kept in the data directory", meaning: "Bearer token for admin routes")
+    @Option(help: Self.adminToken.help) var adminToken: String?
 
     @Option(help: Options.batchWindow.help) var batchWindowUs: Int?
 
@@ -49,18 +50,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: Options.jobLease.help) var jobLeaseSeconds: Int?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical [env: CREST_LOG_LEVEL] (default: info)")
-    var logLevel: String?
+    @Option(help: TextSetting.logLevel.help) var logLevel: String?
 
-    @Option(
-        help:
-            "Base URL of an OpenTelemetry collector's OTLP/HTTP receiver; spans are posted to <URL>/v1/traces. The OTEL_* variables of the OpenTelemetry SDK apply too [env: CREST_OTLP_ENDPOINT] (default: none, no traces exported)"
+    static let otlpEndpoint = TextSetting(
+        env: "CREST_OTLP_ENDPOINT", defaultText: "none, no traces exported",
+        meaning:
+            "Base URL of an OpenTelemetry collector's OTLP/HTTP receiver; spans are posted to <URL>/v1/traces. The OTEL_* variables of the OpenTelemetry SDK apply too"
     )
-    var otlpEndpoint: String?
+    @Option(help: Self.otlpEndpoint.help) var otlpEndpoint: String?
 
     func run() async throws {
         let settings = Settings()
-        let host = try settings.value(host, env: "CREST_HOST", default: "127.0.0.1")
+        let host = Self.host.value(host, in: settings)
         let port = try Options.port.resolve(port, in: settings)
         let dataDirectory = try store.directory(settings)
         let windowMicros = try Options.batchWindow.resolve(batchWindowUs, in: settings)
@@ -69,9 +70,9 @@ struct Serve: AsyncParsableCommand {
         let gateIdleSeconds = try Options.gateIdle.resolve(gateIdleSeconds, in: settings)
         let jobWorkers = try Options.jobWorkers.resolve(jobWorkers, in: settings)
         let jobLease = try Options.jobLease.resolve(jobLeaseSeconds, in: settings)
-        let levelName = try settings.value(logLevel, env: "CREST_LOG_LEVEL", default: "info")
+        let levelName = TextSetting.logLevel.value(logLevel, in: settings)
         let tracing = try TracingSettings(
-            endpoint: settings.optional(otlpEndpoint, env: "CREST_OTLP_ENDPOINT"),
+            endpoint: Self.otlpEndpoint.resolve(otlpEndpoint, in: settings),
             environment: ProcessInfo.processInfo.environment)
 
         try Console.bootstrapLogging(
@@ -87,7 +88,7 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["endpoint": "\(tracing.tracesEndpoint ?? "from the OTEL_* variables")"])
         }
 
-        let givenToken = settings.optional(adminToken, env: "CREST_ADMIN_TOKEN")
+        let givenToken = Self.adminToken.resolve(adminToken, in: settings)
         if store.postgresURL(settings) != nil, givenToken == nil {
             throw ValidationError("with --database-url, give --admin-token (or CREST_ADMIN_TOKEN): every node must share it")
         }

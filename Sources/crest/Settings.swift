@@ -69,3 +69,58 @@ struct IntSetting: Sendable {
         return value < 0 ? "-" + text : text
     }
 }
+
+/// A text option declared once — its meaning, environment variable and default — so that its help
+/// text and its value (flag, else environment, else default) cannot drift apart, and an option
+/// shared by several commands (the data directory, the log level) is written once.
+///
+/// ```swift
+/// static let host = TextSetting(env: "CREST_HOST", defaultValue: "127.0.0.1", meaning: "Address to listen on")
+/// @Option(help: Serve.host.help) var host: String?
+/// let host = Serve.host.resolve(host, in: settings)    // "127.0.0.1" unless given
+/// ```
+struct TextSetting: Sendable {
+    var env: String
+    /// The value when neither the flag nor the environment gives one; nil: the option is unset.
+    var defaultValue: String?
+    /// How the help says what happens by default when that is not a plain value ("generated once").
+    var defaultText: String?
+    /// What the option does, the first words of its help.
+    var meaning: String
+
+    init(env: String, defaultValue: String? = nil, defaultText: String? = nil, meaning: String) {
+        self.env = env
+        self.defaultValue = defaultValue
+        self.defaultText = defaultText
+        self.meaning = meaning
+    }
+
+    var help: ArgumentHelp {
+        let fallback = defaultText ?? defaultValue
+        return ArgumentHelp("\(meaning) [env: \(env)]" + (fallback.map { " (default: \($0))" } ?? ""))
+    }
+
+    /// The flag, else the environment variable (an empty one counts as unset), else the default.
+    func resolve(_ flag: String?, in settings: Settings) -> String? {
+        settings.optional(flag, env: env) ?? defaultValue
+    }
+
+    /// As `resolve`, for a setting that has a default.
+    func value(_ flag: String?, in settings: Settings) -> String {
+        guard let value = resolve(flag, in: settings) else { preconditionFailure("\(env) has no default") }
+        return value
+    }
+
+    /// The same setting, its help saying what this command uses it for.
+    func meaning(_ text: String) -> TextSetting {
+        var setting = self
+        setting.meaning = text
+        return setting
+    }
+
+    /// The data directory of `crest serve`, which other commands read too.
+    static let dataDirectory = TextSetting(env: "CREST_DATA_DIR", defaultValue: "./crest-data", meaning: "Data directory of `crest serve`")
+
+    static let logLevel = TextSetting(
+        env: "CREST_LOG_LEVEL", defaultValue: "info", meaning: "Log level: trace, debug, info, notice, warning, error, critical")
+}

@@ -6,11 +6,12 @@ import Logging
 /// Which store the subcommands that open one use: the embedded store in a data directory (the
 /// default), or PostgreSQL with `--database-url` (several nodes on one database).
 struct StoreOptions: ParsableArguments {
-    @Option(name: .customLong("data-dir"), help: "Data directory of the embedded store [env: CREST_DATA_DIR] (default: ./crest-data)")
-    var dataDirectory: String?
+    static let dataDirectory = TextSetting.dataDirectory.meaning("Data directory of the embedded store")
+    @Option(name: .customLong("data-dir"), help: Self.dataDirectory.help) var dataDirectory: String?
 
-    @Option(help: "PostgreSQL store instead of the embedded one: postgres://user:password@host:port/database [env: CREST_DATABASE_URL]")
-    var databaseURL: String?
+    static let databaseURL = TextSetting(
+        env: "CREST_DATABASE_URL", meaning: "PostgreSQL store instead of the embedded one: postgres://user:password@host:port/database")
+    @Option(help: Self.databaseURL.help) var databaseURL: String?
 
     @Option(help: Self.connections.help) var databaseConnections: Int?
 
@@ -24,12 +25,12 @@ struct StoreOptions: ParsableArguments {
         meaning: "With --database-url: how long a request waits for a free connection before it is answered 503")
 
     func directory(_ settings: Settings) throws -> URL {
-        URL(filePath: try settings.value(dataDirectory, env: "CREST_DATA_DIR", default: "./crest-data"))
+        URL(filePath: Self.dataDirectory.value(dataDirectory, in: settings))
     }
 
     /// The PostgreSQL URL, when one is configured.
     func postgresURL(_ settings: Settings) -> String? {
-        settings.optional(databaseURL, env: "CREST_DATABASE_URL")
+        Self.databaseURL.resolve(databaseURL, in: settings)
     }
 
     /// Checks the store's options without opening the store, so that a usage error is told before
