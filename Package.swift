@@ -252,6 +252,7 @@ let package = Package(
             dependencies: [
                 "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestIdentity", "CrestLoad", "CrestTestSupport",
                 "CrestFixtures",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -186,19 +186,42 @@ struct CrestAPI: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response: HTTPClientResponse
-        do {
-            response = try await http.execute(request, timeout: .seconds(30))
-        } catch {
-            throw Failure(description: "\(method) \(base)\(path) failed: \(error)")
+        // A read refused for load (429, 503 shed or overloaded: the server did nothing) is asked
+        // again after its Retry-After, for a while: the audit after a crowd meets a server still
+        // catching up, and an audit that gave up there would report nothing.
+        let patience = ContinuousClock.now + Self.readPatience
+        var (response, bytes) = try await send(request, method: method, path: path)
+        while method == .GET, ContinuousClock.now < patience,
+            let problem = Self.problemKind(status: response.status.code, body: bytes), Self.isRefusedForLoad(problem)
+        {
+            let wait = response.headers.first(name: "Retry-After").flatMap(Int.init) ?? 1
+            try await Task.sleep(for: .seconds(min(max(wait, 1), 5)))
+            (response, bytes) = try await send(request, method: method, path: path)
         }
-        let bytes = try await response.body.collect(upTo: 16 << 20)
         if response.status == .notFound { return nil }
         guard response.status.code == expect else {
             let text = String(buffer: bytes)
             throw Failure(description: "\(method) \(path) answered \(response.status.code): \(text.prefix(300))")
         }
         return try Self.decoder.decode(T.self, from: Data(bytes.readableBytesView))
+    }
+
+    /// How long a read refused for load is asked again before the refusal is the answer.
+    static let readPatience = Duration.seconds(120)
+
+    private func send(_ request: HTTPClientRequest, method: HTTPMethod, path: String) async throws -> (HTTPClientResponse, ByteBuffer) {
+        do {
+            let response = try await http.execute(request, timeout: .seconds(30))
+            return (response, try await response.body.collect(upTo: 16 << 20))
+        } catch {
+            throw Failure(description: "\(method) \(base)\(path) failed: \(error)")
+        }
+    }
+
+    /// "503 shed" for a problem answer, as `isRefusedForLoad` reads it; nil for a success.
+    static func problemKind(status: UInt, body: ByteBuffer) -> String? {
+        guard status >= 400 else { return nil }
+        return "\(status) \(JSONPeek.problemKind(in: body) ?? "")"
     }
 
     static let decoder: JSONDecoder = {

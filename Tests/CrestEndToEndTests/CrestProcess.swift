@@ -30,8 +30,10 @@ final class CrestProcess: Sendable {
     init(arguments: [String], listening prefix: String, environment: [String: String] = [:]) async throws {
         let executable = Self.executable
         #expect(FileManager.default.isExecutableFile(atPath: executable.path), "build crest first: \(executable.path)")
-        let (process, output) = CrestCommand.process(
-            arguments, environment: ["CREST_BUYER_PASS_SECRETS": Self.buyerPassSecret].merging(environment) { $1 })
+        // No shedding by lag: the whole suite on two cores lags past any threshold, and a test that
+        // reads an order must not be told 503 shed for it. Shedding has its own tests (OverloadTests).
+        let defaults = ["CREST_BUYER_PASS_SECRETS": Self.buyerPassSecret, "CREST_SHED_LAG_MS": "0"]
+        let (process, output) = CrestCommand.process(arguments, environment: defaults.merging(environment) { $1 })
         self.output = output
         try CrestCommand.launch(process)
         self.process = process

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -102,6 +103,39 @@ struct LoadConnectionTests {
 
 /// A loopback server that plays one step per request it reads (requests are recognised by their
 /// blank line and `Content-Length`): answer with fixed bytes, say nothing, or close.
+/// The load test's reads of Crest (the audit after the load) against a scripted server.
+@Suite("crest loadtest: reading Crest's account")
+struct CrestAPIReadTests {
+    static let shed =
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/problem+json\r\nContent-Length: 61\r\n\r\n"
+        + #"{"type":"urn:crest:problem:shed","status":503,"title":"shed"}"#
+    static let emptyPage = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 25\r\n\r\n" + #"{"orders":[],"next":null}"#
+
+    @Test("a read refused for load (503 shed) is asked again after its Retry-After, and the answer that follows counts")
+    func shedReadIsRetried() async throws {
+        try await ScriptedServer.with([.answer(Self.shed), .answer(Self.emptyPage)]) { server in
+            let api = CrestAPI(http: .shared, base: "http://127.0.0.1:\(server.port)", adminToken: "t", passes: nil)
+            let started = ContinuousClock.now
+            let orders = try await api.orders(saleID: "s")
+            #expect(orders.isEmpty)
+            #expect(server.requests.count == 2)
+            #expect(ContinuousClock.now - started >= .seconds(1), "Retry-After was honoured")
+        }
+    }
+
+    @Test("a 503 that is not a refusal for load (the store unavailable) is the answer at once")
+    func unavailableIsNotRetried() async throws {
+        let unavailable =
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/problem+json\r\nContent-Length: 74\r\n\r\n"
+            + #"{"type":"urn:crest:problem:store-unavailable","status":503,"title":"down"}"#
+        try await ScriptedServer.with([.answer(unavailable), .answer(Self.emptyPage)]) { server in
+            let api = CrestAPI(http: .shared, base: "http://127.0.0.1:\(server.port)", adminToken: "t", passes: nil)
+            await #expect(throws: CrestAPI.Failure.self) { try await api.orders(saleID: "s") }
+            #expect(server.requests.count == 1)
+        }
+    }
+}
+
 private final class ScriptedServer: Sendable {
     enum Step: Sendable {
         case answer(String)
