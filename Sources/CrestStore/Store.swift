@@ -104,6 +104,10 @@ public protocol Store: JobQueue {
     /// was deleted, for the record.
     func deleteRiskRule(_ id: RiskRuleID, at now: Date) async throws -> Bool
 
+    /// Everything `crest audit` checks, read in one transaction (one consistent view, also while
+    /// Crest runs). Reads the whole store: an operator's tool, not a request's.
+    func auditRecords(at now: Date) async throws -> AuditRecords
+
     /// What delivering one event to one endpoint needs: the endpoint (`nil` once deleted), the
     /// event, the order, and whether every earlier event of the order reached this endpoint.
     func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext?

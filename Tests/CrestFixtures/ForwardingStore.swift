@@ -16,6 +16,7 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func deleteRiskRule(_ id: RiskRuleID, at now: Date) async throws -> Bool {
         try await inner.deleteRiskRule(id, at: now)
     }
+    open func auditRecords(at now: Date) async throws -> AuditRecords { try await inner.auditRecords(at: now) }
     open func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
         try await inner.updateSaleLimits(id, to: limits)
     }

@@ -48,6 +48,7 @@ package enum CrestHTTPServer {
             .add(to: router, admin: admin)
         RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
+        AuditRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(
             engine: engine, webhookSecret: providerWebhookSecret,
             refusals: WebhookRefusals(logger: Logger(label: "crest.webhooks"))

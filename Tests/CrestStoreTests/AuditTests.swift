@@ -1,0 +1,135 @@
+import CrestCore
+import CrestStore
+import CrestTestSupport
+import Foundation
+import GRDB
+import Logging
+import Testing
+
+/// `crest audit`'s checks on both stores: clean data passes; a violation of each promise, planted
+/// by writing the tables directly (as a bug or a hand edit would), is found — by its check alone.
+@Suite("The audit of a store's data")
+struct AuditTests {
+    /// A store with a little of everything, all promises kept: an endpoint for every event, a
+    /// pending order (A), a paid one with its payment (B), an expired one (C).
+    struct Scene {
+        let store: any Store
+        let sale: Sale
+        let pending: Order
+        let paid: Order
+        let expired: Order
+        /// Runs SQL on the store's tables behind its back.
+        let execute: @Sendable (String) async throws -> Void
+    }
+
+    static func withScene(_ kind: StoreKind, _ body: (Scene) async throws -> Void) async throws {
+        switch kind {
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appending(path: "crest-audit-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let store = try SQLiteStore(directory: directory)
+            let path = directory.appending(path: "crest.sqlite").path
+            try await body(
+                try await scene(store) { sql in
+                    let queue = try DatabaseQueue(path: path)
+                    try await queue.write { db in
+                        try db.execute(sql: "PRAGMA ignore_check_constraints = ON")
+                        try db.execute(sql: sql)
+                    }
+                    try queue.close()
+                })
+            try await store.close()
+        case .postgres:
+            guard let cluster = try await PostgresCluster.shared() else { return }
+            let url = try await cluster.createDatabase()
+            let store = try await PostgresStore.connect(url: url, logger: .init(label: "crest.test.audit"), leaseTimeout: .seconds(30))
+            try await body(
+                try await scene(store) { sql in
+                    // The tables' CHECKs would refuse some plants: dropped for the test's database.
+                    let dropChecks = """
+                        DO $$ DECLARE c text; BEGIN
+                        FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'sales'::regclass AND contype = 'c' LOOP
+                        EXECUTE 'ALTER TABLE sales DROP CONSTRAINT ' || quote_ident(c); END LOOP; END $$;
+                        """
+                    _ = try await cluster.psql(url, dropChecks + sql)
+                })
+            try await store.close()
+        }
+    }
+
+    static func scene(_ store: any Store, execute: @escaping @Sendable (String) async throws -> Void) async throws -> Scene {
+        let now = millisecondNow()
+        try await store.createWebhookEndpoint(
+            WebhookEndpoint(
+                id: .make(), url: "http://127.0.0.1:1/hook", secret: String(repeating: "s", count: 16),
+                eventTypes: Set(OrderEvent.Kind.allCases), createdAt: now.addingTimeInterval(-1)))
+        let sale = makeSale(stock: 10)
+        try await store.createSale(sale)
+        let orders = try await store.reserve((1...3).map { reservation(sale, key: "k\($0)", buyer: "b\($0)") }).outcomes
+            .compactMap(\.order)
+        _ = try await store.recordPayment(
+            PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_b", status: .succeeded, payURL: nil), eventID: "e1"),
+            at: now)
+        _ = try await store.transition(orders[2].id, by: .expire, at: now)
+        return Scene(
+            store: store, sale: sale, pending: orders[0], paid: try #require(try await store.order(orders[1].id)),
+            expired: try #require(try await store.order(orders[2].id)), execute: execute)
+    }
+
+    static func audit(_ scene: Scene) async throws -> AuditReport {
+        StoreAudit.check(try await scene.store.auditRecords(at: Date()))
+    }
+
+    @Test("a store whose promises all hold passes every check, each having looked at something", arguments: StoreKind.allCases)
+    func cleanPasses(kind: StoreKind) async throws {
+        try await Self.withScene(kind) { scene in
+            let report = try await Self.audit(scene)
+            #expect(report.passed, "\(report.findings)")
+            #expect(report.findings.isEmpty)
+            let looked = Dictionary(uniqueKeysWithValues: report.checks.map { ($0.check, $0.checked) })
+            #expect(looked[.stockConserved] == 1 && looked[.countersMatchOrders] == 1)
+            #expect(looked[.pendingOrderWillMove] == 1 && looked[.paidOrderHasPayment] == 1 && looked[.paymentHasOrder] == 1)
+            #expect(looked[.everyChangeTold] == 3)
+            #expect(looked[.everyEventDelivered] == 5, "3 created, 1 paid, 1 expired")
+        }
+    }
+
+    /// One violation of `check`, written straight into the tables.
+    static func plant(_ check: AuditCheck, in scene: Scene) -> String {
+        let (sale, a, b, c) = (scene.sale.id, scene.pending.id, scene.paid.id, scene.expired.id)
+        switch check {
+        case .stockConserved:
+            return "UPDATE sales SET available = available + 1 WHERE id = '\(sale)'"
+        case .countersMatchOrders:
+            return "UPDATE sales SET available = available - 1, reserved = reserved + 1 WHERE id = '\(sale)'"
+        case .pendingOrderWillMove:
+            return "UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'order.expire' AND payload LIKE '%\(a)%'"
+        case .paidOrderHasPayment:
+            return "UPDATE orders SET payment_status = 'created' WHERE id = '\(b)'"
+        case .paymentHasOrder:
+            return "UPDATE orders SET payment_id = 'pi_c', payment_status = 'succeeded' WHERE id = '\(c)'"
+        case .everyChangeTold:
+            return "DELETE FROM order_events WHERE order_id = '\(c)' AND sequence = 2"
+        case .everyEventDelivered:
+            return "UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'webhook.deliver' AND payload LIKE '%\(b)%'"
+        case .noLeaseRunOut:
+            return """
+                UPDATE jobs SET state = 'running', attempt = 1, lease_until = 1000, leased_by = 'dead'
+                WHERE kind = 'webhook.deliver' AND payload LIKE '%\(a)%'
+                """
+        }
+    }
+
+    @Test(
+        "a violation of each promise, planted in the tables, is found by its check and by no other", arguments: StoreKind.allCases,
+        AuditCheck.allCases)
+    func violationFound(kind: StoreKind, check: AuditCheck) async throws {
+        try await Self.withScene(kind) { scene in
+            try await scene.execute(Self.plant(check, in: scene))
+            let report = try await Self.audit(scene)
+            #expect(!report.passed)
+            #expect(report.checks.filter { !$0.passed }.map(\.check) == [check], "\(report.findings)")
+            #expect(report.findings.first?.check == check)
+        }
+    }
+}
