@@ -58,17 +58,27 @@ package struct HTTPPaymentProvider: PaymentProvider {
     }
 
     package func statement(from: Date, to: Date) async throws -> [StatementRow] {
-        let text = try await send(
-            .GET, "/v1/statements?from=\(Int(from.timeIntervalSince1970))&to=\(Int(to.timeIntervalSince1970))")
-        return try String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline).dropFirst().map { line in
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 6, let amount = Int64(fields[2]), let currency = Currency(fields[3]),
-                let status = PaymentStatus(rawValue: fields[4]), let settled = Int64(fields[5])
-            else { throw ProviderError.rejected(status: 200, detail: "unreadable statement line: \(line)") }
-            return StatementRow(
-                paymentID: fields[0], reference: fields[1], amount: Money(amount: amount, currency: currency),
-                status: status, settledAt: Date(timeIntervalSince1970: Double(settled)))
-        }
+        let window = "from=\(Int64(from.timeIntervalSince1970.rounded(.down)))&to=\(Int64(to.timeIntervalSince1970.rounded(.up)))"
+        var rows: [StatementRow] = []
+        var after: String?
+        repeat {
+            var path = "/v1/statements?\(window)&format=json&limit=1000"
+            if let after { path += "&after=\(after)" }
+            let data = try await send(.GET, path)
+            guard let page = try? decoder.decode(ProviderAPI.StatementPage.self, from: data) else {
+                throw ProviderError.rejected(status: 200, detail: "unreadable statement page")
+            }
+            rows += page.lines.map { line in
+                StatementRow(
+                    lineID: line.id, kind: line.kind == .refund ? .refund : .charge, paymentID: line.paymentId,
+                    reference: line.reference, amount: line.amount, currency: line.currency, fee: line.fee, status: line.status,
+                    createdAt: Date(timeIntervalSince1970: Double(line.created)),
+                    settledAt: Date(timeIntervalSince1970: Double(line.settled)))
+            }
+            guard page.next != after else { break }
+            after = page.next
+        } while after != nil
+        return rows
     }
 
     private func intent(_ method: HTTPMethod, _ path: String, key: String? = nil, body: Data? = nil) async throws

@@ -13,7 +13,8 @@ package protocol PaymentProvider: Sendable {
     /// Refunds a succeeded payment in full (or returns the refund already made with this key).
     func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment
 
-    /// The settlement statement: payments settled in `from..<to`.
+    /// The provider's statement for the payments created in `from..<to`: a line per charge (with
+    /// the payment's status now) and per refund.
     func statement(from: Date, to: Date) async throws -> [StatementRow]
 }
 
@@ -54,19 +55,38 @@ package struct ProviderPayment: Sendable, Hashable {
     }
 }
 
-/// One line of a settlement statement.
+/// One line of the provider's statement: a charge, or the refund of one.
 package struct StatementRow: Sendable, Hashable {
+    package enum Kind: String, Sendable, Hashable {
+        case charge, refund
+    }
+
+    package var lineID: String
+    package var kind: Kind
     package var paymentID: String
+    /// The merchant's reference: Crest's order id.
     package var reference: String
-    package var amount: Money
+    /// The currency as the provider states it: a code Crest may not know (an ISO code or not).
+    package var amount: Int64
+    package var currency: String
+    package var fee: Int64
     package var status: PaymentStatus
+    package var createdAt: Date
     package var settledAt: Date
 
-    package init(paymentID: String, reference: String, amount: Money, status: PaymentStatus, settledAt: Date) {
+    package init(
+        lineID: String, kind: Kind, paymentID: String, reference: String, amount: Int64, currency: String, fee: Int64,
+        status: PaymentStatus, createdAt: Date, settledAt: Date
+    ) {
+        self.lineID = lineID
+        self.kind = kind
         self.paymentID = paymentID
         self.reference = reference
         self.amount = amount
+        self.currency = currency
+        self.fee = fee
         self.status = status
+        self.createdAt = createdAt
         self.settledAt = settledAt
     }
 }

@@ -90,5 +90,93 @@ package enum ProviderAPI {
     }
 
     /// The columns of `GET /v1/statements?from=…&to=…` (CSV, unix seconds).
-    package static let statementHeader = "payment_id,reference,amount,currency,status,settled_at"
+    package static let statementHeader = "line_id,kind,payment_id,reference,amount,fee,currency,status,created,settled"
+
+    /// One line of the provider's statement: a charge (a payment, with its status now) or the
+    /// refund of one. A window holds the lines of the payments created in it.
+    package struct StatementLine: Codable, Sendable, Hashable {
+        package enum Kind: String, Codable, Sendable, Hashable {
+            case charge, refund
+        }
+
+        package var id: String
+        package var kind: Kind
+        package var paymentId: String
+        /// The merchant's reference: Crest's order id.
+        package var reference: String
+        /// Minor units; a refund's is what it gave back.
+        package var amount: Int64
+        /// The provider's fee, minor units.
+        package var fee: Int64
+        package var currency: String
+        package var status: PaymentStatus
+        /// Unix seconds: the payment's creation, and when this line's money moved.
+        package var created: Int64
+        package var settled: Int64
+
+        package init(
+            id: String, kind: Kind, paymentId: String, reference: String, amount: Int64, fee: Int64, currency: String,
+            status: PaymentStatus, created: Int64, settled: Int64
+        ) {
+            self.id = id
+            self.kind = kind
+            self.paymentId = paymentId
+            self.reference = reference
+            self.amount = amount
+            self.fee = fee
+            self.currency = currency
+            self.status = status
+            self.created = created
+            self.settled = settled
+        }
+
+        package var csv: String {
+            "\(id),\(kind.rawValue),\(paymentId),\(reference),\(amount),\(fee),\(currency),\(status.rawValue),\(created),\(settled)"
+        }
+    }
+
+    /// `GET /v1/statements?from=…&to=…&format=json&limit=…&after=…`: a page of lines in id order.
+    package struct StatementPage: Codable, Sendable {
+        package var lines: [StatementLine]
+        /// Pass as `after` for the next page; absent on the last.
+        package var next: String?
+
+        package init(lines: [StatementLine], next: String?) {
+            self.lines = lines
+            self.next = next
+        }
+    }
+
+    /// What the simulator did on purpose that a merchant's books will not show — the truth a
+    /// reconciliation is checked against (`GET /v1/truth`).
+    package struct InjectedDifference: Codable, Sendable, Hashable {
+        package enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
+            /// The payment succeeded; its webhook was never sent.
+            case webhookLost = "webhook-lost"
+            /// A second charge for the same reference, without a webhook.
+            case duplicateCharge = "duplicate-charge"
+            /// The payment succeeded (and said so), then failed to settle.
+            case failedAfterSuccess = "failed-after-success"
+            /// A refund answered as done that the provider never made.
+            case refundLost = "refund-lost"
+            /// A charge whose reference is no order.
+            case orphanCharge = "orphan-charge"
+            /// The statement's amount is one minor unit off.
+            case amountDiffers = "amount-differs"
+            /// The statement's currency is another one.
+            case currencyDiffers = "currency-differs"
+            /// The charge is left out of the statement.
+            case missingFromStatement = "missing-from-statement"
+        }
+
+        package var kind: Kind
+        package var paymentId: String
+        package var reference: String
+
+        package init(kind: Kind, paymentId: String, reference: String) {
+            self.kind = kind
+            self.paymentId = paymentId
+            self.reference = reference
+        }
+    }
 }

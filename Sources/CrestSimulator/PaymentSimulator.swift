@@ -35,9 +35,18 @@ package final class PaymentSimulator: Sendable {
         var order: [String] = []
         var createKeys: [String: (request: ProviderAPI.CreateIntent, id: String)] = [:]
         var refundKeys: [String: String] = [:]
-        /// When each intent reached its final money state (succeeded or refunded), for statements.
+        /// When each intent's charge settled (it succeeded), and when its refund did.
         var settled: [String: Int64] = [:]
+        var refunded: [String: Int64] = [:]
+        /// How the statement shows a charge, when not as it is (decided once: every statement agrees).
+        var shown: [String: ShownAs] = [:]
+        /// What the simulator did on purpose, in order.
+        var injected: [ProviderAPI.InjectedDifference] = []
         var publicURL: String
+    }
+
+    enum ShownAs {
+        case amountOff, otherCurrency, missing
     }
 
     let random: SeededRandom
@@ -106,7 +115,8 @@ package final class PaymentSimulator: Sendable {
     /// each with its webhook.
     package func simulate(_ id: String, outcome: PaymentStatus, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
         guard outcome == .succeeded || outcome == .failed else { throw .invalid("outcome must be succeeded or failed") }
-        let result = state.withLock { state -> Result<[ProviderAPI.Intent], Failure> in
+        let faults = self.faults
+        let result = state.withLock { state -> Result<(told: [ProviderAPI.Intent], answer: ProviderAPI.Intent), Failure> in
             guard var intent = state.intents[id] else { return .failure(.notFound) }
             guard intent.status == .created || intent.status == .failed else {
                 return .failure(.conflict("the intent is \(intent.status.rawValue)"))
@@ -117,15 +127,76 @@ package final class PaymentSimulator: Sendable {
             let processing = intent
             intent.status = outcome
             state.intents[id] = intent
-            if outcome == .succeeded { state.settled[id] = seconds }
-            return .success([processing, intent])
+            guard outcome == .succeeded else { return .success(([processing, intent], intent)) }
+            state.settled[id] = seconds
+            let told = settle(intent, in: &state, faults: faults, at: seconds)
+            return .success(([processing] + told, intent))
         }
-        let changes = try result.get()
-        for change in changes { events.emit(change, at: now) }
-        return changes[changes.count - 1]
+        let (told, answer) = try result.get()
+        for change in told { events.emit(change, at: now) }
+        return answer
     }
 
+    /// A success's differences, drawn once (see `SimulatorFaults`); the changes to tell by webhook.
+    private func settle(_ intent: ProviderAPI.Intent, in state: inout State, faults: SimulatorFaults, at seconds: Int64)
+        -> [ProviderAPI.Intent]
+    {
+        func inject(_ kind: ProviderAPI.InjectedDifference.Kind, _ payment: ProviderAPI.Intent) {
+            state.injected.append(.init(kind: kind, paymentId: payment.id, reference: payment.reference))
+        }
+        var told = [intent]
+        let draw = random.unit()
+        var bound = 0.0
+        func drawn(_ rate: Double) -> Bool {
+            defer { bound += rate }
+            return rate > 0 && draw >= bound && draw < bound + rate
+        }
+        if drawn(faults.successWebhookLossRate) {
+            told = []
+            inject(.webhookLost, intent)
+        } else if drawn(faults.failAfterSuccessRate) {
+            state.intents[intent.id]?.status = .failed
+            inject(.failedAfterSuccess, intent)
+        } else if drawn(faults.statementAmountRate) {
+            state.shown[intent.id] = .amountOff
+            inject(.amountDiffers, intent)
+        } else if drawn(faults.statementCurrencyRate) {
+            state.shown[intent.id] = .otherCurrency
+            inject(.currencyDiffers, intent)
+        } else if drawn(faults.statementMissingRate) {
+            state.shown[intent.id] = .missing
+            inject(.missingFromStatement, intent)
+        }
+        if random.chance(faults.duplicateChargeRate) {
+            let second = charge(reference: intent.reference, like: intent, in: &state, at: seconds)
+            inject(.duplicateCharge, second)
+        }
+        if random.chance(faults.orphanChargeRate) {
+            let orphan = charge(reference: "unknown-\(random.hex(12))", like: intent, in: &state, at: seconds)
+            inject(.orphanCharge, orphan)
+        }
+        return told
+    }
+
+    /// A succeeded charge nobody asked for (told by no webhook).
+    private func charge(reference: String, like intent: ProviderAPI.Intent, in state: inout State, at seconds: Int64)
+        -> ProviderAPI.Intent
+    {
+        let id = Self.newID()
+        let charge = ProviderAPI.Intent(
+            id: id, reference: reference, amount: intent.amount, currency: intent.currency, status: .succeeded,
+            payUrl: nil, created: seconds, updated: seconds)
+        state.intents[id] = charge
+        state.order.append(id)
+        state.settled[id] = seconds
+        return charge
+    }
+
+    /// What the simulator injected, in order: the truth a reconciliation is checked against.
+    package var injected: [ProviderAPI.InjectedDifference] { state.withLock { $0.injected } }
+
     package func refund(_ id: String, key: String, now: Date = Date()) throws(Failure) -> ProviderAPI.Intent {
+        let lost = random.chance(faults.refundLossRate)
         let result = state.withLock { state -> Result<(ProviderAPI.Intent, Bool), Failure> in
             if let known = state.refundKeys[key] {
                 guard known == id else { return .failure(.keyReused) }
@@ -137,9 +208,15 @@ package final class PaymentSimulator: Sendable {
             }
             intent.status = .refunded
             intent.updated = Int64(now.timeIntervalSince1970)
+            if lost {
+                // Answered as made, and never made: the ledger keeps the charge, and the key is
+                // forgotten, so asking again with it makes the refund.
+                state.injected.append(.init(kind: .refundLost, paymentId: id, reference: intent.reference))
+                return .success((intent, false))
+            }
             state.intents[id] = intent
             state.refundKeys[key] = id
-            state.settled[id] = intent.updated
+            state.refunded[id] = intent.updated
             return .success((intent, true))
         }
         let (intent, isNew) = try result.get()
@@ -147,33 +224,36 @@ package final class PaymentSimulator: Sendable {
         return intent
     }
 
-    /// The settlement statement of `from..<to` (unix seconds) as CSV: one row per intent that
-    /// succeeded or was refunded in the period, with the configured discrepancies.
-    package func statement(from: Int64, to: Int64) -> String {
-        let faults = self.faults
-        var rows = state.withLock { state in
-            state.order.compactMap { id -> ProviderAPI.Intent? in
-                guard let at = state.settled[id], at >= from, at < to else { return nil }
-                return state.intents[id]
+    /// The statement's lines for the payments created in `from..<to` (unix seconds), in id order:
+    /// a charge line for every payment that succeeded (with its status now), a refund line for
+    /// every refund made; shown with the differences drawn for them.
+    package func statement(from: Int64, to: Int64) -> [ProviderAPI.StatementLine] {
+        state.withLock { state in
+            var lines: [ProviderAPI.StatementLine] = []
+            for id in state.order {
+                guard let intent = state.intents[id], intent.created >= from, intent.created < to,
+                    let settled = state.settled[id]
+                else { continue }
+                let shown = state.shown[id]
+                if shown == .missing { continue }
+                let amount = shown == .amountOff ? intent.amount + 1 : intent.amount
+                let currency = shown == .otherCurrency ? (intent.currency == "USD" ? "EUR" : "USD") : intent.currency
+                lines.append(
+                    .init(
+                        id: "ch_\(id)", kind: .charge, paymentId: id, reference: intent.reference, amount: amount,
+                        fee: Self.fee(of: amount), currency: currency, status: intent.status, created: intent.created,
+                        settled: settled))
+                if let refunded = state.refunded[id] {
+                    lines.append(
+                        .init(
+                            id: "re_\(id)", kind: .refund, paymentId: id, reference: intent.reference, amount: intent.amount,
+                            fee: 0, currency: intent.currency, status: .refunded, created: intent.created, settled: refunded))
+                }
             }
+            return lines.sorted { $0.id < $1.id }
         }
-        let settledAt = { (intent: ProviderAPI.Intent) in intent.updated }
-        var lines = [ProviderAPI.statementHeader]
-        for _ in 0..<min(faults.statementMissingRows, rows.count) {
-            rows.remove(at: random.upTo(rows.count - 1))
-        }
-        var mismatches = Set<Int>()
-        while mismatches.count < min(faults.statementAmountMismatches, rows.count) {
-            mismatches.insert(random.upTo(rows.count - 1))
-        }
-        for (index, intent) in rows.enumerated() {
-            let amount = mismatches.contains(index) ? intent.amount + 1 : intent.amount
-            lines.append(
-                "\(intent.id),\(intent.reference),\(amount),\(intent.currency),\(intent.status.rawValue),\(settledAt(intent))")
-        }
-        for _ in 0..<faults.statementExtraRows {
-            lines.append("\(Self.newID()),unknown-\(random.hex(8)),\(random.upTo(100_000)),CNY,succeeded,\(from)")
-        }
-        return lines.joined(separator: "\n") + "\n"
     }
+
+    /// The provider's fee on a charge: 0.6%, rounded to the minor unit.
+    static func fee(of amount: Int64) -> Int64 { (amount * 6 + 500) / 1000 }
 }

@@ -23,22 +23,36 @@ package struct SimulatorFaults: Codable, Sendable, Hashable {
     package var webhookDelayMs: Int = 0
     /// Share of webhooks never sent.
     package var webhookDropRate: Double = 0
-    /// Statement discrepancies: rows left out, rows for payments that do not exist, rows whose
-    /// amount differs by one minor unit.
-    package var statementMissingRows: Int = 0
-    package var statementExtraRows: Int = 0
-    package var statementAmountMismatches: Int = 0
+    /// Reconciliation's differences, each kept as the simulator's truth (`GET /v1/truth`). A
+    /// successful payment gets at most one of the first five (one draw, in this order): its
+    /// success webhook lost, a failure after its success, its statement line one minor unit off,
+    /// in another currency, or left out.
+    package var successWebhookLossRate: Double = 0
+    package var failAfterSuccessRate: Double = 0
+    package var statementAmountRate: Double = 0
+    package var statementCurrencyRate: Double = 0
+    package var statementMissingRate: Double = 0
+    /// Share of successes charged a second time (a new payment for the same reference, no webhook).
+    package var duplicateChargeRate: Double = 0
+    /// Share of successes followed by a charge whose reference is no order.
+    package var orphanChargeRate: Double = 0
+    /// Share of refunds answered as made that the provider never makes.
+    package var refundLossRate: Double = 0
 
     package init() {}
 
     /// The first problem with these values, if any.
     package var problem: String? {
-        let rates = [errorRate, timeoutRate, webhookDuplicateRate, webhookReorderRate, webhookDropRate]
-        if rates.contains(where: { !(0...1).contains($0) }) { return "rates must be between 0 and 1" }
-        let counts = [
-            latencyMs, latencyJitterMs, timeoutMs, webhookReorderMs, webhookDelayMs, statementMissingRows,
-            statementExtraRows, statementAmountMismatches,
+        let rates = [
+            errorRate, timeoutRate, webhookDuplicateRate, webhookReorderRate, webhookDropRate, duplicateChargeRate,
+            orphanChargeRate, refundLossRate,
         ]
+        if rates.contains(where: { !(0...1).contains($0) }) { return "rates must be between 0 and 1" }
+        let exclusive = [successWebhookLossRate, failAfterSuccessRate, statementAmountRate, statementCurrencyRate, statementMissingRate]
+        if exclusive.contains(where: { !(0...1).contains($0) }) || exclusive.reduce(0, +) > 1 {
+            return "the rates of a success's own differences must be between 0 and 1, and add up to at most 1"
+        }
+        let counts = [latencyMs, latencyJitterMs, timeoutMs, webhookReorderMs, webhookDelayMs]
         if counts.contains(where: { $0 < 0 || $0 > 600_000 }) { return "durations and counts must be 0…600,000" }
         return nil
     }

@@ -108,6 +108,31 @@ public protocol Store: JobQueue {
     /// Crest runs). Reads the whole store: an operator's tool, not a request's.
     func auditRecords(at now: Date) async throws -> AuditRecords
 
+    // MARK: Reconciliation
+
+    /// Crest's side of a reconciliation window: the orders with a payment created in `from..<to`.
+    func ordersWithPayment(createdFrom from: Date, to: Date) async throws -> [Order]
+
+    func createReconciliationRun(_ run: ReconciliationRun) async throws
+
+    /// Writes a run's state and counts.
+    func updateReconciliationRun(_ run: ReconciliationRun) async throws
+
+    func reconciliationRun(_ id: ReconciliationRunID) async throws -> ReconciliationRun?
+
+    /// Runs, newest first, starting after `after`.
+    func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun]
+
+    /// A run's items in sequence order, starting after the sequence `after`.
+    func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem]
+
+    /// Records a difference a run found and, for a heal, makes its change in the same transaction:
+    /// both or neither are written. A heal of the same kind for the same payment made before (by
+    /// this run or an earlier one) is not made again: the item is recorded `heal-under-way`. An
+    /// observation the store refuses (`PaymentRecordFailure`) heals nothing: the item is recorded
+    /// `reported`, with the reason. Returns the item as recorded.
+    func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem
+
     /// What delivering one event to one endpoint needs: the endpoint (`nil` once deleted), the
     /// event, the order, and whether every earlier event of the order reached this endpoint.
     func webhookDelivery(_ delivery: WebhookJobs.Delivery) async throws -> WebhookDeliveryContext?

@@ -42,9 +42,15 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Share of webhooks held back so later ones overtake them (0…1)") var webhookReorderRate = 0.0
     @Option(help: "Delay before every webhook, ms") var webhookDelayMs = 0
     @Option(help: "Share of webhooks never sent (0…1)") var webhookDropRate = 0.0
-    @Option(help: "Statement rows left out") var statementMissingRows = 0
-    @Option(help: "Statement rows for payments that do not exist") var statementExtraRows = 0
-    @Option(help: "Statement rows with an amount one minor unit off") var statementAmountMismatches = 0
+    @Option(help: "Reconciliation's differences (kept at GET /v1/truth). Share of successes whose webhook is lost (0…1)")
+    var successWebhookLossRate = 0.0
+    @Option(help: "Share of successes that then fail to settle (0…1)") var failAfterSuccessRate = 0.0
+    @Option(help: "Share of charges shown one minor unit off on the statement (0…1)") var statementAmountRate = 0.0
+    @Option(help: "Share of charges shown in another currency on the statement (0…1)") var statementCurrencyRate = 0.0
+    @Option(help: "Share of charges left out of the statement (0…1)") var statementMissingRate = 0.0
+    @Option(help: "Share of successes charged a second time, without a webhook (0…1)") var duplicateChargeRate = 0.0
+    @Option(help: "Share of successes followed by a charge for no order (0…1)") var orphanChargeRate = 0.0
+    @Option(help: "Share of refunds answered as made and never made (0…1)") var refundLossRate = 0.0
 
     @Option(help: TextSetting.logLevel.help) var logLevel: String?
 
@@ -61,9 +67,14 @@ struct PSPSim: AsyncParsableCommand {
         faults.webhookReorderRate = webhookReorderRate
         faults.webhookDelayMs = webhookDelayMs
         faults.webhookDropRate = webhookDropRate
-        faults.statementMissingRows = statementMissingRows
-        faults.statementExtraRows = statementExtraRows
-        faults.statementAmountMismatches = statementAmountMismatches
+        faults.successWebhookLossRate = successWebhookLossRate
+        faults.failAfterSuccessRate = failAfterSuccessRate
+        faults.statementAmountRate = statementAmountRate
+        faults.statementCurrencyRate = statementCurrencyRate
+        faults.statementMissingRate = statementMissingRate
+        faults.duplicateChargeRate = duplicateChargeRate
+        faults.orphanChargeRate = orphanChargeRate
+        faults.refundLossRate = refundLossRate
         if let problem = faults.problem { throw ValidationError(problem) }
         try Console.bootstrapLogging(level: TextSetting.logLevel.value(logLevel, in: settings))
         let logger = Logger(label: "crest.psp-sim")

@@ -17,6 +17,23 @@ open class ForwardingStore: Store, @unchecked Sendable {
         try await inner.deleteRiskRule(id, at: now)
     }
     open func auditRecords(at now: Date) async throws -> AuditRecords { try await inner.auditRecords(at: now) }
+    open func ordersWithPayment(createdFrom from: Date, to: Date) async throws -> [Order] {
+        try await inner.ordersWithPayment(createdFrom: from, to: to)
+    }
+    open func createReconciliationRun(_ run: ReconciliationRun) async throws { try await inner.createReconciliationRun(run) }
+    open func updateReconciliationRun(_ run: ReconciliationRun) async throws { try await inner.updateReconciliationRun(run) }
+    open func reconciliationRun(_ id: ReconciliationRunID) async throws -> ReconciliationRun? {
+        try await inner.reconciliationRun(id)
+    }
+    open func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun] {
+        try await inner.reconciliationRuns(after: after, limit: limit)
+    }
+    open func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
+        try await inner.reconciliationItems(of: run, after: after, limit: limit)
+    }
+    open func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
+        try await inner.recordReconciliationItem(item, heal: heal)
+    }
     open func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
         try await inner.updateSaleLimits(id, to: limits)
     }

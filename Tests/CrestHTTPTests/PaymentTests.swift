@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CrestCore
 import CrestEngine
 import CrestPayments
@@ -5,6 +6,7 @@ import CrestSimulator
 import CrestStore
 import CrestTestSupport
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Testing
 
@@ -249,9 +251,9 @@ struct PaymentTests {
     }
 }
 
-@Suite("Settlement statements from the simulator")
+@Suite("Statements from the simulator")
 struct StatementTests {
-    @Test("the statement lists settled payments; injected discrepancies show in it")
+    @Test("the statement has a charge line per settled payment (fee, status now) and a refund line per refund, paged in JSON as in CSV")
     func statement() async throws {
         try await PaymentFixture.with { fixture in
             let sale = try await fixture.sale(stock: 5)
@@ -262,22 +264,45 @@ struct StatementTests {
                 try await fixture.pay(try await fixture.waitFor(order.id) { $0.payment != nil })
                 paid.append(try await fixture.waitFor(order.id) { $0.status == .paid })
             }
+            // Cancelled, then paid: refunded by Crest — a refund line.
+            let late = try await fixture.waitFor(try await fixture.order(sale, buyer: "late").id) { $0.payment != nil }
+            _ = try await fixture.engine.cancelOrder(late.id)
+            try await fixture.pay(late)
+            try await fixture.waitFor(late.id) { $0.status == .refunded }
             let end = Date().addingTimeInterval(5)
-            let rows = try await fixture.provider.statement(from: start, to: end)
-            #expect(Set(rows.map(\.reference)) == Set(paid.map(\.id.description)))
-            #expect(rows.allSatisfy { $0.amount == Money(amount: 499_900, currency: Currency("CNY")!) && $0.status == .succeeded })
 
-            var faults = SimulatorFaults()
-            faults.statementMissingRows = 1
-            faults.statementExtraRows = 2
-            faults.statementAmountMismatches = 1
-            fixture.simulator.faults = faults
-            let skewed = try await fixture.provider.statement(from: start, to: end)
-            #expect(skewed.count == 3 - 1 + 2)
-            let known = Set(paid.map(\.id.description))
-            #expect(skewed.count(where: { !known.contains($0.reference) }) == 2)
-            #expect(skewed.count(where: { known.contains($0.reference) && $0.amount.amount != 499_900 }) == 1)
+            let rows = try await fixture.provider.statement(from: start, to: end)
+            let charges = rows.filter { $0.kind == .charge }
+            #expect(Set(charges.map(\.reference)) == Set((paid + [late]).map(\.id.description)))
+            #expect(charges.allSatisfy { $0.amount == 499_900 && $0.currency == "CNY" && $0.fee == 2_999 })
+            #expect(charges.filter { $0.status == .succeeded }.count == 3)
+            let refunds = rows.filter { $0.kind == .refund }
+            #expect(refunds.map(\.reference) == [late.id.description] && refunds.first?.status == .refunded)
+            #expect(rows.allSatisfy { $0.createdAt >= start.addingTimeInterval(-1) && $0.settledAt >= $0.createdAt })
+            #expect(try await fixture.provider.statement(from: end, to: end.addingTimeInterval(60)).isEmpty)
+
+            // The same lines in pages of two, and as CSV.
+            let window = "from=\(Int(start.timeIntervalSince1970))&to=\(Int(end.timeIntervalSince1970))"
+            var paged: [String] = []
+            var after: String?
+            repeat {
+                let page = try await Self.get("/v1/statements?\(window)&format=json&limit=2\(after.map { "&after=\($0)" } ?? "")", fixture)
+                let json = try #require(try JSONSerialization.jsonObject(with: page) as? [String: Any])
+                paged += (json["lines"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                after = json["next"] as? String
+            } while after != nil
+            #expect(paged == rows.map(\.lineID))
+            let csv = String(decoding: try await Self.get("/v1/statements?\(window)", fixture), as: UTF8.self)
+            #expect(csv.split(separator: "\n").count == rows.count + 1)
+            #expect(csv.hasPrefix(ProviderAPI.statementHeader))
         }
+    }
+
+    static func get(_ path: String, _ fixture: PaymentFixture) async throws -> Data {
+        let response = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: "http://127.0.0.1:\(fixture.simulatorPort)\(path)"), timeout: .seconds(10))
+        #expect(response.status == .ok)
+        return Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
     }
 }
 

@@ -18,6 +18,26 @@ extension OrderLifecycle {
         handlers.register(PaymentJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
             try await Self.waitingOnOpenCircuit { try await refund(job.orderId, provider: provider) }
         }
+        handlers.register(ReconciliationJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
+            try await Self.waitingOnOpenCircuit { try await refundForReconciliation(job, provider: provider) }
+        }
+    }
+
+    /// A refund a reconciliation asked for: an extra charge, a charge for no order, or a refund the
+    /// provider lost. A payment the provider already shows refunded needs nothing more.
+    func refundForReconciliation(_ job: ReconciliationJobs.Refund, provider: any PaymentProvider) async throws -> JobResult {
+        do {
+            let refunded = try await provider.refund(paymentID: job.paymentId, idempotencyKey: job.idempotencyKey)
+            // The order's own payment (a lost refund): recorded as a webhook would be; an extra
+            // charge is no order's payment, and the store refuses it as a mismatch — nothing to record.
+            if let observation = refunded.observation() { _ = try? await record(observation) }
+        } catch ProviderError.rejected(let status, let detail) {
+            guard (try? await provider.payment(id: job.paymentId))?.status == .refunded else {
+                throw JobDiscardError("the provider refused the refund (\(status)): \(detail)")
+            }
+        }
+        logger.notice("payment refunded for reconciliation", metadata: ["payment": "\(job.paymentId)"])
+        return .completed
     }
 
     /// Creates the order's payment at the provider (idempotency key: the order id) and records it,

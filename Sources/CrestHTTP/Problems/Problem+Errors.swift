@@ -74,6 +74,12 @@ extension Problem {
             return problem
         case is RiskRuleNotFound:
             return Problem(kind: "risk-rule-not-found", title: "No such risk rule", status: .notFound)
+        case is ReconciliationRunNotFound:
+            return Problem(kind: "reconciliation-not-found", title: "No such reconciliation", status: .notFound)
+        case is NoPaymentProvider:
+            return Problem(
+                kind: "no-payment-provider", title: "This Crest has no payment provider to reconcile with", status: .conflict,
+                detail: "start crest serve with --provider-url")
         case let error as BuyerForbidden:
             var problem: Problem
             switch error {

@@ -49,6 +49,7 @@ package enum CrestHTTPServer {
         RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
         AuditRoutes(engine: engine).add(to: router, admin: admin)
+        ReconciliationRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(
             engine: engine, webhookSecret: providerWebhookSecret,
             refusals: WebhookRefusals(logger: Logger(label: "crest.webhooks"))

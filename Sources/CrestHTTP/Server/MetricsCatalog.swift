@@ -44,6 +44,9 @@ enum MetricsCatalog {
         "crest_connections_open": "HTTP connections open now.",
         "crest_connections_closed_total":
             "Connections the server closed itself, by reason: over_cap, header_timeout, body_timeout.",
+        "crest_reconciliation_runs_total": "Reconciliation runs by how they ended: finished, failed.",
+        "crest_reconciliation_differences_total":
+            "Differences reconciliation found between the provider's statement and Crest's books, by kind and resolution (healed, heal-under-way, reported).",
         "crest_rate_limited_total": "Order attempts refused for a rate limit (429), by scope: buyer, address, sale.",
         "crest_risk_refusals_total": "Order attempts refused by a risk rule (403), by rule type: buyer, address, velocity.",
         "crest_buyer_pass_refusals_total":

@@ -198,6 +198,7 @@ enum PostgresMigrations {
                 """
             ]
         ),
+        (10, "reconciliation", ReconciliationSchema.tables(text: "text", integer: "bigint", strict: "")),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -20,7 +20,7 @@ extension PostgresStore {
 
     /// One observation of a locked order inside the caller's transaction. Its checks come before
     /// its first write, so a refused observation leaves nothing behind.
-    private func record(_ observation: PaymentObservation, order: Order?, on connection: PostgresConnection, at now: Date)
+    func record(_ observation: PaymentObservation, order: Order?, on connection: PostgresConnection, at now: Date)
         async throws -> Result<PaymentRecord, PaymentRecordFailure>
     {
         let orderID = observation.orderID

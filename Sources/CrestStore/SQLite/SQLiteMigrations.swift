@@ -219,6 +219,11 @@ enum SQLiteMigrations {
                     ) STRICT
                     """)
         }
+        migrator.registerMigration("v11: reconciliation") { db in
+            for statement in ReconciliationSchema.tables(text: "TEXT", integer: "INTEGER", strict: " STRICT") {
+                try db.execute(sql: statement)
+            }
+        }
         return migrator
     }
 }

@@ -13,7 +13,7 @@ extension SQLiteStore {
 
     /// One observation inside the caller's transaction. Its checks come before its first write, so
     /// a refused observation leaves nothing behind.
-    private static func record(_ observation: PaymentObservation, in db: Database, at now: Date) throws
+    static func record(_ observation: PaymentObservation, in db: Database, at now: Date) throws
         -> Result<PaymentRecord, PaymentRecordFailure>
     {
         let orderID = observation.orderID

@@ -1,0 +1,131 @@
+import CrestCore
+import CrestPayments
+import CrestStore
+import Foundation
+import Logging
+import Metrics
+
+/// No reconciliation run has this id.
+package struct ReconciliationRunNotFound: DomainError, Hashable {
+    package init() {}
+}
+
+/// Reconciliation needs a payment provider, and this Crest has none (`--provider-url`).
+package struct NoPaymentProvider: DomainError, Hashable {
+    package init() {}
+}
+
+extension Engine {
+    /// How far past a window's end the statement and the orders are read: a payment is created a
+    /// moment after its order, so an order near the end of the window has its line just after it.
+    static let reconciliationMargin: TimeInterval = 900
+
+    /// Compares the provider's statement of the payments created in `from..<to` with Crest's books,
+    /// heals each difference that is safe to heal (through the store, with its audit record in the
+    /// heal's transaction) and reports the rest. Returns the run as it ended (`finished` or `failed`).
+    package func reconcile(from: Date, to: Date) async throws -> ReconciliationRun {
+        guard let provider else { throw NoPaymentProvider() }
+        guard from < to else { throw ValidationError(issues: [.init(field: "to", message: "must be after from")]) }
+        let started = ReconciliationRun(id: .make(now: clock()), from: from, to: to, startedAt: clock())
+        try await withStore("start a reconciliation") { try await store.createReconciliationRun(started) }
+        var run = started
+        do {
+            try await compare(&run, provider: provider)
+            run.state = .finished
+        } catch {
+            run.state = .failed
+            run.error = "\(error)"
+            logger.error("reconciliation failed", metadata: ["run": "\(run.id)", "error": "\(error)"])
+        }
+        run.finishedAt = clock()
+        let ended = run
+        try await withStore("finish a reconciliation") { try await store.updateReconciliationRun(ended) }
+        Counter(label: "crest_reconciliation_runs_total", dimensions: [("state", run.state.rawValue)]).increment()
+        logger.notice(
+            "reconciliation ended",
+            metadata: [
+                "run": "\(run.id)", "state": "\(run.state.rawValue)", "lines": "\(run.lines)", "healed": "\(run.healed)",
+                "reported": "\(run.reported)",
+            ])
+        return run
+    }
+
+    private func compare(_ run: inout ReconciliationRun, provider: any PaymentProvider) async throws {
+        let margin = Self.reconciliationMargin
+        let lines = try await provider.statement(from: run.from, to: run.to.addingTimeInterval(margin))
+        let orders = try await store.ordersWithPayment(
+            createdFrom: run.from.addingTimeInterval(-margin), to: run.to.addingTimeInterval(margin))
+        var byPayment: [String: Order] = [:]
+        for order in orders { if let payment = order.payment { byPayment[payment.id] = order } }
+        let (from, to) = (run.from, run.to)
+        func inWindow(_ date: Date) -> Bool { date >= from && date < to }
+
+        var sequence = 0
+        var onStatement = Set<String>()
+        for line in lines where line.kind == .charge {
+            onStatement.insert(line.paymentID)
+            var holder = byPayment[line.paymentID]
+            var referenced: Order?
+            if holder == nil, let id = OrderID(line.reference) {
+                referenced = try await store.order(id)
+                if let order = referenced, order.payment?.id == line.paymentID { holder = order }
+            }
+            // A line belongs to the window of its order's creation (of its own, with no order).
+            guard inWindow((holder ?? referenced)?.createdAt ?? line.createdAt) else { continue }
+            run.lines += 1
+            let differences = ReconciliationRules.differences(of: line, holder: holder, referenced: referenced)
+            if differences.isEmpty { run.matched += 1 }
+            for difference in differences {
+                sequence += 1
+                try await record(difference, sequence: sequence, in: &run)
+            }
+        }
+        for order in orders where inWindow(order.createdAt) {
+            guard let payment = order.payment, payment.status == .succeeded || payment.status == .refunded,
+                !onStatement.contains(payment.id)
+            else { continue }
+            sequence += 1
+            try await record(ReconciliationRules.missing(order), sequence: sequence, in: &run)
+        }
+    }
+
+    private func record(_ difference: Difference, sequence: Int, in run: inout ReconciliationRun) async throws {
+        let item = ReconciliationItem(
+            runID: run.id, sequence: sequence, kind: difference.kind, resolution: difference.heal == nil ? .reported : .healed,
+            paymentID: difference.paymentID, orderID: difference.orderID, before: difference.before,
+            after: difference.heal?.after ?? "", action: difference.heal?.action ?? "", at: clock())
+        let recorded = try await store.recordReconciliationItem(item, heal: difference.heal?.change)
+        switch recorded.resolution {
+        case .healed: run.healed += 1
+        case .healUnderWay: run.underWay += 1
+        case .reported: run.reported += 1
+        }
+        Counter(
+            label: "crest_reconciliation_differences_total",
+            dimensions: [("kind", recorded.kind.rawValue), ("resolution", recorded.resolution.rawValue)]
+        ).increment()
+        if recorded.resolution != .healUnderWay {
+            logger.notice(
+                "reconciliation difference",
+                metadata: [
+                    "run": "\(run.id)", "kind": "\(recorded.kind.rawValue)", "resolution": "\(recorded.resolution.rawValue)",
+                    "payment": "\(recorded.paymentID)", "order": "\(recorded.orderID.map { "\($0)" } ?? "")",
+                ])
+        }
+    }
+
+    package func reconciliationRun(_ id: ReconciliationRunID) async throws -> ReconciliationRun {
+        guard let run = try await withStore("read a reconciliation", { try await store.reconciliationRun(id) }) else {
+            throw ReconciliationRunNotFound()
+        }
+        return run
+    }
+
+    package func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun] {
+        try await withStore("list reconciliations") { try await store.reconciliationRuns(after: after, limit: limit) }
+    }
+
+    package func reconciliationItems(of id: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
+        try await withStore("read a reconciliation's items") { try await store.reconciliationItems(of: id, after: after, limit: limit) }
+    }
+}

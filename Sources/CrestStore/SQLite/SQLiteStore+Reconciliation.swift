@@ -1,0 +1,133 @@
+import CrestCore
+import Foundation
+import GRDB
+
+extension SQLiteStore {
+    public func ordersWithPayment(createdFrom from: Date, to: Date) async throws -> [Order] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(SQLiteRows.orderColumns) FROM orders
+                    WHERE payment_id IS NOT NULL AND created_at >= ? AND created_at < ? ORDER BY id
+                    """, arguments: [SQLiteRows.millis(from), SQLiteRows.millis(to)]
+            ).map(SQLiteRows.order)
+        }
+    }
+
+    public func createReconciliationRun(_ run: ReconciliationRun) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO reconciliation_runs (\(ReconciliationSchema.runColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: Self.arguments(run))
+        }
+    }
+
+    public func updateReconciliationRun(_ run: ReconciliationRun) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE reconciliation_runs SET state = ?, finished_at = ?, lines = ?, matched = ?, healed = ?,
+                        under_way = ?, reported = ?, error = ? WHERE id = ?
+                    """,
+                arguments: [
+                    run.state.rawValue, run.finishedAt.map(SQLiteRows.millis), run.lines, run.matched, run.healed,
+                    run.underWay, run.reported, run.error, run.id.description,
+                ])
+        }
+    }
+
+    public func reconciliationRun(_ id: ReconciliationRunID) async throws -> ReconciliationRun? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT \(ReconciliationSchema.runColumns) FROM reconciliation_runs WHERE id = ?",
+                arguments: [id.description]
+            ).map(Self.run)
+        }
+    }
+
+    public func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(ReconciliationSchema.runColumns) FROM reconciliation_runs
+                    WHERE ? IS NULL OR id < ? ORDER BY id DESC LIMIT ?
+                    """, arguments: [after?.description, after?.description, limit]
+            ).map(Self.run)
+        }
+    }
+
+    public func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(ReconciliationSchema.itemColumns) FROM reconciliation_items
+                    WHERE run_id = ? AND sequence > ? ORDER BY sequence LIMIT ?
+                    """, arguments: [run.description, after ?? 0, limit]
+            ).map(Self.item)
+        }
+    }
+
+    public func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
+        try await pool.write { db in
+            var item = item
+            if let heal, item.resolution == .healed {
+                let healedBefore =
+                    try Bool.fetchOne(
+                        db,
+                        sql: "SELECT 1 FROM reconciliation_items WHERE kind = ? AND payment_id = ? AND resolution = 'healed'",
+                        arguments: [item.kind.rawValue, item.paymentID]) ?? false
+                if healedBefore {
+                    item.resolution = .healUnderWay
+                    item.after = ""
+                } else {
+                    switch heal {
+                    case .observe(let observation):
+                        if case .failure(let failure) = try Self.record(observation, in: db, at: item.at) {
+                            item = ReconciliationSchema.refused(item, failure)
+                        }
+                    case .enqueue(let job):
+                        _ = try SQLiteJobs.insert(db, job, at: item.at)
+                    }
+                }
+            }
+            try db.execute(
+                sql: "INSERT INTO reconciliation_items (\(ReconciliationSchema.itemColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    item.runID.description, item.sequence, item.kind.rawValue, item.resolution.rawValue, item.paymentID,
+                    item.orderID?.description, item.before, item.after, item.action, SQLiteRows.millis(item.at),
+                ])
+            return item
+        }
+    }
+
+    private static func arguments(_ run: ReconciliationRun) -> StatementArguments {
+        [
+            run.id.description, SQLiteRows.millis(run.from), SQLiteRows.millis(run.to), run.state.rawValue,
+            SQLiteRows.millis(run.startedAt), run.finishedAt.map(SQLiteRows.millis), run.lines, run.matched, run.healed,
+            run.underWay, run.reported, run.error,
+        ]
+    }
+
+    private static func run(_ row: Row) throws -> ReconciliationRun {
+        ReconciliationRun(
+            id: try ReconciliationSchema.decode(ReconciliationRunID(row["id"] as String), "reconciliation_runs.id"),
+            from: SQLiteRows.date(row["window_from"]), to: SQLiteRows.date(row["window_to"]),
+            state: try ReconciliationSchema.decode(ReconciliationRun.State(rawValue: row["state"]), "reconciliation_runs.state"),
+            startedAt: SQLiteRows.date(row["started_at"]), finishedAt: (row["finished_at"] as Int64?).map(SQLiteRows.date),
+            lines: row["lines"], matched: row["matched"], healed: row["healed"], underWay: row["under_way"],
+            reported: row["reported"], error: row["error"])
+    }
+
+    private static func item(_ row: Row) throws -> ReconciliationItem {
+        ReconciliationItem(
+            runID: try ReconciliationSchema.decode(ReconciliationRunID(row["run_id"] as String), "reconciliation_items.run_id"),
+            sequence: row["sequence"],
+            kind: try ReconciliationSchema.decode(DifferenceKind(rawValue: row["kind"]), "reconciliation_items.kind"),
+            resolution: try ReconciliationSchema.decode(Resolution(rawValue: row["resolution"]), "reconciliation_items.resolution"),
+            paymentID: row["payment_id"], orderID: (row["order_id"] as String?).flatMap(OrderID.init), before: row["books_before"],
+            after: row["books_after"], action: row["action"], at: SQLiteRows.date(row["recorded_at"]))
+    }
+}

@@ -1,0 +1,156 @@
+import CrestCore
+import CrestStore
+import CrestTestSupport
+import Foundation
+import Testing
+
+@Suite("Store conformance: reconciliation")
+struct ReconciliationConformanceTests {
+    static func run(at now: Date) -> ReconciliationRun {
+        ReconciliationRun(id: .make(now: now), from: now.addingTimeInterval(-3600), to: now, startedAt: now)
+    }
+
+    static func item(_ run: ReconciliationRun, _ sequence: Int, _ kind: DifferenceKind, payment: String, order: OrderID?, healed: Bool)
+        -> ReconciliationItem
+    {
+        ReconciliationItem(
+            runID: run.id, sequence: sequence, kind: kind, resolution: healed ? .healed : .reported, paymentID: payment,
+            orderID: order, before: "provider: succeeded", after: healed ? "paid" : "", action: healed ? "healed" : "",
+            at: millisecondNow())
+    }
+
+    static func success(_ order: Order, _ payment: String) -> ReconciliationHeal {
+        .observe(PaymentObservation(orderID: order.id, payment: OrderPayment(id: payment, status: .succeeded, payURL: nil)))
+    }
+
+    @Test("a run is stored, updated when it ends, and listed newest first", arguments: StoreKind.allCases)
+    func runs(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let now = millisecondNow()
+            var first = Self.run(at: now)
+            let second = Self.run(at: now.addingTimeInterval(1))
+            try await store.createReconciliationRun(first)
+            try await store.createReconciliationRun(second)
+            first.state = .finished
+            first.finishedAt = now.addingTimeInterval(2)
+            (first.lines, first.matched, first.healed, first.underWay, first.reported) = (10, 6, 2, 1, 1)
+            try await store.updateReconciliationRun(first)
+            #expect(try await store.reconciliationRun(first.id) == first)
+            #expect(try await store.reconciliationRun(.make()) == nil)
+            #expect(try await store.reconciliationRuns(after: nil, limit: 10).map(\.id) == [second.id, first.id])
+            #expect(try await store.reconciliationRuns(after: second.id, limit: 10).map(\.id) == [first.id])
+        }
+    }
+
+    @Test("a heal and its record commit together: the observed success pays the order, the item says so", arguments: StoreKind.allCases)
+    func healWithRecord(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (sale, orders) = try await TransitionConformanceTests.pendingOrders(1, on: store)
+            let run = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(run)
+            let item = Self.item(run, 1, .succeededNotRecorded, payment: "pi_1", order: orders[0].id, healed: true)
+            let recorded = try await store.recordReconciliationItem(item, heal: Self.success(orders[0], "pi_1"))
+            #expect(recorded == item)
+            #expect(try await store.order(orders[0].id)?.status == .paid)
+            #expect(try await store.sale(sale.id)?.stock.sold == 1)
+            #expect(try await store.reconciliationItems(of: run.id, after: nil, limit: 10) == [item])
+        }
+    }
+
+    @Test("a heal made before, by this run or an earlier one, is not made again: the item is heal-under-way", arguments: StoreKind.allCases)
+    func healedOnce(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let now = millisecondNow()
+            let first = Self.run(at: now)
+            let second = Self.run(at: now.addingTimeInterval(1))
+            try await store.createReconciliationRun(first)
+            try await store.createReconciliationRun(second)
+            let refund = ReconciliationHeal.enqueue(ReconciliationJobs.refunding("pi_extra", key: "reconcile-refund-pi_extra"))
+            let healed = try await store.recordReconciliationItem(
+                Self.item(first, 1, .duplicateCharge, payment: "pi_extra", order: nil, healed: true), heal: refund)
+            #expect(healed.resolution == .healed)
+            let again = try await store.recordReconciliationItem(
+                Self.item(second, 1, .duplicateCharge, payment: "pi_extra", order: nil, healed: true), heal: refund)
+            #expect(again.resolution == .healUnderWay && again.after.isEmpty)
+            let jobs = try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10)
+            #expect(jobs.count == 1)
+            #expect(try jobs.map { try ReconciliationJobs.refund.parameters(of: $0).paymentId } == ["pi_extra"])
+        }
+    }
+
+    @Test("an observation the store refuses heals nothing: the item is reported with the reason", arguments: StoreKind.allCases)
+    func refusedHeal(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (_, orders) = try await TransitionConformanceTests.pendingOrders(1, on: store)
+            _ = try await store.recordPayment(
+                PaymentObservation(orderID: orders[0].id, payment: OrderPayment(id: "pi_own", status: .created, payURL: nil)),
+                at: millisecondNow())
+            let run = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(run)
+            let recorded = try await store.recordReconciliationItem(
+                Self.item(run, 1, .succeededNotRecorded, payment: "pi_other", order: orders[0].id, healed: true),
+                heal: Self.success(orders[0], "pi_other"))
+            #expect(recorded.resolution == .reported)
+            #expect(recorded.action.hasPrefix("not healed:"), "\(recorded.action)")
+            #expect(try await store.order(orders[0].id)?.status == .pendingPayment)
+        }
+    }
+
+    @Test("a heal whose record cannot be written is undone with it: neither is kept", arguments: StoreKind.allCases)
+    func healAndRecordTogether(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (sale, orders) = try await TransitionConformanceTests.pendingOrders(1, on: store)
+            let run = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(run)
+            _ = try await store.recordReconciliationItem(
+                Self.item(run, 1, .amountDiffers, payment: "pi_1", order: orders[0].id, healed: false), heal: nil)
+            // Sequence 1 is taken: the record fails after the heal was made in its transaction.
+            await #expect(throws: (any Error).self) {
+                try await store.recordReconciliationItem(
+                    Self.item(run, 1, .succeededNotRecorded, payment: "pi_1", order: orders[0].id, healed: true),
+                    heal: Self.success(orders[0], "pi_1"))
+            }
+            #expect(try await store.order(orders[0].id)?.status == .pendingPayment)
+            #expect(try await store.order(orders[0].id)?.payment == nil)
+            #expect(try await store.sale(sale.id)?.stock.sold == 0)
+            #expect(try await store.reconciliationItems(of: run.id, after: nil, limit: 10).map(\.kind) == [.amountDiffers])
+        }
+    }
+
+    @Test("items are read in sequence order, a page after a sequence", arguments: StoreKind.allCases)
+    func itemsPaged(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let run = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(run)
+            for sequence in 1...5 {
+                _ = try await store.recordReconciliationItem(
+                    Self.item(run, sequence, .missingFromStatement, payment: "pi_\(sequence)", order: .make(), healed: false), heal: nil)
+            }
+            #expect(try await store.reconciliationItems(of: run.id, after: nil, limit: 2).map(\.sequence) == [1, 2])
+            #expect(try await store.reconciliationItems(of: run.id, after: 2, limit: 10).map(\.sequence) == [3, 4, 5])
+            #expect(try await store.reconciliationItems(of: .make(), after: nil, limit: 10).isEmpty)
+        }
+    }
+
+    @Test("Crest's side of a window: the orders with a payment created in it", arguments: StoreKind.allCases)
+    func ordersWithPayment(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let now = millisecondNow()
+            let sale = makeSale(stock: 5, startsAt: now.addingTimeInterval(-3 * 3600))
+            try await store.createSale(sale)
+            let orders = try await store.reserve([
+                reservation(sale, key: "old", buyer: "a", at: now.addingTimeInterval(-7200)),
+                reservation(sale, key: "in", buyer: "b", at: now.addingTimeInterval(-60)),
+                reservation(sale, key: "unpaid", buyer: "c", at: now.addingTimeInterval(-60)),
+            ]).outcomes.compactMap(\.order)
+            try #require(orders.count == 3)
+            for order in [orders[0], orders[1]] {
+                _ = try await store.recordPayment(
+                    PaymentObservation(orderID: order.id, payment: OrderPayment(id: "pi_\(order.buyer)", status: .created, payURL: nil)),
+                    at: now)
+            }
+            let found = try await store.ordersWithPayment(createdFrom: now.addingTimeInterval(-3600), to: now)
+            #expect(found.map(\.id) == [orders[1].id])
+        }
+    }
+}
