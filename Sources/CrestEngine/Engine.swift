@@ -46,6 +46,7 @@ package final class Engine: Sendable {
     let saleLimits = SaleLimitsCache()
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
+    let reconcileEvery: Duration?
     let logger: Logger
     let clock: @Sendable () -> Date
     /// The clock itself, for the services that wait on it.
@@ -62,6 +63,7 @@ package final class Engine: Sendable {
         self.gateIdleTimeout = configuration.gateIdleTimeout
         self.writePath = configuration.writePath.map { WritePathLimit($0, clock: crestClock) }
         self.provider = provider
+        self.reconcileEvery = configuration.reconcileEvery
         self.logger = logger
         let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }
         self.clock = clock
@@ -93,6 +95,10 @@ package final class Engine: Sendable {
             handlers: {
                 var handlers = lifecycle.handlers
                 deliverer.register(in: &handlers)
+                if let provider {
+                    Reconciler(store: store, provider: provider, logger: logger, clock: clock)
+                        .registerSchedule(in: &handlers, every: configuration.reconcileEvery)
+                }
                 return handlers.byKind
             }(),
             configuration: configuration.jobs, logger: logger, clock: crestClock)

@@ -16,11 +16,13 @@ package struct EngineConfiguration: Sendable {
     package var expiry: ExpiryPolicy
     /// The adaptive concurrency limit of order attempts (`WritePathLimit`); `nil`: none.
     package var writePath: WritePathLimitConfiguration?
+    /// How often the scheduled reconciliation runs (with a provider); `nil`: never.
+    package var reconcileEvery: Duration?
 
     package init(
         batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
-        expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil
+        expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil, reconcileEvery: Duration? = nil
     ) {
         self.batchWindow = batchWindow
         self.maxBatchSize = maxBatchSize
@@ -29,6 +31,7 @@ package struct EngineConfiguration: Sendable {
         self.jobs = jobs
         self.expiry = expiry
         self.writePath = writePath
+        self.reconcileEvery = reconcileEvery
     }
 }
 
@@ -42,13 +45,20 @@ package struct ExpiryPolicy: Sendable {
     /// While the provider cannot be asked, expiry retries (with the job backoff) for this long past
     /// `expiresAt`; then the order expires without the provider's word (a later success is refunded).
     package var unreachableGrace: Duration
+    /// Before the expiry, an awaited payment is checked at the provider this long after its
+    /// creation, then after pauses that grow with the order's age up to `driftCheckLongest`.
+    package var driftCheckFirst: Duration
+    package var driftCheckLongest: Duration
 
     package init(
         processingGrace: Duration = .seconds(120), processingRecheck: Duration = .seconds(5),
-        unreachableGrace: Duration = .seconds(600)
+        unreachableGrace: Duration = .seconds(600), driftCheckFirst: Duration = .seconds(60),
+        driftCheckLongest: Duration = .seconds(300)
     ) {
         self.processingGrace = processingGrace
         self.processingRecheck = processingRecheck
         self.unreachableGrace = unreachableGrace
+        self.driftCheckFirst = driftCheckFirst
+        self.driftCheckLongest = driftCheckLongest
     }
 }

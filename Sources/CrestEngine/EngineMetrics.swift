@@ -24,6 +24,11 @@ struct EngineMetrics: Sendable {
     /// Answers of the payment provider that Crest refused to act on, by reason.
     static let providerAnswersRefusedLabel = "crest_provider_answers_refused_total"
 
+    /// A payment whose final status the janitor learned from the provider, its webhook lost.
+    func countDrift(_ status: PaymentStatus) {
+        Counter(label: "crest_payment_drift_healed_total", dimensions: [("status", status.rawValue)]).increment()
+    }
+
     func countProviderAnswerRefused(_ reason: String) {
         Counter(label: Self.providerAnswersRefusedLabel, dimensions: [("reason", reason)]).increment()
     }

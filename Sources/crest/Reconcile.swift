@@ -79,7 +79,8 @@ struct ReconcileCommand: AsyncParsableCommand {
             let order = (item["orderId"] as? String).map { " order \($0)" } ?? ""
             let action = (item["action"] as? String).flatMap { $0.isEmpty ? nil : " — \($0)" } ?? ""
             lines.append(
-                "  \(item["resolution"] as? String ?? "")  \(item["kind"] as? String ?? "")  payment \(item["paymentId"] as? String ?? "")\(order)\(action)")
+                "  \(item["resolution"] as? String ?? "")  \(item["kind"] as? String ?? "")  payment \(item["paymentId"] as? String ?? "")\(order)\(action)"
+            )
         }
         return lines.joined(separator: "\n")
     }

@@ -50,6 +50,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: Options.jobLease.help) var jobLeaseSeconds: Int?
 
+    @Option(help: Options.reconcileEvery.help) var reconcileEveryMinutes: Int?
+
     @Option(help: TextSetting.logLevel.help) var logLevel: String?
 
     static let otlpEndpoint = TextSetting(
@@ -70,6 +72,7 @@ struct Serve: AsyncParsableCommand {
         let gateIdleSeconds = try Options.gateIdle.resolve(gateIdleSeconds, in: settings)
         let jobWorkers = try Options.jobWorkers.resolve(jobWorkers, in: settings)
         let jobLease = try Options.jobLease.resolve(jobLeaseSeconds, in: settings)
+        let reconcileMinutes = try Options.reconcileEvery.resolve(reconcileEveryMinutes, in: settings)
         let levelName = TextSetting.logLevel.value(logLevel, in: settings)
         let tracing = try TracingSettings(
             endpoint: Self.otlpEndpoint.resolve(otlpEndpoint, in: settings),
@@ -113,8 +116,13 @@ struct Serve: AsyncParsableCommand {
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
-                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease)), writePath: writePath),
+                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease)), writePath: writePath,
+                reconcileEvery: reconcileMinutes > 0 ? .seconds(reconcileMinutes * 60) : nil),
             logger: logger, provider: provider)
+        if reconcileMinutes > 0 {
+            guard provider != nil else { throw ValidationError("--reconcile-every-minutes needs --provider-url") }
+            try await engine.scheduleReconciliation()
+        }
         let started = StartedFlag()
         let lag = LagMonitor()
         let app = Application(
@@ -173,6 +181,11 @@ extension Serve {
         static let jobWorkers = IntSetting(
             name: "job workers", env: "CREST_JOB_WORKERS", defaultValue: 100, range: 1...1_024,
             meaning: "Jobs run at the same time (order expiry, payment creation and confirmation, webhooks)")
+        static let reconcileEvery = IntSetting(
+            name: "reconcile every", env: "CREST_RECONCILE_EVERY_MINUTES", defaultValue: 0, range: 0...10_080,
+            unit: " minutes",
+            meaning:
+                "Reconcile with the provider's statement this often, over the last two intervals (one node at a time); 0: only when asked")
         static let jobLease = IntSetting(
             name: "job lease", env: "CREST_JOB_LEASE_SECONDS", defaultValue: 30, range: 1...3_600, unit: " seconds",
             meaning: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it")

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CrestCore
 import CrestEngine
+import CrestFixtures
 import CrestPayments
 import CrestSimulator
 import CrestStore
@@ -186,6 +187,37 @@ struct PaymentTests {
             #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
             #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 2, available: 1, reserved: 0, sold: 1))
             #expect(fixture.dispatcher.statistics.delivered == 0)
+        }
+    }
+
+    @Test(
+        "before the expiry, the janitor asks the provider about an awaited payment: a success or failure whose webhook was lost is recorded and counted"
+    )
+    func driftCheck() async throws {
+        var faults = SimulatorFaults()
+        faults.webhookDropRate = 1
+        let clock = AdjustableClock()
+        try await PaymentFixture.with(faults: faults, clock: clock) { fixture in
+            let sale = try await fixture.sale(stock: 3, paymentWindowSeconds: 900)
+            let paid = try await fixture.waitFor(try await fixture.order(sale, buyer: "ana").id) { $0.payment != nil }
+            let failed = try await fixture.waitFor(try await fixture.order(sale, buyer: "bob").id) { $0.payment != nil }
+            let untouched = try await fixture.waitFor(try await fixture.order(sale, buyer: "cid").id) { $0.payment != nil }
+            try await fixture.pay(paid)
+            try await fixture.pay(failed, outcome: .failed)
+            let succeededBefore = TestMetrics.value(of: #"crest_payment_drift_healed_total{status="succeeded"}"#) ?? 0
+            let failedBefore = TestMetrics.value(of: #"crest_payment_drift_healed_total{status="failed"}"#) ?? 0
+            #expect(try await fixture.engine.order(paid.id).status == .pendingPayment, "the webhook was dropped")
+            clock.advance(by: .seconds(61))
+            try await fixture.waitFor(paid.id) { $0.status == .paid }
+            try await fixture.waitFor(failed.id) { $0.payment?.status == .failed }
+            #expect(try await fixture.engine.order(failed.id).status == .pendingPayment, "a failed payment may be tried again")
+            #expect(try await fixture.engine.order(untouched.id).payment?.status == .created)
+            #expect(TestMetrics.value(of: #"crest_payment_drift_healed_total{status="succeeded"}"#) ?? 0 >= succeededBefore + 1)
+            #expect(TestMetrics.value(of: #"crest_payment_drift_healed_total{status="failed"}"#) ?? 0 >= failedBefore + 1)
+            // The unpaid ones stay checked until their window; the paid one's check is done.
+            let checks = try await fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.check.name), after: nil, limit: 10)
+            let live = Set(checks.filter(\.state.isLive).compactMap { try? PaymentJobs.check.parameters(of: $0).orderId })
+            #expect(live == [failed.id, untouched.id], "\(checks)")
         }
     }
 

@@ -103,6 +103,43 @@ struct ReconciliationTests {
         }
     }
 
+    @Test("the scheduled reconciliation runs every interval on the clock, heals a lost success, and stays one live job")
+    func scheduled() async throws {
+        let clock = AdjustableClock()
+        var configuration = PaymentFixture.engineConfiguration
+        configuration.reconcileEvery = .seconds(600)
+        configuration.expiry.driftCheckFirst = .seconds(86_400)  // only the reconciliation finds the lost success
+        try await PaymentFixture.with(engineConfiguration: configuration, clock: clock) { fixture in
+            try await fixture.engine.scheduleReconciliation()
+            try await fixture.engine.scheduleReconciliation()  // a second node starting: still one schedule
+            let sale = try await fixture.sale()
+            let order = try await fixture.waitFor(try await fixture.order(sale, buyer: "ana").id) { $0.payment != nil }
+            var faults = SimulatorFaults()
+            faults.successWebhookLossRate = 1
+            fixture.simulator.faults = faults
+            try await fixture.pay(order)
+            #expect(try await fixture.engine.order(order.id).status == .pendingPayment)
+            for round in 1...2 {
+                // The schedule is asleep (snoozed) before the clock moves past its time.
+                let asleep = try await eventually(timeout: .seconds(60)) {
+                    try await fixture.store.jobs(matching: JobFilter(kind: ReconciliationJobs.schedule.name), after: nil, limit: 1)
+                        .first?.state == .scheduled
+                }
+                #expect(asleep)
+                clock.advance(by: .seconds(601))
+                let ran = try await eventually(timeout: .seconds(60)) {
+                    try await fixture.engine.reconciliationRuns(after: nil, limit: 10).count == round
+                }
+                #expect(ran, "round \(round): no scheduled run")
+            }
+            #expect(try await fixture.engine.order(order.id).status == .paid)
+            let runs = try await fixture.engine.reconciliationRuns(after: nil, limit: 10)
+            #expect(runs.map(\.healed) == [0, 1], "the newest first: healed once, then nothing")
+            let schedules = try await fixture.store.jobs(matching: JobFilter(kind: ReconciliationJobs.schedule.name), after: nil, limit: 10)
+            #expect(schedules.count == 1 && schedules[0].state.isLive, "\(schedules)")
+        }
+    }
+
     @Test("without a payment provider there is nothing to reconcile with: 409 no-payment-provider")
     func noProvider() async throws {
         try await HTTPFixture.with { fixture in

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where a payment stands at the provider.
 ///
 /// Provider notifications can come twice, late or out of order, so the state machine only moves
@@ -66,6 +68,14 @@ public enum PaymentJobs {
     public static let create = JobKind<OrderJob>("payment.create", maxAttempts: 25)
     /// Refunds a payment that succeeded after its order was cancelled or expired.
     public static let refund = JobKind<OrderJob>("payment.refund", maxAttempts: 25)
+    /// Asks the provider how an awaited payment stands, again and again with growing pauses until
+    /// the order ends: a success (or failure) whose webhook was lost is found before the expiry.
+    public static let check = JobKind<OrderJob>("payment.check", maxAttempts: 25)
+
+    /// The check of the order's payment, first due at `runAt`: one live per order.
+    public static func checking(_ id: OrderID, at runAt: Date) -> NewJob {
+        check.job(OrderJob(orderId: id), runAt: runAt, uniqueKey: "\(check.name):\(id)")
+    }
 
     public static func creation(of id: OrderID) -> NewJob {
         create.job(OrderJob(orderId: id), uniqueKey: "\(create.name):\(id)")

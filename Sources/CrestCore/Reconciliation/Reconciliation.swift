@@ -143,4 +143,20 @@ public enum ReconciliationJobs {
     public static func refunding(_ paymentID: String, key: String) -> NewJob {
         refund.job(Refund(paymentId: paymentID, idempotencyKey: key), uniqueKey: "\(refund.name):\(paymentID)")
     }
+
+    /// The scheduled reconciliation: one live job across nodes, snoozing between runs.
+    public static let schedule = JobKind<Schedule>("reconcile.scheduled", maxAttempts: 25)
+
+    public struct Schedule: JobParameters {
+        public var everySeconds: Int
+
+        public init(everySeconds: Int) { self.everySeconds = everySeconds }
+    }
+
+    /// The schedule's job, first due one interval from `now`.
+    public static func scheduled(every: Duration, at now: Date) -> NewJob {
+        let seconds = Int(every.components.seconds)
+        return schedule.job(
+            Schedule(everySeconds: seconds), runAt: now.addingTimeInterval(Double(seconds)), uniqueKey: schedule.name)
+    }
 }

@@ -18,6 +18,9 @@ extension OrderLifecycle {
         handlers.register(PaymentJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
             try await Self.waitingOnOpenCircuit { try await refund(job.orderId, provider: provider) }
         }
+        handlers.register(PaymentJobs.check, timeout: .seconds(30), backoff: backoff) { _, job in
+            try await Self.waitingOnOpenCircuit { try await checkPayment(job.orderId, provider: provider) }
+        }
         handlers.register(ReconciliationJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
             try await Self.waitingOnOpenCircuit { try await refundForReconciliation(job, provider: provider) }
         }
@@ -57,7 +60,40 @@ extension OrderLifecycle {
         } catch let taken as PaymentTakenError {
             try await paymentTaken(taken)
         }
+        _ = try await store.enqueue(
+            [PaymentJobs.checking(order.id, at: clock().addingTimeInterval(expiry.driftCheckFirst.seconds))], at: clock())
         return .completed
+    }
+
+    /// The janitor of an awaited payment: asks the provider how it stands and records what changed
+    /// without a webhook (counted as drift), then checks again after a pause as long as the order's
+    /// age (between `driftCheckFirst` and `driftCheckLongest`) — until the order ends, or its window
+    /// does (the expiry asks the provider itself).
+    func checkPayment(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
+        let order = try await order(id)
+        guard order.status == .pendingPayment, let payment = order.payment else { return .completed }
+        let now = clock()
+        guard now < order.expiresAt else { return .completed }
+        let current: ProviderPayment
+        do {
+            current = try await provider.payment(id: payment.id)
+        } catch ProviderError.notFound, ProviderError.rejected {
+            return .completed
+        }
+        if current.status != payment.status, let observation = current.observation() {
+            let record = try await record(observation)
+            if record.order.payment?.status != payment.status, current.status == .succeeded || current.status == .failed {
+                metrics.countDrift(current.status)
+                logger.notice(
+                    "payment status drift healed: the provider's word came without a webhook",
+                    metadata: ["order": "\(order.id)", "payment": "\(payment.id)", "status": "\(current.status.rawValue)"])
+            }
+            if record.order.status != .pendingPayment { return .completed }
+        }
+        let age = now.timeIntervalSince(order.createdAt)
+        let pause = min(max(age, expiry.driftCheckFirst.seconds), expiry.driftCheckLongest.seconds)
+        guard now.addingTimeInterval(pause) < order.expiresAt else { return .completed }
+        return .snooze(.milliseconds(Int64(pause * 1000)))
     }
 
     /// The provider gave this order a payment id that another order holds — its answer cannot be

@@ -15,22 +15,26 @@ package struct NoPaymentProvider: DomainError, Hashable {
     package init() {}
 }
 
-extension Engine {
+/// Compares the provider's statement of a window with Crest's books: each difference healed when
+/// it is safe (through the store, with its audit record in the heal's transaction), reported when not.
+struct Reconciler: Sendable {
     /// How far past a window's end the statement and the orders are read: a payment is created a
     /// moment after its order, so an order near the end of the window has its line just after it.
-    static let reconciliationMargin: TimeInterval = 900
+    static let margin: TimeInterval = 900
 
-    /// Compares the provider's statement of the payments created in `from..<to` with Crest's books,
-    /// heals each difference that is safe to heal (through the store, with its audit record in the
-    /// heal's transaction) and reports the rest. Returns the run as it ended (`finished` or `failed`).
-    package func reconcile(from: Date, to: Date) async throws -> ReconciliationRun {
-        guard let provider else { throw NoPaymentProvider() }
-        guard from < to else { throw ValidationError(issues: [.init(field: "to", message: "must be after from")]) }
+    let store: any Store
+    let provider: any PaymentProvider
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    /// Runs a reconciliation of the payments created in `from..<to`; returns it as it ended
+    /// (`finished`, or `failed` with the reason). Throws only when the run cannot be recorded.
+    func reconcile(from: Date, to: Date) async throws -> ReconciliationRun {
         let started = ReconciliationRun(id: .make(now: clock()), from: from, to: to, startedAt: clock())
-        try await withStore("start a reconciliation") { try await store.createReconciliationRun(started) }
+        try await store.createReconciliationRun(started)
         var run = started
         do {
-            try await compare(&run, provider: provider)
+            try await compare(&run)
             run.state = .finished
         } catch {
             run.state = .failed
@@ -38,8 +42,7 @@ extension Engine {
             logger.error("reconciliation failed", metadata: ["run": "\(run.id)", "error": "\(error)"])
         }
         run.finishedAt = clock()
-        let ended = run
-        try await withStore("finish a reconciliation") { try await store.updateReconciliationRun(ended) }
+        try await store.updateReconciliationRun(run)
         Counter(label: "crest_reconciliation_runs_total", dimensions: [("state", run.state.rawValue)]).increment()
         logger.notice(
             "reconciliation ended",
@@ -50,11 +53,10 @@ extension Engine {
         return run
     }
 
-    private func compare(_ run: inout ReconciliationRun, provider: any PaymentProvider) async throws {
-        let margin = Self.reconciliationMargin
-        let lines = try await provider.statement(from: run.from, to: run.to.addingTimeInterval(margin))
+    private func compare(_ run: inout ReconciliationRun) async throws {
+        let lines = try await provider.statement(from: run.from, to: run.to.addingTimeInterval(Self.margin))
         let orders = try await store.ordersWithPayment(
-            createdFrom: run.from.addingTimeInterval(-margin), to: run.to.addingTimeInterval(margin))
+            createdFrom: run.from.addingTimeInterval(-Self.margin), to: run.to.addingTimeInterval(Self.margin))
         var byPayment: [String: Order] = [:]
         for order in orders { if let payment = order.payment { byPayment[payment.id] = order } }
         let (from, to) = (run.from, run.to)
@@ -111,6 +113,45 @@ extension Engine {
                     "run": "\(run.id)", "kind": "\(recorded.kind.rawValue)", "resolution": "\(recorded.resolution.rawValue)",
                     "payment": "\(recorded.paymentID)", "order": "\(recorded.orderID.map { "\($0)" } ?? "")",
                 ])
+        }
+    }
+
+    /// The scheduled reconciliation (`crest serve --reconcile-every-minutes`): one job, live on one
+    /// node at a time (its unique key), that reconciles the last two intervals and snoozes for one.
+    /// Overlapping windows leave no gap; a heal is made once whatever the overlap.
+    func registerSchedule(in handlers: inout JobHandlers, every configured: Duration?) {
+        handlers.register(ReconciliationJobs.schedule, timeout: .seconds(900)) { _, _ in
+            // A node started without the schedule ends it (every node should be given the same).
+            guard let every = configured else { return .completed }
+            let now = clock()
+            do {
+                _ = try await reconcile(from: now.addingTimeInterval(-2 * every.seconds), to: now)
+            } catch {
+                logger.error("scheduled reconciliation not recorded", metadata: ["error": "\(error)"])
+            }
+            return .snooze(every)
+        }
+    }
+}
+
+extension Engine {
+    var reconciler: Reconciler? {
+        provider.map { Reconciler(store: store, provider: $0, logger: logger, clock: clock) }
+    }
+
+    /// Compares the provider's statement of the payments created in `from..<to` with Crest's books
+    /// (`Reconciler`). Returns the run as it ended (`finished` or `failed`).
+    package func reconcile(from: Date, to: Date) async throws -> ReconciliationRun {
+        guard let reconciler else { throw NoPaymentProvider() }
+        guard from < to else { throw ValidationError(issues: [.init(field: "to", message: "must be after from")]) }
+        return try await withStore("reconcile") { try await reconciler.reconcile(from: from, to: to) }
+    }
+
+    /// Puts the scheduled reconciliation in the job queue, unless it is there already (any node's).
+    package func scheduleReconciliation() async throws {
+        guard let every = reconcileEvery, provider != nil else { return }
+        _ = try await withStore("schedule reconciliation") {
+            try await store.enqueue([ReconciliationJobs.scheduled(every: every, at: clock())], at: clock())
         }
     }
 

@@ -44,6 +44,8 @@ enum MetricsCatalog {
         "crest_connections_open": "HTTP connections open now.",
         "crest_connections_closed_total":
             "Connections the server closed itself, by reason: over_cap, header_timeout, body_timeout.",
+        "crest_payment_drift_healed_total":
+            "Awaited payments whose final status (succeeded, failed) Crest learned by asking the provider before the expiry, their webhook lost, by status.",
         "crest_reconciliation_runs_total": "Reconciliation runs by how they ended: finished, failed.",
         "crest_reconciliation_differences_total":
             "Differences reconciliation found between the provider's statement and Crest's books, by kind and resolution (healed, heal-under-way, reported).",
