@@ -14,16 +14,19 @@ import Metrics
 package final class GuardedProvider: PaymentProvider {
     package struct Configuration: Sendable {
         package var timeout: Duration
+        /// A whole statement (all its pages) is one call that may take much longer than a payment's.
+        package var statementTimeout: Duration
         package var attempts: Int
         package var retryBase: Duration
         package var maxInFlight: Int
         package var breaker: CircuitBreaker.Configuration
 
         package init(
-            timeout: Duration = .seconds(3), attempts: Int = 3, retryBase: Duration = .milliseconds(100),
-            maxInFlight: Int = 64, breaker: CircuitBreaker.Configuration = .init()
+            timeout: Duration = .seconds(3), statementTimeout: Duration = .seconds(120), attempts: Int = 3,
+            retryBase: Duration = .milliseconds(100), maxInFlight: Int = 64, breaker: CircuitBreaker.Configuration = .init()
         ) {
             self.timeout = timeout
+            self.statementTimeout = statementTimeout
             self.attempts = max(1, attempts)
             self.retryBase = retryBase
             self.maxInFlight = maxInFlight
@@ -83,16 +86,16 @@ package final class GuardedProvider: PaymentProvider {
     }
 
     package func statement(from: Date, to: Date) async throws -> [StatementRow] {
-        try await call("statement") { try await $0.statement(from: from, to: to) }
+        try await call("statement", timeout: configuration.statementTimeout) { try await $0.statement(from: from, to: to) }
     }
 
     private func call<T: Sendable>(
-        _ name: String, _ body: @escaping @Sendable (any PaymentProvider) async throws -> T
+        _ name: String, timeout: Duration? = nil, _ body: @escaping @Sendable (any PaymentProvider) async throws -> T
     ) async throws -> T {
         var attempt = 1
         while true {
             do {
-                return try await once(name, body)
+                return try await once(name, timeout: timeout ?? configuration.timeout, body)
             } catch let error as ProviderError {
                 guard case .unavailable = error, attempt < configuration.attempts else { throw error }
                 let delay = configuration.retryBase * (1 << (attempt - 1))
@@ -103,7 +106,7 @@ package final class GuardedProvider: PaymentProvider {
     }
 
     private func once<T: Sendable>(
-        _ name: String, _ body: @escaping @Sendable (any PaymentProvider) async throws -> T
+        _ name: String, timeout: Duration, _ body: @escaping @Sendable (any PaymentProvider) async throws -> T
     ) async throws -> T {
         do {
             try breaker.acquire()
@@ -122,7 +125,6 @@ package final class GuardedProvider: PaymentProvider {
         defer { bulkhead.leave() }
         let started = ContinuousClock.now
         let provider = self.provider
-        let timeout = configuration.timeout
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(provider) }

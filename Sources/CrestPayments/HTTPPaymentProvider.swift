@@ -62,7 +62,7 @@ package struct HTTPPaymentProvider: PaymentProvider {
         var rows: [StatementRow] = []
         var after: String?
         repeat {
-            var path = "/v1/statements?\(window)&format=json&limit=1000"
+            var path = "/v1/statements?\(window)&format=json&limit=10000"
             if let after { path += "&after=\(after)" }
             let data = try await send(.GET, path)
             guard let page = try? decoder.decode(ProviderAPI.StatementPage.self, from: data) else {

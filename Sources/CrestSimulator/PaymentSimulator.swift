@@ -217,6 +217,8 @@ package final class PaymentSimulator: Sendable {
             state.intents[id] = intent
             state.refundKeys[key] = id
             state.refunded[id] = intent.updated
+            // A refund lost before and asked again is made now: that loss is no difference any more.
+            state.injected.removeAll { $0.kind == .refundLost && $0.paymentId == id }
             return .success((intent, true))
         }
         let (intent, isNew) = try result.get()

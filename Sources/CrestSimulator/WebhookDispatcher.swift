@@ -29,7 +29,7 @@ package final class WebhookDispatcher: Service, Sendable {
     private let http: HTTPClient
     private let logger: Logger
     private let maxAttempts: Int
-    private let counts = Mutex((emitted: 0, delivered: 0, failedAttempts: 0))
+    private let counts = Mutex((emitted: 0, delivered: 0, failedAttempts: 0, givenUp: 0))
     /// Set by the simulator that owns this dispatcher: its faults and random source.
     private let source = Mutex<PaymentSimulator?>(nil)
     private let encoder: JSONEncoder = {
@@ -49,8 +49,9 @@ package final class WebhookDispatcher: Service, Sendable {
     /// Where events go from now on (e.g. once the receiver listens and its port is known).
     package func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
 
-    /// Events emitted, events delivered (2xx), and delivery attempts that failed.
-    package var statistics: (emitted: Int, delivered: Int, failedAttempts: Int) { counts.withLock { $0 } }
+    /// Events emitted, events delivered (2xx), delivery attempts that failed, and events given up
+    /// (every attempt failed, or nowhere to send them). Emitted = delivered + given up once quiet.
+    package var statistics: (emitted: Int, delivered: Int, failedAttempts: Int, givenUp: Int) { counts.withLock { $0 } }
 
     func attach(_ simulator: PaymentSimulator) { source.withLock { $0 = simulator } }
 
@@ -71,6 +72,7 @@ package final class WebhookDispatcher: Service, Sendable {
                     let random = simulator?.random ?? SeededRandom(seed: 1)
                     if random.chance(faults.webhookDropRate) {
                         logger.info("webhook dropped (fault)", metadata: ["event": "\(event.id)"])
+                        counts.withLock { $0.givenUp += 1 }
                         continue
                     }
                     let copies = random.chance(faults.webhookDuplicateRate) ? 2 : 1
@@ -94,6 +96,7 @@ package final class WebhookDispatcher: Service, Sendable {
             guard !Task.isCancelled else { return }
             guard let target = target.withLock({ $0 }) else {
                 logger.warning("no webhook URL configured; event not sent", metadata: ["event": "\(event.id)"])
+                counts.withLock { $0.givenUp += 1 }
                 return
             }
             var request = HTTPClientRequest(url: target.url)
@@ -117,6 +120,7 @@ package final class WebhookDispatcher: Service, Sendable {
             counts.withLock { $0.failedAttempts += 1 }
             try? await Task.sleep(for: .milliseconds(min(5_000, 100 << (attempt - 1))))
         }
+        counts.withLock { $0.givenUp += 1 }
         logger.warning("webhook given up", metadata: ["event": "\(event.id)"])
     }
 }

@@ -126,12 +126,15 @@ public protocol Store: JobQueue {
     /// A run's items in sequence order, starting after the sequence `after`.
     func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem]
 
-    /// Records a difference a run found and, for a heal, makes its change in the same transaction:
-    /// both or neither are written. A heal of the same kind for the same payment made before (by
-    /// this run or an earlier one) is not made again: the item is recorded `heal-under-way`. An
-    /// observation the store refuses (`PaymentRecordFailure`) heals nothing: the item is recorded
-    /// `reported`, with the reason. Returns the item as recorded.
-    func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem
+    /// Records differences a run found and, for each heal, makes its change, all in one transaction:
+    /// a heal and its record are written both or neither. Heals are idempotent: an observation goes
+    /// through the payment state machine; a refund job has a unique key, and while an earlier
+    /// heal's job is live the item is recorded `heal-under-way` and nothing is enqueued (once it
+    /// ran and the difference is still there — the provider lost that refund too — the heal is
+    /// made again, with the same idempotency key at the provider). A heal the store refuses (an
+    /// observation `PaymentRecordFailure` refuses, an order no longer as the heal found it) heals
+    /// nothing: the item is recorded `reported`, with the reason. Returns the items as recorded.
+    func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem]
 
     /// What delivering one event to one endpoint needs: the endpoint (`nil` once deleted), the
     /// event, the order, and whether every earlier event of the order reached this endpoint.

@@ -100,6 +100,14 @@ struct ReconciliationRulesTests {
         #expect(Self.judge(Self.line(.refunded, reference: "\(expired.id)"), holder: expired) == [.refundNotRecorded])
     }
 
+    @Test("failed there after Crest recorded its success on an ended order: healed by recording the failure")
+    func failedNotRecorded() {
+        let expired = Self.order(.expired, payment: ("pi_1", .succeeded))
+        let found = ReconciliationRules.differences(of: Self.line(.failed, reference: "\(expired.id)"), holder: expired, referenced: nil)
+        #expect(found.map(\.kind) == [.failedNotRecorded])
+        #expect(found.first?.heal?.change == .markFailed(orderID: expired.id, paymentID: "pi_1"))
+    }
+
     @Test("failed or refunded there while paid here, another amount or currency: reported, never healed")
     func reported() {
         let paid = Self.order(.paid)

@@ -31,8 +31,8 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
         try await inner.reconciliationItems(of: run, after: after, limit: limit)
     }
-    open func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
-        try await inner.recordReconciliationItem(item, heal: heal)
+    open func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
+        try await inner.recordReconciliationItems(records)
     }
     open func updateSaleLimits(_ id: SaleID, to limits: SaleLimits) async throws -> Sale? {
         try await inner.updateSaleLimits(id, to: limits)

@@ -53,6 +53,9 @@ public enum DifferenceKind: String, Sendable, Hashable, Codable, CaseIterable {
     /// Refunded at the provider; Crest still has the payment succeeded on an ended order.
     /// Healed: the refund is recorded.
     case refundNotRecorded = "refund-not-recorded"
+    /// Failed at the provider (after saying it succeeded); Crest has the payment succeeded on an
+    /// ended order, and owes a refund of money that never came. Healed: the payment is recorded failed.
+    case failedNotRecorded = "failed-not-recorded"
     /// A second charge for an order that has its payment. Healed: the extra charge is refunded.
     case duplicateCharge = "duplicate-charge"
     /// A charge whose reference is no order. Healed: refunded.
@@ -121,6 +124,20 @@ public enum ReconciliationHeal: Sendable, Hashable {
     case observe(PaymentObservation)
     /// A job to run (a refund at the provider).
     case enqueue(NewJob)
+    /// The payment of an ended order recorded as failed (no stock or money moves): only while the
+    /// order is still cancelled or expired with that payment succeeded.
+    case markFailed(orderID: OrderID, paymentID: String)
+}
+
+/// A difference to record, with the heal to make in the same transaction (`nil`: reported).
+public struct ReconciliationRecord: Sendable, Hashable {
+    public var item: ReconciliationItem
+    public var heal: ReconciliationHeal?
+
+    public init(item: ReconciliationItem, heal: ReconciliationHeal?) {
+        self.item = item
+        self.heal = heal
+    }
 }
 
 /// The jobs reconciliation enqueues.

@@ -62,7 +62,7 @@ struct Reconciler: Sendable {
         let (from, to) = (run.from, run.to)
         func inWindow(_ date: Date) -> Bool { date >= from && date < to }
 
-        var sequence = 0
+        var batch = Batch(run: run)
         var onStatement = Set<String>()
         for line in lines where line.kind == .charge {
             onStatement.insert(line.paymentID)
@@ -74,45 +74,63 @@ struct Reconciler: Sendable {
             }
             // A line belongs to the window of its order's creation (of its own, with no order).
             guard inWindow((holder ?? referenced)?.createdAt ?? line.createdAt) else { continue }
-            run.lines += 1
+            batch.run.lines += 1
             let differences = ReconciliationRules.differences(of: line, holder: holder, referenced: referenced)
-            if differences.isEmpty { run.matched += 1 }
-            for difference in differences {
-                sequence += 1
-                try await record(difference, sequence: sequence, in: &run)
-            }
+            if differences.isEmpty { batch.run.matched += 1 }
+            for difference in differences { try await batch.add(difference, reconciler: self) }
         }
         for order in orders where inWindow(order.createdAt) {
             guard let payment = order.payment, payment.status == .succeeded || payment.status == .refunded,
                 !onStatement.contains(payment.id)
             else { continue }
-            sequence += 1
-            try await record(ReconciliationRules.missing(order), sequence: sequence, in: &run)
+            try await batch.add(ReconciliationRules.missing(order), reconciler: self)
         }
+        try await batch.flush(reconciler: self)
+        run = batch.run
     }
 
-    private func record(_ difference: Difference, sequence: Int, in run: inout ReconciliationRun) async throws {
-        let item = ReconciliationItem(
-            runID: run.id, sequence: sequence, kind: difference.kind, resolution: difference.heal == nil ? .reported : .healed,
-            paymentID: difference.paymentID, orderID: difference.orderID, before: difference.before,
-            after: difference.heal?.after ?? "", action: difference.heal?.action ?? "", at: clock())
-        let recorded = try await store.recordReconciliationItem(item, heal: difference.heal?.change)
-        switch recorded.resolution {
-        case .healed: run.healed += 1
-        case .healUnderWay: run.underWay += 1
-        case .reported: run.reported += 1
+    /// The differences found and not yet written: written (with their heals) a few hundred per
+    /// transaction — a run with thousands of differences is not thousands of commits.
+    struct Batch {
+        static let size = 256
+        var run: ReconciliationRun
+        var sequence = 0
+        var pending: [ReconciliationRecord] = []
+
+        mutating func add(_ difference: Difference, reconciler: Reconciler) async throws {
+            sequence += 1
+            let item = ReconciliationItem(
+                runID: run.id, sequence: sequence, kind: difference.kind,
+                resolution: difference.heal == nil ? .reported : .healed, paymentID: difference.paymentID,
+                orderID: difference.orderID, before: difference.before, after: difference.heal?.after ?? "",
+                action: difference.heal?.action ?? "", at: reconciler.clock())
+            pending.append(ReconciliationRecord(item: item, heal: difference.heal?.change))
+            if pending.count >= Self.size { try await flush(reconciler: reconciler) }
         }
-        Counter(
-            label: "crest_reconciliation_differences_total",
-            dimensions: [("kind", recorded.kind.rawValue), ("resolution", recorded.resolution.rawValue)]
-        ).increment()
-        if recorded.resolution != .healUnderWay {
-            logger.notice(
-                "reconciliation difference",
-                metadata: [
-                    "run": "\(run.id)", "kind": "\(recorded.kind.rawValue)", "resolution": "\(recorded.resolution.rawValue)",
-                    "payment": "\(recorded.paymentID)", "order": "\(recorded.orderID.map { "\($0)" } ?? "")",
-                ])
+
+        mutating func flush(reconciler: Reconciler) async throws {
+            guard !pending.isEmpty else { return }
+            let recorded = try await reconciler.store.recordReconciliationItems(pending)
+            pending.removeAll(keepingCapacity: true)
+            for item in recorded {
+                switch item.resolution {
+                case .healed: run.healed += 1
+                case .healUnderWay: run.underWay += 1
+                case .reported: run.reported += 1
+                }
+                Counter(
+                    label: "crest_reconciliation_differences_total",
+                    dimensions: [("kind", item.kind.rawValue), ("resolution", item.resolution.rawValue)]
+                ).increment()
+                if item.resolution != .healUnderWay {
+                    reconciler.logger.notice(
+                        "reconciliation difference",
+                        metadata: [
+                            "run": "\(run.id)", "kind": "\(item.kind.rawValue)", "resolution": "\(item.resolution.rawValue)",
+                            "payment": "\(item.paymentID)", "order": "\(item.orderID.map { "\($0)" } ?? "")",
+                        ])
+                }
+            }
         }
     }
 

@@ -96,6 +96,17 @@ enum ReconciliationRules {
                     heal: .init(change: observe(order, .refunded), after: "refunded", action: "recorded the provider's refund")))
         case (.failed, .paid):
             report(.failedButPaid)
+        case (.failed, .cancelled), (.failed, .expired):
+            // Crest took the success (and owes a refund of money that never came).
+            if order.payment?.status == .succeeded {
+                found.append(
+                    Difference(
+                        kind: .failedNotRecorded, paymentID: line.paymentID, orderID: order.id, before: books(order),
+                        heal: .init(
+                            change: .markFailed(orderID: order.id, paymentID: line.paymentID),
+                            after: "\(order.status.rawValue), its payment failed",
+                            action: "recorded the provider's failure: no refund is owed")))
+            }
         default:
             break
         }

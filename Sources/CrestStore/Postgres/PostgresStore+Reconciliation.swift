@@ -59,42 +59,43 @@ extension PostgresStore {
         ).map(Self.item)
     }
 
-    public func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
+    public func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
         try await transaction { connection in
-            var item = item
-            if let heal, item.resolution == .healed {
-                let healedBefore = try await connection.query(
-                    """
-                    SELECT 1 FROM reconciliation_items
-                    WHERE kind = \(item.kind.rawValue) AND payment_id = \(item.paymentID) AND resolution = 'healed'
-                    """, logger: self.logger
-                ).collect()
-                if !healedBefore.isEmpty {
-                    item.resolution = .healUnderWay
-                    item.after = ""
-                } else {
-                    switch heal {
-                    case .observe(let observation):
-                        let orders = try await PostgresOrders.lock([observation.orderID], on: connection, logger: self.logger)
-                        let result = try await self.record(
-                            observation, order: orders[observation.orderID], on: connection, at: item.at)
-                        if case .failure(let failure) = result { item = ReconciliationSchema.refused(item, failure) }
-                    case .enqueue(let job):
-                        _ = try await PostgresJobs.insert(job, at: item.at, on: connection, logger: self.logger)
-                    }
+            var recorded: [ReconciliationItem] = []
+            for record in records { recorded.append(try await self.record(record, on: connection)) }
+            return recorded
+        }
+    }
+
+    private func record(_ record: ReconciliationRecord, on connection: PostgresConnection) async throws -> ReconciliationItem {
+        var item = record.item
+        if let heal = record.heal, item.resolution == .healed {
+            switch heal {
+            case .observe(let observation):
+                let orders = try await PostgresOrders.lock([observation.orderID], on: connection, logger: logger)
+                let result = try await self.record(observation, order: orders[observation.orderID], on: connection, at: item.at)
+                if case .failure(let failure) = result { item = ReconciliationSchema.refused(item, failure) }
+            case .enqueue(let job):
+                if try await PostgresJobs.insert(job, at: item.at, on: connection, logger: logger).duplicate {
+                    item = ReconciliationSchema.underWay(item)
+                }
+            case .markFailed(let orderID, let paymentID):
+                var query = PostgresQuery(unsafeSQL: ReconciliationSchema.markFailedSQL + " RETURNING 1")
+                query.binds.append(orderID.description, context: .default)
+                query.binds.append(paymentID, context: .default)
+                if try await connection.query(query, logger: logger).collect().isEmpty {
+                    item = ReconciliationSchema.changed(item)
                 }
             }
-            // Two runs healing at once: the unique index refuses the second heal's row, and its
-            // transaction (its heal with it) rolls back.
-            try await connection.query(
-                """
-                INSERT INTO reconciliation_items (\(unescaped: ReconciliationSchema.itemColumns))
-                VALUES (\(item.runID.description), \(item.sequence), \(item.kind.rawValue), \(item.resolution.rawValue),
-                    \(item.paymentID), \(item.orderID?.description), \(item.before), \(item.after), \(item.action),
-                    \(PostgresRows.millis(item.at)))
-                """, logger: self.logger)
-            return item
         }
+        try await connection.query(
+            """
+            INSERT INTO reconciliation_items (\(unescaped: ReconciliationSchema.itemColumns))
+            VALUES (\(item.runID.description), \(item.sequence), \(item.kind.rawValue), \(item.resolution.rawValue),
+                \(item.paymentID), \(item.orderID?.description), \(item.before), \(item.after), \(item.action),
+                \(PostgresRows.millis(item.at)))
+            """, logger: logger)
+        return item
     }
 
     private static func run(_ row: PostgresRow) throws -> ReconciliationRun {

@@ -37,8 +37,7 @@ enum ReconciliationSchema {
                 PRIMARY KEY (run_id, sequence)
             )\(strict)
             """,
-            // A difference is healed once: a later run finds the heal and does not make it again.
-            "CREATE UNIQUE INDEX reconciliation_heals ON reconciliation_items (kind, payment_id) WHERE resolution = 'healed'",
+            "CREATE INDEX reconciliation_items_by_payment ON reconciliation_items (payment_id)",
             "CREATE INDEX orders_with_payment_by_created ON orders (created_at) WHERE payment_id IS NOT NULL",
         ]
     }
@@ -53,6 +52,12 @@ enum ReconciliationSchema {
         return value
     }
 
+    /// The payment of an ended order marked failed, when it is still as the heal found it.
+    static let markFailedSQL = """
+        UPDATE orders SET payment_status = 'failed'
+        WHERE id = $1 AND payment_id = $2 AND payment_status = 'succeeded' AND status IN ('cancelled', 'expired')
+        """
+
     /// What becomes of an item whose heal was refused by the store.
     static func refused(_ item: ReconciliationItem, _ failure: PaymentRecordFailure) -> ReconciliationItem {
         var item = item
@@ -60,6 +65,29 @@ enum ReconciliationSchema {
         item.after = ""
         item.action = "not healed: \(failure)"
         return item
+    }
+
+    /// An earlier heal's refund job is still live (its unique key): this one is the same heal.
+    static func underWay(_ item: ReconciliationItem) -> ReconciliationItem {
+        var item = item
+        item.resolution = .healUnderWay
+        item.after = ""
+        return item
+    }
+
+    static func changed(_ item: ReconciliationItem) -> ReconciliationItem {
+        var item = item
+        item.resolution = .reported
+        item.after = ""
+        item.action = "not healed: the order changed since the statement was read"
+        return item
+    }
+}
+
+extension Store {
+    /// One difference, as `recordReconciliationItems` records it.
+    public func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
+        try await recordReconciliationItems([ReconciliationRecord(item: item, heal: heal)])[0]
     }
 }
 

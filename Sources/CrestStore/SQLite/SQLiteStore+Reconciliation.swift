@@ -70,37 +70,37 @@ extension SQLiteStore {
         }
     }
 
-    public func recordReconciliationItem(_ item: ReconciliationItem, heal: ReconciliationHeal?) async throws -> ReconciliationItem {
+    public func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
         try await pool.write { db in
-            var item = item
-            if let heal, item.resolution == .healed {
-                let healedBefore =
-                    try Bool.fetchOne(
-                        db,
-                        sql: "SELECT 1 FROM reconciliation_items WHERE kind = ? AND payment_id = ? AND resolution = 'healed'",
-                        arguments: [item.kind.rawValue, item.paymentID]) ?? false
-                if healedBefore {
-                    item.resolution = .healUnderWay
-                    item.after = ""
-                } else {
-                    switch heal {
-                    case .observe(let observation):
-                        if case .failure(let failure) = try Self.record(observation, in: db, at: item.at) {
-                            item = ReconciliationSchema.refused(item, failure)
-                        }
-                    case .enqueue(let job):
-                        _ = try SQLiteJobs.insert(db, job, at: item.at)
-                    }
-                }
-            }
-            try db.execute(
-                sql: "INSERT INTO reconciliation_items (\(ReconciliationSchema.itemColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                arguments: [
-                    item.runID.description, item.sequence, item.kind.rawValue, item.resolution.rawValue, item.paymentID,
-                    item.orderID?.description, item.before, item.after, item.action, SQLiteRows.millis(item.at),
-                ])
-            return item
+            try records.map { try Self.record($0, in: db) }
         }
+    }
+
+    private static func record(_ record: ReconciliationRecord, in db: Database) throws -> ReconciliationItem {
+        var item = record.item
+        if let heal = record.heal, item.resolution == .healed {
+            switch heal {
+            case .observe(let observation):
+                if case .failure(let failure) = try Self.record(observation, in: db, at: item.at) {
+                    item = ReconciliationSchema.refused(item, failure)
+                }
+            case .enqueue(let job):
+                if try SQLiteJobs.insert(db, job, at: item.at).duplicate { item = ReconciliationSchema.underWay(item) }
+            case .markFailed(let orderID, let paymentID):
+                try db.cachedStatement(
+                    sql: ReconciliationSchema.markFailedSQL.replacingOccurrences(of: "$1", with: "?1")
+                        .replacingOccurrences(of: "$2", with: "?2")
+                ).execute(arguments: [orderID.description, paymentID])
+                if db.changesCount == 0 { item = ReconciliationSchema.changed(item) }
+            }
+        }
+        try db.cachedStatement(
+            sql: "INSERT INTO reconciliation_items (\(ReconciliationSchema.itemColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [
+            item.runID.description, item.sequence, item.kind.rawValue, item.resolution.rawValue, item.paymentID,
+            item.orderID?.description, item.before, item.after, item.action, SQLiteRows.millis(item.at),
+        ])
+        return item
     }
 
     private static func arguments(_ run: ReconciliationRun) -> StatementArguments {

@@ -57,24 +57,61 @@ struct ReconciliationConformanceTests {
         }
     }
 
-    @Test("a heal made before, by this run or an earlier one, is not made again: the item is heal-under-way", arguments: StoreKind.allCases)
-    func healedOnce(kind: StoreKind) async throws {
+    @Test(
+        "a refund heal is made once while its job is live (heal-under-way); once it ran and the difference is still there, it is made again",
+        arguments: StoreKind.allCases)
+    func refundHealedOnce(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let now = millisecondNow()
-            let first = Self.run(at: now)
-            let second = Self.run(at: now.addingTimeInterval(1))
-            try await store.createReconciliationRun(first)
-            try await store.createReconciliationRun(second)
+            let runs = (0..<3).map { Self.run(at: now.addingTimeInterval(Double($0))) }
+            for run in runs { try await store.createReconciliationRun(run) }
             let refund = ReconciliationHeal.enqueue(ReconciliationJobs.refunding("pi_extra", key: "reconcile-refund-pi_extra"))
-            let healed = try await store.recordReconciliationItem(
-                Self.item(first, 1, .duplicateCharge, payment: "pi_extra", order: nil, healed: true), heal: refund)
-            #expect(healed.resolution == .healed)
-            let again = try await store.recordReconciliationItem(
-                Self.item(second, 1, .duplicateCharge, payment: "pi_extra", order: nil, healed: true), heal: refund)
+            func heal(_ run: ReconciliationRun) async throws -> ReconciliationItem {
+                try await store.recordReconciliationItem(
+                    Self.item(run, 1, .duplicateCharge, payment: "pi_extra", order: nil, healed: true), heal: refund)
+            }
+            #expect(try await heal(runs[0]).resolution == .healed)
+            let again = try await heal(runs[1])
             #expect(again.resolution == .healUnderWay && again.after.isEmpty)
-            let jobs = try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10)
+            var jobs = try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10)
             #expect(jobs.count == 1)
             #expect(try jobs.map { try ReconciliationJobs.refund.parameters(of: $0).paymentId } == ["pi_extra"])
+            // The job ran (and the provider lost the refund): the next run heals again.
+            let claimed = try await store.claimJobs(limit: 1, worker: "w", lease: .seconds(30), at: now)
+            try await store.finishJobs([JobFinish(lease: claimed.jobs[0].lease(worker: "w"), completion: .completed)], at: now)
+            #expect(try await heal(runs[2]).resolution == .healed)
+            jobs = try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10)
+            #expect(jobs.map(\.state).sorted { $0.rawValue < $1.rawValue } == [.available, .completed])
+        }
+    }
+
+    @Test(
+        "an ended order's payment the provider failed is marked failed, only while the order is as the heal found it",
+        arguments: StoreKind.allCases)
+    func markFailed(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (_, orders) = try await TransitionConformanceTests.pendingOrders(2, on: store)
+            let now = millisecondNow()
+            for order in orders {
+                _ = try await store.transition(order.id, by: .expire, at: now)
+                _ = try await store.recordPayment(
+                    PaymentObservation(orderID: order.id, payment: OrderPayment(id: "pi_\(order.buyer)", status: .succeeded, payURL: nil)),
+                    at: now)
+            }
+            let run = Self.run(at: now)
+            try await store.createReconciliationRun(run)
+            let marked = try await store.recordReconciliationItem(
+                Self.item(run, 1, .failedNotRecorded, payment: "pi_b1", order: orders[0].id, healed: true),
+                heal: .markFailed(orderID: orders[0].id, paymentID: "pi_b1"))
+            #expect(marked.resolution == .healed)
+            #expect(try await store.order(orders[0].id)?.payment?.status == .failed)
+            #expect(try await store.order(orders[0].id)?.status == .expired)
+            // Not the order's payment: nothing changes, the item is reported.
+            let refused = try await store.recordReconciliationItem(
+                Self.item(run, 2, .failedNotRecorded, payment: "pi_other", order: orders[1].id, healed: true),
+                heal: .markFailed(orderID: orders[1].id, paymentID: "pi_other"))
+            #expect(refused.resolution == .reported && refused.action.hasPrefix("not healed"))
+            #expect(try await store.order(orders[1].id)?.payment?.status == .succeeded)
         }
     }
 
