@@ -29,100 +29,56 @@ struct Payments: AsyncParsableCommand {
     @Option(help: "How long a timed-out call hangs at the simulator, ms.") var timeoutMs = 5_000
 
     func run() async throws {
-        let logger = quietLogger()
-        let secret = "bench-webhook-secret"
         var faults = SimulatorFaults()
         faults.timeoutRate = timeoutRate
         faults.timeoutMs = timeoutMs
-        let dispatcher = WebhookDispatcher(target: nil, http: .shared, logger: logger)
-        let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1", faults: faults), events: dispatcher)
-        let simulatorPort = Locked<Int?>(nil)
-        let simulatorApp = Application(
-            router: SimulatorServer.router(simulator: simulator),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in simulatorPort.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-
-        try await withTemporaryStore { store, _ in
-            let simulatorGroup = ServiceGroup(services: [dispatcher, simulatorApp], logger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { servers in
-                servers.addTask { try await simulatorGroup.run() }
-                let simPort = try await Self.port(of: simulatorPort)
-                let providerHTTP = HTTPPaymentProvider.makeClient(connections: GuardedProvider.Configuration().maxInFlight)
-                let provider = GuardedProvider(
-                    HTTPPaymentProvider(http: providerHTTP, baseURL: "http://127.0.0.1:\(simPort)"), logger: logger)
-                let engine = Engine(store: store, logger: logger, provider: provider)
-                let crestPort = Locked<Int?>(nil)
-                let crestApp = Application(
-                    router: CrestHTTPServer.router(
-                        // Orders are placed on the engine here; only the provider's webhooks use HTTP.
-                        engine: engine, adminToken: "bench", buyerAuthentication: .off,
-                        metrics: PrometheusCollectorRegistry(), providerWebhookSecret: secret),
-                    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                    onServerRunning: { channel in crestPort.withLock { $0 = channel.localAddress?.port } },
-                    logger: logger)
-                let crestGroup = ServiceGroup(
-                    services: [engine.batcherService, engine.jobRunnerService, crestApp], logger: logger)
-                servers.addTask { try await crestGroup.run() }
-                let port = try await Self.port(of: crestPort)
-                dispatcher.setTarget(.init(url: "http://127.0.0.1:\(port)/v1/webhooks/provider", secret: secret))
-
-                let sale = try await engine.createSale(
-                    SaleDraft(
-                        sku: "BENCH", title: "Payments benchmark", price: Money(amount: 100, currency: Currency("CNY")!),
-                        stock: Int64(orders)))
-                let started = ContinuousClock.now
-                let placed: [OrderID?] = await concurrently(orders, width: concurrency) { index in
-                    guard
-                        let order = try? await engine.placeOrder(
-                            OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
-                        ).order
-                    else { return nil }
-                    // The buyer pays as soon as there is something to pay.
-                    while true {
-                        if let payment = try? await engine.order(order.id).payment {
-                            _ = try? simulator.simulate(payment.id, outcome: .succeeded)
-                            return order.id
-                        }
-                        try? await Task.sleep(for: .milliseconds(10))
+        try await PaymentLoop.run(faults: faults) { loop in
+            let (engine, simulator, provider, dispatcher) = (loop.engine, loop.simulator, loop.provider, loop.dispatcher)
+            let sale = try await engine.createSale(
+                SaleDraft(
+                    sku: "BENCH", title: "Payments benchmark", price: Money(amount: 100, currency: Currency("CNY")!),
+                    stock: Int64(orders)))
+            let started = ContinuousClock.now
+            let placed: [OrderID?] = await concurrently(orders, width: concurrency) { index in
+                guard
+                    let order = try? await engine.placeOrder(
+                        OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
+                    ).order
+                else { return nil }
+                // The buyer pays as soon as there is something to pay.
+                while true {
+                    if let payment = try? await engine.order(order.id).payment {
+                        _ = try? simulator.simulate(payment.id, outcome: .succeeded)
+                        return order.id
                     }
+                    try? await Task.sleep(for: .milliseconds(10))
                 }
-                while try await engine.sale(sale.id).stock.sold < Int64(orders) {
-                    try await Task.sleep(for: .milliseconds(5))
-                }
-                let elapsed = ContinuousClock.now - started
-                var latencies: [Double] = []
-                for id in placed.compactMap({ $0 }) {
-                    let events = try await engine.events(of: id)
-                    if let created = events.first(where: { $0.kind == .created }),
-                        let paid = events.first(where: { $0.kind == .paid })
-                    {
-                        latencies.append(paid.occurredAt.timeIntervalSince(created.occurredAt) * 1000)
-                    }
-                }
-                latencies.sort()
-                func percentile(_ p: Double) -> String {
-                    String(format: "%.1f", latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))])
-                }
-                let breaker = provider.status.breaker
-                print(
-                    "orders=\(orders) concurrency=\(concurrency) timeout_rate=\(timeoutRate) paid=\(latencies.count)"
-                        + " settled_per_s=\(format(Double(orders) / elapsed.seconds))"
-                        + " order_to_paid_ms p50=\(percentile(0.5)) p90=\(percentile(0.9)) p99=\(percentile(0.99))"
-                        + " max=\(String(format: "%.1f", latencies.last ?? 0))"
-                        + " breaker_opened=\(breaker.opened) webhooks=\(dispatcher.statistics.delivered)")
-                await crestGroup.triggerGracefulShutdown()
-                await simulatorGroup.triggerGracefulShutdown()
-                try await servers.waitForAll()
-                try await providerHTTP.shutdown()
             }
+            while try await engine.sale(sale.id).stock.sold < Int64(orders) {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            let elapsed = ContinuousClock.now - started
+            var latencies: [Double] = []
+            for id in placed.compactMap({ $0 }) {
+                let events = try await engine.events(of: id)
+                if let created = events.first(where: { $0.kind == .created }),
+                    let paid = events.first(where: { $0.kind == .paid })
+                {
+                    latencies.append(paid.occurredAt.timeIntervalSince(created.occurredAt) * 1000)
+                }
+            }
+            latencies.sort()
+            func percentile(_ p: Double) -> String {
+                String(format: "%.1f", latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))])
+            }
+            let breaker = provider.status.breaker
+            print(
+                "orders=\(orders) concurrency=\(concurrency) timeout_rate=\(timeoutRate) paid=\(latencies.count)"
+                    + " settled_per_s=\(format(Double(orders) / elapsed.seconds))"
+                    + " order_to_paid_ms p50=\(percentile(0.5)) p90=\(percentile(0.9)) p99=\(percentile(0.99))"
+                    + " max=\(String(format: "%.1f", latencies.last ?? 0))"
+                    + " breaker_opened=\(breaker.opened) webhooks=\(dispatcher.statistics.delivered)")
         }
     }
 
-    static func port(of slot: Locked<Int?>) async throws -> Int {
-        for _ in 0..<500 {
-            if let port = slot.value { return port }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        throw ValidationError("a server did not start")
-    }
 }

@@ -31,8 +31,6 @@ struct Reconcile: AsyncParsableCommand {
     @Option(help: "Orders placed at once.") var concurrency = 64
 
     func run() async throws {
-        let logger = quietLogger()
-        let secret = "bench-webhook-secret"
         var faults = SimulatorFaults()
         faults.successWebhookLossRate = rate
         faults.failAfterSuccessRate = rate
@@ -42,129 +40,95 @@ struct Reconcile: AsyncParsableCommand {
         faults.duplicateChargeRate = rate
         faults.orphanChargeRate = rate
         faults.refundLossRate = refundLossRate
-        let dispatcher = WebhookDispatcher(target: nil, http: .shared, logger: logger)
-        let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1", faults: faults), events: dispatcher)
-        let simulatorPort = Locked<Int?>(nil)
-        let simulatorApp = Application(
-            router: SimulatorServer.router(simulator: simulator),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in simulatorPort.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-
-        try await withTemporaryStore { store, _ in
-            let simulatorGroup = ServiceGroup(services: [dispatcher, simulatorApp], logger: logger)
-            try await withThrowingTaskGroup(of: Void.self) { servers in
-                servers.addTask { try await simulatorGroup.run() }
-                let simPort = try await Payments.port(of: simulatorPort)
-                let providerHTTP = HTTPPaymentProvider.makeClient(connections: GuardedProvider.Configuration().maxInFlight)
-                let provider = GuardedProvider(
-                    HTTPPaymentProvider(http: providerHTTP, baseURL: "http://127.0.0.1:\(simPort)"), logger: logger)
-                var configuration = EngineConfiguration()
-                configuration.expiry.driftCheckFirst = .seconds(86_400)
-                let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider)
-                let crestPort = Locked<Int?>(nil)
-                let crestApp = Application(
-                    router: CrestHTTPServer.router(
-                        engine: engine, adminToken: "bench", buyerAuthentication: .off,
-                        metrics: PrometheusCollectorRegistry(), providerWebhookSecret: secret),
-                    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                    onServerRunning: { channel in crestPort.withLock { $0 = channel.localAddress?.port } },
-                    logger: logger)
-                let crestGroup = ServiceGroup(
-                    services: [engine.batcherService, engine.jobRunnerService, crestApp], logger: logger)
-                servers.addTask { try await crestGroup.run() }
-                let port = try await Payments.port(of: crestPort)
-                dispatcher.setTarget(.init(url: "http://127.0.0.1:\(port)/v1/webhooks/provider", secret: secret))
-
-                let start = Date().addingTimeInterval(-1)
-                let sale = try await engine.createSale(
-                    SaleDraft(
-                        sku: "BENCH", title: "Reconciliation benchmark", price: Money(amount: 100, currency: Currency("CNY")!),
-                        stock: Int64(orders), paymentWindowSeconds: 3600))
-                let placedAt = ContinuousClock.now
-                let placed: [OrderID?] = await concurrently(orders, width: concurrency) { index in
-                    try? await engine.placeOrder(
-                        OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
-                    ).order.id
-                }
-                let ids = placed.compactMap { $0 }
-                // Every order's payment exists at the provider.
-                var withPayment: [Order] = []
-                while true {
-                    withPayment = try await store.ordersWithPayment(createdFrom: start, to: Date().addingTimeInterval(1))
-                    if withPayment.count >= ids.count { break }
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-                let setUp = ContinuousClock.now - placedAt
-                let paying = Int(Double(ids.count) * payRatio)
-                let late = Int(Double(ids.count) * lateRatio)
-                let toPay = withPayment.prefix(paying + late).compactMap(\.payment?.id)
-                for order in withPayment.prefix(paying + late).suffix(late) { _ = try await engine.cancelOrder(order.id) }
-                _ = await concurrently(toPay.count, width: concurrency) { index in
-                    try? simulator.simulate(toPay[index], outcome: .succeeded)
-                }
-                // Settled: every webhook delivered or given up (Crest refuses those about a refunded
-                // extra charge: not the order's payment), no refund or payment job left to run.
-                while true {
-                    try await Task.sleep(for: .milliseconds(500))
-                    let webhooks = dispatcher.statistics
-                    // Expiries and payment checks wait in `scheduled` for an hour and a day.
-                    let busy = try await store.jobs(matching: JobFilter(), after: nil, limit: 100_000).contains {
-                        $0.state.isLive && $0.state != .scheduled
-                    }
-                    if webhooks.delivered + webhooks.givenUp >= webhooks.emitted, !busy { break }
-                }
-                // The differences are in; the refunds reconciliation asks for are not lost.
-                var settled = simulator.faults
-                settled.refundLossRate = 0
-                simulator.faults = settled
-                let truth = simulator.injected
-                let expected = Set(truth.map { "\($0.kind.rawValue) \($0.paymentId)" })
-
-                let clock = ContinuousClock()
-                let began = clock.now
-                let first = try await engine.reconcile(from: start, to: Date().addingTimeInterval(1))
-                let took = clock.now - began
-                let items = try await Self.items(of: first.id, engine: engine)
-                let found = Set(items.map { "\(Self.injectedKind(of: $0.kind)) \($0.paymentID)" })
-                let healedKinds = Dictionary(grouping: items.filter { $0.resolution == .healed }, by: \.kind).mapValues(\.count)
-                print(
-                    "orders=\(ids.count) paid=\(paying) late=\(late) set_up_s=\(String(format: "%.1f", setUp.seconds)) statement_lines=\(first.lines)"
-                        + " injected=\(truth.count) found=\(found.count) missed=\(expected.subtracting(found).count)"
-                        + " not_injected=\(found.subtracting(expected).count) healed=\(first.healed) reported=\(first.reported)"
-                        + " reconcile_s=\(String(format: "%.2f", took.seconds))")
-                let injectedKinds = Dictionary(grouping: truth, by: \.kind).mapValues(\.count)
-                print(
-                    "injected by kind: "
-                        + injectedKinds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }
-                        .joined(separator: " "))
-                print(
-                    "healed by kind: "
-                        + healedKinds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(
-                            separator: " "))
-
-                // The refunds the heals asked for reach the provider; then nothing is left to heal.
-                while try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10_000)
-                    .contains(where: \.state.isLive)
-                {
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-                let refundJobs = try await store.jobs(
-                    matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 100_000)
-                let refundStates = Dictionary(grouping: refundJobs, by: \.state.rawValue).mapValues(\.count)
-                let extra = truth.filter { $0.kind == .duplicateCharge || $0.kind == .orphanCharge }
-                let extraStates = Dictionary(grouping: extra, by: { (try? simulator.intent($0.paymentId))?.status.rawValue ?? "?" })
-                    .mapValues(\.count)
-                print("refund jobs: \(refundStates); extra charges at the provider: \(extraStates)")
-                let second = try await engine.reconcile(from: start, to: Date().addingTimeInterval(1))
-                let audit = try await engine.audit()
-                print(
-                    "second run: healed=\(second.healed) heal_under_way=\(second.underWay) reported=\(second.reported)"
-                        + " audit=\(audit.passed ? "passed" : "failed \(audit.findings.prefix(3))")")
-                await crestGroup.triggerGracefulShutdown()
-                await simulatorGroup.triggerGracefulShutdown()
-                try await servers.waitForAll()
-                try await providerHTTP.shutdown()
+        var configuration = EngineConfiguration()
+        configuration.expiry.driftCheckFirst = .seconds(86_400)
+        try await PaymentLoop.run(faults: faults, configuration: configuration) { loop in
+            let (engine, store, simulator, dispatcher) = (loop.engine, loop.store, loop.simulator, loop.dispatcher)
+            let start = Date().addingTimeInterval(-1)
+            let sale = try await engine.createSale(
+                SaleDraft(
+                    sku: "BENCH", title: "Reconciliation benchmark", price: Money(amount: 100, currency: Currency("CNY")!),
+                    stock: Int64(orders), paymentWindowSeconds: 3600))
+            let placedAt = ContinuousClock.now
+            let placed: [OrderID?] = await concurrently(orders, width: concurrency) { index in
+                try? await engine.placeOrder(
+                    OrderRequest(saleID: sale.id, idempotencyKey: "k\(index)", buyer: "b\(index)", quantity: 1)
+                ).order.id
             }
+            let ids = placed.compactMap { $0 }
+            // Every order's payment exists at the provider.
+            var withPayment: [Order] = []
+            while true {
+                withPayment = try await store.ordersWithPayment(createdFrom: start, to: Date().addingTimeInterval(1))
+                if withPayment.count >= ids.count { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let setUp = ContinuousClock.now - placedAt
+            let paying = Int(Double(ids.count) * payRatio)
+            let late = Int(Double(ids.count) * lateRatio)
+            let toPay = withPayment.prefix(paying + late).compactMap(\.payment?.id)
+            for order in withPayment.prefix(paying + late).suffix(late) { _ = try await engine.cancelOrder(order.id) }
+            _ = await concurrently(toPay.count, width: concurrency) { index in
+                try? simulator.simulate(toPay[index], outcome: .succeeded)
+            }
+            // Settled: every webhook delivered or given up (Crest refuses those about a refunded
+            // extra charge: not the order's payment), no refund or payment job left to run.
+            while true {
+                try await Task.sleep(for: .milliseconds(500))
+                let webhooks = dispatcher.statistics
+                // Expiries and payment checks wait in `scheduled` for an hour and a day.
+                let busy = try await store.jobs(matching: JobFilter(), after: nil, limit: 100_000).contains {
+                    $0.state.isLive && $0.state != .scheduled
+                }
+                if webhooks.delivered + webhooks.givenUp >= webhooks.emitted, !busy { break }
+            }
+            // The differences are in; the refunds reconciliation asks for are not lost.
+            var settled = simulator.faults
+            settled.refundLossRate = 0
+            simulator.faults = settled
+            let truth = simulator.injected
+            let expected = Set(truth.map { "\($0.kind.rawValue) \($0.paymentId)" })
+
+            let clock = ContinuousClock()
+            let began = clock.now
+            let first = try await engine.reconcile(from: start, to: Date().addingTimeInterval(1))
+            let took = clock.now - began
+            let items = try await Self.items(of: first.id, engine: engine)
+            let found = Set(items.map { "\(Self.injectedKind(of: $0.kind)) \($0.paymentID)" })
+            let healedKinds = Dictionary(grouping: items.filter { $0.resolution == .healed }, by: \.kind).mapValues(\.count)
+            print(
+                "orders=\(ids.count) paid=\(paying) late=\(late) set_up_s=\(String(format: "%.1f", setUp.seconds)) statement_lines=\(first.lines)"
+                    + " injected=\(truth.count) found=\(found.count) missed=\(expected.subtracting(found).count)"
+                    + " not_injected=\(found.subtracting(expected).count) healed=\(first.healed) reported=\(first.reported)"
+                    + " reconcile_s=\(String(format: "%.2f", took.seconds))")
+            let injectedKinds = Dictionary(grouping: truth, by: \.kind).mapValues(\.count)
+            print(
+                "injected by kind: "
+                    + injectedKinds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }
+                    .joined(separator: " "))
+            print(
+                "healed by kind: "
+                    + healedKinds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(
+                        separator: " "))
+
+            // The refunds the heals asked for reach the provider; then nothing is left to heal.
+            while try await store.jobs(matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 10_000)
+                .contains(where: \.state.isLive)
+            {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let refundJobs = try await store.jobs(
+                matching: JobFilter(kind: ReconciliationJobs.refund.name), after: nil, limit: 100_000)
+            let refundStates = Dictionary(grouping: refundJobs, by: \.state.rawValue).mapValues(\.count)
+            let extra = truth.filter { $0.kind == .duplicateCharge || $0.kind == .orphanCharge }
+            let extraStates = Dictionary(grouping: extra, by: { (try? simulator.intent($0.paymentId))?.status.rawValue ?? "?" })
+                .mapValues(\.count)
+            print("refund jobs: \(refundStates); extra charges at the provider: \(extraStates)")
+            let second = try await engine.reconcile(from: start, to: Date().addingTimeInterval(1))
+            let audit = try await engine.audit()
+            print(
+                "second run: healed=\(second.healed) heal_under_way=\(second.underWay) reported=\(second.reported)"
+                    + " audit=\(audit.passed ? "passed" : "failed \(audit.findings.prefix(3))")")
         }
     }
 

@@ -208,7 +208,8 @@ package final class PaymentSimulator: Sendable {
             }
             intent.status = .refunded
             intent.updated = Int64(now.timeIntervalSince1970)
-            if lost {
+            // A payment left out of the statement cannot show its refund lost: not lost, then.
+            if lost, state.shown[id] != .missing {
                 // Answered as made, and never made: the ledger keeps the charge, and the key is
                 // forgotten, so asking again with it makes the refund.
                 state.injected.append(.init(kind: .refundLost, paymentId: id, reference: intent.reference))
