@@ -63,6 +63,8 @@ struct Reconciler: Sendable {
         func inWindow(_ date: Date) -> Bool { date >= from && date < to }
 
         var batch = Batch(run: run)
+        // A run that fails part-way still records what it wrote.
+        defer { run = batch.run }
         var onStatement = Set<String>()
         for line in lines where line.kind == .charge {
             onStatement.insert(line.paymentID)
@@ -86,7 +88,6 @@ struct Reconciler: Sendable {
             try await batch.add(ReconciliationRules.missing(order), reconciler: self)
         }
         try await batch.flush(reconciler: self)
-        run = batch.run
     }
 
     /// The differences found and not yet written: written (with their heals) a few hundred per
