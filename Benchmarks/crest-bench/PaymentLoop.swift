@@ -22,6 +22,8 @@ struct PaymentLoop {
     let simulator: PaymentSimulator
     let dispatcher: WebhookDispatcher
     let provider: GuardedProvider
+    /// Where the simulator's webhooks go: Crest's provider webhook route.
+    let webhookTarget: WebhookDispatcher.Target
 
     static func run<T: Sendable>(
         faults: SimulatorFaults, configuration: EngineConfiguration = .init(), _ body: (PaymentLoop) async throws -> T
@@ -56,9 +58,12 @@ struct PaymentLoop {
                     services: [engine.batcherService, engine.jobRunnerService, crestApp], logger: logger)
                 servers.addTask { try await crestGroup.run() }
                 let port = try await port(of: crestPort)
-                dispatcher.setTarget(.init(url: "http://127.0.0.1:\(port)/v1/webhooks/provider", secret: secret))
+                let target = WebhookDispatcher.Target(url: "http://127.0.0.1:\(port)/v1/webhooks/provider", secret: secret)
+                dispatcher.setTarget(target)
                 let result = try await body(
-                    PaymentLoop(engine: engine, store: store, simulator: simulator, dispatcher: dispatcher, provider: provider))
+                    PaymentLoop(
+                        engine: engine, store: store, simulator: simulator, dispatcher: dispatcher, provider: provider,
+                        webhookTarget: target))
                 await crestGroup.triggerGracefulShutdown()
                 await simulatorGroup.triggerGracefulShutdown()
                 try await servers.waitForAll()

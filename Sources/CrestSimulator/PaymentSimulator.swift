@@ -30,8 +30,9 @@ package final class PaymentSimulator: Sendable {
         case invalid(String)
     }
 
-    private struct State {
+    struct State {
         var intents: [String: ProviderAPI.Intent] = [:]
+        /// Every intent's id, in id order (ids are time-ordered, so this is creation order).
         var order: [String] = []
         var createKeys: [String: (request: ProviderAPI.CreateIntent, id: String)] = [:]
         var refundKeys: [String: String] = [:]
@@ -89,7 +90,7 @@ package final class PaymentSimulator: Sendable {
                 id: id, reference: request.reference, amount: request.amount, currency: request.currency,
                 status: .created, payUrl: "\(state.publicURL)/pay/\(id)", created: seconds, updated: seconds)
             state.intents[id] = intent
-            state.order.append(id)
+            state.remember(id)
             state.createKeys[key] = (request, id)
             return .success((intent, true))
         }
@@ -187,7 +188,7 @@ package final class PaymentSimulator: Sendable {
             id: id, reference: reference, amount: intent.amount, currency: intent.currency, status: .succeeded,
             payUrl: nil, created: seconds, updated: seconds)
         state.intents[id] = charge
-        state.order.append(id)
+        state.remember(id)
         state.settled[id] = seconds
         return charge
     }
@@ -230,33 +231,79 @@ package final class PaymentSimulator: Sendable {
     /// The statement's lines for the payments created in `from..<to` (unix seconds), in id order:
     /// a charge line for every payment that succeeded (with its status now), a refund line for
     /// every refund made; shown with the differences drawn for them.
+    /// The statement of the payments created in `from..<to` (Unix seconds): a charge line per
+    /// settled payment, then a refund line per refund, in line id order.
     package func statement(from: Int64, to: Int64) -> [ProviderAPI.StatementLine] {
+        statementPage(from: from, to: to, after: "", limit: .max).lines
+    }
+
+    /// A page of the statement: at most `limit` lines after the line id `after`, and the id to go
+    /// on after (`nil` on the last page). A page costs its own lines, not the whole ledger's:
+    /// charges (`ch_` + payment id) come in payment id order, refunds (`re_` + payment id) after.
+    package func statementPage(from: Int64, to: Int64, after: String, limit: Int) -> (lines: [ProviderAPI.StatementLine], next: String?) {
         state.withLock { state in
             var lines: [ProviderAPI.StatementLine] = []
-            for id in state.order {
-                guard let intent = state.intents[id], intent.created >= from, intent.created < to,
-                    let settled = state.settled[id]
-                else { continue }
-                let shown = state.shown[id]
-                if shown == .missing { continue }
-                let amount = shown == .amountOff ? intent.amount + 1 : intent.amount
-                let currency = shown == .otherCurrency ? (intent.currency == "USD" ? "EUR" : "USD") : intent.currency
-                lines.append(
-                    .init(
-                        id: "ch_\(id)", kind: .charge, paymentId: id, reference: intent.reference, amount: amount,
-                        fee: Self.fee(of: amount), currency: currency, status: intent.status, created: intent.created,
-                        settled: settled))
-                if let refunded = state.refunded[id] {
+            func inWindow(_ intent: ProviderAPI.Intent) -> Bool { intent.created >= from && intent.created < to }
+            /// The payment id to start after for lines with `prefix` (`nil`: `after` is past them all).
+            func start(_ prefix: String) -> Int? {
+                let id = after.hasPrefix(prefix) ? String(after.dropFirst(prefix.count)) : (after < prefix ? "" : nil)
+                return id.map { id in state.order.firstIndex(after: id) }
+            }
+            if let first = start("ch_") {
+                for id in state.order[first...] {
+                    guard lines.count <= limit else { break }
+                    guard let intent = state.intents[id], inWindow(intent), let settled = state.settled[id] else { continue }
+                    let shown = state.shown[id]
+                    if shown == .missing { continue }
+                    let amount = shown == .amountOff ? intent.amount + 1 : intent.amount
+                    let currency = shown == .otherCurrency ? (intent.currency == "USD" ? "EUR" : "USD") : intent.currency
+                    lines.append(
+                        .init(
+                            id: "ch_\(id)", kind: .charge, paymentId: id, reference: intent.reference, amount: amount,
+                            fee: Self.fee(of: amount), currency: currency, status: intent.status, created: intent.created,
+                            settled: settled))
+                }
+            }
+            if lines.count <= limit, let first = start("re_") {
+                for id in state.order[first...] {
+                    guard lines.count <= limit else { break }
+                    guard let intent = state.intents[id], inWindow(intent), let refunded = state.refunded[id] else { continue }
                     lines.append(
                         .init(
                             id: "re_\(id)", kind: .refund, paymentId: id, reference: intent.reference, amount: intent.amount,
                             fee: 0, currency: intent.currency, status: .refunded, created: intent.created, settled: refunded))
                 }
             }
-            return lines.sorted { $0.id < $1.id }
+            guard lines.count > limit else { return (lines, nil) }
+            let shown = Array(lines.prefix(limit))
+            return (shown, shown.last?.id)
         }
     }
 
     /// The provider's fee on a charge: 0.6%, rounded to the minor unit.
     static func fee(of amount: Int64) -> Int64 { (amount * 6 + 500) / 1000 }
+}
+
+extension PaymentSimulator.State {
+    /// Records a new intent's id, keeping `order` in id order (ids are made in order; one that is
+    /// not goes to its place).
+    mutating func remember(_ id: String) {
+        if let last = order.last, last > id {
+            order.insert(id, at: order.firstIndex(after: id))
+        } else {
+            order.append(id)
+        }
+    }
+}
+
+extension [String] {
+    /// In a sorted array, the index of the first element greater than `value` (binary search).
+    func firstIndex(after value: String) -> Int {
+        var (low, high) = (0, count)
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle] > value { high = middle } else { low = middle + 1 }
+        }
+        return low
+    }
 }

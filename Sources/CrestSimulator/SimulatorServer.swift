@@ -36,8 +36,8 @@ package enum SimulatorServer {
             let query = request.uri.queryParameters
             guard let from = query["from"].flatMap({ Int64($0) }), let to = query["to"].flatMap({ Int64($0) }), from <= to
             else { throw HTTPError(.badRequest, message: "from and to must be unix seconds, from <= to") }
-            let lines = simulator.statement(from: from, to: to)
             guard query["format"] == "json" else {
+                let lines = simulator.statement(from: from, to: to)
                 let csv = ([ProviderAPI.statementHeader] + lines.map(\.csv)).joined(separator: "\n") + "\n"
                 return Response(
                     status: .ok, headers: [.contentType: "text/csv; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: csv)))
@@ -45,10 +45,8 @@ package enum SimulatorServer {
             guard let limit = Int(query["limit"].map(String.init) ?? "1000"), (1...10_000).contains(limit) else {
                 throw HTTPError(.badRequest, message: "limit must be 1…10,000")
             }
-            let after = query["after"].map(String.init) ?? ""
-            let page = lines.drop { $0.id <= after }.prefix(limit + 1)
-            let shown = Array(page.prefix(limit))
-            return try json(ProviderAPI.StatementPage(lines: shown, next: page.count > limit ? shown.last?.id : nil))
+            let page = simulator.statementPage(from: from, to: to, after: query["after"].map(String.init) ?? "", limit: limit)
+            return try json(ProviderAPI.StatementPage(lines: page.lines, next: page.next))
         }
         router.get("v1/truth") { _, _ -> Response in try json(simulator.injected) }
         router.get("v1/faults") { _, _ -> Response in try json(simulator.faults) }

@@ -123,8 +123,16 @@ public protocol Store: JobQueue {
     /// Runs, newest first, starting after `after`.
     func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun]
 
-    /// A run's items in sequence order, starting after the sequence `after`.
+    /// A run's items in sequence order, starting after the sequence `after`, each reported one with
+    /// its operator's resolution if any.
     func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem]
+
+    /// Records an operator's resolution of the reported difference `run`'s item `sequence` is
+    /// about (its kind and payment: every run's item about it shows it). Once per difference: a
+    /// second one with the same note changes nothing, with another note is refused.
+    func resolveReconciliationItem(
+        of run: ReconciliationRunID, sequence: Int, note: String, at now: Date
+    ) async throws -> OperatorResolutionOutcome
 
     /// Records differences a run found and, for each heal, makes its change, all in one transaction:
     /// a heal and its record are written both or neither. Heals are idempotent: an observation goes

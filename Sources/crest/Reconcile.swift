@@ -13,7 +13,8 @@ struct ReconcileCommand: AsyncParsableCommand {
         discussion: """
             The running Crest reads the provider's statement for the payments created in --from..<--to, heals \
             the differences that are safe to heal (each with its audit record) and reports the rest. Exit status \
-            0 when nothing is left for an operator, 1 when differences are reported, 2 when the run failed.
+            0 when nothing is left for an operator, 1 when a reported difference is not yet resolved by one \
+            (POST /v1/reconciliations/{id}/items/{sequence}/resolution), 2 when the run failed.
             """)
 
     @Option(help: "Start of the window: an RFC 3339 time, or how long ago (e.g. 24h, 90m)") var from: String
@@ -57,7 +58,12 @@ struct ReconcileCommand: AsyncParsableCommand {
         } else {
             print(Self.table(run, items: items))
         }
-        if (run["reported"] as? Int ?? 0) > 0 { throw ExitCode(1) }
+        if items.contains(where: Self.isOpen) { throw ExitCode(1) }
+    }
+
+    /// A reported difference no operator resolved yet.
+    static func isOpen(_ item: [String: Any]) -> Bool {
+        item["resolution"] as? String == "reported" && item["operatorResolution"] == nil
     }
 
     /// An RFC 3339 time, or a duration before `now`.
@@ -78,8 +84,9 @@ struct ReconcileCommand: AsyncParsableCommand {
         for item in items {
             let order = (item["orderId"] as? String).map { " order \($0)" } ?? ""
             let action = (item["action"] as? String).flatMap { $0.isEmpty ? nil : " — \($0)" } ?? ""
+            let resolved = ((item["operatorResolution"] as? [String: Any])?["note"] as? String).map { " — resolved: \($0)" } ?? ""
             lines.append(
-                "  \(item["resolution"] as? String ?? "")  \(item["kind"] as? String ?? "")  payment \(item["paymentId"] as? String ?? "")\(order)\(action)"
+                "  \(item["resolution"] as? String ?? "")  \(item["kind"] as? String ?? "")  payment \(item["paymentId"] as? String ?? "")\(order)\(action)\(resolved)"
             )
         }
         return lines.joined(separator: "\n")

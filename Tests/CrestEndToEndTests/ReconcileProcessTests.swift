@@ -71,6 +71,19 @@ struct ReconcileProcessTests {
         let reported = try await CrestCommand.run(reconcile, timeout: .seconds(120))
         #expect(reported.status == 1, "\(reported.output)")
         #expect(reported.output.contains("reported  amount-differs"), "\(reported.output)")
+        // An operator resolves it; the next run still tells it, resolved, and exits 0.
+        let told = try await CrestCommand.run(reconcile + ["--json"], timeout: .seconds(120))
+        #expect(told.status == 1)
+        let toldRun = try JSONSerialization.jsonObject(with: Data(told.output.utf8)) as? [String: Any]
+        let item = try #require((toldRun?["items"] as? [[String: Any]])?.first)
+        let resolved = try await client.call(
+            .POST,
+            "/v1/reconciliations/\(try #require(toldRun?["id"] as? String))/items/\(try #require(item["sequence"] as? Int))/resolution",
+            headers: CrestClient.admin, json: #"{"note":"the provider corrects its statement"}"#)
+        #expect(resolved.status == 200, "\(resolved.json)")
+        let quiet = try await CrestCommand.run(reconcile, timeout: .seconds(120))
+        #expect(quiet.status == 0, "\(quiet.output)")
+        #expect(quiet.output.contains("resolved: the provider corrects its statement"), "\(quiet.output)")
 
         let bad = try await CrestCommand.run(["reconcile", "--from", "yesterday", "--admin-token", "x"], timeout: .seconds(60))
         #expect(bad.status != 0 && bad.output.contains("neither an RFC 3339 time nor a duration"), "\(bad.output)")

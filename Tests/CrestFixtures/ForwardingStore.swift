@@ -31,6 +31,11 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
         try await inner.reconciliationItems(of: run, after: after, limit: limit)
     }
+    open func resolveReconciliationItem(
+        of run: ReconciliationRunID, sequence: Int, note: String, at now: Date
+    ) async throws -> OperatorResolutionOutcome {
+        try await inner.resolveReconciliationItem(of: run, sequence: sequence, note: note, at: now)
+    }
     open func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
         try await inner.recordReconciliationItems(records)
     }

@@ -98,6 +98,23 @@ struct ReconciliationTests {
             let again = try #require(second.json)
             #expect(again["healed"] as? Int == 0 && again["healUnderWay"] as? Int == 0, "\(again)")
             #expect(again["reported"] as? Int == 4, "the differences an operator must see are told again")
+            // The reported ones wait for an operator: the audit says so until each is resolved.
+            let open = try await fixture.engine.audit()
+            #expect(open.checks.filter { !$0.passed }.map(\.check) == [.differencesResolved], "\(open.findings)")
+            #expect(open.findings.count == 4)
+            let secondItems = try await Self.items(of: try #require(again["id"] as? String), on: fixture)
+            for item in secondItems where item["resolution"] as? String == "reported" {
+                let sequence = try #require(item["sequence"] as? Int)
+                let resolved = try await Self.call(
+                    .POST, "/v1/reconciliations/\(try #require(again["id"] as? String))/items/\(sequence)/resolution",
+                    body: #"{"note":"checked with the provider"}"#, on: fixture)
+                #expect(resolved.status == 200)
+                let resolution = resolved.json?["operatorResolution"] as? [String: Any]
+                #expect(resolution?["note"] as? String == "checked with the provider", "\(resolved)")
+            }
+            // The first run's items about the same differences show the resolution too.
+            let firstItems = try await Self.items(of: id, on: fixture)
+            #expect(firstItems.filter { $0["resolution"] as? String == "reported" }.allSatisfy { $0["operatorResolution"] != nil })
             let audit = try await fixture.engine.audit()
             #expect(audit.passed, "\(audit.findings)")
         }
@@ -166,6 +183,50 @@ struct ReconciliationTests {
             #expect(unknown.status == 404)
             #expect(try await Self.call(.GET, "/v1/reconciliations?limit=0", on: fixture).status == 400)
             #expect(try await Self.call(.GET, "/v1/reconciliations", admin: false, on: fixture).status == 401)
+        }
+    }
+
+    @Test("an operator's resolution: only of a reported difference, once, with a note; bad ones refused with a problem")
+    func resolutionRefusals() async throws {
+        try await PaymentFixture.with { fixture in
+            let start = Date().addingTimeInterval(-2)
+            let sale = try await fixture.sale(stock: 5)
+            let order = try await fixture.order(sale, buyer: "amount")
+            _ = try await fixture.waitFor(order.id) { $0.payment != nil }
+            var faults = SimulatorFaults()
+            faults.statementAmountRate = 1
+            fixture.simulator.faults = faults
+            try await fixture.pay(try await fixture.waitFor(order.id) { $0.payment != nil })
+            fixture.simulator.faults = SimulatorFaults()
+            _ = try await fixture.waitFor(order.id) { $0.status == .paid }
+            let window = #"{"from":"\#(start.formatted(.iso8601))","to":"\#(Date().addingTimeInterval(2).formatted(.iso8601))"}"#
+            let run = try #require(try await Self.reconcile(window, on: fixture).json)
+            let id = try #require(run["id"] as? String)
+            let items = try await Self.items(of: id, on: fixture)
+            #expect(items.map { $0["kind"] as? String } == ["amount-differs"], "\(items)")
+            let path = "/v1/reconciliations/\(id)/items/1/resolution"
+
+            let noNote = try await Self.call(.POST, path, body: "{}", on: fixture)
+            #expect(noNote.status == 400 && noNote.json?["type"] as? String == "urn:crest:problem:invalid-request", "\(noNote)")
+            #expect(try await Self.call(.POST, path, body: #"{"note":"   "}"#, on: fixture).status == 400)
+            let long = String(repeating: "x", count: OperatorResolution.longestNote + 1)
+            #expect(try await Self.call(.POST, path, body: #"{"note":"\#(long)"}"#, on: fixture).status == 400)
+            #expect(try await Self.call(.POST, path, body: #"{"note":"x"}"#, admin: false, on: fixture).status == 401)
+            let missing = try await Self.call(.POST, "/v1/reconciliations/\(id)/items/9/resolution", body: #"{"note":"x"}"#, on: fixture)
+            #expect(missing.status == 404 && missing.json?["type"] as? String == "urn:crest:problem:reconciliation-item-not-found")
+            #expect(
+                try await Self.call(.POST, "/v1/reconciliations/\(id)/items/0/resolution", body: #"{"note":"x"}"#, on: fixture).status
+                    == 404)
+            #expect(
+                try await Self.call(
+                    .POST, "/v1/reconciliations/\(ReconciliationRunID.make())/items/1/resolution", body: #"{"note":"x"}"#, on: fixture
+                ).status == 404)
+
+            #expect(try await Self.call(.POST, path, body: #"{"note":"the provider will correct it"}"#, on: fixture).status == 200)
+            #expect(try await Self.call(.POST, path, body: #"{"note":"the provider will correct it"}"#, on: fixture).status == 200)
+            let other = try await Self.call(.POST, path, body: #"{"note":"something else"}"#, on: fixture)
+            #expect(other.status == 409 && other.json?["type"] as? String == "urn:crest:problem:reconciliation-item-resolved")
+            #expect((other.json?["detail"] as? String)?.contains("the provider will correct it") == true)
         }
     }
 

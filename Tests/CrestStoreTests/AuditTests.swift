@@ -11,7 +11,9 @@ import Testing
 @Suite("The audit of a store's data")
 struct AuditTests {
     /// A store with a little of everything, all promises kept: an endpoint for every event, a
-    /// pending order (A), a paid one with its payment (B), an expired one (C).
+    /// pending order (A), a paid one with its payment (B), an expired one (C), a reconciliation
+    /// that reported a difference about B (resolved by an operator) and healed an orphan charge
+    /// (its refund job live).
     struct Scene {
         let store: any Store
         let sale: Sale
@@ -71,6 +73,21 @@ struct AuditTests {
             PaymentObservation(orderID: orders[1].id, payment: OrderPayment(id: "pi_b", status: .succeeded, payURL: nil), eventID: "e1"),
             at: now)
         _ = try await store.transition(orders[2].id, by: .expire, at: now)
+        let run = ReconciliationRun(id: .make(), from: now.addingTimeInterval(-3600), to: now, startedAt: now)
+        try await store.createReconciliationRun(run)
+        _ = try await store.recordReconciliationItems([
+            ReconciliationRecord(
+                item: ReconciliationItem(
+                    runID: run.id, sequence: 1, kind: .amountDiffers, resolution: .reported, paymentID: "pi_b",
+                    orderID: orders[1].id, before: "provider: 1001 EUR; Crest: 1000 EUR", at: now),
+                heal: nil),
+            ReconciliationRecord(
+                item: ReconciliationItem(
+                    runID: run.id, sequence: 2, kind: .orphanCharge, resolution: .healed, paymentID: "pi_orphan", orderID: nil,
+                    before: "provider: succeeded, no order", after: "refund under way", action: "refund job enqueued", at: now),
+                heal: .enqueue(ReconciliationJobs.refunding("pi_orphan", key: "orphan"))),
+        ])
+        _ = try await store.resolveReconciliationItem(of: run.id, sequence: 1, note: "provider corrected it", at: now)
         return Scene(
             store: store, sale: sale, pending: orders[0], paid: try #require(try await store.order(orders[1].id)),
             expired: try #require(try await store.order(orders[2].id)), execute: execute)
@@ -91,6 +108,7 @@ struct AuditTests {
             #expect(looked[.pendingOrderWillMove] == 1 && looked[.paidOrderHasPayment] == 1 && looked[.paymentHasOrder] == 1)
             #expect(looked[.everyChangeTold] == 3)
             #expect(looked[.everyEventDelivered] == 5, "3 created, 1 paid, 1 expired")
+            #expect(looked[.differencesResolved] == 2, "one reported difference, one heal's refund")
         }
     }
 
@@ -117,6 +135,8 @@ struct AuditTests {
                 UPDATE jobs SET state = 'running', attempt = 1, lease_until = 1000, leased_by = 'dead'
                 WHERE kind = 'webhook.deliver' AND payload LIKE '%\(a)%'
                 """
+        case .differencesResolved:
+            return "DELETE FROM reconciliation_resolutions"
         }
     }
 
@@ -130,6 +150,16 @@ struct AuditTests {
             #expect(!report.passed)
             #expect(report.checks.filter { !$0.passed }.map(\.check) == [check], "\(report.findings)")
             #expect(report.findings.first?.check == check)
+        }
+    }
+
+    @Test("a heal's refund given up is a difference left unresolved", arguments: StoreKind.allCases)
+    func refundGivenUp(kind: StoreKind) async throws {
+        try await Self.withScene(kind) { scene in
+            try await scene.execute("UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'reconcile.refund'")
+            let report = try await Self.audit(scene)
+            #expect(report.checks.filter { !$0.passed }.map(\.check) == [.differencesResolved])
+            #expect(report.findings.first?.subject == "payment pi_orphan")
         }
     }
 }

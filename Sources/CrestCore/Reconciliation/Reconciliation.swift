@@ -100,10 +100,14 @@ public struct ReconciliationItem: Sendable, Hashable {
     /// What the heal did ("recorded the payment as succeeded", "refund job enqueued"), or "".
     public var action: String
     public var at: Date
+    /// For a reported difference: an operator's word that it is dealt with (`nil`: still open).
+    /// It belongs to the difference (kind and payment), so a later run finding it again shows it too.
+    public var operatorResolution: OperatorResolution?
 
     public init(
         runID: ReconciliationRunID, sequence: Int, kind: DifferenceKind, resolution: Resolution, paymentID: String,
-        orderID: OrderID?, before: String, after: String = "", action: String = "", at: Date
+        orderID: OrderID?, before: String, after: String = "", action: String = "", at: Date,
+        operatorResolution: OperatorResolution? = nil
     ) {
         self.runID = runID
         self.sequence = sequence
@@ -115,7 +119,42 @@ public struct ReconciliationItem: Sendable, Hashable {
         self.after = after
         self.action = action
         self.at = at
+        self.operatorResolution = operatorResolution
     }
+
+    /// Reported and not resolved by an operator: a difference still open.
+    public var isOpen: Bool { resolution == .reported && operatorResolution == nil }
+}
+
+/// An operator's resolution of a reported difference: what was done about it (a refund made by
+/// hand, goods held back, the provider's correction awaited) and when.
+public struct OperatorResolution: Sendable, Hashable {
+    /// The item it was given on.
+    public var runID: ReconciliationRunID
+    public var sequence: Int
+    public var note: String
+    public var at: Date
+
+    public init(runID: ReconciliationRunID, sequence: Int, note: String, at: Date) {
+        self.runID = runID
+        self.sequence = sequence
+        self.note = note
+        self.at = at
+    }
+
+    /// The longest note kept.
+    public static let longestNote = 2000
+}
+
+/// What became of an operator's resolution of an item.
+public enum OperatorResolutionOutcome: Sendable, Hashable {
+    /// Recorded now (or given before with the same note); the item as it is now.
+    case resolved(ReconciliationItem)
+    /// The difference was resolved before, with another note: that resolution.
+    case resolvedBefore(OperatorResolution)
+    /// A healed difference (or one whose heal is under way) has nothing for an operator to resolve.
+    case notReported(Resolution)
+    case notFound
 }
 
 /// The change a heal makes, in the transaction that records it.

@@ -10,6 +10,22 @@ package struct ReconciliationRunNotFound: DomainError, Hashable {
     package init() {}
 }
 
+/// The reconciliation has no item with this sequence.
+package struct ReconciliationItemNotFound: DomainError, Hashable {
+    package init() {}
+}
+
+/// An operator's resolution refused: the item was healed (nothing to resolve), or its difference
+/// was resolved before with another note.
+package struct ReconciliationItemNotResolvable: DomainError, Hashable {
+    package enum Reason: Sendable, Hashable {
+        case healed(Resolution)
+        case resolvedBefore(OperatorResolution)
+    }
+
+    package var reason: Reason
+}
+
 /// Reconciliation needs a payment provider, and this Crest has none (`--provider-url`).
 package struct NoPaymentProvider: DomainError, Hashable {
     package init() {}
@@ -54,11 +70,24 @@ struct Reconciler: Sendable {
     }
 
     private func compare(_ run: inout ReconciliationRun) async throws {
+        let clock = ContinuousClock()
+        let began = clock.now
         let lines = try await provider.statement(from: run.from, to: run.to.addingTimeInterval(Self.margin))
+        let statementRead = clock.now
         let orders = try await store.ordersWithPayment(
             createdFrom: run.from.addingTimeInterval(-Self.margin), to: run.to.addingTimeInterval(Self.margin))
+        logger.info(
+            "reconciliation read both books",
+            metadata: [
+                "run": "\(run.id)", "statement_lines": "\(lines.count)", "statement_seconds": "\((statementRead - began).seconds)",
+                "orders": "\(orders.count)", "orders_seconds": "\((clock.now - statementRead).seconds)",
+            ])
         var byPayment: [String: Order] = [:]
-        for order in orders { if let payment = order.payment { byPayment[payment.id] = order } }
+        var byID: [OrderID: Order] = [:]
+        for order in orders {
+            byID[order.id] = order
+            if let payment = order.payment { byPayment[payment.id] = order }
+        }
         let (from, to) = (run.from, run.to)
         func inWindow(_ date: Date) -> Bool { date >= from && date < to }
 
@@ -71,7 +100,8 @@ struct Reconciler: Sendable {
             var holder = byPayment[line.paymentID]
             var referenced: Order?
             if holder == nil, let id = OrderID(line.reference) {
-                referenced = try await store.order(id)
+                // Most are in the window's orders already read (a second charge for one of them).
+                if let known = byID[id] { referenced = known } else { referenced = try await store.order(id) }
                 if let order = referenced, order.payment?.id == line.paymentID { holder = order }
             }
             // A line belongs to the window of its order's creation (of its own, with no order).
@@ -183,6 +213,35 @@ extension Engine {
 
     package func reconciliationRuns(after: ReconciliationRunID?, limit: Int) async throws -> [ReconciliationRun] {
         try await withStore("list reconciliations") { try await store.reconciliationRuns(after: after, limit: limit) }
+    }
+
+    /// Records an operator's resolution of a reported difference (see `Store.resolveReconciliationItem`);
+    /// returns the item with it. The same resolution given twice is answered the same.
+    package func resolveReconciliationItem(
+        of id: ReconciliationRunID, sequence: Int, note: String
+    ) async throws -> ReconciliationItem {
+        let note = note.trimmingCharacters(in: .whitespacesAndNewlines)
+        if note.isEmpty || note.count > OperatorResolution.longestNote {
+            throw ValidationError(issues: [
+                .init(field: "note", message: "says what was done about the difference, 1 to \(OperatorResolution.longestNote) characters")
+            ])
+        }
+        let outcome = try await withStore("resolve a reconciliation difference") {
+            try await store.resolveReconciliationItem(of: id, sequence: sequence, note: note, at: clock())
+        }
+        switch outcome {
+        case .resolved(let item):
+            logger.notice(
+                "reconciliation difference resolved by an operator",
+                metadata: ["run": "\(id)", "item": "\(sequence)", "kind": "\(item.kind.rawValue)", "payment": "\(item.paymentID)"])
+            return item
+        case .resolvedBefore(let given):
+            throw ReconciliationItemNotResolvable(reason: .resolvedBefore(given))
+        case .notReported(let resolution):
+            throw ReconciliationItemNotResolvable(reason: .healed(resolution))
+        case .notFound:
+            throw ReconciliationItemNotFound()
+        }
     }
 
     package func reconciliationItems(of id: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {

@@ -76,6 +76,20 @@ extension Problem {
             return Problem(kind: "risk-rule-not-found", title: "No such risk rule", status: .notFound)
         case is ReconciliationRunNotFound:
             return Problem(kind: "reconciliation-not-found", title: "No such reconciliation", status: .notFound)
+        case is ReconciliationItemNotFound:
+            return Problem(kind: "reconciliation-item-not-found", title: "The reconciliation has no such item", status: .notFound)
+        case let error as ReconciliationItemNotResolvable:
+            switch error.reason {
+            case .healed(let resolution):
+                return Problem(
+                    kind: "reconciliation-item-not-reported", title: "Only a reported difference is resolved by an operator",
+                    status: .conflict, detail: "this difference is \(resolution.rawValue): reconciliation dealt with it")
+            case .resolvedBefore(let given):
+                return Problem(
+                    kind: "reconciliation-item-resolved", title: "This difference was resolved before", status: .conflict,
+                    detail:
+                        "resolved at \(Timestamp.format(given.at)) on reconciliation \(given.runID) item \(given.sequence): \(given.note)")
+            }
         case is NoPaymentProvider:
             return Problem(
                 kind: "no-payment-provider", title: "This Crest has no payment provider to reconcile with", status: .conflict,

@@ -15,6 +15,7 @@ struct ReconciliationRoutes {
             .post(use: create)
             .get(use: list)
             .get("{runID}", use: show)
+            .post("{runID}/items/{sequence}/resolution", use: resolve)
     }
 
     /// Runs a reconciliation now and answers `201` with it once it ended; a run the provider could
@@ -55,6 +56,30 @@ struct ReconciliationRoutes {
             try await engine.reconciliationItems(of: id, after: query.after, limit: query.limit + 1), cursor: \.sequence)
         return ReconciliationRunBody(run, items: page.items.map(ReconciliationItemBody.init), next: page.next)
     }
+}
+
+extension ReconciliationRoutes {
+    /// An operator's resolution of a reported difference: what was done about it. `200` with the
+    /// item; the same resolution sent again is answered the same.
+    @Sendable func resolve(_ request: Request, context: CrestRequestContext) async throws -> ReconciliationItemBody {
+        guard let raw = context.parameters.get("runID"), let id = ReconciliationRunID(raw) else {
+            throw ReconciliationRunNotFound()
+        }
+        guard let sequence = context.parameters.get("sequence").flatMap(Int.init), sequence > 0 else {
+            throw ReconciliationItemNotFound()
+        }
+        let body = try await request.decodeJSON(as: ResolveDifferenceBody.self, context: context)
+        guard let note = body.note else {
+            throw ValidationError(issues: [.init(field: "note", message: "is required: what was done about the difference")])
+        }
+        _ = try await engine.reconciliationRun(id)
+        return ReconciliationItemBody(try await engine.resolveReconciliationItem(of: id, sequence: sequence, note: note))
+    }
+}
+
+/// `POST /v1/reconciliations/{runID}/items/{sequence}/resolution`.
+struct ResolveDifferenceBody: Decodable {
+    var note: String?
 }
 
 /// `POST /v1/reconciliations`: the window of payment creation times to compare.
@@ -126,6 +151,8 @@ struct ReconciliationItemBody: Codable {
     var after: String
     var action: String
     var recordedAt: Timestamp
+    /// A reported difference an operator resolved: the note and when.
+    var operatorResolution: OperatorResolutionBody?
 
     init(_ item: ReconciliationItem) {
         sequence = item.sequence
@@ -137,6 +164,24 @@ struct ReconciliationItemBody: Codable {
         after = item.after
         action = item.action
         recordedAt = Timestamp(item.at)
+        operatorResolution = item.operatorResolution.map(OperatorResolutionBody.init)
+    }
+}
+
+extension ReconciliationItemBody: ResponseEncodable {}
+
+struct OperatorResolutionBody: Codable {
+    var note: String
+    var resolvedAt: Timestamp
+    /// The item it was given on (a later run's item about the same difference shows it too).
+    var reconciliationId: ReconciliationRunID
+    var sequence: Int
+
+    init(_ resolution: OperatorResolution) {
+        note = resolution.note
+        resolvedAt = Timestamp(resolution.at)
+        reconciliationId = resolution.runID
+        sequence = resolution.sequence
     }
 }
 

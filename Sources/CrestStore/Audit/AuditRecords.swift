@@ -14,12 +14,15 @@ public struct AuditRecords: Sendable {
     public var endpoints: [WebhookEndpoint]
     /// The (endpoint, order, event) deliveries that reached their endpoint.
     public var delivered: Set<WebhookJobs.Delivery>
+    /// The differences reconciliation reported, each once (its newest item), with the operator's
+    /// resolution where one was given.
+    public var reported: [ReconciliationItem]
     /// The store's time of the read (leases are judged against it).
     public var readAt: Date
 
     public init(
         sales: [Sale], orders: [Order], events: [OrderEvent], jobs: [Job], endpoints: [WebhookEndpoint],
-        delivered: Set<WebhookJobs.Delivery>, readAt: Date
+        delivered: Set<WebhookJobs.Delivery>, reported: [ReconciliationItem], readAt: Date
     ) {
         self.sales = sales
         self.orders = orders
@@ -27,6 +30,7 @@ public struct AuditRecords: Sendable {
         self.jobs = jobs
         self.endpoints = endpoints
         self.delivered = delivered
+        self.reported = reported
         self.readAt = readAt
     }
 }

@@ -11,6 +11,7 @@ public enum AuditCheck: String, Sendable, Codable, CaseIterable {
     case everyChangeTold = "every-change-told"
     case everyEventDelivered = "every-event-delivered"
     case noLeaseRunOut = "no-lease-run-out"
+    case differencesResolved = "differences-resolved"
 
     /// What the check holds true, in a sentence.
     public var rule: String {
@@ -23,6 +24,8 @@ public enum AuditCheck: String, Sendable, Codable, CaseIterable {
         case .everyChangeTold: "each order's events are numbered 1, 2, … from order.created to its status now"
         case .everyEventDelivered: "each event an endpoint wants is delivered to it or has a live delivery job"
         case .noLeaseRunOut: "no job is running past its lease without being rescued"
+        case .differencesResolved:
+            "each difference reconciliation reported is resolved by an operator, and no heal's refund was given up"
         }
     }
 }
@@ -180,6 +183,24 @@ public enum StoreAudit {
             look(.noLeaseRunOut)
             if let until = job.leaseUntil, until.addingTimeInterval(leaseGrace) < records.readAt {
                 report(.noLeaseRunOut, "job \(job.id)", "\(job.kind) running, its lease ran out at \(until) and nobody rescued it")
+            }
+        }
+
+        // Reconciliation: what it could not heal waits for an operator; what it healed took effect.
+        for item in records.reported {
+            look(.differencesResolved)
+            if item.isOpen {
+                report(
+                    .differencesResolved, "payment \(item.paymentID)",
+                    "\(item.kind.rawValue) reported by reconciliation \(item.runID) (item \(item.sequence)) and not resolved")
+            }
+        }
+        for job in records.jobs where job.kind == ReconciliationJobs.refund.name {
+            look(.differencesResolved)
+            if job.state == .discarded, let refund = try? ReconciliationJobs.refund.parameters(of: job) {
+                report(
+                    .differencesResolved, "payment \(refund.paymentId)",
+                    "reconciliation's refund gave up after \(job.attempt) attempts (job \(job.id))")
             }
         }
 

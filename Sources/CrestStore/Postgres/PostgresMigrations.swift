@@ -199,6 +199,10 @@ enum PostgresMigrations {
             ]
         ),
         (10, "reconciliation", ReconciliationSchema.tables(text: "text", integer: "bigint", strict: "")),
+        (
+            11, "operators' resolutions of reported differences",
+            ReconciliationSchema.resolutions(text: "text", integer: "bigint", strict: "")
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

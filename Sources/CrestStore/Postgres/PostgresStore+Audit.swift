@@ -20,6 +20,7 @@ extension PostgresStore {
                         let (endpoint, order, sequence) = try $0.decode((String, String, Int).self)
                         return try AuditQueries.delivery(endpoint: endpoint, order: order, sequence: sequence)
                     }),
+                reported: try await Self.reportedDifferences(on: connection, logger: self.logger),
                 readAt: now)
         }
     }

@@ -53,10 +53,36 @@ extension PostgresStore {
     public func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
         try await rows(
             """
-            SELECT \(unescaped: ReconciliationSchema.itemColumns) FROM reconciliation_items
-            WHERE run_id = \(run.description) AND sequence > \(after ?? 0) ORDER BY sequence LIMIT \(limit)
+            \(unescaped: ReconciliationSchema.itemSelect)
+            WHERE i.run_id = \(run.description) AND i.sequence > \(after ?? 0) ORDER BY i.sequence LIMIT \(limit)
             """
         ).map(Self.item)
+    }
+
+    public func resolveReconciliationItem(
+        of run: ReconciliationRunID, sequence: Int, note: String, at now: Date
+    ) async throws -> OperatorResolutionOutcome {
+        try await transaction { connection in
+            var insert = PostgresQuery(unsafeSQL: ReconciliationSchema.resolveSQL)
+            insert.binds.append(run.description, context: .default)
+            insert.binds.append(Int64(sequence), context: .default)
+            insert.binds.append(note, context: .default)
+            insert.binds.append(PostgresRows.millis(now), context: .default)
+            try await connection.query(insert, logger: self.logger)
+            let item = try await connection.query(
+                """
+                \(unescaped: ReconciliationSchema.itemSelect)
+                WHERE i.run_id = \(run.description) AND i.sequence = \(sequence)
+                """, logger: self.logger
+            ).collect().first.map(Self.item)
+            return ReconciliationSchema.outcome(item, note: note)
+        }
+    }
+
+    /// The reported differences, for the audit (inside its read transaction).
+    static func reportedDifferences(on connection: PostgresConnection, logger: Logger) async throws -> [ReconciliationItem] {
+        try await connection.query(PostgresQuery(unsafeSQL: ReconciliationSchema.reportedSelect), logger: logger).collect()
+            .map(item)
     }
 
     public func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
@@ -126,6 +152,12 @@ extension PostgresStore {
             paymentID: try r["payment_id"].decode(String.self),
             orderID: try r["order_id"].decode(String?.self).flatMap(OrderID.init),
             before: try r["books_before"].decode(String.self), after: try r["books_after"].decode(String.self),
-            action: try r["action"].decode(String.self), at: PostgresRows.date(try r["recorded_at"].decode(Int64.self)))
+            action: try r["action"].decode(String.self), at: PostgresRows.date(try r["recorded_at"].decode(Int64.self)),
+            operatorResolution: try r["resolved_on_run"].decode(String?.self).map { run in
+                OperatorResolution(
+                    runID: try ReconciliationSchema.decode(ReconciliationRunID(run), "reconciliation_resolutions.run_id"),
+                    sequence: Int(try r["resolved_on_item"].decode(Int64.self)), note: try r["resolution_note"].decode(String.self),
+                    at: PostgresRows.date(try r["resolved_at"].decode(Int64.self)))
+            })
     }
 }

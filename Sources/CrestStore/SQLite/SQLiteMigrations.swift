@@ -224,6 +224,11 @@ enum SQLiteMigrations {
                 try db.execute(sql: statement)
             }
         }
+        migrator.registerMigration("v12: operators' resolutions of reported differences") { db in
+            for statement in ReconciliationSchema.resolutions(text: "TEXT", integer: "INTEGER", strict: " STRICT") {
+                try db.execute(sql: statement)
+            }
+        }
         return migrator
     }
 }

@@ -16,6 +16,7 @@ extension SQLiteStore {
                     try Row.fetchAll(db, sql: AuditQueries.delivered).map {
                         try AuditQueries.delivery(endpoint: $0[0], order: $0[1], sequence: $0[2])
                     }),
+                reported: try Self.reportedDifferences(db),
                 readAt: now)
         }
     }

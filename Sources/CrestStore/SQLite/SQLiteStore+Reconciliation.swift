@@ -62,12 +62,30 @@ extension SQLiteStore {
         try await pool.read { db in
             try Row.fetchAll(
                 db,
-                sql: """
-                    SELECT \(ReconciliationSchema.itemColumns) FROM reconciliation_items
-                    WHERE run_id = ? AND sequence > ? ORDER BY sequence LIMIT ?
-                    """, arguments: [run.description, after ?? 0, limit]
+                sql: "\(ReconciliationSchema.itemSelect) WHERE i.run_id = ? AND i.sequence > ? ORDER BY i.sequence LIMIT ?",
+                arguments: [run.description, after ?? 0, limit]
             ).map(Self.item)
         }
+    }
+
+    public func resolveReconciliationItem(
+        of run: ReconciliationRunID, sequence: Int, note: String, at now: Date
+    ) async throws -> OperatorResolutionOutcome {
+        try await pool.write { db in
+            try db.execute(
+                sql: ReconciliationSchema.sqlite(ReconciliationSchema.resolveSQL),
+                arguments: [run.description, sequence, note, SQLiteRows.millis(now)])
+            let item = try Row.fetchOne(
+                db, sql: "\(ReconciliationSchema.itemSelect) WHERE i.run_id = ? AND i.sequence = ?",
+                arguments: [run.description, sequence]
+            ).map(Self.item)
+            return ReconciliationSchema.outcome(item, note: note)
+        }
+    }
+
+    /// The reported differences, for the audit (inside its read transaction).
+    static func reportedDifferences(_ db: Database) throws -> [ReconciliationItem] {
+        try Row.fetchAll(db, sql: ReconciliationSchema.reportedSelect).map(item)
     }
 
     public func recordReconciliationItems(_ records: [ReconciliationRecord]) async throws -> [ReconciliationItem] {
@@ -87,10 +105,9 @@ extension SQLiteStore {
             case .enqueue(let job):
                 if try SQLiteJobs.insert(db, job, at: item.at).duplicate { item = ReconciliationSchema.underWay(item) }
             case .markFailed(let orderID, let paymentID):
-                try db.cachedStatement(
-                    sql: ReconciliationSchema.markFailedSQL.replacingOccurrences(of: "$1", with: "?1")
-                        .replacingOccurrences(of: "$2", with: "?2")
-                ).execute(arguments: [orderID.description, paymentID])
+                try db.cachedStatement(sql: ReconciliationSchema.sqlite(ReconciliationSchema.markFailedSQL)).execute(arguments: [
+                    orderID.description, paymentID,
+                ])
                 if db.changesCount == 0 { item = ReconciliationSchema.changed(item) }
             }
         }
@@ -128,6 +145,11 @@ extension SQLiteStore {
             kind: try ReconciliationSchema.decode(DifferenceKind(rawValue: row["kind"]), "reconciliation_items.kind"),
             resolution: try ReconciliationSchema.decode(Resolution(rawValue: row["resolution"]), "reconciliation_items.resolution"),
             paymentID: row["payment_id"], orderID: (row["order_id"] as String?).flatMap(OrderID.init), before: row["books_before"],
-            after: row["books_after"], action: row["action"], at: SQLiteRows.date(row["recorded_at"]))
+            after: row["books_after"], action: row["action"], at: SQLiteRows.date(row["recorded_at"]),
+            operatorResolution: try (row["resolved_on_run"] as String?).map { run in
+                OperatorResolution(
+                    runID: try ReconciliationSchema.decode(ReconciliationRunID(run), "reconciliation_resolutions.run_id"),
+                    sequence: row["resolved_on_item"], note: row["resolution_note"], at: SQLiteRows.date(row["resolved_at"]))
+            })
     }
 }

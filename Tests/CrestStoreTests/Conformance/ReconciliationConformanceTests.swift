@@ -170,6 +170,59 @@ struct ReconciliationConformanceTests {
         }
     }
 
+    @Test(
+        "an operator resolves a reported difference once: every run's item about it shows it, the same note again is the same, another is refused",
+        arguments: StoreKind.allCases)
+    func operatorResolution(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let order = OrderID.make()
+            let first = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(first)
+            _ = try await store.recordReconciliationItem(
+                Self.item(first, 1, .amountDiffers, payment: "pi_a", order: order, healed: false), heal: nil)
+            _ = try await store.recordReconciliationItem(
+                Self.item(first, 2, .orphanCharge, payment: "pi_b", order: nil, healed: true),
+                heal: .enqueue(ReconciliationJobs.refunding("pi_b", key: "k")))
+            #expect(try await store.auditRecords(at: Date()).reported.map(\.isOpen) == [true])
+
+            let at = millisecondNow()
+            guard
+                case .resolved(let item) = try await store.resolveReconciliationItem(
+                    of: first.id, sequence: 1, note: "refunded by hand", at: at)
+            else {
+                Issue.record("not resolved")
+                return
+            }
+            #expect(item.operatorResolution == OperatorResolution(runID: first.id, sequence: 1, note: "refunded by hand", at: at))
+            #expect(!item.isOpen)
+            // Sent again (a retry): the same answer, nothing new.
+            #expect(
+                try await store.resolveReconciliationItem(of: first.id, sequence: 1, note: "refunded by hand", at: Date())
+                    == .resolved(item))
+            #expect(
+                try await store.resolveReconciliationItem(of: first.id, sequence: 1, note: "something else", at: Date())
+                    == .resolvedBefore(try #require(item.operatorResolution)))
+            #expect(try await store.resolveReconciliationItem(of: first.id, sequence: 2, note: "n", at: Date()) == .notReported(.healed))
+            #expect(try await store.resolveReconciliationItem(of: first.id, sequence: 3, note: "n", at: Date()) == .notFound)
+            #expect(try await store.resolveReconciliationItem(of: .make(), sequence: 1, note: "n", at: Date()) == .notFound)
+
+            // A later run finds the same difference: it shows the resolution; another payment's is open.
+            let second = Self.run(at: millisecondNow())
+            try await store.createReconciliationRun(second)
+            _ = try await store.recordReconciliationItem(
+                Self.item(second, 1, .amountDiffers, payment: "pi_a", order: order, healed: false), heal: nil)
+            _ = try await store.recordReconciliationItem(
+                Self.item(second, 2, .amountDiffers, payment: "pi_c", order: .make(), healed: false), heal: nil)
+            let items = try await store.reconciliationItems(of: second.id, after: nil, limit: 10)
+            #expect(items.map(\.operatorResolution) == [item.operatorResolution, nil])
+            // The audit sees each difference once, its newest item.
+            let reported = try await store.auditRecords(at: Date()).reported
+            #expect(reported.map(\.paymentID).sorted() == ["pi_a", "pi_c"])
+            #expect(reported.allSatisfy { $0.runID == second.id })
+            #expect(reported.filter(\.isOpen).map(\.paymentID) == ["pi_c"])
+        }
+    }
+
     @Test("Crest's side of a window: the orders with a payment created in it", arguments: StoreKind.allCases)
     func ordersWithPayment(kind: StoreKind) async throws {
         try await kind.withStore { store in
