@@ -127,6 +127,10 @@ public protocol Store: JobQueue {
     /// its operator's resolution if any.
     func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem]
 
+    /// How many reported differences no operator resolved yet (each difference once, whatever
+    /// the runs that found it): what `crest audit`'s differences-resolved check counts.
+    func openReconciliationDifferences() async throws -> Int
+
     /// Records an operator's resolution of the reported difference `run`'s item `sequence` is
     /// about (its kind and payment: every run's item about it shows it). Once per difference: a
     /// second one with the same note changes nothing, with another note is refused.

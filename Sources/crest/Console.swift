@@ -1,4 +1,5 @@
 import ArgumentParser
+import CrestEngine
 import Foundation
 import Logging
 
@@ -16,15 +17,30 @@ enum Console {
 }
 
 extension Console {
-    /// Logs go to standard error at `level` (trace … critical); once per process. A metadata provider
-    /// adds to every line what the task knows, e.g. the current span's trace and span ids.
-    static func bootstrapLogging(level name: String, metadataProvider: Logger.MetadataProvider? = nil) throws {
+    /// Logs go to standard error at `level` (trace … critical), as text or JSON lines
+    /// (`JSONLogHandler`); once per process. A metadata provider adds to every line what the task
+    /// knows, e.g. the current span's trace and span ids.
+    static func bootstrapLogging(
+        level name: String, format: String = "text", metadataProvider: Logger.MetadataProvider? = nil
+    ) throws {
         guard let level = Logger.Level(rawValue: name) else { throw ValidationError("unknown log level \(name)") }
-        LoggingSystem.bootstrap(
-            { label, provider in
-                var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
-            }, metadataProvider: metadataProvider)
+        switch format {
+        case "text":
+            LoggingSystem.bootstrap(
+                { label, provider in
+                    var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                    handler.logLevel = level
+                    return handler
+                }, metadataProvider: metadataProvider)
+        case "json":
+            LoggingSystem.bootstrap(
+                { label, provider in
+                    var handler = JSONLogHandler.standardError(label: label, metadataProvider: provider)
+                    handler.logLevel = level
+                    return handler
+                }, metadataProvider: metadataProvider)
+        default:
+            throw ValidationError("unknown log format \(format): text or json")
+        }
     }
 }

@@ -53,6 +53,7 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Share of refunds answered as made and never made (0…1)") var refundLossRate = 0.0
 
     @Option(help: TextSetting.logLevel.help) var logLevel: String?
+    @Option(help: TextSetting.logFormat.help) var logFormat: String?
 
     func run() async throws {
         let settings = Settings()
@@ -76,7 +77,8 @@ struct PSPSim: AsyncParsableCommand {
         faults.orphanChargeRate = orphanChargeRate
         faults.refundLossRate = refundLossRate
         if let problem = faults.problem { throw ValidationError(problem) }
-        try Console.bootstrapLogging(level: TextSetting.logLevel.value(logLevel, in: settings))
+        try Console.bootstrapLogging(
+            level: TextSetting.logLevel.value(logLevel, in: settings), format: TextSetting.logFormat.value(logFormat, in: settings))
         let logger = Logger(label: "crest.psp-sim")
 
         let given = Self.webhookSecret.resolve(webhookSecret, in: settings)

@@ -53,6 +53,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: Options.reconcileEvery.help) var reconcileEveryMinutes: Int?
 
     @Option(help: TextSetting.logLevel.help) var logLevel: String?
+    @Option(help: TextSetting.logFormat.help) var logFormat: String?
 
     static let otlpEndpoint = TextSetting(
         env: "CREST_OTLP_ENDPOINT", defaultText: "none, no traces exported",
@@ -79,7 +80,8 @@ struct Serve: AsyncParsableCommand {
             environment: ProcessInfo.processInfo.environment)
 
         try Console.bootstrapLogging(
-            level: levelName, metadataProvider: tracing.enabled ? OTel.makeLoggingMetadataProvider() : nil)
+            level: levelName, format: TextSetting.logFormat.value(logFormat, in: settings),
+            metadataProvider: tracing.enabled ? OTel.makeLoggingMetadataProvider() : nil)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(CrestHTTPServer.metricsFactory(registry: registry))
         let logger = Logger(label: "crest")

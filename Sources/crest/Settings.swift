@@ -121,6 +121,10 @@ struct TextSetting: Sendable {
     /// The data directory of `crest serve`, which other commands read too.
     static let dataDirectory = TextSetting(env: "CREST_DATA_DIR", defaultValue: "./crest-data", meaning: "Data directory of `crest serve`")
 
+    static let logFormat = TextSetting(
+        env: "CREST_LOG_FORMAT", defaultValue: "text",
+        meaning: "Log format: text (one line a person reads) or json (one JSON object per line, for a log shipper)")
+
     static let logLevel = TextSetting(
         env: "CREST_LOG_LEVEL", defaultValue: "info", meaning: "Log level: trace, debug, info, notice, warning, error, critical")
 }

@@ -71,6 +71,10 @@ struct ReconcileProcessTests {
         let reported = try await CrestCommand.run(reconcile, timeout: .seconds(120))
         #expect(reported.status == 1, "\(reported.output)")
         #expect(reported.output.contains("reported  amount-differs"), "\(reported.output)")
+        // Prometheus sees it wait for an operator (the alert CrestReconciliationDifferencesOpen).
+        let metrics = String(decoding: try await client.call(.GET, "/metrics").body, as: UTF8.self)
+        #expect(metrics.contains("\ncrest_reconciliation_differences_open 1"), "\(metrics)")
+        #expect(metrics.contains("\ncrest_ready 1"))
         // An operator resolves it; the next run still tells it, resolved, and exits 0.
         let told = try await CrestCommand.run(reconcile + ["--json"], timeout: .seconds(120))
         #expect(told.status == 1)

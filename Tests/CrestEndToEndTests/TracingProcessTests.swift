@@ -27,6 +27,7 @@ struct TracingProcessTests {
                     // The collector also plays the payment provider (answering 503): the payment job's
                     // call is enough to see the traceparent it sends.
                     "--provider-url", "http://127.0.0.1:\(collector.port)", "--provider-webhook-secret", "e2e",
+                    "--log-format", "json",
                 ],
                 environment: ["OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"])
             let client = CrestClient(http: .shared, port: crest.port)
@@ -61,6 +62,14 @@ struct TracingProcessTests {
             }
             #expect(complete, "spans received: \(spans.map { "\($0.name) \($0.traceID)" })\n\(crest.log)")
 
+            // Logs as JSON lines: every line a logger wrote parses, and a job's line carries the trace
+            // and span ids of the job's span.
+            let logLines = crest.log.split(separator: "\n").filter { $0.hasPrefix("{") }
+            let objects = logLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(!logLines.isEmpty && objects.count == logLines.count, "\(crest.log)")
+            #expect(!crest.log.split(separator: "\n").contains { $0.contains(" error ") || $0.contains(" warning ") }, "a text line")
+            let failedJobs = objects.filter { $0["message"] as? String == "job failed" }
+
             // In: the server's span continues the caller's trace, as a child of the caller's span.
             let server = spans.first { $0.traceID == Self.traceID && $0.parentSpanID == Self.parentSpanID }
             #expect(server != nil, "no span is a child of the caller's span")
@@ -86,14 +95,14 @@ struct TracingProcessTests {
             for header in providerTraceparents + webhookTraceparents {
                 #expect(header.wholeMatch(of: /00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]/) != nil, "traceparent \(header)")
             }
-            // The job's failure (the provider answered 503) is an error of its span, and its log line
-            // carries that span's trace id.
+            // The job's failure (the provider answered 503) is an error of its span, and its JSON log
+            // line carries that span's trace and span ids.
             let failedRuns = spans.filter { $0.name == "job.run" && $0.attributes["crest.job.outcome"] == "failed" }
             #expect(!failedRuns.isEmpty)
-            let failureLines = crest.log.split(separator: "\n").filter { $0.contains("job failed") }
             #expect(
-                failureLines.contains { line in failedRuns.contains { line.contains("trace_id=\($0.traceID)") } },
-                "\(failureLines)")
+                failedJobs.contains { line in
+                    failedRuns.contains { $0.traceID == line["trace_id"] as? String && $0.spanID == line["span_id"] as? String }
+                }, "\(failedJobs)")
             #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
         }
     }

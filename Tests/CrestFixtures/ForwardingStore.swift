@@ -31,6 +31,7 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func reconciliationItems(of run: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
         try await inner.reconciliationItems(of: run, after: after, limit: limit)
     }
+    open func openReconciliationDifferences() async throws -> Int { try await inner.openReconciliationDifferences() }
     open func resolveReconciliationItem(
         of run: ReconciliationRunID, sequence: Int, note: String, at now: Date
     ) async throws -> OperatorResolutionOutcome {

@@ -324,6 +324,7 @@ struct StatementTests {
                 after = json["next"] as? String
             } while after != nil
             #expect(paged == rows.map(\.lineID))
+            #expect(paged == paged.sorted(), "lines come in line id order: charges, then refunds")
             let csv = String(decoding: try await Self.get("/v1/statements?\(window)", fixture), as: UTF8.self)
             #expect(csv.split(separator: "\n").count == rows.count + 1)
             #expect(csv.hasPrefix(ProviderAPI.statementHeader))

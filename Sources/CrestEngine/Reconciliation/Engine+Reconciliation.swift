@@ -244,6 +244,11 @@ extension Engine {
         }
     }
 
+    /// Reported differences no operator resolved yet (`Store.openReconciliationDifferences`).
+    package func openReconciliationDifferences() async throws -> Int {
+        try await withStore("count open reconciliation differences") { try await store.openReconciliationDifferences() }
+    }
+
     package func reconciliationItems(of id: ReconciliationRunID, after: Int?, limit: Int) async throws -> [ReconciliationItem] {
         try await withStore("read a reconciliation's items") { try await store.reconciliationItems(of: id, after: after, limit: limit) }
     }

@@ -39,7 +39,7 @@ package enum CrestHTTPServer {
                     pressure: LoadShedder<CrestRequestContext>.pressure(
                         writePath: engine.writePath, lag: lag, configuration: shedding)))
         }
-        OperationsRoutes(engine: engine, metrics: metrics).add(to: router)
+        OperationsRoutes(engine: engine, metrics: metrics, readings: ScrapeReadings(engine: engine)).add(to: router)
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)

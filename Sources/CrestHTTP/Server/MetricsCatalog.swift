@@ -49,6 +49,9 @@ enum MetricsCatalog {
         "crest_reconciliation_runs_total": "Reconciliation runs by how they ended: finished, failed.",
         "crest_reconciliation_differences_total":
             "Differences reconciliation found between the provider's statement and Crest's books, by kind and resolution (healed, heal-under-way, reported).",
+        "crest_reconciliation_differences_open":
+            "Differences reconciliation reported that no operator resolved yet (read from the store when scraped, at most once a minute).",
+        "crest_ready": "1 when the store answers (as /readyz), 0 when not; read when scraped.",
         "crest_rate_limited_total": "Order attempts refused for a rate limit (429), by scope: buyer, address, sale.",
         "crest_risk_refusals_total": "Order attempts refused by a risk rule (403), by rule type: buyer, address, velocity.",
         "crest_buyer_pass_refusals_total":

@@ -79,6 +79,11 @@ extension PostgresStore {
         }
     }
 
+    public func openReconciliationDifferences() async throws -> Int {
+        let row = try await rows(PostgresQuery(unsafeSQL: ReconciliationSchema.openCountSQL)).first
+        return Int(try row?.decode(Int64.self) ?? 0)
+    }
+
     /// The reported differences, for the audit (inside its read transaction).
     static func reportedDifferences(on connection: PostgresConnection, logger: Logger) async throws -> [ReconciliationItem] {
         try await connection.query(PostgresQuery(unsafeSQL: ReconciliationSchema.reportedSelect), logger: logger).collect()

@@ -86,6 +86,15 @@ enum ReconciliationSchema {
         ORDER BY i.run_id, i.sequence
         """
 
+    /// How many reported differences (kind and payment) no operator resolved yet.
+    static let openCountSQL = """
+        SELECT count(*) FROM (
+            SELECT DISTINCT i.kind, i.payment_id FROM reconciliation_items i
+            WHERE i.resolution = 'reported' AND NOT EXISTS (
+                SELECT 1 FROM reconciliation_resolutions r WHERE r.kind = i.kind AND r.payment_id = i.payment_id)
+        ) AS open_differences
+        """
+
     /// An operator's resolution, unless the difference has one already.
     static let resolveSQL = """
         INSERT INTO reconciliation_resolutions (kind, payment_id, run_id, sequence, note, resolved_at)

@@ -83,6 +83,10 @@ extension SQLiteStore {
         }
     }
 
+    public func openReconciliationDifferences() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: ReconciliationSchema.openCountSQL) ?? 0 }
+    }
+
     /// The reported differences, for the audit (inside its read transaction).
     static func reportedDifferences(_ db: Database) throws -> [ReconciliationItem] {
         try Row.fetchAll(db, sql: ReconciliationSchema.reportedSelect).map(item)

@@ -184,6 +184,7 @@ struct ReconciliationConformanceTests {
                 Self.item(first, 2, .orphanCharge, payment: "pi_b", order: nil, healed: true),
                 heal: .enqueue(ReconciliationJobs.refunding("pi_b", key: "k")))
             #expect(try await store.auditRecords(at: Date()).reported.map(\.isOpen) == [true])
+            #expect(try await store.openReconciliationDifferences() == 1)
 
             let at = millisecondNow()
             guard
@@ -220,6 +221,7 @@ struct ReconciliationConformanceTests {
             #expect(reported.map(\.paymentID).sorted() == ["pi_a", "pi_c"])
             #expect(reported.allSatisfy { $0.runID == second.id })
             #expect(reported.filter(\.isOpen).map(\.paymentID) == ["pi_c"])
+            #expect(try await store.openReconciliationDifferences() == 1, "pi_a's two items are one difference, resolved")
         }
     }
 
