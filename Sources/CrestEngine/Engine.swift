@@ -76,13 +76,25 @@ package final class Engine: Sendable {
         let transitioner = GroupCommitter<TransitionRequest, TransitionResult?>(
             window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { requests in
-            try await store.transitions(requests, at: clock())
+            let now = clock()
+            let results = try await store.transitions(requests, at: now)
+            for case let result? in results where result.change == .applied { metrics.recordChange(of: result.order, at: now) }
+            return results
         }
         self.transitioner = transitioner
         let paymentRecorder = GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>(
             window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
         ) { observations in
-            try await store.recordPayments(observations, at: clock())
+            let now = clock()
+            let results = try await store.recordPayments(observations, at: now)
+            for (observation, result) in zip(observations, results) {
+                guard case .success(let record) = result, !record.duplicate else { continue }
+                if observation.payment.status == .created, record.order.payment?.status == .created {
+                    metrics.record(.paymentCreated, seconds: now.timeIntervalSince(record.order.createdAt))
+                }
+                if let change = record.transition, change.change == .applied { metrics.recordChange(of: change.order, at: now) }
+            }
+            return results
         }
         self.paymentRecorder = paymentRecorder
         let lifecycle = OrderLifecycle(
@@ -127,6 +139,11 @@ package final class Engine: Sendable {
             logger.warning("store not ready", metadata: ["error": "\(error)"])
             return false
         }
+    }
+
+    /// A provider webhook arrived, `seconds` after the provider's event time.
+    package func recordProviderWebhookLag(seconds: TimeInterval) {
+        metrics.recordProviderWebhookLag(seconds: seconds)
     }
 
     /// Runs a store call, turning failures that are not domain answers into `UnavailableError`.

@@ -1,10 +1,11 @@
 import CoreMetrics
 import CrestCore
+import Foundation
 import Metrics
 import Synchronization
 
 /// The engine's metrics, through swift-metrics (exported for Prometheus by the executable).
-struct EngineMetrics: Sendable {
+package struct EngineMetrics: Sendable {
     static let batchSizeLabel = "crest_batch_size"
     static let commitDurationLabel = "crest_batch_commit_duration_seconds"
 
@@ -15,6 +16,74 @@ struct EngineMetrics: Sendable {
     func recordCommit(size: Int, duration: Duration) {
         batchSize.record(size)
         commitDuration.record(duration: duration)
+    }
+
+    /// Where placing an order spends its time, one histogram series per stage
+    /// (`crest_order_stage_seconds{stage}`), each observed once per order that passes it.
+    package enum PlacementStage: String, CaseIterable, Sendable {
+        /// The HTTP handler's checks before the engine: rate limits, risk rules, the buyer pass, the body.
+        case admission
+        /// Waiting for a place on a full write path (only when the adaptive limit is on).
+        case writePath = "write_path"
+        /// The stock gate's decision: the sale's gate, the key's lookup, the admission.
+        case gate
+        /// From handing the reservation to the batcher to its batch's commit starting.
+        case batchWait = "batch_wait"
+        /// The commit of the order's batch.
+        case commit
+        /// From the engine's answer to the HTTP answer built (status, headers, encoded body).
+        case answer
+    }
+
+    static let stageLabel = "crest_order_stage_seconds"
+
+    private let stages: [Timer] = PlacementStage.allCases.map {
+        Timer(label: stageLabel, dimensions: [("stage", $0.rawValue)], preferredDisplayUnit: .seconds)
+    }
+
+    func record(_ stage: PlacementStage, _ duration: Duration) {
+        // `allCases` order: the enum's declaration order.
+        stages[PlacementStage.allCases.firstIndex(of: stage) ?? 0].record(duration: duration)
+    }
+
+    /// An order's life after placement, from its creation (`crest_order_lifecycle_seconds{stage}`):
+    /// its payment created at the provider, paid (stock sold in the same transaction), refunded,
+    /// cancelled, expired; and how late an expiry ran past the payment window (`expiry_late`).
+    package enum LifecycleStage: String, CaseIterable, Sendable {
+        case paymentCreated = "payment_created"
+        case paid, refunded, cancelled, expired
+        case expiryLate = "expiry_late"
+    }
+
+    static let lifecycleLabel = "crest_order_lifecycle_seconds"
+
+    private let lifecycle: [Timer] = LifecycleStage.allCases.map {
+        Timer(label: lifecycleLabel, dimensions: [("stage", $0.rawValue)], preferredDisplayUnit: .seconds)
+    }
+
+    func record(_ stage: LifecycleStage, seconds: TimeInterval) {
+        lifecycle[LifecycleStage.allCases.firstIndex(of: stage) ?? 0].record(duration: .seconds(max(0, seconds)))
+    }
+
+    /// The stages a committed change of `order` reached, at `now`.
+    func recordChange(of order: Order, at now: Date) {
+        let age = now.timeIntervalSince(order.createdAt)
+        switch order.status {
+        case .paid: record(.paid, seconds: age)
+        case .refunded: record(.refunded, seconds: age)
+        case .cancelled: record(.cancelled, seconds: age)
+        case .expired:
+            record(.expired, seconds: age)
+            record(.expiryLate, seconds: now.timeIntervalSince(order.expiresAt))
+        case .pendingPayment: break
+        }
+    }
+
+    /// Provider webhooks: from the provider's event time to Crest receiving it.
+    private let providerWebhookLag = Timer(label: "crest_provider_webhook_lag_seconds", preferredDisplayUnit: .seconds)
+
+    func recordProviderWebhookLag(seconds: TimeInterval) {
+        providerWebhookLag.record(duration: .seconds(max(0, seconds)))
     }
 
     func countCommitFailure() {

@@ -36,10 +36,12 @@ struct SecretsProcessTests {
             try await client.call(
                 .POST, "/v1/webhook-endpoints", headers: CrestClient.admin, json: #"{"url":"ftp://x","secret":"\#(merchantSecret)"}"#))
         // A provider webhook signed with a wrong secret, and one with no signature.
-        let event = #"{"id":"evt_1","type":"payment_intent.succeeded","created":1,"data":{"id":"pi_1","reference":"x","amount":1,"currency":"CNY","status":"succeeded","created":1,"updated":1}}"#
+        let event =
+            #"{"id":"evt_1","type":"payment_intent.succeeded","created":1,"data":{"id":"pi_1","reference":"x","amount":1,"currency":"CNY","status":"succeeded","created":1,"updated":1}}"#
         answers.append(
             try await client.call(
-                .POST, "/v1/webhooks/provider", headers: [("Provider-Signature", "t=1,v1=\(String(repeating: "0", count: 64))")], json: event))
+                .POST, "/v1/webhooks/provider", headers: [("Provider-Signature", "t=1,v1=\(String(repeating: "0", count: 64))")],
+                json: event))
         answers.append(try await client.call(.POST, "/v1/webhooks/provider", json: event))
         // A buyer's order (its pass is a credential too), and one with a pass signed by another secret.
         let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)

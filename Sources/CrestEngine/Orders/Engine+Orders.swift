@@ -23,7 +23,9 @@ extension Engine {
         try request.validate()
         if let writePath {
             do {
+                let arrived = ContinuousClock.now
                 try await writePath.acquire()
+                metrics.record(.writePath, ContinuousClock.now - arrived)
             } catch let error as WritePathFull {
                 metrics.countAttempt("write_path_full")
                 throw error
@@ -54,6 +56,7 @@ extension Engine {
     /// Places one validated request, in three steps: the gate's admission (with what only the
     /// store knows), the wait for a batch to commit the reservation, and the answer.
     private func place(_ request: OrderRequest) async throws -> PlacedOrder {
+        let arrived = ContinuousClock.now
         guard let gate = try await withStore("load gate", { try await gates.gate(for: request.saleID) }) else {
             throw OrderError.saleNotFound
         }
@@ -70,7 +73,10 @@ extension Engine {
             throw error
         case .decided(.knownKey):
             throw UnavailableError(reason: "idempotency key lookup did not settle")
-        case .decided(.admitted(let ticket)):
+        case .decided(.admitted(var ticket)):
+            let decided = ContinuousClock.now
+            metrics.record(.gate, decided - arrived)
+            ticket.submittedAt = decided
             return try await reserve(ticket, of: request, gate: gate)
         }
     }
@@ -198,7 +204,12 @@ extension Engine {
             }
             throw UnavailableError(reason: "the store could not commit the reservation")
         }
-        metrics.recordCommit(size: tickets.count, duration: ContinuousClock.now - started)
+        let committed = ContinuousClock.now
+        metrics.recordCommit(size: tickets.count, duration: committed - started)
+        for ticket in tickets {
+            if let submitted = ticket.submittedAt { metrics.record(.batchWait, started - submitted) }
+            metrics.record(.commit, committed - started)
+        }
         var bySale: [SaleID: [(ticket: StockGate.Ticket, outcome: ReservationOutcome)]] = [:]
         for (ticket, outcome) in zip(tickets, result.outcomes) {
             bySale[ticket.reservation.request.saleID, default: []].append((ticket, outcome))
@@ -209,6 +220,11 @@ extension Engine {
             if let counters { metrics.publish(counters.counters, of: saleID) }
         }
         return result.outcomes
+    }
+
+    /// A stage of placing an order that the HTTP layer times (`admission`, `answer`).
+    package func recordPlacement(_ stage: EngineMetrics.PlacementStage, _ duration: Duration) {
+        metrics.record(stage, duration)
     }
 
     /// The order with its current status.

@@ -31,6 +31,8 @@ final class StockGate: Sendable {
         var gate: StockGate
         /// The placing request's trace, when it is recorded: the batch's span links to it.
         var trace: ServiceContext? = nil
+        /// When the gate admitted it (the batch times its wait from here).
+        var submittedAt: ContinuousClock.Instant? = nil
     }
 
     private struct InFlight {

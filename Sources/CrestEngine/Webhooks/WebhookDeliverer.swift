@@ -4,6 +4,7 @@ import CrestPayments
 import CrestStore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -49,7 +50,12 @@ struct WebhookDeliverer: Sendable {
         guard (200..<300).contains(response.status.code) else {
             throw DeliveryRefused(status: Int(response.status.code))
         }
-        try await store.markDelivered(delivery, at: clock())
+        let now = clock()
+        try await store.markDelivered(delivery, at: now)
+        Timer(
+            label: "crest_merchant_webhook_lag_seconds", dimensions: [("endpoint", endpoint.id.description)],
+            preferredDisplayUnit: .seconds
+        ).record(duration: .seconds(max(0, now.timeIntervalSince(context.event.occurredAt))))
         return .completed
     }
 

@@ -35,7 +35,8 @@ struct OrderRoutes {
 
     /// `201` with the order once its reservation is durable; a replayed key answers `201` with the
     /// same order and `Idempotent-Replayed: true`.
-    @Sendable func place(_ request: Request, context: CrestRequestContext) async throws -> EditedResponse<OrderBody> {
+    @Sendable func place(_ request: Request, context: CrestRequestContext) async throws -> Response {
+        let arrived = ContinuousClock.now
         // A full write path refuses first: a crowd's refusal must cost less than its order.
         try engine.writePath?.refuseIfFull()
         let saleID = try context.saleID()
@@ -65,13 +66,19 @@ struct OrderRoutes {
             buyer = named
         }
         try await risk.check(buyer: buyer, key: key)
-        var headers = try limiter.check(buyer: buyer, sale: saleID, overrides: try await engine.limits(of: saleID))
+        let headers = try limiter.check(buyer: buyer, sale: saleID, overrides: try await engine.limits(of: saleID))
+        engine.recordPlacement(.admission, ContinuousClock.now - arrived)
         let placed = try await engine.placeOrder(
             OrderRequest(
                 saleID: saleID, idempotencyKey: key, buyer: buyer, quantity: body.quantity, perBuyerLimit: limit))
-        headers[.location] = "/v1/orders/\(placed.order.id)"
-        if placed.replayed { headers[.idempotentReplayed] = "true" }
-        return EditedResponse(status: .created, headers: headers, response: OrderBody(placed.order))
+        let answering = ContinuousClock.now
+        var response = try OrderBody(placed.order).response(from: request, context: context)
+        response.status = .created
+        response.headers.append(contentsOf: headers)
+        response.headers[.location] = "/v1/orders/\(placed.order.id)"
+        if placed.replayed { response.headers[.idempotentReplayed] = "true" }
+        engine.recordPlacement(.answer, ContinuousClock.now - answering)
+        return response
     }
 
     @Sendable func show(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {

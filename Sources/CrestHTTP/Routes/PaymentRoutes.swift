@@ -58,6 +58,7 @@ struct PaymentRoutes {
         guard let observation = intent.payment?.observation(eventID: event.id) else {
             throw ValidationError(field: "data", message: "must reference an order id and carry an ISO currency")
         }
+        engine.recordProviderWebhookLag(seconds: Date().timeIntervalSince1970 - Double(event.created))
         let record = try await engine.recordPayment(observation)
         return WebhookReceiptBody(
             eventId: event.id, duplicate: record.duplicate, orderStatus: record.order.status,

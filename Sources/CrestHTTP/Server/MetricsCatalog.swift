@@ -15,6 +15,13 @@ enum MetricsCatalog {
         "crest_batch_size": "Reservations committed together in one store transaction.",
         "crest_batch_commit_duration_seconds": "Time to commit one batch of reservations to the store, in seconds.",
         "crest_batch_commit_failures_total": "Batches of reservations whose commit failed (each answered 503).",
+        "crest_order_stage_seconds":
+            "Where placing an order spends its time, in seconds, by stage: admission (the handler's checks), write_path (waiting for a place), gate (the stock gate's decision), batch_wait (until its batch commits), commit (its batch's commit), answer (the HTTP answer built).",
+        "crest_order_lifecycle_seconds":
+            "An order's life after placement, in seconds from its creation, by stage: payment_created, paid, refunded, cancelled, expired; expiry_late: how long after its payment window an expiry ran.",
+        "crest_provider_webhook_lag_seconds": "From a provider event's time to Crest receiving its webhook, in seconds.",
+        "crest_merchant_webhook_lag_seconds":
+            "From an order event to its delivery to a merchant endpoint (2xx), in seconds, by endpoint.",
         "crest_sale_stock": "A sale's units by state: total, available, reserved, sold.",
         // Jobs
         "crest_jobs": "Jobs in the queue by kind and state (completed jobs are pruned after a day; see crest_job_attempts_total).",
