@@ -65,8 +65,24 @@ struct Demo: AsyncParsableCommand {
         }
         try await stack.stop()
         let report = try outcome.get()
-        Console.say(json ? try report.jsonText() : Self.story(report))
+        let metrics = String(decoding: registry.emitToBuffer(), as: UTF8.self)
+        Console.say(json ? try report.jsonText() : Self.story(report) + "\n\n" + Self.breakdown(metrics))
         if !report.auditPassed { throw ExitCode(1) }
+    }
+
+    /// Where a buyer waited: each stage of placing an order, then of its life after, from the
+    /// server's own histograms.
+    static func breakdown(_ metrics: String) -> String {
+        let placing = StageBreakdown(
+            metrics: metrics, metric: "crest_order_stage_seconds",
+            order: ["admission", "write_path", "gate", "batch_wait", "commit", "answer"])
+        let after = StageBreakdown(
+            metrics: metrics, metric: "crest_order_lifecycle_seconds",
+            order: ["payment_created", "paid", "refunded", "cancelled", "expired", "expiry_late"])
+        return
+            (["Where a buyer waited, placing an order (stage, orders, median, 99th percentile):"] + placing.lines
+            + ["After placing, from the order's creation (expiry_late: past the payment window):"] + after.lines)
+            .joined(separator: "\n")
     }
 
     /// The outcome in a few sentences, then the report's details.

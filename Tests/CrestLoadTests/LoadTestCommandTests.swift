@@ -87,6 +87,11 @@ struct LoadTestCommandTests {
         #expect(status == 0, "\(output)")
         #expect(output.contains("Sold out after"), "\(output)")
         #expect(output.contains("Audit green."), "\(output)")
+        // It ends with where a buyer waited: every placement stage, and the lives of the orders after.
+        #expect(output.contains("Where a buyer waited, placing an order"), "\(output)")
+        for stage in ["admission", "gate", "batch_wait", "commit", "answer", "payment_created", "paid", "expired"] {
+            #expect(output.contains("\n  \(stage) "), "no \(stage) in the breakdown: \(output)")
+        }
         let story = try #require(output.firstMatch(of: /(\d+) paid, (\d+) expired and returned to stock/), "\(output)")
         let paid = try #require(Int(story.1))
         let expired = try #require(Int(story.2))
