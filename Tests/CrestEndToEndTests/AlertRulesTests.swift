@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `deploy/prometheus/alerts.yml` as Prometheus reads it: `promtool check rules` accepts every rule,
-/// and `promtool test rules` runs alerts.test.yml — each alert fires on the series that should raise
+/// and `promtool test rules` runs alerts.test.yml and alerts.slow-burn.test.yml — each alert fires on the series that should raise
 /// it and stays silent on the others.
 @Suite("Alert rules, checked and unit-tested by promtool")
 struct AlertRulesTests {
@@ -13,6 +13,8 @@ struct AlertRulesTests {
     /// promtool is on the machine (`.ci/run` installs Debian's prometheus); outside CI a machine
     /// without it skips, in CI the test runs and fails.
     static var available: Bool { promtool != nil || ProcessInfo.processInfo.environment["CI"] != nil }
+
+    static let testFiles = ["alerts.test.yml", "alerts.slow-burn.test.yml"]
 
     static let rules = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appending(path: "deploy/prometheus")
@@ -25,14 +27,15 @@ struct AlertRulesTests {
         let check = try Self.run(promtool, ["check", "rules", "alerts.yml"])
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("SUCCESS"), "\(check.output)")
-        let test = try Self.run(promtool, ["test", "rules", "alerts.test.yml"])
+        let test = try Self.run(promtool, ["test", "rules"] + Self.testFiles)
         #expect(test.status == 0, "\(test.output)")
     }
 
     @Test("every alert of alerts.yml has a unit test that expects it to fire")
     func everyAlertTested() throws {
         let rules = try String(contentsOf: Self.rules.appending(path: "alerts.yml"), encoding: .utf8)
-        let tests = try String(contentsOf: Self.rules.appending(path: "alerts.test.yml"), encoding: .utf8)
+        let tests = try Self.testFiles.map { try String(contentsOf: Self.rules.appending(path: $0), encoding: .utf8) }
+            .joined(separator: "\n")
         let alerts = rules.matches(of: /- alert: (\w+)/).map { String($0.output.1) }
         #expect(alerts.count >= 12, "\(alerts)")
         // Expectations of an alert with at least one alert in them (firing), and with none (silent).

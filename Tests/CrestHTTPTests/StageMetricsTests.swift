@@ -27,7 +27,7 @@ struct StageMetricsTests {
         let life = ["payment_created", "paid", "expired", "expiry_late"]
         let before = (placement.map(Self.stage), life.map(Self.lifecycle), Self.count("crest_provider_webhook_lag_seconds"))
         try await PaymentFixture.with { fixture in
-            let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 1)
+            let sale = try await fixture.sale(stock: 5)
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.crestPort)/v1/sales/\(sale.id)/orders")
             request.method = .POST
             request.headers.add(name: "Authorization", value: "Bearer \(try await HTTPFixture.pass(for: "ana"))")
@@ -41,7 +41,8 @@ struct StageMetricsTests {
                 (((try JSONSerialization.jsonObject(with: body)) as? [String: Any])?["id"] as? String).flatMap(OrderID.init))
             try await fixture.pay(try await fixture.waitFor(id) { $0.payment != nil })
             try await fixture.waitFor(id) { $0.status == .paid }
-            let unpaid = try await fixture.order(sale, buyer: "bo")
+            // Another sale's order, with a payment window of a second, left unpaid.
+            let unpaid = try await fixture.order(try await fixture.sale(stock: 5, paymentWindowSeconds: 1), buyer: "bo")
             try await fixture.waitFor(unpaid.id) { $0.status == .expired }
         }
         for (index, stage) in placement.enumerated() {
