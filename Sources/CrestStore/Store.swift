@@ -164,6 +164,10 @@ public protocol Store: JobQueue {
     /// An order's outbox events in sequence order.
     func events(of orderID: OrderID) async throws -> [OrderEvent]
 
+    /// The deliveries owed for an order's events, one per event and endpoint that wanted it, by
+    /// sequence then endpoint: when each reached its endpoint, or that it has not yet.
+    func deliveries(of orderID: OrderID) async throws -> [EventDelivery]
+
     /// Succeeds when the store can serve reads and writes.
     func ping() async throws
 

@@ -106,6 +106,48 @@ struct MerchantWebhookTests {
         }
     }
 
+    @Test("an order's timeline: each event with its time, and under it each endpoint's delivery, done or still owed")
+    func timeline() async throws {
+        let receiver = MerchantReceiver()
+        try await PaymentFixture.with { fixture in
+            try await receiver.with { url in
+                let reached = try await fixture.admin(
+                    .POST, "/v1/webhook-endpoints", json: #"{"url":"\#(url)","secret":"\#(Self.secret)"}"#)
+                // An endpoint nobody listens on: its deliveries stay owed.
+                let dead = try await fixture.admin(
+                    .POST, "/v1/webhook-endpoints", json: #"{"url":"http://127.0.0.1:9/hooks","secret":"\#(Self.secret)"}"#)
+                let (reachedID, deadID) = (try #require(reached.object["id"] as? String), try #require(dead.object["id"] as? String))
+                let sale = try await fixture.sale(stock: 2)
+                let placed = try await fixture.order(sale, buyer: "ana")
+                try await fixture.pay(try await fixture.waitFor(placed.id) { $0.payment != nil })
+                try await fixture.waitFor(placed.id) { $0.status == .paid }
+                #expect(try await eventually { receiver.accepted.count == 2 })
+
+                let answer = try await fixture.admin(.GET, "/v1/orders/\(placed.id)/timeline")
+                #expect(answer.status == 200, "\(answer.object)")
+                let timeline = answer.object
+                #expect(timeline["orderId"] as? String == placed.id.description && timeline["status"] as? String == "paid")
+                let stages = try #require(timeline["stages"] as? [[String: Any]])
+                #expect(stages.map { $0["event"] as? String } == ["order.created", "order.paid"])
+                #expect(stages.map { $0["sequence"] as? Int } == [1, 2])
+                #expect(stages[0]["afterSeconds"] as? Double == 0)
+                #expect((stages[1]["afterSeconds"] as? Double ?? -1) >= 0)
+                for stage in stages {
+                    let deliveries = try #require(stage["deliveries"] as? [[String: Any]])
+                    let byEndpoint = Dictionary(uniqueKeysWithValues: deliveries.map { ($0["endpointId"] as? String ?? "", $0) })
+                    #expect(Set(byEndpoint.keys) == [reachedID, deadID], "\(deliveries)")
+                    #expect(byEndpoint[reachedID]?["deliveredAt"] is String && byEndpoint[reachedID]?["afterSeconds"] is Double)
+                    #expect(byEndpoint[deadID]?["deliveredAt"] == nil, "owed, not delivered")
+                }
+                // Operators only; an unknown order is 404.
+                var request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.crestPort)/v1/orders/\(placed.id)/timeline")
+                request.headers.add(name: "Authorization", value: "Bearer \(try await HTTPFixture.pass(for: "ana"))")
+                #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status == .unauthorized)
+                #expect(try await fixture.admin(.GET, "/v1/orders/\(OrderID.make())/timeline").status == 404)
+            }
+        }
+    }
+
     @Test("an endpoint that fails 5 times then recovers receives every event, in order per order")
     func recoveringEndpoint() async throws {
         let receiver = MerchantReceiver(failures: 5)

@@ -286,6 +286,16 @@ extension Engine {
     }
 
     /// An order's outbox events, oldest first.
+    /// An order with its events and each event's deliveries to merchant endpoints: where its life
+    /// went, for support (`GET /v1/orders/{id}/timeline`).
+    package func timeline(of id: OrderID) async throws -> OrderTimeline {
+        let order = try await order(id)
+        let (events, deliveries) = try await withStore("read an order's timeline") {
+            (try await store.events(of: id), try await store.deliveries(of: id))
+        }
+        return OrderTimeline(order: order, events: events, deliveries: deliveries)
+    }
+
     package func events(of id: OrderID) async throws -> [OrderEvent] {
         let events = try await withStore("read events") { try await store.events(of: id) }
         if events.isEmpty { _ = try await order(id) }
@@ -308,4 +318,11 @@ extension Engine {
         jobs.notify(runAt: now)
         return enqueued[0]
     }
+}
+
+/// An order, its events (each a stage of its life, with its time) and their deliveries.
+package struct OrderTimeline: Sendable {
+    package var order: Order
+    package var events: [OrderEvent]
+    package var deliveries: [EventDelivery]
 }

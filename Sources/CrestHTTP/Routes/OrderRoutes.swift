@@ -31,6 +31,7 @@ struct OrderRoutes {
         router.group("v1/orders")
             .add(middleware: admin)
             .get(use: list)
+            .get("{orderID}/timeline", use: timeline)
     }
 
     /// `201` with the order once its reservation is durable; a replayed key answers `201` with the
@@ -110,6 +111,12 @@ struct OrderRoutes {
         let caller = try await callers.caller(of: request)
         return AttemptCancellationBody(
             try await engine.cancelAttempt(saleID: saleID, idempotencyKey: key, buyer: caller.scopedBuyer))
+    }
+
+    /// An order's life for support (operators): each event with its time and how long after the
+    /// order it came, and under each its deliveries to merchant endpoints.
+    @Sendable func timeline(_ request: Request, context: CrestRequestContext) async throws -> OrderTimelineBody {
+        OrderTimelineBody(try await engine.timeline(of: try context.orderID()))
     }
 
     @Sendable func events(_ request: Request, context: CrestRequestContext) async throws -> EventListBody {

@@ -203,6 +203,7 @@ enum PostgresMigrations {
             11, "operators' resolutions of reported differences",
             ReconciliationSchema.resolutions(text: "text", integer: "bigint", strict: "")
         ),
+        (12, "deliveries by order", [DeliverySchema.byOrder]),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -69,4 +69,18 @@ extension PostgresStore {
                 AND sequence = \(delivery.sequence)
             """)
     }
+
+    public func deliveries(of orderID: OrderID) async throws -> [EventDelivery] {
+        try await rows(
+            """
+            SELECT endpoint_id, sequence, delivered_at FROM webhook_deliveries
+            WHERE order_id = \(orderID.description) ORDER BY sequence, endpoint_id
+            """
+        ).map { row in
+            let (endpoint, sequence, deliveredAt) = try row.decode((String, Int64, Int64?).self)
+            return EventDelivery(
+                endpointID: try DeliverySchema.decode(WebhookEndpointID(endpoint)), sequence: Int(sequence),
+                deliveredAt: deliveredAt.map(PostgresRows.date))
+        }
+    }
 }

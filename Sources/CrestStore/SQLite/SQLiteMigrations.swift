@@ -229,6 +229,9 @@ enum SQLiteMigrations {
                 try db.execute(sql: statement)
             }
         }
+        migrator.registerMigration("v13: deliveries by order") { db in
+            try db.execute(sql: DeliverySchema.byOrder)
+        }
         return migrator
     }
 }

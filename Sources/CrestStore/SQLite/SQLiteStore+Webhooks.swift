@@ -71,4 +71,20 @@ extension SQLiteStore {
                 ])
         }
     }
+
+    public func deliveries(of orderID: OrderID) async throws -> [EventDelivery] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT endpoint_id, sequence, delivered_at FROM webhook_deliveries
+                    WHERE order_id = ? ORDER BY sequence, endpoint_id
+                    """, arguments: [orderID.description]
+            ).map { row in
+                EventDelivery(
+                    endpointID: try DeliverySchema.decode(WebhookEndpointID(row[0] as String)),
+                    sequence: row[1], deliveredAt: (row[2] as Int64?).map(SQLiteRows.date))
+            }
+        }
+    }
 }

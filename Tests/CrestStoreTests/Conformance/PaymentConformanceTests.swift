@@ -145,6 +145,22 @@ struct WebhookConformanceTests {
         }
     }
 
+    @Test("an order's deliveries, by sequence then endpoint: owed until delivered, then with the time", arguments: StoreKind.allCases)
+    func deliveriesOfOrder(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (all, paidOnly, order) = try await Self.paidOrder(on: store)
+            let owed = try await store.deliveries(of: order.id)
+            let second = [all.id, paidOnly.id].sorted { $0.description < $1.description }
+            #expect(owed.map(\.sequence) == [1, 2, 2])
+            #expect(owed.map(\.endpointID) == [all.id] + second)
+            #expect(owed.allSatisfy { $0.deliveredAt == nil })
+            let at = millisecondNow()
+            try await store.markDelivered(.init(endpointId: all.id, orderId: order.id, sequence: 1), at: at)
+            #expect(try await store.deliveries(of: order.id).first == EventDelivery(endpointID: all.id, sequence: 1, deliveredAt: at))
+            #expect(try await store.deliveries(of: .make()).isEmpty)
+        }
+    }
+
     @Test("an endpoint is deleted once; its deliveries then find no endpoint", arguments: StoreKind.allCases)
     func endpointDeleted(kind: StoreKind) async throws {
         try await kind.withStore { store in
