@@ -141,6 +141,10 @@ package final class Engine: Sendable {
         }
     }
 
+    /// Reservations waiting for the next batch, and store calls waiting for a connection: the
+    /// write path's saturation, for `/metrics`.
+    package var saturation: (batchQueue: Int, connectionWaiters: Int) { (batcher.queuedCount, store.connectionWaiters) }
+
     /// A provider webhook arrived, `seconds` after the provider's event time.
     package func recordProviderWebhookLag(seconds: TimeInterval) {
         metrics.recordProviderWebhookLag(seconds: seconds)

@@ -171,6 +171,9 @@ public protocol Store: JobQueue {
     /// Succeeds when the store can serve reads and writes.
     func ping() async throws
 
+    /// Store calls waiting for a database connection now (a pool's waiters; 0 without a pool).
+    var connectionWaiters: Int { get }
+
     /// Changes made through this store that other processes sharing it must hear of (jobs due,
     /// stock given back), as they commit — this process's own included. Each call is a new
     /// stream of what happens from then on; it ends when the store closes. A store no other process shares (the embedded one) has none.

@@ -108,6 +108,7 @@ open class ForwardingStore: Store, @unchecked Sendable {
         try await inner.pruneJobs(completedBefore: completedBefore, discardedBefore: discardedBefore)
     }
     open func ping() async throws { try await inner.ping() }
+    open var connectionWaiters: Int { inner.connectionWaiters }
     open func deliveries(of orderID: OrderID) async throws -> [EventDelivery] { try await inner.deliveries(of: orderID) }
     open func changes() -> AsyncStream<StoreChange> { inner.changes() }
     open var isShared: Bool { inner.isShared }

@@ -130,6 +130,8 @@ struct OrderFlowTests {
                     #expect(text.contains(#"crest_order_attempts_total{outcome="sold_out"}"#))
                     #expect(text.contains(#"crest_sale_stock{sale="\#(sale)",state="reserved"} 1"#))
                     #expect(text.contains("crest_batch_size_bucket"))
+                    #expect(text.contains(#"crest_problems_total{type="sold-out"}"#))
+                    #expect(text.contains("\ncrest_batch_queue_depth ") && text.contains("\ncrest_database_connection_waiters 0"))
                     #expect(text.contains("crest_batch_commit_duration_seconds_bucket"))
                     #expect(text.contains(#"http_server_request_duration_bucket{http_route="/v1/sales/{saleID}/orders""#))
                 }

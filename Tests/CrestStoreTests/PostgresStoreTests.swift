@@ -2,6 +2,7 @@ import CrestCore
 import CrestTestSupport
 import Foundation
 import Logging
+import PostgresNIO
 import Testing
 
 @testable import CrestStore
@@ -164,6 +165,28 @@ struct PostgresStoreTests {
             let counters = try #require(try await store.counters(of: sale.id)).counters
             #expect(counters.available == 7 && counters.reserved == 3 && counters.isConserved, "\(counters)")
         }
+    }
+
+    @Test("calls waiting for a connection are counted while they wait, and not once they have one")
+    func connectionWaiters() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try await cluster.createDatabase()
+        var logger = Logger(label: "crest.test.store")
+        logger.logLevel = .warning
+        let store = try await PostgresStore.connect(url: url, logger: logger, maxConnections: 1, leaseTimeout: .seconds(30))
+        #expect(store.connectionWaiters == 0)
+        // One call holds the only connection for two seconds; three more wait for it.
+        async let holder: [PostgresRow] = store.rows("SELECT pg_sleep(2)")
+        try await Task.sleep(for: .milliseconds(300))
+        async let waiting: Void = withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 { group.addTask { try await store.ping() } }
+            try await group.waitForAll()
+        }
+        let counted = try await eventually(timeout: .seconds(2), every: .milliseconds(20)) { store.connectionWaiters == 3 }
+        #expect(counted, "waiters: \(store.connectionWaiters)")
+        _ = try await (holder, waiting)
+        #expect(store.connectionWaiters == 0)
+        try await store.close()
     }
 
     /// A store on a database of its own, with the cluster to look into it with `psql`; the store

@@ -23,9 +23,13 @@ package struct Problem: Codable, Sendable, Hashable {
     }
 
     package static let mediaType = "application/problem+json"
+    static let typePrefix = "urn:crest:problem:"
+
+    /// The kind in `type` (`sold-out`).
+    var kind: String { type.hasPrefix(Self.typePrefix) ? String(type.dropFirst(Self.typePrefix.count)) : type }
 
     package init(kind: String, title: String, status: HTTPResponse.Status, detail: String? = nil) {
-        self.type = "urn:crest:problem:\(kind)"
+        self.type = Self.typePrefix + kind
         self.title = title
         self.status = status.code
         self.detail = detail

@@ -1,5 +1,7 @@
 import Hummingbird
 import Logging
+import Metrics
+import Synchronization
 
 /// Turns every error thrown below it into an `application/problem+json` response.
 ///
@@ -20,7 +22,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             // Hummingbird's answer when no route took the path and method.
             let allowed = allowedMethods.methods(for: request.uri.path)
-            guard !allowed.isEmpty else { return Problem.from(status: .notFound).response(instance: request.uri.path) }
+            guard !allowed.isEmpty else {
+                ProblemCounts.shared.count("not-found")
+                return Problem.from(status: .notFound).response(instance: request.uri.path)
+            }
+            ProblemCounts.shared.count("method-not-allowed")
             var problem = Problem.from(status: .methodNotAllowed)
             problem.detail = "\(request.method) is not allowed here; allowed: \(allowed.map(\.rawValue).joined(separator: ", "))"
             problem.headers["Allow"] = allowed.map(\.rawValue).joined(separator: ", ")
@@ -32,7 +38,26 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                     context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
                     return Problem(kind: "internal", title: "Internal error", status: .internalServerError)
                 }()
+            ProblemCounts.shared.count(problem.kind)
             return problem.response(instance: request.uri.path)
         }
+    }
+}
+
+/// Problems answered, by kind (`crest_problems_total{type}`, the last part of the problem's type):
+/// errors and refusals by what they were. One counter per kind, made once.
+final class ProblemCounts: Sendable {
+    static let shared = ProblemCounts()
+    static let label = "crest_problems_total"
+
+    private let counters = Mutex<[String: Counter]>([:])
+
+    func count(_ kind: String) {
+        counters.withLock { counters in
+            if let counter = counters[kind] { return counter }
+            let counter = Counter(label: Self.label, dimensions: [("type", kind)])
+            counters[kind] = counter
+            return counter
+        }.increment()
     }
 }

@@ -34,8 +34,8 @@ struct OperationsRoutes {
     }
 }
 
-/// Gauges read from the store when Prometheus scrapes, not kept up to date in between: whether
-/// the store answers (`crest_ready`, as `/readyz`), and how many reconciliation differences wait
+/// Gauges read when Prometheus scrapes, not kept up to date in between: the batch queue and the
+/// store calls waiting for a connection; whether the store answers (`crest_ready`, as `/readyz`), and how many reconciliation differences wait
 /// for an operator (`crest_reconciliation_differences_open`, read at most once a minute: it
 /// scans the reported items).
 final class ScrapeReadings: Sendable {
@@ -43,12 +43,17 @@ final class ScrapeReadings: Sendable {
 
     private let engine: Engine
     private let ready = Gauge(label: "crest_ready")
+    private let batchQueue = Gauge(label: "crest_batch_queue_depth")
+    private let connectionWaiters = Gauge(label: "crest_database_connection_waiters")
     private let openDifferences = Gauge(label: "crest_reconciliation_differences_open")
     private let openDifferencesReadAt = Mutex<ContinuousClock.Instant?>(nil)
 
     init(engine: Engine) { self.engine = engine }
 
     func update() async {
+        let saturation = engine.saturation
+        batchQueue.record(saturation.batchQueue)
+        connectionWaiters.record(saturation.connectionWaiters)
         let isReady = await engine.isReady()
         ready.record(isReady ? 1 : 0)
         guard isReady else { return }

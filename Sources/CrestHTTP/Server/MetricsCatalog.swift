@@ -22,6 +22,12 @@ enum MetricsCatalog {
         "crest_provider_webhook_lag_seconds": "From a provider event's time to Crest receiving its webhook, in seconds.",
         "crest_merchant_webhook_lag_seconds":
             "From an order event to its delivery to a merchant endpoint (2xx), in seconds, by endpoint.",
+        "crest_problems_total":
+            "Problems (RFC 9457) answered, by type — the last part of the problem's type URN: errors and refusals by kind (sold-out, invalid-request, unavailable, internal, …).",
+        "crest_batch_queue_depth":
+            "Order reservations waiting for the next batch (not counting the batch being committed); read when scraped.",
+        "crest_database_connection_waiters":
+            "Store calls waiting for a PostgreSQL connection (always 0 on the embedded store); read when scraped.",
         "crest_sale_stock": "A sale's units by state: total, available, reserved, sold.",
         // Jobs
         "crest_jobs": "Jobs in the queue by kind and state (completed jobs are pruned after a day; see crest_job_attempts_total).",

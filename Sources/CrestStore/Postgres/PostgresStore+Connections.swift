@@ -30,8 +30,16 @@ extension PostgresStore {
         return try await withCheckedThrowingContinuation { continuation in
             let call = GuardedCall(continuation)
             let work = Task {
+                // Counted as waiting until it holds a connection or gives up.
+                let stillWaiting = Atomic<Bool>(true)
+                self.waiting.add(1, ordering: .relaxed)
+                func stopWaiting() {
+                    if stillWaiting.exchange(false, ordering: .relaxed) { self.waiting.subtract(1, ordering: .relaxed) }
+                }
+                defer { stopWaiting() }
                 do {
                     let value = try await client.withConnection { connection in
+                        stopWaiting()
                         guard call.lease(connection) else { throw CancellationError() }
                         return try await body(connection)
                     }

@@ -26,6 +26,8 @@ public final class PostgresStore: Store {
     let listener: PostgresListener
     /// How long a store call waits for a pooled connection before it answers "unavailable".
     let leaseTimeout: Duration
+    /// Store calls waiting for a connection now (`connectionWaiters`).
+    let waiting = Atomic<Int>(0)
 
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=disable|prefer|require`),
     /// applies pending migrations (one node at a time) and returns the store.
@@ -246,6 +248,8 @@ public final class PostgresStore: Store {
     public var isShared: Bool { true }
 
     // MARK: Life
+
+    public var connectionWaiters: Int { waiting.load(ordering: .relaxed) }
 
     public func ping() async throws {
         _ = try await rows("SELECT 1")

@@ -271,6 +271,9 @@ public final class SQLiteStore: Store {
 
     public var prefersCommitterThread: Bool { true }
 
+    /// GRDB's pool has no waiters to count: its writer is one, and readers are many.
+    public var connectionWaiters: Int { 0 }
+
     public func ping() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
