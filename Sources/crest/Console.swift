@@ -24,23 +24,16 @@ extension Console {
         level name: String, format: String = "text", metadataProvider: Logger.MetadataProvider? = nil
     ) throws {
         guard let level = Logger.Level(rawValue: name) else { throw ValidationError("unknown log level \(name)") }
-        switch format {
-        case "text":
-            LoggingSystem.bootstrap(
-                { label, provider in
-                    var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
-                    handler.logLevel = level
-                    return handler
-                }, metadataProvider: metadataProvider)
-        case "json":
-            LoggingSystem.bootstrap(
-                { label, provider in
-                    var handler = JSONLogHandler.standardError(label: label, metadataProvider: provider)
-                    handler.logLevel = level
-                    return handler
-                }, metadataProvider: metadataProvider)
-        default:
-            throw ValidationError("unknown log format \(format): text or json")
-        }
+        guard format == "text" || format == "json" else { throw ValidationError("unknown log format \(format): text or json") }
+        let json = format == "json"
+        LoggingSystem.bootstrap(
+            { label, provider in
+                var handler: any LogHandler =
+                    json
+                    ? JSONLogHandler.standardError(label: label, metadataProvider: provider)
+                    : StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }, metadataProvider: metadataProvider)
     }
 }

@@ -54,7 +54,7 @@ struct DeclaredOptionsTests {
 /// `crest serve`'s options for the stock gates' memory.
 @Suite("crest serve: gate options")
 struct GateOptionsTests {
-    @Test("gate options out of range: a clear message and a usage exit")
+    @Test("gate and log options out of range: a clear message and a usage exit")
     func badGateOptions() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -64,6 +64,8 @@ struct GateOptionsTests {
             (["--refusal-memory", "10000001"], "refusal memory must be 0…10,000,000 keys"),
             (["--gate-idle-seconds", "0"], "gate idle time must be 1…86,400 seconds"),
             (["--gate-idle-seconds", "86401"], "gate idle time must be 1…86,400 seconds"),
+            (["--log-format", "xml"], "unknown log format xml: text or json"),
+            (["--log-level", "loud"], "unknown log level loud"),
         ] {
             try await expectUsageExit(base + extra, saying: message)
         }
