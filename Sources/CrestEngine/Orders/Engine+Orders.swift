@@ -285,7 +285,6 @@ extension Engine {
         return result.order
     }
 
-    /// An order's outbox events, oldest first.
     /// An order with its events and each event's deliveries to merchant endpoints: where its life
     /// went, for support (`GET /v1/orders/{id}/timeline`).
     package func timeline(of id: OrderID) async throws -> OrderTimeline {
@@ -296,6 +295,7 @@ extension Engine {
         return OrderTimeline(order: order, events: events, deliveries: deliveries)
     }
 
+    /// An order's outbox events, oldest first.
     package func events(of id: OrderID) async throws -> [OrderEvent] {
         let events = try await withStore("read events") { try await store.events(of: id) }
         if events.isEmpty { _ = try await order(id) }

@@ -35,9 +35,9 @@ struct OperationsRoutes {
 }
 
 /// Gauges read when Prometheus scrapes, not kept up to date in between: the batch queue and the
-/// store calls waiting for a connection; whether the store answers (`crest_ready`, as `/readyz`), and how many reconciliation differences wait
-/// for an operator (`crest_reconciliation_differences_open`, read at most once a minute: it
-/// scans the reported items).
+/// store calls waiting for a connection; whether the store answers (`crest_ready`, as `/readyz`);
+/// how many reconciliation differences wait for an operator
+/// (`crest_reconciliation_differences_open`, read at most once a minute: it scans the reported items).
 final class ScrapeReadings: Sendable {
     static let openDifferencesEvery: Duration = .seconds(60)
 
