@@ -37,13 +37,10 @@ package struct EngineMetrics: Sendable {
 
     static let stageLabel = "crest_order_stage_seconds"
 
-    private let stages: [Timer] = PlacementStage.allCases.map {
-        Timer(label: stageLabel, dimensions: [("stage", $0.rawValue)], preferredDisplayUnit: .seconds)
-    }
+    private let stages = Self.timers(stageLabel, PlacementStage.allCases)
 
     func record(_ stage: PlacementStage, _ duration: Duration) {
-        // `allCases` order: the enum's declaration order.
-        stages[PlacementStage.allCases.firstIndex(of: stage) ?? 0].record(duration: duration)
+        stages[stage]?.record(duration: duration)
     }
 
     /// An order's life after placement, from its creation (`crest_order_lifecycle_seconds{stage}`):
@@ -57,12 +54,18 @@ package struct EngineMetrics: Sendable {
 
     static let lifecycleLabel = "crest_order_lifecycle_seconds"
 
-    private let lifecycle: [Timer] = LifecycleStage.allCases.map {
-        Timer(label: lifecycleLabel, dimensions: [("stage", $0.rawValue)], preferredDisplayUnit: .seconds)
-    }
+    private let lifecycle = Self.timers(lifecycleLabel, LifecycleStage.allCases)
 
     func record(_ stage: LifecycleStage, seconds: TimeInterval) {
-        lifecycle[LifecycleStage.allCases.firstIndex(of: stage) ?? 0].record(duration: .seconds(max(0, seconds)))
+        lifecycle[stage]?.record(duration: .seconds(max(0, seconds)))
+    }
+
+    /// One histogram series per stage, made once (the order path only looks its timer up).
+    private static func timers<Stage: RawRepresentable<String> & Hashable>(_ label: String, _ stages: [Stage]) -> [Stage: Timer] {
+        Dictionary(
+            uniqueKeysWithValues: stages.map {
+                ($0, Timer(label: label, dimensions: [("stage", $0.rawValue)], preferredDisplayUnit: .seconds))
+            })
     }
 
     /// The stages a committed change of `order` reached, at `now`.

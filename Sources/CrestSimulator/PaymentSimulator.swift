@@ -228,11 +228,9 @@ package final class PaymentSimulator: Sendable {
         return intent
     }
 
-    /// The statement's lines for the payments created in `from..<to` (unix seconds), in id order:
-    /// a charge line for every payment that succeeded (with its status now), a refund line for
+    /// The statement of the payments created in `from..<to` (Unix seconds), in line id order: a
+    /// charge line for every payment that succeeded (with its status now), then a refund line for
     /// every refund made; shown with the differences drawn for them.
-    /// The statement of the payments created in `from..<to` (Unix seconds): a charge line per
-    /// settled payment, then a refund line per refund, in line id order.
     package func statement(from: Int64, to: Int64) -> [ProviderAPI.StatementLine] {
         statementPage(from: from, to: to, after: "", limit: .max).lines
     }

@@ -1,3 +1,4 @@
+import CrestCore
 import Foundation
 import Logging
 
@@ -41,7 +42,7 @@ public struct JSONLogHandler: LogHandler {
         if let explicit = event.metadata { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error"] = "\(error)" }
         let (level, message, source) = (event.level, event.message, event.source)
-        var text = "{\"time\":\"\(Self.time(Date()))\",\"level\":\"\(level.rawValue)\",\"logger\":"
+        var text = "{\"time\":\"\(Date().rfc3339Milliseconds)\",\"level\":\"\(level.rawValue)\",\"logger\":"
         Self.appendString(label, to: &text)
         text += ",\"message\":"
         Self.appendString(message.description, to: &text)
@@ -55,10 +56,6 @@ public struct JSONLogHandler: LogHandler {
         }
         text += "}\n"
         write(text)
-    }
-
-    static func time(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     static func append(_ value: Logger.Metadata.Value, to text: inout String) {

@@ -22,15 +22,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             // Hummingbird's answer when no route took the path and method.
             let allowed = allowedMethods.methods(for: request.uri.path)
-            guard !allowed.isEmpty else {
-                ProblemCounts.shared.count("not-found")
-                return Problem.from(status: .notFound).response(instance: request.uri.path)
-            }
-            ProblemCounts.shared.count("method-not-allowed")
+            guard !allowed.isEmpty else { return answer(Problem.from(status: .notFound), to: request) }
             var problem = Problem.from(status: .methodNotAllowed)
             problem.detail = "\(request.method) is not allowed here; allowed: \(allowed.map(\.rawValue).joined(separator: ", "))"
             problem.headers["Allow"] = allowed.map(\.rawValue).joined(separator: ", ")
-            return problem.response(instance: request.uri.path)
+            return answer(problem, to: request)
         } catch {
             let problem =
                 Problem.from(error)
@@ -38,9 +34,14 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
                     context.logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
                     return Problem(kind: "internal", title: "Internal error", status: .internalServerError)
                 }()
-            ProblemCounts.shared.count(problem.kind)
-            return problem.response(instance: request.uri.path)
+            return answer(problem, to: request)
         }
+    }
+
+    /// Every problem is answered here, and counted by kind.
+    private func answer(_ problem: Problem, to request: Request) -> Response {
+        ProblemCounts.shared.count(problem.kind)
+        return problem.response(instance: request.uri.path)
     }
 }
 
