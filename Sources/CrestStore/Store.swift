@@ -164,6 +164,12 @@ public protocol Store: JobQueue {
     /// An order's outbox events in sequence order.
     func events(of orderID: OrderID) async throws -> [OrderEvent]
 
+    /// The event feed: every order's events with a position above `after`, in position order, at
+    /// most `limit`, with the feed's head. An event committed late (by a transaction that began
+    /// before others committed) still gets a position above every one already read, so a
+    /// consumer resuming from its last position never skips it.
+    func eventFeed(after: Int64, limit: Int) async throws -> EventFeedPage
+
     /// The deliveries owed for an order's events, one per event and endpoint that wanted it, by
     /// sequence then endpoint: when each reached its endpoint, or that it has not yet.
     func deliveries(of orderID: OrderID) async throws -> [EventDelivery]

@@ -7,7 +7,7 @@ import Testing
 
 @Suite("Schema migrations")
 struct MigrationTests {
-    @Test("orders from before the job queue get their events, and pending ones an expiry job")
+    @Test("orders from before the job queue get their events, and pending ones an expiry job; the events their feed positions")
     func backfillsEventsAndExpiryJobs() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-migration-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -51,6 +51,15 @@ struct MigrationTests {
         #expect(jobs.count == 1)
         #expect(jobs.first.flatMap { try? OrderJobs.expire.parameters(of: $0).orderId } == ids[0])
         #expect(jobs.first?.runAt == Date(timeIntervalSince1970: Double(created + 900_000) / 1000))
+        // Those events take their places in the event feed, each order's in sequence, and new
+        // ones follow them.
+        let feed = try await store.eventFeed(after: 0, limit: 10)
+        #expect(feed.events.map(\.position) == [1, 2, 3, 4, 5] && feed.head == 5)
+        for id in ids {
+            #expect(feed.events.filter { $0.event.orderID == id }.map(\.event.sequence) == (id == ids[0] ? [1] : [1, 2]))
+        }
+        _ = try await store.transition(ids[0], by: .cancel, at: Date())
+        #expect(try await store.eventFeed(after: 5, limit: 10).events.map(\.position) == [6])
         try await store.close()
     }
 }

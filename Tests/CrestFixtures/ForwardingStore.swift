@@ -88,6 +88,9 @@ open class ForwardingStore: Store, @unchecked Sendable {
         try await inner.orders(matching: filter, after: after, limit: limit)
     }
     open func events(of orderID: OrderID) async throws -> [OrderEvent] { try await inner.events(of: orderID) }
+    open func eventFeed(after: Int64, limit: Int) async throws -> EventFeedPage {
+        try await inner.eventFeed(after: after, limit: limit)
+    }
     open func enqueue(_ jobs: [NewJob], at now: Date) async throws -> [EnqueuedJob] {
         try await inner.enqueue(jobs, at: now)
     }

@@ -11,6 +11,12 @@ import Testing
 /// conditional decrement that keeps nodes honest, and its query plans.
 @Suite("PostgreSQL store: several nodes")
 struct PostgresStoreTests {
+    static let quietLogger = {
+        var logger = Logger(label: "crest.test.store")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     @Test("four nodes starting at once on an empty database: one migrates, all open")
     func concurrentMigrations() async throws {
         _ = try await StoreKind.postgres.with { open in
@@ -187,6 +193,45 @@ struct PostgresStoreTests {
         _ = try await (holder, waiting)
         #expect(store.connectionWaiters == 0)
         try await store.close()
+    }
+
+    @Test("an event written before others commit but committed after them is not skipped by a consumer past them")
+    func lateCommitIsNotSkipped() async throws {
+        try await withFreshStore { _, url, store in
+            let (sale, orders) = try await TransitionConformanceTests.pendingOrders(4, on: store)
+            var consumed = try await EventFeedConformanceTests.drain(store, pageSize: 10)
+            #expect(consumed.count == 4)
+
+            // A transaction writes an event of order 1 and stays open, uncommitted.
+            let parsed = try PostgresURL(url)
+            let slow = try await PostgresConnection.connect(
+                configuration: .init(
+                    host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
+                    database: parsed.database, tls: .disable),
+                id: 1, logger: Self.quietLogger)
+            let late = EventID.make(now: millisecondNow())
+            try await slow.query("BEGIN", logger: Self.quietLogger)
+            try await slow.query(
+                """
+                INSERT INTO order_events (id, order_id, sale_id, sequence, type, occurred_at)
+                VALUES (\(late.description), \(orders[0].id.description), \(sale.id.description), 2, 'order.cancelled', 0)
+                """, logger: Self.quietLogger)
+            // Meanwhile others commit, and the consumer reads past them.
+            _ = try await store.transitions(
+                [TransitionRequest(orderID: orders[1].id, event: .pay), TransitionRequest(orderID: orders[2].id, event: .cancel)],
+                at: millisecondNow())
+            let meanwhile = try await EventFeedConformanceTests.drain(store, after: consumed.last!.position, pageSize: 10)
+            #expect(meanwhile.map(\.event.orderID) == [orders[1].id, orders[2].id])
+            consumed += meanwhile
+
+            try await slow.query("COMMIT", logger: Self.quietLogger)
+            try await slow.close()
+            let after = try await EventFeedConformanceTests.drain(store, after: consumed.last!.position, pageSize: 10)
+            #expect(after.map(\.event.id) == [late])
+            consumed += after
+            EventFeedConformanceTests.expectWellFormed(consumed)
+
+        }
     }
 
     /// A store on a database of its own, with the cluster to look into it with `psql`; the store

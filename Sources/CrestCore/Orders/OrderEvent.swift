@@ -77,3 +77,29 @@ public struct AttemptCancellation: Sendable, Hashable {
         self.order = order
     }
 }
+
+/// An order event with its place in the event feed. Positions are 1, 2, 3, … without gaps, in the
+/// order events became visible to the feed (after their transaction committed), and each event
+/// has one for good: a consumer that resumes after the last position it kept misses nothing and
+/// receives nothing twice. An order's events take positions in their sequence order.
+public struct FeedEvent: Sendable, Hashable {
+    public var position: Int64
+    public var event: OrderEvent
+
+    public init(position: Int64, event: OrderEvent) {
+        self.position = position
+        self.event = event
+    }
+}
+
+/// One read of the event feed: events after a position, and the feed's head (the highest
+/// position given so far, 0 while none is), which no consumer's cursor can pass.
+public struct EventFeedPage: Sendable, Hashable {
+    public var events: [FeedEvent]
+    public var head: Int64
+
+    public init(events: [FeedEvent], head: Int64) {
+        self.events = events
+        self.head = head
+    }
+}

@@ -302,6 +302,11 @@ extension Engine {
         return events
     }
 
+    /// The event feed after position `after` (see `Store.eventFeed(after:limit:)`).
+    package func eventFeed(after: Int64, limit: Int) async throws -> EventFeedPage {
+        try await withStore("read the event feed") { try await store.eventFeed(after: after, limit: limit) }
+    }
+
     /// Orders for operators, in creation order after `after`.
     package func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
         try await withStore("list orders") { try await store.orders(matching: filter, after: after, limit: limit) }

@@ -48,6 +48,8 @@ package enum CrestHTTPServer {
             .add(to: router, admin: admin)
         RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
+        EventFeedRoutes(engine: engine).add(to: router, admin: admin)
+        DashboardRoutes().add(to: router)
         AuditRoutes(engine: engine).add(to: router, admin: admin)
         ReconciliationRoutes(engine: engine).add(to: router, admin: admin)
         PaymentRoutes(

@@ -204,6 +204,22 @@ enum PostgresMigrations {
             ReconciliationSchema.resolutions(text: "text", integer: "bigint", strict: "")
         ),
         (12, "deliveries by order", [DeliverySchema.byOrder]),
+        (
+            13, "the event feed's positions",
+            [
+                // Given after commit by `PostgresStore.positionNewEvents` (see there why).
+                "ALTER TABLE order_events ADD COLUMN feed_position bigint",
+                "CREATE UNIQUE INDEX order_events_by_feed_position ON order_events (feed_position)",
+                "CREATE INDEX order_events_unpositioned ON order_events (order_id, sequence) WHERE feed_position IS NULL",
+                """
+                CREATE TABLE event_feed (
+                    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                    head bigint NOT NULL CHECK (head >= 0)
+                )
+                """,
+                "INSERT INTO event_feed (head) VALUES (0)",
+            ]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

@@ -10,10 +10,17 @@ enum SQLiteEvents {
         _ db: Database, _ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date,
         endpoints: [WebhookEndpoint]
     ) throws {
-        try DirectStatement(db, sql: "INSERT INTO order_events (\(SQLiteRows.eventColumns)) VALUES (?, ?, ?, ?, ?, ?)")
-            .execute(
-                EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
-                kind.rawValue, SQLiteRows.millis(time))
+        // The feed's next position: writers take turns, so positions follow commit order.
+        try DirectStatement(
+            db,
+            sql: """
+                INSERT INTO order_events (\(SQLiteRows.eventColumns), feed_position)
+                VALUES (?, ?, ?, ?, ?, ?, (SELECT IFNULL(MAX(feed_position), 0) + 1 FROM order_events))
+                """
+        )
+        .execute(
+            EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
+            kind.rawValue, SQLiteRows.millis(time))
         for endpoint in endpoints where endpoint.wants(kind) {
             let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: sequence)
             try db.cachedStatement(

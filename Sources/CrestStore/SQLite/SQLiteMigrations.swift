@@ -107,9 +107,18 @@ enum SQLiteMigrations {
                     SELECT id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
                     FROM orders ORDER BY id
                     """)
+            // Spelled out with this version's columns: `SQLiteEvents.append` writes later ones.
+            func append(_ kind: OrderEvent.Kind, of order: Order, sequence: Int, at time: Date) throws {
+                try db.execute(
+                    sql: "INSERT INTO order_events (id, order_id, sale_id, sequence, type, occurred_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        EventID.make(now: time).description, order.id.description, order.saleID.description, sequence,
+                        kind.rawValue, SQLiteRows.millis(time),
+                    ])
+            }
             for row in orders {
                 let order = try SQLiteRows.order(row)
-                try SQLiteEvents.append(db, .created, of: order, sequence: 1, at: order.createdAt, endpoints: [])
+                try append(.created, of: order, sequence: 1, at: order.createdAt)
                 switch order.status {
                 case .pendingPayment:
                     // Spelled out with this version's columns: `SQLiteJobs.insert` writes later ones.
@@ -124,9 +133,9 @@ enum SQLiteMigrations {
                             job.kind, job.payload, (runAt > now ? Job.State.scheduled : .available).rawValue,
                             job.maxAttempts, SQLiteRows.millis(runAt), SQLiteRows.millis(now),
                         ])
-                case .paid: try SQLiteEvents.append(db, .paid, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
-                case .cancelled: try SQLiteEvents.append(db, .cancelled, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
-                case .expired: try SQLiteEvents.append(db, .expired, of: order, sequence: 2, at: order.updatedAt, endpoints: [])
+                case .paid: try append(.paid, of: order, sequence: 2, at: order.updatedAt)
+                case .cancelled: try append(.cancelled, of: order, sequence: 2, at: order.updatedAt)
+                case .expired: try append(.expired, of: order, sequence: 2, at: order.updatedAt)
                 case .refunded: break  // not a status before v3
                 }
             }
@@ -231,6 +240,21 @@ enum SQLiteMigrations {
         }
         migrator.registerMigration("v13: deliveries by order") { db in
             try db.execute(sql: DeliverySchema.byOrder)
+        }
+        migrator.registerMigration("v14: the event feed's positions") { db in
+            // Each event's place in the feed, given as it is written (one writer at a time: in
+            // commit order). Events from before take theirs now, each order's in sequence order.
+            try db.execute(
+                sql: """
+                    ALTER TABLE order_events ADD COLUMN feed_position INTEGER;
+                    UPDATE order_events SET feed_position = numbered.position
+                    FROM (
+                        SELECT order_id, sequence, row_number() OVER (ORDER BY order_id, sequence) AS position
+                        FROM order_events
+                    ) AS numbered
+                    WHERE order_events.order_id = numbered.order_id AND order_events.sequence = numbered.sequence;
+                    CREATE UNIQUE INDEX order_events_by_feed_position ON order_events (feed_position);
+                    """)
         }
         return migrator
     }

@@ -228,6 +228,21 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func eventFeed(after: Int64, limit: Int) async throws -> EventFeedPage {
+        try await pool.read { db in
+            let events = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT \(SQLiteRows.eventColumns), feed_position FROM order_events
+                    WHERE feed_position > ? ORDER BY feed_position LIMIT ?
+                    """,
+                arguments: [after, limit]
+            ).map { FeedEvent(position: $0["feed_position"], event: try SQLiteRows.event($0)) }
+            let head = try Int64.fetchOne(db, sql: "SELECT IFNULL(MAX(feed_position), 0) FROM order_events") ?? 0
+            return EventFeedPage(events: events, head: head)
+        }
+    }
+
     /// Applies `event` to `order` inside the caller's write transaction: status, stock and event,
     /// or the `confirm_after_cancel` flag for a payment that came too late.
     static func apply(_ event: Order.Event, to order: Order, in db: Database, at now: Date) throws -> TransitionResult {
