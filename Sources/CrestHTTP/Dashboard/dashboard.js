@@ -123,6 +123,7 @@ function quantile(q, cumulative) {
 
 function seconds(value) {
   if (value === null || value === undefined) return "—";
+  if (value === 0) return "0 s";
   if (value < 0.001) return (value * 1e6).toFixed(0) + " µs";
   if (value < 1) return (value * 1000).toFixed(value < 0.01 ? 2 : 1) + " ms";
   return value.toFixed(2) + " s";
@@ -283,6 +284,7 @@ function renderJobs(samples) {
   $("jobs-oldest").textContent = seconds(total(samples, "crest_job_oldest_due_age_seconds"));
   const states = byLabel(samples, "crest_jobs", "state");
   fill($("jobs").tBodies[0], [...states.entries()].map(([state, count]) => [cell(state), cell(integer(count), "num")]));
+  $("no-jobs").hidden = states.size > 0;
 }
 
 function renderProvider(samples, then, rate) {

@@ -39,7 +39,7 @@ struct DashboardRoutes {
                 headers: [
                     .contentType: contentType,
                     .contentSecurityPolicy:
-                        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self';"
+                        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:;"
                         + " form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
                     .xContentTypeOptions: "nosniff",
                     .referrerPolicy: "no-referrer",
