@@ -16,12 +16,25 @@ struct DatabaseRestartTests {
         var problemType: String?
     }
 
-    @Test("while PostgreSQL is down orders get 503, nothing answered 201 is lost, and Crest resumes by itself")
-    func restartMidLoad() async throws {
-        // A cluster of its own: restarting the shared one would disturb every other test.
-        guard let cluster = try await PostgresCluster.dedicated() else { return }
+    /// How PostgreSQL goes away.
+    enum Fault: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// `pg_ctl stop -m fast`: sessions are cut, the server shuts down cleanly.
+        case stopped
+        /// `kill -9` of the postmaster: no shutdown; the server recovers from its WAL at start.
+        case postmasterKilled
+
+        var testDescription: String { rawValue }
+    }
+
+    @Test(
+        "while PostgreSQL is down orders get 503, nothing answered 201 is lost, and Crest resumes by itself",
+        arguments: Fault.allCases)
+    func restartMidLoad(fault: Fault) async throws {
+        // A cluster of its own: restarting the shared one would disturb every other test. Its
+        // commits wait for their WAL (a killed server must not lose what it acknowledged).
+        guard let cluster = try await PostgresCluster.dedicated(durable: true) else { return }
         do {
-            try await restartMidLoad(on: cluster)
+            try await restartMidLoad(on: cluster, fault: fault)
         } catch {
             await cluster.stop()
             throw error
@@ -29,7 +42,7 @@ struct DatabaseRestartTests {
         await cluster.stop()
     }
 
-    private func restartMidLoad(on cluster: PostgresCluster) async throws {
+    private func restartMidLoad(on cluster: PostgresCluster, fault: Fault) async throws {
         let url = try await cluster.createDatabase()
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-node-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -66,9 +79,14 @@ struct DatabaseRestartTests {
         let placedBefore = try await eventually(timeout: .seconds(60)) { attempts.value.count(where: { $0.status == 201 }) >= 200 }
         #expect(placedBefore)
 
-        // PostgreSQL stops (fast shutdown: sessions are cut) and comes back 5 s later on the same port.
+        // PostgreSQL goes away (sessions are cut) and comes back 5 s later on the same port.
         phase.withLock { $0 = 1 }
-        let restarting = Task { try await cluster.restart(downFor: .seconds(5)) }
+        let restarting = Task {
+            switch fault {
+            case .stopped: try await cluster.restart(downFor: .seconds(5))
+            case .postmasterKilled: try await cluster.crash(downFor: .seconds(5))
+            }
+        }
         let notReady = try await eventually(timeout: .seconds(10)) {
             try await client.call(.GET, "/readyz").status == 503
         }

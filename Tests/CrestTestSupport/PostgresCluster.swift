@@ -14,6 +14,10 @@ public final class PostgresCluster: Sendable {
     public let directory: URL
     private let binaries: URL
     private let runAs: String?
+    /// Commits wait for their WAL to reach the OS (`synchronous_commit=on`): what a crash of the
+    /// server (not of the machine) must not lose. `fsync` stays off either way — the machine does
+    /// not crash in a test.
+    private let durable: Bool
 
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String
@@ -31,20 +35,21 @@ public final class PostgresCluster: Sendable {
 
     /// A cluster of its own for a test that stops or restarts the server, which would disturb
     /// every other test on the shared one; `stop()` it at the end (it is also stopped at exit).
-    public static func dedicated() async throws -> PostgresCluster? {
+    /// `durable`: commits survive a crash of the server (see `crash(downFor:)`).
+    public static func dedicated(durable: Bool = false) async throws -> PostgresCluster? {
         if ProcessInfo.processInfo.environment["CI"] == nil,
             ProcessInfo.processInfo.environment["CREST_SKIP_POSTGRES"] == "1"
         {
             return nil
         }
-        return try await startOffPool()
+        return try await startOffPool(durable: durable)
     }
 
-    private static let started = Task<PostgresCluster, any Error> { try await startOffPool() }
+    private static let started = Task<PostgresCluster, any Error> { try await startOffPool(durable: false) }
 
     /// Started off the concurrency pool: `initdb` and `pg_ctl` are waited for synchronously.
-    private static func startOffPool() async throws -> PostgresCluster {
-        try await offPool { try start() }
+    private static func startOffPool(durable: Bool) async throws -> PostgresCluster {
+        try await offPool { try start(durable: durable) }
     }
 
     /// Runs `sql` with `psql` on the database at `url` (off the concurrency pool); the rows, one
@@ -77,6 +82,27 @@ public final class PostgresCluster: Sendable {
         try await offPool { try self.startServer() }
     }
 
+    /// `kill -9` of the postmaster: no shutdown at all. Its backends notice and end (every session
+    /// is cut); once they are gone the server starts again on the same port and data, after
+    /// `pause`, and recovers from its WAL.
+    public func crash(downFor pause: Duration = .zero) async throws {
+        let pidFile = directory.appending(path: "data/postmaster.pid")
+        guard let first = try String(contentsOf: pidFile, encoding: .utf8).split(separator: "\n").first,
+            let pid = pid_t(first)
+        else { throw Unavailable(description: "no postmaster.pid") }
+        kill(pid, SIGKILL)
+        if pause > .zero { try await Task.sleep(for: pause) }
+        // The old backends may hold the shared memory a few moments more: start until it works.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do {
+                return try await offPool { try self.startServer() }
+            } catch  where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
     /// Stops the server at once (immediate shutdown).
     public func stop() async {
         await offPool { self.stopNow() }
@@ -86,14 +112,15 @@ public final class PostgresCluster: Sendable {
         _ = try? run("pg_ctl", ["-D", directory.appending(path: "data").path, "-m", "immediate", "-w", "stop"])
     }
 
-    private init(port: Int, directory: URL, binaries: URL, runAs: String?) {
+    private init(port: Int, directory: URL, binaries: URL, runAs: String?, durable: Bool) {
         self.port = port
         self.directory = directory
         self.binaries = binaries
         self.runAs = runAs
+        self.durable = durable
     }
 
-    private static func start() throws -> PostgresCluster {
+    private static func start(durable: Bool) throws -> PostgresCluster {
         guard let binaries = findBinaries() else {
             throw Unavailable(description: "PostgreSQL binaries (initdb, pg_ctl) are neither on PATH nor in /usr/lib/postgresql/*/bin")
         }
@@ -105,7 +132,8 @@ public final class PostgresCluster: Sendable {
         }
         var lastError: (any Error)?
         for _ in 0..<3 {
-            let cluster = PostgresCluster(port: freeLoopbackPort(), directory: directory, binaries: binaries, runAs: runAs)
+            let cluster = PostgresCluster(
+                port: freeLoopbackPort(), directory: directory, binaries: binaries, runAs: runAs, durable: durable)
             do {
                 if !FileManager.default.fileExists(atPath: directory.appending(path: "data").path) {
                     try cluster.run(
@@ -125,7 +153,7 @@ public final class PostgresCluster: Sendable {
     private func startServer() throws {
         let options = [
             "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=\(directory.path)",
-            "-c max_connections=300", "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+            "-c max_connections=300", "-c fsync=off", "-c synchronous_commit=\(durable ? "on" : "off")", "-c full_page_writes=off",
             "-c shared_buffers=128MB",
         ].joined(separator: " ")
         try run(
