@@ -178,6 +178,7 @@ let package = Package(
                 "CrestPayments",
                 "CrestSimulator",
                 "CrestTestSupport",
+                "CrestChaos",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -188,6 +189,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/crest-bench",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CrestChaos",
+            dependencies: [
+                "CrestCore", "CrestTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/CrestChaos",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -270,7 +285,7 @@ let package = Package(
         .testTarget(
             name: "CrestEndToEndTests",
             dependencies: [
-                "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport",
+                "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport", "CrestChaos",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -14,7 +14,7 @@ import ServiceLifecycle
 struct CrestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crest-bench", abstract: "Benchmarks of Crest's job queue and order expiry.",
-        subcommands: [JobBurnDown.self, Expiry.self, Payments.self, Passes.self, Limiter.self, Reconcile.self])
+        subcommands: [JobBurnDown.self, Expiry.self, Payments.self, Passes.self, Limiter.self, Reconcile.self, Chaos.self])
 }
 
 /// Runs `body` with a runner (under a service group) and an engine-less store, then stops it.

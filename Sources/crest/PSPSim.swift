@@ -38,6 +38,7 @@ struct PSPSim: AsyncParsableCommand {
     @Option(help: "Extra latency, uniform up to this many ms") var latencyJitterMs = 0
     @Option(help: "Share of API calls answered 500 (0…1)") var errorRate = 0.0
     @Option(help: "Share of API calls that hang, then answer 504 (0…1)") var timeoutRate = 0.0
+    @Option(help: "How long a hanging call hangs before its 504, ms") var timeoutMs = 30_000
     @Option(help: "Share of webhooks sent twice (0…1)") var webhookDuplicateRate = 0.0
     @Option(help: "Share of webhooks held back so later ones overtake them (0…1)") var webhookReorderRate = 0.0
     @Option(help: "Delay before every webhook, ms") var webhookDelayMs = 0
@@ -64,6 +65,7 @@ struct PSPSim: AsyncParsableCommand {
         faults.latencyJitterMs = latencyJitterMs
         faults.errorRate = errorRate
         faults.timeoutRate = timeoutRate
+        faults.timeoutMs = timeoutMs
         faults.webhookDuplicateRate = webhookDuplicateRate
         faults.webhookReorderRate = webhookReorderRate
         faults.webhookDelayMs = webhookDelayMs

@@ -1,0 +1,27 @@
+import CrestChaos
+import CrestTestSupport
+import Foundation
+import Testing
+
+/// The short form of `Benchmarks/chaos.sh`: a small sale with payments under the provider's
+/// faults, `crest serve` killed with `kill -9` three times mid-sale and restarted, then every
+/// promise checked (see `ChaosRun`): answered orders kept, one order per key, no buyer over its
+/// limit, counters conserved, every order final, the money matched at the provider, every event
+/// delivered in order, the audit green and reconciliation leaving nothing unresolved.
+@Suite("Chaos, short: kill -9 mid-sale with payments and provider faults")
+struct ChaosTests {
+    @Test("no promise broken", arguments: ["sqlite", "postgres"])
+    func noPromiseBroken(store: String) async throws {
+        if store == "postgres", try await PostgresCluster.shared() == nil { return }
+        var chaos = ChaosRun()
+        chaos.store = store
+        chaos.kills = 3
+        chaos.buyers = 150
+        chaos.stock = 100
+        chaos.concurrency = 8
+        chaos.paymentWindow = 6
+        let report = try await chaos.run()
+        #expect(report.violations == 0, "\(report.lines.joined(separator: "\n"))")
+        #expect(report.lines.contains { $0.hasPrefix("orders answered 201: ") && !$0.hasSuffix(": 0") }, "\(report.lines)")
+    }
+}
