@@ -221,7 +221,9 @@ struct PaymentTests {
         }
     }
 
-    @Test("bad signature, stale timestamp, unknown event type, malformed body, unknown order → 4xx, no state change")
+    @Test(
+        "bad signature, stale timestamp, unknown event type, malformed body, unknown order → 4xx, no state change; a replay changes nothing twice"
+    )
     func badWebhooks() async throws {
         try await PaymentFixture.with { fixture in
             let sale = try await fixture.sale(stock: 2)
@@ -276,9 +278,19 @@ struct PaymentTests {
             #expect(after.payment?.status == .created)
             #expect(try await fixture.engine.events(of: order.id).map(\.kind) == [.created])
             // The same forged-looking event, properly signed, is accepted: the checks were the reason.
-            let answer = try await fixture.postWebhook(good, signature: WebhookSignature.sign(good, secret: secret, at: Date()))
+            let signature = WebhookSignature.sign(good, secret: secret, at: Date())
+            let answer = try await fixture.postWebhook(good, signature: signature)
             #expect(answer.status == 200)
             #expect(try await fixture.engine.order(order.id).status == .paid)
+            // Replayed as it was (inside the tolerance): acknowledged, and nothing changes twice.
+            let replayed = try await fixture.postWebhook(good, signature: signature)
+            #expect(replayed.status == 200)
+            // Replayed with its old signature after the tolerance (signed 400 s ago): refused.
+            let old = try await fixture.postWebhook(
+                good, signature: WebhookSignature.sign(good, secret: secret, at: Date().addingTimeInterval(-400)))
+            #expect(old.status == 401 && old.type == "urn:crest:problem:stale-signature")
+            #expect(try await fixture.engine.events(of: order.id).map(\.kind) == [.created, .paid])
+            #expect(try await fixture.engine.sale(order.saleID).stock.sold == 1)
         }
     }
 }
