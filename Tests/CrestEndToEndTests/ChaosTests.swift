@@ -8,7 +8,7 @@ import Testing
 /// promise checked (see `ChaosRun`): answered orders kept, one order per key, no buyer over its
 /// limit, counters conserved, every order final, the money matched at the provider, every event
 /// delivered in order, the audit green and reconciliation leaving nothing unresolved.
-@Suite("Chaos, short: kill -9 mid-sale with payments and provider faults")
+@Suite("Chaos, short: kill -9 mid-sale with payments and provider faults", .serialized)
 struct ChaosTests {
     @Test("no promise broken", arguments: ["sqlite", "postgres"])
     func noPromiseBroken(store: String) async throws {

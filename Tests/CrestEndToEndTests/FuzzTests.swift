@@ -49,7 +49,7 @@ struct FuzzTests {
                 "run", document, "--url", "http://127.0.0.1:\(crest.port)",
                 "--header", "Authorization: Bearer \(CrestProcess.adminToken)",
                 "--checks", Self.checks.joined(separator: ","),
-                "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--max-time", "150",
+                "--phases", "examples,coverage,fuzzing", "--max-examples", "15", "--max-time", "90",
                 "--seed", "20261204", "--workers", "1", "--request-timeout", "20", "--no-color",
                 "--suppress-health-check", "all",
             ],

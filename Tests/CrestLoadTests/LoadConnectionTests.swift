@@ -64,7 +64,9 @@ struct LoadConnectionTests {
             }
             let waited = ContinuousClock.now - sent
             #expect(waited >= .milliseconds(590), "timed out after \(waited), before its own deadline")
-            #expect(waited < .seconds(5))
+            // It ends (a missed deadline would wait forever); how soon after it depends on the
+            // machine's load, which the whole suite on two cores makes heavy.
+            #expect(waited < .seconds(30))
             #expect(!connection.isActive)
         }
     }
