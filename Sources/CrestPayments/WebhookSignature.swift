@@ -1,3 +1,4 @@
+import CrestCore
 import Crypto
 import Foundation
 
@@ -48,9 +49,8 @@ package enum WebhookSignature {
         guard abs(now.timeIntervalSince1970 - Double(timestamp)) <= tolerance else { throw .stale }
         let expected = mac(body, secret: secret, timestamp: timestamp)
         var matched = false
-        for signature in signatures where signature.count == expected.count {
-            let difference = zip(signature, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) }
-            matched = matched || difference == 0
+        for signature in signatures {
+            matched = ConstantTime.equal(signature, expected) || matched
         }
         guard matched else { throw .mismatch }
     }

@@ -1,3 +1,4 @@
+import CrestCore
 import Crypto
 import Foundation
 import HTTPTypes
@@ -22,7 +23,7 @@ struct AdminCredential: Sendable {
 
     func matches(_ presented: some StringProtocol) -> Bool {
         let digest = SHA256.hash(data: Data(presented.utf8))
-        return zip(digest, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        return ConstantTime.equal(digest, expected)
     }
 
     /// The token of an `Authorization: Bearer <token>` header; `nil` without one.
