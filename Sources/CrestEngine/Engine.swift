@@ -87,9 +87,8 @@ package final class Engine: Sendable {
         ) { observations in
             let now = clock()
             let results = try await store.recordPayments(observations, at: now)
-            for (observation, result) in zip(observations, results) {
-                guard case .success(let record) = result, !record.duplicate else { continue }
-                if observation.payment.status == .created, record.order.payment?.status == .created {
+            for case .success(let record) in results where !record.duplicate {
+                if record.attachedPayment {
                     metrics.record(.paymentCreated, seconds: now.timeIntervalSince(record.order.createdAt))
                 }
                 if let change = record.transition, change.change == .applied { metrics.recordChange(of: change.order, at: now) }

@@ -11,12 +11,18 @@ public struct PaymentRecord: Sendable {
     public var transition: TransitionResult?
     /// A refund job was enqueued: the payment succeeded after the order was cancelled or expired.
     public var refundEnqueued: Bool
+    /// The observation gave the order its payment: the order had none before (the first of the
+    /// provider's answer and its webhooks to arrive).
+    public var attachedPayment: Bool
 
-    public init(order: Order, duplicate: Bool, transition: TransitionResult?, refundEnqueued: Bool) {
+    public init(
+        order: Order, duplicate: Bool, transition: TransitionResult?, refundEnqueued: Bool, attachedPayment: Bool = false
+    ) {
         self.order = order
         self.duplicate = duplicate
         self.transition = transition
         self.refundEnqueued = refundEnqueued
+        self.attachedPayment = attachedPayment
     }
 }
 

@@ -49,6 +49,7 @@ extension PostgresStore {
             }
         }
         let steps = StoreRules.paymentSteps(observation, of: order)
+        let attachedPayment = order.payment == nil
         if steps.payment != order.payment {
             let payment = steps.payment
             try await connection.query(
@@ -73,6 +74,6 @@ extension PostgresStore {
         return .success(
             PaymentRecord(
                 order: transition?.order ?? order, duplicate: false, transition: transition,
-                refundEnqueued: refundEnqueued))
+                refundEnqueued: refundEnqueued, attachedPayment: attachedPayment))
     }
 }

@@ -36,6 +36,7 @@ extension SQLiteStore {
             }
         }
         let steps = StoreRules.paymentSteps(observation, of: order)
+        let attachedPayment = order.payment == nil
         if steps.payment != order.payment {
             let payment = steps.payment
             try db.cachedStatement(sql: "UPDATE orders SET payment_id = ?, payment_status = ?, pay_url = ? WHERE id = ?")
@@ -54,6 +55,6 @@ extension SQLiteStore {
         return .success(
             PaymentRecord(
                 order: transition?.order ?? order, duplicate: false, transition: transition,
-                refundEnqueued: refundEnqueued))
+                refundEnqueued: refundEnqueued, attachedPayment: attachedPayment))
     }
 }

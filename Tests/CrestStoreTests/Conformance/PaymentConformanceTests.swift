@@ -13,20 +13,24 @@ struct PaymentConformanceTests {
     }
 
     @Test(
-        "a success pays the order once, keeping the payment's id and pay URL; its duplicate changes nothing", arguments: StoreKind.allCases)
+        "a success pays the order once, keeping the payment's id and pay URL; its duplicate changes nothing; only the first observation attaches the payment",
+        arguments: StoreKind.allCases)
     func paidOnce(kind: StoreKind) async throws {
         try await kind.withStore { store in
             let (sale, orders) = try await TransitionConformanceTests.pendingOrders(1, on: store)
             let results = try await store.recordPayments(
                 [
+                    // The provider's answer (no event id), then its `created` webhook, then success.
+                    Self.observation(orders[0], "pi_1", .created, payURL: "http://psp/pay/pi_1"),
                     Self.observation(orders[0], "pi_1", .created, payURL: "http://psp/pay/pi_1", event: "evt_1"),
                     Self.observation(orders[0], "pi_1", .succeeded, event: "evt_2"),
                     Self.observation(orders[0], "pi_1", .succeeded, event: "evt_2"),
                 ], at: millisecondNow())
-            let paid = try results[1].get()
+            #expect(try results.map { try $0.get().attachedPayment } == [true, false, false, false])
+            let paid = try results[2].get()
             #expect(paid.transition?.change == .applied && paid.order.status == .paid)
             #expect(paid.order.payment == OrderPayment(id: "pi_1", status: .succeeded, payURL: "http://psp/pay/pi_1"))
-            #expect(try results[2].get().duplicate)
+            #expect(try results[3].get().duplicate)
             #expect(try await store.sale(sale.id)?.stock == StockCounters(total: 5, available: 4, reserved: 0, sold: 1))
         }
     }
