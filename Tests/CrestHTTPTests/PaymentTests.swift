@@ -191,7 +191,7 @@ struct PaymentTests {
     }
 
     @Test(
-        "before the expiry, the janitor asks the provider about an awaited payment: a success or failure whose webhook was lost is recorded and counted"
+        "before the expiry, the janitor asks the provider about an awaited payment: a success or failure whose webhook was lost is recorded and counted; none is planned past the window"
     )
     func driftCheck() async throws {
         var faults = SimulatorFaults()
@@ -207,6 +207,17 @@ struct PaymentTests {
             let succeededBefore = TestMetrics.value(of: #"crest_payment_drift_healed_total{status="succeeded"}"#) ?? 0
             let failedBefore = TestMetrics.value(of: #"crest_payment_drift_healed_total{status="failed"}"#) ?? 0
             #expect(try await fixture.engine.order(paid.id).status == .pendingPayment, "the webhook was dropped")
+            // A window that ends before the first check (60 s) gets none: its expiry asks the provider.
+            let short = try await fixture.sale(stock: 1, paymentWindowSeconds: 30)
+            let brief = try await fixture.order(short, buyer: "dan")
+            // Its payment job has ended (it would have planned the check before).
+            while try await !fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
+                .contains(where: { (try? PaymentJobs.create.parameters(of: $0).orderId) == brief.id && $0.state == .completed })
+            {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let checked = try await fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.check.name), after: nil, limit: 10)
+            #expect(!checked.contains { (try? PaymentJobs.check.parameters(of: $0).orderId) == brief.id })
             clock.advance(by: .seconds(61))
             try await fixture.waitFor(paid.id) { $0.status == .paid }
             try await fixture.waitFor(failed.id) { $0.payment?.status == .failed }

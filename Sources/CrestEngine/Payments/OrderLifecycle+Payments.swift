@@ -60,8 +60,11 @@ extension OrderLifecycle {
         } catch let taken as PaymentTakenError {
             try await paymentTaken(taken)
         }
-        _ = try await store.enqueue(
-            [PaymentJobs.checking(order.id, at: clock().addingTimeInterval(expiry.driftCheckFirst.seconds))], at: clock())
+        // The janitor's first look, unless the window ends first: the expiry asks the provider itself.
+        let firstCheck = clock().addingTimeInterval(expiry.driftCheckFirst.seconds)
+        if firstCheck < order.expiresAt {
+            _ = try await store.enqueue([PaymentJobs.checking(order.id, at: firstCheck)], at: clock())
+        }
         return .completed
     }
 
