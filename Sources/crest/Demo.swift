@@ -153,7 +153,9 @@ struct DemoStack {
         simulator.setPublicURL(simulatorURL)
         let provider = GuardedProvider(
             HTTPPaymentProvider(http: providerHTTP, baseURL: simulatorURL), configuration: .init(), logger: logger)
-        let engine = Engine(store: store, configuration: EngineConfiguration(), logger: logger, provider: provider)
+        var configuration = EngineConfiguration()
+        configuration.jobs.gather = JobRunnerConfiguration.servedGather
+        let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider)
         let crestApp = Application(
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: adminToken,

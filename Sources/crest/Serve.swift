@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CrestCore
 import CrestEngine
 import CrestHTTP
 import CrestStore
@@ -50,6 +51,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: Options.jobLease.help) var jobLeaseSeconds: Int?
 
+    @Option(help: Options.jobGather.help) var jobGatherMs: Int?
+
     @Option(help: Options.reconcileEvery.help) var reconcileEveryMinutes: Int?
 
     @Option(help: TextSetting.logLevel.help) var logLevel: String?
@@ -73,6 +76,7 @@ struct Serve: AsyncParsableCommand {
         let gateIdleSeconds = try Options.gateIdle.resolve(gateIdleSeconds, in: settings)
         let jobWorkers = try Options.jobWorkers.resolve(jobWorkers, in: settings)
         let jobLease = try Options.jobLease.resolve(jobLeaseSeconds, in: settings)
+        let jobGather = try Options.jobGather.resolve(jobGatherMs, in: settings)
         let reconcileMinutes = try Options.reconcileEvery.resolve(reconcileEveryMinutes, in: settings)
         let levelName = TextSetting.logLevel.value(logLevel, in: settings)
         let tracing = try TracingSettings(
@@ -118,7 +122,8 @@ struct Serve: AsyncParsableCommand {
             configuration: EngineConfiguration(
                 batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
-                jobs: JobRunnerConfiguration(workers: jobWorkers, lease: .seconds(jobLease)), writePath: writePath,
+                jobs: JobRunnerConfiguration(
+                    workers: jobWorkers, lease: .seconds(jobLease), gather: .milliseconds(jobGather)), writePath: writePath,
                 reconcileEvery: reconcileMinutes > 0 ? .seconds(reconcileMinutes * 60) : nil),
             logger: logger, provider: provider)
         if reconcileMinutes > 0 {
@@ -191,5 +196,11 @@ extension Serve {
         static let jobLease = IntSetting(
             name: "job lease", env: "CREST_JOB_LEASE_SECONDS", defaultValue: 30, range: 1...3_600, unit: " seconds",
             meaning: "Seconds a job's claim lasts without news from its worker; a job whose worker died runs again after it")
+        static let jobGather = IntSetting(
+            name: "job gathering", env: "CREST_JOB_GATHER_MS",
+            defaultValue: Int(JobRunnerConfiguration.servedGather.seconds * 1000), range: 0...1_000, unit: " ms",
+            meaning:
+                "How late the job runner may claim a job so that jobs due close together are claimed, run and recorded together (about half the CPU of expiries and payment creation at a steady rate); it delays them by up to this much; 0 claims each as soon as it is due"
+        )
     }
 }

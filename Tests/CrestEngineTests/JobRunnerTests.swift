@@ -412,6 +412,52 @@ struct JobRunnerTests {
         try await store.close()
     }
 
+    @Test("with gathering, jobs due close together are claimed together: scheduled ones, and ones enqueued to run now")
+    func gathering() async throws {
+        // Each run notes which claim handed it out (the runner's count of claims when it ran).
+        let claimOfRun = Locked<[String: Int]>([:])
+        let runner = Locked<JobRunner?>(nil)
+        let handler = JobHandlerFunction { job in
+            claimOfRun.withLock { $0[job.payload] = runner.value?.signals.claims ?? -1 }
+            return .completed
+        }
+        // An injected clock, moved by hand far more than real time moves it meanwhile (seconds of a
+        // loaded machine's stalls stay inside the 5 s gathering and the 100 s to the first job).
+        let clock = AdjustableClock()
+        let configuration = JobRunnerConfiguration(pollInterval: .seconds(600), gather: .seconds(5))
+        try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["gathered": handler]) { fixture in
+            let signals = fixture.runner.signals
+            runner.withLock { $0 = fixture.runner }
+            #expect(try await eventually(timeout: .seconds(60)) { signals.idleWaits >= 1 }, "the runner asleep")
+            // Scheduled: eight due 30 ms apart from 100 s on. Told of the first, the runner wakes,
+            // finds none due and sleeps until the first is, plus the gathering.
+            let first = clock.now().addingTimeInterval(100)
+            let jobs = (0..<8).map {
+                NewJob(kind: "gathered", payload: "s\($0)", runAt: first.addingTimeInterval(Double($0) * 0.03))
+            }
+            _ = try await fixture.store.enqueue(jobs, at: clock.now())
+            fixture.runner.notify(runAt: first)
+            clock.advance(by: .seconds(5))  // past the gathering that follows a wake
+            #expect(try await eventually(timeout: .seconds(60)) { signals.idleWaits >= 2 })
+            // All come due at once; without gathering the runner would be awake and claim them now.
+            clock.advance(by: .seconds(max(0, first.addingTimeInterval(0.24).timeIntervalSince(clock.now()))))
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(claimOfRun.value.isEmpty, "none is claimed before the gathering ends")
+            clock.advance(by: .seconds(5))
+            #expect(try await eventually(timeout: .seconds(60)) { claimOfRun.value.count == 8 })
+            #expect(Set(claimOfRun.value.values).count == 1, "claimed by claims \(claimOfRun.value)")
+            // To run now: the first wakes the runner, which waits for the next ones before claiming
+            // (until the clock moves: whatever it was doing after the eight, it now sleeps on it).
+            for index in 0..<3 {
+                _ = try await fixture.enqueue(NewJob(kind: "gathered", payload: "n\(index)"), at: clock.now())
+            }
+            clock.advance(by: .seconds(5))
+            #expect(try await eventually(timeout: .seconds(60)) { claimOfRun.value.count == 11 })
+            let now = claimOfRun.value.filter { $0.key.hasPrefix("n") }.values
+            #expect(Set(now).count == 1, "claimed by claims \(claimOfRun.value)")
+        }
+    }
+
     @Test("10,000 no-op jobs each run exactly once")
     func burnDown() async throws {
         let runs = Locked<[JobID: Int]>([:])

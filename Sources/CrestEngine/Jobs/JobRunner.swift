@@ -70,11 +70,12 @@ package final class JobRunner: Service, Sendable {
     /// Jobs running now.
     package var runningCount: Int { state.withLock { $0.running } }
 
-    /// Tells the runner that a job was enqueued to run at `runAt`, so that it does not sleep past it.
+    /// Tells the runner that a job was enqueued to run at `runAt`, so that it does not sleep past it
+    /// (by more than the configured gathering).
     package func notify(runAt: Date) {
         let wake = state.withLock { state in
             guard let wakeAt = state.wakeAt else { return false }
-            return runAt < wakeAt
+            return runAt.addingTimeInterval(configuration.gather.seconds) < wakeAt
         }
         if wake { claimWake.signal() }
     }
@@ -159,11 +160,19 @@ package final class JobRunner: Service, Sendable {
                     let now = clock.now()
                     var wait = configuration.pollInterval
                     if let next = claim.nextRunAt {
-                        wait = min(wait, .milliseconds(Int64(max(0, next.timeIntervalSince(now)) * 1000) + 1))
+                        let untilNext = Duration.milliseconds(Int64(max(0, next.timeIntervalSince(now)) * 1000) + 1)
+                        wait = min(wait, untilNext + configuration.gather)
                     }
-                    state.withLock { $0.wakeAt = now.addingTimeInterval(wait.seconds) }
-                    await claimWake.wait(for: wait, on: clock)
+                    let wakeAt = now.addingTimeInterval(wait.seconds)
+                    state.withLock { $0.wakeAt = wakeAt }
+                    signals.sleepsIdle()
+                    await claimWake.wait(until: wakeAt, on: clock)
                     state.withLock { $0.wakeAt = nil }
+                    if configuration.gather > .zero, clock.now() < wakeAt, !isStopping {
+                        // Woken early by a job enqueued to run now: let the ones enqueued right after
+                        // it come, and claim them together (unless a worker frees up, or shutdown).
+                        await claimWake.wait(for: configuration.gather, on: clock)
+                    }
                 }
             }
             // Shutting down: give running jobs their grace, then cancel them (they are put back).

@@ -14,6 +14,7 @@ package final class JobRunnerSignals: Sendable {
     private let claimed = Atomic<Int>(0)
     private let extended = Atomic<Int>(0)
     private let recorded = Atomic<Int>(0)
+    private let slept = Atomic<Int>(0)
 
     /// Claims made (each a store transaction that also rescues jobs whose lease ran out), whether
     /// they found a job or not.
@@ -24,6 +25,8 @@ package final class JobRunnerSignals: Sendable {
     package var leaseExtensions: Int { extended.load(ordering: .relaxed) }
     /// Run outcomes written to the store.
     package var outcomesRecorded: Int { recorded.load(ordering: .relaxed) }
+    /// Times the claim loop went to sleep with nothing more due, its wake-up time fixed.
+    package var idleWaits: Int { slept.load(ordering: .relaxed) }
 
     func claimed(_ count: Int) {
         claimed.add(count, ordering: .relaxed)
@@ -31,4 +34,5 @@ package final class JobRunnerSignals: Sendable {
     }
     func extendedLeases() { extended.add(1, ordering: .relaxed) }
     func recordedOutcome() { recorded.add(1, ordering: .relaxed) }
+    func sleepsIdle() { slept.add(1, ordering: .relaxed) }
 }
