@@ -170,8 +170,9 @@ package final class JobRunner: Service, Sendable {
                     state.withLock { $0.wakeAt = nil }
                     if configuration.gather > .zero, clock.now() < wakeAt, !isStopping {
                         // Woken early by a job enqueued to run now: let the ones enqueued right after
-                        // it come, and claim them together (unless a worker frees up, or shutdown).
-                        await claimWake.wait(for: configuration.gather, on: clock)
+                        // it come, and claim them together. Not cut short by workers that free up
+                        // (that would undo it under load); a shutdown waits for it.
+                        try? await clock.sleep(for: configuration.gather)
                     }
                 }
             }
