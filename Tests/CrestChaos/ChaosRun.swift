@@ -261,26 +261,16 @@ struct Launched {
         try CrestCommand.launch(process)
         self.process = process
         registry.withLock { $0.append(process) }
-        let deadline = ContinuousClock.now + .seconds(60)
-        while !output.value.contains(listening) {
-            guard process.isRunning, ContinuousClock.now < deadline else {
-                throw ChaosRun.Unavailable(description: "crest \(arguments[0]) did not start: \(output.value.suffix(2_000))")
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        do {
+            _ = try await CrestCommand.waitUntilListening(process, output: output, prefix: listening)
+        } catch let failure as CrestCommand.NotListening {
+            throw ChaosRun.Unavailable(description: "crest \(arguments[0]) did not start: \(failure.output.suffix(2_000))")
         }
     }
 
-    func kill() async {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        let process = process
-        await offPool { process.waitUntilExit() }
-    }
+    func kill() async { await CrestCommand.kill(process) }
 
-    func stop() async {
-        process.terminate()
-        let process = process
-        await offPool { process.waitUntilExit() }
-    }
+    func stop() async { _ = await CrestCommand.stop(process) }
 }
 
 /// xorshift64*: the run's moments and choices, reproducible by seed.

@@ -37,49 +37,19 @@ final class CrestProcess: Sendable {
         self.output = output
         try CrestCommand.launch(process)
         self.process = process
-
-        let deadline = ContinuousClock.now + .seconds(60)
-        let listening = try Regex(prefix + #" http://127\.0\.0\.1:(\d+)"#)
-        while true {
-            let text = output.value
-            if let match = text.firstMatch(of: listening), let port = Int(match.output[1].substring ?? "") {
-                self.port = port
-                return
-            }
-            guard process.isRunning, ContinuousClock.now < deadline else {
-                process.terminate()
-                throw StartError(output: text)
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        port = try await CrestCommand.waitUntilListening(process, output: output, prefix: prefix)
     }
 
     var log: String { output.value }
 
     /// SIGKILL: no shutdown, no flush — what a crash or `kill -9` does. Returns once it is gone.
-    func kill() async {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        let process = process
-        await offPool { process.waitUntilExit() }
-    }
+    func kill() async { await CrestCommand.kill(process) }
 
-    /// SIGTERM, then waits for the graceful shutdown (off the concurrency pool: it can take
-    /// seconds); returns the exit status.
-    func stop() async -> Int32 {
-        process.terminate()
-        let process = process
-        return await offPool {
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
-    }
+    /// SIGTERM, then waits for the graceful shutdown; returns the exit status.
+    func stop() async -> Int32 { await CrestCommand.stop(process) }
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }
 
-    struct StartError: Error, CustomStringConvertible {
-        var output: String
-        var description: String { "crest serve did not start:\n\(output)" }
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The `crest` executable that `swift test` builds next to the test bundle, run as a child process.
 public enum CrestCommand {
@@ -47,6 +48,48 @@ public enum CrestCommand {
         try process.run()
     }
 
+    /// A started `crest` that ended, or did not print its listening line in time.
+    public struct NotListening: Error, CustomStringConvertible {
+        public var output: String
+        public var description: String { "crest did not start:\n\(output)" }
+    }
+
+    /// Waits until `output` holds `<prefix> http://127.0.0.1:<port>` and returns the port. Throws
+    /// `NotListening` (after terminating `process`) if it ends first or `timeout` passes.
+    public static func waitUntilListening(
+        _ process: ChildProcess, output: Locked<String>, prefix: String, timeout: Duration = .seconds(60)
+    ) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        let listening = try Regex(prefix + #" http://127\.0\.0\.1:(\d+)"#)
+        while true {
+            let text = output.value
+            if let match = text.firstMatch(of: listening), let port = Int(match.output[1].substring ?? "") {
+                return port
+            }
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                process.terminate()
+                throw NotListening(output: text)
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush — what a crash or `kill -9` does. Returns once it is gone.
+    public static func kill(_ process: ChildProcess) async {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        await offPool { process.waitUntilExit() }
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown (off the concurrency pool: it can take
+    /// seconds); returns the exit status.
+    public static func stop(_ process: ChildProcess) async -> Int32 {
+        process.terminate()
+        return await offPool {
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
     /// (standard output and error, interleaved). After `timeout` it is killed and the status is nil.
     public static func run(_ arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws
@@ -57,8 +100,7 @@ public enum CrestCommand {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             guard ContinuousClock.now < deadline else {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                await kill(process)
                 return (nil, output.value)
             }
             try await Task.sleep(for: .milliseconds(50))

@@ -233,18 +233,33 @@ public final class PostgresCluster: Sendable {
     }
 }
 
-/// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
+/// A port nobody listens on now, below the kernel's range of ports for sockets bound to port 0.
 public func freeLoopbackPort() -> Int {
+    // Below the kernel's ephemeral range: a port handed out here is bound later (often again after
+    // a kill -9 and a restart), and in between a server of another test that binds port 0 could be
+    // given it if it came from that range.
+    let ephemeralLow =
+        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+    for _ in 0..<200 {
+        if let port = bindableLoopbackPort(Int.random(in: 10_000..<max(10_001, ephemeralLow))) { return port }
+    }
+    return bindableLoopbackPort(0) ?? 0
+}
+
+/// `port` (0: one the kernel picks) if a socket can be bound to it on 127.0.0.1 now.
+private func bindableLoopbackPort(_ port: Int) -> Int? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
+    let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
+    guard bound == 0 else { return nil }
     _ = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
