@@ -10,7 +10,10 @@ import Synchronization
 /// Sends the simulator's webhook events, signed, to the configured URL, as a `Service`.
 ///
 /// Each delivery is retried with backoff until the receiver answers 2xx (at most `maxAttempts`
-/// times). Faults decide, per event, from the seeded generator: drop it, send it twice, hold it
+/// times). At most `maxInFlight` requests are out at once, as a provider sends to one endpoint
+/// over a few connections; the other events wait their turn in order. (Unbounded, a burst of
+/// events queued thousands of requests in the HTTP client's pool, where they timed out and were
+/// sent again — the receiver saw fewer webhooks for more work.) Faults decide, per event, from the seeded generator: drop it, send it twice, hold it
 /// back so that later events overtake it, delay every event.
 package final class WebhookDispatcher: Service, Sendable {
     package struct Target: Sendable {
@@ -29,6 +32,7 @@ package final class WebhookDispatcher: Service, Sendable {
     private let http: HTTPClient
     private let logger: Logger
     private let maxAttempts: Int
+    private let permits: DeliveryPermits
     private let counts = Mutex((emitted: 0, delivered: 0, failedAttempts: 0, givenUp: 0))
     /// Set by the simulator that owns this dispatcher: its faults and random source.
     private let source = Mutex<PaymentSimulator?>(nil)
@@ -38,13 +42,23 @@ package final class WebhookDispatcher: Service, Sendable {
         return encoder
     }()
 
-    package init(target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8) {
+    /// Requests in flight at once by default: `HTTPClient`'s default number of connections to one host.
+    package static let defaultMaxInFlight = 8
+
+    package init(
+        target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8,
+        maxInFlight: Int = WebhookDispatcher.defaultMaxInFlight
+    ) {
         (stream, continuation) = AsyncStream.makeStream(of: ProviderAPI.Event.self)
         self.target = Mutex(target)
         self.http = http
         self.logger = logger
         self.maxAttempts = maxAttempts
+        self.permits = DeliveryPermits(limit: maxInFlight)
     }
+
+    /// Deliveries whose request is out now (never more than `maxInFlight`).
+    package var inFlight: Int { permits.held }
 
     /// Where events go from now on (e.g. once the receiver listens and its port is known).
     package func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
@@ -105,22 +119,32 @@ package final class WebhookDispatcher: Service, Sendable {
             request.headers.add(
                 name: ProviderAPI.signatureHeader, value: WebhookSignature.sign(body, secret: target.secret, at: Date()))
             request.body = .bytes(ByteBuffer(bytes: body))
-            do {
-                let response = try await http.execute(request, timeout: .seconds(10))
-                _ = try await response.body.collect(upTo: 1 << 20)
-                if (200..<300).contains(response.status.code) {
-                    counts.withLock { $0.delivered += 1 }
-                    return
-                }
-                logger.info(
-                    "webhook refused", metadata: ["event": "\(event.id)", "status": "\(response.status.code)"])
-            } catch {
-                logger.info("webhook not delivered", metadata: ["event": "\(event.id)", "error": "\(error)"])
+            guard await permits.acquire() else { return }
+            let status = await send(request, event: event)
+            permits.release()
+            if let status, (200..<300).contains(status) {
+                counts.withLock { $0.delivered += 1 }
+                return
             }
             counts.withLock { $0.failedAttempts += 1 }
             try? await Task.sleep(for: .milliseconds(min(5_000, 100 << (attempt - 1))))
         }
         counts.withLock { $0.givenUp += 1 }
         logger.warning("webhook given up", metadata: ["event": "\(event.id)"])
+    }
+
+    /// One attempt: the receiver's status, or nil when it did not answer.
+    private func send(_ request: HTTPClientRequest, event: ProviderAPI.Event) async -> UInt? {
+        do {
+            let response = try await http.execute(request, timeout: .seconds(10))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            if !(200..<300).contains(response.status.code) {
+                logger.info("webhook refused", metadata: ["event": "\(event.id)", "status": "\(response.status.code)"])
+            }
+            return response.status.code
+        } catch {
+            logger.info("webhook not delivered", metadata: ["event": "\(event.id)", "error": "\(error)"])
+            return nil
+        }
     }
 }

@@ -1,0 +1,72 @@
+import AsyncHTTPClient
+import CrestPayments
+import CrestSimulator
+import CrestTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// The simulator's webhook sender against a live receiver.
+@Suite struct WebhookDispatcherTests {
+    /// A receiver that answers each webhook after a pause and remembers how many were in at once.
+    final class SlowReceiver: Sendable {
+        let pause: Duration
+        private let counts = Mutex((now: 0, most: 0, received: 0))
+
+        init(pause: Duration) { self.pause = pause }
+
+        var most: Int { counts.withLock { $0.most } }
+        var received: Int { counts.withLock { $0.received } }
+
+        func router() -> Router<BasicRequestContext> {
+            let router = Router()
+            router.post("/hook") { _, _ -> HTTPResponse.Status in
+                self.counts.withLock { counts in
+                    counts.now += 1
+                    counts.received += 1
+                    counts.most = max(counts.most, counts.now)
+                }
+                try? await Task.sleep(for: self.pause)
+                self.counts.withLock { $0.now -= 1 }
+                return .ok
+            }
+            return router
+        }
+    }
+
+    @Test("a burst of events is sent with at most maxInFlight requests out, every one delivered once")
+    func burstIsBounded() async throws {
+        let logger = Logger(label: "crest.test.dispatcher")
+        let receiver = SlowReceiver(pause: .milliseconds(20))
+        let receiverApp = Application(
+            router: receiver.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: logger)
+        try await receiverApp.test(.live) { client in
+            let port = try #require(client.port)
+            let http = HTTPClient(eventLoopGroupProvider: .singleton)
+            let dispatcher = WebhookDispatcher(
+                target: .init(url: "http://127.0.0.1:\(port)/hook", secret: "s"), http: http, logger: logger,
+                maxInFlight: 3)
+            let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1"), events: dispatcher)
+            let group = ServiceGroup(configuration: .init(services: [dispatcher], logger: logger))
+            let run = Task { try await group.run() }
+            let events = 60
+            for index in 0..<events {
+                _ = try simulator.create(
+                    .init(amount: 100, currency: "CNY", reference: "order-\(index)"), key: "key-\(index)")
+            }
+            let delivered = try await eventually(timeout: .seconds(30)) { dispatcher.statistics.delivered == events }
+            await group.triggerGracefulShutdown()
+            _ = await run.result
+            try await http.shutdown()
+            #expect(delivered, "delivered \(dispatcher.statistics.delivered) of \(events)")
+            #expect(receiver.received == events)
+            #expect(receiver.most <= 3, "\(receiver.most) webhooks were in at once")
+            #expect(receiver.most >= 2, "sent one at a time: \(receiver.most)")
+            #expect(dispatcher.statistics.failedAttempts == 0)
+        }
+    }
+}
