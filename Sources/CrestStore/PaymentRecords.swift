@@ -5,7 +5,10 @@ import Foundation
 public struct PaymentRecord: Sendable {
     /// The order after the observation.
     public var order: Order
-    /// The observation's event id had been recorded before: nothing changed.
+    /// Nothing changed: the observation's event id had been recorded before, or it repeats what the
+    /// order already shows. (Such an event's id is not kept: a payment's status only climbs, so
+    /// the same event can never change anything later either — and a webhook that repeats the
+    /// provider's answer, as its `created` event does, writes nothing.)
     public var duplicate: Bool
     /// The order's change (paid, refunded), if the observation caused one.
     public var transition: TransitionResult?

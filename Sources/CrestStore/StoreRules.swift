@@ -77,6 +77,9 @@ enum StoreRules {
         var events: [Order.Event]
         /// Money arrived for an order that gave its stock back: send it back.
         var enqueueRefund: Bool
+
+        /// The observation repeats what `order` already shows.
+        func changesNothing(_ order: Order) -> Bool { payment == order.payment && events.isEmpty && !enqueueRefund }
     }
 
     /// The mismatch when the observation names another payment than the order's.

@@ -45,7 +45,9 @@ struct OrderLifecycle: Sendable {
             let late = now.timeIntervalSince(order.expiresAt)
             do {
                 let current = try await provider.payment(id: payment.id)
-                if let observation = current.observation() {
+                // The provider's word is recorded only when it is news: the order's own status is
+                // checked again by the expiry's transition, which applies only to a pending order.
+                if current.status != payment.status, let observation = current.observation() {
                     let record = try await record(observation)
                     if record.order.status != .pendingPayment { return .completed }
                 }

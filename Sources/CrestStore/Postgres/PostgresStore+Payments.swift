@@ -36,6 +36,10 @@ extension PostgresStore {
         {
             return .failure(.paymentTaken(.init(orderID: orderID, paymentID: observation.payment.id, heldBy: heldBy)))
         }
+        let steps = StoreRules.paymentSteps(observation, of: order)
+        if steps.changesNothing(order) {
+            return .success(PaymentRecord(order: order, duplicate: true, transition: nil, refundEnqueued: false))
+        }
         if let eventID = observation.eventID {
             let inserted = try await connection.query(
                 """
@@ -48,7 +52,6 @@ extension PostgresStore {
                 return .success(PaymentRecord(order: order, duplicate: true, transition: nil, refundEnqueued: false))
             }
         }
-        let steps = StoreRules.paymentSteps(observation, of: order)
         let attachedPayment = order.payment == nil
         if steps.payment != order.payment {
             let payment = steps.payment

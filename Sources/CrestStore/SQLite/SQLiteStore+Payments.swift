@@ -27,6 +27,10 @@ extension SQLiteStore {
         {
             return .failure(.paymentTaken(.init(orderID: orderID, paymentID: observation.payment.id, heldBy: heldBy)))
         }
+        let steps = StoreRules.paymentSteps(observation, of: order)
+        if steps.changesNothing(order) {
+            return .success(PaymentRecord(order: order, duplicate: true, transition: nil, refundEnqueued: false))
+        }
         if let eventID = observation.eventID {
             try db.cachedStatement(
                 sql: "INSERT INTO provider_events (id, order_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
@@ -35,7 +39,6 @@ extension SQLiteStore {
                 return .success(PaymentRecord(order: order, duplicate: true, transition: nil, refundEnqueued: false))
             }
         }
-        let steps = StoreRules.paymentSteps(observation, of: order)
         let attachedPayment = order.payment == nil
         if steps.payment != order.payment {
             let payment = steps.payment
