@@ -22,17 +22,23 @@ package struct HTTPPaymentProvider: PaymentProvider {
     /// A connection that cannot be made fails the call at once (AsyncHTTPClient would otherwise
     /// retry it until the guard's deadline, and a refused connection would look like a timeout);
     /// the guard retries the call itself, with backoff.
-    package static func makeClient(connections: Int) -> HTTPClient {
-        HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration(connections: connections))
+    ///
+    /// `traced`: a client span per call, with the trace context sent along — off where no tracer
+    /// is bootstrapped (AsyncHTTPClient would otherwise parse each URL and build each span's
+    /// attributes for the no-op tracer).
+    package static func makeClient(connections: Int, traced: Bool = true) -> HTTPClient {
+        HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: clientConfiguration(connections: connections, traced: traced))
     }
 
-    /// The configuration of `makeClient(connections:)`.
-    package static func clientConfiguration(connections: Int) -> HTTPClient.Configuration {
+    /// The configuration of `makeClient(connections:traced:)`.
+    package static func clientConfiguration(connections: Int, traced: Bool = true) -> HTTPClient.Configuration {
         var pool = HTTPClient.Configuration.ConnectionPool(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         pool.retryConnectionEstablishment = false
         var configuration = HTTPClient.Configuration(connectionPool: pool)
         configuration.timeout.connect = .seconds(2)
+        if !traced { configuration.tracing.tracer = nil }
         return configuration
     }
 

@@ -31,7 +31,7 @@ extension Console {
                 var handler: any LogHandler =
                     json
                     ? JSONLogHandler.standardError(label: label, metadataProvider: provider)
-                    : StreamLogHandler.standardError(label: label, metadataProvider: provider)
+                    : TextLogHandler.standardError(label: label, metadataProvider: provider)
                 handler.logLevel = level
                 return handler
             }, metadataProvider: metadataProvider)

@@ -141,7 +141,7 @@ struct DemoStack {
             configuration: .init(services: [dispatcher, simulatorApp], gracefulShutdownSignals: [], logger: logger))
 
         let store = try SQLiteStore(directory: directory)
-        let providerHTTP = HTTPPaymentProvider.makeClient(connections: 64)
+        let providerHTTP = HTTPPaymentProvider.makeClient(connections: 64, traced: false)
         let (crestPorts, crestListening) = AsyncStream.makeStream(of: Int.self)
         let simulatorRun = Task { try await simulatorGroup.run() }
         var simulatorIterator = simulatorPorts.makeAsyncIterator()
@@ -160,7 +160,7 @@ struct DemoStack {
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: adminToken,
                 buyerAuthentication: .passes(BuyerPassVerifier(keys: passKeys, clock: SystemClock())), metrics: registry,
-                providerWebhookSecret: secret),
+                providerWebhookSecret: secret, tracing: false),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "crest"),
             onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)

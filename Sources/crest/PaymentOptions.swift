@@ -30,7 +30,7 @@ struct ProviderOptions: ParsableArguments {
 
     /// The provider behind its guard, and the webhook secret; `nil` provider when none is configured.
     /// `http` is the provider's own client (to shut down at exit), when a provider is configured.
-    func resolve(_ settings: Settings, logger: Logger) throws
+    func resolve(_ settings: Settings, traced: Bool, logger: Logger) throws
         -> (provider: GuardedProvider?, webhookSecret: String?, http: HTTPClient?)
     {
         let secret = Self.webhookSecret.resolve(providerWebhookSecret, in: settings)
@@ -43,7 +43,7 @@ struct ProviderOptions: ParsableArguments {
         if secret == nil {
             logger.warning("a payment provider is configured without a webhook secret: its webhooks will be refused")
         }
-        let http = HTTPPaymentProvider.makeClient(connections: maxInFlight)
+        let http = HTTPPaymentProvider.makeClient(connections: maxInFlight, traced: traced)
         let client = HTTPPaymentProvider(
             http: http, baseURL: url, apiKey: Self.apiKey.resolve(providerApiKey, in: settings))
         let provider = GuardedProvider(

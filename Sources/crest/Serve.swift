@@ -116,7 +116,7 @@ struct Serve: AsyncParsableCommand {
         let buyerAuthentication = try await buyerPasses.authentication(
             settings, dataDirectory: store.postgresURL(settings) == nil ? dataDirectory : nil, logger: logger)
         let (opened, storeDescription) = try await store.open(settings, logger: logger)
-        let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, logger: logger)
+        let (provider, webhookSecret, providerHTTP) = try payments.resolve(settings, traced: tracer != nil, logger: logger)
         let engine = Engine(
             store: opened,
             configuration: EngineConfiguration(
@@ -136,7 +136,7 @@ struct Serve: AsyncParsableCommand {
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
                 shedding: shedding, lag: lag, metrics: registry,
-                providerWebhookSecret: webhookSecret),
+                providerWebhookSecret: webhookSecret, tracing: tracer != nil),
             server: CrestHTTPServer.server(limits: connectionLimits, writePath: engine.writePath),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
