@@ -13,8 +13,9 @@ import Synchronization
 /// times). At most `maxInFlight` requests are out at once, as a provider sends to one endpoint
 /// over a few connections; the other events wait their turn in order. (Unbounded, a burst of
 /// events queued thousands of requests in the HTTP client's pool, where they timed out and were
-/// sent again — the receiver saw fewer webhooks for more work.) Faults decide, per event, from the seeded generator: drop it, send it twice, hold it
-/// back so that later events overtake it, delay every event.
+/// sent again — the receiver saw fewer webhooks for more work.) Faults decide, per event, from
+/// the seeded generator: drop it, send it twice, hold it back so that later events overtake it,
+/// delay every event.
 package final class WebhookDispatcher: Service, Sendable {
     package struct Target: Sendable {
         package var url: String

@@ -5,8 +5,8 @@ import Logging
 ///
 /// `StreamLogHandler` renders its metadata to text each time a key is set, line or no line; the
 /// HTTP server and client set a request id on the logger of every request, so at the `error`
-/// level a server rendered metadata for nothing twice per request (~1.5% of its CPU under a
-/// crowd). Here the logger's metadata joins each line's own when a line is written.
+/// level a server rendered metadata for nothing on every request (0.56% of `crest demo`'s CPU).
+/// Here the logger's metadata joins each line's own when a line is written.
 public struct TextLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     private var base: StreamLogHandler
