@@ -13,7 +13,6 @@ final class DeliveryPermits: Sendable {
         var free: Int
         var waiting: Deque<(id: Int, continuation: CheckedContinuation<Bool, Never>)> = []
         var lastID = 0
-        var held = 0
     }
 
     let limit: Int
@@ -24,9 +23,6 @@ final class DeliveryPermits: Sendable {
         self.limit = limit
         self.state = Mutex(State(free: limit))
     }
-
-    /// Permits held now.
-    var held: Int { state.withLock { $0.held } }
 
     /// Waits for a permit; false when the task was cancelled first.
     func acquire() async -> Bool {
@@ -45,7 +41,6 @@ final class DeliveryPermits: Sendable {
                         return nil
                     }
                     state.free -= 1
-                    state.held += 1
                     return true
                 }
                 if let granted { continuation.resume(returning: granted) }
@@ -61,9 +56,9 @@ final class DeliveryPermits: Sendable {
     /// Gives a permit back: to the longest waiter, if any.
     func release() {
         let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
-            precondition(state.held > 0, "a permit released that was not held")
+            precondition(state.free < limit, "a permit released that was not held")
+            // Handed on as it is: the permit stays held, by the waiter now.
             if let waiter = state.waiting.popFirst() { return waiter.continuation }
-            state.held -= 1
             state.free += 1
             return nil
         }

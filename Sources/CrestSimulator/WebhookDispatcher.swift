@@ -58,9 +58,6 @@ package final class WebhookDispatcher: Service, Sendable {
         self.permits = DeliveryPermits(limit: maxInFlight)
     }
 
-    /// Deliveries whose request is out now (never more than `maxInFlight`).
-    package var inFlight: Int { permits.held }
-
     /// Where events go from now on (e.g. once the receiver listens and its port is known).
     package func setTarget(_ target: Target?) { self.target.withLock { $0 = target } }
 

@@ -79,7 +79,7 @@ enum StoreRules {
         var enqueueRefund: Bool
 
         /// The observation repeats what `order` already shows.
-        func changesNothing(_ order: Order) -> Bool { payment == order.payment && events.isEmpty && !enqueueRefund }
+        func changesNothing(_ order: Order) -> Bool { payment == order.payment && events.isEmpty }
     }
 
     /// The mismatch when the observation names another payment than the order's.
