@@ -55,9 +55,7 @@ struct PaymentProcessTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         // The simulator's port is chosen first: Crest is told it, and the restarted simulator takes it again.
-        let reserved = try LoopbackSocket()
-        let simulatorPort = reserved.port
-        reserved.close()
+        let simulatorPort = freeLoopbackPort()
         let crest = try await CrestProcess(
             dataDirectory: directory,
             extraArguments: [

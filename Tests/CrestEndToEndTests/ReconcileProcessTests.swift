@@ -11,9 +11,7 @@ struct ReconcileProcessTests {
     func reconcileCommand() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let reserved = try LoopbackSocket()
-        let crestPort = reserved.port
-        reserved.close()
+        let crestPort = freeLoopbackPort()
         // Every success's webhook is lost: Crest only learns of it by reconciling.
         let simulator = try await CrestProcess(
             arguments: [

@@ -82,9 +82,13 @@ package final class JobRunner: Service, Sendable {
 
     package func run() async throws {
         await withGracefulShutdownHandler {
+            // Fixed before anything is claimed: the lease loop's first wake is due a third of a lease
+            // after this, so no job waits longer for its first extension — however late the loop's
+            // task first runs on a busy machine.
+            let leasesFrom = clock.now()
             await withTaskGroup(of: Void.self) { loops in
                 loops.addTask { await self.finisher.drain() }
-                loops.addTask { await self.keepLeases() }
+                loops.addTask { await self.keepLeases(from: leasesFrom) }
                 loops.addTask { await self.maintain() }
                 await self.runJobs()
                 self.finisher.stopAccepting()
@@ -303,12 +307,13 @@ package final class JobRunner: Service, Sendable {
 
     // MARK: Leases and maintenance
 
-    /// Every third of a lease, the leases of the jobs running here are extended to a whole lease
-    /// from now. The next wake is fixed when the loop wakes, before the store is written, so time
-    /// that passes during the write (or a test's move of the clock) shortens the next wait.
-    private func keepLeases() async {
+    /// Every third of a lease from `start`, the leases of the jobs running here are extended to a
+    /// whole lease from now. The next wake is fixed when the loop wakes, before the store is
+    /// written, so time that passes during the write (or a test's move of the clock) shortens the
+    /// next wait.
+    private func keepLeases(from start: Date) async {
         let interval = (configuration.lease / 3).seconds
-        var next = clock.now().addingTimeInterval(interval)
+        var next = start.addingTimeInterval(interval)
         while !isFinished {
             await leaseWake.wait(until: next, on: clock)
             let now = clock.now()
