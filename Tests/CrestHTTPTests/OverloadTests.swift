@@ -177,6 +177,15 @@ struct OverloadTests {
                 #expect(try await connection.received(containing: "urn:crest:problem:overloaded", within: .seconds(10)))
                 #expect(try await connection.received(containing: "HTTP/1.1 503", within: .zero))
                 #expect(try await connection.received(containing: "Retry-After: 1", within: .zero))
+                // The same answer again (made once per connection and path), and one for another path.
+                for path in ["/v1/sales/\(sale)/orders", "/v1/sales/other-sale/orders?from=crowd"] {
+                    try await connection.send(
+                        "POST \(path) HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                }
+                #expect(
+                    try await connection.received(containing: #""instance":"/v1/sales/other-sale/orders?from=crowd""#, within: .seconds(10))
+                )
+                #expect(try await connection.received(containing: "urn:crest:problem:overloaded", within: .zero, count: 3))
                 try await connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 #expect(try await connection.received(containing: "200 OK", within: .seconds(10)), "the same connection goes on")
                 writePath.release()
@@ -189,6 +198,11 @@ struct OverloadTests {
         #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/cancel")))
         #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
         #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales//orders")))
+        #expect(FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders?x=/")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/a/b/orders")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/orders")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/")))
+        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/é/ordersx")))
     }
 
     @Test("connections past the cap are closed as soon as they are accepted, and the cap frees as they go")
@@ -292,10 +306,10 @@ private struct RawConnection {
         return !channel.isActive
     }
 
-    /// Whether the server sent `text` within `timeout`.
-    func received(containing text: String, within timeout: Duration) async throws -> Bool {
+    /// Whether `text` has come `count` times or more, waiting up to `timeout` for it.
+    func received(containing text: String, within timeout: Duration, count: Int = 1) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while !collector.received.withLock({ $0.contains(text) }) {
+        while collector.received.withLock({ $0.components(separatedBy: text).count - 1 }) < count {
             guard ContinuousClock.now < deadline else { return false }
             try await Task.sleep(for: .milliseconds(10))
         }

@@ -22,6 +22,9 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     private var answering = 0
     /// The body of a refused request is being dropped.
     private var dropping = false
+    /// The last refusal's answer: a connection of a crowd sends its attempts to one sale, so its
+    /// problem body (whose `instance` is the path) and head are made once, not per refusal.
+    private var lastRefusal: (path: String, head: HTTPResponse, body: ByteBuffer)?
 
     init(writePath: WritePathLimit) {
         self.writePath = writePath
@@ -39,21 +42,32 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         dropping = true
-        let problem = Problem.from(WritePathFull(reason: .queueFull))!
-        let body = problem.body(instance: head.path ?? "")
-        var fields: HTTPFields = [
-            .contentType: Problem.mediaType, .contentLength: "\(body.readableBytes)",
-            HTTPField.Name("Retry-After")!: problem.headers["Retry-After"] ?? "1",
-        ]
-        if head.headerFields[.connection] == "close" { fields[.connection] = "close" }
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: .serviceUnavailable, headerFields: fields))), promise: nil)
+        let (response, body) = refusal(for: head.path ?? "")
+        let closing = head.headerFields[.connection] == "close"
+        var answer = response
+        if closing { answer.headerFields[.connection] = "close" }
+        context.write(wrapOutboundOut(.head(answer)), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)
-        if fields[.connection] == "close" {
+        if closing {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
+    }
+
+    /// The `503 overloaded` answer for an attempt on `path`.
+    private func refusal(for path: String) -> (HTTPResponse, ByteBuffer) {
+        if let last = lastRefusal, last.path == path { return (last.head, last.body) }
+        let problem = Problem.from(WritePathFull(reason: .queueFull))!
+        let body = problem.body(instance: path)
+        let fields: HTTPFields = [
+            .contentType: Problem.mediaType, .contentLength: "\(body.readableBytes)",
+            HTTPField.Name("Retry-After")!: problem.headers["Retry-After"] ?? "1",
+        ]
+        let head = HTTPResponse(status: .serviceUnavailable, headerFields: fields)
+        lastRefusal = (path, head, body)
+        return (head, body)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -70,12 +84,19 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// `POST /v1/sales/{saleID}/orders`.
+    /// `POST /v1/sales/{saleID}/orders`, a query allowed. Read as bytes: it is asked of every
+    /// request's head, and `String`'s character view (split, prefix and suffix by `Character`)
+    /// cost 7% of the server's CPU in a crowd of refusals.
     static func isOrderAttempt(_ head: HTTPRequest) -> Bool {
         guard head.method == .post, let path = head.path else { return false }
-        let route = path.split(separator: "?", maxSplits: 1).first ?? ""
-        return route.hasPrefix("/v1/sales/") && route.hasSuffix("/orders")
-            && route.utf8.count > "/v1/sales//orders".utf8.count
-            && !route.dropFirst("/v1/sales/".count).dropLast("/orders".count).contains("/")
+        let prefix = "/v1/sales/".utf8
+        let suffix = "/orders".utf8
+        let bytes = path.utf8
+        guard bytes.starts(with: prefix) else { return false }
+        let end = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.endIndex
+        let route = bytes[bytes.index(bytes.startIndex, offsetBy: prefix.count)..<end]
+        // `{saleID}/orders`: a sale id of one byte or more, without a slash, then the suffix.
+        guard route.count > suffix.count, route.suffix(suffix.count).elementsEqual(suffix) else { return false }
+        return !route.dropLast(suffix.count).contains(UInt8(ascii: "/"))
     }
 }
