@@ -26,7 +26,12 @@ package struct Problem: Codable, Sendable, Hashable {
     static let typePrefix = "urn:crest:problem:"
 
     /// The kind in `type` (`sold-out`).
-    var kind: String { type.hasPrefix(Self.typePrefix) ? String(type.dropFirst(Self.typePrefix.count)) : type }
+    var kind: String {
+        // By bytes: every problem answered is counted by kind, a sold-out sale's refusals included.
+        let prefix = Self.typePrefix.utf8
+        guard type.utf8.starts(with: prefix) else { return type }
+        return String(decoding: type.utf8.dropFirst(prefix.count), as: UTF8.self)
+    }
 
     package init(kind: String, title: String, status: HTTPResponse.Status, detail: String? = nil) {
         self.type = Self.typePrefix + kind
