@@ -260,6 +260,7 @@ let package = Package(
                 "CrestCore", "CrestStore", "CrestEngine", "CrestHTTP", "CrestIdentity", "CrestPayments", "CrestSimulator",
                 "CrestTestSupport", "CrestFixtures",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

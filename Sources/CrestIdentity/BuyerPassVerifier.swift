@@ -72,6 +72,18 @@ public final class BuyerPassVerifier: Sendable {
         }
     }
 
+    /// The pass of this token when it was verified before and is current now; `nil` otherwise
+    /// (never verified, refused, expired, not yet valid). Checks no signature: for callers that
+    /// must not wait (the channel refusing an attempt over its buyer's rate limit).
+    public func remembered(_ token: some StringProtocol) -> VerifiedPass? {
+        guard !token.isEmpty, token.utf8.count <= Self.maxTokenLength else { return nil }
+        let now = clock.now()
+        guard let pass = accepted.value(for: TokenDigest(token), at: now), (try? check(pass, at: now)) != nil else {
+            return nil
+        }
+        return pass
+    }
+
     private func verifySignature(_ token: String) async throws(BuyerPassError) -> VerifiedPass {
         let claims: BuyerPass
         do {

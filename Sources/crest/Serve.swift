@@ -132,12 +132,16 @@ struct Serve: AsyncParsableCommand {
         }
         let started = StartedFlag()
         let lag = LagMonitor()
+        // One limiter for the order routes and the channel, which refuses what it can tell is over.
+        let limiter = RateLimiter(limits: limits, clock: SystemClock())
         let app = Application(
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
                 shedding: shedding, lag: lag, metrics: registry,
-                providerWebhookSecret: webhookSecret, tracing: tracer != nil),
-            server: CrestHTTPServer.server(limits: connectionLimits, writePath: engine.writePath),
+                providerWebhookSecret: webhookSecret, tracing: tracer != nil, limiter: limiter),
+            server: CrestHTTPServer.server(
+                limits: connectionLimits, writePath: engine.writePath,
+                rateLimits: ChannelRateLimits(limiter: limiter, buyers: buyerAuthentication, engine: engine)),
             configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
             onServerRunning: { channel in
                 started.raise()

@@ -7,6 +7,7 @@ import CrestStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTesting
 import Logging
 import Metrics
@@ -28,7 +29,7 @@ struct HTTPFixture {
         buyerAuthentication: BuyerAuthentication? = nil, admission: AdmissionLimits = AdmissionLimits(),
         clock: any CrestClock = SystemClock(), configuration: EngineConfiguration = .init(),
         shedding: SheddingConfiguration? = nil, connections: ConnectionLimits? = nil,
-        openConnections: OpenConnections = OpenConnections(),
+        openConnections: OpenConnections = OpenConnections(), channelRateLimits: Bool = false,
         _ body: (HTTPFixture) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
@@ -41,13 +42,21 @@ struct HTTPFixture {
         let engine = Engine(store: store, configuration: configuration, logger: logger)
         var authentication = buyerAuthentication
         if authentication == nil { authentication = try await passes(clock: clock) }
+        // With `channelRateLimits`, the channel refuses attempts over a limit with the routes' limiter.
+        let limiter = RateLimiter(limits: admission, clock: clock)
         let router = CrestHTTPServer.router(
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
-            clock: clock, shedding: shedding, metrics: registry)
+            clock: clock, shedding: shedding, metrics: registry, limiter: limiter)
+        let rateLimits = channelRateLimits ? ChannelRateLimits(limiter: limiter, buyers: authentication!, engine: engine) : nil
+        let server: HTTPServerBuilder =
+            connections != nil || rateLimits != nil
+            ? CrestHTTPServer.server(
+                limits: connections ?? ConnectionLimits(), connections: openConnections, writePath: engine.writePath,
+                rateLimits: rateLimits)
+            : .http1()
         let app = Application(
             router: router,
-            server: connections.map { CrestHTTPServer.server(limits: $0, connections: openConnections, writePath: engine.writePath) }
-                ?? .http1(),
+            server: server,
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             services: [engine.batcherService, engine.jobRunnerService], logger: logger)
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))

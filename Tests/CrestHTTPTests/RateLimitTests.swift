@@ -60,6 +60,30 @@ struct RateLimitTests {
         }
     }
 
+    @Test("served with the channel's refusals (as crest serve is): the same answers, and the same key succeeds once refilled")
+    func perBuyerInTheChannel() async throws {
+        let clock = StoppedClock()
+        try await HTTPFixture.with(
+            buyerAuthentication: .off, admission: Self.limits(buyer: RateLimit(rate: 1, burst: 1)), clock: clock,
+            channelRateLimits: true
+        ) { fixture in
+            try await fixture.app.test(.live) { client in
+                let sale = try await client.createSale(stock: 100, perBuyerLimit: 10)
+                #expect(try await client.placeOrder(sale: sale, key: "a1", buyer: "ana").status == .created)
+                // The sale's limits were read for the first attempt: the channel knows them now.
+                let refused = try await client.placeOrder(sale: sale, key: "a2", buyer: "ana")
+                refused.expectProblem(.tooManyRequests, "rate-limited")
+                #expect(refused.headers[.retryAfter] == "1")
+                #expect(refused.headers[HTTPField.Name("RateLimit")!] == #""buyer";r=0;t=1"#)
+                #expect(try await client.placeOrder(sale: sale, key: "b1", buyer: "bob").status == .created, "another buyer")
+                clock.advance(by: .seconds(1))
+                let again = try await client.placeOrder(sale: sale, key: "a2", buyer: "ana")
+                #expect(again.status == .created, "the refused key was not consumed")
+                #expect(again.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
+            }
+        }
+    }
+
     @Test("a sale past its rate refuses everyone until it refills")
     func perSale() async throws {
         let clock = StoppedClock()

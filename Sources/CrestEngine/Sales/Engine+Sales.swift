@@ -44,6 +44,12 @@ extension Engine {
         return limits
     }
 
+    /// The sale's own rate limits when read in the last `SaleLimitsCache.freshness`, without
+    /// asking the store; `nil` otherwise.
+    package func knownLimits(of id: SaleID) -> SaleLimits? {
+        saleLimits.fresh(id, at: ContinuousClock.now)
+    }
+
     /// Sales in creation order, `limit` at a time, after the sale `after`.
     package func sales(after: SaleID?, limit: Int) async throws -> [Sale] {
         try await withStore("list sales") { try await store.sales(after: after, limit: limit) }

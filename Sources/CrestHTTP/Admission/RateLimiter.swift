@@ -67,6 +67,11 @@ package final class RateLimiter: Sendable {
         addresses.client(peer: peer, headers: request.headers)
     }
 
+    /// The client's address of a request head (`ClientAddresses`).
+    func clientAddress(peer: String?, headers: HTTPFields) -> String? {
+        addresses.client(peer: peer, headers: headers)
+    }
+
     /// Refuses the attempt when its client address is over its limit.
     func check(address: String?) throws {
         guard let limit = limits.perAddress, let address else { return }
@@ -96,6 +101,28 @@ package final class RateLimiter: Sendable {
         }
         return headers
     }
+
+    /// The refusal `check(address:)` and then `check(buyer:sale:overrides:)` would give now, or
+    /// `nil` — without taking a token or making a bucket, so that the channel can refuse an
+    /// attempt before it becomes a request (`FastRefusal`) and let the route take the tokens of
+    /// any other. A refusal is counted as the route's are.
+    func refusal(address: String?, buyer: String?, sale: SaleID, overrides: SaleLimits) -> RateLimited? {
+        let now = clock.now()
+        if let limit = limits.perAddress, let address, let retryAfter = addressBuckets.refusal(address, limit: limit, at: now) {
+            return refused("address", limit, retryAfter)
+        }
+        if let buyer, let limit = overrides.perBuyer ?? limits.perBuyer {
+            let key = overrides.perBuyer == nil ? buyer : "\(sale)/\(buyer)"
+            if let retryAfter = buyers.refusal(key, limit: limit, at: now) { return refused("buyer", limit, retryAfter) }
+        }
+        if let limit = overrides.perSale ?? limits.perSale, let retryAfter = sales.refusal(sale, limit: limit, at: now) {
+            return refused("sale", limit, retryAfter)
+        }
+        return nil
+    }
+
+    /// Whether any limit is on: without one, `refusal` can only say `nil`.
+    var isLimiting: Bool { limits.perAddress != nil || limits.perBuyer != nil || limits.perSale != nil }
 
     /// Buckets held now, by scope (for tests and the memory figure).
     package var tracked: (buyers: Int, addresses: Int, sales: Int) { (buyers.count, addressBuckets.count, sales.count) }

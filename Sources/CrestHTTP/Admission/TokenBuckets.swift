@@ -48,6 +48,16 @@ final class TokenBuckets<Key: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// `retryAfter` when `take` would refuse `key` now, without taking a token or making a bucket
+    /// (a key without one has its whole burst); `nil` when it would let it through.
+    func refusal(_ key: Key, limit: RateLimit, at now: Date) -> Int? {
+        buckets.withEntry(key, expendable: { _ in false }) { entry in
+            guard let bucket = entry else { return nil }
+            let tokens = min(Double(limit.burst), bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * Double(limit.rate))
+            return tokens >= 1 ? nil : max(1, Int(((1 - tokens) / Double(limit.rate)).rounded(.up)))
+        }
+    }
+
     /// Buckets held now.
     var count: Int { buckets.count }
 }

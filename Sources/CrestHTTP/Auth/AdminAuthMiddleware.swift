@@ -28,7 +28,11 @@ struct AdminCredential: Sendable {
 
     /// The token of an `Authorization: Bearer <token>` header; `nil` without one.
     static func bearerToken(of request: Request) -> Substring? {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
+        bearerToken(in: request.headers)
+    }
+
+    static func bearerToken(in headers: HTTPFields) -> Substring? {
+        guard let header = headers[.authorization], header.hasPrefix("Bearer ") else { return nil }
         return header.dropFirst("Bearer ".count)
     }
 }

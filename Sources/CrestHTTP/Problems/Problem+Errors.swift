@@ -36,7 +36,7 @@ extension Problem {
         case is AdminAuthError:
             var problem = Problem(
                 kind: "unauthorized", title: "A valid admin bearer token is required", status: .unauthorized)
-            problem.headers["WWW-Authenticate"] = "Bearer realm=\"crest-admin\""
+            problem.headers[.wwwAuthenticate] = "Bearer realm=\"crest-admin\""
             return problem
         case let error as BuyerPassError: return forBuyerPassError(error)
         case let error as RateLimited:
@@ -47,7 +47,7 @@ extension Problem {
                 after: error.retryAfter)
             if error.scope == "buyer" {
                 for field in RateLimiter.headers(error.limit, remaining: 0, reset: error.retryAfter) {
-                    problem.headers[field.name.rawName] = field.value
+                    problem.headers[field.name] = field.value
                 }
             }
             return problem
@@ -70,7 +70,7 @@ extension Problem {
                 detail: error.retryAfter == nil
                     ? "the attempt was not processed; if this is a mistake, contact the shop"
                     : "too many attempts in a short time; the attempt was not processed, send it again after Retry-After")
-            if let retryAfter = error.retryAfter { problem.headers["Retry-After"] = "\(retryAfter)" }
+            if let retryAfter = error.retryAfter { problem.headers[.retryAfter] = "\(retryAfter)" }
             return problem
         case is RiskRuleNotFound:
             return Problem(kind: "risk-rule-not-found", title: "No such risk rule", status: .notFound)
@@ -101,7 +101,7 @@ extension Problem {
                 problem = Problem(
                     kind: "sale-not-admitted", title: "The buyer pass does not admit this sale", status: .forbidden,
                     detail: "the pass lists the sales it admits (its sales claim); ask the shop for a pass for this one")
-                problem.headers["WWW-Authenticate"] = #"Bearer realm="crest", error="insufficient_scope""#
+                problem.headers[.wwwAuthenticate] = #"Bearer realm="crest", error="insufficient_scope""#
             case .buyerMismatch:
                 problem = Problem(
                     kind: "buyer-mismatch", title: "The body names another buyer than the pass", status: .forbidden,
@@ -165,7 +165,7 @@ extension Problem {
         kind: String, title: String, status: HTTPResponse.Status, detail: String, after seconds: Int
     ) -> Problem {
         var problem = Problem(kind: kind, title: title, status: status, detail: detail)
-        problem.headers["Retry-After"] = "\(seconds)"
+        problem.headers[.retryAfter] = "\(seconds)"
         return problem
     }
 
@@ -178,7 +178,7 @@ extension Problem {
             problem = Problem(
                 kind: "buyer-pass-required", title: "A buyer pass is required", status: .unauthorized,
                 detail: "send the pass the shop signed for the buyer: Authorization: Bearer <pass>")
-            problem.headers["WWW-Authenticate"] = #"Bearer realm="crest""#
+            problem.headers[.wwwAuthenticate] = #"Bearer realm="crest""#
         default:
             problem = Problem(
                 kind: "invalid-buyer-pass", title: "The buyer pass is not valid", status: .unauthorized,
@@ -191,7 +191,7 @@ extension Problem {
             case .invalidClaims: reason = "invalid claims"
             case .malformed, .missing: reason = "malformed"
             }
-            problem.headers["WWW-Authenticate"] =
+            problem.headers[.wwwAuthenticate] =
                 #"Bearer realm="crest", error="invalid_token", error_description="\#(reason)""#
         }
         return problem
@@ -231,7 +231,7 @@ extension Problem {
             var problem = Problem(
                 kind: "sale-not-open", title: "The sale has not started", status: .conflict,
                 detail: "the sale opens at \(startsAt.formatted(.iso8601))")
-            problem.headers["Retry-After"] = "\(max(1, Int(startsAt.timeIntervalSince(now).rounded(.up))))"
+            problem.headers[.retryAfter] = "\(max(1, Int(startsAt.timeIntervalSince(now).rounded(.up))))"
             return problem
         case .saleClosed:
             return Problem(kind: "sale-closed", title: "The sale has ended", status: .conflict)
@@ -248,7 +248,7 @@ extension Problem {
             var problem = Problem(
                 kind: "request-in-progress", title: "A request with this idempotency key is still in progress",
                 status: .conflict)
-            problem.headers["Retry-After"] = "1"
+            problem.headers[.retryAfter] = "1"
             return problem
         case .attemptCancelled:
             return Problem(

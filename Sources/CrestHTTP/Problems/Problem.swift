@@ -16,7 +16,7 @@ package struct Problem: Codable, Sendable, Hashable {
     /// Per-field problems of an invalid request.
     package var errors: [ValidationError.Issue]?
     /// Extra headers of the response (`Retry-After`, `WWW-Authenticate`); not part of the body.
-    package var headers: [String: String] = [:]
+    package var headers: HTTPFields = [:]
 
     enum CodingKeys: String, CodingKey {
         case type, title, status, detail, instance, errors
@@ -43,13 +43,9 @@ package struct Problem: Codable, Sendable, Hashable {
     /// The response, its body written by hand (`JSONObjectWriter`): a sold-out sale answers
     /// every request with a problem, so this is as hot as the order itself.
     func response(instance: String) -> Response {
-        var extra = HTTPFields()
-        for (name, value) in headers {
-            if let name = HTTPField.Name(name) { extra[name] = value }
-        }
-        return Response(
+        Response(
             status: HTTPResponse.Status(code: status), json: body(instance: instance), contentType: Self.mediaType,
-            headers: extra)
+            headers: headers)
     }
 
     /// The JSON body, with `instance` set.

@@ -25,7 +25,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             guard !allowed.isEmpty else { return answer(Problem.from(status: .notFound), to: request) }
             var problem = Problem.from(status: .methodNotAllowed)
             problem.detail = "\(request.method) is not allowed here; allowed: \(allowed.map(\.rawValue).joined(separator: ", "))"
-            problem.headers["Allow"] = allowed.map(\.rawValue).joined(separator: ", ")
+            problem.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
             return answer(problem, to: request)
         } catch {
             let problem =

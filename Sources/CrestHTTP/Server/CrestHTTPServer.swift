@@ -23,12 +23,14 @@ package enum CrestHTTPServer {
     /// pressure (the engine's write-path limit and `lag`); `nil`: never. `tracing`: a server span
     /// per request (and the caller's trace context taken in) — off where no tracer is bootstrapped,
     /// since the middleware builds every span's attributes even for the no-op tracer (2–4% of a
-    /// request's CPU under a crowd).
+    /// request's CPU under a crowd). `limiter`: the order routes' rate limiter, when the channel
+    /// shares it (`server(rateLimits:)`); made from `admission` when `nil`.
     package static func router(
         engine: Engine, adminToken: String, buyerAuthentication: BuyerAuthentication,
         admission: AdmissionLimits = AdmissionLimits(), clock: any CrestClock = SystemClock(),
         shedding: SheddingConfiguration? = nil, lag: LagMonitor? = nil,
-        metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil, tracing: Bool = true
+        metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil, tracing: Bool = true,
+        limiter: RateLimiter? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
         router.add(middleware: MetricsMiddleware())
@@ -47,7 +49,7 @@ package enum CrestHTTPServer {
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)
         let risk = RiskGate(engine: engine, clock: clock, trackedKeys: admission.trackedKeys)
-        OrderRoutes(engine: engine, callers: callers, limiter: RateLimiter(limits: admission, clock: clock), risk: risk)
+        OrderRoutes(engine: engine, callers: callers, limiter: limiter ?? RateLimiter(limits: admission, clock: clock), risk: risk)
             .add(to: router, admin: admin)
         RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
         JobRoutes(engine: engine).add(to: router, admin: admin)
@@ -66,14 +68,17 @@ package enum CrestHTTPServer {
 
     /// HTTP/1.1 with `limits` on connections: the cap on open ones, the time to send a request's
     /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection; with
-    /// `writePath`, order attempts are refused in the channel while it is full (`FastRefusal`).
+    /// `writePath`, order attempts are refused in the channel while it is full, and with
+    /// `rateLimits` while over a rate limit the channel can tell (`FastRefusal`).
     package static func server(
-        limits: ConnectionLimits, connections: OpenConnections = OpenConnections(), writePath: WritePathLimit? = nil
+        limits: ConnectionLimits, connections: OpenConnections = OpenConnections(), writePath: WritePathLimit? = nil,
+        rateLimits: ChannelRateLimits? = nil
     ) -> HTTPServerBuilder {
-        .http1(
+        let refusing = writePath != nil || rateLimits != nil
+        return .http1(
             configuration: .init(
                 additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)]
-                    + (writePath.map { [FastRefusal(writePath: $0)] } ?? []),
+                    + (refusing ? [FastRefusal(writePath: writePath, rateLimits: rateLimits)] : []),
                 idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 

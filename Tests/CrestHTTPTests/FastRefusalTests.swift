@@ -1,0 +1,162 @@
+import CrestCore
+import CrestIdentity
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOEmbedded
+import NIOHTTPTypes
+import Testing
+
+@testable import CrestHTTP
+
+/// The channel's own refusals (`FastRefusal`), part by part on an embedded channel: what it answers
+/// never reaches the route (nothing is read inbound), and what it lets through reaches it whole.
+@Suite("Refusals in the channel")
+struct FastRefusalTests {
+    static let sale = SaleID("01a24214-54d9-7444-a5c0-5c9d57d6df88")!
+
+    /// A channel with `FastRefusal` over `limiter`; the sale's own limits known unless `known` is false.
+    static func channel(_ limiter: RateLimiter, buyers: BuyerAuthentication = .off, known: Bool = true) throws -> EmbeddedChannel {
+        let limits = ChannelRateLimits(limiter: limiter, buyers: buyers) { _ in known ? SaleLimits.none : nil }
+        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, rateLimits: limits))
+        channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
+        return channel
+    }
+
+    static func attempt(key: String = "k1", headers: HTTPFields = [:]) -> HTTPRequest {
+        var fields = headers
+        fields[HTTPField.Name("Idempotency-Key")!] = key
+        return HTTPRequest(method: .post, scheme: nil, authority: "x", path: "/v1/sales/\(sale)/orders", headerFields: fields)
+    }
+
+    /// Sends an attempt naming `buyer` in its body, in two body parts.
+    static func send(_ channel: EmbeddedChannel, _ head: HTTPRequest, buyer: String) throws {
+        try channel.writeInbound(HTTPRequestPart.head(head))
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: #"{"buyer":"\#(buyer)","#)))
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: #""quantity":1}"#)))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+    }
+
+    /// The parts that went on to the route, as "head", "body:<text>", "end".
+    static func passed(_ channel: EmbeddedChannel) throws -> [String] {
+        var parts: [String] = []
+        while let part = try channel.readInbound(as: HTTPRequestPart.self) {
+            switch part {
+            case .head: parts.append("head")
+            case .body(let body): parts.append("body:" + String(buffer: body))
+            case .end: parts.append("end")
+            }
+        }
+        return parts
+    }
+
+    /// The answer written, if any: its head and body.
+    static func answer(_ channel: EmbeddedChannel) throws -> (HTTPResponse, String)? {
+        guard case .head(let head) = try channel.readOutbound(as: HTTPResponsePart.self) else { return nil }
+        guard case .body(let body) = try channel.readOutbound(as: HTTPResponsePart.self),
+            case .end = try channel.readOutbound(as: HTTPResponsePart.self)
+        else { return nil }
+        return (head, String(buffer: body))
+    }
+
+    static func limiter(buyer: RateLimit? = nil, address: RateLimit? = nil) -> RateLimiter {
+        RateLimiter(limits: RateLimitTests.limits(buyer: buyer, address: address), clock: StoppedClock())
+    }
+
+    @Test("a buyer the body names past its rate is answered 429 here, with the route's headers; another buyer's attempt goes on whole")
+    func buyerInBody() throws {
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: Self.sale)  // ana's only token
+        let channel = try Self.channel(limiter)
+
+        try Self.send(channel, Self.attempt(), buyer: "ana")
+        #expect(try Self.passed(channel).isEmpty, "the refused attempt never reaches the route")
+        let (head, body) = try #require(try Self.answer(channel))
+        #expect(head.status == .tooManyRequests)
+        #expect(head.headerFields[.retryAfter] == "1")
+        #expect(head.headerFields[HTTPField.Name("RateLimit")!] == #""buyer";r=0;t=1"#)
+        #expect(head.headerFields[.contentType] == "application/problem+json")
+        #expect(body.contains("urn:crest:problem:rate-limited"))
+        #expect(body.contains(#""instance":"/v1/sales/\#(Self.sale)/orders""#))
+
+        try Self.send(channel, Self.attempt(key: "k2"), buyer: "bob")
+        #expect(try Self.passed(channel) == ["head", #"body:{"buyer":"bob","quantity":1}"#, "end"])
+        #expect(try Self.answer(channel) == nil, "bob is the route's to answer")
+        #expect(limiter.tracked.buyers == 1, "a look here takes no token and makes no bucket: bob's is the route's to take")
+        _ = try channel.finish()
+    }
+
+    @Test("what the channel cannot tell goes on: no key, an Expect, a sale whose limits are not known, a body too long to hold")
+    func passesOn() throws {
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let channel = try Self.channel(limiter)
+        try channel.writeInbound(
+            HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: "x", path: "/v1/sales/\(Self.sale)/orders")))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.passed(channel) == ["head", "end"], "no Idempotency-Key: the route's 400")
+        try channel.writeOutbound(HTTPResponsePart.end(nil))  // the route answered
+
+        try Self.send(channel, Self.attempt(headers: [.expect: "100-continue"]), buyer: "ana")
+        #expect(try Self.passed(channel).count == 4)
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+
+        let long = #"{"buyer":"ana","quantity":1,"note":"\#(String(repeating: "x", count: FastRefusal.maxHeldBody))"}"#
+        try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: long)))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.passed(channel) == ["head", "body:" + long, "end"])
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        while try channel.readOutbound(as: HTTPResponsePart.self) != nil {}
+
+        let unknown = try Self.channel(limiter, known: false)
+        try Self.send(unknown, Self.attempt(), buyer: "ana")
+        #expect(try Self.passed(unknown).count == 4, "a sale's own limits may differ: the route reads them")
+        _ = try channel.finish()
+        _ = try unknown.finish()
+    }
+
+    @Test("while an earlier request of the connection is being answered, an attempt goes on: answers keep their order")
+    func pipelined() throws {
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let channel = try Self.channel(limiter)
+        try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: nil, authority: "x", path: "/healthz")))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try Self.send(channel, Self.attempt(), buyer: "ana")
+        #expect(try Self.passed(channel) == ["head", "end", "head", #"body:{"buyer":"ana","#, #"body:"quantity":1}"#, "end"])
+        #expect(try Self.answer(channel) == nil)
+        _ = try channel.finish()
+    }
+
+    @Test("an address past its rate is refused at the head; with passes, a pass verified before names its buyer, an unknown one goes on")
+    func addressAndPasses() async throws {
+        let addressLimited = Self.limiter(address: RateLimit(rate: 1, burst: 1))
+        try addressLimited.check(address: "192.0.2.7")
+        let channel = try Self.channel(addressLimited, buyers: try await HTTPFixture.passes())
+        try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
+        let (head, body) = try #require(try Self.answer(channel))
+        #expect(head.status == .tooManyRequests)
+        #expect(body.contains("address"))
+        try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: #"{"quantity":1}"#)))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.passed(channel).isEmpty, "the refused attempt's body is dropped")
+        _ = try channel.finish()
+
+        let authentication = try await HTTPFixture.passes()
+        guard case .passes(let verifier) = authentication else { throw CancellationError() }
+        let known = try await HTTPFixture.pass(for: "ana")
+        _ = try await verifier.verify(known)
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let withPasses = try Self.channel(limiter, buyers: authentication)
+        try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(known)"])))
+        #expect(try Self.answer(withPasses)?.0.status == .tooManyRequests, "ana's pass, verified before")
+        #expect(try Self.passed(withPasses).isEmpty)
+        try withPasses.writeInbound(HTTPRequestPart.end(nil))
+        let unverified = try await HTTPFixture.pass(for: "ana", perBuyerLimit: 2)
+        try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(unverified)"])))
+        #expect(try Self.passed(withPasses) == ["head"], "a pass never verified is the route's to verify")
+        _ = try withPasses.finish()
+    }
+}
