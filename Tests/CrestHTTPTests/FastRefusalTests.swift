@@ -15,12 +15,23 @@ import Testing
 struct FastRefusalTests {
     static let sale = SaleID("01a24214-54d9-7444-a5c0-5c9d57d6df88")!
 
-    /// A channel with `FastRefusal` over `limiter`; the sale's own limits known unless `known` is false.
-    static func channel(_ limiter: RateLimiter, buyers: BuyerAuthentication = .off, known: Bool = true) throws -> EmbeddedChannel {
+    /// A channel with `FastRefusal` over `limiter`; the sale's own limits known unless `known` is
+    /// false. `limited`: the connection was answered `429` already (by the route), so the channel looks.
+    static func channel(
+        _ limiter: RateLimiter, buyers: BuyerAuthentication = .off, known: Bool = true, limited: Bool = true
+    ) throws -> EmbeddedChannel {
         let limits = ChannelRateLimits(limiter: limiter, buyers: buyers) { _ in known ? SaleLimits.none : nil }
         let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, rateLimits: limits))
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
+        if limited { try routeAnswered(channel, .tooManyRequests) }
         return channel
+    }
+
+    /// The route answers a request of the connection with `status`.
+    static func routeAnswered(_ channel: EmbeddedChannel, _ status: HTTPResponse.Status) throws {
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: status)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        while try channel.readOutbound(as: HTTPResponsePart.self) != nil {}
     }
 
     static func attempt(key: String = "k1", headers: HTTPFields = [:]) -> HTTPRequest {
@@ -83,6 +94,26 @@ struct FastRefusalTests {
         #expect(try Self.passed(channel) == ["head", #"body:{"buyer":"bob","quantity":1}"#, "end"])
         #expect(try Self.answer(channel) == nil, "bob is the route's to answer")
         #expect(limiter.tracked.buyers == 1, "a look here takes no token and makes no bucket: bob's is the route's to take")
+        try Self.routeAnswered(channel, .created)
+
+        // bob was within his limits: the connection's next attempts go on unexamined (ana's too)
+        // until the route answers one 429 again.
+        try Self.send(channel, Self.attempt(key: "k3"), buyer: "ana")
+        #expect(try Self.passed(channel).count == 4)
+        try Self.routeAnswered(channel, .tooManyRequests)
+        try Self.send(channel, Self.attempt(key: "k4"), buyer: "ana")
+        #expect(try Self.passed(channel).isEmpty)
+        #expect(try Self.answer(channel)?.0.status == .tooManyRequests)
+        _ = try channel.finish()
+    }
+
+    @Test("a connection never answered 429 is not looked at: an admitted order pays nothing for the limits here")
+    func notLimited() throws {
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let channel = try Self.channel(limiter, limited: false)
+        try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
+        #expect(try Self.passed(channel) == ["head"], "passed at once, its body not held")
         _ = try channel.finish()
     }
 

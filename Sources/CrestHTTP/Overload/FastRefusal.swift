@@ -11,6 +11,9 @@ import NIOHTTPTypes
 /// - `429 rate-limited` when the attempt is over a rate limit of its address, its buyer or its sale
 ///   (`ChannelRateLimits`), as far as the channel can tell without verifying anything; any attempt
 ///   it cannot tell about goes on to the route, which applies the same limits (and takes the tokens).
+///   Only on a connection that was answered `429` since its last attempt within its limits: a
+///   client over its limit keeps sending on its connection, and a buyer within it pays nothing
+///   for the look (holding the body to read its buyer cost an admitted order 8%).
 ///
 /// The refused request's body is read and dropped; the connection stays open for the client's
 /// retry. Only when no earlier request of the connection is still being answered (a pipelined
@@ -32,6 +35,8 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     private var answering = 0
     /// The body of a refused request is being dropped.
     private var dropping = false
+    /// A `429` was written on this connection since an attempt was last found within its limits.
+    private var limited = false
     /// An attempt held until its body is in, to read the buyer it names: its head and sale, its
     /// body so far.
     private var held: (head: HTTPRequest, sale: SaleID, overrides: SaleLimits, body: ByteBuffer)?
@@ -66,7 +71,7 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         // Only what the route would look at its limits for: an attempt with its key, no `Expect`
         // (its client waits for a 100 before it sends the body), on a sale whose limits are known
         // — and only when some limit is on.
-        guard let rateLimits, head.headerFields[.idempotencyKey] != nil, head.headerFields[.expect] == nil,
+        guard limited, let rateLimits, head.headerFields[.idempotencyKey] != nil, head.headerFields[.expect] == nil,
             let path = head.path,
             let sale = SaleID(String(decoding: Self.saleSegment(of: path), as: UTF8.self)),
             let overrides = rateLimits.knownLimits(sale), rateLimits.limiter.isLimiting || overrides != .none
@@ -89,7 +94,11 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { answering = max(0, answering - 1) }
+        switch unwrapOutboundIn(data) {
+        case .head(let response) where response.status == .tooManyRequests: limited = true
+        case .end: answering = max(0, answering - 1)
+        default: break
+        }
         context.write(data, promise: promise)
     }
 
@@ -132,7 +141,10 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         let address = rateLimits.limiter.clientAddress(
             peer: context.channel.remoteAddress?.ipAddress, headers: head.headerFields)
         guard let refused = rateLimits.limiter.refusal(address: address, buyer: buyer, sale: sale, overrides: overrides)
-        else { return false }
+        else {
+            limited = false
+            return false
+        }
         let problem = Problem.from(refused)!
         let body = problem.body(instance: head.path ?? "")
         var fields = problem.headers
