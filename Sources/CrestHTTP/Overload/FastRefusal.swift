@@ -17,8 +17,9 @@ import NIOHTTPTypes
 ///
 /// The refused request's body is read and dropped; the connection stays open for the client's
 /// retry. Only when no earlier request of the connection is still being answered (a pipelined
-/// request's answer must not overtake the one before it). A refusal here is not in the HTTP
-/// request metrics (it never reaches them).
+/// request's answer must not overtake the one before it). A refusal here is counted in
+/// `crest_problems_total` by kind, as the route's are, but not in the HTTP request metrics (it
+/// never becomes a request).
 final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -146,6 +147,7 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             return false
         }
         let problem = Problem.from(refused)!
+        ProblemCounts.shared.count(problem.kind)
         let body = problem.body(instance: head.path ?? "")
         var fields = problem.headers
         fields[.contentType] = Problem.mediaType
@@ -168,6 +170,7 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Writes a refusal; the rest of the request's body, if any is to come, is dropped.
     private func answer(_ request: HTTPRequest, _ response: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
+        ProblemCounts.shared.count(Self.overloadedKind)
         dropping = true
         write(request, response, body, context: context)
     }
@@ -199,6 +202,8 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         return (head, body)
     }
 
+    /// The kind of the write path's refusal, counted per refusal without making its problem.
+    private static let overloadedKind = Problem.from(WritePathFull(reason: .queueFull))!.kind
     private static let salesPrefix = "/v1/sales/".utf8
     private static let ordersSuffix = "/orders".utf8
 
