@@ -74,10 +74,16 @@ struct FastRefusalTests {
         RateLimiter(limits: RateLimitTests.limits(buyer: buyer, address: address), clock: StoppedClock())
     }
 
+    /// One attempt per buyer, and ana's already taken by the route: she is over her limit.
+    static func anaOverLimit() throws -> RateLimiter {
+        let limiter = limiter(buyer: RateLimit(rate: 1, burst: 1))
+        _ = try limiter.check(buyer: "ana", sale: sale)
+        return limiter
+    }
+
     @Test("a buyer the body names past its rate is answered 429 here, with the route's headers; another buyer's attempt goes on whole")
     func buyerInBody() throws {
-        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
-        _ = try limiter.check(buyer: "ana", sale: Self.sale)  // ana's only token
+        let limiter = try Self.anaOverLimit()
         let channel = try Self.channel(limiter)
 
         try Self.send(channel, Self.attempt(), buyer: "ana")
@@ -109,8 +115,7 @@ struct FastRefusalTests {
 
     @Test("a connection never answered 429 is not looked at: an admitted order pays nothing for the limits here")
     func notLimited() throws {
-        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
-        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let limiter = try Self.anaOverLimit()
         let channel = try Self.channel(limiter, limited: false)
         try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
         #expect(try Self.passed(channel) == ["head"], "passed at once, its body not held")
@@ -119,8 +124,7 @@ struct FastRefusalTests {
 
     @Test("what the channel cannot tell goes on: no key, an Expect, a sale whose limits are not known, a body too long to hold")
     func passesOn() throws {
-        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
-        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let limiter = try Self.anaOverLimit()
         let channel = try Self.channel(limiter)
         try channel.writeInbound(
             HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: "x", path: "/v1/sales/\(Self.sale)/orders")))
@@ -149,8 +153,7 @@ struct FastRefusalTests {
 
     @Test("while an earlier request of the connection is being answered, an attempt goes on: answers keep their order")
     func pipelined() throws {
-        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
-        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let limiter = try Self.anaOverLimit()
         let channel = try Self.channel(limiter)
         try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: nil, authority: "x", path: "/healthz")))
         try channel.writeInbound(HTTPRequestPart.end(nil))
@@ -178,8 +181,7 @@ struct FastRefusalTests {
         guard case .passes(let verifier) = authentication else { throw CancellationError() }
         let known = try await HTTPFixture.pass(for: "ana")
         _ = try await verifier.verify(known)
-        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 1))
-        _ = try limiter.check(buyer: "ana", sale: Self.sale)
+        let limiter = try Self.anaOverLimit()
         let withPasses = try Self.channel(limiter, buyers: authentication)
         try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(known)"])))
         #expect(try Self.answer(withPasses)?.0.status == .tooManyRequests, "ana's pass, verified before")

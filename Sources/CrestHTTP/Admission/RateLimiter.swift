@@ -64,7 +64,7 @@ package final class RateLimiter: Sendable {
 
     /// The client's address (`ClientAddresses`); `nil` without a socket (router tests).
     func clientAddress(of request: Request, peer: String?) -> String? {
-        addresses.client(peer: peer, headers: request.headers)
+        clientAddress(peer: peer, headers: request.headers)
     }
 
     /// The client's address of a request head (`ClientAddresses`).
@@ -87,8 +87,7 @@ package final class RateLimiter: Sendable {
     package func check(buyer: String, sale: SaleID, overrides: SaleLimits = .none) throws -> HTTPFields {
         let now = clock.now()
         var headers: HTTPFields = [:]
-        if let limit = overrides.perBuyer ?? limits.perBuyer {
-            let key = overrides.perBuyer == nil ? buyer : "\(sale)/\(buyer)"
+        if let (key, limit) = buyerBucket(buyer, sale: sale, overrides: overrides) {
             switch buyers.take(key, limit: limit, at: now) {
             case .refused(let retryAfter): throw refused("buyer", limit, retryAfter)
             case .allowed(let remaining, let reset): headers = Self.headers(limit, remaining: remaining, reset: reset)
@@ -111,14 +110,22 @@ package final class RateLimiter: Sendable {
         if let limit = limits.perAddress, let address, let retryAfter = addressBuckets.refusal(address, limit: limit, at: now) {
             return refused("address", limit, retryAfter)
         }
-        if let buyer, let limit = overrides.perBuyer ?? limits.perBuyer {
-            let key = overrides.perBuyer == nil ? buyer : "\(sale)/\(buyer)"
-            if let retryAfter = buyers.refusal(key, limit: limit, at: now) { return refused("buyer", limit, retryAfter) }
+        if let buyer, let (key, limit) = buyerBucket(buyer, sale: sale, overrides: overrides),
+            let retryAfter = buyers.refusal(key, limit: limit, at: now)
+        {
+            return refused("buyer", limit, retryAfter)
         }
         if let limit = overrides.perSale ?? limits.perSale, let retryAfter = sales.refusal(sale, limit: limit, at: now) {
             return refused("sale", limit, retryAfter)
         }
         return nil
+    }
+
+    /// The buyer's bucket and its limit: the sale's own (a bucket for that sale) where it has one,
+    /// else the server's (one bucket across sales); `nil` without a limit.
+    private func buyerBucket(_ buyer: String, sale: SaleID, overrides: SaleLimits) -> (key: String, limit: RateLimit)? {
+        if let own = overrides.perBuyer { return ("\(sale)/\(buyer)", own) }
+        return limits.perBuyer.map { (buyer, $0) }
     }
 
     /// Whether any limit is on: without one, `refusal` can only say `nil`.

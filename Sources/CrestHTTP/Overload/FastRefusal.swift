@@ -148,12 +148,9 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let problem = Problem.from(refused)!
         ProblemCounts.shared.count(problem.kind)
-        let body = problem.body(instance: head.path ?? "")
-        var fields = problem.headers
-        fields[.contentType] = Problem.mediaType
-        fields[.contentLength] = "\(body.readableBytes)"
+        let (response, body) = Self.answer(problem, instance: head.path ?? "")
         dropping = bodyToCome
-        write(head, HTTPResponse(status: .tooManyRequests, headerFields: fields), body, context: context)
+        write(head, response, body, context: context)
         return true
     }
 
@@ -192,14 +189,18 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     /// The `503 overloaded` answer for an attempt on `path`.
     private func writePathRefusal(for path: String) -> (HTTPResponse, ByteBuffer) {
         if let last = lastRefusal, last.path == path { return (last.head, last.body) }
-        let problem = Problem.from(WritePathFull(reason: .queueFull))!
-        let body = problem.body(instance: path)
+        let (head, body) = Self.answer(Problem.from(WritePathFull(reason: .queueFull))!, instance: path)
+        lastRefusal = (path, head, body)
+        return (head, body)
+    }
+
+    /// A problem's answer as the channel writes it: its status and headers, and its body.
+    private static func answer(_ problem: Problem, instance: String) -> (HTTPResponse, ByteBuffer) {
+        let body = problem.body(instance: instance)
         var fields = problem.headers
         fields[.contentType] = Problem.mediaType
         fields[.contentLength] = "\(body.readableBytes)"
-        let head = HTTPResponse(status: .serviceUnavailable, headerFields: fields)
-        lastRefusal = (path, head, body)
-        return (head, body)
+        return (HTTPResponse(status: HTTPResponse.Status(code: problem.status), headerFields: fields), body)
     }
 
     /// The kind of the write path's refusal, counted per refusal without making its problem.
