@@ -51,7 +51,7 @@ struct HTTPFixture {
         let server: HTTPServerBuilder =
             connections != nil || rateLimits != nil
             ? CrestHTTPServer.server(
-                limits: connections ?? ConnectionLimits(), connections: openConnections, writePath: engine.writePath,
+                limits: connections ?? Self.patientConnections, connections: openConnections, writePath: engine.writePath,
                 rateLimits: rateLimits)
             : .http1()
         let app = Application(
@@ -62,6 +62,17 @@ struct HTTPFixture {
         let result = try await body(HTTPFixture(engine: engine, store: store, app: app))
         try? await store.close()  // a test may have closed it already
         return result
+    }
+
+    /// Connection limits for tests that are not about them: timeouts far beyond any stall of a
+    /// loaded machine (CI once held a live test's connection past the default 10 s for headers,
+    /// and the server closed it under the test's feet).
+    static var patientConnections: ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.headerTimeout = .seconds(300)
+        limits.bodyTimeout = .seconds(300)
+        limits.idleTimeout = .seconds(300)
+        return limits
     }
 
     static var adminHeaders: HTTPFields { [.authorization: "Bearer \(adminToken)", .contentType: "application/json"] }

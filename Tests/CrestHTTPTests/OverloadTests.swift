@@ -158,12 +158,7 @@ struct OverloadTests {
     )
     func fastRefusal() async throws {
         let configuration = EngineConfiguration(writePath: Self.writePath(limit: 1, queue: 0, wait: .seconds(1)))
-        // Timeouts far beyond any stall of a loaded machine: CI once held this connection past 10 s.
-        var limits = ConnectionLimits()
-        limits.headerTimeout = .seconds(300)
-        limits.bodyTimeout = .seconds(300)
-        limits.idleTimeout = .seconds(300)
-        try await HTTPFixture.with(configuration: configuration, connections: limits) { fixture in
+        try await HTTPFixture.with(configuration: configuration, connections: HTTPFixture.patientConnections) { fixture in
             try await fixture.app.test(.live) { client in
                 let port = try #require(client.port)
                 let sale = try await client.createSale(stock: 10)

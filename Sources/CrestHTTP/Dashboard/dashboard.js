@@ -13,6 +13,8 @@ const BREAKER = { 0: "closed", 1: "half-open", 2: "open" };
 
 const history = []; // { at, samples }, oldest first, spanning a little more than WINDOW_MS
 let timer = null;
+// Counts sign-ins and sign-outs: a read that comes back after either is dropped.
+let signIns = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -315,10 +317,15 @@ function show(signedIn) {
 async function poll() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) return signOut("");
+  const session = signIns;
   try {
-    render(await read(token));
+    const answer = await read(token);
+    // Signed out (or in again) while the read was out: its answer belongs to no one now.
+    if (session !== signIns) return;
+    render(answer);
     show(true);
   } catch (error) {
+    if (session !== signIns) return;
     if (error instanceof SignedOut) return signOut(error.message);
     // A node restarting or a dropped connection: say so and keep trying.
     $("readiness").textContent = "unreachable";
@@ -328,6 +335,7 @@ async function poll() {
 }
 
 function signOut(message) {
+  signIns += 1;
   clearTimeout(timer);
   sessionStorage.removeItem(TOKEN_KEY);
   history.length = 0;
@@ -344,6 +352,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!token) return;
     sessionStorage.setItem(TOKEN_KEY, token);
     $("sign-in-error").textContent = "";
+    signIns += 1;
     clearTimeout(timer);
     poll();
   });
