@@ -14,6 +14,7 @@ struct OverloadOptions: ParsableArguments {
     @Option(help: Self.writePathTarget.help) var writePathTargetMs: Int?
     @Option(help: Self.shedLag.help) var shedLagMs: Int?
     @Option(help: Self.maxConnections.help) var maxConnections: Int?
+    @Option(help: Self.listenBacklog.help) var listenBacklog: Int?
     @Option(help: Self.headerTimeout.help) var headerTimeoutSeconds: Int?
     @Option(help: Self.bodyTimeout.help) var bodyTimeoutSeconds: Int?
     @Option(help: Self.idleTimeout.help) var idleTimeoutSeconds: Int?
@@ -49,6 +50,11 @@ struct OverloadOptions: ParsableArguments {
     static let maxConnections = IntSetting(
         name: "max connections", env: "CREST_MAX_CONNECTIONS", defaultValue: 10_000, range: 1...1_000_000,
         meaning: "Connections open at once; more are closed as soon as they are accepted")
+    static let listenBacklog = IntSetting(
+        name: "listen backlog", env: "CREST_LISTEN_BACKLOG", defaultValue: 4_096, range: 1...65_535,
+        meaning:
+            "Connections the kernel completes and holds until Crest accepts them (a crowd arriving at once); past it their handshakes are dropped and retried a second or more later. The kernel caps it at net.core.somaxconn"
+    )
     static let headerTimeout = IntSetting(
         name: "header timeout", env: "CREST_HEADER_TIMEOUT_SECONDS", defaultValue: 10, range: 1...3_600, unit: " seconds",
         meaning: "Time a new connection has to send its first request's line and headers")
@@ -89,6 +95,7 @@ struct OverloadOptions: ParsableArguments {
     func connections(_ settings: Settings) throws -> ConnectionLimits {
         var limits = ConnectionLimits()
         limits.maxConnections = try Self.maxConnections.resolve(maxConnections, in: settings)
+        limits.backlog = try Self.listenBacklog.resolve(listenBacklog, in: settings)
         limits.headerTimeout = .seconds(try Self.headerTimeout.resolve(headerTimeoutSeconds, in: settings))
         limits.bodyTimeout = .seconds(try Self.bodyTimeout.resolve(bodyTimeoutSeconds, in: settings))
         limits.idleTimeout = .seconds(try Self.idleTimeout.resolve(idleTimeoutSeconds, in: settings))

@@ -142,7 +142,8 @@ struct Serve: AsyncParsableCommand {
             server: CrestHTTPServer.server(
                 limits: connectionLimits, writePath: engine.writePath,
                 rateLimits: ChannelRateLimits(limiter: limiter, buyers: buyerAuthentication, engine: engine)),
-            configuration: .init(address: .hostname(host, port: port), serverName: "crest"),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "crest", backlog: connectionLimits.backlog),
             onServerRunning: { channel in
                 started.raise()
                 let bound = channel.localAddress?.port ?? port

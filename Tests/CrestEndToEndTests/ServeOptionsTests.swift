@@ -81,6 +81,7 @@ struct GateOptionsTests {
             (["--write-path-limit", "8"], "the initial limit (8) is outside 16…4096"),
             (["--write-path-wait-ms=-5"], "write path wait must be 0…10,000 ms"),
             (["--max-connections", "0"], "max connections must be 1…1,000,000"),
+            (["--listen-backlog", "0"], "listen backlog must be 1…65,535"),
             (["--buyer-rate=-1"], "buyer rate must be 0…1,000,000 per second"),
             (["--trusted-proxies", "10.0.0.0/40"], "10.0.0.0/40 is not an address or CIDR"),
         ] {
@@ -116,6 +117,43 @@ struct GateOptionsTests {
         }
         try await http.shutdown()
         #expect(await crest.stop() == 0)
+    }
+}
+
+/// A crowd opens its connections at once, faster than the event loops accept them.
+@Suite("crest serve: the listen backlog")
+struct ListenBacklogTests {
+    @Test(
+        "connections arriving while crest accepts none wait in the kernel's queue: the default holds a crowd's (Hummingbird's 256 did not), --listen-backlog sets it"
+    )
+    func backlogHoldsACrowd() async throws {
+        let crowd = 320
+        let somaxconn =
+            (try? String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 4_096
+        // The kernel holds backlog + 1 completed connections; it caps the backlog at somaxconn.
+        for (extra, held) in [([], min(crowd, somaxconn + 1)), (["--listen-backlog", "40"], 41)] {
+            let directory = FileManager.default.temporaryDirectory.appending(path: "crest-backlog-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let crest = try await CrestProcess(dataDirectory: directory, extraArguments: extra)
+            // Stopped, crest accepts nothing: what completes is what the listen queue holds.
+            let pid = crest.process.processIdentifier
+            kill(pid, SIGSTOP)
+            let stopped = try await eventually(timeout: .seconds(10), every: .milliseconds(5)) { processState(pid) == "T" }
+            let completed = completedHandshakes(toPort: crest.port, count: crowd, within: .milliseconds(700))
+            kill(pid, SIGCONT)
+            #expect(stopped)
+            #expect(completed == held, "\(extra): \(completed) of \(crowd) connections completed, expected \(held)")
+            #expect(await crest.stop() == 0)
+        }
+    }
+
+    /// The state letter of process `pid` (`R`, `S`, `T` when stopped…), from `/proc/<pid>/stat`.
+    private func processState(_ pid: Int32) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return nil }
+        return stat[end...].dropFirst().first { !$0.isWhitespace }
     }
 }
 

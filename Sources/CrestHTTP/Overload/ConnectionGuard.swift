@@ -7,6 +7,11 @@ import Synchronization
 package struct ConnectionLimits: Sendable, Hashable {
     /// Connections open at once; a connection past it is closed as soon as it is accepted.
     package var maxConnections = 10_000
+    /// Connections the kernel completes and holds until the server accepts them (the listen
+    /// backlog; the kernel caps it at `net.core.somaxconn`). A crowd opens thousands at once: past
+    /// the backlog the kernel drops their handshakes, and each such client waits 1 s or more for
+    /// its SYN to be sent again before its first request is even read.
+    package var backlog = 4_096
     /// Time from a connection's opening to its first request's whole head (request line and headers).
     package var headerTimeout: Duration = .seconds(10)
     /// Time from a request's head to the end of its body.
