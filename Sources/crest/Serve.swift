@@ -132,16 +132,18 @@ struct Serve: AsyncParsableCommand {
         }
         let started = StartedFlag()
         let lag = LagMonitor()
-        // One limiter for the order routes and the channel, which refuses what it can tell is over.
+        // One limiter and one set of risk rules for the order routes and the channel, which refuses
+        // what it can tell the route would.
         let limiter = RateLimiter(limits: limits, clock: SystemClock())
+        let risk = RiskGate(engine: engine, clock: SystemClock(), trackedKeys: limits.trackedKeys)
         let app = Application(
             router: CrestHTTPServer.router(
                 engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
                 shedding: shedding, lag: lag, metrics: registry,
-                providerWebhookSecret: webhookSecret, tracing: tracer != nil, limiter: limiter),
+                providerWebhookSecret: webhookSecret, tracing: tracer != nil, limiter: limiter, risk: risk),
             server: CrestHTTPServer.server(
                 limits: connectionLimits, writePath: engine.writePath,
-                rateLimits: ChannelRateLimits(limiter: limiter, buyers: buyerAuthentication, engine: engine)),
+                admission: ChannelAdmission(limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk)),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "crest", backlog: connectionLimits.backlog),
             onServerRunning: { channel in

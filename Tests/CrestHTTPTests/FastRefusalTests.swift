@@ -1,7 +1,9 @@
 import CrestCore
 import CrestIdentity
+import CrestTestSupport
 import Foundation
 import HTTPTypes
+import HummingbirdTesting
 import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
@@ -20,8 +22,8 @@ struct FastRefusalTests {
     static func channel(
         _ limiter: RateLimiter, buyers: BuyerAuthentication = .off, known: Bool = true, limited: Bool = true
     ) throws -> EmbeddedChannel {
-        let limits = ChannelRateLimits(limiter: limiter, buyers: buyers) { _ in known ? SaleLimits.none : nil }
-        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, rateLimits: limits))
+        let limits = ChannelAdmission(limiter: limiter, buyers: buyers) { _ in known ? SaleLimits.none : nil }
+        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: limits))
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         if limited { try routeAnswered(channel, .tooManyRequests) }
         return channel
@@ -191,5 +193,115 @@ struct FastRefusalTests {
         try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(unverified)"])))
         #expect(try Self.passed(withPasses) == ["head"], "a pass never verified is the route's to verify")
         _ = try withPasses.finish()
+    }
+
+    /// A channel whose stock gate refuses from memory what `refusing` says (and records what it was
+    /// asked), the risk rules empty unless `riskQuiet` is false; not yet answered 409.
+    static func gateChannel(
+        _ limiter: RateLimiter = limiter(), buyers: BuyerAuthentication = .off, riskQuiet: Bool = true,
+        asked: Locked<[OrderRequest]> = Locked([]), refusing: @escaping @Sendable (OrderRequest) -> OrderError?
+    ) throws -> EmbeddedChannel {
+        let admission = ChannelAdmission(
+            limiter: limiter, buyers: buyers, knownLimits: { _ in SaleLimits.none }, riskQuiet: { riskQuiet },
+            refusalFromMemory: { request in
+                asked.withLock { $0.append(request) }
+                return refusing(request)
+            })
+        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: admission))
+        channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
+        return channel
+    }
+
+    @Test(
+        "a connection answered 409 has its next attempts refused here when the gate refuses them from memory, the buyer's tokens taken as the route takes them"
+    )
+    func soldOutInTheChannel() throws {
+        let asked = Locked<[OrderRequest]>([])
+        let limiter = Self.limiter(buyer: RateLimit(rate: 1, burst: 3))
+        let channel = try Self.gateChannel(limiter, asked: asked) { _ in .soldOut }
+        // Not answered 409 yet: the attempt goes on at once, nothing held, the gate not asked.
+        try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
+        #expect(try Self.passed(channel) == ["head"])
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        _ = try Self.passed(channel)
+        try Self.routeAnswered(channel, .conflict)
+        #expect(asked.value.isEmpty)
+
+        for index in 2...4 {
+            try Self.send(channel, Self.attempt(key: "k\(index)"), buyer: "ana")
+            #expect(try Self.passed(channel).isEmpty, "the refused attempt never reaches the route")
+            let (head, body) = try #require(try Self.answer(channel))
+            #expect(head.status == .conflict)
+            #expect(head.headerFields[.contentType] == "application/problem+json")
+            #expect(body.contains("urn:crest:problem:sold-out"), "\(body)")
+            #expect(body.contains(#""instance":"/v1/sales/\#(Self.sale)/orders""#))
+        }
+        #expect(asked.value.map(\.idempotencyKey) == ["k2", "k3", "k4"])
+        #expect(asked.value.allSatisfy { $0.buyer == "ana" && $0.quantity == 1 && $0.saleID == Self.sale })
+        // Three refusals took ana's three tokens: her fourth attempt is over her limit.
+        try Self.send(channel, Self.attempt(key: "k5"), buyer: "ana")
+        #expect(try Self.answer(channel)?.0.status == .tooManyRequests)
+        #expect(asked.value.count == 3, "over the limit: 429 before the gate, as the route answers (the key not consumed)")
+        _ = try channel.finish()
+    }
+
+    @Test("what the gate lets through, or any risk rule, goes on whole to the route; then the connection is not looked at")
+    func gateLetsThrough() throws {
+        let admitting = try Self.gateChannel { _ in nil }
+        try Self.routeAnswered(admitting, .conflict)
+        try Self.send(admitting, Self.attempt(key: "k2"), buyer: "ana")
+        #expect(try Self.passed(admitting) == ["head", #"body:{"buyer":"ana","quantity":1}"#, "end"])
+        #expect(try Self.answer(admitting) == nil)
+        try Self.routeAnswered(admitting, .created)
+        try admitting.writeInbound(HTTPRequestPart.head(Self.attempt(key: "k3")))
+        #expect(try Self.passed(admitting) == ["head"], "not held: the gate let the last one through")
+        _ = try admitting.finish()
+
+        let asked = Locked<[OrderRequest]>([])
+        let risky = try Self.gateChannel(riskQuiet: false, asked: asked) { _ in .soldOut }
+        try Self.routeAnswered(risky, .conflict)
+        try Self.send(risky, Self.attempt(key: "k2"), buyer: "ana")
+        #expect(try Self.passed(risky).count == 4, "risk rules are the route's to apply: passed as it came, nothing held")
+        #expect(asked.value.isEmpty)
+        _ = try risky.finish()
+
+        // A body of another shape is the route's to decode.
+        let odd = try Self.gateChannel { _ in .soldOut }
+        try Self.routeAnswered(odd, .conflict)
+        try odd.writeInbound(HTTPRequestPart.head(Self.attempt(key: "k2")))
+        try odd.writeInbound(HTTPRequestPart.body(ByteBuffer(string: #"{"buyer":"an\u0061","quantity":1}"#)))
+        try odd.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.passed(odd).count == 3)
+        _ = try odd.finish()
+    }
+
+    @Test(
+        "served as crest serve is: a sold-out sale's crowd gets the route's answers, a key refused in the channel stays refused once stock returns, a new key gets it"
+    )
+    func soldOutLive() async throws {
+        try await HTTPFixture.with(channelRefusals: true) { fixture in
+            try await fixture.app.test(.live) { client in
+                let sale = try await client.createSale(stock: 1)
+                let placed = try await client.placeOrder(sale: sale, key: "a1", buyer: "ana")
+                #expect(placed.status == .created)
+                // The route answers bob's first 409 (and verifies his pass); the next ones are the channel's.
+                for key in ["b1", "b2", "b3"] {
+                    try await client.placeOrder(sale: sale, key: key, buyer: "bob").expectProblem(.conflict, "sold-out")
+                }
+                try await client.placeOrder(sale: sale, key: "c1", buyer: "cid").expectProblem(.conflict, "sold-out")
+                let id = try #require(placed.object["id"] as? String)
+                try await client.execute(
+                    uri: "/v1/orders/\(id)/cancel", method: .post, headers: try await HTTPFixture.buyerHeaders("ana")
+                ) { #expect($0.status == .ok) }
+                // The unit is back: a refused key replays its refusal, a new key takes the unit.
+                try await client.placeOrder(sale: sale, key: "b3", buyer: "bob").expectProblem(.conflict, "sold-out")
+                #expect(try await client.placeOrder(sale: sale, key: "b4", buyer: "bob").status == .created)
+                try await client.placeOrder(sale: sale, key: "b5", buyer: "bob").expectProblem(.conflict, "buyer-limit-reached")
+                try await client.placeOrder(sale: sale, key: "c2", buyer: "cid").expectProblem(.conflict, "sold-out")
+                try await client.execute(uri: "/v1/sales/\(sale)", method: .get) { response in
+                    #expect((response.object["stock"] as? [String: Int])?["reserved"] == 1)
+                }
+            }
+        }
     }
 }

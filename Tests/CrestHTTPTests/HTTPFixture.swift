@@ -29,7 +29,7 @@ struct HTTPFixture {
         buyerAuthentication: BuyerAuthentication? = nil, admission: AdmissionLimits = AdmissionLimits(),
         clock: any CrestClock = SystemClock(), configuration: EngineConfiguration = .init(),
         shedding: SheddingConfiguration? = nil, connections: ConnectionLimits? = nil,
-        openConnections: OpenConnections = OpenConnections(), channelRateLimits: Bool = false,
+        openConnections: OpenConnections = OpenConnections(), channelRefusals: Bool = false,
         _ body: (HTTPFixture) async throws -> T
     ) async throws -> T {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-http-\(UUID().uuidString)")
@@ -42,17 +42,20 @@ struct HTTPFixture {
         let engine = Engine(store: store, configuration: configuration, logger: logger)
         var authentication = buyerAuthentication
         if authentication == nil { authentication = try await passes(clock: clock) }
-        // With `channelRateLimits`, the channel refuses attempts over a limit with the routes' limiter.
+        // With `channelRefusals`, the channel refuses what it can tell the route would, with the
+        // routes' limiter and risk rules.
         let limiter = RateLimiter(limits: admission, clock: clock)
+        let risk = RiskGate(engine: engine, clock: clock, trackedKeys: admission.trackedKeys)
         let router = CrestHTTPServer.router(
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
-            clock: clock, shedding: shedding, metrics: registry, limiter: limiter)
-        let rateLimits = channelRateLimits ? ChannelRateLimits(limiter: limiter, buyers: authentication!, engine: engine) : nil
+            clock: clock, shedding: shedding, metrics: registry, limiter: limiter, risk: risk)
+        let channel =
+            channelRefusals ? ChannelAdmission(limiter: limiter, buyers: authentication!, engine: engine, risk: risk) : nil
         let server: HTTPServerBuilder =
-            connections != nil || rateLimits != nil
+            connections != nil || channel != nil
             ? CrestHTTPServer.server(
                 limits: connections ?? Self.patientConnections, connections: openConnections, writePath: engine.writePath,
-                rateLimits: rateLimits)
+                admission: channel)
             : .http1()
         let app = Application(
             router: router,

@@ -65,7 +65,7 @@ struct RateLimitTests {
         let clock = StoppedClock()
         try await HTTPFixture.with(
             buyerAuthentication: .off, admission: Self.limits(buyer: RateLimit(rate: 1, burst: 1)), clock: clock,
-            channelRateLimits: true
+            channelRefusals: true
         ) { fixture in
             try await fixture.app.test(.live) { client in
                 let sale = try await client.createSale(stock: 100, perBuyerLimit: 10)

@@ -53,6 +53,20 @@ extension Engine {
         }
     }
 
+    /// The refusal `placeOrder` would give `request` from the sale's gate alone — sold out, or the
+    /// buyer's limit reached — remembered for its key and counted as `placeOrder` does; `nil` when
+    /// the attempt needs more than memory can tell: invalid, admitted, a key the gate knows, another
+    /// refusal, a sale whose gate is not loaded, or a shared store (another node may have placed
+    /// the key: `placeOrder` asks the store). For callers that must not wait (`FastRefusal`). The
+    /// write path is not looked at: the caller refuses first while it is full.
+    package func refusalFromMemory(_ request: OrderRequest) -> OrderError? {
+        guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID),
+            let error = gate.soldOutOrLimitRefusal(request, now: clock())
+        else { return nil }
+        metrics.countAttempt(EngineMetrics.reason(error))
+        return error
+    }
+
     /// Places one validated request, in three steps: the gate's admission (with what only the
     /// store knows), the wait for a batch to commit the reservation, and the answer.
     private func place(_ request: OrderRequest) async throws -> PlacedOrder {

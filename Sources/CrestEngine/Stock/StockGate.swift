@@ -121,34 +121,69 @@ final class StockGate: Sendable {
         makeReservation: (Sale) throws -> Reservation
     ) throws -> Admission {
         try state.withLock { state in
-            state.lastUsed = max(state.lastUsed, now)
-            let key = request.idempotencyKey
-            if let flying = state.inFlight[key] {
-                let same = request.sameBody(buyer: flying.buyer, quantity: flying.quantity)
-                return .refused(same ? .requestInProgress : .idempotencyKeyReused)
-            }
-            if let refusal = state.refusals[key] {
-                return .refused(refusal.isSameBody(as: request) ? refusal.error(for: request, in: sale) : .idempotencyKeyReused)
-            }
-            // Cancelled attempts are known to the store only: it refuses them when they get there.
-            let verdict = ReservationRules.decide(
-                request, sale: sale, at: now, knownKey: { !keyIsNew && state.knownKeys.contains(key.hashValue) },
-                cancelled: { false },
-                held: { state.holdings[request.buyer, default: 0] + state.pendingByBuyer[request.buyer, default: 0] },
-                available: state.available)
-            switch verdict {
-            case .knownKey: return .knownKey
-            case .refused(let error):
-                remember(error, for: request, in: &state)
+            switch decide(request, now: now, keyIsNew: keyIsNew, in: &state) {
+            case .refused(let error, let remembered):
+                if !remembered { remember(error, for: request, in: &state) }
                 return .refused(error)
+            case .knownKey: return .knownKey
             case .grant: break
             }
+            let key = request.idempotencyKey
             let reservation = try makeReservation(sale)
             state.pendingUnits += Int64(request.quantity)
             state.pendingByBuyer[request.buyer, default: 0] += request.quantity
             state.inFlight[key] = InFlight(buyer: request.buyer, quantity: request.quantity)
             assert(state.verifyInvariants())
             return .admitted(Ticket(reservation: reservation, gate: self))
+        }
+    }
+
+    /// The refusal `admit` would answer `request` with when it is the sale's sold out or the
+    /// buyer's limit reached — remembered for its key as `admit` remembers it; `nil`, changing
+    /// nothing, for anything else (admitted, a key the gate knows, an attempt in flight, another
+    /// refusal). For answers that must not wait (`Engine.refusalFromMemory`).
+    func soldOutOrLimitRefusal(_ request: OrderRequest, now: Date) -> OrderError? {
+        state.withLock { state in
+            guard case .refused(let error, let remembered) = decide(request, now: now, keyIsNew: false, in: &state)
+            else { return nil }
+            switch error {
+            case .soldOut, .buyerLimitReached:
+                if !remembered { remember(error, for: request, in: &state) }
+                return error
+            default: return nil
+            }
+        }
+    }
+
+    private enum Decision {
+        /// `remembered`: the key's refusal came from memory (a replay), nothing to remember again.
+        case refused(OrderError, remembered: Bool)
+        case knownKey
+        case grant
+    }
+
+    /// What the gate says of `request`, changing nothing but the time of its last use.
+    private func decide(_ request: OrderRequest, now: Date, keyIsNew: Bool, in state: inout State) -> Decision {
+        state.lastUsed = max(state.lastUsed, now)
+        let key = request.idempotencyKey
+        if let flying = state.inFlight[key] {
+            let same = request.sameBody(buyer: flying.buyer, quantity: flying.quantity)
+            return .refused(same ? .requestInProgress : .idempotencyKeyReused, remembered: true)
+        }
+        if let refusal = state.refusals[key] {
+            let error = refusal.isSameBody(as: request) ? refusal.error(for: request, in: sale) : .idempotencyKeyReused
+            return .refused(error, remembered: true)
+        }
+        // Cancelled attempts are known to the store only: it refuses them when they get there.
+        let verdict = ReservationRules.decide(
+            request, sale: sale, at: now, knownKey: { !keyIsNew && state.knownKeys.contains(key.hashValue) },
+            cancelled: { false },
+            held: { state.holdings[request.buyer, default: 0] + state.pendingByBuyer[request.buyer, default: 0] },
+            available: state.available)
+        switch verdict {
+        case .knownKey: return .knownKey
+        case .refused(let error): return .refused(error, remembered: false)
+        case .grant: return .grant
         }
     }
 

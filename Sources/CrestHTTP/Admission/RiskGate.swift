@@ -15,7 +15,7 @@ struct RiskRefused: Error, Sendable, Hashable {
 /// store at the first attempt, again in the background once older than `refresh` (so a rule
 /// made on another node applies here within it), and at once after a change made here.
 /// Velocity counts live in a `BoundedMap`, as the rate limiter's buckets do.
-final class RiskGate: Sendable {
+package final class RiskGate: Sendable {
     static let refresh: Duration = .seconds(2)
 
     /// The rules, ready to match.
@@ -67,7 +67,7 @@ final class RiskGate: Sendable {
             ($0, Counter(label: "crest_risk_refusals_total", dimensions: [("rule", $0)]))
         })
 
-    init(engine: Engine, clock: any CrestClock, trackedKeys: Int) {
+    package init(engine: Engine, clock: any CrestClock, trackedKeys: Int) {
         self.engine = engine
         self.clock = clock
         windows = BoundedMap(capacity: trackedKeys)
@@ -105,6 +105,16 @@ final class RiskGate: Sendable {
         if let rules { return rules }
         try await reload()
         return loaded.withLock { $0.rules } ?? Rules()
+    }
+
+    /// Whether no rule can refuse or count an attempt now: the rules were read within the refresh
+    /// interval and there are none. An answer made without `check` (`FastRefusal`) needs it: while
+    /// the rules are older, the route reads them again.
+    var isQuiet: Bool {
+        loaded.withLock { loaded in
+            guard let rules = loaded.rules, ContinuousClock.now - loaded.at < Self.refresh else { return false }
+            return rules.buyers.isEmpty && rules.networks.isEmpty && rules.velocities.isEmpty
+        }
     }
 
     /// Refuses an attempt from a denied address, or one whose address is in a velocity's cool-down.

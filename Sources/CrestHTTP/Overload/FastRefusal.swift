@@ -8,46 +8,63 @@ import NIOHTTPTypes
 /// Refuses order attempts in the channel itself, before Hummingbird makes a request, a task and a
 /// context for them — a crowd's refusal must cost the server less than serving anything:
 /// - `503 overloaded` while the write path is full (counted in `crest_write_path_refusals_total`);
-/// - `429 rate-limited` when the attempt is over a rate limit of its address, its buyer or its sale
-///   (`ChannelRateLimits`), as far as the channel can tell without verifying anything; any attempt
-///   it cannot tell about goes on to the route, which applies the same limits (and takes the tokens).
-///   Only on a connection that was answered `429` since its last attempt within its limits: a
-///   client over its limit keeps sending on its connection, and a buyer within it pays nothing
-///   for the look (holding the body to read its buyer cost an admitted order 8%).
+/// - `429 rate-limited` when the attempt is over a rate limit of its address, its buyer or its sale,
+///   as far as the channel can tell without verifying anything (a peek: no token taken). Only on a
+///   connection that was answered `429` since its last attempt within its limits: a client over
+///   its limit keeps sending on its connection, and a buyer within it pays nothing for the look
+///   (holding the body to read its buyer cost an admitted order 8%).
+/// - `409 sold-out` / `buyer-limit-reached` when the sale's stock gate refuses the attempt from
+///   memory (`Engine.refusalFromMemory`: one node's store only), the risk rules are known to be
+///   empty and no rate limit refuses it — the route's own decisions in the route's order, with the
+///   rate limits' tokens taken as the route takes them and the refusal remembered for the key.
+///   Only on a connection that was answered `409` since its last attempt the gate let through: a
+///   sold-out sale's crowd keeps trying.
+/// Whatever the channel cannot tell (an unverified pass, a body of another shape, a sale whose
+/// limits are not known, risk rules) goes on to the route.
 ///
 /// The refused request's body is read and dropped; the connection stays open for the client's
 /// retry. Only when no earlier request of the connection is still being answered (a pipelined
 /// request's answer must not overtake the one before it). A refusal here is counted in
 /// `crest_problems_total` by kind, as the route's are, but not in the HTTP request metrics (it
-/// never becomes a request).
+/// never becomes a request) and it makes no trace span.
 final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// Largest body held while an attempt's rate limits are checked; a longer one goes on to the
-    /// route (an order's body is some 40 bytes).
+    /// Largest body held while an attempt is looked at; a longer one goes on to the route (an
+    /// order's body is some 40 bytes).
     static let maxHeldBody = 4 * 1024
 
+    /// An attempt held until its body is in, to read the buyer it names and its quantity.
+    private struct HeldAttempt {
+        var head: HTTPRequest
+        var sale: SaleID
+        var overrides: SaleLimits
+        /// The pass's buyer, verified before (passes on); `nil` when the body names the buyer.
+        var pass: VerifiedPass?
+        var body: ByteBuffer
+    }
+
     private let writePath: WritePathLimit?
-    private let rateLimits: ChannelRateLimits?
+    private let admission: ChannelAdmission?
     /// Requests passed on whose answer has not ended yet.
     private var answering = 0
     /// The body of a refused request is being dropped.
     private var dropping = false
     /// A `429` was written on this connection since an attempt was last found within its limits.
     private var limited = false
-    /// An attempt held until its body is in, to read the buyer it names: its head and sale, its
-    /// body so far.
-    private var held: (head: HTTPRequest, sale: SaleID, overrides: SaleLimits, body: ByteBuffer)?
-    /// The last write-path refusal's answer: a connection of a crowd sends its attempts to one
-    /// sale, so its problem body (whose `instance` is the path) and head are made once.
-    private var lastRefusal: (path: String, head: HTTPResponse, body: ByteBuffer)?
+    /// A `409` was written on this connection since the gate last let an attempt through.
+    private var conflicted = false
+    private var held: HeldAttempt?
+    /// The last refusal's answer made here, by kind: a connection of a crowd sends its attempts to
+    /// one sale, so its problem body (whose `instance` is the path) and head are made once.
+    private var lastAnswer: (path: String, kind: Int, head: HTTPResponse, body: ByteBuffer)?
 
-    init(writePath: WritePathLimit?, rateLimits: ChannelRateLimits? = nil) {
+    init(writePath: WritePathLimit?, admission: ChannelAdmission? = nil) {
         self.writePath = writePath
-        self.rateLimits = rateLimits
+        self.admission = admission
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -65,38 +82,41 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         if let writePath, (try? writePath.refuseIfFull()) == nil {
-            let (response, body) = writePathRefusal(for: head.path ?? "")
-            answer(head, response, body, context: context)
+            ProblemCounts.shared.count(Self.overloadedKind)
+            answer(head, cached(Self.overloaded, kind: 0, path: head.path ?? ""), bodyToCome: true, context: context)
             return
         }
-        // Only what the route would look at its limits for: an attempt with its key, no `Expect`
-        // (its client waits for a 100 before it sends the body), on a sale whose limits are known
-        // — and only when some limit is on.
-        guard limited, let rateLimits, head.headerFields[.idempotencyKey] != nil, head.headerFields[.expect] == nil,
-            let path = head.path,
+        // Only what the route would look at the same way: an attempt with its key, no `Expect`
+        // (its client waits for a 100 before it sends the body), on a sale whose limits are known.
+        guard let admission, limited || conflicted && admission.riskQuiet(), head.headerFields[.idempotencyKey] != nil,
+            head.headerFields[.expect] == nil, let path = head.path,
             let sale = SaleID(String(decoding: Self.saleSegment(of: path), as: UTF8.self)),
-            let overrides = rateLimits.knownLimits(sale), rateLimits.limiter.isLimiting || overrides != .none
+            let overrides = admission.knownLimits(sale)
         else {
             pass(part, context: context)
             return
         }
-        switch rateLimits.buyerSource {
-        case .passes(let verifier):
+        var known: VerifiedPass?
+        if case .passes(let verifier) = admission.buyerSource {
             // The pass's buyer when it was verified before; otherwise the address and the sale.
             let token = AdminCredential.bearerToken(in: head.headerFields)
-            let known = token.flatMap { verifier.remembered($0) }.flatMap { $0.admits(sale) ? $0 : nil }
-            if !refuses(head, sale: sale, overrides: overrides, buyer: known?.buyer, bodyToCome: true, context: context) {
-                pass(part, context: context)
+            known = token.flatMap { verifier.remembered($0) }.flatMap { $0.admits(sale) ? $0 : nil }
+            if limited, overLimit(head, sale: sale, overrides: overrides, buyer: known?.buyer, bodyToCome: true, context: context) {
+                return
             }
-        case .off:
-            // The body names the buyer: hold the attempt until it is in.
-            held = (head, sale, overrides, context.channel.allocator.buffer(capacity: 64))
+            // The gate needs the buyer's pass, and the body's quantity.
+            guard conflicted, admission.riskQuiet(), known != nil else {
+                pass(part, context: context)
+                return
+            }
         }
+        held = HeldAttempt(head: head, sale: sale, overrides: overrides, pass: known, body: context.channel.allocator.buffer(capacity: 64))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let response) where response.status == .tooManyRequests: limited = true
+        case .head(let response) where response.status == .conflict: conflicted = true
         case .end: answering = max(0, answering - 1)
         default: break
         }
@@ -118,10 +138,7 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .end:
             held = nil
-            let buyer = PlaceOrderBody(plainJSON: attempt.body)?.buyer
-            let refused = refuses(
-                attempt.head, sale: attempt.sale, overrides: attempt.overrides, buyer: buyer, bodyToCome: false, context: context)
-            if !refused {
+            if !refuses(attempt, context: context) {
                 release(attempt.head, body: attempt.body, context: context)
                 context.fireChannelRead(wrapInboundOut(part))
             }
@@ -133,24 +150,59 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// Answers the attempt `429` when a rate limit would refuse it; `false` when none would.
-    private func refuses(
+    /// Decides a held attempt as the route would, as far as the channel can: `429` over a rate
+    /// limit, then the gate's `409` from memory. `false` when it goes on to the route.
+    private func refuses(_ attempt: HeldAttempt, context: ChannelHandlerContext) -> Bool {
+        guard let admission else { return false }
+        let body = PlaceOrderBody(plainJSON: attempt.body)
+        let buyer = attempt.pass?.buyer ?? body?.buyer
+        // The route looks at the limits before the gate, and a 429 consumes no key: over a limit,
+        // the gate is not asked (it would remember its refusal for the key).
+        if limited || conflicted,
+            overLimit(attempt.head, sale: attempt.sale, overrides: attempt.overrides, buyer: buyer, bodyToCome: false, context: context)
+        {
+            return true
+        }
+        // Then its risk rules (none), the body's buyer against the pass, the gate.
+        guard conflicted, let body, let buyer, body.buyer == nil || body.buyer == buyer, admission.riskQuiet(),
+            let key = attempt.head.headerFields[.idempotencyKey]
+        else { return false }
+        let request = OrderRequest(
+            saleID: attempt.sale, idempotencyKey: key, buyer: buyer, quantity: body.quantity,
+            perBuyerLimit: attempt.pass?.perBuyerLimit)
+        guard let refusal = admission.refusalFromMemory(request) else {
+            conflicted = false
+            return false
+        }
+        // The tokens the route would have taken. Should the last one go between the look above and
+        // here (another connection's attempt), the answer stays the gate's: its refusal is remembered
+        // for the key, and a 429 must not consume a key.
+        let limiter = admission.limiter
+        let address = limiter.clientAddress(peer: context.channel.remoteAddress?.ipAddress, headers: attempt.head.headerFields)
+        _ = try? limiter.check(address: address)
+        _ = try? limiter.check(buyer: buyer, sale: attempt.sale, overrides: attempt.overrides)
+        let problem = Problem.from(refusal)!
+        ProblemCounts.shared.count(problem.kind)
+        let kind = refusal == .soldOut ? 1 : 2
+        answer(attempt.head, cached(problem, kind: kind, path: attempt.head.path ?? ""), bodyToCome: false, context: context)
+        return true
+    }
+
+    /// Answers the attempt `429` when a rate limit would refuse it (a peek: no token taken); `false`
+    /// when none would.
+    private func overLimit(
         _ head: HTTPRequest, sale: SaleID, overrides: SaleLimits, buyer: String?, bodyToCome: Bool,
         context: ChannelHandlerContext
     ) -> Bool {
-        guard let rateLimits else { return false }
-        let address = rateLimits.limiter.clientAddress(
-            peer: context.channel.remoteAddress?.ipAddress, headers: head.headerFields)
-        guard let refused = rateLimits.limiter.refusal(address: address, buyer: buyer, sale: sale, overrides: overrides)
-        else {
+        guard let limiter = admission?.limiter, limiter.isLimiting || overrides != .none else { return false }
+        let address = limiter.clientAddress(peer: context.channel.remoteAddress?.ipAddress, headers: head.headerFields)
+        guard let refused = limiter.refusal(address: address, buyer: buyer, sale: sale, overrides: overrides) else {
             limited = false
             return false
         }
         let problem = Problem.from(refused)!
         ProblemCounts.shared.count(problem.kind)
-        let (response, body) = Self.answer(problem, instance: head.path ?? "")
-        dropping = bodyToCome
-        write(head, response, body, context: context)
+        answer(head, Self.answer(problem, instance: head.path ?? ""), bodyToCome: bodyToCome, context: context)
         return true
     }
 
@@ -166,18 +218,17 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Writes a refusal; the rest of the request's body, if any is to come, is dropped.
-    private func answer(_ request: HTTPRequest, _ response: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
-        ProblemCounts.shared.count(Self.overloadedKind)
-        dropping = true
-        write(request, response, body, context: context)
-    }
-
-    private func write(_ request: HTTPRequest, _ response: HTTPResponse, _ body: ByteBuffer, context: ChannelHandlerContext) {
+    private func answer(
+        _ request: HTTPRequest, _ response: (head: HTTPResponse, body: ByteBuffer), bodyToCome: Bool,
+        context: ChannelHandlerContext
+    ) {
+        dropping = bodyToCome
         let closing = request.headerFields[.connection] == "close"
-        var answer = response
-        if closing { answer.headerFields[.connection] = "close" }
-        context.write(wrapOutboundOut(.head(answer)), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        var head = response.head
+        if closing { head.headerFields[.connection] = "close" }
+        // Through `write`, as the route's answers go: a 429 or 409 marks the connection.
+        write(context: context, data: wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(response.body)), promise: nil)
         if closing {
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
@@ -186,16 +237,16 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The `503 overloaded` answer for an attempt on `path`.
-    private func writePathRefusal(for path: String) -> (HTTPResponse, ByteBuffer) {
-        if let last = lastRefusal, last.path == path { return (last.head, last.body) }
-        let (head, body) = Self.answer(Problem.from(WritePathFull(reason: .queueFull))!, instance: path)
-        lastRefusal = (path, head, body)
+    /// The answer to `problem` on `path`, made once per connection while the path and `kind` stay.
+    private func cached(_ problem: @autoclosure () -> Problem, kind: Int, path: String) -> (head: HTTPResponse, body: ByteBuffer) {
+        if let last = lastAnswer, last.kind == kind, last.path == path { return (last.head, last.body) }
+        let (head, body) = Self.answer(problem(), instance: path)
+        lastAnswer = (path, kind, head, body)
         return (head, body)
     }
 
     /// A problem's answer as the channel writes it: its status and headers, and its body.
-    private static func answer(_ problem: Problem, instance: String) -> (HTTPResponse, ByteBuffer) {
+    private static func answer(_ problem: Problem, instance: String) -> (head: HTTPResponse, body: ByteBuffer) {
         let body = problem.body(instance: instance)
         var fields = problem.headers
         fields[.contentType] = Problem.mediaType
@@ -203,8 +254,9 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         return (HTTPResponse(status: HTTPResponse.Status(code: problem.status), headerFields: fields), body)
     }
 
-    /// The kind of the write path's refusal, counted per refusal without making its problem.
-    private static let overloadedKind = Problem.from(WritePathFull(reason: .queueFull))!.kind
+    /// The write path's refusal, and its kind counted per refusal without making its problem.
+    private static let overloaded = Problem.from(WritePathFull(reason: .queueFull))!
+    private static let overloadedKind = overloaded.kind
     private static let salesPrefix = "/v1/sales/".utf8
     private static let ordersSuffix = "/orders".utf8
 
@@ -234,22 +286,36 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// What the channel needs to refuse an order attempt over a rate limit (`FastRefusal`): the
-/// route's own limiter, how buyers are known, and each sale's own limits as last read.
-package struct ChannelRateLimits: Sendable {
+/// What the channel needs to refuse an order attempt as the route would (`FastRefusal`): the
+/// route's own rate limiter, how buyers are known, each sale's own limits as last read, whether the
+/// risk rules are known to be empty, and the stock gates' refusals from memory.
+package struct ChannelAdmission: Sendable {
     let limiter: RateLimiter
     let buyerSource: BuyerAuthentication
     /// A sale's own limits when known without asking the store (`Engine.knownLimits(of:)`); an
     /// attempt on a sale whose limits are not known goes on to the route, which reads them.
     let knownLimits: @Sendable (SaleID) -> SaleLimits?
+    /// Whether no risk rule can refuse or count an attempt now (`RiskGate.isQuiet`).
+    let riskQuiet: @Sendable () -> Bool
+    /// The gate's refusal from memory, taken (`Engine.refusalFromMemory`).
+    let refusalFromMemory: @Sendable (OrderRequest) -> OrderError?
 
-    package init(limiter: RateLimiter, buyers: BuyerAuthentication, engine: Engine) {
-        self.init(limiter: limiter, buyers: buyers) { [engine] in engine.knownLimits(of: $0) }
+    /// The route's `limiter` and `risk` rules, shared with `CrestHTTPServer.router`.
+    package init(limiter: RateLimiter, buyers: BuyerAuthentication, engine: Engine, risk: RiskGate) {
+        self.init(
+            limiter: limiter, buyers: buyers, knownLimits: { [engine] in engine.knownLimits(of: $0) },
+            riskQuiet: { [risk] in risk.isQuiet }, refusalFromMemory: { [engine] in engine.refusalFromMemory($0) })
     }
 
-    init(limiter: RateLimiter, buyers: BuyerAuthentication, knownLimits: @escaping @Sendable (SaleID) -> SaleLimits?) {
+    init(
+        limiter: RateLimiter, buyers: BuyerAuthentication, knownLimits: @escaping @Sendable (SaleID) -> SaleLimits?,
+        riskQuiet: @escaping @Sendable () -> Bool = { false },
+        refusalFromMemory: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil }
+    ) {
         self.limiter = limiter
         buyerSource = buyers
         self.knownLimits = knownLimits
+        self.riskQuiet = riskQuiet
+        self.refusalFromMemory = refusalFromMemory
     }
 }

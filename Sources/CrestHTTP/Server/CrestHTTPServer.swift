@@ -24,13 +24,14 @@ package enum CrestHTTPServer {
     /// per request (and the caller's trace context taken in) — off where no tracer is bootstrapped,
     /// since the middleware builds every span's attributes even for the no-op tracer (2–4% of a
     /// request's CPU under a crowd). `limiter`: the order routes' rate limiter, when the channel
-    /// shares it (`server(rateLimits:)`); made from `admission` when `nil`.
+    /// shares it (`server(admission:)`); made from `admission` when `nil`. `risk`: the order routes'
+    /// risk rules, when the channel shares them; made here when `nil`.
     package static func router(
         engine: Engine, adminToken: String, buyerAuthentication: BuyerAuthentication,
         admission: AdmissionLimits = AdmissionLimits(), clock: any CrestClock = SystemClock(),
         shedding: SheddingConfiguration? = nil, lag: LagMonitor? = nil,
         metrics: PrometheusCollectorRegistry, providerWebhookSecret: String? = nil, tracing: Bool = true,
-        limiter: RateLimiter? = nil
+        limiter: RateLimiter? = nil, risk: RiskGate? = nil
     ) -> Router<CrestRequestContext> {
         let router = Router(context: CrestRequestContext.self)
         router.add(middleware: MetricsMiddleware())
@@ -48,7 +49,7 @@ package enum CrestHTTPServer {
         let admin = AdminAuthMiddleware<CrestRequestContext>(token: adminToken)
         SaleRoutes(engine: engine).add(to: router, admin: admin)
         let callers = CallerIdentification(admin: admin.credential, authentication: buyerAuthentication)
-        let risk = RiskGate(engine: engine, clock: clock, trackedKeys: admission.trackedKeys)
+        let risk = risk ?? RiskGate(engine: engine, clock: clock, trackedKeys: admission.trackedKeys)
         OrderRoutes(engine: engine, callers: callers, limiter: limiter ?? RateLimiter(limits: admission, clock: clock), risk: risk)
             .add(to: router, admin: admin)
         RiskRuleRoutes(engine: engine, gate: risk).add(to: router, admin: admin)
@@ -69,16 +70,16 @@ package enum CrestHTTPServer {
     /// HTTP/1.1 with `limits` on connections: the cap on open ones, the time to send a request's
     /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection; with
     /// `writePath`, order attempts are refused in the channel while it is full, and with
-    /// `rateLimits` while over a rate limit the channel can tell (`FastRefusal`).
+    /// `admission` while over a rate limit or refused by the stock gate as far as the channel can tell (`FastRefusal`).
     package static func server(
         limits: ConnectionLimits, connections: OpenConnections = OpenConnections(), writePath: WritePathLimit? = nil,
-        rateLimits: ChannelRateLimits? = nil
+        admission: ChannelAdmission? = nil
     ) -> HTTPServerBuilder {
-        let refusing = writePath != nil || rateLimits != nil
+        let refusing = writePath != nil || admission != nil
         return .http1(
             configuration: .init(
                 additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)]
-                    + (refusing ? [FastRefusal(writePath: writePath, rateLimits: rateLimits)] : []),
+                    + (refusing ? [FastRefusal(writePath: writePath, admission: admission)] : []),
                 idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
