@@ -156,11 +156,18 @@ struct DemoStack {
         var configuration = EngineConfiguration()
         configuration.jobs.gather = JobRunnerConfiguration.servedGather
         let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider)
+        // Served as `crest serve` serves: the route and the channel share the limiter and the risk
+        // rules, and the channel refuses what it can tell the route would.
+        let buyers = BuyerAuthentication.passes(BuyerPassVerifier(keys: passKeys, clock: SystemClock()))
+        let limiter = RateLimiter(limits: AdmissionLimits(), clock: SystemClock())
+        let risk = RiskGate(engine: engine, clock: SystemClock(), trackedKeys: AdmissionLimits().trackedKeys)
         let crestApp = Application(
             router: CrestHTTPServer.router(
-                engine: engine, adminToken: adminToken,
-                buyerAuthentication: .passes(BuyerPassVerifier(keys: passKeys, clock: SystemClock())), metrics: registry,
-                providerWebhookSecret: secret, tracing: false),
+                engine: engine, adminToken: adminToken, buyerAuthentication: buyers, metrics: registry,
+                providerWebhookSecret: secret, tracing: false, limiter: limiter, risk: risk),
+            server: CrestHTTPServer.server(
+                limits: ConnectionLimits(), writePath: engine.writePath,
+                admission: ChannelAdmission(limiter: limiter, buyers: buyers, engine: engine, risk: risk)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "crest"),
             onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)
