@@ -15,6 +15,7 @@ struct OverloadOptions: ParsableArguments {
     @Option(help: Self.shedLag.help) var shedLagMs: Int?
     @Option(help: Self.maxConnections.help) var maxConnections: Int?
     @Option(help: Self.listenBacklog.help) var listenBacklog: Int?
+    @Option(help: Self.maxConnectionsPerAddress.help) var maxConnectionsPerAddress: Int?
     @Option(help: Self.headerTimeout.help) var headerTimeoutSeconds: Int?
     @Option(help: Self.bodyTimeout.help) var bodyTimeoutSeconds: Int?
     @Option(help: Self.idleTimeout.help) var idleTimeoutSeconds: Int?
@@ -50,6 +51,12 @@ struct OverloadOptions: ParsableArguments {
     static let maxConnections = IntSetting(
         name: "max connections", env: "CREST_MAX_CONNECTIONS", defaultValue: 10_000, range: 1...1_000_000,
         meaning: "Connections open at once; more are closed as soon as they are accepted")
+    static let maxConnectionsPerAddress = IntSetting(
+        name: "max connections per address", env: "CREST_MAX_CONNECTIONS_PER_ADDRESS", defaultValue: 0,
+        range: 0...1_000_000,
+        meaning:
+            "Connections one client address may hold open at once; more are closed as soon as they are accepted. --trusted-proxies are not capped. 0: no cap (clients behind one NAT share an address)"
+    )
     static let listenBacklog = IntSetting(
         name: "listen backlog", env: "CREST_LISTEN_BACKLOG", defaultValue: 4_096, range: 1...65_535,
         meaning:
@@ -96,6 +103,7 @@ struct OverloadOptions: ParsableArguments {
         var limits = ConnectionLimits()
         limits.maxConnections = try Self.maxConnections.resolve(maxConnections, in: settings)
         limits.backlog = try Self.listenBacklog.resolve(listenBacklog, in: settings)
+        limits.maxConnectionsPerAddress = try Self.maxConnectionsPerAddress.resolve(maxConnectionsPerAddress, in: settings)
         limits.headerTimeout = .seconds(try Self.headerTimeout.resolve(headerTimeoutSeconds, in: settings))
         limits.bodyTimeout = .seconds(try Self.bodyTimeout.resolve(bodyTimeoutSeconds, in: settings))
         limits.idleTimeout = .seconds(try Self.idleTimeout.resolve(idleTimeoutSeconds, in: settings))

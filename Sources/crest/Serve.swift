@@ -112,7 +112,8 @@ struct Serve: AsyncParsableCommand {
         let limits = try admission.limits(settings)
         let writePath = try overload.writePath(settings)
         let shedding = try overload.shedding(settings)
-        let connectionLimits = try overload.connections(settings)
+        var connectionLimits = try overload.connections(settings)
+        connectionLimits.uncappedPeers = ClientAddresses(trustedProxies: limits.trustedProxies)
         let buyerAuthentication = try await buyerPasses.authentication(
             settings, dataDirectory: store.postgresURL(settings) == nil ? dataDirectory : nil, logger: logger)
         let (opened, storeDescription) = try await store.open(settings, logger: logger)

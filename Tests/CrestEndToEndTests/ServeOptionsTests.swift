@@ -82,6 +82,7 @@ struct GateOptionsTests {
             (["--write-path-wait-ms=-5"], "write path wait must be 0…10,000 ms"),
             (["--max-connections", "0"], "max connections must be 1…1,000,000"),
             (["--listen-backlog", "0"], "listen backlog must be 1…65,535"),
+            (["--max-connections-per-address=-1"], "max connections per address must be 0…1,000,000"),
             (["--buyer-rate=-1"], "buyer rate must be 0…1,000,000 per second"),
             (["--trusted-proxies", "10.0.0.0/40"], "10.0.0.0/40 is not an address or CIDR"),
         ] {

@@ -1,6 +1,7 @@
 import CrestCore
 import CrestEngine
 import CrestHTTP
+import CrestTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -236,6 +237,54 @@ struct OverloadTests {
         }
     }
 
+    @Test(
+        "one address past its cap per address has its new connections closed as soon as accepted; other addresses and trusted proxies are not capped"
+    )
+    func connectionCapPerAddress() async throws {
+        var limits = ConnectionLimits()
+        limits.maxConnectionsPerAddress = 2
+        limits.uncappedPeers = ClientAddresses(trustedProxies: [try #require(CIDR("127.0.0.4"))])
+        limits.headerTimeout = .seconds(120)
+        let open = OpenConnections()
+        try await HTTPFixture.with(connections: limits, openConnections: open) { fixture in
+            try await fixture.app.test(.live) { client in
+                let port = try #require(client.port)
+                var greedy: [RawConnection] = []
+                for _ in 0..<4 { greedy.append(try await RawConnection.open(port: port, from: "127.0.0.2")) }
+                let other = [try await RawConnection.open(port: port, from: "127.0.0.3")]
+                var proxy: [RawConnection] = []
+                for _ in 0..<4 { proxy.append(try await RawConnection.open(port: port, from: "127.0.0.4")) }
+                let deadline = ContinuousClock.now + .seconds(30)
+                while greedy.filter({ !$0.isActive }).count < 2, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(greedy.filter { !$0.isActive }.count == 2, "two of the greedy address's four closed")
+                // Every connection still open is served, the others' and the proxy's included.
+                for connection in greedy.filter(\.isActive) + other + proxy {
+                    try await connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    #expect(try await connection.received(containing: "200 OK", within: .seconds(30)))
+                }
+                #expect(open.counted("127.0.0.2") == 2 && open.counted("127.0.0.3") == 1)
+                #expect(open.counted("127.0.0.4") == 0, "a trusted proxy's connections are not counted")
+                for connection in greedy + other + proxy { try? await connection.close() }
+                // Once the server has seen them go, the address may connect again.
+                var served = false
+                for _ in 0..<100 where !served {
+                    let fresh = try await RawConnection.open(port: port, from: "127.0.0.2")
+                    try? await fresh.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    served = try await fresh.received(containing: "200 OK", within: .seconds(2))
+                    try? await fresh.close()
+                    if !served { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(served)
+                let emptied = try await eventually(timeout: .seconds(30)) {
+                    open.counted("127.0.0.2") == 0 && open.counted("127.0.0.3") == 0
+                }
+                #expect(emptied, "an address leaves the count with its last connection")
+            }
+        }
+    }
+
     @Test("a client slow to send its headers or its body is cut off once the timeout has passed, not before")
     func slowClients() async throws {
         var limits = ConnectionLimits()
@@ -279,9 +328,11 @@ private struct RawConnection {
     private let channel: any Channel
     private let collector: Collector
 
-    static func open(port: Int) async throws -> RawConnection {
+    /// A connection to 127.0.0.1:`port` from the loopback address `from` (any 127.x.y.z is this host).
+    static func open(port: Int, from: String = "127.0.0.1") async throws -> RawConnection {
         let collector = Collector()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(to: try SocketAddress(ipAddress: from, port: 0))
             .channelInitializer { channel in channel.pipeline.addHandler(collector) }
             .connect(host: "127.0.0.1", port: port).get()
         return RawConnection(channel: channel, collector: collector)

@@ -59,7 +59,7 @@ package struct CIDR: Sendable, Hashable, CustomStringConvertible {
 /// the proxies say they forwarded for (`Forwarded: for=…`, else `X-Forwarded-For`), read from the
 /// right, skipping trusted proxies: the first address not trusted is the client. A client cannot
 /// choose its address by sending the headers itself: they count only from a trusted peer.
-package struct ClientAddresses: Sendable {
+package struct ClientAddresses: Sendable, Hashable {
     package let trustedProxies: [CIDR]
 
     package init(trustedProxies: [CIDR]) {
@@ -93,7 +93,7 @@ package struct ClientAddresses: Sendable {
         return hops.first ?? peer
     }
 
-    private func isTrusted(_ address: String) -> Bool {
+    func isTrusted(_ address: String) -> Bool {
         guard let bytes = CIDR.address(address) else { return false }
         return trustedProxies.contains { $0.contains(bytes) }
     }

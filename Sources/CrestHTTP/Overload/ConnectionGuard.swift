@@ -12,6 +12,12 @@ package struct ConnectionLimits: Sendable, Hashable {
     /// the backlog the kernel drops their handshakes, and each such client waits 1 s or more for
     /// its SYN to be sent again before its first request is even read.
     package var backlog = 4_096
+    /// Connections one client address may hold open at once (0: no cap); one past it is closed as
+    /// soon as it is accepted. A greedy client cannot take the whole `maxConnections` for itself.
+    package var maxConnectionsPerAddress = 0
+    /// Peers whose connections are not capped per address: proxies, each of whose connections may
+    /// carry many clients (`--trusted-proxies`).
+    package var uncappedPeers = ClientAddresses(trustedProxies: [])
     /// Time from a connection's opening to its first request's whole head (request line and headers).
     package var headerTimeout: Duration = .seconds(10)
     /// Time from a request's head to the end of its body.
@@ -26,6 +32,9 @@ package struct ConnectionLimits: Sendable, Hashable {
 package final class OpenConnections: Sendable {
     private let count = Atomic<Int>(0)
     private let gauge = Gauge(label: "crest_connections_open")
+    /// Per client address, kept only while a cap per address is on; an address leaves with its
+    /// last connection, so this holds at most one entry per open connection.
+    private let byAddress = Mutex<[String: Int]>([:])
 
     package init() {}
 
@@ -41,6 +50,24 @@ package final class OpenConnections: Sendable {
     fileprivate func close() {
         gauge.record(count.wrappingSubtract(1, ordering: .relaxed).newValue)
     }
+
+    /// Counts one more connection of `address`; its number, counting it.
+    fileprivate func open(address: String) -> Int {
+        byAddress.withLock { counts in
+            counts[address, default: 0] += 1
+            return counts[address]!
+        }
+    }
+
+    fileprivate func close(address: String) {
+        byAddress.withLock { counts in
+            let left = counts[address, default: 1] - 1
+            counts[address] = left > 0 ? left : nil
+        }
+    }
+
+    /// The connections of `address` counted against a cap per address now.
+    package func counted(_ address: String) -> Int { byAddress.withLock { $0[address, default: 0] } }
 }
 
 /// Closes connections past the cap, and those whose client takes too long to send a request's
@@ -56,7 +83,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = HTTPRequestPart
 
     private static let closed: [String: Counter] = Dictionary(
-        uniqueKeysWithValues: ["over_cap", "header_timeout", "body_timeout"].map {
+        uniqueKeysWithValues: ["over_cap", "over_address_cap", "header_timeout", "body_timeout"].map {
             ($0, Counter(label: "crest_connections_closed_total", dimensions: [("reason", $0)]))
         })
 
@@ -72,6 +99,8 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private let limits: ConnectionLimits
     private let connections: OpenConnections
     private var counted = false
+    /// The peer's address, when counted against the cap per address.
+    private var address: String?
     private var waiting = Waiting.nothing
     private var timer: Scheduled<Void>?
 
@@ -96,6 +125,16 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             Self.closed["over_cap"]?.increment()
             context.close(promise: nil)
             return
+        }
+        if limits.maxConnectionsPerAddress > 0, let peer = context.channel.remoteAddress?.ipAddress,
+            !limits.uncappedPeers.isTrusted(peer)
+        {
+            address = peer
+            if connections.open(address: peer) > limits.maxConnectionsPerAddress {
+                Self.closed["over_address_cap"]?.increment()
+                context.close(promise: nil)
+                return
+            }
         }
         waiting = .head(since: .now())
         schedule(context)
@@ -128,6 +167,10 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         if counted {
             counted = false
             connections.close()
+        }
+        if let address {
+            self.address = nil
+            connections.close(address: address)
         }
     }
 
