@@ -56,7 +56,7 @@ enum MetricsCatalog {
         "crest_shed_total": "Requests refused (503 shed) to keep capacity for the core flow, by route class: normal, sheddable.",
         "crest_connections_open": "HTTP connections open now.",
         "crest_connections_closed_total":
-            "Connections the server closed itself, by reason: over_cap, header_timeout, body_timeout.",
+            "Connections the server closed itself, by reason: over_cap, over_address_cap, header_timeout, body_timeout.",
         "crest_payment_drift_healed_total":
             "Awaited payments whose final status (succeeded, failed) Crest learned by asking the provider before the expiry, their webhook lost, by status.",
         "crest_reconciliation_runs_total": "Reconciliation runs by how they ended: finished, failed.",
