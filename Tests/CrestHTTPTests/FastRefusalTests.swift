@@ -245,6 +245,19 @@ struct FastRefusalTests {
         _ = try channel.finish()
     }
 
+    @Test("a buyer's limit reached is answered with that buyer's own limit, attempt after attempt on one connection")
+    func buyerLimitsInTheChannel() throws {
+        let channel = try Self.gateChannel { request in .buyerLimitReached(limit: request.buyer == "ana" ? 3 : 1) }
+        try Self.routeAnswered(channel, .conflict)
+        for (key, buyer, limit) in [("k1", "ana", 3), ("k2", "bob", 1), ("k3", "ana", 3)] {
+            try Self.send(channel, Self.attempt(key: key), buyer: buyer)
+            let (head, body) = try #require(try Self.answer(channel))
+            #expect(head.status == .conflict)
+            #expect(body.contains("urn:crest:problem:buyer-limit-reached") && body.contains("at most \(limit) unit"), "\(buyer): \(body)")
+        }
+        _ = try channel.finish()
+    }
+
     @Test("what the gate lets through, or any risk rule, goes on whole to the route; then the connection is not looked at")
     func gateLetsThrough() throws {
         let admitting = try Self.gateChannel { _ in nil }

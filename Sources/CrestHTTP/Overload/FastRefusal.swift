@@ -183,8 +183,12 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         _ = try? limiter.check(buyer: buyer, sale: attempt.sale, overrides: attempt.overrides)
         let problem = Problem.from(refusal)!
         ProblemCounts.shared.count(problem.kind)
-        let kind = refusal == .soldOut ? 1 : 2
-        answer(attempt.head, cached(problem, kind: kind, path: attempt.head.path ?? ""), bodyToCome: false, context: context)
+        // A sold-out answer is the same for every attempt on the path; a limit's names the buyer's
+        // own limit (a pass may carry one), so it is made each time.
+        let response =
+            refusal == .soldOut
+            ? cached(problem, kind: 1, path: attempt.head.path ?? "") : Self.answer(problem, instance: attempt.head.path ?? "")
+        answer(attempt.head, response, bodyToCome: false, context: context)
         return true
     }
 
@@ -194,7 +198,10 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         _ head: HTTPRequest, sale: SaleID, overrides: SaleLimits, buyer: String?, bodyToCome: Bool,
         context: ChannelHandlerContext
     ) -> Bool {
-        guard let limiter = admission?.limiter, limiter.isLimiting || overrides != .none else { return false }
+        guard let limiter = admission?.limiter, limiter.isLimiting || overrides != .none else {
+            limited = false  // no limit is on: nothing here can be over one
+            return false
+        }
         let address = limiter.clientAddress(peer: context.channel.remoteAddress?.ipAddress, headers: head.headerFields)
         guard let refused = limiter.refusal(address: address, buyer: buyer, sale: sale, overrides: overrides) else {
             limited = false
