@@ -5,7 +5,9 @@
 #   1. capacity: wrk, 64 connections, 10 s — orders/s (C) and p99;
 #   2. half capacity: `crest loadtest --rate C/2`, 10 s — p99 of admitted orders;
 #   3. the crowd: wrk with 1,500 connections for 10 s on the orders, and beside it wrk on /healthz
-#      (4 connections) — goodput (201/s), p99 of all answers, /healthz p99, RSS before and after,
+#      (4 connections) and on the provider's webhook route (2 connections, one signed event for an
+#      order, resent: verified, read, answered 200 as a duplicate) — goodput (201/s), p99 of all
+#      answers, /healthz and webhook p99, RSS before and after,
 #      the server's own write-path counters, the CPU left per refusal; then, right after the
 #      crowd, 64 connections for 3 s — p99 back to step 1's?
 #   4. open loop at 5×C: `crest loadtest --rate 5C --connections 1000`, 3 s (at most 3 minutes with
@@ -81,7 +83,8 @@ metric() { curl -sf "$CREST_URL/metrics" | grep -E "^$1" | tr '\n' ' '; }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
-start_crest "$WORK/data" ${SERVE_FLAGS:-}
+WEBHOOK_SECRET=bench-webhook-secret
+start_crest "$WORK/data" --provider-webhook-secret "$WEBHOOK_SECRET" ${SERVE_FLAGS:-}
 SALE=$(hot_sale)
 read -r _ _ healthz_us <<<"$(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")"
 echo "healthz (64 connections): $healthz_us µs of server CPU per answer"
@@ -96,25 +99,48 @@ echo "1. capacity, 64 connections: $capacity orders/s, p50 $c_p50, p99 $c_p99, n
 half=$((capacity / 2))
 echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "$half" 10 64)"
 
+# The provider's word about one order, signed as the provider signs (Provider-Signature: t=…,v1=
+# HMAC-SHA256 of "t.body"), sent again and again: the first is recorded, the rest are duplicates.
+order_id=$(curl -sf -X POST "$CREST_URL/v1/sales/$SALE/orders" -H "Idempotency-Key: webhook-order" \
+  -d '{"buyer":"webhook","quantity":1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+python3 - "$WEBHOOK_SECRET" "$order_id" > "$WORK/webhook.lua" <<'PY'
+import hashlib, hmac, json, sys, time
+secret, order = sys.argv[1], sys.argv[2]
+now = int(time.time())
+body = json.dumps({"id": "evt_bench", "type": "payment_intent.created", "created": now, "data": {
+    "id": "pay_bench", "reference": order, "amount": 100, "currency": "CNY", "status": "created",
+    "created": now, "updated": now}}, separators=(",", ":"))
+signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+print(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+      f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Provider-Signature"] = "t={now},v1={signature}"')
+PY
+wrk -t1 -c1 -d1s -s "$WORK/webhook.lua" "$CREST_URL/v1/webhooks/provider" > "$WORK/webhook.out"
+if grep -q "Non-2xx" "$WORK/webhook.out"; then echo "the webhook is refused:"; cat "$WORK/webhook.out"; exit 1; fi
+
 rss_before=$(rss_mb)
 wrk -t1 -c4 -d10s --latency "$CREST_URL/healthz" > "$WORK/healthz.out" &
 healthz_pid=$!
+wrk -t1 -c2 -d10s --latency -s "$WORK/webhook.lua" "$CREST_URL/v1/webhooks/provider" > "$WORK/webhook.out" &
+webhook_pid=$!
 cpu0=$(server_cpu "$CREST_PID")
 wrk_orders 1500 10 "$WORK/crowd.out"
 cpu1=$(server_cpu "$CREST_PID")
-wait "$healthz_pid"
+wait "$healthz_pid" "$webhook_pid"
 rss_after=$(rss_mb)
 read -r c_total c_good cr_p50 cr_p99 cr_bad <<<"$(wrk_summary "$WORK/crowd.out" 10)"
 read -r _ _ h_p50 h_p99 _ <<<"$(wrk_summary "$WORK/healthz.out" 10)"
-echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99; RSS $rss_before → $rss_after MB"
+read -r _ _ w_p50 w_p99 w_bad <<<"$(wrk_summary "$WORK/webhook.out" 10)"
+echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99; webhook p50 $w_p50 p99 $w_p99 (non-2xx $w_bad); RSS $rss_before → $rss_after MB"
 echo "   server: $(metric 'crest_write_path_(limit|refusals_total)') $(metric crest_shed_total)"
 # The crowd's CPU is its orders' (at step 1's cost each) and its refusals': what is left, per refusal.
 python3 -c "
 cpu = ($cpu1 - $cpu0) * 1e6 / $(getconf CLK_TCK)
 healthz = $(awk '/requests in/ {print $1}' "$WORK/healthz.out")
+webhooks = $(awk '/requests in/ {print $1}' "$WORK/webhook.out")
 good, total = $c_good * 10, $c_total * 10
 refused = total - good
-print(f'   server CPU in the crowd: {cpu / 10 / 1e4:.0f}% of a core; per refusal, after {good} orders at $order_us µs and {healthz} /healthz at $healthz_us µs: {(cpu - good * $order_us - healthz * $healthz_us) / max(refused, 1):.1f} µs')"
+# A webhook's answer is counted at an order's cost (both read the store; neither is a refusal).
+print(f'   server CPU in the crowd: {cpu / 10 / 1e4:.0f}% of a core; per refusal, after {good} orders and {webhooks} webhooks at $order_us µs and {healthz} /healthz at $healthz_us µs: {(cpu - (good + webhooks) * $order_us - healthz * $healthz_us) / max(refused, 1):.1f} µs')"
 wrk_orders 64 3 "$WORK/after.out"
 read -r _ a_rate a_p50 a_p99 _ <<<"$(wrk_summary "$WORK/after.out" 3)"
 echo "   right after, 64 connections for 3 s: $a_rate orders/s, p50 $a_p50, p99 $a_p99"
