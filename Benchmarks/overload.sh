@@ -4,10 +4,12 @@
 # crowd meets the write path), a hot sale where every attempt is a new buyer (each a durable order):
 #   1. capacity: wrk, 64 connections, 10 s — orders/s (C) and p99;
 #   2. half capacity: `crest loadtest --rate C/2`, 10 s — p99 of admitted orders;
-#   3. the crowd: wrk with 1,500 connections for 10 s on the orders, and beside it wrk on /healthz
-#      (4 connections) and on the provider's webhook route (2 connections, one signed event for an
-#      order, resent: verified, read, answered 200 as a duplicate) — goodput (201/s), p99 of all
-#      answers, /healthz and webhook p99, RSS before and after,
+#   3. the crowd: wrk with 1,500 connections for 10 s on the orders, and beside it probes at 50 a
+#      second each (Benchmarks/lib/probe.py, open loop) of /healthz and of the provider's webhook
+#      route (one signed event for an order, resent: verified, read, answered 200 as a
+#      duplicate), both on --port and on --ops-port (the
+#      control plane's own listener and thread) — goodput (201/s), p99 of all answers, /healthz
+#      and webhook p99 on each port, RSS before and after,
 #      the server's own write-path counters, the CPU left per refusal; then, right after the
 #      crowd, 64 connections for 3 s — p99 back to step 1's?
 #   4. open loop at 5×C: `crest loadtest --rate 5C --connections 1000`, 3 s (at most 3 minutes with
@@ -84,7 +86,8 @@ metric() { curl -sf "$CREST_URL/metrics" | grep -E "^$1" | tr '\n' ' '; }
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 WEBHOOK_SECRET=bench-webhook-secret
-start_crest "$WORK/data" --provider-webhook-secret "$WEBHOOK_SECRET" ${SERVE_FLAGS:-}
+start_crest "$WORK/data" --provider-webhook-secret "$WEBHOOK_SECRET" --ops-port 0 ${SERVE_FLAGS:-}
+OPS_URL="http://127.0.0.1:$(sed -n 's|.*crest operations listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/data.log" | head -1)"
 SALE=$(hot_sale)
 read -r _ _ healthz_us <<<"$(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")"
 echo "healthz (64 connections): $healthz_us µs of server CPU per answer"
@@ -103,7 +106,7 @@ echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "
 # HMAC-SHA256 of "t.body"), sent again and again: the first is recorded, the rest are duplicates.
 order_id=$(curl -sf -X POST "$CREST_URL/v1/sales/$SALE/orders" -H "Idempotency-Key: webhook-order" \
   -d '{"buyer":"webhook","quantity":1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-python3 - "$WEBHOOK_SECRET" "$order_id" > "$WORK/webhook.lua" <<'PY'
+python3 - "$WEBHOOK_SECRET" "$order_id" > "$WORK/webhook.json" <<'PY'
 import hashlib, hmac, json, sys, time
 secret, order = sys.argv[1], sys.argv[2]
 now = int(time.time())
@@ -111,32 +114,40 @@ body = json.dumps({"id": "evt_bench", "type": "payment_intent.created", "created
     "id": "pay_bench", "reference": order, "amount": 100, "currency": "CNY", "status": "created",
     "created": now, "updated": now}}, separators=(",", ":"))
 signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-print(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-      f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Provider-Signature"] = "t={now},v1={signature}"')
+print(json.dumps({"body": body, "signature": f"t={now},v1={signature}"}))
 PY
-wrk -t1 -c1 -d1s -s "$WORK/webhook.lua" "$CREST_URL/v1/webhooks/provider" > "$WORK/webhook.out"
-if grep -q "Non-2xx" "$WORK/webhook.out"; then echo "the webhook is refused:"; cat "$WORK/webhook.out"; exit 1; fi
+read -r _ _ refused _ <<<"$(Benchmarks/lib/probe.py "$CREST_URL/v1/webhooks/provider" 0.1 20 "$WORK/webhook.json")"
+[ "$refused" = 0 ] || { echo "the webhook is refused"; exit 1; }
 
 rss_before=$(rss_mb)
-wrk -t1 -c4 -d10s --latency "$CREST_URL/healthz" > "$WORK/healthz.out" &
-healthz_pid=$!
-wrk -t1 -c2 -d10s --latency -s "$WORK/webhook.lua" "$CREST_URL/v1/webhooks/provider" > "$WORK/webhook.out" &
-webhook_pid=$!
+# Probes beside the crowd, open loop (50 a second each): /healthz and the webhook on --port, and
+# the same on --ops-port (the control plane's own listener and thread).
+probes=()
+probe() {
+  Benchmarks/lib/probe.py "$1" 10 50 ${3:+"$3"} > "$WORK/$2.out" &
+  probes+=($!)
+}
+probe "$CREST_URL/healthz" healthz
+probe "$CREST_URL/v1/webhooks/provider" webhook "$WORK/webhook.json"
+probe "$OPS_URL/healthz" ops-healthz
+probe "$OPS_URL/v1/webhooks/provider" ops-webhook "$WORK/webhook.json"
 cpu0=$(server_cpu "$CREST_PID")
 wrk_orders 1500 10 "$WORK/crowd.out"
 cpu1=$(server_cpu "$CREST_PID")
-wait "$healthz_pid" "$webhook_pid"
+wait "${probes[@]}"
 rss_after=$(rss_mb)
 read -r c_total c_good cr_p50 cr_p99 cr_bad <<<"$(wrk_summary "$WORK/crowd.out" 10)"
-read -r _ _ h_p50 h_p99 _ <<<"$(wrk_summary "$WORK/healthz.out" 10)"
-read -r _ _ w_p50 w_p99 w_bad <<<"$(wrk_summary "$WORK/webhook.out" 10)"
-echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99; webhook p50 $w_p50 p99 $w_p99 (non-2xx $w_bad); RSS $rss_before → $rss_after MB"
+read -r h_p50 h_p99 _ h_count < "$WORK/healthz.out"
+read -r w_p50 w_p99 w_bad w_count < "$WORK/webhook.out"
+read -r oh_p50 oh_p99 _ oh_count < "$WORK/ops-healthz.out"
+read -r ow_p50 ow_p99 ow_bad ow_count < "$WORK/ops-webhook.out"
+echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99 ms; webhook p50 $w_p50 p99 $w_p99 ms (non-2xx $w_bad); on --ops-port: /healthz p50 $oh_p50 p99 $oh_p99 ms, webhook p50 $ow_p50 p99 $ow_p99 ms (non-2xx $ow_bad); RSS $rss_before → $rss_after MB"
 echo "   server: $(metric 'crest_write_path_(limit|refusals_total)') $(metric crest_shed_total)"
 # The crowd's CPU is its orders' (at step 1's cost each) and its refusals': what is left, per refusal.
 python3 -c "
 cpu = ($cpu1 - $cpu0) * 1e6 / $(getconf CLK_TCK)
-healthz = $(awk '/requests in/ {print $1}' "$WORK/healthz.out")
-webhooks = $(awk '/requests in/ {print $1}' "$WORK/webhook.out")
+healthz = $h_count + $oh_count
+webhooks = $w_count + $ow_count
 good, total = $c_good * 10, $c_total * 10
 refused = total - good
 # A webhook's answer is counted at an order's cost (both read the store; neither is a refusal).

@@ -9,6 +9,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import OTel
 import Prometheus
 import ServiceLifecycle
@@ -25,6 +26,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: Self.host.help) var host: String?
 
     @Option(help: Options.port.help) var port: Int?
+
+    static let opsPort = TextSetting(
+        env: "CREST_OPS_PORT", defaultText: "none",
+        meaning:
+            "A second port for the control plane (/healthz, /readyz, /metrics, the provider's webhooks; it serves the whole API), on an event-loop thread of its own so that a crowd on --port does not delay it; 0 picks a free one"
+    )
+    @Option(help: Self.opsPort.help) var opsPort: String?
 
     @OptionGroup var store: StoreOptions
 
@@ -112,6 +120,7 @@ struct Serve: AsyncParsableCommand {
         let limits = try admission.limits(settings)
         let writePath = try overload.writePath(settings)
         let shedding = try overload.shedding(settings)
+        let operationsPort = try Self.operationsPort(Self.opsPort.resolve(opsPort, in: settings))
         var connectionLimits = try overload.connections(settings)
         connectionLimits.uncappedPeers = ClientAddresses(trustedProxies: limits.trustedProxies)
         let buyerAuthentication = try await buyerPasses.authentication(
@@ -137,11 +146,12 @@ struct Serve: AsyncParsableCommand {
         // what it can tell the route would.
         let limiter = RateLimiter(limits: limits, clock: SystemClock())
         let risk = RiskGate(engine: engine, clock: SystemClock(), trackedKeys: limits.trackedKeys)
+        let router = CrestHTTPServer.router(
+            engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
+            shedding: shedding, lag: lag, metrics: registry,
+            providerWebhookSecret: webhookSecret, tracing: tracer != nil, limiter: limiter, risk: risk)
         let app = Application(
-            router: CrestHTTPServer.router(
-                engine: engine, adminToken: token.secret, buyerAuthentication: buyerAuthentication, admission: limits,
-                shedding: shedding, lag: lag, metrics: registry,
-                providerWebhookSecret: webhookSecret, tracing: tracer != nil, limiter: limiter, risk: risk),
+            router: router,
             server: CrestHTTPServer.server(
                 limits: connectionLimits, writePath: engine.writePath,
                 admission: ChannelAdmission(limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk)),
@@ -153,26 +163,60 @@ struct Serve: AsyncParsableCommand {
                 Console.say("crest listening on http://\(host):\(bound) (\(storeDescription))")
             },
             logger: logger)
+        let control = operationsPort.map {
+            self.operations(router, host: host, port: $0, limits: connectionLimits, logger: logger)
+        }
         // Stopped in reverse order: the tracer last, sending the spans of everything before it.
         let services: [any Service] =
             [tracer].compactMap { $0 } + [
                 engine.batcherService, engine.jobRunnerService, lag,
                 Listener(server: app, address: "\(host):\(port)", started: started),
-            ]
+            ] + [control?.listener].compactMap { $0 }
         do {
             try await ProcessLifecycle.group(services, logger: logger).run()
         } catch {
             try? await opened.close()
             try? await providerHTTP?.shutdown()
+            try? await control?.group.shutdownGracefully()
             throw error
         }
         try await opened.close()
         try await providerHTTP?.shutdown()
+        try await control?.group.shutdownGracefully()
         logger.info("crest stopped")
     }
 }
 
 extension Serve {
+    /// The control plane's listener on `port` (`--ops-port`): the same routes, its own event-loop
+    /// thread (`group`, to shut down at exit) and its requests' tasks on it.
+    func operations(
+        _ router: Router<CrestRequestContext>, host: String, port: Int, limits: ConnectionLimits, logger: Logger
+    ) -> (listener: any Service, group: MultiThreadedEventLoopGroup) {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let started = StartedFlag()
+        let app = Application(
+            router: router, server: CrestHTTPServer.server(limits: limits),
+            configuration: .init(address: .hostname(host, port: port), serverName: "crest", backlog: limits.backlog),
+            onServerRunning: { channel in
+                started.raise()
+                Console.say("crest operations listening on http://\(host):\(channel.localAddress?.port ?? port)")
+            },
+            eventLoopGroupProvider: .shared(group), logger: logger)
+        let listener = OperationsListener(
+            app: app, executor: EventLoopTaskExecutor(group.next()), address: "\(host):\(port)", started: started)
+        return (listener, group)
+    }
+
+    /// `--ops-port` as a port number; `nil` when not given. Checked before anything starts.
+    static func operationsPort(_ text: String?) throws -> Int? {
+        guard let text else { return nil }
+        guard let port = Int(text), (0...65_535).contains(port) else {
+            throw ValidationError("ops port must be 0…65,535 (got \(text))")
+        }
+        return port
+    }
+
     /// `crest serve`'s integer options, each declared once (help, environment, default, range).
     enum Options {
         static let port = IntSetting(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CrestTestSupport
 import Foundation
+import NIOHTTP1
 import Testing
 
 /// `crest serve`'s options for the PostgreSQL store, refused before anything starts when out of range.
@@ -83,6 +84,8 @@ struct GateOptionsTests {
             (["--max-connections", "0"], "max connections must be 1…1,000,000"),
             (["--listen-backlog", "0"], "listen backlog must be 1…65,535"),
             (["--max-connections-per-address=-1"], "max connections per address must be 0…1,000,000"),
+            (["--ops-port", "70000"], "ops port must be 0…65,535 (got 70000)"),
+            (["--ops-port", "x"], "ops port must be 0…65,535 (got x)"),
             (["--buyer-rate=-1"], "buyer rate must be 0…1,000,000 per second"),
             (["--trusted-proxies", "10.0.0.0/40"], "10.0.0.0/40 is not an address or CIDR"),
         ] {
@@ -118,6 +121,41 @@ struct GateOptionsTests {
         }
         try await http.shutdown()
         #expect(await crest.stop() == 0)
+    }
+}
+
+/// `--ops-port`: the control plane on a listener of its own.
+@Suite("crest serve: the operations port")
+struct OperationsPortTests {
+    @Test("with --ops-port, probes, scrapes and the API answer on a second port, on the same engine")
+    func operationsPort() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-ops-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let crest = try await CrestProcess(dataDirectory: directory, extraArguments: ["--ops-port", "0"])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let listening = try Regex(#"crest operations listening on http://127\.0\.0\.1:(\d+)"#)
+            var opsPort: Int?
+            _ = try await eventually(timeout: .seconds(30)) {
+                opsPort = crest.log.firstMatch(of: listening).flatMap { Int($0.output[1].substring ?? "") }
+                return opsPort != nil
+            }
+            let port = try #require(opsPort, "\(crest.log)")
+            #expect(port != crest.port)
+            let sale = try await CrestClient(http: http, port: crest.port).createSale(stock: 3, adminToken: CrestProcess.adminToken)
+            let operations = CrestClient(http: http, port: port)
+            for path in ["/healthz", "/readyz", "/metrics"] {
+                #expect(try await operations.call(.GET, path).status == 200, "\(path)")
+            }
+            let read = try await operations.call(.GET, "/v1/sales/\(sale)", headers: CrestClient.admin)
+            #expect(read.status == 200 && read.id == sale, "the sale made on --port, read on --ops-port")
+        } catch {
+            try await http.shutdown()
+            _ = await crest.stop()
+            throw error
+        }
+        try await http.shutdown()
+        #expect(await crest.stop() == 0, "both listeners stop on SIGTERM")
     }
 }
 

@@ -1,0 +1,39 @@
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// A second listener for the control plane — probes, scrapes and the provider's webhooks — on an
+/// event-loop thread of its own, its requests' tasks kept on that thread.
+///
+/// On the main listener a crowd's connections fill both event loops and the task pool: a request
+/// waits for a round of every other ready connection before it is even read (~30 ms with 1,500
+/// connections on two cores), and nothing inside Crest can give it priority before that. Here the
+/// crowd is not in the queue: the thread is idle until a probe or a webhook comes, and the kernel
+/// runs it at once. Engine work the request waits for (a payment's record) still runs where it runs.
+struct OperationsListener<Server: Service>: Service {
+    let app: Server
+    let executor: EventLoopTaskExecutor
+    let address: String
+    let started: StartedFlag
+
+    func run() async throws {
+        // Child tasks inherit the preference: Hummingbird's task per connection runs on the thread.
+        try await withTaskExecutorPreference(executor) {
+            try await Listener(server: app, address: address, started: started).run()
+        }
+    }
+}
+
+/// Runs the tasks that prefer it on one event loop's thread.
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
