@@ -152,6 +152,7 @@ let package = Package(
         .executableTarget(
             name: "crest",
             dependencies: [
+                "CrestConcurrency",
                 "CrestHTTP",
                 "CrestIdentity",
                 "CrestLoad",
@@ -165,7 +166,6 @@ let package = Package(
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

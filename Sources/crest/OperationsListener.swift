@@ -1,7 +1,7 @@
+import CrestConcurrency
 import Hummingbird
 import Logging
 import NIOCore
-import NIOPosix
 import ServiceLifecycle
 
 /// A second listener for the control plane — probes, scrapes and the provider's webhooks — on an
@@ -23,17 +23,5 @@ struct OperationsListener<Server: Service>: Service {
         try await withTaskExecutorPreference(executor) {
             try await Listener(server: app, address: address, started: started).run()
         }
-    }
-}
-
-/// Runs the tasks that prefer it on one event loop's thread.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CrestConcurrency
 import CrestCore
 import CrestEngine
 import CrestHTTP
@@ -9,7 +10,6 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
-import NIOPosix
 import OTel
 import Prometheus
 import ServiceLifecycle
@@ -177,23 +177,23 @@ struct Serve: AsyncParsableCommand {
         } catch {
             try? await opened.close()
             try? await providerHTTP?.shutdown()
-            try? await control?.group.shutdownGracefully()
+            await control?.thread.shutdown()
             throw error
         }
         try await opened.close()
         try await providerHTTP?.shutdown()
-        try await control?.group.shutdownGracefully()
+        await control?.thread.shutdown()
         logger.info("crest stopped")
     }
 }
 
 extension Serve {
-    /// The control plane's listener on `port` (`--ops-port`): the same routes, its own event-loop
-    /// thread (`group`, to shut down at exit) and its requests' tasks on it.
+    /// The control plane's listener on `port` (`--ops-port`): the same routes, an event-loop
+    /// thread of its own (`thread`, to shut down at exit) and its requests' tasks on it.
     func operations(
         _ router: Router<CrestRequestContext>, host: String, port: Int, limits: ConnectionLimits, logger: Logger
-    ) -> (listener: any Service, group: MultiThreadedEventLoopGroup) {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    ) -> (listener: any Service, thread: EventLoopTaskExecutor) {
+        let thread = EventLoopTaskExecutor.ownThread()
         let started = StartedFlag()
         let app = Application(
             router: router, server: CrestHTTPServer.server(limits: limits),
@@ -202,10 +202,9 @@ extension Serve {
                 started.raise()
                 Console.say("crest operations listening on http://\(host):\(channel.localAddress?.port ?? port)")
             },
-            eventLoopGroupProvider: .shared(group), logger: logger)
-        let listener = OperationsListener(
-            app: app, executor: EventLoopTaskExecutor(group.next()), address: "\(host):\(port)", started: started)
-        return (listener, group)
+            eventLoopGroupProvider: .shared(thread.eventLoop), logger: logger)
+        let listener = OperationsListener(app: app, executor: thread, address: "\(host):\(port)", started: started)
+        return (listener, thread)
     }
 
     /// `--ops-port` as a port number; `nil` when not given. Checked before anything starts.
