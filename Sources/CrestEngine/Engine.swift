@@ -73,8 +73,12 @@ package final class Engine: Sendable {
             metrics.publish(gate.counters, of: gate.sale.id)
         }
         self.gates = gates
+        // The committers of the critical routes' writes (cancel, confirm, the provider's payments)
+        // loop on threads of their own as the order batcher does, so that a crowd queued in the
+        // task pool does not hold a payment's record after its commit returned.
+        let ownThread = store.prefersCommitterThread
         let transitioner = GroupCommitter<TransitionRequest, TransitionResult?>(
-            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
+            window: .zero, maxBatchSize: configuration.maxBatchSize, ownThread: ownThread, logger: logger
         ) { requests in
             let now = clock()
             let results = try await store.transitions(requests, at: now)
@@ -83,7 +87,7 @@ package final class Engine: Sendable {
         }
         self.transitioner = transitioner
         let paymentRecorder = GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>(
-            window: .zero, maxBatchSize: configuration.maxBatchSize, logger: logger
+            window: .zero, maxBatchSize: configuration.maxBatchSize, ownThread: ownThread, logger: logger
         ) { observations in
             let now = clock()
             let results = try await store.recordPayments(observations, at: now)
@@ -116,7 +120,7 @@ package final class Engine: Sendable {
         self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            ownThread: store.prefersCommitterThread, logger: logger, clock: crestClock
+            ownThread: ownThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {
