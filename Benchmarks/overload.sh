@@ -10,7 +10,8 @@
 #      duplicate), both on --port and on --ops-port (the
 #      control plane's own listener and thread) — goodput (201/s), p99 of all answers, /healthz
 #      and webhook p99 on each port, RSS before and after,
-#      the server's own write-path counters, the CPU left per refusal; then, right after the
+#      the server's own write-path counters, the CPU left per refusal, the p99 of admitted orders
+#      from the server's own histogram (Benchmarks/lib/prom.py) against step 2's; then, right after the
 #      crowd, 64 connections for 3 s — p99 back to step 1's?
 #   4. open loop at 5×C: `crest loadtest --rate 5C --connections 1000`, 3 s (at most 3 minutes with
 #      its audit; on a 2-core machine it has not finished within them);
@@ -100,7 +101,10 @@ order_us=$(python3 -c "print(round(($cpu1 - $cpu0) * 1e6 / $(getconf CLK_TCK) / 
 echo "1. capacity, 64 connections: $capacity orders/s, p50 $c_p50, p99 $c_p99, non-2xx $c_bad; $order_us µs of server CPU per order"
 
 half=$((capacity / 2))
-echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $(loadtest "$half" 10 64)"
+Benchmarks/lib/prom.py save "$OPS_URL" "$WORK/orders-half.json"
+half_client=$(loadtest "$half" 10 64)
+read -r ha_p50 ha_p99 ha_count <<<"$(Benchmarks/lib/prom.py orders "$OPS_URL" "$WORK/orders-half.json")"
+echo "2. half capacity, open loop $half/s: accepted/s p50 p99 (ms): $half_client; the server's own histogram, the $ha_count orders answered 201: p50 $ha_p50 p99 $ha_p99 ms"
 
 # The provider's word about one order, signed as the provider signs (Provider-Signature: t=…,v1=
 # HMAC-SHA256 of "t.body"), sent again and again: the first is recorded, the rest are duplicates.
@@ -131,9 +135,12 @@ probe "$CREST_URL/healthz" healthz
 probe "$CREST_URL/v1/webhooks/provider" webhook "$WORK/webhook.json"
 probe "$OPS_URL/healthz" ops-healthz
 probe "$OPS_URL/v1/webhooks/provider" ops-webhook "$WORK/webhook.json"
+Benchmarks/lib/prom.py save "$OPS_URL" "$WORK/orders-crowd.json"
 cpu0=$(server_cpu "$CREST_PID")
 wrk_orders 1500 10 "$WORK/crowd.out"
 cpu1=$(server_cpu "$CREST_PID")
+read -r ca_p50 ca_p99 ca_count <<<"$(Benchmarks/lib/prom.py orders "$OPS_URL" "$WORK/orders-crowd.json")"
+crowd_stages=$(Benchmarks/lib/prom.py stages "$OPS_URL" "$WORK/orders-crowd.json")
 wait "${probes[@]}"
 rss_after=$(rss_mb)
 read -r c_total c_good cr_p50 cr_p99 cr_bad <<<"$(wrk_summary "$WORK/crowd.out" 10)"
@@ -142,6 +149,8 @@ read -r w_p50 w_p99 w_bad w_count < "$WORK/webhook.out"
 read -r oh_p50 oh_p99 _ oh_count < "$WORK/ops-healthz.out"
 read -r ow_p50 ow_p99 ow_bad ow_count < "$WORK/ops-webhook.out"
 echo "3. crowd, 1,500 connections: answers $c_total/s, goodput $c_good orders/s ($(python3 -c "print(round($c_good / $capacity, 2))")× capacity), p50 $cr_p50, p99 $cr_p99 (all answers), refused $cr_bad; /healthz p50 $h_p50 p99 $h_p99 ms; webhook p50 $w_p50 p99 $w_p99 ms (non-2xx $w_bad); on --ops-port: /healthz p50 $oh_p50 p99 $oh_p99 ms, webhook p50 $ow_p50 p99 $ow_p99 ms (non-2xx $ow_bad); RSS $rss_before → $rss_after MB"
+echo "   admitted orders in the crowd, the server's own histogram (from the request read to its answer; not the time in the socket before): p50 $ca_p50 p99 $ca_p99 ms of $ca_count — $(python3 -c "print(round($ca_p99 / $ha_p99, 2))")× their p99 at half capacity"
+echo "   their stages, p50/p99 ms (crest_order_stage_seconds): $crowd_stages"
 echo "   server: $(metric 'crest_write_path_(limit|refusals_total)') $(metric crest_shed_total)"
 # The crowd's CPU is its orders' (at step 1's cost each) and its refusals': what is left, per refusal.
 python3 -c "

@@ -13,69 +13,10 @@ Prints a line per sample as it goes and writes every sample to OUT.json.
 """
 import json
 import os
-import re
 import sys
 import time
-import urllib.request
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)$')  # label values may hold braces: {saleID}
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(url):
-    """{(name, frozenset(labels)): value} of one /metrics read."""
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if not match:
-            continue
-        labels = frozenset(LABEL.findall(match.group(2) or ""))
-        try:
-            samples[(match.group(1), labels)] = float(match.group(3))
-        except ValueError:
-            pass
-    return samples
-
-
-def total(samples, name, **want):
-    """The sum of `name` over the series whose labels include `want`."""
-    return sum(v for (n, labels), v in samples.items()
-               if n == name and all((k, w) in labels for k, w in want.items()))
-
-
-def is_order_route(labels):
-    labels = dict(labels)
-    return labels.get("http_request_method") == "POST" and labels.get("http_route", "").endswith("/orders")
-
-
-def buckets(samples, name, select):
-    """{le: cumulative count} summed over the series `select` accepts."""
-    result = {}
-    for (n, labels), v in samples.items():
-        if n == name + "_bucket" and select(labels):
-            le = float(dict(labels)["le"].replace("+Inf", "inf"))
-            result[le] = result.get(le, 0) + v
-    return result
-
-
-def quantile(before, after, q):
-    """The q-quantile, in ms, of what a histogram counted between two reads, interpolated inside
-    its bucket as Prometheus' histogram_quantile does (the +Inf bucket answers its lower bound)."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0) for b in bounds]
-    if not counts or counts[-1] <= 0:
-        return None
-    rank = q * counts[-1]
-    lower, below = 0.0, 0.0
-    for bound, count in zip(bounds, counts):
-        if count >= rank:
-            if bound == float("inf"):
-                return round(lower * 1000, 1)
-            share = (rank - below) / (count - below) if count > below else 1
-            return round((lower + (bound - lower) * share) * 1000, 1)
-        lower, below = bound, count
-    return None
+from prom import buckets, is_order_route, quantile, scrape, status_class, total
 
 
 def rss_mb(pid):
@@ -91,10 +32,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_class(labels, first):
-    return dict(labels).get("http_response_status_code", "").startswith(first)
 
 
 def main():
