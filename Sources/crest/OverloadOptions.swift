@@ -32,7 +32,7 @@ struct OverloadOptions: ParsableArguments {
         name: "write path maximum", env: "CREST_WRITE_PATH_MAX", defaultValue: 4_096, range: 1...100_000,
         meaning: "The highest the write path's limit goes")
     static let writePathQueue = IntSetting(
-        name: "write path queue", env: "CREST_WRITE_PATH_QUEUE", defaultValue: 512, range: 0...100_000,
+        name: "write path queue", env: "CREST_WRITE_PATH_QUEUE", defaultValue: 128, range: 0...100_000,
         meaning: "Order attempts that may wait for a place on a full write path; past it, 503 at once")
     static let writePathWait = IntSetting(
         name: "write path wait", env: "CREST_WRITE_PATH_WAIT_MS", defaultValue: 50, range: 0...10_000, unit: " ms",
