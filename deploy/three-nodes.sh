@@ -7,6 +7,8 @@
 #
 # Environment (defaults in brackets): CREST_DEPLOY_DIR [/tmp/crest-deploy], CREST_BIN [builds and
 # uses .build/release/crest], CREST_LB_PORT [8080], CREST_NODE_PORTS ["8081 8082 8083"],
+# CREST_LB_OPS_PORT [9080: the control plane through nginx — the provider's webhooks, /healthz,
+# /readyz], CREST_OPS_PORTS ["9081 9082 9083": each node's --ops-port, for probes and scrapes],
 # CREST_PG_PORT [54329], CREST_ADMIN_TOKEN [generated once, kept in $CREST_DEPLOY_DIR/admin-token],
 # CREST_BUYER_PASS_SECRETS [the shop's HS256 secret(s), comma-separated; generated once, kept in
 # $CREST_DEPLOY_DIR/buyer-pass-secret].
@@ -17,6 +19,8 @@ cd "$(dirname "$0")/.."
 DIR=${CREST_DEPLOY_DIR:-/tmp/crest-deploy}
 LB_PORT=${CREST_LB_PORT:-8080}
 read -r -a NODE_PORTS <<< "${CREST_NODE_PORTS:-8081 8082 8083}"
+LB_OPS_PORT=${CREST_LB_OPS_PORT:-9080}
+read -r -a OPS_PORTS <<< "${CREST_OPS_PORTS:-9081 9082 9083}"
 PG_PORT=${CREST_PG_PORT:-54329}
 DATABASE_URL="postgres://crest@127.0.0.1:$PG_PORT/crest?sslmode=disable"
 
@@ -74,22 +78,29 @@ start() {
   fi
   local passes=${CREST_BUYER_PASS_SECRETS:-$(cat "$DIR/buyer-pass-secret")}
 
+  # Each node also listens on its --ops-port: the control plane on a thread of its own, which a
+  # crowd on the main port does not delay.
   local index=0
   for port in "${NODE_PORTS[@]}"; do
-    index=$((index + 1))
     CREST_BUYER_PASS_SECRETS="$passes" \
-      "$crest" serve --host 127.0.0.1 --port "$port" --database-url "$DATABASE_URL" --admin-token "$token" \
-      --data-dir "$DIR/node$index" --log-level "${CREST_LOG_LEVEL:-notice}" > "$DIR/node$index.log" 2>&1 &
-    echo $! > "$DIR/node$index.pid"
+      "$crest" serve --host 127.0.0.1 --port "$port" --ops-port "${OPS_PORTS[$index]}" \
+      --database-url "$DATABASE_URL" --admin-token "$token" --data-dir "$DIR/node$((index + 1))" \
+      --log-level "${CREST_LOG_LEVEL:-notice}" > "$DIR/node$((index + 1)).log" 2>&1 &
+    echo $! > "$DIR/node$((index + 1)).pid"
+    index=$((index + 1))
   done
-  for port in "${NODE_PORTS[@]}"; do wait_http "http://127.0.0.1:$port/readyz"; done
+  for port in "${OPS_PORTS[@]}"; do wait_http "http://127.0.0.1:$port/readyz"; done
 
-  sed -e "s|@PREFIX@|$DIR|g" -e "s|@LISTEN@|127.0.0.1:$LB_PORT|g" \
+  sed -e "s|@PREFIX@|$DIR|g" -e "s|@LISTEN@|127.0.0.1:$LB_PORT|g" -e "s|@LISTEN_OPS@|127.0.0.1:$LB_OPS_PORT|g" \
     -e "s|@NODE1@|127.0.0.1:${NODE_PORTS[0]}|g" -e "s|@NODE2@|127.0.0.1:${NODE_PORTS[1]}|g" \
-    -e "s|@NODE3@|127.0.0.1:${NODE_PORTS[2]}|g" deploy/nginx.conf.template > "$DIR/nginx.conf"
+    -e "s|@NODE3@|127.0.0.1:${NODE_PORTS[2]}|g" -e "s|@OPS1@|127.0.0.1:${OPS_PORTS[0]}|g" \
+    -e "s|@OPS2@|127.0.0.1:${OPS_PORTS[1]}|g" -e "s|@OPS3@|127.0.0.1:${OPS_PORTS[2]}|g" \
+    deploy/nginx.conf.template > "$DIR/nginx.conf"
   nginx -p "$DIR" -c "$DIR/nginx.conf"
   wait_http "http://127.0.0.1:$LB_PORT/readyz"
+  wait_http "http://127.0.0.1:$LB_OPS_PORT/readyz"
   echo "Crest: http://127.0.0.1:$LB_PORT (nginx) → nodes on ports ${NODE_PORTS[*]}; PostgreSQL: $DATABASE_URL"
+  echo "control plane: http://127.0.0.1:$LB_OPS_PORT (nginx: the provider's webhooks, /healthz, /readyz) → the nodes' --ops-port ${OPS_PORTS[*]} (probes and /metrics of each node)"
   echo "admin token: $token"
   echo "buyer passes: CREST_BUYER_PASS_SECRETS=<the secret in $DIR/buyer-pass-secret> $crest buyer-pass <buyer>"
   echo "stop with: $0 stop"

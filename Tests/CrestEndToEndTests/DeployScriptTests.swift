@@ -5,7 +5,8 @@ import NIOHTTP1
 import Testing
 
 /// `deploy/three-nodes.sh` as a user runs it: PostgreSQL, three nodes and nginx come up, a flash
-/// sale through nginx passes `crest loadtest`'s audit, and `stop` takes everything down.
+/// sale through nginx passes `crest loadtest`'s audit, the control plane answers on its own
+/// addresses, and `stop` takes everything down.
 @Suite("deploy/three-nodes.sh")
 struct DeployScriptTests {
     static let repository = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -20,16 +21,19 @@ struct DeployScriptTests {
     }
 
     @Test(
-        "start: PostgreSQL, three nodes and nginx; a sale through nginx passes the audit; stop ends every process",
+        "start: PostgreSQL, three nodes and nginx; a sale through nginx passes the audit; the control plane (--ops-port) answers apart, through nginx only its routes; stop ends every process",
         .enabled(if: nginxAvailable, "nginx is not installed (apt-get install nginx-light)"))
     func threeNodesBehindNginx() async throws {
         let directory = URL(filePath: "/tmp").appending(path: "crest-deploy-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: directory) }
         let balancer = freeLoopbackPort()
         let nodes = (0..<3).map { _ in freeLoopbackPort() }
+        let control = freeLoopbackPort()
+        let operations = (0..<3).map { _ in freeLoopbackPort() }
         let environment = [
             "CREST_BIN": CrestCommand.executable.path, "CREST_DEPLOY_DIR": directory.path,
             "CREST_LB_PORT": "\(balancer)", "CREST_NODE_PORTS": nodes.map(String.init).joined(separator: " "),
+            "CREST_LB_OPS_PORT": "\(control)", "CREST_OPS_PORTS": operations.map(String.init).joined(separator: " "),
             "CREST_PG_PORT": "\(freeLoopbackPort())", "CREST_ADMIN_TOKEN": "deploy-test-token",
             "CREST_BUYER_PASS_SECRETS": CrestProcess.buyerPassSecret,
             "CREST_LOG_LEVEL": "warning",
@@ -38,6 +42,7 @@ struct DeployScriptTests {
         defer { _ = try? Self.runSync("stop", environment: environment) }
         #expect(started.status == 0, "\(started.output)")
         #expect(started.output.contains("http://127.0.0.1:\(balancer)"))
+        #expect(started.output.contains("control plane: http://127.0.0.1:\(control)"))
 
         let sale = try await CrestCommand.run(
             [
@@ -49,11 +54,21 @@ struct DeployScriptTests {
         #expect(sale.status == 0, "\(sale.output)")
         #expect(sale.output.contains("audit: passed"))
         // nginx spread the crowd: every node placed orders.
-        for port in nodes {
+        // Each node's metrics on its --ops-port, the same process as its main port.
+        for port in operations {
             let metrics = String(decoding: try await CrestClient(http: .shared, port: port).call(.GET, "/metrics").body, as: UTF8.self)
             let accepted = metrics.split(separator: "\n").first { $0.hasPrefix(#"crest_order_attempts_total{outcome="accepted"}"#) }
             #expect((accepted?.split(separator: " ").last).flatMap { Double($0) } ?? 0 > 0, "node on \(port): \(accepted ?? "no metric")")
         }
+
+        // nginx's control-plane address: the probes and the provider's webhook route reach a node
+        // (no provider is configured here: the node's own 503), nothing else of the API does.
+        let controlPlane = CrestClient(http: .shared, port: control)
+        #expect(try await controlPlane.call(.GET, "/readyz").status == 200)
+        let webhook = try await controlPlane.call(.POST, "/v1/webhooks/provider", json: "{}")
+        #expect(webhook.status == 503 && webhook.problemType == "urn:crest:problem:unavailable", "\(webhook)")
+        let order = try await controlPlane.call(.GET, "/v1/sales")
+        #expect(order.status == 404 && order.problemType == "urn:crest:problem:not-found", "\(order)")
 
         let stopped = try await script("stop", environment: environment)
         #expect(stopped.status == 0, "\(stopped.output)")
