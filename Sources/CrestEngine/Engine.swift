@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestConcurrency
 import CrestCore
 import CrestPayments
 import CrestStore
@@ -41,6 +42,13 @@ package final class Engine: Sendable {
         ])
     }
     let gateIdleTimeout: Duration
+    /// Where an order attempt runs once in the engine (embedded store): a thread of its own, so
+    /// that its resumptions — a place on the write path, its batch committed — do not queue in the
+    /// task pool behind a crowd's new requests. `nil`: the caller's executor (PostgreSQL).
+    let placementThread: EventLoopTaskExecutor?
+    /// One for the process, never stopped (as NIO's singleton event loops): the engines of one
+    /// process share it, and no attempt can find it gone.
+    private static let sharedPlacementThread = EventLoopTaskExecutor.ownThread()
     /// The adaptive limit of order attempts on the write path, when configured.
     package let writePath: WritePathLimit?
     let saleLimits = SaleLimitsCache()
@@ -61,6 +69,7 @@ package final class Engine: Sendable {
     ) {
         self.store = store
         self.gateIdleTimeout = configuration.gateIdleTimeout
+        self.placementThread = store.prefersCommitterThread ? Self.sharedPlacementThread : nil
         self.writePath = configuration.writePath.map { WritePathLimit($0, clock: crestClock) }
         self.provider = provider
         self.reconcileEvery = configuration.reconcileEvery
