@@ -131,7 +131,8 @@ package final class WritePathLimit: Sendable {
         var order: [UInt64] = []
         var orderStart = 0
         var nextID: UInt64 = 0
-        var lastRefusal: ContinuousClock.Instant?
+        /// On the limit's clock: "refusing" lasts a second of it.
+        var lastRefusal: Date?
 
         var limit: Int { Int(gradient.limit) }
 
@@ -176,7 +177,8 @@ package final class WritePathLimit: Sendable {
         .queueTimeout: Counter(label: "crest_write_path_refusals_total", dimensions: [("reason", "queue_timeout")]),
     ]
 
-    /// `clock` times the queue's deadlines (the commit latency is real time, always).
+    /// `clock` times the queue's deadlines and how long the write path counts as refusing (the
+    /// commit latency is real time, always).
     package init(_ configuration: WritePathLimitConfiguration, clock: any CrestClock = SystemClock()) {
         precondition(configuration.problems.isEmpty, configuration.problems.joined(separator: "; "))
         self.configuration = configuration
@@ -192,7 +194,7 @@ package final class WritePathLimit: Sendable {
 
     package var pressure: WritePathPressure {
         state.withLock { state in
-            if let last = state.lastRefusal, ContinuousClock.now - last < .seconds(1) { return .refusing }
+            if let last = state.lastRefusal, clock.now().timeIntervalSince(last) < 1 { return .refusing }
             return state.waiters.isEmpty && state.inFlight < state.limit ? .none : .saturated
         }
     }
@@ -211,7 +213,7 @@ package final class WritePathLimit: Sendable {
                 return .admitted(inFlight: state.inFlight)
             }
             guard !queueIsFull(state) else {
-                state.lastRefusal = .now
+                state.lastRefusal = clock.now()
                 return .refused
             }
             defer { state.nextID += 1 }
@@ -239,7 +241,7 @@ package final class WritePathLimit: Sendable {
     package func refuseIfFull() throws {
         let full = state.withLock { state in
             let full = !(state.waiters.isEmpty && state.inFlight < state.limit) && queueIsFull(state)
-            if full { state.lastRefusal = .now }
+            if full { state.lastRefusal = clock.now() }
             return full
         }
         guard full else { return }
@@ -277,7 +279,7 @@ package final class WritePathLimit: Sendable {
     private func leave(_ id: UInt64, with error: any Error) {
         let waiter = state.withLock { state -> Waiter? in
             guard let waiter = state.waiters.removeValue(forKey: id) else { return nil }
-            if error is WritePathFull { state.lastRefusal = .now }
+            if error is WritePathFull { state.lastRefusal = clock.now() }
             state.forgetLeavers()
             return waiter
         }
