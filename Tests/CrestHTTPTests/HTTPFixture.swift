@@ -39,7 +39,7 @@ struct HTTPFixture {
         logger.logLevel = .warning
         // Bootstrap metrics before the engine makes its metric handles, as the executable does.
         let registry = TestMetrics.registry
-        let engine = Engine(store: store, configuration: configuration, logger: logger)
+        let engine = Engine(store: store, configuration: configuration, logger: logger, clock: clock)
         var authentication = buyerAuthentication
         if authentication == nil { authentication = try await passes(clock: clock) }
         // With `channelRefusals`, the channel refuses what it can tell the route would, with the
