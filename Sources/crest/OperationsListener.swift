@@ -11,7 +11,8 @@ import ServiceLifecycle
 /// waits for a round of every other ready connection before it is even read (~30 ms with 1,500
 /// connections on two cores), and nothing inside Crest can give it priority before that. Here the
 /// crowd is not in the queue: the thread is idle until a probe or a webhook comes, and the kernel
-/// runs it at once. Engine work the request waits for (a payment's record) still runs where it runs.
+/// runs it at once. The engine work a webhook waits for (its payment's record) loops on a thread
+/// of its own too (`GroupCommitter(ownThread:)`); what it still shares is the store's one writer.
 struct OperationsListener<Server: Service>: Service {
     let app: Server
     let executor: EventLoopTaskExecutor
