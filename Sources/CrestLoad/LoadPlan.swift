@@ -50,6 +50,9 @@ package struct LoadPlan: Sendable {
     /// Send an attempt refused for load (429, 503 with `Retry-After`) again with its key once its
     /// `Retry-After` has passed, as a well-behaved client does, instead of moving on.
     package var retryRefused = false
+    /// After the load, how long to go on sending attempts whose fate is unknown (503, no answer,
+    /// or still in progress) again with their keys, in rounds, before the audit counts them.
+    package var resendFor: Duration = .seconds(20)
     /// After the load, how long to wait beyond the last order's expiry for the sale to settle.
     package var settleGrace: Duration = .seconds(60)
     package var seed: UInt64 = 1
@@ -78,6 +81,7 @@ package struct LoadPlan: Sendable {
         }
         if let payRatio, !(0...1).contains(payRatio) { return "--pay-ratio must be in 0…1" }
         if timeout <= .zero { return "--timeout must be positive" }
+        if resendFor < .zero { return "--resend-for must not be negative" }
         if saleID == nil {
             if !(1...1_000_000_000).contains(sale.stock) { return "--stock must be 1…1,000,000,000" }
             if sale.perBuyerLimit < 1 { return "--per-buyer-limit must be at least 1" }

@@ -216,18 +216,16 @@ package struct LoadTest: Sendable {
 
     /// Sends every attempt whose fate is unknown (answered 503, or not at all) again with its key:
     /// the answer says whether the first one placed an order. In rounds, pausing longer each time
-    /// while answers stay unknown, for 20 s at most (and 5 s per request); what is still unknown
-    /// then, the audit reports.
+    /// (up to 4 s) while answers stay unknown, for `plan.resendFor` at most (and 5 s per request);
+    /// what is still unknown then, the audit reports.
     private func resendUnsettled(_ load: LoadRun, api: CrestAPI) async {
-        let deadline = ContinuousClock.now + .seconds(20)
-        var pause = Duration.milliseconds(500)
-        for round in 1...5 {
+        let deadline = ContinuousClock.now + plan.resendFor
+        var pause = Duration.zero
+        while true {
             let unsettled = load.tally.withLock { $0.unsettled }
-            guard !unsettled.isEmpty, ContinuousClock.now + (round > 1 ? pause : .zero) < deadline else { return }
-            if round > 1 {
-                try? await Task.sleep(for: pause)
-                pause *= 2
-            }
+            guard !unsettled.isEmpty, ContinuousClock.now + pause < deadline else { return }
+            try? await Task.sleep(for: pause)
+            pause = min(max(pause * 2, .milliseconds(500)), .seconds(4))
             progress?.note("sending \(unsettled.count) attempts again whose fate is unknown (503 or no answer)…")
             let resend: @Sendable (String, UnsettledAttempt) async -> (String, UnsettledAttempt, CrestAPI.Placement) = {
                 key, attempt in

@@ -89,6 +89,10 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Stop after this long, e.g. 30s, 2m, 500ms", transform: parseDuration) var duration: Duration?
     @Option(help: "Share of accepted orders to pay at the provider, the rest expire (0…1)") var payRatio: Double?
     @Option(help: "Limit of one request, e.g. 30s", transform: parseDuration) var timeout: Duration = .seconds(30)
+    @Option(
+        help: "After the load, how long to send attempts whose fate is unknown (503 or no answer) again with their keys",
+        transform: parseDuration)
+    var resendFor: Duration = .seconds(20)
     @Option(help: "Seed of the buyers and repeats") var seed: UInt64 = 1
     @Flag(
         help:
@@ -115,6 +119,7 @@ struct LoadOptions: ParsableArguments {
         plan.payRatio = payRatio
         plan.timeout = timeout
         plan.retryRefused = retryRefused
+        plan.resendFor = resendFor
         plan.seed = seed
         return plan
     }

@@ -120,6 +120,7 @@ struct LoadTestTests {
             // Many repeats, so keys answered 503 are repeated during the load too, some while
             // another repeat of theirs is in progress ("409 request-in-progress" tells nothing).
             plan.repeatShare = 0.3
+            plan.resendFor = .seconds(90)
             return try await LoadTest(plan: plan).run()
         }
         let committedThenFailed = flaky.committedThenFailed.value
@@ -150,6 +151,9 @@ struct LoadTestTests {
             plan.duration = .milliseconds(1_500)
             plan.timeout = .milliseconds(500)
             plan.repeatShare = 0
+            // The resends find the orders within seconds here; a CI machine running every suite
+            // at once once answered so slowly that 20 s of rounds left 15 attempts unknown.
+            plan.resendFor = .seconds(90)
             let report = try await LoadTest(plan: plan).run()
             // Once the stalled batch and those behind it have committed, every order in the sale
             // is one the run knows of.
@@ -203,6 +207,10 @@ struct LoadTestTests {
         plan.repeatShare = 1
         #expect(plan.problem?.contains("--repeat-share") == true)
         plan.repeatShare = 0
+        plan.resendFor = .seconds(-1)
+        #expect(plan.problem == "--resend-for must not be negative")
+        plan.resendFor = .zero
+        #expect(plan.problem == nil)
         // Nobody listens on port 1: a clear error, not an audit.
         await #expect(throws: LoadTestError.self) { try await LoadTest(plan: plan).run() }
     }
