@@ -34,14 +34,23 @@ extension Engine {
         return sale
     }
 
-    /// The sale's own rate limits, for admission: from memory while fresh, else read again;
-    /// `.none` for an unknown sale (the order path answers that).
+    /// The sale's own rate limits, for admission: from memory while fresh, else read again by one
+    /// attempt while the others take the limits last read (`SaleLimitsCache`); `.none` for an
+    /// unknown sale (the order path answers that).
     package func limits(of id: SaleID) async throws -> SaleLimits {
         let now = ContinuousClock.now
-        if let known = saleLimits.fresh(id, at: now) { return known }
-        let limits = try await withStore("read sale limits") { try await store.sale(id)?.limits } ?? .none
-        saleLimits.remember(limits, of: id, at: now)
-        return limits
+        switch saleLimits.lookup(id, at: now) {
+        case .fresh(let limits), .stale(let limits): return limits
+        case .readAgain, .unknown: break
+        }
+        do {
+            let limits = try await withStore("read sale limits") { try await store.sale(id)?.limits } ?? .none
+            saleLimits.remember(limits, of: id, at: now)
+            return limits
+        } catch {
+            saleLimits.failedToRead(id)
+            throw error
+        }
     }
 
     /// The sale's own rate limits when read in the last `SaleLimitsCache.freshness`, without
