@@ -256,6 +256,55 @@ enum SQLiteMigrations {
                     CREATE UNIQUE INDEX order_events_by_feed_position ON order_events (feed_position);
                     """)
         }
+        migrator.registerMigration("v15: job states checked without a temporary table") { db in
+            // SQLite evaluates `x IN (a, b, c, …)` — more than two constants — by building a
+            // temporary B-tree of the list, once per statement run: the jobs' `CHECK` and the
+            // unique keys' partial index did it for every job written (two per order, in the
+            // order batch's transaction) and every state change — more than half of a batch's
+            // time on the writer (Benchmarks/RESULTS.md). The same rules as comparisons; a
+            // CHECK cannot be changed in place, so the table is rebuilt (ids and their sequence kept).
+            let sequence = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'jobs'") ?? 0
+            try db.execute(
+                sql: """
+                    CREATE TABLE jobs_rebuilt (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        kind TEXT NOT NULL,
+                        payload TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (
+                            state = 'scheduled' OR state = 'available' OR state = 'running' OR state = 'retryable'
+                            OR state = 'completed' OR state = 'discarded'),
+                        attempt INTEGER NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+                        max_attempts INTEGER NOT NULL CHECK (max_attempts >= 1),
+                        run_at INTEGER NOT NULL,
+                        lease_until INTEGER,
+                        leased_by TEXT,
+                        last_error TEXT,
+                        unique_key TEXT,
+                        created_at INTEGER NOT NULL,
+                        attempted_at INTEGER,
+                        finalized_at INTEGER,
+                        trace_parent TEXT
+                    ) STRICT;
+                    INSERT INTO jobs_rebuilt (
+                        id, kind, payload, state, attempt, max_attempts, run_at, lease_until, leased_by, last_error,
+                        unique_key, created_at, attempted_at, finalized_at, trace_parent)
+                    SELECT
+                        id, kind, payload, state, attempt, max_attempts, run_at, lease_until, leased_by, last_error,
+                        unique_key, created_at, attempted_at, finalized_at, trace_parent
+                    FROM jobs;
+                    DROP TABLE jobs;
+                    ALTER TABLE jobs_rebuilt RENAME TO jobs;
+                    CREATE INDEX jobs_by_state_run_at ON jobs (state, run_at);
+                    CREATE INDEX jobs_by_state_kind ON jobs (state, kind);
+                    CREATE UNIQUE INDEX jobs_unique_live ON jobs (unique_key)
+                        WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'discarded');
+                    DELETE FROM sqlite_sequence WHERE name = 'jobs';
+                    """)
+            // The ids of jobs removed since (the janitor's) are not given again.
+            try db.execute(
+                sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', MAX(?, (SELECT IFNULL(MAX(id), 0) FROM jobs)))",
+                arguments: [sequence])
+        }
         return migrator
     }
 }

@@ -86,19 +86,22 @@ struct SQLiteReservationLedger {
         return snapshots
     }
 
-    private static let insertSQL = """
+    static let insertSQL = """
         INSERT INTO orders (
             id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
             idempotency_key)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
-    /// The probe's statement, built once (it is looked up in the statement cache by its text).
-    private static let probeSQL = """
+    /// The probe's statement, built once (it is looked up in the statement cache by its text). The
+    /// cancelled-attempt lookup is two seeks: `buyer IN ('', ?3)` on the key's last column built a
+    /// temporary B-tree of the two values each time the statement ran.
+    static let probeSQL = """
         SELECT
             EXISTS (SELECT 1 FROM orders WHERE sale_id = ?1 AND idempotency_key = ?2),
             EXISTS (SELECT 1 FROM cancelled_attempts
-                    WHERE sale_id = ?1 AND idempotency_key = ?2 AND buyer IN ('\(StoreRules.anyBuyer)', ?3)),
+                    WHERE sale_id = ?1 AND idempotency_key = ?2 AND buyer = '\(StoreRules.anyBuyer)')
+            OR EXISTS (SELECT 1 FROM cancelled_attempts WHERE sale_id = ?1 AND idempotency_key = ?2 AND buyer = ?3),
             (SELECT COALESCE(SUM(quantity), 0) FROM orders
              WHERE sale_id = ?1 AND buyer = ?3 AND status IN \(StoreRules.liveStatusesSQL))
         """
