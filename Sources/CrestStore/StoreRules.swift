@@ -10,7 +10,8 @@ enum StoreRules {
     static let liveStatusesSQL =
         "(" + Order.Status.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 
-    /// The job states with work ahead (one live job per unique key), as an SQL list for both stores.
+    /// The job states with work ahead (one live job per unique key), as an SQL list for PostgreSQL
+    /// (the embedded store says it as `SQLiteJobs.liveSQL`: a long `IN` list costs SQLite a temporary table).
     static let liveJobStatesSQL =
         "(" + Job.State.allCases.filter(\.isLive).map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 
