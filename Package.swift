@@ -161,6 +161,7 @@ let package = Package(
                 "CrestEngine",
                 "CrestStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "OTel", package: "swift-otel"),

@@ -19,6 +19,7 @@ struct OverloadOptions: ParsableArguments {
     @Option(help: Self.headerTimeout.help) var headerTimeoutSeconds: Int?
     @Option(help: Self.bodyTimeout.help) var bodyTimeoutSeconds: Int?
     @Option(help: Self.idleTimeout.help) var idleTimeoutSeconds: Int?
+    @Option(help: Self.listenerNice.help) var listenerNice: Int?
 
     static let writePathLimit = IntSetting(
         name: "write path limit", env: "CREST_WRITE_PATH_LIMIT", defaultValue: 256, range: 0...100_000,
@@ -71,6 +72,12 @@ struct OverloadOptions: ParsableArguments {
     static let idleTimeout = IntSetting(
         name: "idle timeout", env: "CREST_IDLE_TIMEOUT_SECONDS", defaultValue: 60, range: 1...86_400, unit: " seconds",
         meaning: "Time a kept-alive connection may wait for its next request")
+
+    static let listenerNice = IntSetting(
+        name: "listener nice", env: "CREST_LISTENER_NICE", defaultValue: 0, range: 0...19,
+        meaning:
+            "Nice steps (Linux) by which the event loops of --port run below the rest of Crest: under a crowd, reading and refusing its requests yields the cores to the admitted orders, the store's writer, jobs and --ops-port, and refusals come later. 0: all alike"
+    )
 
     /// The write path's limit; `nil` when turned off. Throws a usage error naming what is wrong.
     func writePath(_ settings: Settings) throws -> WritePathLimitConfiguration? {

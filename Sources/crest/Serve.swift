@@ -10,6 +10,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import OTel
 import Prometheus
 import ServiceLifecycle
@@ -121,6 +122,7 @@ struct Serve: AsyncParsableCommand {
         let writePath = try overload.writePath(settings)
         let shedding = try overload.shedding(settings)
         let operationsPort = try Self.operationsPort(Self.opsPort.resolve(opsPort, in: settings))
+        let listenerNice = try OverloadOptions.listenerNice.resolve(overload.listenerNice, in: settings)
         var connectionLimits = try overload.connections(settings)
         connectionLimits.uncappedPeers = ClientAddresses(trustedProxies: limits.trustedProxies)
         let buyerAuthentication = try await buyerPasses.authentication(
@@ -141,7 +143,8 @@ struct Serve: AsyncParsableCommand {
             try await engine.scheduleReconciliation()
         }
         let started = StartedFlag()
-        let lag = LagMonitor()
+        let loops = try await Self.listenerLoops(nice: listenerNice, logger: logger)
+        let lag = LagMonitor(group: loops)
         // One limiter and one set of risk rules for the order routes and the channel, which refuses
         // what it can tell the route would.
         let limiter = RateLimiter(limits: limits, clock: SystemClock())
@@ -162,7 +165,7 @@ struct Serve: AsyncParsableCommand {
                 let bound = channel.localAddress?.port ?? port
                 Console.say("crest listening on http://\(host):\(bound) (\(storeDescription))")
             },
-            logger: logger)
+            eventLoopGroupProvider: .shared(loops), logger: logger)
         let control = operationsPort.map {
             self.operations(router, host: host, port: $0, limits: connectionLimits, logger: logger)
         }
@@ -178,12 +181,35 @@ struct Serve: AsyncParsableCommand {
             try? await opened.close()
             try? await providerHTTP?.shutdown()
             await control?.thread.shutdown()
+            if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
             throw error
         }
         try await opened.close()
         try await providerHTTP?.shutdown()
         await control?.thread.shutdown()
+        if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
         logger.info("crest stopped")
+    }
+}
+
+extension Serve {
+    /// The event loops of `--port`: NIO's shared ones, or with `--listener-nice` a group of their
+    /// own (one per core, as the shared one) whose threads run that many nice steps below the rest
+    /// of the process — the shared loops also carry the provider's calls and PostgreSQL's
+    /// connections, which are not to be lowered.
+    static func listenerLoops(nice: Int, logger: Logger) async throws -> MultiThreadedEventLoopGroup {
+        guard nice > 0 else { return .singleton }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        do {
+            let values = try await ThreadPriority.lower(group, by: Int32(nice))
+            logger.info(
+                "the event loops of --port run below the rest of crest",
+                metadata: ["nice": "\(values.map(String.init).joined(separator: ","))", "threads": "\(values.count)"])
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        return group
     }
 }
 

@@ -84,6 +84,7 @@ struct GateOptionsTests {
             (["--max-connections", "0"], "max connections must be 1…1,000,000"),
             (["--listen-backlog", "0"], "listen backlog must be 1…65,535"),
             (["--max-connections-per-address=-1"], "max connections per address must be 0…1,000,000"),
+            (["--listener-nice", "20"], "listener nice must be 0…19"),
             (["--ops-port", "70000"], "ops port must be 0…65,535 (got 70000)"),
             (["--ops-port", "x"], "ops port must be 0…65,535 (got x)"),
             (["--buyer-rate=-1"], "buyer rate must be 0…1,000,000 per second"),
@@ -156,6 +157,53 @@ struct OperationsPortTests {
         }
         try await http.shutdown()
         #expect(await crest.stop() == 0, "both listeners stop on SIGTERM")
+    }
+}
+
+/// `--listener-nice`: the event loops of `--port` below the rest of the process.
+@Suite("crest serve: the listener's priority")
+struct ListenerNiceTests {
+    @Test("with --listener-nice 4 the event loops of --port run 4 nice steps below the process, nothing else does, and orders are taken")
+    func listenerLoopsLowered() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-nice-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let crest = try await CrestProcess(dataDirectory: directory, extraArguments: ["--listener-nice", "4"])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let pid = crest.process.processIdentifier
+            let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap {
+                try? Self.thread(pid: pid, task: $0)
+            }
+            let process = try #require(threads.first { $0.id == pid }, "the main thread")
+            let lowered = threads.filter { $0.nice == process.nice + 4 }
+            #expect(!lowered.isEmpty, "\(threads)")
+            // One group's loops ("NIO-ELT-<group>-#<thread>"); libdispatch sets its own threads'
+            // values by their queues' QoS, so only the other event loops are compared.
+            #expect(Set(lowered.map { $0.name.split(separator: "#")[0] }).count == 1, "one group: \(lowered)")
+            #expect(lowered.allSatisfy { $0.name.hasPrefix("NIO-ELT-") }, "only event loops: \(lowered)")
+            let otherLoops = threads.filter { $0.name.hasPrefix("NIO-") && $0.nice != process.nice + 4 }
+            #expect(otherLoops.count >= 2, "the shared loops and the committers' threads: \(threads)")
+            #expect(otherLoops.allSatisfy { $0.nice == process.nice }, "no other loop is lowered: \(threads)")
+            let client = CrestClient(http: http, port: crest.port)
+            let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
+            #expect(try await client.order(sale: sale, key: "k1", buyer: "ana").status == 201)
+        } catch {
+            try await http.shutdown()
+            _ = await crest.stop()
+            throw error
+        }
+        try await http.shutdown()
+        #expect(await crest.stop() == 0, "its own loops stop on SIGTERM")
+    }
+
+    /// A thread's id, name and nice value, from `/proc/<pid>/task/<tid>/stat` (the nice value is
+    /// its 19th field; the name, in parentheses, may hold spaces).
+    static func thread(pid: Int32, task: String) throws -> (id: Int32, name: String, nice: Int32) {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8)
+        let open = try #require(stat.firstIndex(of: "("))
+        let close = try #require(stat.lastIndex(of: ")"))
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return (try #require(Int32(task)), String(stat[stat.index(after: open)..<close]), try #require(Int32(fields[16])))
     }
 }
 
