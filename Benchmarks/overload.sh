@@ -21,6 +21,7 @@
 #
 #   Benchmarks/overload.sh
 #   SERVE_FLAGS="--write-path-queue 64" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh   # try other settings
+#   SERVE_FLAGS="--listener-nice 5" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh       # the crowd's loops below the rest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
