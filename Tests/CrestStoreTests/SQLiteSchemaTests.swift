@@ -78,6 +78,19 @@ struct SQLiteSchemaTests {
         }
     }
 
+    @Test(
+        "a sale's orders for its gate are found in the sale's index and read in the table's order, not one lookup each from the index's order"
+    )
+    func gateOrdersReadInTableOrder() throws {
+        try migrated().read { db in
+            let plan = try Row.fetchAll(
+                db, sql: "EXPLAIN QUERY PLAN " + SQLiteStore.gateOrdersSQL, arguments: ["sale"]
+            ).map { $0["detail"] as String }
+            #expect(plan.contains { $0.contains("COVERING INDEX orders_by_sale_buyer") }, "\(plan)")
+            #expect(plan.contains { $0.contains("INTEGER PRIMARY KEY (rowid=?)") }, "\(plan)")
+        }
+    }
+
     @Test("rebuilding the jobs table keeps every job, its id and the ids' sequence, and the live keys' uniqueness")
     func jobsRebuildKeepsJobs() throws {
         let queue = try migrated(upTo: Self.lastBeforeJobsRebuild)
