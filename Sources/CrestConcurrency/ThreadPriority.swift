@@ -19,7 +19,9 @@ package enum ThreadPriority {
     /// be read or set.
     package static func lower(_ group: MultiThreadedEventLoopGroup, by steps: Int32) async throws -> [Int32] {
         precondition(steps >= 0, "a thread's priority is only lowered")
-        let target = min(19, try niceValue(of: 0) + steps)
+        // The process's value is its main thread's: the caller's thread may be one whose value
+        // libdispatch set from a queue's QoS.
+        let target = min(19, try niceValue(of: getpid()) + steps)
         var results: [Int32] = []
         for loop in group.makeIterator() {
             results.append(
@@ -41,7 +43,7 @@ package enum ThreadPriority {
         return results
     }
 
-    /// The nice value of the thread `id` (0: the calling process's main thread).
+    /// The nice value of the thread `id` (a thread id, or the process id for its main thread).
     static func niceValue(of id: Int32) throws -> Int32 {
         // -1 is a nice value too: only errno tells a failure.
         errno = 0
