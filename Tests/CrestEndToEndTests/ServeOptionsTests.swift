@@ -104,8 +104,7 @@ struct GateOptionsTests {
                 "--admin-token", CrestProcess.adminToken, "--log-level", "info", "--gate-idle-seconds", "1",
             ],
             listening: "crest listening on")
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        let status = try await stopped(crest) { http in
             let client = CrestClient(http: http, port: crest.port)
             let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
             let first = try await client.order(sale: sale, key: "k1", buyer: "ana")
@@ -115,14 +114,24 @@ struct GateOptionsTests {
             let again = try await client.order(sale: sale, key: "k1", buyer: "ana")
             #expect(again.status == 201 && again.id == first.id, "the key replays its order after the reload")
             #expect(try await client.order(sale: sale, key: "k2", buyer: "bob").status == 409)
-        } catch {
-            try await http.shutdown()
-            _ = await crest.stop()
-            throw error
         }
-        try await http.shutdown()
-        #expect(await crest.stop() == 0)
+        #expect(status == 0)
     }
+}
+
+/// Runs `body` with an HTTP client against `crest`, then shuts both down — also when `body`
+/// throws — and returns crest's exit status after SIGTERM.
+private func stopped(_ crest: CrestProcess, after body: (HTTPClient) async throws -> Void) async throws -> Int32 {
+    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    do {
+        try await body(http)
+    } catch {
+        try await http.shutdown()
+        _ = await crest.stop()
+        throw error
+    }
+    try await http.shutdown()
+    return await crest.stop()
 }
 
 /// `--ops-port`: the control plane on a listener of its own.
@@ -133,8 +142,7 @@ struct OperationsPortTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-ops-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory, extraArguments: ["--ops-port", "0"])
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        let status = try await stopped(crest) { http in
             let listening = try Regex(#"crest operations listening on http://127\.0\.0\.1:(\d+)"#)
             var opsPort: Int?
             _ = try await eventually(timeout: .seconds(30)) {
@@ -150,13 +158,8 @@ struct OperationsPortTests {
             }
             let read = try await operations.call(.GET, "/v1/sales/\(sale)", headers: CrestClient.admin)
             #expect(read.status == 200 && read.id == sale, "the sale made on --port, read on --ops-port")
-        } catch {
-            try await http.shutdown()
-            _ = await crest.stop()
-            throw error
         }
-        try await http.shutdown()
-        #expect(await crest.stop() == 0, "both listeners stop on SIGTERM")
+        #expect(status == 0, "both listeners stop on SIGTERM")
     }
 }
 
@@ -168,8 +171,7 @@ struct ListenerNiceTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-nice-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory, extraArguments: ["--listener-nice", "4"])
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        let status = try await stopped(crest) { http in
             let pid = crest.process.processIdentifier
             let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap {
                 try? Self.thread(pid: pid, task: $0)
@@ -187,13 +189,8 @@ struct ListenerNiceTests {
             let client = CrestClient(http: http, port: crest.port)
             let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
             #expect(try await client.order(sale: sale, key: "k1", buyer: "ana").status == 201)
-        } catch {
-            try await http.shutdown()
-            _ = await crest.stop()
-            throw error
         }
-        try await http.shutdown()
-        #expect(await crest.stop() == 0, "its own loops stop on SIGTERM")
+        #expect(status == 0, "its own loops stop on SIGTERM")
     }
 
     /// A thread's id, name and nice value, from `/proc/<pid>/task/<tid>/stat` (the nice value is
