@@ -167,7 +167,7 @@ struct DemoStack {
                 providerWebhookSecret: secret, tracing: false, limiter: limiter, risk: risk),
             server: CrestHTTPServer.server(
                 limits: ConnectionLimits(), writePath: engine.writePath,
-                admission: ChannelAdmission(limiter: limiter, buyers: buyers, engine: engine, risk: risk)),
+                admission: ChannelAdmission(limiter: limiter, buyers: buyers, engine: engine, risk: risk, placesOrders: true)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "crest"),
             onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -157,7 +157,8 @@ struct Serve: AsyncParsableCommand {
             router: router,
             server: CrestHTTPServer.server(
                 limits: connectionLimits, writePath: engine.writePath,
-                admission: ChannelAdmission(limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk)),
+                admission: ChannelAdmission(
+                    limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk, placesOrders: tracer == nil)),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: "crest", backlog: connectionLimits.backlog),
             onServerRunning: { channel in

@@ -50,7 +50,8 @@ struct HTTPFixture {
             engine: engine, adminToken: adminToken, buyerAuthentication: authentication!, admission: admission,
             clock: clock, shedding: shedding, metrics: registry, limiter: limiter, risk: risk)
         let channel =
-            channelRefusals ? ChannelAdmission(limiter: limiter, buyers: authentication!, engine: engine, risk: risk) : nil
+            channelRefusals
+            ? ChannelAdmission(limiter: limiter, buyers: authentication!, engine: engine, risk: risk, placesOrders: true) : nil
         let server: HTTPServerBuilder =
             connections != nil || channel != nil
             ? CrestHTTPServer.server(

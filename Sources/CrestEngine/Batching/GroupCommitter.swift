@@ -18,7 +18,21 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
 
     private struct Waiting {
         var item: Item
-        var continuation: CheckedContinuation<Output, any Error>
+        var waiter: Waiter
+
+        /// A suspended task (`submit(_:)`), or a function called from the committer's thread
+        /// (`submit(_:then:)`).
+        enum Waiter {
+            case task(CheckedContinuation<Output, any Error>)
+            case callback(@Sendable (Result<Output, any Error>) -> Void)
+        }
+
+        func answer(_ result: Result<Output, any Error>) {
+            switch waiter {
+            case .task(let continuation): continuation.resume(with: result)
+            case .callback(let answer): answer(result)
+            }
+        }
     }
 
     private struct State {
@@ -59,18 +73,31 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// Throws `UnavailableError` once shutdown began, and whatever `commit` threw for the batch.
     package func submit(_ item: Item) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
-            let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
-                guard !state.shuttingDown else { return (false, nil) }
-                state.queue.append(Waiting(item: item, continuation: continuation))
-                let wake = state.wakeUp
-                state.wakeUp = nil
-                return (true, wake)
-            }
-            if outcome.accepted {
-                outcome.wake?.resume()
-            } else {
-                continuation.resume(throwing: ShutdownError())
-            }
+            enqueue(Waiting(item: item, waiter: .task(continuation)))
+        }
+    }
+
+    /// Queues `item` for the next batch without suspending: `answer` is called once with its
+    /// result — from the committer's thread once its batch committed, or at once (on the caller's
+    /// thread) with `ShutdownError` once shutdown began. For callers that are not tasks (a channel
+    /// handler on an event loop); `answer` must be quick and must not block: every answer of the
+    /// batch waits for it.
+    package func submit(_ item: Item, then answer: @escaping @Sendable (Result<Output, any Error>) -> Void) {
+        enqueue(Waiting(item: item, waiter: .callback(answer)))
+    }
+
+    private func enqueue(_ waiting: Waiting) {
+        let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
+            guard !state.shuttingDown else { return (false, nil) }
+            state.queue.append(waiting)
+            let wake = state.wakeUp
+            state.wakeUp = nil
+            return (true, wake)
+        }
+        if outcome.accepted {
+            outcome.wake?.resume()
+        } else {
+            waiting.answer(.failure(ShutdownError()))
         }
     }
 
@@ -160,11 +187,11 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
             let outputs = try await commit(batch.map(\.item))
             precondition(outputs.count == batch.count, "commit must return one output per item")
             for (waiting, output) in zip(batch, outputs) {
-                waiting.continuation.resume(returning: output)
+                waiting.answer(.success(output))
             }
         } catch {
             for waiting in batch {
-                waiting.continuation.resume(throwing: error)
+                waiting.answer(.failure(error))
             }
         }
     }

@@ -166,10 +166,96 @@ extension Engine {
             gate.abandon([ticket])
             throw UnavailableError(reason: "Crest is shutting down")
         }
+        return try placed(outcome, for: request)
+    }
+
+    private func placed(_ outcome: ReservationOutcome, for request: OrderRequest) throws -> PlacedOrder {
         switch outcome {
         case .reserved(let order): return PlacedOrder(order: order, replayed: false)
         case .duplicate(let order): return try replay(order, for: request)
         case .refused(let error): throw error
+        }
+    }
+
+    /// How `placeWithoutWaiting` took an attempt.
+    package enum PlacementWithoutWaiting: Sendable {
+        /// Refused from memory (sold out, the buyer's limit, …): counted as `placeOrder` counts it,
+        /// remembered for the key; nothing was written.
+        case refused(OrderError)
+        /// Admitted and handed to the order batcher: its answer comes later, once.
+        case submitted
+        /// Needs what only `placeOrder` can do — wait for a place on the write path, ask the store
+        /// about a key the gate knows, load the gate, ask a shared store — or is invalid: nothing
+        /// was taken, and the attempt goes to `placeOrder` as it is.
+        case elsewhere
+    }
+
+    /// Places `request` as `placeOrder` does, without suspending: for a caller on an event loop
+    /// that answers the attempt itself (the HTTP channel), where no task, router or hop to the
+    /// placement thread is needed for an attempt that memory can decide. Only what memory
+    /// decides: a free place on the write path taken at once, the sale's loaded gate, a key it
+    /// has not seen, one node's store; anything else is `.elsewhere`. For `.submitted`, `answer`
+    /// is called once from the batcher's thread, with the order or what `placeOrder` would throw;
+    /// it must be quick (the batch's other answers wait for it). No span is made: callers use it
+    /// where no tracer is bootstrapped.
+    package func placeWithoutWaiting(
+        _ request: OrderRequest, answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
+    ) -> PlacementWithoutWaiting {
+        let arrived = ContinuousClock.now
+        guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID) else {
+            return .elsewhere
+        }
+        if let writePath {
+            guard writePath.tryAcquire() else { return .elsewhere }
+            metrics.record(.writePath, .zero)
+        }
+        let now = clock()
+        var ticket: StockGate.Ticket
+        do {
+            switch try gate.admit(request, now: now, makeReservation: { try self.reservation(for: request, in: $0, at: now) }) {
+            case .admitted(let admitted):
+                ticket = admitted
+            case .refused(let error):
+                writePath?.release()
+                metrics.countAttempt(EngineMetrics.reason(error))
+                return .refused(error)
+            case .knownKey:
+                writePath?.release()
+                return .elsewhere
+            }
+        } catch {
+            writePath?.release()
+            return .elsewhere
+        }
+        let submitted = ContinuousClock.now
+        metrics.record(.gate, submitted - arrived)
+        ticket.submittedAt = submitted
+        batcher.submit(ticket) { [self, ticket] result in
+            let placed: Result<PlacedOrder, any Error>
+            switch result {
+            case .success(let outcome):
+                writePath?.record(latency: ContinuousClock.now - submitted)
+                placed = Result { try self.placed(outcome, for: request) }
+            case .failure(is GroupCommitter<StockGate.Ticket, ReservationOutcome>.ShutdownError):
+                gate.abandon([ticket])
+                placed = .failure(UnavailableError(reason: "Crest is shutting down"))
+            case .failure(let error):
+                placed = .failure(error)
+            }
+            writePath?.release()
+            countAttempt(placed)
+            answer(placed)
+        }
+        return .submitted
+    }
+
+    /// Counts a placement's result in `crest_order_attempts_total`, as `placeOrder` does.
+    private func countAttempt(_ placed: Result<PlacedOrder, any Error>) {
+        switch placed {
+        case .success(let placed): metrics.countAttempt(placed.replayed ? "replayed" : "accepted")
+        case .failure(let error as OrderError): metrics.countAttempt(EngineMetrics.reason(error))
+        case .failure(is UnavailableError): metrics.countAttempt("unavailable")
+        case .failure: break
         }
     }
 

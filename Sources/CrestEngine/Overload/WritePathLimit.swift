@@ -230,6 +230,20 @@ package final class WritePathLimit: Sendable {
         }
     }
 
+    /// Takes a place when one is free and nobody waits for one; `false`, taking nothing, otherwise.
+    /// For callers that must not wait (`Engine.placeWithoutWaiting`): they send the attempt on
+    /// to `acquire()`.
+    package func tryAcquire() -> Bool {
+        let inFlight = state.withLock { state -> Int? in
+            guard state.waiters.isEmpty, state.inFlight < state.limit else { return nil }
+            state.inFlight += 1
+            return state.inFlight
+        }
+        guard let inFlight else { return false }
+        inFlightGauge.record(inFlight)
+        return true
+    }
+
     /// Whether an attempt that finds no free place is refused at once.
     private func queueIsFull(_ state: State) -> Bool {
         state.waiters.count >= configuration.queueCapacity || configuration.queueTimeout <= .zero

@@ -3,7 +3,9 @@ import CrestEngine
 import CrestIdentity
 import HTTPTypes
 import NIOCore
+import Metrics
 import NIOHTTPTypes
+import Synchronization
 
 /// Refuses order attempts in the channel itself, before Hummingbird makes a request, a task and a
 /// context for them — a crowd's refusal must cost the server less than serving anything:
@@ -45,6 +47,16 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         /// The pass's buyer, verified before (passes on); `nil` when the body names the buyer.
         var pass: VerifiedPass?
         var body: ByteBuffer
+        /// When its head came.
+        var arrived: ContinuousClock.Instant
+    }
+
+    /// An attempt placed here whose batch has not answered yet.
+    private struct Placing {
+        var head: HTTPRequest
+        var arrived: ContinuousClock.Instant
+        /// The rate limits' headers of the buyer's attempt, for its `201`.
+        var rateLimitHeaders: HTTPFields
     }
 
     private let writePath: WritePathLimit?
@@ -58,6 +70,12 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     /// A `409` was written on this connection since the gate last let an attempt through.
     private var conflicted = false
     private var held: HeldAttempt?
+    /// The attempt placed here that waits for its batch: the connection's next requests wait too
+    /// (their parts kept in `parked`, no more read), so that no answer overtakes its answer.
+    private var placing: Placing?
+    private var parked: [HTTPRequestPart] = []
+    /// A read asked for while an attempt was placing, made once it is answered.
+    private var readPending = false
     /// The last refusal's answer made here, by kind: a connection of a crowd sends its attempts to
     /// one sale, so its problem body (whose `instance` is the path) and head are made once.
     private var lastAnswer: (path: String, kind: Int, head: HTTPResponse, body: ByteBuffer)?
@@ -69,6 +87,10 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if placing != nil {
+            parked.append(part)
+            return
+        }
         if dropping {
             if case .end = part { dropping = false }
             return
@@ -88,7 +110,8 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // Only what the route would look at the same way: an attempt with its key, no `Expect`
         // (its client waits for a 100 before it sends the body), on a sale whose limits are known.
-        guard let admission, limited || conflicted && admission.riskQuiet(), head.headerFields[.idempotencyKey] != nil,
+        guard let admission, limited || (conflicted || admission.places) && admission.riskQuiet(),
+            head.headerFields[.idempotencyKey] != nil,
             head.headerFields[.expect] == nil, let path = head.path,
             let sale = SaleID(String(decoding: Self.saleSegment(of: path), as: UTF8.self)),
             let overrides = admission.knownLimits(sale)
@@ -105,12 +128,22 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             // The gate needs the buyer's pass, and the body's quantity.
-            guard conflicted, admission.riskQuiet(), known != nil else {
+            guard conflicted || admission.places, admission.riskQuiet(), known != nil else {
                 pass(part, context: context)
                 return
             }
         }
-        held = HeldAttempt(head: head, sale: sale, overrides: overrides, pass: known, body: context.channel.allocator.buffer(capacity: 64))
+        held = HeldAttempt(
+            head: head, sale: sale, overrides: overrides, pass: known, body: context.channel.allocator.buffer(capacity: 64),
+            arrived: .now)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if placing != nil {
+            readPending = true
+        } else {
+            context.read()
+        }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -151,36 +184,51 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Decides a held attempt as the route would, as far as the channel can: `429` over a rate
-    /// limit, then the gate's `409` from memory. `false` when it goes on to the route.
+    /// limit, then the gate's `409` from memory or — where the channel places orders — the order
+    /// placed. `false` when it goes on to the route.
     private func refuses(_ attempt: HeldAttempt, context: ChannelHandlerContext) -> Bool {
         guard let admission else { return false }
         let body = PlaceOrderBody(plainJSON: attempt.body)
         let buyer = attempt.pass?.buyer ?? body?.buyer
         // The route looks at the limits before the gate, and a 429 consumes no key: over a limit,
         // the gate is not asked (it would remember its refusal for the key).
-        if limited || conflicted,
+        if limited || conflicted || admission.places,
             overLimit(attempt.head, sale: attempt.sale, overrides: attempt.overrides, buyer: buyer, bodyToCome: false, context: context)
         {
             return true
         }
         // Then its risk rules (none), the body's buyer against the pass, the gate.
-        guard conflicted, let body, let buyer, body.buyer == nil || body.buyer == buyer, admission.riskQuiet(),
-            let key = attempt.head.headerFields[.idempotencyKey]
+        guard conflicted || admission.places, let body, let buyer, body.buyer == nil || body.buyer == buyer,
+            admission.riskQuiet(), let key = attempt.head.headerFields[.idempotencyKey]
         else { return false }
         let request = OrderRequest(
             saleID: attempt.sale, idempotencyKey: key, buyer: buyer, quantity: body.quantity,
             perBuyerLimit: attempt.pass?.perBuyerLimit)
-        guard let refusal = admission.refusalFromMemory(request) else {
-            conflicted = false
-            return false
+        let refusal: OrderError
+        if let place = admission.place {
+            admission.recordPlacement(.admission, .now - attempt.arrived)
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            let answered: ChannelAdmission.Answer = { placed in
+                bound.eventLoop.execute { bound.value.handler.answerPlaced(placed, context: bound.value.context) }
+            }
+            switch place(request, answered) {
+            case .elsewhere:
+                return false
+            case .refused(let error):
+                refusal = error
+            case .submitted:
+                let headers = takeTokens(of: attempt, buyer: buyer, context: context)
+                placing = Placing(head: attempt.head, arrived: attempt.arrived, rateLimitHeaders: headers ?? [:])
+                return true
+            }
+        } else {
+            guard let error = admission.refusalFromMemory(request) else {
+                conflicted = false
+                return false
+            }
+            refusal = error
         }
-        // The tokens the route would have taken. Should the last one go between the look above and
-        // here (another connection's attempt), the answer stays the gate's: its refusal is remembered
-        // for the key, and a 429 must not consume a key.
-        let limiter = admission.limiter
-        let address = limiter.clientAddress(peer: context.channel.remoteAddress?.ipAddress, headers: attempt.head.headerFields)
-        _ = try? limiter.check(address: address)
-        _ = try? limiter.check(buyer: buyer, sale: attempt.sale, overrides: attempt.overrides)
+        _ = takeTokens(of: attempt, buyer: buyer, context: context)
         let problem = Problem.from(refusal)!
         ProblemCounts.shared.count(problem.kind)
         // A sold-out answer is the same for every attempt on the path; a limit's names the buyer's
@@ -190,6 +238,52 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
             ? cached(problem, kind: 1, path: attempt.head.path ?? "") : Self.answer(problem, instance: attempt.head.path ?? "")
         answer(attempt.head, response, bodyToCome: false, context: context)
         return true
+    }
+
+    /// Takes the tokens the route would have taken for an attempt decided here, and returns the
+    /// buyer's rate-limit headers (`nil` past a limit). Should the last token go between the look
+    /// before the decision and here (another connection's attempt), the answer stays the
+    /// decision's: a refusal is remembered for the key, an order is placed, and a 429 must not
+    /// consume a key.
+    private func takeTokens(of attempt: HeldAttempt, buyer: String, context: ChannelHandlerContext) -> HTTPFields? {
+        guard let limiter = admission?.limiter else { return nil }
+        let address = limiter.clientAddress(peer: context.channel.remoteAddress?.ipAddress, headers: attempt.head.headerFields)
+        _ = try? limiter.check(address: address)
+        return try? limiter.check(buyer: buyer, sale: attempt.sale, overrides: attempt.overrides)
+    }
+
+    /// The `201` of an attempt placed here, or the problem of its failure; then the connection's
+    /// parked requests go on. On the channel's event loop.
+    private func answerPlaced(_ placed: Result<PlacedOrder, any Error>, context: ChannelHandlerContext) {
+        guard let attempt = placing else { return }
+        placing = nil
+        let response: (head: HTTPResponse, body: ByteBuffer)
+        switch placed {
+        case .success(let placed):
+            let answering = ContinuousClock.now
+            let body = JSONObjectWriter.object(OrderBody(placed.order).write)
+            var fields: HTTPFields = [
+                .contentType: OrderBody.contentType, .contentLength: "\(body.readableBytes)",
+                .location: "/v1/orders/\(placed.order.id)",
+            ]
+            if placed.replayed { fields[.idempotentReplayed] = "true" }
+            fields.append(contentsOf: attempt.rateLimitHeaders)
+            response = (HTTPResponse(status: .created, headerFields: fields), body)
+            admission?.recordPlacement(.answer, .now - answering)
+        case .failure(let error):
+            let problem = Problem.from(error) ?? Problem(kind: "internal", title: "Internal error", status: .internalServerError)
+            ProblemCounts.shared.count(problem.kind)
+            response = Self.answer(problem, instance: attempt.head.path ?? "")
+        }
+        ChannelRequestMetrics.shared.record(response.head.status, since: attempt.arrived)
+        answer(attempt.head, response, bodyToCome: false, context: context)
+        while placing == nil, !parked.isEmpty {
+            channelRead(context: context, data: wrapInboundOut(parked.removeFirst()))
+        }
+        if placing == nil, readPending {
+            readPending = false
+            context.read()
+        }
     }
 
     /// Answers the attempt `429` when a rate limit would refuse it (a peek: no token taken); `false`
@@ -306,23 +400,71 @@ package struct ChannelAdmission: Sendable {
     let riskQuiet: @Sendable () -> Bool
     /// The gate's refusal from memory, taken (`Engine.refusalFromMemory`).
     let refusalFromMemory: @Sendable (OrderRequest) -> OrderError?
+    /// Places an attempt that memory can decide, its answer to come (`Engine.placeWithoutWaiting`);
+    /// `nil` where the channel only refuses.
+    let place: Place?
+    typealias Place = @Sendable (OrderRequest, _ answer: @escaping Answer) -> Engine.PlacementWithoutWaiting
+    typealias Answer = @Sendable (Result<PlacedOrder, any Error>) -> Void
+    /// Times a stage of placing an order that the channel ran (`Engine.recordPlacement`).
+    let recordPlacement: @Sendable (EngineMetrics.PlacementStage, Duration) -> Void
 
-    /// The route's `limiter` and `risk` rules, shared with `CrestHTTPServer.router`.
-    package init(limiter: RateLimiter, buyers: BuyerAuthentication, engine: Engine, risk: RiskGate) {
+    /// Whether the channel places orders, not only refuses them.
+    var places: Bool { place != nil }
+
+    /// The route's `limiter` and `risk` rules, shared with `CrestHTTPServer.router`. With
+    /// `placesOrders` the channel also places the orders memory can decide — where no tracer is
+    /// bootstrapped: such an order makes no span, and the route's spans are what a tracer wants.
+    package init(limiter: RateLimiter, buyers: BuyerAuthentication, engine: Engine, risk: RiskGate, placesOrders: Bool) {
+        let place: Place = { [engine] request, answer in engine.placeWithoutWaiting(request, answer: answer) }
         self.init(
             limiter: limiter, buyers: buyers, knownLimits: { [engine] in engine.knownLimits(of: $0) },
-            riskQuiet: { [risk] in risk.isQuiet }, refusalFromMemory: { [engine] in engine.refusalFromMemory($0) })
+            riskQuiet: { [risk] in risk.isQuiet }, refusalFromMemory: { [engine] in engine.refusalFromMemory($0) },
+            place: placesOrders ? place : nil,
+            recordPlacement: { [engine] in engine.recordPlacement($0, $1) })
     }
 
     init(
         limiter: RateLimiter, buyers: BuyerAuthentication, knownLimits: @escaping @Sendable (SaleID) -> SaleLimits?,
         riskQuiet: @escaping @Sendable () -> Bool = { false },
-        refusalFromMemory: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil }
+        refusalFromMemory: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil },
+        place: Place? = nil,
+        recordPlacement: @escaping @Sendable (EngineMetrics.PlacementStage, Duration) -> Void = { _, _ in }
     ) {
         self.limiter = limiter
         buyerSource = buyers
         self.knownLimits = knownLimits
         self.riskQuiet = riskQuiet
         self.refusalFromMemory = refusalFromMemory
+        self.place = place
+        self.recordPlacement = recordPlacement
+    }
+}
+
+/// The HTTP request metrics of the order attempts the channel answers after placing them, under
+/// the names and dimensions Hummingbird's `MetricsMiddleware` gives the route's
+/// (`hb_requests`, `http_server_request_duration_seconds`): placed in the channel or by the route,
+/// an order is counted once, in the same series. (Refusals made in the channel are counted in
+/// `crest_problems_total` only, as before; `http_server_active_requests` counts the route's.)
+final class ChannelRequestMetrics: Sendable {
+    static let shared = ChannelRequestMetrics()
+    static let route = "/v1/sales/{saleID}/orders"
+
+    private let byStatus = Mutex<[Int: (requests: Counter, duration: Timer)]>([:])
+
+    func record(_ status: HTTPResponse.Status, since arrived: ContinuousClock.Instant) {
+        let metrics = byStatus.withLock { byStatus in
+            if let metrics = byStatus[status.code] { return metrics }
+            let dimensions = [
+                ("http.route", Self.route), ("http.request.method", "POST"), ("http.response.status_code", "\(status.code)"),
+            ]
+            let metrics = (
+                Counter(label: "hb.requests", dimensions: dimensions),
+                Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds)
+            )
+            byStatus[status.code] = metrics
+            return metrics
+        }
+        metrics.requests.increment()
+        metrics.duration.record(duration: .now - arrived)
     }
 }
