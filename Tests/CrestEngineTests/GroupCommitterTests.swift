@@ -46,6 +46,32 @@ struct GroupCommitterTests {
         await #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try await committer.submit(1) }
     }
 
+    @Test(
+        "a caller that is not a task submits with a function: called once with its own answer, in the same batches as the tasks'; after shutdown at once with ShutdownError"
+    )
+    func callbackSubmissions() async throws {
+        let committer = GroupCommitter<Int, Int>(window: .zero, maxBatchSize: 8, logger: Logger(label: "test")) { items in
+            items.map { $0 * 2 }
+        }
+        let draining = Task { await committer.drain() }
+        let (answers, answered) = AsyncStream.makeStream(of: (Int, Result<Int, any Error>).self)
+        for item in 0..<50 { committer.submit(item) { answered.yield((item, $0)) } }
+        let fromTask = try await committer.submit(100)
+        var seen: [Int: Int] = [:]
+        for await (item, answer) in answers {
+            seen[item, default: 0] += 1
+            #expect(try answer.get() == item * 2)
+            if seen.count == 50 { break }
+        }
+        #expect(fromTask == 200 && seen.count == 50 && seen.values.allSatisfy { $0 == 1 })
+        committer.stopAccepting()
+        await draining.value
+        let late = Mutex<Result<Int, any Error>?>(nil)
+        committer.submit(1) { answer in late.withLock { $0 = answer } }
+        let refused = try #require(late.withLock { $0 }, "answered at once, on the caller's thread")
+        #expect(throws: GroupCommitter<Int, Int>.ShutdownError.self) { try refused.get() }
+    }
+
     @Test("cancelled while idle (its service group cancelled: the server could not bind), it returns and refuses new requests")
     func cancelledWhileIdleReturns() async throws {
         for ownThread in [false, true] {

@@ -1,4 +1,6 @@
 import CrestCore
+import CrestEngine
+import CrestFixtures
 import CrestIdentity
 import CrestTestSupport
 import Foundation
@@ -286,6 +288,131 @@ struct FastRefusalTests {
         try odd.writeInbound(HTTPRequestPart.end(nil))
         #expect(try Self.passed(odd).count == 3)
         _ = try odd.finish()
+    }
+
+    /// A channel that places orders: `placing` says how each attempt is taken; the answers of the
+    /// submitted ones wait in `answers` until the test gives them.
+    static func placingChannel(
+        _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
+        placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.PlacementWithoutWaiting = { _ in .submitted }
+    ) throws -> EmbeddedChannel {
+        // The channel's request metrics are made at their first answer: after the tests' bootstrap.
+        _ = TestMetrics.registry
+        let admission = ChannelAdmission(
+            limiter: limiter, buyers: .off, knownLimits: { _ in SaleLimits.none }, riskQuiet: { true },
+            place: { request, answer in
+                let taken = placing(request)
+                if taken == .submitted { answers.withLock { $0.append(answer) } }
+                return taken
+            })
+        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: admission))
+        channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
+        return channel
+    }
+
+    static func order(buyer: String) -> Order {
+        let now = Date()
+        return Order(
+            id: OrderID.make(), saleID: sale, buyer: buyer, quantity: 1, amount: Money(amount: 1000, currency: Currency("CNY")!),
+            status: .pendingPayment, createdAt: now, expiresAt: now.addingTimeInterval(900), updatedAt: now)
+    }
+
+    @Test(
+        "an attempt memory can decide is placed here: answered 201 with the route's headers once its batch answers, the connection's next request and reads held until then"
+    )
+    func placedInTheChannel() throws {
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let channel = try Self.placingChannel(Self.limiter(buyer: RateLimit(rate: 1, burst: 5)), answers: answers)
+        try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
+        #expect(try Self.passed(channel).isEmpty, "placed here: the route never sees it")
+        #expect(try Self.answer(channel) == nil, "not answered before its batch")
+        // A pipelined request waits for the placed one's answer; the channel asks for no more reads.
+        try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: nil, authority: "x", path: "/healthz")))
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.passed(channel).isEmpty)
+        let order = Self.order(buyer: "ana")
+        let answer = try #require(answers.value.first)
+        answer(.success(PlacedOrder(order: order, replayed: false)))
+        channel.embeddedEventLoop.run()
+        let (head, body) = try #require(try Self.answer(channel))
+        #expect(head.status == .created)
+        #expect(head.headerFields[.location] == "/v1/orders/\(order.id)")
+        #expect(head.headerFields[.contentType] == "application/json; charset=utf-8")
+        #expect(head.headerFields[HTTPField.Name("RateLimit")!] != nil, "the buyer's rate-limit headers, as the route sends them")
+        #expect(head.headerFields[.idempotentReplayed] == nil)
+        #expect(body.contains(#""id":"\#(order.id)""#) && body.contains(#""status":"pending_payment""#), "\(body)")
+        #expect(try Self.passed(channel) == ["head", "end"], "then the pipelined request goes on")
+        _ = try channel.finish()
+    }
+
+    @Test("what the batch fails with is answered as the route answers it; what memory cannot decide goes on whole")
+    func placedFailuresAndElsewhere() throws {
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let channel = try Self.placingChannel(answers: answers) { request in
+            request.buyer == "ana" ? .submitted : request.buyer == "bob" ? .refused(.soldOut) : .elsewhere
+        }
+        try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
+        let answer = try #require(answers.value.first)
+        answer(.failure(UnavailableError(reason: "the store could not commit the reservation")))
+        channel.embeddedEventLoop.run()
+        let (unavailable, problem) = try #require(try Self.answer(channel))
+        #expect(unavailable.status == .serviceUnavailable && unavailable.headerFields[.retryAfter] != nil)
+        #expect(problem.contains("urn:crest:problem:"), "\(problem)")
+
+        try Self.send(channel, Self.attempt(key: "k2"), buyer: "bob")
+        #expect(try Self.answer(channel)?.0.status == .conflict)
+        try Self.send(channel, Self.attempt(key: "k3"), buyer: "cid")
+        #expect(try Self.passed(channel) == ["head", #"body:{"buyer":"cid","quantity":1}"#, "end"])
+        #expect(try Self.answer(channel) == nil)
+        _ = try channel.finish()
+    }
+
+    @Test(
+        "served as crest serve is: orders placed in the channel are durable and readable at once, a replay gets the same order, and each is counted in hb_requests"
+    )
+    func placedLive() async throws {
+        try await HTTPFixture.with(buyerAuthentication: .off, channelRefusals: true) { fixture in
+            try await fixture.app.test(.live) { client in
+                let sale = try await client.createSale(stock: 100)
+                let before = try await Self.createdOrders(client)
+                var ids: [String] = []
+                // The first attempt loads the sale's gate in the route; the rest are the channel's.
+                for index in 0..<20 {
+                    let placed = try await client.placeOrder(sale: sale, key: "k\(index)", buyer: "b\(index)")
+                    #expect(placed.status == .created)
+                    let id = try #require(placed.object["id"] as? String)
+                    #expect(placed.headers[.location] == "/v1/orders/\(id)")
+                    try await client.execute(uri: "/v1/orders/\(id)", method: .get, headers: HTTPFixture.adminHeaders) {
+                        #expect($0.status == .ok, "readable right after its answer")
+                    }
+                    ids.append(id)
+                }
+                let replay = try await client.placeOrder(sale: sale, key: "k3", buyer: "b3")
+                #expect(replay.status == .created && replay.headers[.idempotentReplayed] == "true")
+                #expect(replay.object["id"] as? String == ids[3])
+                try await client.placeOrder(sale: sale, key: "k3", buyer: "b4").expectProblem(
+                    .unprocessableContent, "idempotency-key-reused")
+                try await client.execute(uri: "/v1/sales/\(sale)", method: .get) { response in
+                    #expect((response.object["stock"] as? [String: Int])?["reserved"] == 20)
+                }
+                let counted = try await Self.createdOrders(client) - before
+                // At least: the registry is the process's, and other tests place orders meanwhile.
+                #expect(counted >= 21, "twenty orders and the replay: \(counted)")
+            }
+        }
+    }
+
+    /// The `201`s of the order route so far, from `/metrics`.
+    static func createdOrders(_ client: some TestClientProtocol) async throws -> Int {
+        let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+        var total = 0.0
+        for line in text.split(separator: "\n") where line.hasPrefix("hb_requests{") {
+            guard line.contains(#"http_route="/v1/sales/{saleID}/orders""#), line.contains(#"http_response_status_code="201""#),
+                let value = line.split(separator: " ").last.flatMap({ Double($0) })
+            else { continue }
+            total += value
+        }
+        return Int(total)
     }
 
     @Test(

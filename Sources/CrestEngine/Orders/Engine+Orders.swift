@@ -11,6 +11,11 @@ package struct PlacedOrder: Sendable {
     package var order: Order
     /// `true` when the idempotency key was seen before and this is that request's order.
     package var replayed: Bool
+
+    package init(order: Order, replayed: Bool) {
+        self.order = order
+        self.replayed = replayed
+    }
 }
 
 extension Engine {
@@ -178,7 +183,7 @@ extension Engine {
     }
 
     /// How `placeWithoutWaiting` took an attempt.
-    package enum PlacementWithoutWaiting: Sendable {
+    package enum PlacementWithoutWaiting: Sendable, Equatable {
         /// Refused from memory (sold out, the buyer's limit, …): counted as `placeOrder` counts it,
         /// remembered for the key; nothing was written.
         case refused(OrderError)

@@ -2,8 +2,8 @@ import CrestCore
 import CrestEngine
 import CrestIdentity
 import HTTPTypes
-import NIOCore
 import Metrics
+import NIOCore
 import NIOHTTPTypes
 import Synchronization
 
