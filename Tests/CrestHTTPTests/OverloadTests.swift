@@ -193,15 +193,15 @@ struct OverloadTests {
                 try await connection.close()
             }
         }
-        #expect(FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/cancel")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales//orders")))
-        #expect(FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders?x=/")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/a/b/orders")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/orders")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/")))
-        #expect(!FastRefusal.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/é/ordersx")))
+        #expect(ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/cancel")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/v1/sales/s1/orders")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales//orders")))
+        #expect(ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders?x=/")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/a/b/orders")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/orders")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/s1/orders/")))
+        #expect(!ChannelOrders.isOrderAttempt(HTTPRequest(method: .post, scheme: nil, authority: nil, path: "/v1/sales/é/ordersx")))
     }
 
     @Test("connections past the cap are closed as soon as they are accepted, and the cap frees as they go")

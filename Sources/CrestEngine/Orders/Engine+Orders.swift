@@ -73,7 +73,7 @@ extension Engine {
     /// buyer's limit reached — remembered for its key and counted as `placeOrder` does; `nil` when
     /// the attempt needs more than memory can tell: invalid, admitted, a key the gate knows, another
     /// refusal, a sale whose gate is not loaded, or a shared store (another node may have placed
-    /// the key: `placeOrder` asks the store). For callers that must not wait (`FastRefusal`). The
+    /// the key: `placeOrder` asks the store). For callers that must not wait (`ChannelOrders`). The
     /// write path is not looked at: the caller refuses first while it is full.
     package func refusalFromMemory(_ request: OrderRequest) -> OrderError? {
         guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID),

@@ -103,7 +103,7 @@ package final class RateLimiter: Sendable {
 
     /// The refusal `check(address:)` and then `check(buyer:sale:overrides:)` would give now, or
     /// `nil` — without taking a token or making a bucket, so that the channel can refuse an
-    /// attempt before it becomes a request (`FastRefusal`) and let the route take the tokens of
+    /// attempt before it becomes a request (`ChannelOrders`) and let the route take the tokens of
     /// any other. A refusal is counted as the route's are.
     func refusal(address: String?, buyer: String?, sale: SaleID, overrides: SaleLimits) -> RateLimited? {
         let now = clock.now()

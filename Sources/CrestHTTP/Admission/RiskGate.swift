@@ -108,7 +108,7 @@ package final class RiskGate: Sendable {
     }
 
     /// Whether no rule can refuse or count an attempt now: the rules were read within the refresh
-    /// interval and there are none. An answer made without `check` (`FastRefusal`) needs it: while
+    /// interval and there are none. An answer made without `check` (`ChannelOrders`) needs it: while
     /// the rules are older, the route reads them again.
     var isQuiet: Bool {
         loaded.withLock { loaded in

@@ -70,7 +70,7 @@ package enum CrestHTTPServer {
     /// HTTP/1.1 with `limits` on connections: the cap on open ones, the time to send a request's
     /// head and body (`ConnectionGuard`) and the idle time of a kept-alive connection; with
     /// `writePath`, order attempts are refused in the channel while it is full, and with
-    /// `admission` while over a rate limit or refused by the stock gate as far as the channel can tell (`FastRefusal`).
+    /// `admission` while over a rate limit or refused by the stock gate as far as the channel can tell (`ChannelOrders`).
     package static func server(
         limits: ConnectionLimits, connections: OpenConnections = OpenConnections(), writePath: WritePathLimit? = nil,
         admission: ChannelAdmission? = nil
@@ -79,7 +79,7 @@ package enum CrestHTTPServer {
         return .http1(
             configuration: .init(
                 additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)]
-                    + (refusing ? [FastRefusal(writePath: writePath, admission: admission)] : []),
+                    + (refusing ? [ChannelOrders(writePath: writePath, admission: admission)] : []),
                 idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 

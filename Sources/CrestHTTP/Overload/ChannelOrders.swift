@@ -7,20 +7,28 @@ import NIOCore
 import NIOHTTPTypes
 import Synchronization
 
-/// Refuses order attempts in the channel itself, before Hummingbird makes a request, a task and a
-/// context for them — a crowd's refusal must cost the server less than serving anything:
+/// Decides order attempts in the channel itself, before Hummingbird makes a request, a task and a
+/// context for them — a crowd's refusal must cost the server less than serving anything, and an
+/// order the memory can decide needs no router, middleware or task:
 /// - `503 overloaded` while the write path is full (counted in `crest_write_path_refusals_total`);
 /// - `429 rate-limited` when the attempt is over a rate limit of its address, its buyer or its sale,
 ///   as far as the channel can tell without verifying anything (a peek: no token taken). Only on a
-///   connection that was answered `429` since its last attempt within its limits: a client over
-///   its limit keeps sending on its connection, and a buyer within it pays nothing for the look
-///   (holding the body to read its buyer cost an admitted order 8%).
+///   connection that was answered `429` since its last attempt within its limits, or where the
+///   channel places orders: a client over its limit keeps sending on its connection, and a buyer
+///   within it pays nothing for the look (holding the body to read its buyer, for nothing more,
+///   cost an admitted order 8%).
 /// - `409 sold-out` / `buyer-limit-reached` when the sale's stock gate refuses the attempt from
 ///   memory (`Engine.refusalFromMemory`: one node's store only), the risk rules are known to be
 ///   empty and no rate limit refuses it — the route's own decisions in the route's order, with the
 ///   rate limits' tokens taken as the route takes them and the refusal remembered for the key.
 ///   Only on a connection that was answered `409` since its last attempt the gate let through: a
 ///   sold-out sale's crowd keeps trying.
+/// - `201` with the order, where the channel places orders (`ChannelAdmission.places`: no tracer
+///   is bootstrapped), for every attempt it can read as above that `Engine.placeWithoutWaiting`
+///   takes: the gate's decision from memory, a place on the write path free at once; the answer is
+///   written once its batch committed, with the route's body and headers, and counted in the
+///   route's request metrics (`ChannelRequestMetrics`). A refusal from the gate is answered as
+///   above; what it cannot take goes on to the route, nothing taken.
 /// Whatever the channel cannot tell (an unverified pass, a body of another shape, a sale whose
 /// limits are not known, risk rules) goes on to the route.
 ///
@@ -29,7 +37,7 @@ import Synchronization
 /// request's answer must not overtake the one before it). A refusal here is counted in
 /// `crest_problems_total` by kind, as the route's are, but not in the HTTP request metrics (it
 /// never becomes a request) and it makes no trace span.
-final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
+final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -387,7 +395,7 @@ final class FastRefusal: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// What the channel needs to refuse an order attempt as the route would (`FastRefusal`): the
+/// What the channel needs to refuse an order attempt as the route would (`ChannelOrders`): the
 /// route's own rate limiter, how buyers are known, each sale's own limits as last read, whether the
 /// risk rules are known to be empty, and the stock gates' refusals from memory.
 package struct ChannelAdmission: Sendable {

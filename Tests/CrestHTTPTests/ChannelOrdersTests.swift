@@ -13,19 +13,19 @@ import Testing
 
 @testable import CrestHTTP
 
-/// The channel's own refusals (`FastRefusal`), part by part on an embedded channel: what it answers
+/// Order attempts decided in the channel (`ChannelOrders`), part by part on an embedded channel: what it answers
 /// never reaches the route (nothing is read inbound), and what it lets through reaches it whole.
-@Suite("Refusals in the channel")
-struct FastRefusalTests {
+@Suite("Order attempts decided in the channel")
+struct ChannelOrdersTests {
     static let sale = SaleID("01a24214-54d9-7444-a5c0-5c9d57d6df88")!
 
-    /// A channel with `FastRefusal` over `limiter`; the sale's own limits known unless `known` is
+    /// A channel with `ChannelOrders` over `limiter`; the sale's own limits known unless `known` is
     /// false. `limited`: the connection was answered `429` already (by the route), so the channel looks.
     static func channel(
         _ limiter: RateLimiter, buyers: BuyerAuthentication = .off, known: Bool = true, limited: Bool = true
     ) throws -> EmbeddedChannel {
         let limits = ChannelAdmission(limiter: limiter, buyers: buyers) { _ in known ? SaleLimits.none : nil }
-        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: limits))
+        let channel = EmbeddedChannel(handler: ChannelOrders(writePath: nil, admission: limits))
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         if limited { try routeAnswered(channel, .tooManyRequests) }
         return channel
@@ -140,7 +140,7 @@ struct FastRefusalTests {
         #expect(try Self.passed(channel).count == 4)
         try channel.writeOutbound(HTTPResponsePart.end(nil))
 
-        let long = #"{"buyer":"ana","quantity":1,"note":"\#(String(repeating: "x", count: FastRefusal.maxHeldBody))"}"#
+        let long = #"{"buyer":"ana","quantity":1,"note":"\#(String(repeating: "x", count: ChannelOrders.maxHeldBody))"}"#
         try channel.writeInbound(HTTPRequestPart.head(Self.attempt()))
         try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: long)))
         try channel.writeInbound(HTTPRequestPart.end(nil))
@@ -209,7 +209,7 @@ struct FastRefusalTests {
                 asked.withLock { $0.append(request) }
                 return refusing(request)
             })
-        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: admission))
+        let channel = EmbeddedChannel(handler: ChannelOrders(writePath: nil, admission: admission))
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         return channel
     }
@@ -305,7 +305,7 @@ struct FastRefusalTests {
                 if taken == .submitted { answers.withLock { $0.append(answer) } }
                 return taken
             })
-        let channel = EmbeddedChannel(handler: FastRefusal(writePath: nil, admission: admission))
+        let channel = EmbeddedChannel(handler: ChannelOrders(writePath: nil, admission: admission))
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         return channel
     }
