@@ -345,6 +345,18 @@ struct ChannelOrdersTests {
         _ = try channel.finish()
     }
 
+    @Test("a connection closed while its attempt waits for the batch: the answer that comes after goes nowhere, harmlessly")
+    func closedWhilePlacing() throws {
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let channel = try Self.placingChannel(answers: answers)
+        try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
+        try channel.close().wait()
+        let answer = try #require(answers.value.first)
+        answer(.success(PlacedOrder(order: Self.order(buyer: "ana"), replayed: false)))
+        channel.embeddedEventLoop.run()
+        #expect(try Self.passed(channel).isEmpty)
+    }
+
     @Test("what the batch fails with is answered as the route answers it; what memory cannot decide goes on whole")
     func placedFailuresAndElsewhere() throws {
         let answers = Locked<[ChannelAdmission.Answer]>([])
