@@ -168,7 +168,7 @@ struct DemoStack {
             server: CrestHTTPServer.server(
                 limits: ConnectionLimits(), writePath: engine.writePath,
                 admission: ChannelAdmission(limiter: limiter, buyers: buyers, engine: engine, risk: risk, placesOrders: true)),
-            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "crest"),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: CrestHTTPServer.serverName),
             onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)
         let group = ServiceGroup(

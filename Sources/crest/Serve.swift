@@ -160,7 +160,7 @@ struct Serve: AsyncParsableCommand {
                 admission: ChannelAdmission(
                     limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk, placesOrders: tracer == nil)),
             configuration: .init(
-                address: .hostname(host, port: port), serverName: "crest", backlog: connectionLimits.backlog),
+                address: .hostname(host, port: port), serverName: CrestHTTPServer.serverName, backlog: connectionLimits.backlog),
             onServerRunning: { channel in
                 started.raise()
                 let bound = channel.localAddress?.port ?? port
@@ -224,7 +224,7 @@ extension Serve {
         let started = StartedFlag()
         let app = Application(
             router: router, server: CrestHTTPServer.server(limits: limits),
-            configuration: .init(address: .hostname(host, port: port), serverName: "crest", backlog: limits.backlog),
+            configuration: .init(address: .hostname(host, port: port), serverName: CrestHTTPServer.serverName, backlog: limits.backlog),
             onServerRunning: { channel in
                 started.raise()
                 Console.say("crest operations listening on http://\(host):\(channel.localAddress?.port ?? port)")

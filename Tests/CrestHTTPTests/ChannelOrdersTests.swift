@@ -235,6 +235,7 @@ struct ChannelOrdersTests {
             let (head, body) = try #require(try Self.answer(channel))
             #expect(head.status == .conflict)
             #expect(head.headerFields[.contentType] == "application/problem+json")
+            #expect(head.headerFields[.server] == "crest" && head.headerFields[.date] != nil)
             #expect(body.contains("urn:crest:problem:sold-out"), "\(body)")
             #expect(body.contains(#""instance":"/v1/sales/\#(Self.sale)/orders""#))
         }
@@ -340,9 +341,19 @@ struct ChannelOrdersTests {
         #expect(head.headerFields[.contentType] == "application/json; charset=utf-8")
         #expect(head.headerFields[HTTPField.Name("RateLimit")!] != nil, "the buyer's rate-limit headers, as the route sends them")
         #expect(head.headerFields[.idempotentReplayed] == nil)
+        #expect(
+            head.headerFields[.server] == "crest" && head.headerFields[.date]?.hasSuffix(" GMT") == true,
+            "as Hummingbird stamps the route's")
         #expect(body.contains(#""id":"\#(order.id)""#) && body.contains(#""status":"pending_payment""#), "\(body)")
         #expect(try Self.passed(channel) == ["head", "end"], "then the pipelined request goes on")
         _ = try channel.finish()
+    }
+
+    @Test("the channel's answers carry the Date header in RFC 9110's IMF-fixdate")
+    func httpDate() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+        #expect(HTTPDate.format(1_796_449_476) == "Sat, 05 Dec 2026 05:44:36 GMT")
     }
 
     @Test("a connection closed while its attempt waits for the batch: the answer that comes after goes nowhere, harmlessly")

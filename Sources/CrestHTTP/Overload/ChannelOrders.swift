@@ -334,6 +334,9 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
         dropping = bodyToCome
         let closing = request.headerFields[.connection] == "close"
         var head = response.head
+        // What Hummingbird adds to the route's answers.
+        head.headerFields[.date] = HTTPDate.now
+        head.headerFields[.server] = CrestHTTPServer.serverName
         if closing { head.headerFields[.connection] = "close" }
         // Through `write`, as the route's answers go: a 429 or 409 marks the connection.
         write(context: context, data: wrapOutboundOut(.head(head)), promise: nil)

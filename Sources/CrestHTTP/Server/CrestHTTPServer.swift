@@ -15,6 +15,10 @@ import Prometheus
 /// let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 8080)))
 /// ```
 package enum CrestHTTPServer {
+    /// The `Server` header of Crest's answers: the applications' `serverName`, and what the
+    /// channel's own answers carry (`ChannelOrders`).
+    package static let serverName = "crest"
+
     /// The router with every route and middleware. Middleware order, outside in: metrics, tracing,
     /// problem details — so errors are responses before metrics and traces see them.
     /// `buyerAuthentication` says how buyer routes know the buyer (`BuyerAuthentication`).
