@@ -295,7 +295,7 @@ struct ChannelOrdersTests {
     /// submitted ones wait in `answers` until the test gives them.
     static func placingChannel(
         _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
-        placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.PlacementWithoutWaiting = { _ in .submitted }
+        placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering }
     ) throws -> EmbeddedChannel {
         // The channel's request metrics are made at their first answer: after the tests' bootstrap.
         _ = TestMetrics.registry
@@ -303,7 +303,7 @@ struct ChannelOrdersTests {
             limiter: limiter, buyers: .off, knownLimits: { _ in SaleLimits.none }, riskQuiet: { true },
             place: { request, answer in
                 let taken = placing(request)
-                if taken == .submitted { answers.withLock { $0.append(answer) } }
+                if taken == .answering { answers.withLock { $0.append(answer) } }
                 return taken
             })
         let channel = EmbeddedChannel(handler: ChannelOrders(writePath: nil, admission: admission))
@@ -372,7 +372,12 @@ struct ChannelOrdersTests {
     func placedFailuresAndElsewhere() throws {
         let answers = Locked<[ChannelAdmission.Answer]>([])
         let channel = try Self.placingChannel(answers: answers) { request in
-            request.buyer == "ana" ? .submitted : request.buyer == "bob" ? .refused(.soldOut) : .elsewhere
+            switch request.buyer {
+            case "ana": .answering
+            case "bob": .refused(.soldOut)
+            case "dan": .overloaded(WritePathFull(reason: .queueFull))
+            default: .elsewhere
+            }
         }
         try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
         let answer = try #require(answers.value.first)
@@ -384,6 +389,9 @@ struct ChannelOrdersTests {
 
         try Self.send(channel, Self.attempt(key: "k2"), buyer: "bob")
         #expect(try Self.answer(channel)?.0.status == .conflict)
+        try Self.send(channel, Self.attempt(key: "k4"), buyer: "dan")
+        let (overloaded, _) = try #require(try Self.answer(channel))
+        #expect(overloaded.status == .serviceUnavailable && overloaded.headerFields[.retryAfter] != nil)
         try Self.send(channel, Self.attempt(key: "k3"), buyer: "cid")
         #expect(try Self.passed(channel) == ["head", #"body:{"buyer":"cid","quantity":1}"#, "end"])
         #expect(try Self.answer(channel) == nil)

@@ -182,38 +182,70 @@ extension Engine {
         }
     }
 
-    /// How `placeWithoutWaiting` took an attempt.
-    package enum PlacementWithoutWaiting: Sendable, Equatable {
-        /// Refused from memory (sold out, the buyer's limit, …): counted as `placeOrder` counts it,
-        /// remembered for the key; nothing was written.
+    /// How `placeOrder(_:answer:)` took an attempt.
+    package enum CallbackPlacement: Sendable, Equatable {
+        /// Refused at once from memory (sold out, the buyer's limit, …): counted as `placeOrder`
+        /// counts it, remembered for the key; nothing was written.
         case refused(OrderError)
-        /// Admitted and handed to the order batcher: its answer comes later, once.
-        case submitted
-        /// Needs what only `placeOrder` can do — wait for a place on the write path, ask the store
-        /// about a key the gate knows, load the gate, ask a shared store — or is invalid: nothing
-        /// was taken, and the attempt goes to `placeOrder` as it is.
+        /// Refused at once: the write path's queue is full (`503`, the key free for a retry).
+        case overloaded(WritePathFull)
+        /// Taken: its answer comes later, once — the order, or what `placeOrder` would throw.
+        case answering
+        /// Needs what only `placeOrder` can do at once — ask the store about a key the gate knows,
+        /// load the gate, ask a shared store — or is invalid: nothing was taken, and the attempt
+        /// goes to `placeOrder` as it is.
         case elsewhere
     }
 
-    /// Places `request` as `placeOrder` does, without suspending: for a caller on an event loop
-    /// that answers the attempt itself (the HTTP channel), where no task, router or hop to the
-    /// placement thread is needed for an attempt that memory can decide. Only what memory
-    /// decides: a free place on the write path taken at once, the sale's loaded gate, a key it
-    /// has not seen, one node's store; anything else is `.elsewhere`. For `.submitted`, `answer`
-    /// is called once from the batcher's thread, with the order or what `placeOrder` would throw;
-    /// it must be quick (the batch's other answers wait for it). No span is made: callers use it
-    /// where no tracer is bootstrapped.
-    package func placeWithoutWaiting(
+    /// Places `request` as `placeOrder` does, without suspending the caller: for a caller on an
+    /// event loop that answers the attempt itself (the HTTP channel), where no task, router or hop
+    /// to the placement thread is needed. Taken here: an attempt on one node's store whose sale's
+    /// gate is loaded and does not know its key. It takes a place on the write path at once or
+    /// waits for one in the same queue and deadline as `placeOrder`'s attempts (not suspended:
+    /// `answer` comes once it is over); the gate decides it from memory, and the admitted
+    /// reservation is handed to the order batcher with a callback. `answer` is called once, from
+    /// the batcher's thread (or the one that gave back a place, or the queue's deadline), with the
+    /// order or what `placeOrder` would throw; it must be quick (the batch's other answers wait
+    /// for it). Should a key turn up known after a wait, the attempt is placed as `placeOrder`
+    /// places it, in a task of its own. No span is made: callers use it where no tracer is
+    /// bootstrapped.
+    package func placeOrder(
         _ request: OrderRequest, answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
-    ) -> PlacementWithoutWaiting {
+    ) -> CallbackPlacement {
         let arrived = ContinuousClock.now
         guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID) else {
             return .elsewhere
         }
-        if let writePath {
-            guard writePath.tryAcquire() else { return .elsewhere }
-            metrics.record(.writePath, .zero)
+        guard let writePath else { return admitHolding(request, gate: gate, arrived: arrived, answer: answer) }
+        let acquisition = writePath.acquire { [self] granted in
+            switch granted {
+            case .success:
+                metrics.record(.writePath, ContinuousClock.now - arrived)
+                afterWaiting(request, gate: gate, arrived: arrived, answer: answer)
+            case .failure(let error):
+                metrics.countAttempt("write_path_full")
+                answer(.failure(error))
+            }
         }
+        switch acquisition {
+        case .taken:
+            metrics.record(.writePath, ContinuousClock.now - arrived)
+            return admitHolding(request, gate: gate, arrived: arrived, answer: answer)
+        case .queued:
+            return .answering
+        case .refused(let full):
+            metrics.countAttempt("write_path_full")
+            return .overloaded(full)
+        }
+    }
+
+    /// The gate's decision for an attempt holding its place on the write path; the admitted one
+    /// goes to the batcher, with `answer` to be called once it committed. The place is given back
+    /// with every other outcome.
+    private func admitHolding(
+        _ request: OrderRequest, gate: StockGate, arrived: ContinuousClock.Instant,
+        answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
+    ) -> CallbackPlacement {
         let now = clock()
         var ticket: StockGate.Ticket
         do {
@@ -251,7 +283,31 @@ extension Engine {
             countAttempt(placed)
             answer(placed)
         }
-        return .submitted
+        return .answering
+    }
+
+    /// An attempt that got its place after waiting: decided as at once, except that its answer
+    /// is owed now — a refusal is answered, and what memory cannot decide is placed by `placeOrder`.
+    private func afterWaiting(
+        _ request: OrderRequest, gate: StockGate, arrived: ContinuousClock.Instant,
+        answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
+    ) {
+        switch admitHolding(request, gate: gate, arrived: arrived, answer: answer) {
+        case .answering:
+            break
+        case .refused(let error):
+            answer(.failure(error))
+        case .overloaded(let full):
+            answer(.failure(full))
+        case .elsewhere:
+            Task {
+                do {
+                    answer(.success(try await self.placeOrder(request)))
+                } catch {
+                    answer(.failure(error))
+                }
+            }
+        }
     }
 
     /// Counts a placement's result in `crest_order_attempts_total`, as `placeOrder` does.

@@ -119,8 +119,10 @@ package enum WritePathPressure: Int, Sendable, Comparable {
 /// follows it (`GradientLimit`). Past the limit an attempt waits in a bounded FIFO queue with a
 /// short deadline, or is refused at once when the queue is full — never an unbounded queue.
 package final class WritePathLimit: Sendable {
+    /// A waiter for a place: a suspended task (`acquire()`) or a caller's function
+    /// (`acquire(then:)`), ended once with the place or the error that ends its wait.
     private struct Waiter {
-        var continuation: CheckedContinuation<Void, any Error>
+        var resume: @Sendable (Result<Void, any Error>) -> Void
     }
 
     private struct State {
@@ -230,18 +232,62 @@ package final class WritePathLimit: Sendable {
         }
     }
 
-    /// Takes a place when one is free and nobody waits for one; `false`, taking nothing, otherwise.
-    /// For callers that must not wait (`Engine.placeWithoutWaiting`): they send the attempt on
-    /// to `acquire()`.
-    package func tryAcquire() -> Bool {
-        let inFlight = state.withLock { state -> Int? in
-            guard state.waiters.isEmpty, state.inFlight < state.limit else { return nil }
-            state.inFlight += 1
-            return state.inFlight
+    /// How `acquire(then:)` took a caller.
+    package enum Acquisition: Sendable, Equatable {
+        /// A place was free: taken.
+        case taken
+        /// Waiting in the queue: its function is called once, with the place or `WritePathFull`.
+        case queued
+        /// The queue is full: refused at once, nothing taken.
+        case refused(WritePathFull)
+    }
+
+    /// `acquire()` for a caller that must not suspend (a channel handler on an event loop): a
+    /// place at once when one is free; else a wait in the same queue, with the same deadline —
+    /// `granted` is called once, with `.success` when the place is taken (from the thread that gave
+    /// one back) or with `WritePathFull` when the wait ran out; `.refused` when the queue is full.
+    /// `granted` must be quick: the thread giving back a place runs it.
+    package func acquire(then granted: @escaping @Sendable (Result<Void, any Error>) -> Void) -> Acquisition {
+        enum Entry {
+            case taken(inFlight: Int)
+            case refused
+            case queued(UInt64, resume: [Waiter])
         }
-        guard let inFlight else { return false }
-        inFlightGauge.record(inFlight)
-        return true
+        let enqueued = ContinuousClock.now
+        let waiter = Waiter { [queueWait] result in
+            if case .success = result { queueWait.record(duration: ContinuousClock.now - enqueued) }
+            granted(result)
+        }
+        let entry = state.withLock { state -> Entry in
+            if state.waiters.isEmpty, state.inFlight < state.limit {
+                state.inFlight += 1
+                return .taken(inFlight: state.inFlight)
+            }
+            guard !queueIsFull(state) else {
+                state.lastRefusal = clock.now()
+                return .refused
+            }
+            let id = state.nextID
+            state.nextID += 1
+            state.waiters[id] = waiter
+            state.order.append(id)
+            return .queued(id, resume: state.admitWaiters())
+        }
+        switch entry {
+        case .taken(let inFlight):
+            inFlightGauge.record(inFlight)
+            return .taken
+        case .refused:
+            refusals[.queueFull]?.increment()
+            return .refused(WritePathFull(reason: .queueFull))
+        case .queued(let id, let resume):
+            Task { [clock, timeout = configuration.queueTimeout] in
+                guard (try? await clock.sleep(for: timeout)) != nil else { return }
+                self.leave(id, with: WritePathFull(reason: .queueTimeout))
+            }
+            for waiter in resume { waiter.resume(.success(())) }
+            return .queued
+        }
     }
 
     /// Whether an attempt that finds no free place is refused at once.
@@ -272,12 +318,12 @@ package final class WritePathLimit: Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let resume = state.withLock { state -> [Waiter] in
-                    state.waiters[id] = Waiter(continuation: continuation)
+                    state.waiters[id] = Waiter(resume: { continuation.resume(with: $0) })
                     state.order.append(id)
                     // A place may have come free between the first look and now.
                     return state.admitWaiters()
                 }
-                for waiter in resume { waiter.continuation.resume() }
+                for waiter in resume { waiter.resume(.success(())) }
                 deadline = Task { [clock, timeout = configuration.queueTimeout] in
                     guard (try? await clock.sleep(for: timeout)) != nil else { return }
                     self.leave(id, with: WritePathFull(reason: .queueTimeout))
@@ -299,7 +345,7 @@ package final class WritePathLimit: Sendable {
         }
         guard let waiter else { return }
         if let error = error as? WritePathFull { refusals[error.reason]?.increment() }
-        waiter.continuation.resume(throwing: error)
+        waiter.resume(.failure(error))
     }
 
     /// Takes the latency of one committed reservation, from its submission to its answer (refusals
@@ -316,7 +362,7 @@ package final class WritePathLimit: Sendable {
             let resume = state.admitWaiters()
             return (state.limit, state.inFlight, resume)
         }
-        for waiter in resume { waiter.continuation.resume() }
+        for waiter in resume { waiter.resume(.success(())) }
         limitGauge.record(limit)
         inFlightGauge.record(inFlight)
     }

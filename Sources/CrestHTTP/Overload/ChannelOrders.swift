@@ -24,11 +24,12 @@ import Synchronization
 ///   Only on a connection that was answered `409` since its last attempt the gate let through: a
 ///   sold-out sale's crowd keeps trying.
 /// - `201` with the order, where the channel places orders (`ChannelAdmission.places`: no tracer
-///   is bootstrapped), for every attempt it can read as above that `Engine.placeWithoutWaiting`
-///   takes: the gate's decision from memory, a place on the write path free at once; the answer is
-///   written once its batch committed, with the route's body and headers, and counted in the
-///   route's request metrics (`ChannelRequestMetrics`). A refusal from the gate is answered as
-///   above; what it cannot take goes on to the route, nothing taken.
+///   is bootstrapped), for every attempt it can read as above that `Engine.placeOrder(_:answer:)`
+///   takes: a place on the write path (at once, or after a wait in its queue), the gate's decision
+///   from memory; the answer is written once its batch committed (or its wait ran out: `503`),
+///   with the route's body and headers, and counted in the route's request metrics
+///   (`ChannelRequestMetrics`). A refusal from the gate is answered as above; what it cannot take
+///   goes on to the route, nothing taken.
 /// Whatever the channel cannot tell (an unverified pass, a body of another shape, a sale whose
 /// limits are not known, risk rules) goes on to the route.
 ///
@@ -224,7 +225,13 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
                 return false
             case .refused(let error):
                 refusal = error
-            case .submitted:
+            case .overloaded(let full):
+                _ = takeTokens(of: attempt, buyer: buyer, context: context)
+                ProblemCounts.shared.count(Self.overloadedKind)
+                answer(
+                    attempt.head, cached(Problem.from(full)!, kind: 0, path: attempt.head.path ?? ""), bodyToCome: false, context: context)
+                return true
+            case .answering:
                 let headers = takeTokens(of: attempt, buyer: buyer, context: context)
                 placing = Placing(head: attempt.head, arrived: attempt.arrived, rateLimitHeaders: headers ?? [:])
                 return true
@@ -411,10 +418,10 @@ package struct ChannelAdmission: Sendable {
     let riskQuiet: @Sendable () -> Bool
     /// The gate's refusal from memory, taken (`Engine.refusalFromMemory`).
     let refusalFromMemory: @Sendable (OrderRequest) -> OrderError?
-    /// Places an attempt that memory can decide, its answer to come (`Engine.placeWithoutWaiting`);
+    /// Places an attempt that memory can decide, its answer to come (`Engine.placeOrder(_:answer:)`);
     /// `nil` where the channel only refuses.
     let place: Place?
-    typealias Place = @Sendable (OrderRequest, _ answer: @escaping Answer) -> Engine.PlacementWithoutWaiting
+    typealias Place = @Sendable (OrderRequest, _ answer: @escaping Answer) -> Engine.CallbackPlacement
     typealias Answer = @Sendable (Result<PlacedOrder, any Error>) -> Void
     /// Times a stage of placing an order that the channel ran (`Engine.recordPlacement`).
     let recordPlacement: @Sendable (EngineMetrics.PlacementStage, Duration) -> Void
@@ -426,7 +433,7 @@ package struct ChannelAdmission: Sendable {
     /// `placesOrders` the channel also places the orders memory can decide — where no tracer is
     /// bootstrapped: such an order makes no span, and the route's spans are what a tracer wants.
     package init(limiter: RateLimiter, buyers: BuyerAuthentication, engine: Engine, risk: RiskGate, placesOrders: Bool) {
-        let place: Place = { [engine] request, answer in engine.placeWithoutWaiting(request, answer: answer) }
+        let place: Place = { [engine] request, answer in engine.placeOrder(request, answer: answer) }
         self.init(
             limiter: limiter, buyers: buyers, knownLimits: { [engine] in engine.knownLimits(of: $0) },
             riskQuiet: { [risk] in risk.isQuiet }, refusalFromMemory: { [engine] in engine.refusalFromMemory($0) },
