@@ -216,12 +216,19 @@ extension Engine {
         guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID) else {
             return .elsewhere
         }
-        guard let writePath else { return admitHolding(request, gate: gate, arrived: arrived, answer: answer) }
+        guard let writePath else { return admitHolding(request, gate: gate, since: arrived, answer: answer) }
+        // A free place, as usual, without making the functions a wait needs.
+        if writePath.tryAcquire() {
+            let taken = ContinuousClock.now
+            metrics.record(.writePath, taken - arrived)
+            return admitHolding(request, gate: gate, since: taken, answer: answer)
+        }
         let acquisition = writePath.acquire { [self] granted in
             switch granted {
             case .success:
-                metrics.record(.writePath, ContinuousClock.now - arrived)
-                afterWaiting(request, gate: gate, arrived: arrived, answer: answer)
+                let taken = ContinuousClock.now
+                metrics.record(.writePath, taken - arrived)
+                afterWaiting(request, gate: gate, since: taken, answer: answer)
             case .failure(let error):
                 metrics.countAttempt("write_path_full")
                 answer(.failure(error))
@@ -229,8 +236,9 @@ extension Engine {
         }
         switch acquisition {
         case .taken:
-            metrics.record(.writePath, ContinuousClock.now - arrived)
-            return admitHolding(request, gate: gate, arrived: arrived, answer: answer)
+            let taken = ContinuousClock.now
+            metrics.record(.writePath, taken - arrived)
+            return admitHolding(request, gate: gate, since: taken, answer: answer)
         case .queued:
             return .answering
         case .refused(let full):
@@ -239,11 +247,11 @@ extension Engine {
         }
     }
 
-    /// The gate's decision for an attempt holding its place on the write path; the admitted one
-    /// goes to the batcher, with `answer` to be called once it committed. The place is given back
-    /// with every other outcome.
+    /// The gate's decision for an attempt holding its place on the write path (`since` it was
+    /// taken); the admitted one goes to the batcher, with `answer` to be called once it
+    /// committed. The place is given back with every other outcome.
     private func admitHolding(
-        _ request: OrderRequest, gate: StockGate, arrived: ContinuousClock.Instant,
+        _ request: OrderRequest, gate: StockGate, since: ContinuousClock.Instant,
         answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
     ) -> CallbackPlacement {
         let now = clock()
@@ -265,7 +273,7 @@ extension Engine {
             return .elsewhere
         }
         let submitted = ContinuousClock.now
-        metrics.record(.gate, submitted - arrived)
+        metrics.record(.gate, submitted - since)
         ticket.submittedAt = submitted
         batcher.submit(ticket) { [self, ticket] result in
             let placed: Result<PlacedOrder, any Error>
@@ -289,10 +297,10 @@ extension Engine {
     /// An attempt that got its place after waiting: decided as at once, except that its answer
     /// is owed now — a refusal is answered, and what memory cannot decide is placed by `placeOrder`.
     private func afterWaiting(
-        _ request: OrderRequest, gate: StockGate, arrived: ContinuousClock.Instant,
+        _ request: OrderRequest, gate: StockGate, since: ContinuousClock.Instant,
         answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
     ) {
-        switch admitHolding(request, gate: gate, arrived: arrived, answer: answer) {
+        switch admitHolding(request, gate: gate, since: since, answer: answer) {
         case .answering:
             break
         case .refused(let error):

@@ -232,6 +232,19 @@ package final class WritePathLimit: Sendable {
         }
     }
 
+    /// Takes a place when one is free and nobody waits for one; `false`, taking nothing,
+    /// otherwise. The quick look of `acquire(then:)`'s callers, before they make its function.
+    package func tryAcquire() -> Bool {
+        let inFlight = state.withLock { state -> Int? in
+            guard state.waiters.isEmpty, state.inFlight < state.limit else { return nil }
+            state.inFlight += 1
+            return state.inFlight
+        }
+        guard let inFlight else { return false }
+        inFlightGauge.record(inFlight)
+        return true
+    }
+
     /// How `acquire(then:)` took a caller.
     package enum Acquisition: Sendable, Equatable {
         /// A place was free: taken.
