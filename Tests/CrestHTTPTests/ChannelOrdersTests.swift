@@ -295,12 +295,14 @@ struct ChannelOrdersTests {
     /// submitted ones wait in `answers` until the test gives them.
     static func placingChannel(
         _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
-        placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering }
+        placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering },
+        refusing: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil }
     ) throws -> EmbeddedChannel {
         // The channel's request metrics are made at their first answer: after the tests' bootstrap.
         _ = TestMetrics.registry
         let admission = ChannelAdmission(
             limiter: limiter, buyers: .off, knownLimits: { _ in SaleLimits.none }, riskQuiet: { true },
+            refusalFromMemory: refusing,
             place: { request, answer in
                 let taken = placing(request)
                 if taken == .answering { answers.withLock { $0.append(answer) } }
@@ -354,6 +356,28 @@ struct ChannelOrdersTests {
         #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
         #expect(HTTPDate.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
         #expect(HTTPDate.format(1_796_449_476) == "Sat, 05 Dec 2026 05:44:36 GMT")
+    }
+
+    @Test(
+        "on a connection answered 409, a sold-out crowd's attempt is refused from the gate's memory without being placed; one it lets through is placed"
+    )
+    func soldOutBeforePlacing() throws {
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let placed = Locked<[String]>([])
+        let channel = try Self.placingChannel(
+            answers: answers,
+            placing: { request in
+                placed.withLock { $0.append(request.idempotencyKey) }
+                return .answering
+            },
+            refusing: { $0.buyer == "ana" ? .soldOut : nil })
+        try Self.routeAnswered(channel, .conflict)
+        try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
+        #expect(try Self.answer(channel)?.0.status == .conflict)
+        #expect(placed.value.isEmpty, "refused from memory: no place taken, nothing to place")
+        try Self.send(channel, Self.attempt(key: "k2"), buyer: "bob")
+        #expect(placed.value == ["k2"])
+        _ = try channel.finish()
     }
 
     @Test("a connection closed while its attempt waits for the batch: the answer that comes after goes nowhere, harmlessly")

@@ -214,7 +214,12 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             saleID: attempt.sale, idempotencyKey: key, buyer: buyer, quantity: body.quantity,
             perBuyerLimit: attempt.pass?.perBuyerLimit)
         let refusal: OrderError
-        if let place = admission.place {
+        if conflicted, let error = admission.refusalFromMemory(request) {
+            // A sold-out sale's crowd: the gate's refusal, without taking a place on the write path
+            // or making the answer's function (4 µs of a refusal's ~30).
+            refusal = error
+        } else if let place = admission.place {
+            conflicted = false
             admission.recordPlacement(.admission, .now - attempt.arrived)
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
             let answered: ChannelAdmission.Answer = { placed in
@@ -237,11 +242,8 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
                 return true
             }
         } else {
-            guard let error = admission.refusalFromMemory(request) else {
-                conflicted = false
-                return false
-            }
-            refusal = error
+            conflicted = false
+            return false
         }
         _ = takeTokens(of: attempt, buyer: buyer, context: context)
         let problem = Problem.from(refusal)!
