@@ -308,9 +308,25 @@ struct ChannelOrdersTests {
                 if taken == .answering { answers.withLock { $0.append(answer) } }
                 return taken
             })
-        let channel = EmbeddedChannel(handler: ChannelOrders(writePath: nil, admission: admission))
+        // Reads asked for by what is behind the handler reach the socket's side through `reads`.
+        let channel = EmbeddedChannel(handlers: [ReadCounter(), ChannelOrders(writePath: nil, admission: admission)])
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         return channel
+    }
+
+    /// Counts the reads that reach the socket's side of the pipeline.
+    final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = Any
+        var reads = 0
+
+        func read(context: ChannelHandlerContext) {
+            reads += 1
+            context.read()
+        }
+    }
+
+    static func reads(_ channel: EmbeddedChannel) throws -> Int {
+        try channel.pipeline.syncOperations.handler(type: ReadCounter.self).reads
     }
 
     static func order(buyer: String) -> Order {
@@ -333,6 +349,9 @@ struct ChannelOrdersTests {
         try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .get, scheme: nil, authority: "x", path: "/healthz")))
         try channel.writeInbound(HTTPRequestPart.end(nil))
         #expect(try Self.passed(channel).isEmpty)
+        let readsBefore = try Self.reads(channel)
+        channel.read()
+        #expect(try Self.reads(channel) == readsBefore, "no read while the placed attempt waits")
         let order = Self.order(buyer: "ana")
         let answer = try #require(answers.value.first)
         answer(.success(PlacedOrder(order: order, replayed: false)))
@@ -348,6 +367,7 @@ struct ChannelOrdersTests {
             "as Hummingbird stamps the route's")
         #expect(body.contains(#""id":"\#(order.id)""#) && body.contains(#""status":"pending_payment""#), "\(body)")
         #expect(try Self.passed(channel) == ["head", "end"], "then the pipelined request goes on")
+        #expect(try Self.reads(channel) == readsBefore + 1, "and the read held is made")
         _ = try channel.finish()
     }
 
