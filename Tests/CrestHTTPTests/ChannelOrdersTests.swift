@@ -296,7 +296,8 @@ struct ChannelOrdersTests {
     static func placingChannel(
         _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
         placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering },
-        refusing: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil }
+        refusing: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil },
+        stages: Locked<[String]> = Locked([])
     ) throws -> EmbeddedChannel {
         // The channel's request metrics are made at their first answer: after the tests' bootstrap.
         _ = TestMetrics.registry
@@ -307,7 +308,8 @@ struct ChannelOrdersTests {
                 let taken = placing(request)
                 if taken == .answering { answers.withLock { $0.append(answer) } }
                 return taken
-            })
+            },
+            recordPlacement: { stage, _ in stages.withLock { $0.append(stage.rawValue) } })
         // Reads asked for by what is behind the handler reach the socket's side through `reads`.
         let channel = EmbeddedChannel(handlers: [ReadCounter(), ChannelOrders(writePath: nil, admission: admission)])
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
@@ -415,14 +417,17 @@ struct ChannelOrdersTests {
     @Test("what the batch fails with is answered as the route answers it; what memory cannot decide goes on whole")
     func placedFailuresAndElsewhere() throws {
         let answers = Locked<[ChannelAdmission.Answer]>([])
-        let channel = try Self.placingChannel(answers: answers) { request in
-            switch request.buyer {
-            case "ana": .answering
-            case "bob": .refused(.soldOut)
-            case "dan": .overloaded(WritePathFull(reason: .queueFull))
-            default: .elsewhere
-            }
-        }
+        let stages = Locked<[String]>([])
+        let channel = try Self.placingChannel(
+            answers: answers,
+            placing: { request in
+                switch request.buyer {
+                case "ana": .answering
+                case "bob": .refused(.soldOut)
+                case "dan": .overloaded(WritePathFull(reason: .queueFull))
+                default: .elsewhere
+                }
+            }, stages: stages)
         try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
         let answer = try #require(answers.value.first)
         answer(.failure(UnavailableError(reason: "the store could not commit the reservation")))
@@ -439,6 +444,8 @@ struct ChannelOrdersTests {
         try Self.send(channel, Self.attempt(key: "k3"), buyer: "cid")
         #expect(try Self.passed(channel) == ["head", #"body:{"buyer":"cid","quantity":1}"#, "end"])
         #expect(try Self.answer(channel) == nil)
+        // Timed for the three attempts taken here; the one gone to the route is timed there, once.
+        #expect(stages.value == ["admission", "admission", "admission"])
         _ = try channel.finish()
     }
 

@@ -220,12 +220,15 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             refusal = error
         } else if let place = admission.place {
             conflicted = false
-            admission.recordPlacement(.admission, .now - attempt.arrived)
+            // Timed to here; recorded only for an attempt taken here (the route times its own).
+            let admitting = ContinuousClock.now - attempt.arrived
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
             let answered: ChannelAdmission.Answer = { placed in
                 bound.eventLoop.execute { bound.value.handler.answerPlaced(placed, context: bound.value.context) }
             }
-            switch place(request, answered) {
+            let placement = place(request, answered)
+            if placement != .elsewhere { admission.recordPlacement(.admission, admitting) }
+            switch placement {
             case .elsewhere:
                 return false
             case .refused(let error):
