@@ -91,6 +91,39 @@ struct OverloadTests {
         try await impatient.acquire()
     }
 
+    @Test(
+        "a caller that must not suspend waits by function in the same queue: placed in order with the tasks, its deadline ended with its wait"
+    )
+    func waitingByFunction() async throws {
+        let clock = AdjustableClock()
+        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 2, wait: .seconds(30)), clock: clock)
+        #expect(limit.acquire(then: { _ in Issue.record("a free place is taken at once") }) == .taken)
+        let granted = Locked<[Bool]>([])
+        #expect(limit.acquire(then: { result in granted.withLock { $0.append((try? result.get()) != nil) } }) == .queued)
+        let task = Task { try await limit.acquire() }
+        while limit.snapshot.waiting < 2 { await Task.yield() }
+        #expect(limit.acquire(then: { _ in }) == .refused(WritePathFull(reason: .queueFull)))
+        #expect(try await eventually(timeout: .seconds(10)) { clock.sleeping == 2 })  // both waits' deadlines
+        limit.release()
+        #expect(granted.value == [true], "the first in the queue, the function's, got the place")
+        #expect(try await eventually(timeout: .seconds(10)) { clock.sleeping == 1 })  // its deadline ended with its wait
+        limit.release()
+        try await task.value
+        #expect(try await eventually(timeout: .seconds(10)) { clock.sleeping == 0 })
+        limit.release()
+        #expect(limit.snapshot.inFlight == 0)
+
+        // A wait that runs out is answered by its function.
+        #expect(limit.acquire(then: { _ in }) == .taken)
+        let timedOut = Locked<[String]>([])
+        #expect(limit.acquire(then: { result in timedOut.withLock { $0.append("\(result)") } }) == .queued)
+        #expect(try await eventually(timeout: .seconds(10)) { clock.sleeping == 1 })
+        clock.advance(by: .seconds(31))
+        #expect(try await eventually(timeout: .seconds(10)) { timedOut.value.count == 1 })
+        #expect(timedOut.value.first?.contains("queueTimeout") == true, "\(timedOut.value)")
+        #expect(limit.snapshot.waiting == 0)
+    }
+
     @Test("routes are classed by what they are worth to the core flow")
     func routeClasses() {
         #expect(RouteClass(method: .get, path: "/healthz") == .exempt)

@@ -267,8 +267,13 @@ package final class WritePathLimit: Sendable {
             case queued(UInt64, resume: [Waiter])
         }
         let enqueued = ContinuousClock.now
+        // The wait's deadline, ended with the wait when a place comes first (as `acquire()`'s is).
+        let deadline = Mutex<Task<Void, Never>?>(nil)
         let waiter = Waiter { [queueWait] result in
-            if case .success = result { queueWait.record(duration: ContinuousClock.now - enqueued) }
+            if case .success = result {
+                deadline.withLock { $0 }?.cancel()
+                queueWait.record(duration: ContinuousClock.now - enqueued)
+            }
             granted(result)
         }
         let entry = state.withLock { state -> Entry in
@@ -294,10 +299,16 @@ package final class WritePathLimit: Sendable {
             refusals[.queueFull]?.increment()
             return .refused(WritePathFull(reason: .queueFull))
         case .queued(let id, let resume):
-            Task { [clock, timeout = configuration.queueTimeout] in
+            let timer = Task { [clock, timeout = configuration.queueTimeout] in
                 guard (try? await clock.sleep(for: timeout)) != nil else { return }
                 self.leave(id, with: WritePathFull(reason: .queueTimeout))
             }
+            // Should the place have come already, its wait did not see the timer: end it here.
+            let ended = deadline.withLock { stored -> Bool in
+                stored = timer
+                return state.withLock { $0.waiters[id] == nil }
+            }
+            if ended { timer.cancel() }
             for waiter in resume { waiter.resume(.success(())) }
             return .queued
         }
