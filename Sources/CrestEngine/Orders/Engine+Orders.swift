@@ -217,23 +217,21 @@ extension Engine {
             return .elsewhere
         }
         guard let writePath else { return admitHolding(request, gate: gate, since: arrived, answer: answer) }
-        // A free place, as usual, without making the functions a wait needs.
-        if writePath.tryAcquire() {
-            let taken = ContinuousClock.now
-            metrics.record(.writePath, taken - arrived)
-            return admitHolding(request, gate: gate, since: taken, answer: answer)
-        }
-        let acquisition = writePath.acquire { [self] granted in
-            switch granted {
-            case .success:
-                let taken = ContinuousClock.now
-                metrics.record(.writePath, taken - arrived)
-                afterWaiting(request, gate: gate, since: taken, answer: answer)
-            case .failure(let error):
-                metrics.countAttempt("write_path_full")
-                answer(.failure(error))
+        // A free place, as usual, is taken without making the functions a wait needs.
+        let acquisition: WritePathLimit.Acquisition =
+            writePath.tryAcquire()
+            ? .taken
+            : writePath.acquire { [self] granted in
+                switch granted {
+                case .success:
+                    let taken = ContinuousClock.now
+                    metrics.record(.writePath, taken - arrived)
+                    afterWaiting(request, gate: gate, since: taken, answer: answer)
+                case .failure(let error):
+                    metrics.countAttempt("write_path_full")
+                    answer(.failure(error))
+                }
             }
-        }
         switch acquisition {
         case .taken:
             let taken = ContinuousClock.now

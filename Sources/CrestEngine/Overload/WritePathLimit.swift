@@ -138,6 +138,14 @@ package final class WritePathLimit: Sendable {
 
         var limit: Int { Int(gradient.limit) }
 
+        /// Takes a place when one is free and nobody waits for one (the queue goes first): the
+        /// attempts in flight with it, or `nil`, nothing taken.
+        mutating func takeFreePlace() -> Int? {
+            guard waiters.isEmpty, inFlight < limit else { return nil }
+            inFlight += 1
+            return inFlight
+        }
+
         /// Drops the ids of waiters that left early from `order`: while the write path admits no
         /// one (a store that hangs), only leavers would grow it.
         mutating func forgetLeavers() {
@@ -210,10 +218,7 @@ package final class WritePathLimit: Sendable {
             case queued(UInt64)
         }
         let entry = state.withLock { state -> Entry in
-            if state.waiters.isEmpty, state.inFlight < state.limit {
-                state.inFlight += 1
-                return .admitted(inFlight: state.inFlight)
-            }
+            if let inFlight = state.takeFreePlace() { return .admitted(inFlight: inFlight) }
             guard !queueIsFull(state) else {
                 state.lastRefusal = clock.now()
                 return .refused
@@ -235,12 +240,7 @@ package final class WritePathLimit: Sendable {
     /// Takes a place when one is free and nobody waits for one; `false`, taking nothing,
     /// otherwise. The quick look of `acquire(then:)`'s callers, before they make its function.
     package func tryAcquire() -> Bool {
-        let inFlight = state.withLock { state -> Int? in
-            guard state.waiters.isEmpty, state.inFlight < state.limit else { return nil }
-            state.inFlight += 1
-            return state.inFlight
-        }
-        guard let inFlight else { return false }
+        guard let inFlight = state.withLock({ $0.takeFreePlace() }) else { return false }
         inFlightGauge.record(inFlight)
         return true
     }
@@ -277,10 +277,7 @@ package final class WritePathLimit: Sendable {
             granted(result)
         }
         let entry = state.withLock { state -> Entry in
-            if state.waiters.isEmpty, state.inFlight < state.limit {
-                state.inFlight += 1
-                return .taken(inFlight: state.inFlight)
-            }
+            if let inFlight = state.takeFreePlace() { return .taken(inFlight: inFlight) }
             guard !queueIsFull(state) else {
                 state.lastRefusal = clock.now()
                 return .refused
@@ -299,10 +296,7 @@ package final class WritePathLimit: Sendable {
             refusals[.queueFull]?.increment()
             return .refused(WritePathFull(reason: .queueFull))
         case .queued(let id, let resume):
-            let timer = Task { [clock, timeout = configuration.queueTimeout] in
-                guard (try? await clock.sleep(for: timeout)) != nil else { return }
-                self.leave(id, with: WritePathFull(reason: .queueTimeout))
-            }
+            let timer = self.deadline(of: id)
             // Should the place have come already, its wait did not see the timer: end it here.
             let ended = deadline.withLock { stored -> Bool in
                 stored = timer
@@ -348,15 +342,21 @@ package final class WritePathLimit: Sendable {
                     return state.admitWaiters()
                 }
                 for waiter in resume { waiter.resume(.success(())) }
-                deadline = Task { [clock, timeout = configuration.queueTimeout] in
-                    guard (try? await clock.sleep(for: timeout)) != nil else { return }
-                    self.leave(id, with: WritePathFull(reason: .queueTimeout))
-                }
+                deadline = self.deadline(of: id)
             }
         } onCancel: {
             leave(id, with: CancellationError())
         }
         queueWait.record(duration: ContinuousClock.now - enqueued)
+    }
+
+    /// The waiter `id`'s deadline: past the queue's timeout it leaves with `WritePathFull`;
+    /// cancelled, it does nothing.
+    private func deadline(of id: UInt64) -> Task<Void, Never> {
+        Task { [clock, timeout = configuration.queueTimeout] in
+            guard (try? await clock.sleep(for: timeout)) != nil else { return }
+            self.leave(id, with: WritePathFull(reason: .queueTimeout))
+        }
     }
 
     /// Takes a waiter out of the queue, if still there, and ends its wait with `error`.
