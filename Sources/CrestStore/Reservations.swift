@@ -37,7 +37,8 @@ public struct Reservation: Sendable, Hashable {
     public var amount: Money
     public var createdAt: Date
     public var expiresAt: Date
-    /// Enqueued in the reservation's transaction when the order is created (e.g. its expiry).
+    /// Enqueued in the reservation's transaction when the order is created (e.g. its payment's
+    /// creation). Its expiry is the store's: one `order.expire-batch` job for the batch's orders.
     public var jobs: [NewJob]
 
     public init(

@@ -42,6 +42,8 @@ public protocol Store: JobQueue {
     /// Decides and records a batch of reservations in one transaction: for each, in order, either
     /// an order is created (stock `available → reserved`, its `order.created` event written and its
     /// follow-up jobs enqueued), or it is refused, or its idempotency key already names an order.
+    /// The created orders' expiry is enqueued with them, one `order.expire-batch` job for the batch
+    /// (`OrderJobs.expiries`): no order awaits payment without a job that will end its wait.
     /// Nothing is durable until the method returns.
     func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult
 

@@ -47,7 +47,7 @@ struct JobCrashTests {
             let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
             let busy = CrestClient(http: http, port: first.port)
             let caught = try await eventually(timeout: .seconds(20), every: .milliseconds(1)) {
-                let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire", headers: admin)
+                let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire-batch", headers: admin)
                 guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
                 await first.kill()
                 return true
@@ -78,12 +78,14 @@ struct JobCrashTests {
             let leaseEnd = try #require(job.leaseUntil)
             let reran = try #require((after["attemptedAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
             #expect(reran >= leaseEnd.addingTimeInterval(-0.001), "ran again at \(reran), before its lease ended at \(leaseEnd)")
-            // Its effect happened once: the order expired with one event.
-            let orderID = try OrderJobs.expire.parameters(of: job).orderId
-            let events =
-                try await restarted.call(.GET, "/v1/orders/\(orderID)/events", headers: CrestClient.admin).json["events"]
-                as? [[String: Any]]
-            #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
+            // Its effect happened once: each of its orders (some perhaps expired before the kill,
+            // the rest by the run again) expired with one event.
+            for orderID in try OrderJobs.expireBatch.parameters(of: job).orderIds {
+                let events =
+                    try await restarted.call(.GET, "/v1/orders/\(orderID)/events", headers: CrestClient.admin).json["events"]
+                    as? [[String: Any]]
+                #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
+            }
         }
         // Every order expires, and every unit is back exactly once.
         var counters: [String: Int] = [:]

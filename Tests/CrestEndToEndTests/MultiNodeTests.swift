@@ -54,11 +54,15 @@ struct MultiNodeTests {
             #expect(events?.compactMap { $0["type"] as? String } == ["order.created", "order.expired"])
         }
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
+        // The orders' expiries are their batches' jobs: each order in one of them, each run once.
         let expiries =
-            try await clients[0].call(.GET, "/v1/jobs?kind=order.expire&limit=200", headers: admin)
+            try await clients[0].call(.GET, "/v1/jobs?kind=order.expire-batch&limit=200", headers: admin)
             .json["jobs"] as? [[String: Any]] ?? []
-        #expect(expiries.count == 60)
+        let expiring = expiries.flatMap { ($0["payload"] as? [String: Any])?["orderIds"] as? [String] ?? [] }
+        #expect(expiring.sorted() == placed.compactMap(\.id).sorted())
         #expect(expiries.allSatisfy { $0["state"] as? String == "completed" && $0["attempt"] as? Int == 1 }, "\(expiries.prefix(3))")
+        let single = try await clients[0].call(.GET, "/v1/jobs?kind=order.expire", headers: admin).json["jobs"] as? [Any]
+        #expect(single?.isEmpty == true, "no order needed a job of its own")
 
         // Every node answered "sold out" from memory; each hears that the stock came back.
         for (index, client) in clients.enumerated() {

@@ -37,10 +37,15 @@ struct LifecycleTests {
             // The expired buyers may buy again too: their expired orders no longer count against the limit.
             _ = try await fixture.order(sale, buyer: "ana", key: "k-ana-2")
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 3, available: 1, reserved: 2, sold: 0))
-            let expiryJobs = try await fixture.engine.jobs(
-                matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 10)
-            #expect(expiryJobs.count == 3)
+            #expect(try await Self.expired(by: fixture) == Set(orders.map(\.id)))
         }
+    }
+
+    /// The orders named by completed expiry jobs (each reservation batch's `order.expire-batch`).
+    static func expired(by fixture: EngineFixture) async throws -> Set<OrderID> {
+        let jobs = try await fixture.engine.jobs(
+            matching: JobFilter(state: .completed, kind: OrderJobs.expireBatch.name), after: nil, limit: 100)
+        return Set(try jobs.flatMap { try OrderJobs.expireBatch.parameters(of: $0).orderIds })
     }
 
     @Test("a paid order's reservation becomes sold once; a second confirm is a no-op")
@@ -83,9 +88,7 @@ struct LifecycleTests {
             // Its expiry job still runs at the end of the window, and finds nothing to do.
             #expect(
                 try await eventually(timeout: .seconds(30)) {
-                    try await fixture.engine.jobs(
-                        matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 10
-                    ).count == 1
+                    try await Self.expired(by: fixture) == [order.id]
                 })
             #expect(try await fixture.engine.order(order.id).status == .cancelled)
             #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 2, available: 2, reserved: 0, sold: 0))
@@ -215,9 +218,7 @@ struct LifecycleTests {
             // Let the expiry of paid and cancelled orders run too: still no extra event.
             #expect(
                 try await eventually(timeout: .seconds(30)) {
-                    try await fixture.engine.jobs(
-                        matching: JobFilter(state: .completed, kind: OrderJobs.expire.name), after: nil, limit: 100
-                    ).count == orders.count
+                    try await Self.expired(by: fixture) == Set(orders.map(\.id))
                 })
             var ids: Set<EventID> = []
             for order in orders {

@@ -121,7 +121,7 @@ struct AuditTests {
         case .countersMatchOrders:
             return "UPDATE sales SET available = available - 1, reserved = reserved + 1 WHERE id = '\(sale)'"
         case .pendingOrderWillMove:
-            return "UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'order.expire' AND payload LIKE '%\(a)%'"
+            return "UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'order.expire-batch' AND payload LIKE '%\(a)%'"
         case .paidOrderHasPayment:
             return "UPDATE orders SET payment_status = 'created' WHERE id = '\(b)'"
         case .paymentHasOrder:

@@ -79,7 +79,7 @@ func reservation(
     return Reservation(
         orderID: id, request: OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: buyer, quantity: quantity),
         amount: Money(amount: sale.price.amount * Int64(quantity), currency: sale.price.currency), createdAt: time,
-        expiresAt: time.addingTimeInterval(900), jobs: jobs.isEmpty ? [OrderJobs.expiry(of: id, at: time.addingTimeInterval(900))] : jobs)
+        expiresAt: time.addingTimeInterval(900), jobs: jobs)
 }
 
 extension ReservationOutcome {

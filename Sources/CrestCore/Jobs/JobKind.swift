@@ -71,3 +71,13 @@ public struct OrderJob: JobParameters {
     /// Written by hand: ids are hex and dashes, and this runs for every reserved order.
     public var payload: String { #"{"orderId":"\#(orderId)"}"# }
 }
+
+/// The parameters of a job about several orders: `{"orderIds": ["…", …]}`.
+public struct OrderBatchJob: JobParameters {
+    public var orderIds: [OrderID]
+
+    public init(orderIds: [OrderID]) { self.orderIds = orderIds }
+
+    /// Written by hand, as `OrderJob`'s: one per reservation batch, on the writer's thread.
+    public var payload: String { #"{"orderIds":["# + orderIds.map { #""\#($0)""# }.joined(separator: ",") + "]}" }
+}

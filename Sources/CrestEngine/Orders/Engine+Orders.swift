@@ -334,9 +334,7 @@ extension Engine {
         let expiresAt = sale.paymentDeadline(from: now)
         return Reservation(
             orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
-            jobs: provider == nil
-                ? [OrderJobs.expiry(of: id, at: expiresAt)]
-                : [PaymentJobs.creation(of: id), OrderJobs.expiry(of: id, at: expiresAt)])
+            jobs: provider == nil ? [] : [PaymentJobs.creation(of: id)])
     }
 
     /// The order this request's idempotency key already placed in its sale, if any.

@@ -23,6 +23,7 @@ struct OrderLifecycle: Sendable {
     var handlers: JobHandlers {
         var handlers = JobHandlers()
         handlers.register(OrderJobs.expire, timeout: .seconds(30)) { _, job in try await expire(job.orderId) }
+        handlers.register(OrderJobs.expireBatch, timeout: .seconds(120)) { _, job in try await expire(job.orderIds) }
         handlers.register(
             OrderJobs.confirm, timeout: .seconds(30),
             onDiscard: { job, parameters, error in await confirmFailed(parameters?.orderId, job: job, error: error) }
@@ -70,6 +71,60 @@ struct OrderLifecycle: Sendable {
             logger.debug("order expired", metadata: ["order": "\(order.id)", "sale": "\(order.saleID)"])
         }
         return .completed
+    }
+
+    /// Expires the orders of one reservation batch (`order.expire-batch`), each as `expire(_:)`
+    /// does, `expiryWidth` at a time. An order it cannot finish now — a payment still processing,
+    /// the provider out of reach, a failure of its own — is handed to an `order.expire` job of its
+    /// own, which snoozes and retries it alone; the others are not held back by it. The hand-overs
+    /// are keyed by order, so a batch job run again (its worker died, the hand-over failed) hands
+    /// each over once; the orders it already ended are no longer pending and are passed over.
+    func expire(_ ids: [OrderID]) async throws -> JobResult {
+        var handOver: [NewJob] = []
+        try await withThrowingTaskGroup(of: NewJob?.self) { group in
+            var next = ids.makeIterator()
+            func start() {
+                guard let id = next.next() else { return }
+                group.addTask { try await handOverIfUnfinished(id) }
+            }
+            for _ in 0..<Self.expiryWidth { start() }
+            while let job = try await group.next() {
+                if let job { handOver.append(job) }
+                start()
+            }
+        }
+        if !handOver.isEmpty {
+            _ = try await store.enqueue(handOver, at: clock())
+            logger.debug("orders of an expiry batch handed over", metadata: ["count": "\(handOver.count)"])
+        }
+        return .completed
+    }
+
+    /// How many of a batch's orders are expired at once: their transitions share the transition
+    /// batcher's commits, and with a provider each asks it about its payment.
+    static let expiryWidth = 16
+    /// When an order whose expiry failed inside its batch is tried again, alone.
+    static let handOverDelay: Duration = .seconds(1)
+
+    /// Expires one order of a batch; the `order.expire` job that takes over, if it is not done.
+    private func handOverIfUnfinished(_ id: OrderID) async throws -> NewJob? {
+        let after: Duration
+        do {
+            switch try await expire(id) {
+            case .completed: return nil
+            case .snooze(let delay): after = delay
+            }
+        } catch is JobDiscardError {
+            // The order does not exist: nothing to expire (as the single job would be discarded).
+            logger.error("an expiry batch names an order that does not exist", metadata: ["order": "\(id)"])
+            return nil
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.warning("expiry handed over to a job of its own", metadata: ["order": "\(id)", "error": "\(error)"])
+            after = Self.handOverDelay
+        }
+        return OrderJobs.expiry(of: id, at: clock().addingTimeInterval(after.seconds), unique: true)
     }
 
     /// Confirms a paid order's reservation. A confirm that comes after the order was cancelled or

@@ -227,7 +227,8 @@ struct PostgresReservationLedger {
     }
 
     /// Each order's `order.created` event; for each endpoint that wants it, a delivery row; and
-    /// the jobs: the reservations' own (expiry, payment) and one per delivery.
+    /// the jobs: the reservations' own (payment), one per delivery, and the batch's expiries
+    /// (`OrderJobs.expiries`).
     private func insertEvents(into writes: inout PostgresPipeline) {
         let orders = created.map(\.order)
         writes.send(
@@ -240,6 +241,9 @@ struct PostgresReservationLedger {
             ) AS e(id, order_id, sale_id, occurred_at)
             """)
         var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in created.jobs.map { ($0, created.order.createdAt) } }
+        if let first = orders.first {
+            jobs += OrderJobs.expiries(of: orders.lazy.map { ($0.id, $0.expiresAt) }).map { ($0, first.createdAt) }
+        }
         let listening = endpoints.filter { $0.wants(.created) }
         if !listening.isEmpty {
             var deliveries: [WebhookJobs.Delivery] = []

@@ -19,6 +19,9 @@ struct SQLiteReservationLedger {
     private var sales: [SaleID: SaleState] = [:]
     /// Read once per batch: each created order's event goes to every endpoint that wants it.
     private let endpoints: [WebhookEndpoint]
+    /// The orders created so far, for the batch's expiry jobs (`OrderJobs.expiries`).
+    private var created: [(id: OrderID, expiresAt: Date)] = []
+    private var createdAt: Date?
 
     init(db: Database, saleIDs: Set<SaleID>) throws {
         self.db = db
@@ -61,6 +64,8 @@ struct SQLiteReservationLedger {
         for job in reservation.jobs {
             _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
         }
+        created.append((order.id, order.expiresAt))
+        createdAt = createdAt ?? order.createdAt
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
         assert(state.sale.stock.isConserved, "a grant left sale \(request.saleID) not conserved: \(state.sale.stock)")
@@ -69,8 +74,12 @@ struct SQLiteReservationLedger {
         return .reserved(order)
     }
 
-    /// Writes the counters of every sale that changed; returns the counters of every sale read.
+    /// Writes the batch's expiry jobs and the counters of every sale that changed; returns the
+    /// counters of every sale read.
     func save() throws -> [SaleID: CounterSnapshot] {
+        if let createdAt {
+            for job in OrderJobs.expiries(of: created) { _ = try SQLiteJobs.insert(db, job, at: createdAt) }
+        }
         var snapshots: [SaleID: CounterSnapshot] = [:]
         for (saleID, state) in sales {
             var version = state.version

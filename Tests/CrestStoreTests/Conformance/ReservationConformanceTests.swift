@@ -24,9 +24,9 @@ struct ReservationConformanceTests {
             #expect(counters.counters == StockCounters(total: 3, available: 1, reserved: 2, sold: 0))
             #expect(try await store.sale(sale.id)?.stock == counters.counters)
             #expect(try await store.events(of: order.id).map(\.kind) == [.created])
-            let expiries = try await store.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
-            #expect(expiries.compactMap { try? OrderJobs.expire.parameters(of: $0).orderId } == [order.id])
-            #expect(expiries.allSatisfy { $0.state == .scheduled })
+            let expiries = try await store.jobs(matching: JobFilter(kind: OrderJobs.expireBatch.name), after: nil, limit: 10)
+            #expect(expiries.compactMap { try? OrderJobs.expireBatch.parameters(of: $0).orderIds } == [[order.id]])
+            #expect(expiries.allSatisfy { $0.state == .scheduled && $0.runAt == order.expiresAt })
         }
     }
 
