@@ -184,7 +184,8 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
 
     private func process(_ batch: [Waiting]) async {
         do {
-            let outputs = try await commit(batch.map(\.item))
+            // A closure, not `\.item`: a key path into this generic type is made at run time, per batch.
+            let outputs = try await commit(batch.map { $0.item })
             precondition(outputs.count == batch.count, "commit must return one output per item")
             for (waiting, output) in zip(batch, outputs) {
                 waiting.answer(.success(output))

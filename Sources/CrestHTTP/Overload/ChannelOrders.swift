@@ -80,10 +80,11 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
     private var conflicted = false
     private var held: HeldAttempt?
     /// The attempt placed here that waits for its batch: the connection's next requests wait too
-    /// (their parts kept in `parked`, no more read), so that no answer overtakes its answer.
+    /// (their parts kept in `parked`, no more read once some are), so that no answer overtakes its
+    /// answer.
     private var placing: Placing?
     private var parked: [HTTPRequestPart] = []
-    /// A read asked for while an attempt was placing, made once it is answered.
+    /// A read asked for while an attempt was placing and parts were parked, made once it is answered.
     private var readPending = false
     /// The last refusal's answer made here, by kind: a connection of a crowd sends its attempts to
     /// one sale, so its problem body (whose `instance` is the path) and head are made once.
@@ -147,8 +148,12 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             arrived: .now)
     }
 
+    /// Reads are held while an attempt waits for its batch only once the connection sent more
+    /// than it (parts parked): a client that waits for its answer, as nearly all do, keeps its
+    /// read interest, and the loop makes no `epoll_ctl` pair per order to drop and take it back.
+    /// What a pipelining client can make this hold is one read's worth of parts.
     func read(context: ChannelHandlerContext) {
-        if placing != nil {
+        if placing != nil, !parked.isEmpty {
             readPending = true
         } else {
             context.read()
