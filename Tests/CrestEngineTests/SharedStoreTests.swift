@@ -127,6 +127,38 @@ struct SharedStoreTests {
 
     /// Runs `body` with two engines on one fresh database, each with its batcher and job runner
     /// running; both stop whatever happens, or a failing expectation would leave them running.
+    @Test(
+        "on a shared store the channel's placement takes what the gate admits (the store decides it again: a key another node placed replays its order) and leaves a refusal to placeOrder, which asks the store"
+    )
+    func callbackPlacement() async throws {
+        try await withTwoNodes { a, b in
+            let sale = try await makeSale(on: a, title: "Three", stock: 3)
+            // Node b's gate is loaded by its first attempt.
+            _ = try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "b1", buyer: "bob", quantity: 1))
+            let (taken, answers) = CallbackPlacementTests.place(b, CallbackPlacementTests.request(sale, key: "b2", buyer: "cy"))
+            #expect(taken == .answering)
+            let cy = try await CallbackPlacementTests.answer(of: answers).get()
+            #expect(!cy.replayed && cy.order.buyer == "cy")
+            #expect(try await a.order(cy.order.id) == cy.order, "durable, and read from the other node")
+
+            // Node a sells the last unit; node b's gate has not heard. Its admission of the same
+            // key is decided again by the store, which names node a's order.
+            let dan = try await a.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "a1", buyer: "dan", quantity: 1))
+            let (again, replays) = CallbackPlacementTests.place(b, CallbackPlacementTests.request(sale, key: "a1", buyer: "dan"))
+            #expect(again == .answering)
+            let replay = try await CallbackPlacementTests.answer(of: replays).get()
+            #expect(replay.replayed && replay.order.id == dan.order.id)
+
+            // Sold out now in node b's gate too: its refusal is not the channel's to give.
+            let (refused, _) = CallbackPlacementTests.place(b, CallbackPlacementTests.request(sale, key: "b3", buyer: "eve"))
+            #expect(refused == .elsewhere)
+            await #expect(throws: OrderError.soldOut) {
+                try await b.placeOrder(OrderRequest(saleID: sale.id, idempotencyKey: "b3", buyer: "eve", quantity: 1))
+            }
+            #expect(try await a.sale(sale.id).stock == StockCounters(total: 3, available: 0, reserved: 3, sold: 0))
+        }
+    }
+
     private func withTwoNodes(_ body: (Engine, Engine) async throws -> Void) async throws {
         guard let cluster = try await PostgresCluster.shared() else { return }
         let url = try await cluster.createDatabase()

@@ -192,15 +192,17 @@ extension Engine {
         /// Taken: its answer comes later, once — the order, or what `placeOrder` would throw.
         case answering
         /// Needs what only `placeOrder` can do at once — ask the store about a key the gate knows,
-        /// load the gate, ask a shared store — or is invalid: nothing was taken, and the attempt
-        /// goes to `placeOrder` as it is.
+        /// load the gate, ask a shared store about a refusal — or is invalid: nothing was taken,
+        /// and the attempt goes to `placeOrder` as it is.
         case elsewhere
     }
 
     /// Places `request` as `placeOrder` does, without suspending the caller: for a caller on an
     /// event loop that answers the attempt itself (the HTTP channel), where no task, router or hop
-    /// to the placement thread is needed. Taken here: an attempt on one node's store whose sale's
-    /// gate is loaded and does not know its key. It takes a place on the write path at once or
+    /// to the placement thread is needed. Taken here: an attempt whose sale's gate is loaded and
+    /// does not know its key — on a shared store only if the gate admits it (its refusal may be
+    /// out of date: `placeOrder` asks the store; the store decides an admitted one again, in its
+    /// batch, as it does `placeOrder`'s). It takes a place on the write path at once or
     /// waits for one in the same queue and deadline as `placeOrder`'s attempts (not suspended:
     /// `answer` comes once it is over); the gate decides it from memory, and the admitted
     /// reservation is handed to the order batcher with a callback. `answer` is called once, from
@@ -213,7 +215,7 @@ extension Engine {
         _ request: OrderRequest, answer: @escaping @Sendable (Result<PlacedOrder, any Error>) -> Void
     ) -> CallbackPlacement {
         let arrived = ContinuousClock.now
-        guard !store.isShared, (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID) else {
+        guard (try? request.validate()) != nil, let gate = gates.loadedGate(for: request.saleID) else {
             return .elsewhere
         }
         guard let writePath else { return admitHolding(request, gate: gate, since: arrived, answer: answer) }
@@ -258,6 +260,10 @@ extension Engine {
             switch try gate.admit(request, now: now, makeReservation: { try self.reservation(for: request, in: $0, at: now) }) {
             case .admitted(let admitted):
                 ticket = admitted
+            case .refused where store.isShared:
+                // Another node may have placed this key, or ended one of the buyer's orders.
+                writePath?.release()
+                return .elsewhere
             case .refused(let error):
                 writePath?.release()
                 metrics.countAttempt(EngineMetrics.reason(error))
