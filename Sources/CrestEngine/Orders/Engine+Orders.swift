@@ -151,7 +151,7 @@ extension Engine {
         -> PlacedOrder
     {
         var ticket = ticket
-        // The order's payment creation and expiry run in the placing request's trace. Set here,
+        // The order's payment creation runs in the placing request's trace. Set here,
         // not where the reservation is built: that runs under the gate's lock, and only an
         // admitted order needs it.
         if let trace = TraceParent.current() {
