@@ -132,8 +132,10 @@ package final class Engine: Sendable {
             ownThread: ownThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
-            if let first = tickets.first?.reservation, let runAt = first.jobs.map({ $0.runAt ?? first.createdAt }).min() {
-                jobs.notify(runAt: runAt)
+            // The runner hears of the batch's jobs: its payments' creation at once, and its
+            // expiry (the store's `order.expire-batch`) at its orders' deadline.
+            if let first = tickets.first?.reservation {
+                jobs.notify(runAt: first.jobs.map { $0.runAt ?? first.createdAt }.min() ?? first.expiresAt)
             }
             return outcomes
         }
