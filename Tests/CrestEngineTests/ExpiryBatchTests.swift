@@ -35,7 +35,7 @@ struct ExpiryBatchTests {
                     return try await group.reduce(into: [String: Order]()) { $0[$1.buyer] = $1 }
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await eventually(timeout: .seconds(30)) { fixture.engine.queuedReservations == 4 })
             clock.advance(by: .milliseconds(100))
             let orders = try await placing.value
             let (paid, unreachable, processing, cancelled) = try (
