@@ -94,10 +94,9 @@ public enum StoreAudit {
         }
 
         let liveJobs = records.jobs.filter { $0.state.isLive }
-        var expiring = Set(liveJobs.compactMap { try? OrderJobs.expire.parameters(of: $0).orderId })
-        for job in liveJobs where job.kind == OrderJobs.expireBatch.name {
-            if let batch = try? OrderJobs.expireBatch.parameters(of: job) { expiring.formUnion(batch.orderIds) }
-        }
+        // An order's own expiry job, or its batch's.
+        let expiring = Set(liveJobs.compactMap { try? OrderJobs.expire.parameters(of: $0).orderId })
+            .union(liveJobs.compactMap { try? OrderJobs.expireBatch.parameters(of: $0).orderIds }.joined())
         let refunding = Set(liveJobs.compactMap { try? PaymentJobs.refund.parameters(of: $0).orderId })
         var eventsByOrder: [OrderID: [OrderEvent]] = [:]
         for event in records.events { eventsByOrder[event.orderID, default: []].append(event) }

@@ -20,8 +20,7 @@ struct SQLiteReservationLedger {
     /// Read once per batch: each created order's event goes to every endpoint that wants it.
     private let endpoints: [WebhookEndpoint]
     /// The orders created so far, for the batch's expiry jobs (`OrderJobs.expiries`).
-    private var created: [(id: OrderID, expiresAt: Date)] = []
-    private var createdAt: Date?
+    private var created: [(id: OrderID, expiresAt: Date, createdAt: Date)] = []
 
     init(db: Database, saleIDs: Set<SaleID>) throws {
         self.db = db
@@ -64,8 +63,7 @@ struct SQLiteReservationLedger {
         for job in reservation.jobs {
             _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
         }
-        created.append((order.id, order.expiresAt))
-        createdAt = createdAt ?? order.createdAt
+        created.append((order.id, order.expiresAt, order.createdAt))
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
         assert(state.sale.stock.isConserved, "a grant left sale \(request.saleID) not conserved: \(state.sale.stock)")
@@ -77,8 +75,10 @@ struct SQLiteReservationLedger {
     /// Writes the batch's expiry jobs and the counters of every sale that changed; returns the
     /// counters of every sale read.
     func save() throws -> [SaleID: CounterSnapshot] {
-        if let createdAt {
-            for job in OrderJobs.expiries(of: created) { _ = try SQLiteJobs.insert(db, job, at: createdAt) }
+        if let first = created.first {
+            for job in OrderJobs.expiries(of: created.lazy.map { ($0.id, $0.expiresAt) }) {
+                _ = try SQLiteJobs.insert(db, job, at: first.createdAt)
+            }
         }
         var snapshots: [SaleID: CounterSnapshot] = [:]
         for (saleID, state) in sales {
