@@ -76,6 +76,25 @@ struct CrestClient: Sendable {
             json: #"{"buyer":"\#(buyer)","quantity":1}"#, timeout: timeout)
     }
 
+    /// Places an order as a patient buyer would: the same key resent after a `503` or `429` (waiting
+    /// its `Retry-After`, at most a second) or a lost connection, until another answer or `deadline`.
+    /// The last answer is returned; a transport error past the deadline is thrown.
+    func orderResending(sale: String, key: String, buyer: String, deadline: Duration = .seconds(60)) async throws -> Answer {
+        let end = ContinuousClock.now + deadline
+        while true {
+            let wait: Duration
+            do {
+                let answer = try await order(sale: sale, key: key, buyer: buyer)
+                guard answer.status == 503 || answer.status == 429, ContinuousClock.now < end else { return answer }
+                let seconds = answer.headers.first(name: "Retry-After").flatMap(Int.init) ?? 1
+                wait = .milliseconds(min(max(seconds, 0), 1) * 1_000 + 50)
+            } catch  where ContinuousClock.now < end {
+                wait = .milliseconds(100)
+            }
+            try await Task.sleep(for: wait)
+        }
+    }
+
     func stock(sale: String) async throws -> [String: Int] {
         try await call(.GET, "/v1/sales/\(sale)").stock ?? [:]
     }
