@@ -6,12 +6,13 @@ import CrestTestSupport
 import Foundation
 import Testing
 
-/// A real SQLite store with two switches for tests: hold reservation batches until released, and
-/// fail them (as a full disk or a lost database connection would).
+/// A real SQLite store with switches for tests: hold reservation batches until released, and fail
+/// them, transitions or enqueues (as a full disk or a lost database connection would).
 final class ControllableStore: ForwardingStore, @unchecked Sendable {
     private let held = Locked<[CheckedContinuation<Void, Never>]?>(nil)
     private let failing = Locked(false)
     private let failingTransitions = Locked<Set<Order.Event>>([])
+    private let failingEnqueues = Locked<(kind: String, left: Int)?>(nil)
     /// The size of each batch `reserve` was called with, in order.
     let batchSizes = Locked<[Int]>([])
 
@@ -36,6 +37,19 @@ final class ControllableStore: ForwardingStore, @unchecked Sendable {
 
     /// From now on, `transition` fails for these events (as a store that lost its connection would).
     func setFailingTransitions(_ events: Set<Order.Event>) { failingTransitions.withLock { $0 = events } }
+
+    /// The next `times` calls of `enqueue` with a job of `kind` fail; the others pass.
+    func failEnqueues(of kind: String, times: Int) { failingEnqueues.withLock { $0 = (kind, times) } }
+
+    override func enqueue(_ jobs: [NewJob], at now: Date) async throws -> [EnqueuedJob] {
+        let fail = failingEnqueues.withLock { failing -> Bool in
+            guard let current = failing, current.left > 0, jobs.contains(where: { $0.kind == current.kind }) else { return false }
+            failing = (current.kind, current.left - 1)
+            return true
+        }
+        if fail { throw InjectedFailure() }
+        return try await inner.enqueue(jobs, at: now)
+    }
 
     override func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
         batchSizes.withLock { $0.append(batch.count) }

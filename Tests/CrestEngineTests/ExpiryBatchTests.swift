@@ -91,6 +91,38 @@ struct ExpiryBatchTests {
         }
     }
 
+    @Test(
+        "a batch's expiry that runs out of attempts (its hand-overs never enqueued) hands each of its orders to a keyed job of its own, which ends it once the store lets it"
+    )
+    func discardedBatchHandsOver() async throws {
+        let configuration = EngineConfiguration(
+            jobs: JobRunnerConfiguration(
+                pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
+        try await EngineFixture.withControllableStore(configuration: configuration) { fixture, store in
+            let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 2)
+            // Every expiry fails, so each attempt hands every order over — and that enqueue fails,
+            // as often as the batch job has attempts.
+            store.setFailingTransitions([.expire])
+            store.failEnqueues(of: OrderJobs.expire.name, times: OrderJobs.expireBatch.maxAttempts)
+            // One order, so one batch job whose attempts use up the failures.
+            let orders = [try await fixture.order(sale, buyer: "ana", key: "k-ana").order]
+            let batches = try await fixture.engine.jobs(matching: JobFilter(kind: OrderJobs.expireBatch.name), after: nil, limit: 10)
+            let batch = try #require(batches.first)
+            #expect(batches.count == 1)
+            let discarded = try await eventually(timeout: .seconds(60)) { try await fixture.engine.job(batch.id).state == .discarded }
+            let job = try await fixture.engine.job(batch.id)
+            #expect(discarded, "batch job not discarded: \(job)")
+            #expect(job.attempt == OrderJobs.expireBatch.maxAttempts)
+            let handedOver = try await fixture.engine.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
+            #expect(Set(handedOver.compactMap(\.uniqueKey)) == Set(orders.map { "order.expire:\($0.id)" }), "\(handedOver)")
+            for order in orders { #expect(try await fixture.engine.order(order.id).status == .pendingPayment) }
+
+            store.setFailingTransitions([])
+            for order in orders { _ = try await fixture.waitFor(order.id, status: .expired) }
+            #expect(try await fixture.conservedCounters(sale) == StockCounters(total: 5, available: 5, reserved: 0, sold: 0))
+        }
+    }
+
     @Test("orders created together share one job per run of deadlines within the tolerance, due at the run's latest")
     func grouping() throws {
         let start = Date(timeIntervalSince1970: 1_000)

@@ -23,7 +23,10 @@ struct OrderLifecycle: Sendable {
     var handlers: JobHandlers {
         var handlers = JobHandlers()
         handlers.register(OrderJobs.expire, timeout: .seconds(30)) { _, job in try await expire(job.orderId) }
-        handlers.register(OrderJobs.expireBatch, timeout: .seconds(120)) { _, job in try await expire(job.orderIds) }
+        handlers.register(
+            OrderJobs.expireBatch, timeout: .seconds(120),
+            onDiscard: { job, parameters, error in await expiryBatchDiscarded(job, orders: parameters?.orderIds, error: error) }
+        ) { _, job in try await expire(job.orderIds) }
         handlers.register(
             OrderJobs.confirm, timeout: .seconds(30),
             onDiscard: { job, parameters, error in await confirmFailed(parameters?.orderId, job: job, error: error) }
@@ -125,6 +128,29 @@ struct OrderLifecycle: Sendable {
             after = Self.handOverDelay
         }
         return OrderJobs.expiry(of: id, at: clock().addingTimeInterval(after.seconds), unique: true)
+    }
+
+    /// A batch's expiry ran out of attempts (its hand-overs could not be enqueued, or it never
+    /// finished within its timeout): each of its orders gets a keyed `order.expire` job of its own,
+    /// due now — an order already ended completes it at once — so that none is left pending with
+    /// nothing to end its wait. Should that enqueue fail too, `crest audit` names the orders
+    /// (`pending-order-will-move`).
+    func expiryBatchDiscarded(_ job: Job, orders: [OrderID]?, error: String) async {
+        guard let orders else {
+            logger.error("an expiry batch with an unreadable payload was discarded", metadata: ["job": "\(job.id)"])
+            return
+        }
+        let now = clock()
+        do {
+            _ = try await store.enqueue(orders.map { OrderJobs.expiry(of: $0, at: now, unique: true) }, at: now)
+            logger.warning(
+                "an expiry batch ran out of attempts; its orders handed to jobs of their own",
+                metadata: ["job": "\(job.id)", "orders": "\(orders.count)", "error": "\(error)"])
+        } catch {
+            logger.error(
+                "an expiry batch ran out of attempts and its orders could not be handed over: crest audit names them",
+                metadata: ["job": "\(job.id)", "orders": "\(orders.count)", "error": "\(error)"])
+        }
     }
 
     /// Confirms a paid order's reservation. A confirm that comes after the order was cancelled or
