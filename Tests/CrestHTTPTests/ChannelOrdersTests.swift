@@ -9,6 +9,7 @@ import HummingbirdTesting
 import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
+import Prometheus
 import Testing
 
 @testable import CrestHTTP
@@ -297,7 +298,7 @@ struct ChannelOrdersTests {
         _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
         placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering },
         refusing: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil },
-        stages: Locked<[String]> = Locked([])
+        stages: Locked<[String]> = Locked([]), requestMetrics: ChannelRequestMetrics = .shared
     ) throws -> EmbeddedChannel {
         // The channel's request metrics are made at their first answer: after the tests' bootstrap.
         _ = TestMetrics.registry
@@ -311,7 +312,9 @@ struct ChannelOrdersTests {
             },
             recordPlacement: { stage, _ in stages.withLock { $0.append(stage.rawValue) } })
         // Reads asked for by what is behind the handler reach the socket's side through `reads`.
-        let channel = EmbeddedChannel(handlers: [ReadCounter(), ChannelOrders(writePath: nil, admission: admission)])
+        let channel = EmbeddedChannel(handlers: [
+            ReadCounter(), ChannelOrders(writePath: nil, admission: admission, requestMetrics: requestMetrics),
+        ])
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         return channel
     }
@@ -373,6 +376,29 @@ struct ChannelOrdersTests {
         #expect(body.contains(#""id":"\#(order.id)""#) && body.contains(#""status":"pending_payment""#), "\(body)")
         #expect(try Self.passed(channel) == ["head", "end"], "then the pipelined request goes on")
         #expect(try Self.reads(channel) == readsBefore + 2, "and the read held is made")
+        _ = try channel.finish()
+    }
+
+    @Test(
+        "an attempt placed here is one of http_server_active_requests (POST) until its batch answers it, as the route's are; one refused at once never is"
+    )
+    func activeWhilePlaced() throws {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ChannelRequestMetrics(factory: CrestHTTPServer.metricsFactory(registry: registry))
+        let active = #"http_server_active_requests{http_request_method="POST"}"#
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let channel = try Self.placingChannel(
+            answers: answers, placing: { $0.idempotencyKey == "full" ? .refused(.soldOut) : .answering }, requestMetrics: metrics)
+        try Self.send(channel, Self.attempt(key: "k1"), buyer: "ana")
+        #expect(TestMetrics.value(of: active, in: registry) == 1, "waiting for its batch")
+        let answer = try #require(answers.value.first)
+        answer(.success(PlacedOrder(order: Self.order(buyer: "ana"), replayed: false)))
+        channel.embeddedEventLoop.run()
+        #expect(try Self.answer(channel)?.0.status == .created)
+        #expect(TestMetrics.value(of: active, in: registry) == 0, "answered")
+        try Self.send(channel, Self.attempt(key: "full"), buyer: "bob")
+        #expect(try Self.answer(channel)?.0.status == .conflict)
+        #expect(TestMetrics.value(of: active, in: registry) == 0, "refused at once")
         _ = try channel.finish()
     }
 

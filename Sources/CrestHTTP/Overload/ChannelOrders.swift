@@ -90,9 +90,13 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
     /// one sale, so its problem body (whose `instance` is the path) and head are made once.
     private var lastAnswer: (path: String, kind: Int, head: HTTPResponse, body: ByteBuffer)?
 
-    init(writePath: WritePathLimit?, admission: ChannelAdmission? = nil) {
+    private let requestMetrics: ChannelRequestMetrics
+
+    /// `requestMetrics`: the process's own (`.shared`), or a test's, made with a factory of its own.
+    init(writePath: WritePathLimit?, admission: ChannelAdmission? = nil, requestMetrics: ChannelRequestMetrics = .shared) {
         self.writePath = writePath
         self.admission = admission
+        self.requestMetrics = requestMetrics
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -228,10 +232,16 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             // Timed to here; recorded only for an attempt taken here (the route times its own).
             let admitting = ContinuousClock.now - attempt.arrived
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            // Active from here until its answer, as the route's requests are (`answered` comes
+            // once, only for an attempt taken: `.answering`).
+            let active = requestMetrics.active
+            active.increment()
             let answered: ChannelAdmission.Answer = { placed in
+                active.decrement()
                 bound.eventLoop.execute { bound.value.handler.answerPlaced(placed, context: bound.value.context) }
             }
             let placement = place(request, answered)
+            if placement != .answering { active.decrement() }
             if placement != .elsewhere { admission.recordPlacement(.admission, admitting) }
             switch placement {
             case .elsewhere:
@@ -300,7 +310,7 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             ProblemCounts.shared.count(problem.kind)
             response = Self.answer(problem, instance: attempt.head.path ?? "")
         }
-        ChannelRequestMetrics.shared.record(response.head.status, since: attempt.arrived)
+        requestMetrics.record(response.head.status, since: attempt.arrived)
         answer(attempt.head, response, bodyToCome: false, context: context)
         while placing == nil, !parked.isEmpty {
             channelRead(context: context, data: wrapInboundOut(parked.removeFirst()))
@@ -471,11 +481,33 @@ package struct ChannelAdmission: Sendable {
 /// The HTTP request metrics of the order attempts the channel answers after placing them, under
 /// the names and dimensions Hummingbird's `MetricsMiddleware` gives the route's
 /// (`hb_requests`, `http_server_request_duration_seconds`): placed in the channel or by the route,
-/// an order is counted once, in the same series. (Refusals made in the channel are counted in
-/// `crest_problems_total` only, as before; `http_server_active_requests` counts the route's.)
+/// an order is counted once, in the same series; and while it waits for its batch it is one of
+/// `http_server_active_requests` (method `POST`), as the route's requests are. (Refusals made in
+/// the channel, answered at once, are counted in `crest_problems_total` only, as before.)
 final class ChannelRequestMetrics: Sendable {
-    static let shared = ChannelRequestMetrics()
+    /// The process's: its series are made at their first use, after the metrics system's bootstrap.
+    static let shared = ChannelRequestMetrics(factory: nil)
     static let route = "/v1/sales/{saleID}/orders"
+
+    private let factory: (any MetricsFactory)?
+    private let activeMeter = Mutex<Meter?>(nil)
+
+    /// `factory`: `nil` for the metrics system's.
+    init(factory: (any MetricsFactory)?) {
+        self.factory = factory
+    }
+
+    /// The middleware's own series for `POST` (the same label and dimensions are one gauge).
+    var active: Meter {
+        activeMeter.withLock { meter in
+            if let meter { return meter }
+            let made = Meter(
+                label: "http.server.active_requests", dimensions: [("http.request.method", "POST")],
+                factory: factory ?? MetricsSystem.factory)
+            meter = made
+            return made
+        }
+    }
 
     private let byStatus = Mutex<[Int: (requests: Counter, duration: Timer)]>([:])
 
@@ -486,8 +518,10 @@ final class ChannelRequestMetrics: Sendable {
                 ("http.route", Self.route), ("http.request.method", "POST"), ("http.response.status_code", "\(status.code)"),
             ]
             let metrics = (
-                Counter(label: "hb.requests", dimensions: dimensions),
-                Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds)
+                Counter(label: "hb.requests", dimensions: dimensions, factory: factory ?? MetricsSystem.factory),
+                Timer(
+                    label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds,
+                    factory: factory ?? MetricsSystem.factory)
             )
             byStatus[status.code] = metrics
             return metrics
