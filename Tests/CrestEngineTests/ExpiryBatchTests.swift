@@ -113,8 +113,13 @@ struct ExpiryBatchTests {
             let job = try await fixture.engine.job(batch.id)
             #expect(discarded, "batch job not discarded: \(job)")
             #expect(job.attempt == OrderJobs.expireBatch.maxAttempts)
-            let handedOver = try await fixture.engine.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
-            #expect(Set(handedOver.compactMap(\.uniqueKey)) == Set(orders.map { "order.expire:\($0.id)" }), "\(handedOver)")
+            // The discard's hook hands the orders over once the job is recorded discarded.
+            var handedOver: [Job] = []
+            let keyed = try await eventually {
+                handedOver = try await fixture.engine.jobs(matching: JobFilter(kind: OrderJobs.expire.name), after: nil, limit: 10)
+                return Set(handedOver.compactMap(\.uniqueKey)) == Set(orders.map { "order.expire:\($0.id)" })
+            }
+            #expect(keyed, "\(handedOver)")
             for order in orders { #expect(try await fixture.engine.order(order.id).status == .pendingPayment) }
 
             store.setFailingTransitions([])

@@ -146,9 +146,10 @@ public final class SQLiteStore: Store {
     /// Runs its transaction on the calling thread, which it blocks until the commit is synced: the
     /// engine calls it from its batcher's own thread (`prefersCommitterThread`). The pool's
     /// asynchronous write went to the writer's queue and back — two thread wake-ups per batch, in a
-    /// chain that every order of the batch waits for: 6–10% of the durable orders' throughput
-    /// (Benchmarks/RESULTS.md). With the writer's queue idle, `DispatchQueue.sync` runs the
-    /// transaction right here; otherwise it waits its turn, as the asynchronous write did.
+    /// chain that every order of the batch waits for (the machine's idle time fell by 1–6 µs per
+    /// order in every pair measured; Benchmarks/RESULTS.md). With the writer's queue idle,
+    /// `DispatchQueue.sync` runs the transaction right here; otherwise it waits its turn, as the
+    /// asynchronous write did.
     public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
         try writeOnCallingThread { db in
             var ledger = try SQLiteReservationLedger(db: db, saleIDs: Set(batch.map(\.request.saleID)))
