@@ -489,13 +489,16 @@ final class ChannelRequestMetrics: Sendable {
     static let shared = ChannelRequestMetrics(factory: nil)
     static let route = "/v1/sales/{saleID}/orders"
 
-    private let factory: (any MetricsFactory)?
+    private let ownFactory: (any MetricsFactory)?
     private let activeMeter = Mutex<Meter?>(nil)
 
     /// `factory`: `nil` for the metrics system's.
     init(factory: (any MetricsFactory)?) {
-        self.factory = factory
+        ownFactory = factory
     }
+
+    /// Where the series are made: read when each is first made, after the bootstrap.
+    private var factory: any MetricsFactory { ownFactory ?? MetricsSystem.factory }
 
     /// The middleware's own series for `POST` (the same label and dimensions are one gauge).
     var active: Meter {
@@ -503,7 +506,7 @@ final class ChannelRequestMetrics: Sendable {
             if let meter { return meter }
             let made = Meter(
                 label: "http.server.active_requests", dimensions: [("http.request.method", "POST")],
-                factory: factory ?? MetricsSystem.factory)
+                factory: factory)
             meter = made
             return made
         }
@@ -518,10 +521,10 @@ final class ChannelRequestMetrics: Sendable {
                 ("http.route", Self.route), ("http.request.method", "POST"), ("http.response.status_code", "\(status.code)"),
             ]
             let metrics = (
-                Counter(label: "hb.requests", dimensions: dimensions, factory: factory ?? MetricsSystem.factory),
+                Counter(label: "hb.requests", dimensions: dimensions, factory: factory),
                 Timer(
                     label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds,
-                    factory: factory ?? MetricsSystem.factory)
+                    factory: factory)
             )
             byStatus[status.code] = metrics
             return metrics
