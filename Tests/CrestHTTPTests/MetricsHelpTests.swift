@@ -43,4 +43,16 @@ struct MetricsHelpTests {
         let missing = named.filter { MetricsCatalog.help(for: $0).isEmpty }
         #expect(missing.isEmpty, "no help for \(missing.sorted())")
     }
+
+    @Test("names and label names are what Prometheus accepts; a clean name is kept as it is")
+    func namesAreSanitized() {
+        let (dotted, dottedLabels) = CrestMetricsFactory.sanitized("hb.requests", [("http.method", "GET"), ("kind", "a.b")])
+        #expect(dotted == "hb_requests")
+        #expect(dottedLabels.map(\.0) == ["http_method", "kind"])
+        #expect(dottedLabels.map(\.1) == ["GET", "a.b"], "label values are not names")
+        let (clean, cleanLabels) = CrestMetricsFactory.sanitized("crest_job_attempts_total", [("kind", "payment.create")])
+        #expect(clean == "crest_job_attempts_total")
+        #expect(cleanLabels.map(\.0) == ["kind"] && cleanLabels.map(\.1) == ["payment.create"])
+        #expect(CrestMetricsFactory.sanitized("a-b c:d_é9", []).0 == "a_b_c:d_é9", "other letters stay, as before")
+    }
 }

@@ -101,10 +101,12 @@ enum SQLiteMigrations {
             // Orders from before this version get what they would have had: their events, and an
             // expiry job for those still awaiting payment.
             let now = Date()
+            // In `SQLiteRows.orderColumns`' order (decoded by position); the later columns are NULL.
             let orders = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at
+                    SELECT id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
+                        NULL, NULL, NULL, NULL, NULL
                     FROM orders ORDER BY id
                     """)
             // Spelled out with this version's columns: `SQLiteEvents.append` writes later ones.

@@ -42,24 +42,26 @@ enum SQLiteRows {
         StockCounters(total: row["total"], available: row["available"], reserved: row["reserved"], sold: row["sold"])
     }
 
+    /// By position, in `orderColumns` order: every read of an order decodes one (GRDB's lookup
+    /// by name lowercases each column's name).
     static func order(_ row: Row) throws -> Order {
         Order(
-            id: try decode(OrderID(row["id"] as String), "orders.id"),
-            saleID: try decode(SaleID(row["sale_id"] as String), "orders.sale_id"),
-            buyer: row["buyer"],
-            quantity: row["quantity"],
-            amount: Money(amount: row["amount"], currency: try currency(row["currency"])),
-            status: try decode(Order.Status(rawValue: row["status"]), "orders.status"),
-            createdAt: date(row["created_at"]),
-            expiresAt: date(row["expires_at"]),
-            updatedAt: date(row["updated_at"]),
-            flag: try (row["flag"] as String?).map {
-                OrderFlag(reason: try decode(OrderFlag.Reason(rawValue: $0), "orders.flag"), flaggedAt: date(row["flagged_at"]))
+            id: try decode(OrderID(row[0] as String), "orders.id"),
+            saleID: try decode(SaleID(row[1] as String), "orders.sale_id"),
+            buyer: row[2],
+            quantity: row[3],
+            amount: Money(amount: row[4], currency: try currency(row[5])),
+            status: try decode(Order.Status(rawValue: row[6]), "orders.status"),
+            createdAt: date(row[7]),
+            expiresAt: date(row[8]),
+            updatedAt: date(row[9]),
+            flag: try (row[10] as String?).map {
+                OrderFlag(reason: try decode(OrderFlag.Reason(rawValue: $0), "orders.flag"), flaggedAt: date(row[11]))
             },
-            payment: try (row["payment_id"] as String?).map {
+            payment: try (row[12] as String?).map {
                 OrderPayment(
-                    id: $0, status: try decode(PaymentStatus(rawValue: row["payment_status"]), "orders.payment_status"),
-                    payURL: row["pay_url"])
+                    id: $0, status: try decode(PaymentStatus(rawValue: row[13]), "orders.payment_status"),
+                    payURL: row[14])
             })
     }
 
