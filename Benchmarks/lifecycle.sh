@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 26: where an order's whole life spends the server's CPU, part by part. A release
+# `crest serve` on the embedded store (with `crest psp-sim` as its provider where payments are
+# on), `crest loadtest --rate $RATE` (open loop, new buyers on a sale of 10⁷ units), and over 15 s
+# of steady state (from $SKIP s on) the server's and the simulator's CPU and the server's context
+# switches, from /proc, per order placed meanwhile:
+#
+#   placement      no provider, a window of an hour: the order's placement alone
+#   + creation     the provider: each order's payment created (a call out, its `created` webhook in)
+#   + expiry       a window of 10 s: each order expires, after asking the provider
+#   demo mix       30% of the orders paid (the buyer pays, two webhooks, the confirmation)
+#
+# At a moderate rate the cost is per wake-up more than per row (batches are small), which is
+# what `crest demo` sees between its bursts. Alternate builds to compare them:
+#
+#   Benchmarks/lifecycle.sh
+#   BINS="/tmp/a/crest /tmp/b/crest" ROUNDS=2 RATE=700 Benchmarks/lifecycle.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Benchmarks/lib/crest-server.sh
+RATE=${RATE:-700}
+SKIP=${SKIP:-15}
+ROUNDS=${ROUNDS:-1}
+[ -n "${BINS:-}" ] || { [ "${SKIP_BUILD:-}" = 1 ] || swift build -c release --product crest >/dev/null; BINS=.build/release/crest; }
+SECRET=lifecycle-bench-secret
+WORK=$(mktemp -d /tmp/crest-lifecycle.XXXXXX)
+SIM_PID=
+trap 'if [ -n "${CREST_PID:-}" ]; then stop_crest || true; fi; [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+accepted() { curl -sf "$CREST_URL/metrics" | awk '$1 == "crest_order_attempts_total{outcome=\"accepted\"}" {print $2}'; }
+switches() { cat "/proc/$CREST_PID"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+cpu_of() { if [ -n "$1" ]; then server_cpu "$1"; else echo 0; fi; }
+
+# part NAME PROVIDER(0/1) WINDOW PAY_RATIO
+part() {
+  local name=$1 provider=$2 window=$3 pay=$4 port sim_port c0 c1 s0 s1 x0 x1 a0 a1
+  rm -rf "$WORK/data" "$WORK/none"
+  port=$(free_port)
+  SIM_PID=
+  if [ "$provider" = 1 ]; then
+    sim_port=$(free_port)
+    "$CREST_BIN" psp-sim --host 127.0.0.1 --port "$sim_port" --webhook-secret "$SECRET" \
+      --webhook-url "http://127.0.0.1:$port/v1/webhooks/provider" > "$WORK/sim.log" 2>&1 &
+    SIM_PID=$!
+    start_crest "$WORK/data" --port "$port" --provider-url "http://127.0.0.1:$sim_port" --provider-webhook-secret "$SECRET"
+  else
+    start_crest "$WORK/data" --port "$port"
+  fi
+  "$CREST_BIN" loadtest --url "$CREST_URL" --admin-token "$ADMIN_TOKEN" --data-dir "$WORK/none" --rate "$RATE" \
+    --duration "$((SKIP + 20))s" --payment-window "$window" --pay-ratio "$pay" --stock 10000000 --buyers 10000000 \
+    --repeat-share 0 --json > "$WORK/loadtest.json" 2>/dev/null &
+  local load=$!
+  sleep "$SKIP"
+  c0=$(server_cpu "$CREST_PID"); s0=$(cpu_of "$SIM_PID"); x0=$(switches); a0=$(accepted)
+  sleep 15
+  c1=$(server_cpu "$CREST_PID"); s1=$(cpu_of "$SIM_PID"); x1=$(switches); a1=$(accepted)
+  kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
+  stop_crest; CREST_PID=
+  [ -z "$SIM_PID" ] || { kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=; }
+  python3 -c "
+orders = $a1 - $a0
+print(f'{\"$name\":<13} {orders / 15:6.0f} orders/s  crest {($c1 - $c0) * 1e4 / orders:5.0f} µs  simulator {($s1 - $s0) * 1e4 / orders:4.0f} µs  context switches {($x1 - $x0) / orders:4.1f}  per order  ($CREST_BIN)')"
+}
+
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  rate: $RATE orders/s"
+for _ in $(seq 1 "$ROUNDS"); do
+  for CREST_BIN in $BINS; do
+    part placement 0 3600 0
+    part "+ creation" 1 3600 0
+    part "+ expiry" 1 10 0
+    part "demo mix" 1 10 0.3
+  done
+done
