@@ -72,6 +72,7 @@ let package = Package(
         .target(
             name: "CrestPayments",
             dependencies: [
+                "CrestConcurrency",
                 "CrestCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -227,6 +228,11 @@ let package = Package(
         .testTarget(
             name: "CrestCoreTests",
             dependencies: ["CrestCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CrestConcurrencyTests",
+            dependencies: ["CrestConcurrency"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

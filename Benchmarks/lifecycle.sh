@@ -15,6 +15,7 @@
 #
 #   Benchmarks/lifecycle.sh
 #   BINS="/tmp/a/crest /tmp/b/crest" ROUNDS=2 RATE=700 Benchmarks/lifecycle.sh
+#   PARTS="creation mix" BINS=… Benchmarks/lifecycle.sh     # some parts only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
@@ -65,9 +66,14 @@ print(f'{\"$name\":<13} {orders / 15:6.0f} orders/s  crest {($c1 - $c0) * 1e4 / 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  rate: $RATE orders/s"
 for _ in $(seq 1 "$ROUNDS"); do
   for CREST_BIN in $BINS; do
-    part placement 0 3600 0
-    part "+ creation" 1 3600 0
-    part "+ expiry" 1 10 0
-    part "demo mix" 1 10 0.3
+    for name in ${PARTS:-placement creation expiry mix}; do
+      case $name in
+        placement) part placement 0 3600 0 ;;
+        creation) part "+ creation" 1 3600 0 ;;
+        expiry) part "+ expiry" 1 10 0 ;;
+        mix) part "demo mix" 1 10 0.3 ;;
+        *) echo "unknown part: $name (placement, creation, expiry, mix)" >&2; exit 2 ;;
+      esac
+    done
   done
 done

@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import Foundation
 import Logging
@@ -129,7 +130,8 @@ package final class GuardedProvider: PaymentProvider {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(provider) }
                 group.addTask {
-                    try await Task.sleep(for: timeout)
+                    await SharedDeadlines.shared.wait(until: .now + timeout)
+                    try Task.checkCancellation()
                     return nil
                 }
                 defer { group.cancelAll() }

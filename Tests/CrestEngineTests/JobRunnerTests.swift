@@ -139,6 +139,23 @@ struct JobRunnerTests {
         }
     }
 
+    @Test("a run past its handler's timeout is cancelled and counts as a failed attempt")
+    func timeout() async throws {
+        let cancelled = Locked(0)
+        let hangs = JobHandlerFunction(timeout: .milliseconds(200)) { _ in
+            // Waits until cancelled, as a call that never answers.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
+            cancelled.withLock { $0 += 1 }
+            return .completed
+        }
+        try await JobFixture.with(handlers: ["hangs": hangs]) { fixture in
+            let id = try await fixture.enqueue(NewJob(kind: "hangs", payload: "{}", maxAttempts: 1))
+            let job = try await fixture.waitFor(id) { $0.state == .discarded }
+            #expect(job.lastError == "the run took longer than 0.2 seconds and was cancelled")
+            #expect(cancelled.value == 1, "the handler was not cancelled")
+        }
+    }
+
     @Test("a snoozed job runs again later without using up an attempt")
     func snooze() async throws {
         let log = RunLog()

@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import CrestStore
 import Foundation
@@ -294,7 +295,8 @@ package final class JobRunner: Service, Sendable {
         try await withThrowingTaskGroup(of: JobResult?.self) { group in
             group.addTask { try await handler.run(job) }
             group.addTask {
-                try await Task.sleep(for: handler.timeout)
+                await SharedDeadlines.shared.wait(until: .now + handler.timeout)
+                try Task.checkCancellation()
                 return nil
             }
             defer { group.cancelAll() }
