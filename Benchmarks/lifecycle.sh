@@ -34,16 +34,13 @@ cpu_of() { if [ -n "$1" ]; then server_cpu "$1"; else echo 0; fi; }
 
 # part NAME PROVIDER(0/1) WINDOW PAY_RATIO
 part() {
-  local name=$1 provider=$2 window=$3 pay=$4 port sim_port c0 c1 s0 s1 x0 x1 a0 a1
+  local name=$1 provider=$2 window=$3 pay=$4 port c0 c1 s0 s1 x0 x1 a0 a1
   rm -rf "$WORK/data" "$WORK/none"
   port=$(free_port)
   SIM_PID=
   if [ "$provider" = 1 ]; then
-    sim_port=$(free_port)
-    "$CREST_BIN" psp-sim --host 127.0.0.1 --port "$sim_port" --webhook-secret "$SECRET" \
-      --webhook-url "http://127.0.0.1:$port/v1/webhooks/provider" > "$WORK/sim.log" 2>&1 &
-    SIM_PID=$!
-    start_crest "$WORK/data" --port "$port" --provider-url "http://127.0.0.1:$sim_port" --provider-webhook-secret "$SECRET"
+    start_sim "$port" "$SECRET" "$WORK/sim.log"
+    start_crest "$WORK/data" --port "$port" --provider-url "$SIM_URL" --provider-webhook-secret "$SECRET"
   else
     start_crest "$WORK/data" --port "$port"
   fi

@@ -33,11 +33,8 @@ sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execu
 serve_flags=(--port "$(free_port)")
 if [ -n "${WITH_PROVIDER:-}" ]; then
   SECRET=restart-provider-webhook-secret
-  SIM_PORT=$(free_port)
-  "$CREST_BIN" psp-sim --host 127.0.0.1 --port "$SIM_PORT" --webhook-secret "$SECRET" \
-    --webhook-url "http://127.0.0.1:${serve_flags[1]}/v1/webhooks/provider" > "$WORK/sim.log" 2>&1 &
-  SIM_PID=$!
-  serve_flags+=(--provider-url "http://127.0.0.1:$SIM_PORT" --provider-webhook-secret "$SECRET")
+  start_sim "${serve_flags[1]}" "$SECRET" "$WORK/sim.log"
+  serve_flags+=(--provider-url "$SIM_URL" --provider-webhook-secret "$SECRET")
 fi
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  orders: $ORDERS  provider: ${WITH_PROVIDER:-none}"

@@ -25,11 +25,8 @@ trap cleanup EXIT
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 SECRET=soak-provider-webhook-secret
 CREST_PORT=$(free_port)
-SIM_PORT=$(free_port)
-"$CREST_BIN" psp-sim --host 127.0.0.1 --port "$SIM_PORT" --webhook-secret "$SECRET" \
-  --webhook-url "http://127.0.0.1:$CREST_PORT/v1/webhooks/provider" > "$WORK/sim.log" 2>&1 &
-SIM_PID=$!
-start_crest "$WORK/data" --port "$CREST_PORT" --provider-url "http://127.0.0.1:$SIM_PORT" \
+start_sim "$CREST_PORT" "$SECRET" "$WORK/sim.log"
+start_crest "$WORK/data" --port "$CREST_PORT" --provider-url "$SIM_URL" \
   --provider-webhook-secret "$SECRET"
 
 read -r _ _ healthz_us <<<"$(THREADS=2 CONNECTIONS=64 DURATION=10s load_cpu healthz "$CREST_URL/healthz")"

@@ -25,6 +25,17 @@ start_crest() {
   echo "crest did not start:"; cat "$log"; return 1
 }
 
+# start_sim CREST_PORT SECRET LOG — starts `crest psp-sim` on a free port, its webhooks signed with
+# SECRET and sent to the Crest that listens (or will) on CREST_PORT; sets SIM_PID and SIM_URL.
+start_sim() {
+  local port
+  port=$(free_port)
+  "$CREST_BIN" psp-sim --host 127.0.0.1 --port "$port" --webhook-secret "$2" \
+    --webhook-url "http://127.0.0.1:$1/v1/webhooks/provider" > "$3" 2>&1 &
+  SIM_PID=$!
+  SIM_URL="http://127.0.0.1:$port"
+}
+
 stop_crest() {
   kill -TERM "$CREST_PID" 2>/dev/null || true
   wait "$CREST_PID" 2>/dev/null || true
