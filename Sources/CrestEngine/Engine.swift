@@ -135,7 +135,7 @@ package final class Engine: Sendable {
             // The runner hears of the batch's jobs: its payments' creation at once, and its
             // expiry (the store's `order.expire-batch`) at its orders' deadline.
             if let first = tickets.first?.reservation {
-                jobs.notify(runAt: first.jobs.map { $0.runAt ?? first.createdAt }.min() ?? first.expiresAt)
+                jobs.notify(runAt: first.createsPayment ? first.createdAt : first.expiresAt)
             }
             return outcomes
         }

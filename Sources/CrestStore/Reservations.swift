@@ -37,12 +37,19 @@ public struct Reservation: Sendable, Hashable {
     public var amount: Money
     public var createdAt: Date
     public var expiresAt: Date
-    /// Enqueued in the reservation's transaction when the order is created (e.g. its payment's
-    /// creation). Its expiry is the store's: one `order.expire-batch` job for the batch's orders.
+    /// Enqueued in the reservation's transaction when the order is created. Its expiry is the
+    /// store's: one `order.expire-batch` job for the batch's orders.
     public var jobs: [NewJob]
+    /// Whether the order's payment is to be created at the provider: the store's too, one
+    /// `payment.create-batch` job for the batch's orders that need one (`PaymentJobs.creations`).
+    public var createsPayment: Bool
+    /// The W3C `traceparent` of the placement, if it was traced: the order's payment creation
+    /// continues its trace.
+    public var traceParent: String?
 
     public init(
-        orderID: OrderID, request: OrderRequest, amount: Money, createdAt: Date, expiresAt: Date, jobs: [NewJob] = []
+        orderID: OrderID, request: OrderRequest, amount: Money, createdAt: Date, expiresAt: Date, jobs: [NewJob] = [],
+        createsPayment: Bool = false, traceParent: String? = nil
     ) {
         self.orderID = orderID
         self.request = request
@@ -50,6 +57,8 @@ public struct Reservation: Sendable, Hashable {
         self.createdAt = createdAt
         self.expiresAt = expiresAt
         self.jobs = jobs
+        self.createsPayment = createsPayment
+        self.traceParent = traceParent
     }
 }
 

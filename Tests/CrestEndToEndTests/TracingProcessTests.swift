@@ -55,6 +55,7 @@ struct TracingProcessTests {
                 let names = Set(spans.filter { $0.traceID == Self.traceID }.map(\.name))
                 return names.isSuperset(of: ["order.place", "reservation.wait"])
                     && spans.contains { $0.name == "reservation.batch" }
+                    && spans.contains { $0.name == "payment.create" && $0.traceID == Self.traceID }
                     && !providerTraceparents.isEmpty
                     && spans.contains { span in span.name == "job.run" && providerTraceparents.contains { $0.contains(span.traceID) } }
                     && crest.log.contains("job failed")
@@ -82,12 +83,17 @@ struct TracingProcessTests {
             // The batch that committed the order is a trace of its own, linked to the request's wait.
             let batches = spans.filter { $0.name == "reservation.batch" }
             #expect(batches.contains { $0.links.contains { $0.traceID == Self.traceID && $0.spanID == wait.spanID } })
-            // The order's payment creation ran later, as a job, in the caller's trace under the
-            // placement; so its call to the provider sent the caller's trace on.
+            // The order's payment creation ran later, in its batch's job, in the caller's trace under
+            // the placement; so its call to the provider sent the caller's trace on.
+            let creation = spans.first { $0.name == "payment.create" && $0.traceID == Self.traceID }
+            #expect(creation?.parentSpanID == place.spanID, "the payment's creation is not under the placement")
+            #expect(creation?.attributes["crest.order.id"] == placed.id)
+            // The provider answered 503: the order was handed to a job of its own, which runs in the
+            // same trace under the placement.
             let paymentRun = spans.first {
                 $0.name == "job.run" && $0.attributes["crest.job.kind"] == "payment.create" && $0.traceID == Self.traceID
             }
-            #expect(paymentRun?.parentSpanID == place.spanID, "the payment job's run is not under the placement")
+            #expect(paymentRun?.parentSpanID == place.spanID, "the handed-over payment job's run is not under the placement")
             #expect(paymentRun?.kind == 5, "a job run is a consumer span")
             #expect(providerTraceparents.allSatisfy { $0.contains(Self.traceID) }, "\(providerTraceparents)")
             // Out: the provider call and the webhook delivery carry well-formed traceparents of their

@@ -1,6 +1,7 @@
 import CrestCore
 import CrestEngine
 import CrestFixtures
+import CrestPayments
 import CrestStore
 import CrestTestSupport
 import Foundation
@@ -90,11 +91,12 @@ extension EngineFixture {
     /// An engine whose store is a `ControllableStore`, handed to `body` beside the fixture.
     static func withControllableStore<T: Sendable>(
         configuration: EngineConfiguration = .init(),
+        provider: (any PaymentProvider)? = nil,
         _ body: (EngineFixture, ControllableStore) async throws -> T
     ) async throws -> T {
         let store = Locked<ControllableStore?>(nil)
         return try await with(
-            configuration: configuration,
+            configuration: configuration, provider: provider,
             makeStore: { directory in
                 let controllable = try ControllableStore(directory: directory)
                 store.withLock { $0 = controllable }

@@ -26,9 +26,11 @@ struct PaymentTests {
             #expect(paid.payment?.status == .succeeded)
             #expect(try await fixture.engine.sale(sale.id).stock == StockCounters(total: 3, available: 2, reserved: 0, sold: 1))
             #expect(try await fixture.engine.events(of: placed.id).map(\.kind) == [.created, .paid])
+            // Created by its reservation batch's job, with no job of its own.
             let creations = try await fixture.engine.jobs(
-                matching: JobFilter(state: .completed, kind: PaymentJobs.create.name), after: nil, limit: 10)
-            #expect(creations.count == 1)
+                matching: JobFilter(state: .completed, kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+            #expect(try creations.map { try PaymentJobs.createBatch.parameters(of: $0).orderIds } == [[placed.id]])
+            #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
     }
 
@@ -81,7 +83,7 @@ struct PaymentTests {
             let placed = try await fixture.order(sale, buyer: "ana")
             let known = try await fixture.waitFor(placed.id) { $0.payment != nil }
             let creation = try #require(
-                try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 1).first)
+                try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 1).first)
             #expect(creation.state == .running, "the create call had already returned")
             try await fixture.pay(known)
             try await fixture.waitFor(placed.id) { $0.status == .paid }
@@ -211,8 +213,10 @@ struct PaymentTests {
             let short = try await fixture.sale(stock: 1, paymentWindowSeconds: 30)
             let brief = try await fixture.order(short, buyer: "dan")
             // Its payment job has ended (it would have planned the check before).
-            while try await !fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
-                .contains(where: { (try? PaymentJobs.create.parameters(of: $0).orderId) == brief.id && $0.state == .completed })
+            while try await !fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+                .contains(where: {
+                    (try? PaymentJobs.createBatch.parameters(of: $0).orderIds.contains(brief.id)) == true && $0.state == .completed
+                })
             {
                 try await Task.sleep(for: .milliseconds(10))
             }

@@ -38,8 +38,12 @@ public struct JobKind<Parameters: JobParameters>: Sendable, Hashable, CustomStri
     public var description: String { name }
 
     /// A job of this kind to enqueue.
-    public func job(_ parameters: Parameters, runAt: Date? = nil, uniqueKey: String? = nil) -> NewJob {
-        NewJob(kind: name, payload: parameters.payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey)
+    public func job(
+        _ parameters: Parameters, runAt: Date? = nil, uniqueKey: String? = nil, traceParent: String? = nil
+    ) -> NewJob {
+        NewJob(
+            kind: name, payload: parameters.payload, runAt: runAt, maxAttempts: maxAttempts, uniqueKey: uniqueKey,
+            traceParent: traceParent)
     }
 
     /// The parameters of `job`, which must be of this kind.
@@ -80,4 +84,46 @@ public struct OrderBatchJob: JobParameters {
 
     /// Written by hand, as `OrderJob`'s: one per reservation batch, on the writer's thread.
     public var payload: String { #"{"orderIds":["# + orderIds.map { #""\#($0)""# }.joined(separator: ",") + "]}" }
+}
+
+/// The parameters of a payment creation for several orders:
+/// `{"orderIds": ["…", …], "traceParents": ["…", …]}`, the second only when an order was traced
+/// (the W3C `traceparent` of each order's placement, `""` for one that was not), so that each
+/// order's creation continues its own trace.
+public struct PaymentBatchJob: JobParameters {
+    public private(set) var orderIds: [OrderID]
+    private var traceParents: [String]?
+
+    public init(orderIds: [OrderID]) { self.orderIds = orderIds }
+
+    /// Adds an order; a `traceParent` of other characters than a W3C one's (hex digits and
+    /// dashes) is not kept.
+    public mutating func append(_ id: OrderID, traceParent: String?) {
+        let trace = traceParent.flatMap { Self.isWellFormed($0) ? $0 : nil }
+        if trace != nil, traceParents == nil { traceParents = Array(repeating: "", count: orderIds.count) }
+        orderIds.append(id)
+        traceParents?.append(trace ?? "")
+    }
+
+    private static func isWellFormed(_ traceParent: String) -> Bool {
+        traceParent.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || $0 == 0x2D }
+    }
+
+    /// Each order with the trace of its placement, if it was traced.
+    public var orders: [(id: OrderID, traceParent: String?)] {
+        orderIds.indices.map { index in
+            let trace = traceParents.flatMap { index < $0.count ? $0[index] : nil }
+            return (orderIds[index], trace?.isEmpty == false ? trace : nil)
+        }
+    }
+
+    /// Written by hand, as `OrderBatchJob`'s: ids are hex and dashes, a `traceparent` hex, dashes
+    /// and digits (the engine passes only one it formatted itself).
+    public var payload: String {
+        var payload = #"{"orderIds":["# + orderIds.map { #""\#($0)""# }.joined(separator: ",") + "]"
+        if let traceParents {
+            payload += #","traceParents":["# + traceParents.map { #""\#($0)""# }.joined(separator: ",") + "]"
+        }
+        return payload + "}"
+    }
 }

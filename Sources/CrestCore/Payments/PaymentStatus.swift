@@ -64,8 +64,17 @@ public struct PaymentObservation: Sendable, Hashable {
 
 /// The jobs of an order's payment.
 public enum PaymentJobs {
-    /// Creates the order's payment at the provider (idempotency key: the order id).
+    /// Creates the order's payment at the provider (idempotency key: the order id): the follow-up
+    /// of an order its batch could not finish, and the job of stores made before batch creation.
     public static let create = JobKind<OrderJob>("payment.create", maxAttempts: 25)
+    /// Creates the payments of orders reserved together, each as `create` does one: written once
+    /// per reservation batch (in chunks of `creationBatchSize`), so that an order's creation writes
+    /// no job row of its own for its payment, and its payment is created without a job run of its own.
+    public static let createBatch = JobKind<PaymentBatchJob>("payment.create-batch", maxAttempts: 25)
+
+    /// How many orders one `payment.create-batch` job names at most: the provider calls of a chunk
+    /// share one job run and its timeout, and several chunks run side by side.
+    public static let creationBatchSize = 64
     /// Refunds a payment that succeeded after its order was cancelled or expired.
     public static let refund = JobKind<OrderJob>("payment.refund", maxAttempts: 25)
     /// Asks the provider how an awaited payment stands, again and again with growing pauses until
@@ -77,8 +86,29 @@ public enum PaymentJobs {
         check.job(OrderJob(orderId: id), runAt: runAt, uniqueKey: "\(check.name):\(id)")
     }
 
-    public static func creation(of id: OrderID) -> NewJob {
-        create.job(OrderJob(orderId: id), uniqueKey: "\(create.name):\(id)")
+    /// The creation of one order's payment, due at `runAt` (now when nil), in the trace of the
+    /// placement that made the order: one live per order, so that a batch job run twice hands an
+    /// order over once.
+    public static func creation(of id: OrderID, at runAt: Date? = nil, traceParent: String? = nil) -> NewJob {
+        create.job(OrderJob(orderId: id), runAt: runAt, uniqueKey: "\(create.name):\(id)", traceParent: traceParent)
+    }
+
+    /// The payment creations of orders reserved together: one `payment.create-batch` job for each
+    /// `creationBatchSize` of them, in their order, with each order's trace when it was traced.
+    public static func creations(of orders: some Sequence<(id: OrderID, traceParent: String?)>) -> [NewJob] {
+        var jobs: [NewJob] = []
+        var chunk = PaymentBatchJob(orderIds: [])
+        func flush() {
+            guard !chunk.orderIds.isEmpty else { return }
+            jobs.append(createBatch.job(chunk))
+            chunk = PaymentBatchJob(orderIds: [])
+        }
+        for order in orders {
+            chunk.append(order.id, traceParent: order.traceParent)
+            if chunk.orderIds.count == creationBatchSize { flush() }
+        }
+        flush()
+        return jobs
     }
 
     public static func refund(of id: OrderID) -> NewJob {

@@ -154,9 +154,7 @@ extension Engine {
         // The order's payment creation runs in the placing request's trace. Set here,
         // not where the reservation is built: that runs under the gate's lock, and only an
         // admitted order needs it.
-        if let trace = TraceParent.current() {
-            for index in ticket.reservation.jobs.indices { ticket.reservation.jobs[index].traceParent = trace }
-        }
+        if ticket.reservation.createsPayment { ticket.reservation.traceParent = TraceParent.current() }
         let outcome: ReservationOutcome
         do {
             // The buyer's wait for a batch to take the reservation and commit it, as a stage of
@@ -340,7 +338,7 @@ extension Engine {
         let expiresAt = sale.paymentDeadline(from: now)
         return Reservation(
             orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
-            jobs: provider == nil ? [] : [PaymentJobs.creation(of: id)])
+            createsPayment: provider != nil)
     }
 
     /// The order this request's idempotency key already placed in its sale, if any.

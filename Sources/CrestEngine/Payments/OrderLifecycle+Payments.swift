@@ -3,18 +3,25 @@ import CrestPayments
 import CrestStore
 import Foundation
 import Logging
+import Tracing
 
 /// The payment half of an order's life, as jobs: its payment created at the provider, a payment
 /// that came too late refunded, and every word of the provider (webhook, answer to a query)
 /// recorded through one state machine.
 extension OrderLifecycle {
     /// Registers the payment jobs. A buyer waits for the payment to exist: retry soon, and while
-    /// the circuit is open, wait for it without using attempts.
+    /// the circuit is open, wait for it without using attempts. A creation batch fails as a whole
+    /// only when the store does (its orders' own failures are handed over): it retries with the
+    /// runner's backoff, as the expiry batch does.
     func registerPaymentJobs(in handlers: inout JobHandlers, provider: any PaymentProvider) {
-        let backoff = Backoff(base: .milliseconds(500), maximum: .seconds(15))
+        let backoff = Self.paymentBackoff
         handlers.register(PaymentJobs.create, timeout: .seconds(30), backoff: backoff) { _, job in
             try await Self.waitingOnOpenCircuit { try await createPayment(job.orderId, provider: provider) }
         }
+        handlers.register(
+            PaymentJobs.createBatch, timeout: .seconds(120),
+            onDiscard: { job, parameters, error in await creationBatchDiscarded(job, orders: parameters?.orders, error: error) }
+        ) { _, job in try await createPayments(job.orders, provider: provider) }
         handlers.register(PaymentJobs.refund, timeout: .seconds(30), backoff: backoff) { _, job in
             try await Self.waitingOnOpenCircuit { try await refund(job.orderId, provider: provider) }
         }
@@ -43,29 +50,133 @@ extension OrderLifecycle {
         return .completed
     }
 
+    /// A buyer waits for the payment to exist: retried soon, then less and less often.
+    static let paymentBackoff = Backoff(base: .milliseconds(500), maximum: .seconds(15))
+
     /// Creates the order's payment at the provider (idempotency key: the order id) and records it,
-    /// so the order shows where to pay. Retried with backoff while the provider is unavailable.
+    /// so the order shows where to pay, and plans its drift check. Retried with backoff while the
+    /// provider is unavailable.
     func createPayment(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
-        let order = try await order(id)
-        // A webhook may have told us first; a closed order needs no payment.
-        guard order.payment == nil, order.status == .pendingPayment else { return .completed }
-        let payment = try await provider.createPayment(
-            PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
-        guard let observation = payment.observation(), observation.orderID == order.id else {
-            metrics.countProviderAnswerRefused("wrong_reference")
-            throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
-        }
-        do {
-            _ = try await record(observation)
-        } catch let taken as PaymentTakenError {
-            try await paymentTaken(taken)
-        }
-        // The janitor's first look, unless the window ends first: the expiry asks the provider itself.
-        let firstCheck = clock().addingTimeInterval(expiry.driftCheckFirst.seconds)
-        if firstCheck < order.expiresAt {
-            _ = try await store.enqueue([PaymentJobs.checking(order.id, at: firstCheck)], at: clock())
+        if let check = try await paymentCreated(for: id, provider: provider) {
+            _ = try await store.enqueue([check], at: clock())
         }
         return .completed
+    }
+
+    /// Creates the payments of the orders of one reservation batch (`payment.create-batch`), each
+    /// as `createPayment(_:provider:)` does, `creationWidth` at a time and each in a span of its
+    /// order's trace; their drift checks are enqueued together at the end. An order whose creation
+    /// fails — the provider out of reach or its circuit open, a failure of the store — is handed to
+    /// a keyed `payment.create` job of its own, which retries it alone with the usual backoff; the
+    /// others are not held back by it. A batch job run again (its worker died, the enqueue failed)
+    /// creates nothing twice: an order with a payment is passed over (its check planned again, once).
+    func createPayments(_ orders: [(id: OrderID, traceParent: String?)], provider: any PaymentProvider) async throws
+        -> JobResult
+    {
+        var follow: [NewJob] = []
+        var handedOver = 0
+        try await withThrowingTaskGroup(of: (job: NewJob?, handedOver: Bool).self) { group in
+            var next = orders.makeIterator()
+            func start() {
+                guard let order = next.next() else { return }
+                group.addTask { try await createPaymentInBatch(order.id, traceParent: order.traceParent, provider: provider) }
+            }
+            for _ in 0..<Self.creationWidth { start() }
+            while let result = try await group.next() {
+                if let job = result.job { follow.append(job) }
+                if result.handedOver { handedOver += 1 }
+                start()
+            }
+        }
+        if !follow.isEmpty {
+            _ = try await store.enqueue(follow, at: clock())
+        }
+        if handedOver > 0 {
+            logger.info("payment creations of a batch handed over", metadata: ["count": "\(handedOver)"])
+        }
+        return .completed
+    }
+
+    /// How many of a batch's payments are created at once: their records share the recorder's
+    /// commits; below the provider guard's bulkhead, so that two batches side by side fit in it.
+    static let creationWidth = 16
+
+    /// One order's payment creation inside its batch, in a `payment.create` span continuing the
+    /// order's trace: the order's drift check, or the `payment.create` job that takes over.
+    private func createPaymentInBatch(_ id: OrderID, traceParent: String?, provider: any PaymentProvider) async throws
+        -> (job: NewJob?, handedOver: Bool)
+    {
+        let context = traceParent.map(TraceParent.context) ?? ServiceContext.current ?? .topLevel
+        return try await withSpan("payment.create", context: context) { span in
+            if span.isRecording { span.attributes["crest.order.id"] = id.description }
+            do {
+                return (try await paymentCreated(for: id, provider: provider), false)
+            } catch let discarded as JobDiscardError {
+                // As the single job would be discarded: no order, or an answer that cannot be true.
+                logger.error(
+                    "payment creation given up for an order of a batch", metadata: ["order": "\(id)", "error": "\(discarded)"])
+                return (nil, false)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                span.recordError(error)
+                let delay: Duration
+                if case ProviderError.unavailable(let reason) = error, reason.cause == .circuitOpen {
+                    delay = .seconds(1)  // as the single job snoozes on an open circuit
+                } else {
+                    delay = Self.paymentBackoff.delay(afterAttempt: 1)
+                }
+                logger.warning(
+                    "payment creation handed over to a job of its own", metadata: ["order": "\(id)", "error": "\(error)"])
+                let runAt = clock().addingTimeInterval(delay.seconds)
+                return (PaymentJobs.creation(of: id, at: runAt, traceParent: traceParent), true)
+            }
+        }
+    }
+
+    /// A batch's payment creation ran out of attempts (its follow-ups could not be enqueued, or it
+    /// never finished within its timeout): each of its orders gets a keyed `payment.create` job of
+    /// its own, due now — an order with a payment already completes it at once.
+    func creationBatchDiscarded(_ job: Job, orders: [(id: OrderID, traceParent: String?)]?, error: String) async {
+        guard let orders else {
+            logger.error("a payment creation batch with an unreadable payload was discarded", metadata: ["job": "\(job.id)"])
+            return
+        }
+        let now = clock()
+        do {
+            _ = try await store.enqueue(orders.map { PaymentJobs.creation(of: $0.id, traceParent: $0.traceParent) }, at: now)
+            logger.warning(
+                "a payment creation batch ran out of attempts; its orders handed to jobs of their own",
+                metadata: ["job": "\(job.id)", "orders": "\(orders.count)", "error": "\(error)"])
+        } catch {
+            logger.error(
+                "a payment creation batch ran out of attempts and its orders could not be handed over; they expire unpaid",
+                metadata: ["job": "\(job.id)", "orders": "\(orders.count)", "error": "\(error)"])
+        }
+    }
+
+    /// Creates the order's payment unless it has one or is closed, and records it; the order's
+    /// first drift check, unless its window ends first (the expiry asks the provider itself).
+    private func paymentCreated(for id: OrderID, provider: any PaymentProvider) async throws -> NewJob? {
+        let order = try await order(id)
+        // A closed order needs no payment.
+        guard order.status == .pendingPayment else { return nil }
+        // A webhook may have told us first, or an earlier run of the same batch created it.
+        if order.payment == nil {
+            let payment = try await provider.createPayment(
+                PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
+            guard let observation = payment.observation(), observation.orderID == order.id else {
+                metrics.countProviderAnswerRefused("wrong_reference")
+                throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
+            }
+            do {
+                _ = try await record(observation)
+            } catch let taken as PaymentTakenError {
+                try await paymentTaken(taken)
+            }
+        }
+        let firstCheck = clock().addingTimeInterval(expiry.driftCheckFirst.seconds)
+        return firstCheck < order.expiresAt ? PaymentJobs.checking(order.id, at: firstCheck) : nil
     }
 
     /// The janitor of an awaited payment: asks the provider how it stands and records what changed

@@ -43,7 +43,7 @@ struct PostgresReservationLedger {
     private var cancelled: Set<CancelledKey> = []
     private var holdings: [Holder: Int] = [:]
     private let endpoints: [WebhookEndpoint]
-    private var created: [(order: Order, key: String, jobs: [NewJob])] = []
+    private var created: [(order: Order, key: String, reservation: Reservation)] = []
 
     /// Runs `batch` as one transaction on `connection` and returns each reservation's outcome and
     /// the counters of every sale read.
@@ -159,7 +159,7 @@ struct PostgresReservationLedger {
         sales[request.saleID] = state
         holdings[holder] = held + request.quantity
         placed[key] = order
-        created.append((order, request.idempotencyKey, reservation.jobs))
+        created.append((order, request.idempotencyKey, reservation))
         return .reserved(order)
     }
 
@@ -240,9 +240,15 @@ struct PostgresReservationLedger {
                 \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
             ) AS e(id, order_id, sale_id, occurred_at)
             """)
-        var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in created.jobs.map { ($0, created.order.createdAt) } }
+        var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in
+            created.reservation.jobs.map { ($0, created.order.createdAt) }
+        }
         if let first = orders.first {
-            jobs += OrderJobs.expiries(of: orders.lazy.map { ($0.id, $0.expiresAt) }).map { ($0, first.createdAt) }
+            let paying = created.lazy.filter(\.reservation.createsPayment).map {
+                (id: $0.order.id, traceParent: $0.reservation.traceParent)
+            }
+            jobs += (OrderJobs.expiries(of: orders.lazy.map { ($0.id, $0.expiresAt) }) + PaymentJobs.creations(of: paying))
+                .map { ($0, first.createdAt) }
         }
         let listening = endpoints.filter { $0.wants(.created) }
         if !listening.isEmpty {

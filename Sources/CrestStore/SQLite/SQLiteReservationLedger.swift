@@ -21,6 +21,8 @@ struct SQLiteReservationLedger {
     private let endpoints: [WebhookEndpoint]
     /// The orders created so far, for the batch's expiry jobs (`OrderJobs.expiries`).
     private var created: [(id: OrderID, expiresAt: Date, createdAt: Date)] = []
+    /// Those whose payment is to be created, for the batch's creation jobs (`PaymentJobs.creations`).
+    private var paying: [(id: OrderID, traceParent: String?)] = []
 
     init(db: Database, saleIDs: Set<SaleID>) throws {
         self.db = db
@@ -64,6 +66,7 @@ struct SQLiteReservationLedger {
             _ = try SQLiteJobs.insert(db, job, at: reservation.createdAt)
         }
         created.append((order.id, order.expiresAt, order.createdAt))
+        if reservation.createsPayment { paying.append((order.id, reservation.traceParent)) }
         state.sale.stock.available -= quantity
         state.sale.stock.reserved += quantity
         assert(state.sale.stock.isConserved, "a grant left sale \(request.saleID) not conserved: \(state.sale.stock)")
@@ -72,11 +75,11 @@ struct SQLiteReservationLedger {
         return .reserved(order)
     }
 
-    /// Writes the batch's expiry jobs and the counters of every sale that changed; returns the
-    /// counters of every sale read.
+    /// Writes the batch's expiry and payment creation jobs and the counters of every sale that
+    /// changed; returns the counters of every sale read.
     func save() throws -> [SaleID: CounterSnapshot] {
         if let first = created.first {
-            for job in OrderJobs.expiries(of: created.lazy.map { ($0.id, $0.expiresAt) }) {
+            for job in OrderJobs.expiries(of: created.lazy.map { ($0.id, $0.expiresAt) }) + PaymentJobs.creations(of: paying) {
                 _ = try SQLiteJobs.insert(db, job, at: first.createdAt)
             }
         }

@@ -156,6 +156,35 @@ struct JobConformanceTests {
     }
 
     @Test(
+        "the orders of a batch that create a payment share one payment.create-batch job, each with its trace; a refused one and one without a payment are not named",
+        arguments: StoreKind.allCases)
+    func paymentCreationBatch(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let now = millisecondNow()
+            let traced = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            let sale = makeSale(stock: 3)
+            try await store.createSale(sale)
+            var paying = reservation(sale, key: "k1", buyer: "ana", at: now)
+            paying.createsPayment = true
+            paying.traceParent = traced
+            var untraced = reservation(sale, key: "k2", buyer: "bob", at: now)
+            untraced.createsPayment = true
+            let unpaid = reservation(sale, key: "k3", buyer: "cai", at: now)
+            var refused = reservation(sale, key: "k4", buyer: "dan", at: now)
+            refused.createsPayment = true
+            let result = try await store.reserve([paying, untraced, unpaid, refused])
+            #expect(result.outcomes.compactMap(\.order).count == 3, "the stock holds three: dan's is refused")
+            // dan's (sold out) and cai's (no payment to create) are not named: only ana's and bob's.
+            let jobs = try await store.jobs(matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+            #expect(jobs.count == 1 && jobs.allSatisfy { $0.state == .available && $0.runAt == now })
+            let batch = try PaymentJobs.createBatch.parameters(of: try #require(jobs.first))
+            #expect(batch.orders.map(\.id) == [paying.orderID, untraced.orderID])
+            #expect(batch.orders.map(\.traceParent) == [traced, nil])
+            #expect(try await store.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
+        }
+    }
+
+    @Test(
         "a job whose lease runs out on its last attempt is discarded by the next claim, which hands it over once for its hook",
         arguments: StoreKind.allCases)
     func rescueOnTheLastAttempt(kind: StoreKind) async throws {

@@ -1,0 +1,187 @@
+import CrestCore
+import CrestEngine
+import CrestPayments
+import CrestStore
+import CrestTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// A reservation batch's orders share one payment creation job (`payment.create-batch`): each
+/// order's payment is created as its own job would have created it, and an order whose creation
+/// fails is handed to a job of its own without holding the others back.
+@Suite("Payment creation by reservation batch")
+struct PaymentBatchTests {
+    static let quickJobs = EngineConfiguration(
+        batchWindow: .seconds(10),
+        jobs: JobRunnerConfiguration(
+            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
+
+    @Test(
+        "one job creates a batch's payments and plans their checks; an order the provider cannot be reached for is handed to a keyed job of its own, which creates it once the provider answers; the batch run again creates nothing twice"
+    )
+    func batchCreation() async throws {
+        // The engine's clock is the test's: the batcher lingers on it, hand-overs wait on it.
+        let clock = AdjustableClock()
+        // bob orders two units: the provider cannot be reached for an amount of ¥20.00.
+        let provider = CountingProvider(unreachableAmount: 2000)
+        try await EngineFixture.with(configuration: Self.quickJobs, clock: clock, provider: provider) { fixture in
+            let sale = try await fixture.sale(stock: 10, perBuyerLimit: 2, paymentWindowSeconds: 900)
+            let placing = Task {
+                try await withThrowingTaskGroup(of: Order.self) { group in
+                    for buyer in ["ana", "bob", "cai"] {
+                        group.addTask {
+                            try await fixture.order(sale, buyer: buyer, key: "k-\(buyer)", quantity: buyer == "bob" ? 2 : 1).order
+                        }
+                    }
+                    return try await group.reduce(into: [String: Order]()) { $0[$1.buyer] = $1 }
+                }
+            }
+            // Usually one batch (the batcher lingers on the test's clock until the three are
+            // queued); nothing below depends on one.
+            _ = try await eventually(timeout: .seconds(8)) { fixture.engine.queuedReservations == 3 }
+            clock.advance(by: .seconds(10))
+            let orders = try await placing.value
+            let (ana, bob, cai) = try (#require(orders["ana"]), #require(orders["bob"]), #require(orders["cai"]))
+            let batches = try await fixture.engine.jobs(
+                matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+            let named = try batches.flatMap { try PaymentJobs.createBatch.parameters(of: $0).orderIds }
+            #expect(named.count == 3 && Set(named) == [ana.id, bob.id, cai.id], "each order in one batch job")
+            for batch in batches {
+                #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.job(batch.id).state == .completed })
+            }
+            for order in [ana, cai] { #expect(try await fixture.engine.order(order.id).payment != nil) }
+            #expect(try await fixture.engine.order(bob.id).payment == nil)
+            // Only bob's creation has a job of its own.
+            let handedOver = try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
+            #expect(handedOver.map(\.uniqueKey) == ["payment.create:\(bob.id)"], "\(handedOver)")
+
+            // Its own job retries it with its backoff until the provider answers.
+            clock.advance(by: .seconds(1))
+            #expect(try await eventually(timeout: .seconds(30)) { provider.refusals(of: bob.id) >= 2 })
+            provider.unreachableAmount = nil
+            #expect(
+                try await eventually(timeout: .seconds(30)) {
+                    clock.advance(by: .seconds(1))
+                    return try await fixture.engine.order(bob.id).payment != nil
+                })
+            // Each order's payment was created once, and each has one live drift check.
+            for order in [ana, bob, cai] { #expect(provider.creations(of: order.id) == 1, "\(order.buyer)") }
+            let checked = try await eventually {
+                Set(try await Self.liveChecks(fixture)) == [ana.id, bob.id, cai.id]
+            }
+            #expect(checked)
+
+            // The batch run again (as after its worker died): nothing is created twice, and each
+            // order still has one check.
+            let again = try await fixture.engine.store.enqueue(
+                PaymentJobs.creations(of: [ana, bob, cai].map { (id: $0.id, traceParent: nil) }), at: clock.now())
+            let rerun = try #require(again.first?.id)
+            #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.job(rerun).state == .completed })
+            for order in [ana, bob, cai] { #expect(provider.creations(of: order.id) == 1, "\(order.buyer)") }
+            #expect(try await Self.liveChecks(fixture).count == 3)
+            for order in [ana, bob, cai] {
+                #expect(try await fixture.engine.events(of: order.id).map(\.kind) == [.created])
+            }
+        }
+    }
+
+    @Test(
+        "a batch's creation that runs out of attempts (its checks never enqueued) hands each of its orders to a keyed job of its own, which completes without creating twice"
+    )
+    func discardedBatchHandsOver() async throws {
+        let configuration = EngineConfiguration(
+            jobs: JobRunnerConfiguration(
+                pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
+        let provider = CountingProvider()
+        try await EngineFixture.withControllableStore(configuration: configuration, provider: provider) { fixture, store in
+            let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 900)
+            // Every attempt's enqueue of the drift checks fails, as often as the job has attempts.
+            store.failEnqueues(of: PaymentJobs.check.name, times: PaymentJobs.createBatch.maxAttempts)
+            let order = try await fixture.order(sale, buyer: "ana", key: "k-ana").order
+            let batches = try await fixture.engine.jobs(
+                matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+            let batch = try #require(batches.first)
+            #expect(batches.count == 1)
+            let discarded = try await eventually(timeout: .seconds(60)) { try await fixture.engine.job(batch.id).state == .discarded }
+            let job = try await fixture.engine.job(batch.id)
+            #expect(discarded, "batch job not discarded: \(job)")
+            #expect(job.attempt == PaymentJobs.createBatch.maxAttempts)
+            var handedOver: [Job] = []
+            let completed = try await eventually {
+                handedOver = try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
+                return handedOver.map(\.uniqueKey) == ["payment.create:\(order.id)"] && handedOver.allSatisfy { $0.state == .completed }
+            }
+            #expect(completed, "\(handedOver)")
+            #expect(provider.creations(of: order.id) == 1, "created by the first attempt, passed over after")
+            #expect(try await fixture.engine.order(order.id).payment != nil)
+            #expect(try await Self.liveChecks(fixture) == [order.id], "the handed-over job planned the check")
+        }
+    }
+
+    @Test("orders reserved together make one job per chunk, each order with its trace when it had one")
+    func chunks() throws {
+        let ids = (0..<(PaymentJobs.creationBatchSize + 2)).map { _ in OrderID.make() }
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let orders = ids.enumerated().map { index, id in (id: id, traceParent: index == 1 ? trace : nil) }
+        let jobs = PaymentJobs.creations(of: orders)
+        let read = try jobs.map { job in
+            try PaymentJobs.createBatch.parameters(
+                of: Job(
+                    id: JobID(1), kind: job.kind, payload: job.payload, state: .running, attempt: 1,
+                    maxAttempts: job.maxAttempts, runAt: Date(), createdAt: Date()))
+        }
+        #expect(read.map(\.orderIds) == [Array(ids.prefix(PaymentJobs.creationBatchSize)), Array(ids.suffix(2))])
+        #expect(read[0].orders.map(\.traceParent) == [nil, trace] + Array(repeating: nil, count: PaymentJobs.creationBatchSize - 2))
+        #expect(!jobs[1].payload.contains("traceParents"), "an untraced chunk carries no traces")
+        #expect(jobs.allSatisfy { $0.kind == "payment.create-batch" && $0.uniqueKey == nil && $0.runAt == nil })
+        let none: [(id: OrderID, traceParent: String?)] = []
+        #expect(PaymentJobs.creations(of: none).count == 0)
+        // Only a W3C traceparent's characters are written into the hand-made payload.
+        var odd = PaymentBatchJob(orderIds: [])
+        odd.append(ids[0], traceParent: #"00-"},"x":"1"#)
+        #expect(odd.orders.map(\.traceParent) == [nil] && odd.payload == #"{"orderIds":["\#(ids[0])"]}"#)
+        let handedOver = PaymentJobs.creation(of: ids[0], at: Date(timeIntervalSince1970: 5), traceParent: trace)
+        #expect(handedOver.uniqueKey == "payment.create:\(ids[0])" && handedOver.traceParent == trace)
+    }
+
+    private static func liveChecks(_ fixture: EngineFixture) async throws -> [OrderID] {
+        try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.check.name), after: nil, limit: 100)
+            .filter(\.state.isLive).map { try PaymentJobs.check.parameters(of: $0).orderId }
+    }
+}
+
+/// A provider that cannot be reached for payments of one amount (while it is set); answers every
+/// other creation. Counts the creations it answered and refused.
+private final class CountingProvider: PaymentProvider {
+    private let unreachable: Mutex<Int64?>
+    private let created = Mutex<[OrderID: Int]>([:])
+    private let refused = Mutex<[OrderID: Int]>([:])
+
+    init(unreachableAmount: Int64? = nil) { unreachable = Mutex(unreachableAmount) }
+
+    var unreachableAmount: Int64? {
+        get { unreachable.withLock { $0 } }
+        set { unreachable.withLock { $0 = newValue } }
+    }
+
+    func creations(of order: OrderID) -> Int { created.withLock { $0[order] ?? 0 } }
+    func refusals(of order: OrderID) -> Int { refused.withLock { $0[order] ?? 0 } }
+
+    func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
+        guard request.amount.amount != unreachableAmount else {
+            refused.withLock { $0[request.orderID, default: 0] += 1 }
+            throw ProviderError.unavailable(Unavailable(.connection, "connection refused"))
+        }
+        created.withLock { $0[request.orderID, default: 0] += 1 }
+        return ProviderPayment(
+            id: "pi_\(request.orderID)", reference: request.orderID.description, amount: request.amount, status: .created,
+            payURL: nil)
+    }
+
+    func payment(id: String) async throws -> ProviderPayment { throw ProviderError.notFound }
+
+    func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment { throw ProviderError.notFound }
+
+    func statement(from: Date, to: Date) async throws -> [StatementRow] { [] }
+}
