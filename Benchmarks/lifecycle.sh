@@ -3,7 +3,8 @@
 # `crest serve` on the embedded store (with `crest psp-sim` as its provider where payments are
 # on), `crest loadtest --rate $RATE` (open loop, new buyers on a sale of 10⁷ units), and over 15 s
 # of steady state (from $SKIP s on) the server's and the simulator's CPU and the server's context
-# switches, from /proc, per order placed meanwhile:
+# switches, from /proc, and the job runs (from /metrics), per order placed meanwhile, with the
+# orders per reservation batch:
 #
 #   placement      no provider, a window of an hour: the order's placement alone
 #   + creation     the provider: each order's payment created (a call out, its `created` webhook in)
@@ -29,12 +30,15 @@ SIM_PID=
 trap 'if [ -n "${CREST_PID:-}" ]; then stop_crest || true; fi; [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 accepted() { curl -sf "$CREST_URL/metrics" | awk '$1 == "crest_order_attempts_total{outcome=\"accepted\"}" {print $2}'; }
+# The reservation batches committed and the job runs so far (every kind and outcome).
+batches() { curl -sf "$CREST_URL/metrics" | awk '$1 == "crest_batch_size_count" {print $2}'; }
+job_runs() { curl -sf "$CREST_URL/metrics" | awk '$1 ~ /^crest_job_attempts_total/ {s += $2} END {print s + 0}'; }
 switches() { cat "/proc/$CREST_PID"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 cpu_of() { if [ -n "$1" ]; then server_cpu "$1"; else echo 0; fi; }
 
 # part NAME PROVIDER(0/1) WINDOW PAY_RATIO
 part() {
-  local name=$1 provider=$2 window=$3 pay=$4 port c0 c1 s0 s1 x0 x1 a0 a1
+  local name=$1 provider=$2 window=$3 pay=$4 port c0 c1 s0 s1 x0 x1 a0 a1 b0 b1 j0 j1
   rm -rf "$WORK/data" "$WORK/none"
   port=$(free_port)
   SIM_PID=
@@ -49,15 +53,15 @@ part() {
     --repeat-share 0 --json > "$WORK/loadtest.json" 2>/dev/null &
   local load=$!
   sleep "$SKIP"
-  c0=$(server_cpu "$CREST_PID"); s0=$(cpu_of "$SIM_PID"); x0=$(switches); a0=$(accepted)
+  c0=$(server_cpu "$CREST_PID"); s0=$(cpu_of "$SIM_PID"); x0=$(switches); a0=$(accepted); b0=$(batches); j0=$(job_runs)
   sleep 15
-  c1=$(server_cpu "$CREST_PID"); s1=$(cpu_of "$SIM_PID"); x1=$(switches); a1=$(accepted)
+  c1=$(server_cpu "$CREST_PID"); s1=$(cpu_of "$SIM_PID"); x1=$(switches); a1=$(accepted); b1=$(batches); j1=$(job_runs)
   kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
   stop_crest; CREST_PID=
   [ -z "$SIM_PID" ] || { kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=; }
   python3 -c "
 orders = $a1 - $a0
-print(f'{\"$name\":<13} {orders / 15:6.0f} orders/s  crest {($c1 - $c0) * 1e4 / orders:5.0f} µs  simulator {($s1 - $s0) * 1e4 / orders:4.0f} µs  context switches {($x1 - $x0) / orders:4.1f}  per order  ($CREST_BIN)')"
+print(f'{\"$name\":<13} {orders / 15:6.0f} orders/s  crest {($c1 - $c0) * 1e4 / orders:5.0f} µs  simulator {($s1 - $s0) * 1e4 / orders:4.0f} µs  context switches {($x1 - $x0) / orders:4.1f}  job runs {($j1 - $j0) / orders:4.2f}  per order;  {orders / max($b1 - $b0, 1):4.1f} orders per batch  ($CREST_BIN)')"
 }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  rate: $RATE orders/s"

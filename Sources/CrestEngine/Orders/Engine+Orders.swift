@@ -151,10 +151,7 @@ extension Engine {
         -> PlacedOrder
     {
         var ticket = ticket
-        // The order's payment creation runs in the placing request's trace. Set here,
-        // not where the reservation is built: that runs under the gate's lock, and only an
-        // admitted order needs it.
-        if ticket.reservation.createsPayment { ticket.reservation.traceParent = TraceParent.current() }
+        preparePayment(of: &ticket.reservation)
         let outcome: ReservationOutcome
         do {
             // The buyer's wait for a batch to take the reservation and commit it, as a stage of
@@ -274,6 +271,7 @@ extension Engine {
             writePath?.release()
             return .elsewhere
         }
+        preparePayment(of: &ticket.reservation)
         let submitted = ContinuousClock.now
         metrics.record(.gate, submitted - since)
         ticket.submittedAt = submitted
@@ -327,6 +325,22 @@ extension Engine {
         case .failure(let error as OrderError): metrics.countAttempt(EngineMetrics.reason(error))
         case .failure(is UnavailableError): metrics.countAttempt("unavailable")
         case .failure: break
+        }
+    }
+
+    /// What an admitted order whose payment is to be created writes with it: the trace its
+    /// creation continues (the placing request's), and the payment's first drift check — written
+    /// with the order rather than after the payment's creation, one write fewer on the way to a
+    /// payment (none when the window ends first: the expiry asks the provider itself). Set here,
+    /// not where the reservation is built: that runs under the gate's lock, and only an admitted
+    /// order needs them.
+    private func preparePayment(of reservation: inout Reservation) {
+        guard reservation.createsPayment else { return }
+        reservation.traceParent = TraceParent.current()
+        if let check = lifecycle.firstDriftCheck(
+            of: reservation.orderID, createdAt: reservation.createdAt, expiresAt: reservation.expiresAt)
+        {
+            reservation.jobs.append(check)
         }
     }
 

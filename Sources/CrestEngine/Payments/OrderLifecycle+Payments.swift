@@ -54,45 +54,50 @@ extension OrderLifecycle {
     static let paymentBackoff = Backoff(base: .milliseconds(500), maximum: .seconds(15))
 
     /// Creates the order's payment at the provider (idempotency key: the order id) and records it,
-    /// so the order shows where to pay, and plans its drift check. Retried with backoff while the
-    /// provider is unavailable.
+    /// so the order shows where to pay. Retried with backoff while the provider is unavailable.
+    /// Its drift check is planned again (one live per order: the one written with the order
+    /// usually is), for an order of a store made before checks were written with their orders.
     func createPayment(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
-        if let check = try await paymentCreated(for: id, provider: provider) {
+        let order = try await paymentCreated(for: id, provider: provider)
+        if let order, let check = firstDriftCheck(of: order.id, createdAt: clock(), expiresAt: order.expiresAt) {
             _ = try await store.enqueue([check], at: clock())
         }
         return .completed
     }
 
+    /// The first check of an order's payment, `driftCheckFirst` after `createdAt`, unless the
+    /// order's window ends first (its expiry asks the provider itself).
+    func firstDriftCheck(of id: OrderID, createdAt: Date, expiresAt: Date) -> NewJob? {
+        let firstCheck = createdAt.addingTimeInterval(expiry.driftCheckFirst.seconds)
+        return firstCheck < expiresAt ? PaymentJobs.checking(id, at: firstCheck) : nil
+    }
+
     /// Creates the payments of the orders of one reservation batch (`payment.create-batch`), each
     /// as `createPayment(_:provider:)` does, `creationWidth` at a time and each in a span of its
-    /// order's trace; their drift checks are enqueued together at the end. An order whose creation
+    /// order's trace (their drift checks were written with the orders). An order whose creation
     /// fails — the provider out of reach or its circuit open, a failure of the store — is handed to
     /// a keyed `payment.create` job of its own, which retries it alone with the usual backoff; the
-    /// others are not held back by it. A batch job run again (its worker died, the enqueue failed)
-    /// creates nothing twice: an order with a payment is passed over (its check planned again, once).
+    /// others are not held back by it. A batch job run again (its worker died, the hand-overs'
+    /// enqueue failed) creates nothing twice: an order with a payment is passed over.
     func createPayments(_ orders: [(id: OrderID, traceParent: String?)], provider: any PaymentProvider) async throws
         -> JobResult
     {
-        var follow: [NewJob] = []
-        var handedOver = 0
-        try await withThrowingTaskGroup(of: (job: NewJob?, handedOver: Bool).self) { group in
+        var handOver: [NewJob] = []
+        try await withThrowingTaskGroup(of: NewJob?.self) { group in
             var next = orders.makeIterator()
             func start() {
                 guard let order = next.next() else { return }
                 group.addTask { try await createPaymentInBatch(order.id, traceParent: order.traceParent, provider: provider) }
             }
             for _ in 0..<Self.creationWidth { start() }
-            while let result = try await group.next() {
-                if let job = result.job { follow.append(job) }
-                if result.handedOver { handedOver += 1 }
+            while let job = try await group.next() {
+                if let job { handOver.append(job) }
                 start()
             }
         }
-        if !follow.isEmpty {
-            _ = try await store.enqueue(follow, at: clock())
-        }
-        if handedOver > 0 {
-            logger.info("payment creations of a batch handed over", metadata: ["count": "\(handedOver)"])
+        if !handOver.isEmpty {
+            _ = try await store.enqueue(handOver, at: clock())
+            logger.info("payment creations of a batch handed over", metadata: ["count": "\(handOver.count)"])
         }
         return .completed
     }
@@ -102,20 +107,21 @@ extension OrderLifecycle {
     static let creationWidth = 16
 
     /// One order's payment creation inside its batch, in a `payment.create` span continuing the
-    /// order's trace: the order's drift check, or the `payment.create` job that takes over.
+    /// order's trace; the `payment.create` job that takes over, if it failed.
     private func createPaymentInBatch(_ id: OrderID, traceParent: String?, provider: any PaymentProvider) async throws
-        -> (job: NewJob?, handedOver: Bool)
+        -> NewJob?
     {
         let context = traceParent.map(TraceParent.context) ?? ServiceContext.current ?? .topLevel
         return try await withSpan("payment.create", context: context) { span in
             if span.isRecording { span.attributes["crest.order.id"] = id.description }
             do {
-                return (try await paymentCreated(for: id, provider: provider), false)
+                _ = try await paymentCreated(for: id, provider: provider)
+                return nil
             } catch let discarded as JobDiscardError {
                 // As the single job would be discarded: no order, or an answer that cannot be true.
                 logger.error(
                     "payment creation given up for an order of a batch", metadata: ["order": "\(id)", "error": "\(discarded)"])
-                return (nil, false)
+                return nil
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -129,7 +135,7 @@ extension OrderLifecycle {
                 logger.warning(
                     "payment creation handed over to a job of its own", metadata: ["order": "\(id)", "error": "\(error)"])
                 let runAt = clock().addingTimeInterval(delay.seconds)
-                return (PaymentJobs.creation(of: id, at: runAt, traceParent: traceParent), true)
+                return PaymentJobs.creation(of: id, at: runAt, traceParent: traceParent)
             }
         }
     }
@@ -155,9 +161,9 @@ extension OrderLifecycle {
         }
     }
 
-    /// Creates the order's payment unless it has one or is closed, and records it; the order's
-    /// first drift check, unless its window ends first (the expiry asks the provider itself).
-    private func paymentCreated(for id: OrderID, provider: any PaymentProvider) async throws -> NewJob? {
+    /// Creates the order's payment unless it has one or is closed, and records it; the order, if
+    /// it is still awaiting payment.
+    private func paymentCreated(for id: OrderID, provider: any PaymentProvider) async throws -> Order? {
         let order = try await order(id)
         // A closed order needs no payment.
         guard order.status == .pendingPayment else { return nil }
@@ -175,8 +181,7 @@ extension OrderLifecycle {
                 try await paymentTaken(taken)
             }
         }
-        let firstCheck = clock().addingTimeInterval(expiry.driftCheckFirst.seconds)
-        return firstCheck < order.expiresAt ? PaymentJobs.checking(order.id, at: firstCheck) : nil
+        return order
     }
 
     /// The janitor of an awaited payment: asks the provider how it stands and records what changed
@@ -185,24 +190,27 @@ extension OrderLifecycle {
     /// does (the expiry asks the provider itself).
     func checkPayment(_ id: OrderID, provider: any PaymentProvider) async throws -> JobResult {
         let order = try await order(id)
-        guard order.status == .pendingPayment, let payment = order.payment else { return .completed }
+        guard order.status == .pendingPayment else { return .completed }
         let now = clock()
         guard now < order.expiresAt else { return .completed }
-        let current: ProviderPayment
-        do {
-            current = try await provider.payment(id: payment.id)
-        } catch ProviderError.notFound, ProviderError.rejected {
-            return .completed
-        }
-        if current.status != payment.status, let observation = current.observation() {
-            let record = try await record(observation)
-            if record.order.payment?.status != payment.status, current.status == .succeeded || current.status == .failed {
-                metrics.countDrift(current.status)
-                logger.notice(
-                    "payment status drift healed: the provider's word came without a webhook",
-                    metadata: ["order": "\(order.id)", "payment": "\(payment.id)", "status": "\(current.status.rawValue)"])
+        // No payment yet (its creation is still being retried): nothing to ask about; look again later.
+        if let payment = order.payment {
+            let current: ProviderPayment
+            do {
+                current = try await provider.payment(id: payment.id)
+            } catch ProviderError.notFound, ProviderError.rejected {
+                return .completed
             }
-            if record.order.status != .pendingPayment { return .completed }
+            if current.status != payment.status, let observation = current.observation() {
+                let record = try await record(observation)
+                if record.order.payment?.status != payment.status, current.status == .succeeded || current.status == .failed {
+                    metrics.countDrift(current.status)
+                    logger.notice(
+                        "payment status drift healed: the provider's word came without a webhook",
+                        metadata: ["order": "\(order.id)", "payment": "\(payment.id)", "status": "\(current.status.rawValue)"])
+                }
+                if record.order.status != .pendingPayment { return .completed }
+            }
         }
         let age = now.timeIntervalSince(order.createdAt)
         let pause = min(max(age, expiry.driftCheckFirst.seconds), expiry.driftCheckLongest.seconds)
