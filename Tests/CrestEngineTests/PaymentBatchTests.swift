@@ -12,6 +12,9 @@ import Testing
 /// fails is handed to a job of its own without holding the others back.
 @Suite("Payment creation by reservation batch")
 struct PaymentBatchTests {
+    static let noLinger = EngineConfiguration(
+        jobs: JobRunnerConfiguration(
+            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
     static let quickJobs = EngineConfiguration(
         batchWindow: .seconds(10),
         jobs: JobRunnerConfiguration(
@@ -101,11 +104,8 @@ struct PaymentBatchTests {
         "a batch's creation that runs out of attempts (its hand-overs never enqueued) hands each of its orders to a keyed job of its own, which creates the payment once the provider answers"
     )
     func discardedBatchHandsOver() async throws {
-        let configuration = EngineConfiguration(
-            jobs: JobRunnerConfiguration(
-                pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
         let provider = CountingProvider(unreachableAmount: 1000)
-        try await EngineFixture.withControllableStore(configuration: configuration, provider: provider) { fixture, store in
+        try await EngineFixture.withControllableStore(configuration: Self.noLinger, provider: provider) { fixture, store in
             let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 900)
             // Every attempt's creation fails and its hand-over's enqueue too, as often as the job has attempts.
             store.failEnqueues(of: PaymentJobs.create.name, times: PaymentJobs.createBatch.maxAttempts)
@@ -131,6 +131,33 @@ struct PaymentBatchTests {
             #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
             #expect(provider.creations(of: order.id) == 1)
             #expect(try await Self.liveChecks(fixture) == [order.id], "still one check")
+        }
+    }
+
+    @Test(
+        "the provider calls of batch jobs run side by side share 32 places, below the provider guard's bulkhead; the others wait their turn"
+    )
+    func sharedPlaces() async throws {
+        let provider = HeldProvider()
+        try await EngineFixture.with(configuration: Self.noLinger, provider: provider) { fixture in
+            let sale = try await fixture.sale(stock: 100, paymentWindowSeconds: 900)
+            // 80 orders, in as many reservation batches as come: their creations are held by the
+            // provider until 32 are in flight.
+            let orders = try await withThrowingTaskGroup(of: Order.self) { group in
+                for index in 0..<80 {
+                    group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
+                }
+                return try await group.reduce(into: [Order]()) { $0.append($1) }
+            }
+            #expect(try await eventually(timeout: .seconds(30)) { provider.inFlight == 32 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(provider.inFlight == 32, "no more than 32 get in")
+            provider.open()
+            for order in orders {
+                #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
+            }
+            #expect(provider.most == 32)
+            #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
     }
 
@@ -200,6 +227,34 @@ private final class CountingProvider: PaymentProvider {
             id: id, reference: String(id.dropFirst(3)), amount: Money(amount: 1000, currency: Currency("CNY")!), status: .created,
             payURL: nil)
     }
+
+    func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment { throw ProviderError.notFound }
+
+    func statement(from: Date, to: Date) async throws -> [StatementRow] { [] }
+}
+
+/// A provider that holds every creation until `open()`; counts the calls in flight.
+private final class HeldProvider: PaymentProvider {
+    private let state = Mutex((open: false, now: 0, most: 0))
+
+    var inFlight: Int { state.withLock { $0.now } }
+    var most: Int { state.withLock { $0.most } }
+
+    func open() { state.withLock { $0.open = true } }
+
+    func createPayment(_ request: PaymentRequest) async throws -> ProviderPayment {
+        state.withLock {
+            $0.now += 1
+            $0.most = max($0.most, $0.now)
+        }
+        defer { state.withLock { $0.now -= 1 } }
+        while !state.withLock({ $0.open }) { try await Task.sleep(for: .milliseconds(5)) }
+        return ProviderPayment(
+            id: "pi_\(request.orderID)", reference: request.orderID.description, amount: request.amount, status: .created,
+            payURL: nil)
+    }
+
+    func payment(id: String) async throws -> ProviderPayment { throw ProviderError.notFound }
 
     func refund(paymentID: String, idempotencyKey: String) async throws -> ProviderPayment { throw ProviderError.notFound }
 

@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import CrestPayments
 import CrestStore
@@ -17,6 +18,8 @@ struct OrderLifecycle: Sendable {
     let metrics: EngineMetrics
     let provider: (any PaymentProvider)?
     let expiry: ExpiryPolicy
+    /// Places for payment creations in flight, shared by every batch job of this process.
+    let creationSlots = AsyncSemaphore(limit: creationSlotCount)
     let logger: Logger
     let clock: @Sendable () -> Date
 

@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import CrestPayments
 import CrestStore
@@ -73,8 +74,8 @@ extension OrderLifecycle {
     }
 
     /// Creates the payments of the orders of one reservation batch (`payment.create-batch`), each
-    /// as `createPayment(_:provider:)` does, `creationWidth` at a time and each in a span of its
-    /// order's trace (their drift checks were written with the orders). An order whose creation
+    /// as `createPayment(_:provider:)` does, each in a span of its order's trace and holding a place
+    /// of `creationSlots` while it runs (their drift checks were written with the orders). An order whose creation
     /// fails — the provider out of reach or its circuit open, a failure of the store — is handed to
     /// a keyed `payment.create` job of its own, which retries it alone with the usual backoff; the
     /// others are not held back by it. A batch job run again (its worker died, the hand-overs'
@@ -84,15 +85,15 @@ extension OrderLifecycle {
     {
         var handOver: [NewJob] = []
         try await withThrowingTaskGroup(of: NewJob?.self) { group in
-            var next = orders.makeIterator()
-            func start() {
-                guard let order = next.next() else { return }
-                group.addTask { try await createPaymentInBatch(order.id, traceParent: order.traceParent, provider: provider) }
+            for order in orders {
+                group.addTask {
+                    try await creationSlots.acquire()
+                    defer { creationSlots.release() }
+                    return try await createPaymentInBatch(order.id, traceParent: order.traceParent, provider: provider)
+                }
             }
-            for _ in 0..<Self.creationWidth { start() }
             while let job = try await group.next() {
                 if let job { handOver.append(job) }
-                start()
             }
         }
         if !handOver.isEmpty {
@@ -102,9 +103,12 @@ extension OrderLifecycle {
         return .completed
     }
 
-    /// How many of a batch's payments are created at once: their records share the recorder's
-    /// commits; below the provider guard's bulkhead, so that two batches side by side fit in it.
-    static let creationWidth = 16
+    /// How many payments are created at once, by all batch jobs together (`creationSlots`): their
+    /// records share the recorder's commits. Half the provider guard's default bulkhead (64 calls
+    /// in flight), the other half left to expiries, checks and refunds: in a burst, batch jobs
+    /// (up to the runner's workers, each naming up to 64 orders) wait for a place in turn instead
+    /// of being refused by the bulkhead and handed over.
+    static let creationSlotCount = 32
 
     /// One order's payment creation inside its batch, in a `payment.create` span continuing the
     /// order's trace; the `payment.create` job that takes over, if it failed.
@@ -140,7 +144,7 @@ extension OrderLifecycle {
         }
     }
 
-    /// A batch's payment creation ran out of attempts (its follow-ups could not be enqueued, or it
+    /// A batch's payment creation ran out of attempts (its hand-overs could not be enqueued, or it
     /// never finished within its timeout): each of its orders gets a keyed `payment.create` job of
     /// its own, due now — an order with a payment already completes it at once.
     func creationBatchDiscarded(_ job: Job, orders: [(id: OrderID, traceParent: String?)]?, error: String) async {
