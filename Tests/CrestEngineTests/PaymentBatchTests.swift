@@ -135,28 +135,28 @@ struct PaymentBatchTests {
     }
 
     @Test(
-        "the provider calls of batch jobs run side by side share 32 places, below the provider guard's bulkhead; the others wait their turn"
+        "the provider calls of batch jobs run side by side share 64 places, the provider guard's default bulkhead; the others wait their turn"
     )
     func sharedPlaces() async throws {
         let provider = HeldProvider()
         try await EngineFixture.with(configuration: Self.noLinger, provider: provider) { fixture in
             let sale = try await fixture.sale(stock: 100, paymentWindowSeconds: 900)
-            // 80 orders, in as many reservation batches as come: their creations are held by the
-            // provider until 32 are in flight.
+            // 100 orders, in as many reservation batches as come: their creations are held by the
+            // provider until 64 are in flight.
             let orders = try await withThrowingTaskGroup(of: Order.self) { group in
-                for index in 0..<80 {
+                for index in 0..<100 {
                     group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
                 }
                 return try await group.reduce(into: [Order]()) { $0.append($1) }
             }
-            #expect(try await eventually(timeout: .seconds(30)) { provider.inFlight == 32 })
+            #expect(try await eventually(timeout: .seconds(30)) { provider.inFlight == 64 })
             try await Task.sleep(for: .milliseconds(200))
-            #expect(provider.inFlight == 32, "no more than 32 get in")
+            #expect(provider.inFlight == 64, "no more than 64 get in")
             provider.open()
             for order in orders {
                 #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
             }
-            #expect(provider.most == 32)
+            #expect(provider.most == 64)
             #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
     }
