@@ -74,12 +74,13 @@ extension OrderLifecycle {
     }
 
     /// Creates the payments of the orders of one reservation batch (`payment.create-batch`), each
-    /// as `createPayment(_:provider:)` does, each in a span of its order's trace and holding a place
-    /// of `creationSlots` while it runs (their drift checks were written with the orders). An order whose creation
-    /// fails — the provider out of reach or its circuit open, a failure of the store — is handed to
-    /// a keyed `payment.create` job of its own, which retries it alone with the usual backoff; the
-    /// others are not held back by it. A batch job run again (its worker died, the hand-overs'
-    /// enqueue failed) creates nothing twice: an order with a payment is passed over.
+    /// as `createPayment(_:provider:)` does, each in a span of its order's trace and holding a
+    /// place of `creationSlots` while it runs (their drift checks were written with the orders).
+    /// An order whose creation fails — the provider out of reach or its circuit open, a failure of
+    /// the store — is handed to a keyed `payment.create` job of its own, which retries it alone
+    /// with the usual backoff; the others are not held back by it. A batch job run again (its
+    /// worker died, it ran past its timeout waiting for places, the hand-overs' enqueue failed)
+    /// creates nothing twice: an order with a payment is passed over.
     func createPayments(_ orders: [(id: OrderID, traceParent: String?)], provider: any PaymentProvider) async throws
         -> JobResult
     {
