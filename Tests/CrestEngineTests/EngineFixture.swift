@@ -104,3 +104,14 @@ enum AttemptResult: Hashable, Sendable {
         }
     }
 }
+
+extension EngineConfiguration {
+    /// Jobs polled every 20 ms and retried after 10 to 50 ms: a test's jobs run at once.
+    static let quickJobs = EngineConfiguration(
+        jobs: JobRunnerConfiguration(
+            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
+
+    /// As `quickJobs`, and the batcher lingers 10 s for more reservations: with the test's clock
+    /// (which the batcher lingers on), attempts made together commit in one batch when it moves.
+    static let quickJobsLingering = EngineConfiguration(batchWindow: .seconds(10), jobs: quickJobs.jobs)
+}

@@ -12,11 +12,6 @@ import Testing
 /// of its own without holding the others back.
 @Suite("Expiry by reservation batch")
 struct ExpiryBatchTests {
-    static let quickJobs = EngineConfiguration(
-        batchWindow: .seconds(10),
-        jobs: JobRunnerConfiguration(
-            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
-
     @Test(
         "one job expires a batch's unpaid orders and passes over a cancelled one; a payment still processing and an unreachable provider are handed to keyed jobs of their own, which end them later"
     )
@@ -24,7 +19,7 @@ struct ExpiryBatchTests {
         // The engine's clock is the test's: the batcher lingers on it, orders expire when it moves.
         let clock = AdjustableClock()
         let provider = ScriptedProvider()
-        try await EngineFixture.with(configuration: Self.quickJobs, clock: clock, provider: provider) { fixture in
+        try await EngineFixture.with(configuration: .quickJobsLingering, clock: clock, provider: provider) { fixture in
             let sale = try await fixture.sale(stock: 10, paymentWindowSeconds: 50)
             // Four attempts queued while the batcher lingers on the test's clock: one batch.
             let placing = Task {
@@ -95,10 +90,7 @@ struct ExpiryBatchTests {
         "a batch's expiry that runs out of attempts (its hand-overs never enqueued) hands each of its orders to a keyed job of its own, which ends it once the store lets it"
     )
     func discardedBatchHandsOver() async throws {
-        let configuration = EngineConfiguration(
-            jobs: JobRunnerConfiguration(
-                pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
-        try await EngineFixture.withControllableStore(configuration: configuration) { fixture, store in
+        try await EngineFixture.withControllableStore(configuration: .quickJobs) { fixture, store in
             let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 2)
             // Every expiry fails, so each attempt hands every order over — and that enqueue fails,
             // as often as the batch job has attempts.

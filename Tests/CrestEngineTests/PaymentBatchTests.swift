@@ -12,14 +12,6 @@ import Testing
 /// fails is handed to a job of its own without holding the others back.
 @Suite("Payment creation by reservation batch")
 struct PaymentBatchTests {
-    static let noLinger = EngineConfiguration(
-        jobs: JobRunnerConfiguration(
-            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
-    static let quickJobs = EngineConfiguration(
-        batchWindow: .seconds(10),
-        jobs: JobRunnerConfiguration(
-            pollInterval: .milliseconds(20), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
-
     @Test(
         "one job creates a batch's payments (their checks written with the orders); an order the provider cannot be reached for is handed to a keyed job of its own, which creates it once the provider answers; the batch run again creates nothing twice"
     )
@@ -28,7 +20,7 @@ struct PaymentBatchTests {
         let clock = AdjustableClock()
         // bob orders two units: the provider cannot be reached for an amount of ¥20.00.
         let provider = CountingProvider(unreachableAmount: 2000)
-        try await EngineFixture.with(configuration: Self.quickJobs, clock: clock, provider: provider) { fixture in
+        try await EngineFixture.with(configuration: .quickJobsLingering, clock: clock, provider: provider) { fixture in
             let sale = try await fixture.sale(stock: 10, perBuyerLimit: 2, paymentWindowSeconds: 900)
             let placing = Task {
                 try await withThrowingTaskGroup(of: Order.self) { group in
@@ -105,7 +97,7 @@ struct PaymentBatchTests {
     )
     func discardedBatchHandsOver() async throws {
         let provider = CountingProvider(unreachableAmount: 1000)
-        try await EngineFixture.withControllableStore(configuration: Self.noLinger, provider: provider) { fixture, store in
+        try await EngineFixture.withControllableStore(configuration: .quickJobs, provider: provider) { fixture, store in
             let sale = try await fixture.sale(stock: 5, paymentWindowSeconds: 900)
             // Every attempt's creation fails and its hand-over's enqueue too, as often as the job has attempts.
             store.failEnqueues(of: PaymentJobs.create.name, times: PaymentJobs.createBatch.maxAttempts)
@@ -139,7 +131,7 @@ struct PaymentBatchTests {
     )
     func sharedPlaces() async throws {
         let provider = HeldProvider()
-        try await EngineFixture.with(configuration: Self.noLinger, provider: provider) { fixture in
+        try await EngineFixture.with(configuration: .quickJobs, provider: provider) { fixture in
             let sale = try await fixture.sale(stock: 100, paymentWindowSeconds: 900)
             // 100 orders, in as many reservation batches as come: their creations are held by the
             // provider until 64 are in flight.

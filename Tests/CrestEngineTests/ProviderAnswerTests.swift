@@ -12,17 +12,13 @@ import Testing
 /// refused with a clear record, never written half-way or retried without end.
 @Suite("Answers of the payment provider")
 struct ProviderAnswerTests {
-    static let quickJobs = EngineConfiguration(
-        jobs: JobRunnerConfiguration(
-            pollInterval: .milliseconds(50), backoff: Backoff(base: .milliseconds(10), maximum: .milliseconds(50), jitter: 0)))
-
     @Test("a payment id already bound to another order flags the order, is counted, and is not retried")
     func paymentIDTaken() async throws {
         _ = TestMetrics.registry
         let series = #"crest_provider_answers_refused_total{reason="payment_id_taken"}"#
         let before = TestMetrics.value(of: series) ?? 0
         let provider = OneIDProvider(id: "pi_restarted_sandbox")
-        try await EngineFixture.with(configuration: Self.quickJobs, provider: provider) { fixture in
+        try await EngineFixture.with(configuration: .quickJobs, provider: provider) { fixture in
             let engine = fixture.engine
             let sale = try await fixture.sale(stock: 2)
             let first = try await engine.placeOrder(
