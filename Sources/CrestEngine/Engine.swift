@@ -111,7 +111,10 @@ package final class Engine: Sendable {
         self.paymentRecorder = paymentRecorder
         let lifecycle = OrderLifecycle(
             store: store, transitioner: transitioner, paymentRecorder: paymentRecorder, gates: gates, metrics: metrics, provider: provider,
-            expiry: configuration.expiry, logger: logger, clock: clock)
+            expiry: configuration.expiry,
+            creationSlots: AsyncSemaphore(
+                limit: (provider as? GuardedProvider)?.status.maxInFlight ?? OrderLifecycle.creationSlotCount),
+            logger: logger, clock: clock)
         self.lifecycle = lifecycle
         let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
         let jobs = JobRunner(

@@ -47,7 +47,7 @@ struct AsyncSemaphoreTests {
                     slots.release()
                 })
             // Queued before the next one starts.
-            while slots.statistics.waiting < index + 1 { await Task.yield() }
+            while slots.statistics.waiting < index + 1 { try? await Task.sleep(for: .milliseconds(1)) }
         }
         slots.release()
         for waiter in waiters { try await waiter.value }
@@ -59,12 +59,12 @@ struct AsyncSemaphoreTests {
         let slots = AsyncSemaphore(limit: 1)
         try await slots.acquire()
         let first = Task { try await slots.acquire() }
-        while slots.statistics.waiting < 1 { await Task.yield() }
+        while slots.statistics.waiting < 1 { try? await Task.sleep(for: .milliseconds(1)) }
         let second = Task {
             try await slots.acquire()
             slots.release()
         }
-        while slots.statistics.waiting < 2 { await Task.yield() }
+        while slots.statistics.waiting < 2 { try? await Task.sleep(for: .milliseconds(1)) }
         first.cancel()
         await #expect(throws: CancellationError.self) { try await first.value }
         #expect(slots.statistics.waiting == 1)

@@ -35,7 +35,7 @@ struct SharedDeadlinesTests {
         let deadlines = SharedDeadlines()
         let long = Task { await deadlines.wait(until: .now + .seconds(600)) }
         // The long wait registered first: the timer sleeps for it.
-        while deadlines.statistics.waiting == 0 { await Task.yield() }
+        while deadlines.statistics.waiting == 0 { try? await Task.sleep(for: .milliseconds(1)) }
         let start = ContinuousClock.now
         await deadlines.wait(until: start + .milliseconds(50))
         #expect(ContinuousClock.now - start >= .milliseconds(50))
@@ -69,10 +69,12 @@ struct SharedDeadlinesTests {
     func finishedWaitsAreDropped() async {
         let deadlines = SharedDeadlines()
         let long = Task { await deadlines.wait(until: .now + .seconds(300)) }
-        while deadlines.statistics.waiting == 0 { await Task.yield() }
+        while deadlines.statistics.waiting == 0 { try? await Task.sleep(for: .milliseconds(1)) }
         // Later deadlines than the one the timer sleeps for, each finished at once (as a job that
-        // completes in milliseconds under a 30 s timeout): nothing pops them until it wakes.
-        for _ in 0..<10_000 {
+        // completes in milliseconds under a 30 s timeout): nothing pops them until it wakes. 3,000
+        // are enough to pass the rebuild's threshold (2 × 1 + 1,024) and stay quick on a loaded CI
+        // machine (10,000 once ran past the suite's minute there).
+        for _ in 0..<3_000 {
             let short = Task { await deadlines.wait(until: .now + .seconds(600)) }
             short.cancel()
             await short.value

@@ -4,6 +4,7 @@ import CrestPayments
 import CrestStore
 import CrestTestSupport
 import Foundation
+import Logging
 import Synchronization
 import Testing
 
@@ -107,7 +108,8 @@ struct PaymentBatchTests {
                 matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
             let batch = try #require(batches.first)
             #expect(batches.count == 1)
-            let discarded = try await eventually(timeout: .seconds(60)) { try await fixture.engine.job(batch.id).state == .discarded }
+            // 25 attempts: on a loaded two-core machine each can take seconds.
+            let discarded = try await eventually(timeout: .seconds(150)) { try await fixture.engine.job(batch.id).state == .discarded }
             let job = try await fixture.engine.job(batch.id)
             #expect(discarded, "batch job not discarded: \(job)")
             #expect(job.attempt == PaymentJobs.createBatch.maxAttempts)
@@ -149,6 +151,30 @@ struct PaymentBatchTests {
                 #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
             }
             #expect(provider.most == 64)
+            #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
+        }
+    }
+
+    @Test("behind the provider guard, the places are its bulkhead's: a burst waits its turn and none is refused")
+    func guardsPlaces() async throws {
+        let held = HeldProvider()
+        let guarded = GuardedProvider(
+            held, configuration: GuardedProvider.Configuration(timeout: .seconds(60), maxInFlight: 8), logger: Logger(label: "crest.test"))
+        try await EngineFixture.with(configuration: .quickJobs, provider: guarded) { fixture in
+            let sale = try await fixture.sale(stock: 30, paymentWindowSeconds: 900)
+            let orders = try await withThrowingTaskGroup(of: Order.self) { group in
+                for index in 0..<24 {
+                    group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
+                }
+                return try await group.reduce(into: [Order]()) { $0.append($1) }
+            }
+            #expect(try await eventually(timeout: .seconds(30)) { held.inFlight == 8 })
+            try await Task.sleep(for: .milliseconds(200))
+            held.open()
+            for order in orders {
+                #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
+            }
+            #expect(guarded.status.bulkheadRejected == 0, "refused by the bulkhead: \(guarded.status)")
             #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
     }

@@ -18,8 +18,10 @@ struct OrderLifecycle: Sendable {
     let metrics: EngineMetrics
     let provider: (any PaymentProvider)?
     let expiry: ExpiryPolicy
-    /// Places for payment creations in flight, shared by every batch job of this process.
-    let creationSlots = AsyncSemaphore(limit: creationSlotCount)
+    /// Places for payment creations in flight, shared by every batch job of this process: as many
+    /// as the provider guard lets calls in flight (`--provider-max-in-flight`), `creationSlotCount`
+    /// for a provider without a guard.
+    let creationSlots: AsyncSemaphore
     let logger: Logger
     let clock: @Sendable () -> Date
 

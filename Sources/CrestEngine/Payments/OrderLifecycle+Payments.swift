@@ -104,9 +104,9 @@ extension OrderLifecycle {
         return .completed
     }
 
-    /// How many payments are created at once, by all batch jobs together (`creationSlots`): their
-    /// records share the recorder's commits. The provider guard's default bulkhead (64 calls in
-    /// flight): in a burst, batch jobs (up to the runner's workers, each naming up to 64 orders)
+    /// How many payments are created at once, by all batch jobs together (`creationSlots`), when
+    /// the provider has no guard; with one, its bulkhead's size (`--provider-max-in-flight`, 64 by
+    /// default). In a burst, batch jobs (up to the runner's workers, each naming up to 64 orders)
     /// wait for a place in turn instead of being refused by the bulkhead and handed over. Half of
     /// it (32) was measured too few on a slow day: creations fell behind the crowd (RESULTS).
     static let creationSlotCount = 64
