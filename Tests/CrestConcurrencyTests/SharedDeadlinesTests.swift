@@ -71,14 +71,15 @@ struct SharedDeadlinesTests {
         let long = Task { await deadlines.wait(until: .now + .seconds(300)) }
         while deadlines.statistics.waiting == 0 { try? await Task.sleep(for: .milliseconds(1)) }
         // Later deadlines than the one the timer sleeps for, each finished at once (as a job that
-        // completes in milliseconds under a 30 s timeout): nothing pops them until it wakes. 3,000
-        // are enough to pass the rebuild's threshold (2 × 1 + 1,024) and stay quick on a loaded CI
-        // machine (10,000 once ran past the suite's minute there).
-        for _ in 0..<3_000 {
-            let short = Task { await deadlines.wait(until: .now + .seconds(600)) }
-            short.cancel()
-            await short.value
+        // completes in milliseconds under a 30 s timeout): nothing pops them until it wakes. All
+        // from one cancelled task, so that the test needs no trip through the task pool per wait:
+        // with a task each, a CPU-heavy test beside it on two cores once made 10,000 trips take
+        // more than the suite's minute (a thread dump showed the pool busy, nothing blocked).
+        let shorts = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            for _ in 0..<10_000 { await deadlines.wait(until: .now + .seconds(600)) }
         }
+        await shorts.value
         #expect(deadlines.statistics.waiting == 1)
         #expect(deadlines.statistics.queued < 2_000, "\(deadlines.statistics)")
         long.cancel()
