@@ -137,19 +137,12 @@ struct PaymentBatchTests {
             let sale = try await fixture.sale(stock: 100, paymentWindowSeconds: 900)
             // 100 orders, in as many reservation batches as come: their creations are held by the
             // provider until 64 are in flight.
-            let orders = try await withThrowingTaskGroup(of: Order.self) { group in
-                for index in 0..<100 {
-                    group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
-                }
-                return try await group.reduce(into: [Order]()) { $0.append($1) }
-            }
+            let orders = try await Self.placeAtOnce(100, in: sale, on: fixture)
             #expect(try await eventually(timeout: .seconds(30)) { provider.inFlight == 64 })
             try await Task.sleep(for: .milliseconds(200))
             #expect(provider.inFlight == 64, "no more than 64 get in")
             provider.open()
-            for order in orders {
-                #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
-            }
+            try await Self.expectPayments(of: orders, on: fixture)
             #expect(provider.most == 64)
             #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
@@ -162,18 +155,11 @@ struct PaymentBatchTests {
             held, configuration: GuardedProvider.Configuration(timeout: .seconds(60), maxInFlight: 8), logger: Logger(label: "crest.test"))
         try await EngineFixture.with(configuration: .quickJobs, provider: guarded) { fixture in
             let sale = try await fixture.sale(stock: 30, paymentWindowSeconds: 900)
-            let orders = try await withThrowingTaskGroup(of: Order.self) { group in
-                for index in 0..<24 {
-                    group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
-                }
-                return try await group.reduce(into: [Order]()) { $0.append($1) }
-            }
+            let orders = try await Self.placeAtOnce(24, in: sale, on: fixture)
             #expect(try await eventually(timeout: .seconds(30)) { held.inFlight == 8 })
             try await Task.sleep(for: .milliseconds(200))
             held.open()
-            for order in orders {
-                #expect(try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil })
-            }
+            try await Self.expectPayments(of: orders, on: fixture)
             #expect(guarded.status.bulkheadRejected == 0, "refused by the bulkhead: \(guarded.status)")
             #expect(try await fixture.engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10).isEmpty)
         }
@@ -203,6 +189,25 @@ struct PaymentBatchTests {
         #expect(odd.orders.map(\.traceParent) == [nil] && odd.payload == #"{"orderIds":["\#(ids[0])"]}"#)
         let handedOver = PaymentJobs.creation(of: ids[0], at: Date(timeIntervalSince1970: 5), traceParent: trace)
         #expect(handedOver.uniqueKey == "payment.create:\(ids[0])" && handedOver.traceParent == trace)
+    }
+
+    /// `count` orders of distinct buyers placed at once, in as many reservation batches as come.
+    private static func placeAtOnce(_ count: Int, in sale: Sale, on fixture: EngineFixture) async throws -> [Order] {
+        try await withThrowingTaskGroup(of: Order.self) { group in
+            for index in 0..<count {
+                group.addTask { try await fixture.order(sale, buyer: "b\(index)", key: "k\(index)").order }
+            }
+            return try await group.reduce(into: [Order]()) { $0.append($1) }
+        }
+    }
+
+    private static func expectPayments(
+        of orders: [Order], on fixture: EngineFixture, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        for order in orders {
+            let paid = try await eventually(timeout: .seconds(30)) { try await fixture.engine.order(order.id).payment != nil }
+            #expect(paid, "order \(order.id) has no payment", sourceLocation: sourceLocation)
+        }
     }
 
     private static func liveChecks(_ fixture: EngineFixture) async throws -> [OrderID] {
