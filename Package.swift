@@ -298,6 +298,7 @@ let package = Package(
             dependencies: [
                 "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport", "CrestChaos",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -135,6 +135,13 @@ package enum ProviderAPI {
         }
     }
 
+    /// `GET /v1/payment_intents?reference=…`: every intent made for one reference, oldest first.
+    package struct IntentList: Codable, Sendable {
+        package var data: [Intent]
+
+        package init(data: [Intent]) { self.data = data }
+    }
+
     /// `GET /v1/statements?from=…&to=…&format=json&limit=…&after=…`: a page of lines in id order.
     package struct StatementPage: Codable, Sendable {
         package var lines: [StatementLine]

@@ -34,6 +34,8 @@ package final class PaymentSimulator: Sendable {
         var intents: [String: ProviderAPI.Intent] = [:]
         /// Every intent's id, in id order (ids are time-ordered, so this is creation order).
         var order: [String] = []
+        /// Every intent's id by its reference, in creation order: the charges made for one order.
+        var byReference: [String: [String]] = [:]
         var createKeys: [String: (request: ProviderAPI.CreateIntent, id: String)] = [:]
         var refundKeys: [String: String] = [:]
         /// When each intent's charge settled (it succeeded), and when its refund did.
@@ -90,7 +92,7 @@ package final class PaymentSimulator: Sendable {
                 id: id, reference: request.reference, amount: request.amount, currency: request.currency,
                 status: .created, payUrl: "\(state.publicURL)/pay/\(id)", created: seconds, updated: seconds)
             state.intents[id] = intent
-            state.remember(id)
+            state.remember(intent)
             state.createKeys[key] = (request, id)
             return .success((intent, true))
         }
@@ -110,6 +112,12 @@ package final class PaymentSimulator: Sendable {
     package func intent(_ id: String) throws(Failure) -> ProviderAPI.Intent {
         guard let intent = state.withLock({ $0.intents[id] }) else { throw .notFound }
         return intent
+    }
+
+    /// Every intent made for `reference` (an order), oldest first: one per order unless a payment
+    /// was created twice under different idempotency keys, or a charge was duplicated.
+    package func intents(reference: String) -> [ProviderAPI.Intent] {
+        state.withLock { state in (state.byReference[reference] ?? []).compactMap { state.intents[$0] } }
     }
 
     /// The buyer pays (`succeeded`) or the payment fails (`failed`): `processing`, then the outcome,
@@ -188,7 +196,7 @@ package final class PaymentSimulator: Sendable {
             id: id, reference: reference, amount: intent.amount, currency: intent.currency, status: .succeeded,
             payUrl: nil, created: seconds, updated: seconds)
         state.intents[id] = charge
-        state.remember(id)
+        state.remember(charge)
         state.settled[id] = seconds
         return charge
     }
@@ -284,8 +292,10 @@ package final class PaymentSimulator: Sendable {
 
 extension PaymentSimulator.State {
     /// Records a new intent's id, keeping `order` in id order (ids are made in order; one that is
-    /// not goes to its place).
-    mutating func remember(_ id: String) {
+    /// not goes to its place), and under its reference.
+    mutating func remember(_ intent: ProviderAPI.Intent) {
+        let id = intent.id
+        byReference[intent.reference, default: []].append(id)
         if let last = order.last, last > id {
             order.insert(id, at: order.firstIndex(after: id))
         } else {

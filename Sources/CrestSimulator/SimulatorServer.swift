@@ -22,6 +22,12 @@ package enum SimulatorServer {
             let body = try await request.decode(as: ProviderAPI.CreateIntent.self, context: context)
             return try json(try simulator.create(body, key: key), status: .created)
         }
+        router.get("v1/payment_intents") { request, _ -> Response in
+            guard let reference = request.uri.queryParameters["reference"], !reference.isEmpty else {
+                throw HTTPError(.badRequest, message: "reference is required")
+            }
+            return try json(ProviderAPI.IntentList(data: simulator.intents(reference: String(reference))))
+        }
         router.get("v1/payment_intents/{id}") { _, context -> Response in
             try json(try simulator.intent(context.parameters.require("id")))
         }

@@ -7,17 +7,19 @@ import Testing
 
 @Suite("Crashes lose nothing that was answered")
 struct CrashTests {
-    @Test("acknowledged orders survive kill -9; unanswered requests resent with their keys are created once")
-    func acknowledgedOrdersSurviveKill9() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
+    @Test(
+        "acknowledged orders survive kill -9; unanswered requests resent with their keys are created once",
+        arguments: ["sqlite", "postgres"])
+    func acknowledgedOrdersSurviveKill9(store kind: String) async throws {
+        guard let data = try await CrashTestData.make(kind) else { return }
+        defer { data.remove() }
         let http = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(
                 connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)))
 
         let requests = 2_000
-        let first = try await CrestProcess(dataDirectory: directory)
+        let first = try await CrestProcess(dataDirectory: data.directory, extraArguments: data.arguments)
         let client = CrestClient(http: http, port: first.port)
         let sale = try await client.createSale(stock: 10_000, adminToken: CrestProcess.adminToken)
 
@@ -43,7 +45,7 @@ struct CrashTests {
         #expect(acknowledged.count >= 300)
         #expect(acknowledged.count < requests, "the kill came after every request was answered")
 
-        let second = try await CrestProcess(dataDirectory: directory)
+        let second = try await CrestProcess(dataDirectory: data.directory, extraArguments: data.arguments)
         let restarted = CrestClient(http: http, port: second.port)
         // Every order answered 201 is there.
         for (_, id) in acknowledged {

@@ -9,15 +9,18 @@ import Testing
 
 @Suite("Jobs survive crashes")
 struct JobCrashTests {
-    @Test("kill -9 while expiry jobs run: after restart each runs again once its lease is over, and stock is released once")
-    func expiryJobsSurviveKill9() async throws {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-e2e-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
+    @Test(
+        "kill -9 while expiry jobs run: after restart each runs again once its lease is over, and stock is released once",
+        arguments: ["sqlite", "postgres"])
+    func expiryJobsSurviveKill9(store kind: String) async throws {
+        guard let data = try await CrashTestData.make(kind) else { return }
+        defer { data.remove() }
+        let directory = data.directory
         let http = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(
                 connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)))
-        let lease = ["--job-lease-seconds", "2"]
+        let lease = data.arguments + ["--job-lease-seconds", "2"]
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
         let stock = 10_000
 
@@ -69,9 +72,7 @@ struct JobCrashTests {
             }
 
             // What the crash left: jobs still marked running, with a lease that nobody will extend.
-            let crashed = try SQLiteStore(directory: directory)
-            interrupted = try await crashed.jobs(matching: JobFilter(state: .running), after: nil, limit: 1_000)
-            try await crashed.close()
+            interrupted = try await data.read { try await $0.jobs(matching: JobFilter(state: .running), after: nil, limit: 1_000) }
         }
         #expect(!interrupted.isEmpty, "no job was running when the process was killed")
 
@@ -112,5 +113,128 @@ struct JobCrashTests {
         }
         #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
         try await http.shutdown()
+    }
+
+    @Test(
+        "kill -9 while payment creation batches run, after the provider made payments not yet recorded: after restart each order has the one payment the provider made",
+        arguments: ["sqlite", "postgres"])
+    func paymentCreationSurvivesKill9(store kind: String) async throws {
+        guard let data = try await CrashTestData.make(kind) else { return }
+        defer { data.remove() }
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)))
+        // The provider answers each call a second after it took effect, and sends no webhook: a
+        // payment it made before the kill reaches Crest only through the batch run again. (A second
+        // stays below the guard's slow-call mark, 2 s, so the breaker stays closed.)
+        let simulator = try await CrestProcess(
+            arguments: [
+                "psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-secret", "e2e", "--latency-ms", "1000",
+                "--log-level", "warning",
+            ],
+            listening: "psp-sim listening on")
+        let provider = CrestClient(http: http, port: simulator.port)
+        let arguments =
+            data.arguments + [
+                "--job-lease-seconds", "2", "--provider-url", "http://127.0.0.1:\(simulator.port)",
+                "--provider-webhook-secret", "e2e",
+            ]
+
+        // Each life places a burst of orders and is killed while their creation batches wait for
+        // the provider's answers. A kill that lands between two waves of calls leaves no payment
+        // made and unrecorded; then the next life tries again with new orders.
+        var orders: [OrderID] = []
+        var interrupted: [Job] = []
+        var unrecorded: [OrderID: String] = [:]
+        for life in 0..<3 where unrecorded.isEmpty {
+            let crest = try await CrestProcess(dataDirectory: data.directory, extraArguments: arguments)
+            let client = CrestClient(http: http, port: crest.port)
+            try await Self.setProviderLatency(1_000, provider)
+            let sale = try await client.createSale(stock: 200, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 300)
+            let placed = await concurrently(200, width: 32) { index in
+                try? await client.orderResending(sale: sale, key: "key-\(index)", buyer: "buyer-\(life)-\(index)")
+            }
+            let ids = placed.compactMap { $0?.status == 201 ? $0?.id.flatMap(OrderID.init) : nil }
+            #expect(ids.count == placed.count, "not placed: \(placed.map { $0.map { "\($0.status)" } ?? "no answer" })")
+            orders += ids
+            let running = try await eventually(timeout: .seconds(20), every: .milliseconds(5)) {
+                let jobs = try await client.call(
+                    .GET, "/v1/jobs?state=running&kind=payment.create-batch", headers: CrestClient.admin)
+                return (jobs.json["jobs"] as? [Any])?.isEmpty == false
+            }
+            #expect(running, "no payment creation batch was seen running")
+            // Calls out take effect at once and are answered a second later.
+            try await Task.sleep(for: .milliseconds(300))
+            await crest.kill()
+
+            // What the crash left: batches still running, and payments the provider made that
+            // their orders do not show.
+            try await Self.setProviderLatency(0, provider)
+            let left = try await data.read { store in
+                let jobs = try await store.jobs(
+                    matching: JobFilter(state: .running, kind: PaymentJobs.createBatch.name), after: nil, limit: 1_000)
+                var orders: [(OrderID, Order?)] = []
+                for job in jobs {
+                    for order in try PaymentJobs.createBatch.parameters(of: job).orderIds {
+                        orders.append((order, try await store.order(order)))
+                    }
+                }
+                return (jobs, orders)
+            }
+            interrupted += left.0
+            for (id, order) in left.1 where order?.payment == nil {
+                let made = try await Self.intents(of: id, provider)
+                #expect(made.count <= 1, "order \(id): \(made.count) payments made before the crash")
+                if let payment = made.first { unrecorded[id] = payment }
+            }
+        }
+        #expect(!interrupted.isEmpty, "no payment creation batch was running when the process was killed")
+        #expect(!unrecorded.isEmpty, "no kill came between a payment made and its record")
+
+        // The next life runs the interrupted batches again once their leases are over: each order
+        // gets a payment, and the one the provider made before the crash is the one recorded.
+        let crest = try await CrestProcess(dataDirectory: data.directory, extraArguments: arguments)
+        let client = CrestClient(http: http, port: crest.port)
+        for job in interrupted {
+            var after: [String: Any] = [:]
+            let done = try await eventually(timeout: .seconds(30)) {
+                after = try await client.call(.GET, "/v1/jobs/\(job.id)", headers: CrestClient.admin).json
+                return after["state"] as? String == "completed"
+            }
+            #expect(done, "job \(job.id) did not run again: \(after)")
+            #expect(after["attempt"] as? Int == job.attempt + 1, "job \(job.id) ran \(after["attempt"] ?? "?") times")
+        }
+        for id in orders {
+            var recorded: String?
+            let paid = try await eventually(timeout: .seconds(30)) {
+                let order = try await client.call(.GET, "/v1/orders/\(id)", headers: CrestClient.admin).json
+                recorded = (order["payment"] as? [String: Any])?["id"] as? String
+                return recorded != nil
+            }
+            #expect(paid, "order \(id) has no payment")
+            let made = try await Self.intents(of: id, provider)
+            #expect(made == recorded.map { [$0] }, "order \(id): the provider made \(made), Crest recorded \(recorded ?? "none")")
+            if let before = unrecorded[id] { #expect(recorded == before, "order \(id)") }
+        }
+        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+        #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
+        try await http.shutdown()
+    }
+
+    /// The ids of the payments the provider made for `order`, oldest first.
+    static func intents(of order: OrderID, _ provider: CrestClient) async throws -> [String] {
+        let answer = try await provider.call(.GET, "/v1/payment_intents?reference=\(order)")
+        #expect(answer.status == 200)
+        return (answer.json["data"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+    }
+
+    /// Sets the simulator's latency, keeping its other faults.
+    static func setProviderLatency(_ milliseconds: Int, _ provider: CrestClient) async throws {
+        var faults = try await provider.call(.GET, "/v1/faults").json
+        faults["latencyMs"] = milliseconds
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: faults), as: UTF8.self)
+        let answer = try await provider.call(.PUT, "/v1/faults", json: body)
+        #expect(answer.status == 200, "faults not set: \(String(decoding: answer.body, as: UTF8.self))")
     }
 }

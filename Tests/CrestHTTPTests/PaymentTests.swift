@@ -310,7 +310,7 @@ struct PaymentTests {
     }
 }
 
-@Suite("Statements from the simulator")
+@Suite("Statements and payment lists from the simulator")
 struct StatementTests {
     @Test("the statement has a charge line per settled payment (fee, status now) and a refund line per refund, paged in JSON as in CSV")
     func statement() async throws {
@@ -356,6 +356,31 @@ struct StatementTests {
             #expect(csv.split(separator: "\n").count == rows.count + 1)
             #expect(csv.hasPrefix(ProviderAPI.statementHeader))
         }
+    }
+
+    @Test("the simulator lists the payments made for one reference: the order's own, then a duplicate charge; a reference is required")
+    func intentsByReference() async throws {
+        var faults = SimulatorFaults()
+        faults.duplicateChargeRate = 1
+        try await PaymentFixture.with(faults: faults) { fixture in
+            let sale = try await fixture.sale(stock: 2)
+            let order = try await fixture.waitFor(try await fixture.order(sale, buyer: "listed").id) { $0.payment != nil }
+            let payment = try #require(order.payment)
+            #expect(try await Self.intents(of: order.id.description, fixture) == [payment.id])
+            try await fixture.pay(order)
+            let charged = try await Self.intents(of: order.id.description, fixture)
+            #expect(charged.count == 2 && charged.first == payment.id, "\(charged)")
+            #expect(try await Self.intents(of: "no-such-order", fixture).isEmpty)
+            let response = try await HTTPClient.shared.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(fixture.simulatorPort)/v1/payment_intents"), timeout: .seconds(10))
+            #expect(response.status == .badRequest)
+        }
+    }
+
+    static func intents(of reference: String, _ fixture: PaymentFixture) async throws -> [String] {
+        let body = try await get("/v1/payment_intents?reference=\(reference)", fixture)
+        let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        return (json["data"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
     }
 
     static func get(_ path: String, _ fixture: PaymentFixture) async throws -> Data {
