@@ -71,6 +71,8 @@ struct CrashTests {
         #expect(ids.count == requests)
         let final = try await restarted.stock(sale: sale)
         #expect(final == ["total": 10_000, "available": 10_000 - requests, "reserved": requests, "sold": 0])
+        let audit = try await restarted.audit()
+        #expect(audit.passed, "\(audit.report)")
         #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
         try await http.shutdown()
     }

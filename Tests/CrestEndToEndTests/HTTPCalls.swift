@@ -95,6 +95,12 @@ struct CrestClient: Sendable {
         }
     }
 
+    /// `GET /v1/audit`: whether every promise holds on the store's data, and the report if not.
+    func audit() async throws -> (passed: Bool, report: String) {
+        let answer = try await call(.GET, "/v1/audit", headers: Self.admin, timeout: .seconds(60))
+        return (answer.status == 200 && answer.json["passed"] as? Bool == true, String(decoding: answer.body, as: UTF8.self))
+    }
+
     func stock(sale: String) async throws -> [String: Int] {
         try await call(.GET, "/v1/sales/\(sale)").stock ?? [:]
     }

@@ -111,6 +111,8 @@ struct JobCrashTests {
                 try await restarted.call(.GET, "/v1/orders/\(id)/events", headers: CrestClient.admin).json["events"] as? [[String: Any]]
             #expect(events?.map { $0["type"] as? String } == ["order.created", "order.expired"])
         }
+        let audit = try await restarted.audit()
+        #expect(audit.passed, "\(audit.report)")
         #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
         try await http.shutdown()
     }
@@ -217,6 +219,8 @@ struct JobCrashTests {
             #expect(made == recorded.map { [$0] }, "order \(id): the provider made \(made), Crest recorded \(recorded ?? "none")")
             if let before = unrecorded[id] { #expect(recorded == before, "order \(id)") }
         }
+        let audit = try await client.audit()
+        #expect(audit.passed, "\(audit.report)")
         #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
         #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
         try await http.shutdown()
