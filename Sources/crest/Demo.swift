@@ -169,7 +169,7 @@ struct DemoStack {
                 limits: ConnectionLimits(), writePath: engine.writePath,
                 admission: ChannelAdmission(limiter: limiter, buyers: buyers, engine: engine, risk: risk, placesOrders: true)),
             configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: CrestHTTPServer.serverName),
-            onServerRunning: { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
+            onServerRunning: CrestHTTPServer.whenListening { channel in crestListening.yield(channel.localAddress?.port ?? 0) },
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(

@@ -161,7 +161,7 @@ struct Serve: AsyncParsableCommand {
                     limiter: limiter, buyers: buyerAuthentication, engine: engine, risk: risk, placesOrders: tracer == nil)),
             configuration: .init(
                 address: .hostname(host, port: port), serverName: CrestHTTPServer.serverName, backlog: connectionLimits.backlog),
-            onServerRunning: { channel in
+            onServerRunning: CrestHTTPServer.whenListening { channel in
                 started.raise()
                 let bound = channel.localAddress?.port ?? port
                 Console.say("crest listening on http://\(host):\(bound) (\(storeDescription))")
@@ -225,7 +225,7 @@ extension Serve {
         let app = Application(
             router: router, server: CrestHTTPServer.server(limits: limits),
             configuration: .init(address: .hostname(host, port: port), serverName: CrestHTTPServer.serverName, backlog: limits.backlog),
-            onServerRunning: { channel in
+            onServerRunning: CrestHTTPServer.whenListening { channel in
                 started.raise()
                 Console.say("crest operations listening on http://\(host):\(channel.localAddress?.port ?? port)")
             },
