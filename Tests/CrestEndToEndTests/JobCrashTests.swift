@@ -129,7 +129,8 @@ struct JobCrashTests {
                 connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)))
         // The provider answers each call a second after it took effect, and sends no webhook: a
         // payment it made before the kill reaches Crest only through the batch run again. (A second
-        // stays below the guard's slow-call mark, 2 s, so the breaker stays closed.)
+        // stays below the guard's slow-call mark, 2 s, so the breaker stays closed.) Four calls at
+        // once: the batches still run once every order is placed, however slowly the orders came.
         let simulator = try await CrestProcess(
             arguments: [
                 "psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-secret", "e2e", "--latency-ms", "1000",
@@ -140,7 +141,7 @@ struct JobCrashTests {
         let arguments =
             data.arguments + [
                 "--job-lease-seconds", "2", "--provider-url", "http://127.0.0.1:\(simulator.port)",
-                "--provider-webhook-secret", "e2e",
+                "--provider-webhook-secret", "e2e", "--provider-max-in-flight", "4",
             ]
 
         // Each life places a burst of orders and is killed while their creation batches wait for

@@ -138,7 +138,8 @@ struct PaymentBatchTests {
             // 100 orders, in as many reservation batches as come: their creations are held by the
             // provider until 64 are in flight.
             let orders = try await Self.placeAtOnce(100, in: sale, on: fixture)
-            #expect(try await eventually(timeout: .seconds(30)) { provider.inFlight == 64 })
+            // Within 30 s alone; beside the suite's crowds on two cores 51 were in after 30 s once.
+            #expect(try await eventually(timeout: .seconds(120)) { provider.inFlight == 64 })
             try await Task.sleep(for: .milliseconds(200))
             #expect(provider.inFlight == 64, "no more than 64 get in")
             provider.open()
