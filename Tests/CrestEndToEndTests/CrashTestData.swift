@@ -1,7 +1,9 @@
+import AsyncHTTPClient
 import CrestStore
 import CrestTestSupport
 import Foundation
 import Logging
+import NIOCore
 
 /// Where a crash test's processes keep their data: a directory of their own, and on PostgreSQL a
 /// database of their own on the shared cluster; the store read directly between two lives.
@@ -39,4 +41,12 @@ struct CrashTestData: Sendable {
     }
 
     func remove() { try? FileManager.default.removeItem(at: directory) }
+
+    /// A client that keeps up to `connections` open to one process across its lives (shut it down).
+    static func client(connections: Int) -> HTTPClient {
+        HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+    }
 }

@@ -13,10 +13,7 @@ struct CrashTests {
     func acknowledgedOrdersSurviveKill9(store kind: String) async throws {
         guard let data = try await CrashTestData.make(kind) else { return }
         defer { data.remove() }
-        let http = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)))
+        let http = CrashTestData.client(connections: 32)
 
         let requests = 2_000
         let first = try await CrestProcess(dataDirectory: data.directory, extraArguments: data.arguments)

@@ -16,10 +16,7 @@ struct JobCrashTests {
         guard let data = try await CrashTestData.make(kind) else { return }
         defer { data.remove() }
         let directory = data.directory
-        let http = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)))
+        let http = CrashTestData.client(connections: 16)
         let lease = data.arguments + ["--job-lease-seconds", "2"]
         let admin = [("Authorization", "Bearer \(CrestProcess.adminToken)")]
         let stock = 10_000
@@ -123,10 +120,7 @@ struct JobCrashTests {
     func paymentCreationSurvivesKill9(store kind: String) async throws {
         guard let data = try await CrashTestData.make(kind) else { return }
         defer { data.remove() }
-        let http = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)))
+        let http = CrashTestData.client(connections: 32)
         // The provider answers each call a second after it took effect, and sends no webhook: a
         // payment it made before the kill reaches Crest only through the batch run again. (A second
         // stays below the guard's slow-call mark, 2 s, so the breaker stays closed.) Four calls at
