@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CrestIdentity
+import CrestTestSupport
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -93,6 +94,18 @@ struct CrestClient: Sendable {
             }
             try await Task.sleep(for: wait)
         }
+    }
+
+    /// The id of the order's payment once it has one (read as an operator), or `nil` when it has
+    /// none after `timeout`.
+    func paymentID(of order: String, timeout: Duration = .seconds(60)) async throws -> String? {
+        var paymentID: String?
+        _ = try await eventually(timeout: timeout) {
+            let order = try await call(.GET, "/v1/orders/\(order)", headers: Self.admin).json
+            paymentID = (order["payment"] as? [String: Any])?["id"] as? String
+            return paymentID != nil
+        }
+        return paymentID
     }
 
     /// `GET /v1/audit`: whether every promise holds on the store's data, and the report if not.

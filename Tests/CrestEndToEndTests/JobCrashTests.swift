@@ -203,13 +203,8 @@ struct JobCrashTests {
             #expect(after["attempt"] as? Int == job.attempt + 1, "job \(job.id) ran \(after["attempt"] ?? "?") times")
         }
         for id in orders {
-            var recorded: String?
-            let paid = try await eventually(timeout: .seconds(30)) {
-                let order = try await client.call(.GET, "/v1/orders/\(id)", headers: CrestClient.admin).json
-                recorded = (order["payment"] as? [String: Any])?["id"] as? String
-                return recorded != nil
-            }
-            #expect(paid, "order \(id) has no payment")
+            let recorded = try await client.paymentID(of: id.description, timeout: .seconds(30))
+            #expect(recorded != nil, "order \(id) has no payment")
             let made = try await Self.intents(of: id, provider)
             #expect(made == recorded.map { [$0] }, "order \(id): the provider made \(made), Crest recorded \(recorded ?? "none")")
             if let before = unrecorded[id] { #expect(recorded == before, "order \(id)") }

@@ -26,13 +26,8 @@ struct PaymentProcessTests {
         let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 20)
         let placed = try await client.order(sale: sale, key: "k1", buyer: "ana")
         let orderID = try #require(placed.id)
-        var paymentID: String?
-        let created = try await eventually {
-            let payment = try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["payment"] as? [String: Any]
-            paymentID = payment?["id"] as? String
-            return paymentID != nil
-        }
-        #expect(created, "no payment was created at the simulator")
+        let paymentID = try await client.paymentID(of: orderID)
+        #expect(paymentID != nil, "no payment was created at the simulator")
         let id = try #require(paymentID)
         let simulatorClient = CrestClient(http: .shared, port: simulator.port)
         let paid = try await simulatorClient.call(
@@ -71,14 +66,8 @@ struct PaymentProcessTests {
         for (run, buyer) in ["ana", "bob"].enumerated() {
             let simulator = try await CrestProcess(arguments: simulatorArguments, listening: "psp-sim listening on")
             let orderID = try #require(try await client.order(sale: sale, key: "k-\(buyer)", buyer: buyer).id)
-            var paymentID: String?
-            let created = try await eventually(timeout: .seconds(90)) {
-                let payment =
-                    try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["payment"] as? [String: Any]
-                paymentID = payment?["id"] as? String
-                return paymentID != nil
-            }
-            #expect(created, "run \(run): no payment for the order:\n\(crest.log)")
+            let paymentID = try await client.paymentID(of: orderID, timeout: .seconds(90))
+            #expect(paymentID != nil, "run \(run): no payment for the order:\n\(crest.log)")
             let id = try #require(paymentID)
             paymentIDs.append(id)
             let simulatorClient = CrestClient(http: .shared, port: simulator.port)

@@ -29,13 +29,8 @@ struct ReconcileProcessTests {
 
         func paidOrder(_ buyer: String) async throws -> String {
             let orderID = try #require(try await client.order(sale: sale, key: "k-\(buyer)", buyer: buyer).id)
-            var paymentID: String?
-            let created = try await eventually(timeout: .seconds(90)) {
-                let order = try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json
-                paymentID = (order["payment"] as? [String: Any])?["id"] as? String
-                return paymentID != nil
-            }
-            #expect(created, "no payment for the order:\n\(crest.log)")
+            let paymentID = try await client.paymentID(of: orderID, timeout: .seconds(90))
+            #expect(paymentID != nil, "no payment for the order:\n\(crest.log)")
             let paid = try await simulatorClient.call(
                 .POST, "/v1/payment_intents/\(try #require(paymentID))/simulate", json: #"{"outcome":"succeeded"}"#)
             #expect(paid.status == 200)
