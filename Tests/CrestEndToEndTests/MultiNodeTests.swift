@@ -16,8 +16,10 @@ struct MultiNodeTests {
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         let nodes = try await Self.start(on: directories, ["--database-url", url])
         let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
-        // The window outlasts the crowd even on a loaded machine, so no unit is sold twice here.
-        let sale = try await clients[0].createSale(stock: 60, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 15)
+        // The window outlasts the crowd and the reads after it even on a loaded machine, so no unit
+        // is sold twice here (with 15 s, the crowd beside the whole suite once left the reads after
+        // the first orders' expiry).
+        let sale = try await clients[0].createSale(stock: 60, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 30)
 
         // 300 attempts from 200 buyers, each attempt to the next node in turn, 24 at a time.
         let answers = await concurrently(300, width: 24) { i in
@@ -29,7 +31,8 @@ struct MultiNodeTests {
         #expect(Set(placed.map(\.buyer)).count == placed.count)
         #expect(answers.allSatisfy { [201, 409].contains($0.status) })
         for client in clients {
-            #expect(try await client.stock(sale: sale) == ["total": 60, "available": 0, "reserved": 60, "sold": 0])
+            let counters = try await client.stock(sale: sale)
+            #expect(counters == ["total": 60, "available": 0, "reserved": 60, "sold": 0], "\(counters)")
         }
         // One buyer pass, accepted by every node: its order reads everywhere, and to another buyer
         // it does not exist anywhere.
@@ -42,8 +45,8 @@ struct MultiNodeTests {
             #expect(try await client.call(.GET, "/v1/orders/\(id)", headers: stranger).status == 404)
         }
 
-        // Unpaid, every order expires after 15 s; some node's runner takes each expiry, once.
-        let back = try await eventually(timeout: .seconds(60)) {
+        // Unpaid, every order expires after 30 s; some node's runner takes each expiry, once.
+        let back = try await eventually(timeout: .seconds(90)) {
             try await clients[1].stock(sale: sale)["available"] == 60
         }
         let counters = try await clients[1].stock(sale: sale)
