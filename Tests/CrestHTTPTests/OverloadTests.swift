@@ -92,7 +92,7 @@ struct OverloadTests {
     }
 
     @Test(
-        "a caller that must not suspend waits by function in the same queue: placed in order with the tasks, its deadline ended with its wait"
+        "a caller that must not suspend waits by function in the same queue: placed in order with the tasks, under the same watch of deadlines"
     )
     func waitingByFunction() async throws {
         let clock = AdjustableClock()
@@ -103,12 +103,13 @@ struct OverloadTests {
         let task = Task { try await limit.acquire() }
         while limit.snapshot.waiting < 2 { await Task.yield() }
         #expect(limit.acquire(then: { _ in }) == .refused(WritePathFull(reason: .queueFull)))
-        #expect(try await eventually { clock.sleeping == 2 })  // both waits' deadlines
+        #expect(try await eventually { clock.sleeping == 1 })  // one watch for both waits' deadlines
         limit.release()
         #expect(granted.value == [true], "the first in the queue, the function's, got the place")
-        #expect(try await eventually { clock.sleeping == 1 })  // its deadline ended with its wait
         limit.release()
         try await task.value
+        // Nobody waits: the watch ends when it next wakes, having refused no one.
+        clock.advance(by: .seconds(31))
         #expect(try await eventually { clock.sleeping == 0 })
         limit.release()
         #expect(limit.snapshot.inFlight == 0)
@@ -127,6 +128,48 @@ struct OverloadTests {
             })
         #expect(timedOut.value.first?.contains("queueTimeout") == true, "\(timedOut.value)")
         #expect(limit.snapshot.waiting == 0)
+    }
+
+    @Test(
+        "one watch for the whole queue: each wait runs out at its own deadline, in the order they came, and the watch sleeps again until the next"
+    )
+    func oneWatchForTheQueue() async throws {
+        let clock = AdjustableClock()
+        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(30)), clock: clock)
+        #expect(limit.acquire(then: { _ in }) == .taken)
+        let ranOut = Locked<[Int]>([])
+        func wait(_ number: Int) {
+            let acquisition = limit.acquire { result in
+                if case .failure(let error) = result, error as? WritePathFull == WritePathFull(reason: .queueTimeout) {
+                    ranOut.withLock { $0.append(number) }
+                }
+            }
+            #expect(acquisition == .queued)
+        }
+        for number in 0..<50 { wait(number) }
+        #expect(try await eventually { clock.sleeping == 1 }, "one sleep, not one per wait")
+        clock.advance(by: .seconds(20))
+        let task = Task { try await limit.acquire() }
+        while limit.snapshot.waiting < 51 { await Task.yield() }
+        for number in 50..<60 { wait(number) }
+        clock.advance(by: .seconds(11))  // the first fifty waited 31 s, the rest 11
+        #expect(try await eventually { ranOut.value.count == 50 })
+        #expect(ranOut.value == Array(0..<50))
+        #expect(limit.snapshot.waiting == 11)
+        #expect(limit.pressure == .refusing)
+        #expect(try await eventually { clock.sleeping == 1 }, "asleep until the next deadline")
+        clock.advance(by: .seconds(20))
+        await #expect(throws: WritePathFull(reason: .queueTimeout)) { try await task.value }
+        #expect(try await eventually { ranOut.value.count == 60 })
+        #expect(ranOut.value == Array(0..<60))
+        #expect(limit.snapshot.waiting == 0)
+        #expect(try await eventually { clock.sleeping == 0 }, "nobody waits: the watch ended")
+        // The next wait starts a watch again.
+        wait(60)
+        clock.advance(by: .seconds(31))
+        #expect(try await eventually { ranOut.value.count == 61 })
+        limit.release()
+        #expect(limit.snapshot.inFlight == 0)
     }
 
     @Test("routes are classed by what they are worth to the core flow")

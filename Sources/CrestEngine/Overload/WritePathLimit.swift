@@ -122,6 +122,8 @@ package final class WritePathLimit: Sendable {
     /// A waiter for a place: a suspended task (`acquire()`) or a caller's function
     /// (`acquire(then:)`), ended once with the place or the error that ends its wait.
     private struct Waiter {
+        /// On the limit's clock: once it passes, the wait ends with `WritePathFull`.
+        var deadline: Date
         var resume: @Sendable (Result<Void, any Error>) -> Void
     }
 
@@ -135,6 +137,8 @@ package final class WritePathLimit: Sendable {
         var nextID: UInt64 = 0
         /// On the limit's clock: "refusing" lasts a second of it.
         var lastRefusal: Date?
+        /// Whether a task watches the queue's deadlines (`watchDeadlines()`).
+        var watching = false
 
         var limit: Int { Int(gradient.limit) }
 
@@ -144,6 +148,44 @@ package final class WritePathLimit: Sendable {
             guard waiters.isEmpty, inFlight < limit else { return nil }
             inFlight += 1
             return inFlight
+        }
+
+        /// Puts a waiter at the back of the queue: returns the waiters a free place now goes to
+        /// (a place may have come free since the caller's first look), and whether a task must
+        /// start to watch the deadlines.
+        mutating func enqueue(_ id: UInt64, _ waiter: Waiter) -> (resume: [Waiter], watch: Bool) {
+            waiters[id] = waiter
+            order.append(id)
+            defer { watching = true }
+            return (admitWaiters(), !watching)
+        }
+
+        /// Takes out the waiters at the head of the queue whose deadline passed at `now`, and
+        /// those whose deadline lies over a second beyond `timeout` ahead (the clock went back:
+        /// the deadline no longer says when the wait began; a step back of less delays them by at
+        /// most that). Returns them, and the deadline of the waiter now at the head — `nil` when
+        /// nobody waits, and nobody watches any more.
+        mutating func expire(at now: Date, timeout: TimeInterval) -> (expired: [Waiter], next: Date?) {
+            var expired: [Waiter] = []
+            var next: Date?
+            while orderStart < order.count {
+                let id = order[orderStart]
+                if let waiter = waiters[id] {
+                    let remaining = waiter.deadline.timeIntervalSince(now)
+                    if remaining > 0, remaining <= timeout + 1 {
+                        next = waiter.deadline
+                        break
+                    }
+                    waiters[id] = nil
+                    expired.append(waiter)
+                }
+                orderStart += 1
+            }
+            if !expired.isEmpty { lastRefusal = now }
+            if next == nil { watching = false }
+            dropPassed()
+            forgetLeavers()
+            return (expired, next)
         }
 
         /// Drops the ids of waiters that left early from `order`: while the write path admits no
@@ -168,11 +210,16 @@ package final class WritePathLimit: Sendable {
                 inFlight += 1
                 admitted.append(waiter)
             }
+            dropPassed()
+            return admitted
+        }
+
+        /// Drops the ids the queue has passed from the front of `order`, once they are many.
+        mutating func dropPassed() {
             if orderStart > 1024, orderStart * 2 > order.count {
                 order.removeFirst(orderStart)
                 orderStart = 0
             }
-            return admitted
         }
     }
 
@@ -264,16 +311,11 @@ package final class WritePathLimit: Sendable {
         enum Entry {
             case taken(inFlight: Int)
             case refused
-            case queued(UInt64, resume: [Waiter])
+            case queued(resume: [Waiter], watch: Bool)
         }
         let enqueued = ContinuousClock.now
-        // The wait's deadline, ended with the wait when a place comes first (as `acquire()`'s is).
-        let deadline = Mutex<Task<Void, Never>?>(nil)
-        let waiter = Waiter { [queueWait] result in
-            if case .success = result {
-                deadline.withLock { $0 }?.cancel()
-                queueWait.record(duration: ContinuousClock.now - enqueued)
-            }
+        let waiter = Waiter(deadline: deadline()) { [queueWait] result in
+            if case .success = result { queueWait.record(duration: ContinuousClock.now - enqueued) }
             granted(result)
         }
         let entry = state.withLock { state -> Entry in
@@ -282,11 +324,9 @@ package final class WritePathLimit: Sendable {
                 state.lastRefusal = clock.now()
                 return .refused
             }
-            let id = state.nextID
-            state.nextID += 1
-            state.waiters[id] = waiter
-            state.order.append(id)
-            return .queued(id, resume: state.admitWaiters())
+            defer { state.nextID += 1 }
+            let (resume, watch) = state.enqueue(state.nextID, waiter)
+            return .queued(resume: resume, watch: watch)
         }
         switch entry {
         case .taken(let inFlight):
@@ -295,14 +335,8 @@ package final class WritePathLimit: Sendable {
         case .refused:
             refusals[.queueFull]?.increment()
             return .refused(WritePathFull(reason: .queueFull))
-        case .queued(let id, let resume):
-            let timer = self.deadline(of: id)
-            // Should the place have come already, its wait did not see the timer: end it here.
-            let ended = deadline.withLock { stored -> Bool in
-                stored = timer
-                return state.withLock { $0.waiters[id] == nil }
-            }
-            if ended { timer.cancel() }
+        case .queued(let resume, let watch):
+            if watch { startWatching() }
             for waiter in resume { waiter.resume(.success(())) }
             return .queued
         }
@@ -329,47 +363,60 @@ package final class WritePathLimit: Sendable {
 
     private func wait(_ id: UInt64) async throws {
         let enqueued = ContinuousClock.now
-        // Started once the waiter is in the queue: a deadline that fired before would find
-        // nothing to end, and the waiter would then wait without one.
-        var deadline: Task<Void, Never>?
-        defer { deadline?.cancel() }
+        let deadline = deadline()
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let resume = state.withLock { state -> [Waiter] in
-                    state.waiters[id] = Waiter(resume: { continuation.resume(with: $0) })
-                    state.order.append(id)
-                    // A place may have come free between the first look and now.
-                    return state.admitWaiters()
+                let (resume, watch) = state.withLock {
+                    $0.enqueue(id, Waiter(deadline: deadline, resume: { continuation.resume(with: $0) }))
                 }
+                if watch { startWatching() }
                 for waiter in resume { waiter.resume(.success(())) }
-                deadline = self.deadline(of: id)
             }
         } onCancel: {
-            leave(id, with: CancellationError())
+            leave(id)
         }
         queueWait.record(duration: ContinuousClock.now - enqueued)
     }
 
-    /// The waiter `id`'s deadline: past the queue's timeout it leaves with `WritePathFull`;
-    /// cancelled, it does nothing.
-    private func deadline(of id: UInt64) -> Task<Void, Never> {
-        Task { [clock, timeout = configuration.queueTimeout] in
-            guard (try? await clock.sleep(for: timeout)) != nil else { return }
-            self.leave(id, with: WritePathFull(reason: .queueTimeout))
+    /// The deadline of a wait that begins now.
+    private func deadline() -> Date {
+        clock.now().addingTimeInterval(configuration.queueTimeout.seconds)
+    }
+
+    /// Starts the task that watches the queue's deadlines. Detached: it serves every waiter, not
+    /// the caller that happened to start it, and nothing of that caller's (its span) belongs to it.
+    private func startWatching() {
+        Task.detached { await self.watchDeadlines() }
+    }
+
+    /// Ends every wait whose deadline passes, with `WritePathFull`: one task for the whole queue.
+    /// The waits share one timeout and leave in the order they came, so the waiter at the head has
+    /// the next deadline due: the task sleeps until it, refuses every waiter whose time ran out,
+    /// and sleeps again until the new head's; it ends when nobody waits (the next waiter starts
+    /// another). A task and a timer for each wait cost a crowd's event loops wake-ups that one
+    /// task spares (Benchmarks/RESULTS.md).
+    private func watchDeadlines() async {
+        let timeout = configuration.queueTimeout.seconds
+        while true {
+            let (expired, next) = state.withLock { $0.expire(at: clock.now(), timeout: timeout) }
+            if !expired.isEmpty {
+                refusals[.queueTimeout]?.increment(by: expired.count)
+                for waiter in expired { waiter.resume(.failure(WritePathFull(reason: .queueTimeout))) }
+            }
+            guard let next else { return }
+            // Never cancelled (nobody holds the task); a throw could only end the sleep early.
+            try? await clock.sleep(until: next)
         }
     }
 
-    /// Takes a waiter out of the queue, if still there, and ends its wait with `error`.
-    private func leave(_ id: UInt64, with error: any Error) {
+    /// Takes a cancelled waiter out of the queue, if still there, and ends its wait.
+    private func leave(_ id: UInt64) {
         let waiter = state.withLock { state -> Waiter? in
             guard let waiter = state.waiters.removeValue(forKey: id) else { return nil }
-            if error is WritePathFull { state.lastRefusal = clock.now() }
             state.forgetLeavers()
             return waiter
         }
-        guard let waiter else { return }
-        if let error = error as? WritePathFull { refusals[error.reason]?.increment() }
-        waiter.resume(.failure(error))
+        waiter?.resume(.failure(CancellationError()))
     }
 
     /// Takes the latency of one committed reservation, from its submission to its answer (refusals
