@@ -58,10 +58,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The write-ahead log's frames written with one `pwrite` per transaction (C: a SQLite VFS).
+        .target(
+            name: "CrestSQLiteWAL",
+            dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")],
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
         .target(
             name: "CrestStore",
             dependencies: [
                 "CrestCore",
+                "CrestSQLiteWAL",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -246,7 +253,7 @@ let package = Package(
         .testTarget(
             name: "CrestStoreTests",
             dependencies: [
-                "CrestCore", "CrestStore", "CrestTestSupport",
+                "CrestCore", "CrestSQLiteWAL", "CrestStore", "CrestTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

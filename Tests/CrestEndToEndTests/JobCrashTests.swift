@@ -82,7 +82,11 @@ struct JobCrashTests {
                 return after["state"] as? String == "completed"
             }
             #expect(done, "job \(job.id) did not run again: \(after)")
-            #expect(after["attempt"] as? Int == job.attempt + 1, "job \(job.id) ran \(after["attempt"] ?? "?") times")
+            // Once more at least; more than once when a loaded machine kept its runner from
+            // extending the 2 s lease in time (CI's full suite, once on PostgreSQL): the job system
+            // runs a job at least once, and the checks below hold its effect to once.
+            let attempt = after["attempt"] as? Int ?? 0
+            #expect(attempt >= job.attempt + 1, "job \(job.id) ran \(attempt) times, \(job.attempt) before the crash")
             let leaseEnd = try #require(job.leaseUntil)
             let reran = try #require((after["attemptedAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) })
             #expect(reran >= leaseEnd.addingTimeInterval(-0.001), "ran again at \(reran), before its lease ended at \(leaseEnd)")
@@ -200,7 +204,11 @@ struct JobCrashTests {
                 return after["state"] as? String == "completed"
             }
             #expect(done, "job \(job.id) did not run again: \(after)")
-            #expect(after["attempt"] as? Int == job.attempt + 1, "job \(job.id) ran \(after["attempt"] ?? "?") times")
+            // Once more at least; more than once when a loaded machine kept its runner from
+            // extending the 2 s lease in time (CI's full suite, once on PostgreSQL): the job system
+            // runs a job at least once, and the checks below hold its effect to once.
+            let attempt = after["attempt"] as? Int ?? 0
+            #expect(attempt >= job.attempt + 1, "job \(job.id) ran \(attempt) times, \(job.attempt) before the crash")
         }
         for id in orders {
             let recorded = try await client.paymentID(of: id.description, timeout: .seconds(30))
