@@ -58,7 +58,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The write-ahead log's frames written with one `pwrite` per transaction (C: a SQLite VFS).
+        // The write-ahead log's frames gathered into a few `pwrite`s per transaction (C: a SQLite VFS).
         .target(
             name: "CrestSQLiteWAL",
             dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")],

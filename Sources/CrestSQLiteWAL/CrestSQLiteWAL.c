@@ -1,5 +1,6 @@
-// A SQLite VFS shim that writes each transaction's write-ahead log frames with one `pwrite` instead
-// of two per frame (see include/CrestSQLiteWAL.h). Benchmarks/RESULTS.md has the measurements.
+// A SQLite VFS shim that writes each transaction's write-ahead log frames in a few `pwrite`s
+// instead of two per frame (see include/CrestSQLiteWAL.h). Benchmarks/RESULTS.md has the
+// measurements.
 
 #include "CrestSQLiteWAL.h"
 

@@ -22,8 +22,10 @@ struct JobCrashTests {
         let stock = 10_000
 
         // Orders with a short window, placed while Crest runs; it stops before most of them expire,
-        // so that the next start finds a backlog of due expiry jobs and is busy running them.
-        let window = 3
+        // so that the next start finds a backlog of due expiry jobs and is busy running them. Long
+        // enough for a loaded machine's placing: with 3 s, CI's full suite once placed so slowly on
+        // PostgreSQL that the first process had run every expiry before it stopped.
+        let window = 10
         let placing = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
         let client = CrestClient(http: http, port: placing.port)
         let sale = try await client.createSale(
@@ -56,7 +58,7 @@ struct JobCrashTests {
         for _ in 0..<3 where interrupted.isEmpty {
             let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
             let busy = CrestClient(http: http, port: first.port)
-            let caught = try await eventually(timeout: .seconds(20), every: .milliseconds(1)) {
+            let caught = try await eventually(timeout: .seconds(30), every: .milliseconds(1)) {
                 let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire-batch", headers: admin)
                 guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
                 await first.kill()

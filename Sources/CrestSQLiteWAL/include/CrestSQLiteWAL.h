@@ -3,8 +3,8 @@
 
 /// Installs, once per process, a SQLite VFS that wraps the default one and becomes the default:
 /// it gathers the consecutive writes SQLite makes to a write-ahead log (a 24-byte frame header and
-/// a page, one `pwrite` each) into one buffer and writes it with one `pwrite` before anything that
-/// must see the file as written — a sync, a read, a truncation, the file's size, a file control,
+/// a page, one `pwrite` each) into a buffer of under 128 KiB, written with one `pwrite` when full
+/// and before anything that must see the file as written — a sync, a read, a truncation, the file's size, a file control,
 /// its close, and the shared-memory barrier SQLite passes before it tells readers of new frames.
 /// Nothing SQLite relies on changes: a write was never durable before its sync, and no reader
 /// learns of a frame before its bytes are in the file. Every other file passes straight through.

@@ -21,7 +21,7 @@ public final class SQLiteStore: Store {
     /// Opens (creating if needed) `crest.sqlite` in `directory` and applies pending migrations.
     public init(directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        // Each transaction's log frames in one write instead of two per frame (CrestSQLiteWAL).
+        // Each transaction's log frames in a few writes instead of two per frame (CrestSQLiteWAL).
         let installed = crest_sqlite_wal_install()
         guard installed == SQLITE_OK else { throw DatabaseError(resultCode: ResultCode(rawValue: installed)) }
         var configuration = Configuration()
