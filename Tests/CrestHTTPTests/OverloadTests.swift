@@ -156,7 +156,6 @@ struct OverloadTests {
         #expect(try await eventually { ranOut.value.count == 50 })
         #expect(ranOut.value == Array(0..<50))
         #expect(limit.snapshot.waiting == 11)
-        #expect(limit.pressure == .refusing)
         #expect(try await eventually { clock.sleeping == 1 }, "asleep until the next deadline")
         clock.advance(by: .seconds(20))
         await #expect(throws: WritePathFull(reason: .queueTimeout)) { try await task.value }
