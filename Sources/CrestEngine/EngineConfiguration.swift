@@ -20,7 +20,7 @@ package struct EngineConfiguration: Sendable {
     package var reconcileEvery: Duration?
 
     package init(
-        batchWindow: Duration = .zero, maxBatchSize: Int = 512, refusalMemoryPerSale: Int = 1_000_000,
+        batchWindow: Duration = .zero, maxBatchSize: Int = 256, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
         expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil, reconcileEvery: Duration? = nil
     ) {

@@ -252,7 +252,7 @@ extension Serve {
             name: "batch window", env: "CREST_BATCH_WINDOW_US", defaultValue: 0, range: 0...1_000_000, unit: " µs",
             meaning: "Microseconds the batcher waits for more requests after the first; 0 takes what queued during the previous commit")
         static let maxBatch = IntSetting(
-            name: "max batch", env: "CREST_MAX_BATCH", defaultValue: 512, range: 1...100_000,
+            name: "max batch", env: "CREST_MAX_BATCH", defaultValue: 256, range: 1...100_000,
             meaning: "Most reservations per store transaction; 1 turns merging off")
         static let refusalMemory = IntSetting(
             name: "refusal memory", env: "CREST_REFUSAL_MEMORY", defaultValue: 1_000_000, range: 0...10_000_000,
