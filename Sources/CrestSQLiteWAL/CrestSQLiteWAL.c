@@ -31,6 +31,9 @@ struct BufferedFile {
     int bufferLength;
     /// A write that failed where no error can be returned (a barrier): returned by the next call.
     int deferredError;
+    /// This log's writes SQLite asked for and `pwrite`s made for them (guarded by `mutex`).
+    long long requested;
+    long long written;
     /// The open logs, for barriers (guarded by `openLogsMutex`).
     BufferedFile *nextLog;
 };
@@ -39,17 +42,13 @@ static sqlite3_vfs *realVFS;
 static sqlite3_vfs bufferedVFS;
 static pthread_mutex_t openLogsMutex = PTHREAD_MUTEX_INITIALIZER;
 static BufferedFile *openLogs;
-static long long requestedWrites;
-static long long issuedWrites;
-
-static void count(long long *counter) { __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
 
 /// Writes the buffer out. The caller holds `file->mutex`.
 static int writeOut(BufferedFile *file) {
     if (file->bufferLength == 0) return SQLITE_OK;
     int length = file->bufferLength;
     file->bufferLength = 0;
-    count(&issuedWrites);
+    file->written++;
     return file->real->pMethods->xWrite(file->real, file->buffer, length, file->bufferOffset);
 }
 
@@ -72,14 +71,19 @@ static int settleLog(BufferedFile *file) {
     return rc;
 }
 
+/// Whether `log` is the write-ahead log of the main database named `database`.
+static int isLogOf(const BufferedFile *log, const char *database) {
+    size_t length = strlen(database);
+    return strncmp(log->name, database, length) == 0 && strcmp(log->name + length, "-wal") == 0;
+}
+
 /// Before a barrier on a main database's shared memory: every open log of that database written
 /// out, so that no reader is told of frames whose bytes are not yet in the file.
 static void writeOutLogsOf(BufferedFile *database) {
     if (database->name == NULL) return;
-    size_t length = strlen(database->name);
     pthread_mutex_lock(&openLogsMutex);
     for (BufferedFile *log = openLogs; log != NULL; log = log->nextLog) {
-        if (strncmp(log->name, database->name, length) != 0 || strcmp(log->name + length, "-wal") != 0) continue;
+        if (!isLogOf(log, database->name)) continue;
         pthread_mutex_lock(&log->mutex);
         int rc = writeOut(log);
         if (rc != SQLITE_OK && log->deferredError == SQLITE_OK) log->deferredError = rc;
@@ -120,8 +124,8 @@ static int bufferedRead(sqlite3_file *base, void *data, int amount, sqlite3_int6
 static int bufferedWrite(sqlite3_file *base, const void *data, int amount, sqlite3_int64 offset) {
     BufferedFile *file = (BufferedFile *)base;
     if (!file->isLog) return file->real->pMethods->xWrite(file->real, data, amount, offset);
-    count(&requestedWrites);
     pthread_mutex_lock(&file->mutex);
+    file->requested++;
     int rc = SQLITE_OK;
     sqlite3_int64 end = file->bufferOffset + file->bufferLength;
     if (file->bufferLength > 0 && offset >= file->bufferOffset && offset + amount <= end) {
@@ -135,7 +139,7 @@ static int bufferedWrite(sqlite3_file *base, const void *data, int amount, sqlit
         if (rc == SQLITE_OK) {
             if (file->buffer == NULL && amount <= BUFFER_CAPACITY) file->buffer = malloc(BUFFER_CAPACITY);
             if (file->buffer == NULL || amount > BUFFER_CAPACITY) {
-                count(&issuedWrites);
+                file->written++;
                 rc = file->real->pMethods->xWrite(file->real, data, amount, offset);
             } else {
                 memcpy(file->buffer, data, (size_t)amount);
@@ -393,7 +397,19 @@ int crest_sqlite_wal_install(void) {
     return installResult;
 }
 
-void crest_sqlite_wal_statistics(long long *requested, long long *written) {
-    *requested = __atomic_load_n(&requestedWrites, __ATOMIC_RELAXED);
-    *written = __atomic_load_n(&issuedWrites, __ATOMIC_RELAXED);
+int crest_sqlite_wal_log_statistics(const char *database, long long *requested, long long *written) {
+    int found = 0;
+    *requested = 0;
+    *written = 0;
+    pthread_mutex_lock(&openLogsMutex);
+    for (BufferedFile *log = openLogs; log != NULL; log = log->nextLog) {
+        if (!isLogOf(log, database)) continue;
+        pthread_mutex_lock(&log->mutex);
+        *requested += log->requested;
+        *written += log->written;
+        pthread_mutex_unlock(&log->mutex);
+        found = 1;
+    }
+    pthread_mutex_unlock(&openLogsMutex);
+    return found;
 }

@@ -11,8 +11,10 @@
 /// Returns SQLITE_OK, or the error that kept it from being installed.
 int crest_sqlite_wal_install(void);
 
-/// Writes to write-ahead logs SQLite asked for, and `pwrite`s made for them, since the process
-/// started (both counted only once installed).
-void crest_sqlite_wal_statistics(long long *requested, long long *written);
+/// Writes SQLite asked for to the write-ahead log of the database it names `database`
+/// (`sqlite3_db_filename`), and `pwrite`s made for them, since the log was opened (summed over the
+/// logs open now, should there be several). Returns 1 when such a log is open, 0 when none is
+/// (both counts 0 then).
+int crest_sqlite_wal_log_statistics(const char *database, long long *requested, long long *written);
 
 #endif
