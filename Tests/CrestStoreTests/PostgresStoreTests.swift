@@ -69,19 +69,15 @@ struct PostgresStoreTests {
                 FROM generate_series(1, 20000) AS i;
                 ANALYZE orders;
                 """)
-            // The shapes of PostgresReservationLedger's lookups, for the new sale.
-            let keys = "ARRAY[" + (1...32).map { "'n\($0)'" }.joined(separator: ",") + "]"
-            for (lookup, column) in [
-                ("SELECT id FROM orders WHERE sale_id = '\(new.id)' AND idempotency_key = ANY(\(keys))", "idempotency_key"),
-                (
-                    """
-                    SELECT buyer, SUM(quantity)::bigint FROM orders
-                    WHERE sale_id = '\(new.id)' AND buyer = ANY(\(keys)) AND status IN ('pending_payment', 'paid') GROUP BY buyer
-                    """, "buyer"
-                ),
-            ] {
-                let plan = try await cluster.psql(url, "EXPLAIN \(lookup)").map { $0.joined(separator: "|") }
-                let conditions = plan.filter { $0.contains("Index Cond") }
+            // PostgresReservationLedger's lookups for a batch of 32 on the new sale.
+            let requests = (1...32).map {
+                OrderRequest(saleID: new.id, idempotencyKey: "n\($0)", buyer: "n\($0)", quantity: 1)
+            }
+            var explain = PostgresReservationLedger.lookupQuery(requests)
+            explain.sql = "EXPLAIN " + explain.sql
+            let plan = try await store.rows(explain).map { try $0.decode(String.self) }
+            let conditions = plan.filter { $0.contains("Index Cond") }
+            for column in ["idempotency_key", "buyer"] {
                 #expect(conditions.contains { $0.contains(column) }, "plan: \(plan.joined(separator: "\n"))")
             }
         }

@@ -4,12 +4,14 @@ import Logging
 import NIOCore
 import PostgresNIO
 
-/// Decides one batch of reservations inside its transaction, set-based: a few queries read
-/// everything the batch's decisions need (its sales' rows, locked; the keys already used; the
-/// attempts cancelled; what each buyer holds), the decisions are made in memory, and a few
-/// statements write the outcome (`INSERT … SELECT FROM UNNEST(…)` of the orders, their events,
-/// deliveries and jobs; one conditional `UPDATE` of the counters per sale). The statements travel
-/// in two pipelines, `BEGIN` with the reads and the writes, then `COMMIT` (see `run`).
+/// Decides one batch of reservations inside its transaction, set-based: two queries read
+/// everything the batch's decisions need (its sales' rows, locked; then, one row per request, the
+/// order its key placed, whether its attempt was cancelled and what its buyer holds), the
+/// decisions are made in memory, and one statement writes the outcome (`INSERT … SELECT FROM
+/// UNNEST(…)` of the orders, their events, deliveries and jobs, and a conditional `UPDATE` of the
+/// counters, each a part of one `WITH`). Six statements in all, each a trip to the server: `BEGIN`,
+/// the endpoints, the lock and the lookups in one pipeline, the writes in a second, then `COMMIT`
+/// (see `run`).
 ///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
@@ -66,33 +68,12 @@ struct PostgresReservationLedger {
             SELECT \(unescaped: PostgresRows.saleColumns) FROM sales WHERE id = ANY(\(saleIDs.map(\.description)))
             ORDER BY id FOR UPDATE
             """)
-        var lookups: [Lookup] = []
-        for saleID in saleIDs {
-            let requests = batch.map(\.request).filter { $0.saleID == saleID }
-            let keys = Array(Set(requests.map(\.idempotencyKey)))
-            let buyers = Array(Set(requests.map(\.buyer)))
-            let sale = saleID.description
-            let placed = reads.send(
-                """
-                SELECT \(unescaped: PostgresRows.orderColumns), idempotency_key FROM orders
-                WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
-                """)
-            let cancelled = reads.send(
-                """
-                SELECT idempotency_key, buyer FROM cancelled_attempts
-                WHERE sale_id = \(sale) AND idempotency_key = ANY(\(keys))
-                """)
-            let holdings = reads.send(
-                """
-                SELECT buyer, SUM(quantity)::bigint FROM orders
-                WHERE sale_id = \(sale) AND buyer = ANY(\(buyers)) AND status IN \(unescaped: StoreRules.liveStatusesSQL)
-                GROUP BY buyer
-                """)
-            lookups.append(Lookup(sale: saleID, placed: placed, cancelled: cancelled, holdings: holdings))
-        }
-        return reads.answers().flatMap { [lookups] rows in
+        let requests = batch.map(\.request)
+        let lookups = reads.send(lookupQuery(requests))
+        return reads.answers().flatMap { rows in
             do {
-                var ledger = try Self(rows: rows, endpoints: endpoints, locked: locked, lookups: lookups)
+                var ledger = try Self(
+                    rows: rows, endpoints: endpoints, locked: locked, requests: requests, lookups: lookups)
                 let outcomes = batch.map { ledger.decide($0) }
                 return ledger.save(on: connection, logger: logger).map {
                     ReservationBatchResult(outcomes: outcomes, counters: $0)
@@ -103,15 +84,33 @@ struct PostgresReservationLedger {
         }
     }
 
-    /// Where a sale's lookups are among the reads' answers.
-    private struct Lookup {
-        var sale: SaleID
-        var placed: Int
-        var cancelled: Int
-        var holdings: Int
+    /// What the decisions need of each request, one row per request, in the batch's order: the
+    /// order its key already placed (its columns, all NULL if none), whether its attempt was
+    /// cancelled (for everyone, or for its buyer) and what its buyer holds of the sale. Sent after
+    /// the lock, as a statement of its own: its snapshot then sees every batch committed before
+    /// this one took its turn.
+    static func lookupQuery(_ requests: [OrderRequest]) -> PostgresQuery {
+        """
+        SELECT EXISTS (
+                SELECT 1 FROM cancelled_attempts c WHERE c.sale_id = r.r_sale AND c.idempotency_key = r.r_key
+                AND c.buyer IN (r.r_buyer, \(StoreRules.anyBuyer))
+            ) AS r_cancelled,
+            (SELECT COALESCE(SUM(h.quantity), 0)::bigint FROM orders h
+                WHERE h.sale_id = r.r_sale AND h.buyer = r.r_buyer AND h.status IN \(unescaped: StoreRules.liveStatusesSQL)
+            ) AS r_held,
+            \(unescaped: PostgresRows.orderColumns)
+        FROM UNNEST(
+            \(requests.map(\.saleID.description))::text[], \(requests.map(\.idempotencyKey))::text[],
+            \(requests.map(\.buyer))::text[]
+        ) WITH ORDINALITY AS r(r_sale, r_key, r_buyer, r_index)
+        LEFT JOIN orders o ON o.sale_id = r.r_sale AND o.idempotency_key = r.r_key
+        ORDER BY r.r_index
+        """
     }
 
-    private init(rows: [[PostgresRow]], endpoints: Int, locked: Int, lookups: [Lookup]) throws {
+    private init(
+        rows: [[PostgresRow]], endpoints: Int, locked: Int, requests: [OrderRequest], lookups: Int
+    ) throws {
         self.endpoints = try rows[endpoints].map(PostgresRows.endpoint)
         for row in rows[locked] {
             let (sale, version) = try PostgresRows.sale(row)
@@ -119,19 +118,15 @@ struct PostgresReservationLedger {
             precondition(sale.stock.isConserved, "sale \(sale.id) read back not conserved: \(sale.stock)")
             sales[sale.id] = SaleState(sale: sale, version: version)
         }
-        for lookup in lookups {
-            for row in rows[lookup.placed] {
-                let key = try row.makeRandomAccess()["idempotency_key"].decode(String.self)
-                placed[Key(sale: lookup.sale, key: key)] = try PostgresRows.order(row)
+        guard rows[lookups].count == requests.count else { throw CorruptRowError(column: "orders.idempotency_key") }
+        for (request, row) in zip(requests, rows[lookups]) {
+            let key = Key(sale: request.saleID, key: request.idempotencyKey)
+            let r = row.makeRandomAccess()
+            if try r["id"].decode(String?.self) != nil { placed[key] = try PostgresRows.order(row) }
+            if try r["r_cancelled"].decode(Bool.self) {
+                cancelled.insert(CancelledKey(key: key, buyer: request.buyer))
             }
-            for row in rows[lookup.cancelled] {
-                let (key, buyer) = try row.decode((String, String).self)
-                cancelled.insert(CancelledKey(key: Key(sale: lookup.sale, key: key), buyer: buyer))
-            }
-            for row in rows[lookup.holdings] {
-                let (buyer, held) = try row.decode((String, Int64).self)
-                holdings[Holder(sale: lookup.sale, buyer: buyer)] = Int(held)
-            }
+            holdings[Holder(sale: request.saleID, buyer: request.buyer)] = Int(try r["r_held"].decode(Int64.self))
         }
     }
 
@@ -163,42 +158,38 @@ struct PostgresReservationLedger {
         return .reserved(order)
     }
 
-    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters (every
-    /// statement in one pipeline), and commits. Returns the counters of every sale read.
+    /// Writes the batch's orders, events, deliveries and jobs, and each sale's counters, in one
+    /// statement, and commits. Returns the counters of every sale read.
     private func save(on connection: PostgresConnection, logger: Logger) -> EventLoopFuture<[SaleID: CounterSnapshot]> {
-        var writes = PostgresPipeline(on: connection, logger: logger)
-        if !created.isEmpty {
-            insertOrders(into: &writes)
-            insertEvents(into: &writes)
-        }
         var snapshots: [SaleID: CounterSnapshot] = [:]
-        var updates: [(sale: SaleID, counters: StockCounters, statement: Int)] = []
+        var grants: [(sale: SaleID, counters: StockCounters, units: Int64)] = []
         for (saleID, state) in sales.sorted(by: { $0.key < $1.key }) {
             // Checked before the write, as the table's CHECKs will after it.
             precondition(state.sale.stock.isConserved, "sale \(saleID) about to be written not conserved")
-            guard state.granted > 0 else {
+            if state.granted > 0 {
+                grants.append((saleID, state.sale.stock, state.granted))
+            } else {
                 snapshots[saleID] = CounterSnapshot(counters: state.sale.stock, version: state.version)
-                continue
             }
-            // The row is locked, so the condition holds; it is the guard should it ever not.
-            let statement = writes.send(
-                """
-                UPDATE sales SET available = available - \(state.granted), reserved = reserved + \(state.granted),
-                    version = version + 1
-                WHERE id = \(saleID.description) AND available >= \(state.granted) RETURNING version
-                """)
-            updates.append((saleID, state.sale.stock, statement))
         }
+        var writes = PostgresPipeline(on: connection, logger: logger)
+        let written = grants.isEmpty ? nil : writes.send(writeQuery(grants: grants.map { ($0.sale, $0.units) }))
         // `COMMIT` goes only once every conditional decrement matched its row, sent from the
         // connection's event loop as soon as the answers are in.
-        return writes.answers().flatMap { [snapshots, updates] rows in
+        return writes.answers().flatMap { [snapshots, grants] rows in
             var snapshots = snapshots
             do {
-                for update in updates {
-                    guard let version = try rows[update.statement].first?.decode(Int64.self) else {
-                        throw CorruptRowError(column: "sales.available")
+                if let written {
+                    var versions: [SaleID: Int64] = [:]
+                    for row in rows[written] {
+                        let (id, version) = try row.decode((String, Int64).self)
+                        guard let sale = SaleID(id) else { throw CorruptRowError(column: "sales.id") }
+                        versions[sale] = version
                     }
-                    snapshots[update.sale] = CounterSnapshot(counters: update.counters, version: version)
+                    for grant in grants {
+                        guard let version = versions[grant.sale] else { throw CorruptRowError(column: "sales.available") }
+                        snapshots[grant.sale] = CounterSnapshot(counters: grant.counters, version: version)
+                    }
                 }
             } catch {
                 return connection.eventLoop.makeFailedFuture(error)
@@ -209,37 +200,20 @@ struct PostgresReservationLedger {
         }
     }
 
-    private func insertOrders(into writes: inout PostgresPipeline) {
+    /// The batch's writes as one statement (each part a data-modifying `WITH`, which PostgreSQL
+    /// runs whether or not the query reads it; the foreign keys are checked at the statement's
+    /// end, when the orders are in): the orders; each one's `order.created` event; for each
+    /// endpoint that wants it, a delivery row; the jobs — the reservations' own, one per delivery,
+    /// the batch's expiries (`OrderJobs.expiries`) and payment creations — announced to the other
+    /// nodes on the insert; and one conditional decrement per sale. Its rows are each granted
+    /// sale's id and new version: a sale missing among them did not have the units (its row is
+    /// locked, so the condition holds; it is the guard should it ever not).
+    ///
+    /// One statement where there were four or five: each was a trip to the server and back, and
+    /// on two cores each trip waits for the connection's event loop and the server's process to
+    /// get a core.
+    private func writeQuery(grants: [(sale: SaleID, units: Int64)]) -> PostgresQuery {
         let orders = created.map(\.order)
-        writes.send(
-            """
-            INSERT INTO orders (
-                id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
-                idempotency_key)
-            SELECT * FROM UNNEST(
-                \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
-                \(orders.map(\.buyer))::text[], \(orders.map { Int64($0.quantity) })::int[],
-                \(orders.map(\.amount.amount))::bigint[], \(orders.map(\.amount.currency.code))::text[],
-                \(orders.map(\.status.rawValue))::text[], \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[],
-                \(orders.map { PostgresRows.millis($0.expiresAt) })::bigint[],
-                \(orders.map { PostgresRows.millis($0.updatedAt) })::bigint[], \(created.map(\.key))::text[])
-            """)
-    }
-
-    /// Each order's `order.created` event; for each endpoint that wants it, a delivery row; and
-    /// the jobs: the reservations' own (payment), one per delivery, and the batch's expiries
-    /// (`OrderJobs.expiries`).
-    private func insertEvents(into writes: inout PostgresPipeline) {
-        let orders = created.map(\.order)
-        writes.send(
-            """
-            INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
-            SELECT id, order_id, sale_id, 1, 'order.created', occurred_at FROM UNNEST(
-                \(orders.map { EventID.make(now: $0.createdAt).description })::text[],
-                \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
-                \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
-            ) AS e(id, order_id, sale_id, occurred_at)
-            """)
         var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in
             created.reservation.jobs.map { ($0, created.order.createdAt) }
         }
@@ -250,42 +224,60 @@ struct PostgresReservationLedger {
             jobs += (OrderJobs.expiries(of: orders.lazy.map { ($0.id, $0.expiresAt) }) + PaymentJobs.creations(of: paying))
                 .map { ($0, first.createdAt) }
         }
-        let listening = endpoints.filter { $0.wants(.created) }
-        if !listening.isEmpty {
-            var deliveries: [WebhookJobs.Delivery] = []
-            for order in orders {
-                for endpoint in listening {
-                    let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: 1)
-                    deliveries.append(delivery)
-                    jobs.append((WebhookJobs.delivery(delivery), order.createdAt))
-                }
+        var deliveries: [WebhookJobs.Delivery] = []
+        for order in orders {
+            for endpoint in endpoints where endpoint.wants(.created) {
+                let delivery = WebhookJobs.Delivery(endpointId: endpoint.id, orderId: order.id, sequence: 1)
+                deliveries.append(delivery)
+                jobs.append((WebhookJobs.delivery(delivery), order.createdAt))
             }
-            writes.send(
-                """
+        }
+        return """
+            WITH new_orders AS (
+                INSERT INTO orders (
+                    id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
+                    idempotency_key)
+                SELECT * FROM UNNEST(
+                    \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
+                    \(orders.map(\.buyer))::text[], \(orders.map { Int64($0.quantity) })::int[],
+                    \(orders.map(\.amount.amount))::bigint[], \(orders.map(\.amount.currency.code))::text[],
+                    \(orders.map(\.status.rawValue))::text[], \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[],
+                    \(orders.map { PostgresRows.millis($0.expiresAt) })::bigint[],
+                    \(orders.map { PostgresRows.millis($0.updatedAt) })::bigint[], \(created.map(\.key))::text[])
+            ), new_events AS (
+                INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
+                SELECT id, order_id, sale_id, 1, 'order.created', occurred_at FROM UNNEST(
+                    \(orders.map { EventID.make(now: $0.createdAt).description })::text[],
+                    \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
+                    \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
+                ) AS e(id, order_id, sale_id, occurred_at)
+            ), new_deliveries AS (
                 INSERT INTO webhook_deliveries (endpoint_id, order_id, sequence)
                 SELECT endpoint_id, order_id, 1 FROM UNNEST(
                     \(deliveries.map(\.endpointId.description))::text[], \(deliveries.map(\.orderId.description))::text[]
                 ) AS d(endpoint_id, order_id)
-                """)
-        }
-        guard !jobs.isEmpty else { return }
-        // The announcement to the other nodes rides on the insert: no extra round trip per batch.
-        writes.send(
+            ), new_jobs AS (
+                INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
+                SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
+                    run_at, NULLIF(unique_key, ''), created_at, NULLIF(trace_parent, '')
+                FROM UNNEST(
+                    \(jobs.map(\.job.kind))::text[], \(jobs.map(\.job.payload))::text[],
+                    \(jobs.map { Int64($0.job.maxAttempts) })::int[],
+                    \(jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) })::bigint[],
+                    \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[],
+                    \(jobs.map { $0.job.traceParent ?? "" })::text[]
+                ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at, trace_parent)
+                ON CONFLICT DO NOTHING
+                RETURNING GREATEST(run_at, created_at) AS due
+            ), announced AS (
+                SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM new_jobs HAVING COUNT(*) > 0
+            ), granted AS (
+                UPDATE sales SET available = available - g.units, reserved = reserved + g.units, version = version + 1
+                FROM UNNEST(\(grants.map(\.sale.description))::text[], \(grants.map(\.units))::bigint[]) AS g(id, units)
+                WHERE sales.id = g.id AND sales.available >= g.units
+                RETURNING sales.id, sales.version
+            )
+            SELECT granted.id, granted.version FROM granted, (SELECT COUNT(*) FROM announced) AS a
             """
-            WITH inserted AS (
-            INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
-            SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
-                run_at, NULLIF(unique_key, ''), created_at, NULLIF(trace_parent, '')
-            FROM UNNEST(
-                \(jobs.map(\.job.kind))::text[], \(jobs.map(\.job.payload))::text[],
-                \(jobs.map { Int64($0.job.maxAttempts) })::int[],
-                \(jobs.map { PostgresRows.millis($0.job.runAt ?? $0.at) })::bigint[],
-                \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[],
-                \(jobs.map { $0.job.traceParent ?? "" })::text[]
-            ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at, trace_parent)
-            ON CONFLICT DO NOTHING
-            RETURNING GREATEST(run_at, created_at) AS due)
-            SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM inserted HAVING COUNT(*) > 0
-            """)
     }
 }
