@@ -77,6 +77,14 @@ public final class AdjustableClock: CrestClock {
         for continuation in due { continuation.resume() }
     }
 
+    /// Moves the clock back by `duration`, as a wall clock stepped back by hand or by NTP. A sleep
+    /// under way keeps its deadline; it ends when real time has run for as long as it was to
+    /// last then (a system clock's sleep is a duration too), or at an advance past its deadline.
+    public func stepBack(by duration: Duration) {
+        precondition(duration >= .zero, "a step back by a negative duration")
+        state.withLock { $0.offset -= duration.seconds }
+    }
+
     /// Sleeps waiting on this clock now, for tests that wait until a loop is asleep.
     public var sleeping: Int { state.withLock { $0.sleepers.count } }
 
