@@ -23,7 +23,9 @@ struct WebhookRefusalTests {
         let before = TestMetrics.value(of: series) ?? 0
         for _ in 0..<5 { refusals.refused(WebhookSignature.Failure.mismatch) }
         refusals.refused(WebhookSignature.Failure.stale)
-        #expect(TestMetrics.value(of: series) == before + 5, "every refusal counts")
+        // At least: metrics are process-wide, and other suites send badly signed webhooks beside
+        // this one (the instance's own count is the exact check, `refused_since_last_line` below).
+        #expect((TestMetrics.value(of: series) ?? 0) >= before + 5, "every refusal counts")
         var logged = lines.entries
         #expect(logged.count == 2, "one line per reason: \(logged)")
         #expect(logged.allSatisfy { $0.level == .warning && $0.message == "provider webhook refused" })
@@ -49,7 +51,7 @@ struct WebhookRefusalTests {
             let answer = try await fixture.postWebhook(
                 body, signature: WebhookSignature.sign(body, secret: "not-the-secret", at: Date()))
             #expect(answer.status == 401)
-            #expect(TestMetrics.value(of: series) == before + 1)
+            #expect((TestMetrics.value(of: series) ?? 0) >= before + 1)  // process-wide: at least
         }
     }
 }
