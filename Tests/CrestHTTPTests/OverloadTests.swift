@@ -174,7 +174,7 @@ struct OverloadTests {
     @Test("a clock stepped back an hour: a queued wait it can no longer date runs out when the watch wakes, not an hour later")
     func clockSteppedBack() async throws {
         let clock = AdjustableClock()
-        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(1)), clock: clock)
+        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(5)), clock: clock)
         #expect(limit.acquire(then: { _ in }) == .taken)
         let ranOut = Locked<[Int]>([])
         func wait(_ number: Int) {
@@ -186,13 +186,13 @@ struct OverloadTests {
             #expect(acquisition == .queued)
         }
         wait(0)
-        #expect(try await eventually { clock.sleeping == 1 })
-        // An hour back: the wait's deadline now lies an hour and a second ahead. The watch wakes
-        // after its second of real time and refuses it; waiting for the deadline would take an hour.
+        // An hour back: the wait's deadline now lies an hour and 5 s ahead. Whether the watch was
+        // already asleep (it wakes after its 5 s of real time) or looks for the first time now, it
+        // refuses the wait; going by the deadline would take an hour.
         clock.stepBack(by: .seconds(3_600))
-        wait(1)  // queued after the step: its deadline is a second ahead on the clock as it is now
-        #expect(try await eventually(timeout: .seconds(30)) { ranOut.value.first == 0 })
-        clock.advance(by: .seconds(2))
+        wait(1)  // queued after the step: its deadline is 5 s ahead on the clock as it is now
+        #expect(try await eventually(timeout: .seconds(60)) { ranOut.value.first == 0 })
+        clock.advance(by: .seconds(6))
         #expect(try await eventually { ranOut.value == [0, 1] })
         limit.release()
         #expect(limit.snapshot.inFlight == 0)
