@@ -8,6 +8,7 @@ As a command, what the server's own histograms counted between two reads:
                                # order route's `http_server_request_duration`: from the request
                                # read to its answer, not the time it waited in its socket before)
     prom.py stages URL FILE    # "stage p50/p99 …" of `crest_order_stage_seconds` since, in ms
+    prom.py batches URL FILE   # "batches mean_size mean_commit_ms" of the order batches since
 """
 import json
 import re
@@ -107,6 +108,14 @@ def main():
             old, new = buckets(before, "crest_order_stage_seconds", select), buckets(now, "crest_order_stage_seconds", select)
             parts.append(f"{stage} {quantile(old, new, 0.5)}/{quantile(old, new, 0.99)}")
         print(" ".join(parts))
+    elif command == "batches":
+        count = total(now, "crest_batch_size_count") - total(before, "crest_batch_size_count")
+        size = total(now, "crest_batch_size_sum") - total(before, "crest_batch_size_sum")
+        commits = (total(now, "crest_batch_commit_duration_seconds_count")
+                   - total(before, "crest_batch_commit_duration_seconds_count"))
+        commit = (total(now, "crest_batch_commit_duration_seconds_sum")
+                  - total(before, "crest_batch_commit_duration_seconds_sum"))
+        print(f"{int(count)} {size / count if count else 0:.1f} {commit * 1000 / commits if commits else 0:.2f}")
     else:
         sys.exit(f"unknown command {command}")
 
