@@ -28,8 +28,8 @@ struct PostgresReservationLedger {
         var key: String
     }
 
-    /// A cancelled-attempt record: the key, and the buyer whose attempt it refuses
-    /// (`StoreRules.anyBuyer`: everyone's).
+    /// An attempt a cancelled-attempt record refuses: its key and its buyer (the record was an
+    /// operator's, for every buyer, or that buyer's own; the lookup tells which apply).
     private struct CancelledKey: Hashable {
         var key: Key
         var buyer: String
@@ -139,8 +139,7 @@ struct PostgresReservationLedger {
         if let outcome = StoreRules.decide(
             reservation, sale: state.sale, existing: { placed[key] },
             cancelled: {
-                cancelled.contains(CancelledKey(key: key, buyer: StoreRules.anyBuyer))
-                    || cancelled.contains(CancelledKey(key: key, buyer: request.buyer))
+                cancelled.contains(CancelledKey(key: key, buyer: request.buyer))
             }, held: { held })
         {
             return outcome
