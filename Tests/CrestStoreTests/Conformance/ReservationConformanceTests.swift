@@ -91,6 +91,50 @@ struct ReservationConformanceTests {
         }
     }
 
+    @Test(
+        "one batch across sales: keys and buyers' limits are per sale, an earlier key replays, each sale's counters move once",
+        arguments: StoreKind.allCases)
+    func batchAcrossSales(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let phones = makeSale(stock: 2, perBuyerLimit: 1)
+            let tickets = makeSale(stock: 3, perBuyerLimit: 2)
+            try await store.createSale(phones)
+            try await store.createSale(tickets)
+            let earlier = try await store.reserve([reservation(phones, key: "early", buyer: "bob")])
+            let bobs = try #require(earlier.outcomes[0].order)
+            let phonesVersion = try #require(earlier.counters[phones.id]).version
+            let batch = try await store.reserve([
+                reservation(phones, key: "k1", buyer: "ana"),
+                reservation(tickets, key: "k1", buyer: "ana", quantity: 2),  // the same key on another sale
+                reservation(phones, key: "k2", buyer: "ana"),  // ana holds the phones' limit
+                reservation(tickets, key: "early", buyer: "cid"),  // the phones' key, new on tickets
+                reservation(phones, key: "early", buyer: "bob"),  // bob's earlier order
+                reservation(makeSale(stock: 1), key: "k1", buyer: "dan"),
+                reservation(phones, key: "k3", buyer: "eve"),
+            ])
+            let outcomes = batch.outcomes
+            #expect(outcomes[0].order?.saleID == phones.id)
+            #expect(outcomes[1].order?.saleID == tickets.id && outcomes[1].order?.quantity == 2)
+            #expect(outcomes[2] == .refused(.buyerLimitReached(limit: 1)))
+            #expect(outcomes[3].order?.saleID == tickets.id && outcomes[3].order?.buyer == "cid")
+            #expect(outcomes[4] == .duplicate(bobs))
+            #expect(outcomes[5] == .refused(.saleNotFound))
+            #expect(outcomes[6] == .refused(.soldOut))
+            let phonesAfter = try #require(batch.counters[phones.id])
+            let ticketsAfter = try #require(batch.counters[tickets.id])
+            #expect(phonesAfter.counters == StockCounters(total: 2, available: 0, reserved: 2, sold: 0))
+            #expect(ticketsAfter.counters == StockCounters(total: 3, available: 0, reserved: 3, sold: 0))
+            #expect(phonesAfter.version == phonesVersion + 1, "one move of the phones' counters for the batch")
+            #expect(try await store.sale(phones.id)?.stock == phonesAfter.counters)
+            #expect(try await store.sale(tickets.id)?.stock == ticketsAfter.counters)
+            for order in [0, 1, 3].compactMap({ outcomes[$0].order }) {
+                #expect(try await store.order(order.id) == order)
+                #expect(try await store.events(of: order.id).map(\.kind) == [.created])
+            }
+            #expect(try await store.order(saleID: tickets.id, idempotencyKey: "k1")?.buyer == "ana")
+        }
+    }
+
     @Test("an attempt before the sale opens is refused with its start", arguments: StoreKind.allCases)
     func notOpen(kind: StoreKind) async throws {
         try await kind.withStore { store in
