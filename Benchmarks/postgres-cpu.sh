@@ -12,43 +12,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
+source Benchmarks/lib/postgres.sh
 
 RUNS=${RUNS:-2}
 WINDOW=${WINDOW:-8}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
-if [ -z "${SKIP_BUILD:-}" ]; then swift build -c release --product crest >/dev/null; fi
+start_three_nodes pgcpu
 
-WORK=$(mktemp -d /tmp/crest-bench-pgcpu.XXXXXX)
-chmod 755 "$WORK"
-export CREST_BIN=$CREST_BIN CREST_DEPLOY_DIR=$WORK/deploy CREST_ADMIN_TOKEN=$ADMIN_TOKEN CREST_LOG_LEVEL=warning
-# As Benchmarks/postgres.sh: buyers named in the body, no per-buyer rate limit.
-export CREST_BUYER_AUTH=off CREST_BUYER_RATE=0
-export CREST_LB_PORT=$(free_port) CREST_PG_PORT=$(free_port)
-export CREST_NODE_PORTS="$(free_port) $(free_port) $(free_port)"
-export CREST_OPS_PORTS="$(free_port) $(free_port) $(free_port)"
-trap 'deploy/three-nodes.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-deploy/three-nodes.sh start >/dev/null
-
-PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | sort -r | head -1)
-DATABASE_URL="postgres://crest@127.0.0.1:$CREST_PG_PORT/crest?sslmode=disable"
+PSQL=$(pg_bin psql)
 if [ -n "${STATEMENTS:-}" ]; then
-  PG_CTL=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -r | head -1)
   printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on\n" \
     >> "$WORK/deploy/pg/postgresql.conf"
-  # As deploy/three-nodes.sh starts it; the nodes reconnect.
-  as_postgres=(); [ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
-  "${as_postgres[@]}" "$PG_CTL" -D "$WORK/deploy/pg" -l "$WORK/deploy/postgres.log" -w -o \
-    "-p $CREST_PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$WORK/deploy -c max_connections=200" \
-    restart >/dev/null
+  # With the options it was started with (postmaster.opts); the nodes reconnect.
+  as_pg "$(pg_bin pg_ctl)" -D "$WORK/deploy/pg" -l "$WORK/deploy/postgres.log" -w restart >/dev/null
   "$PSQL" "$DATABASE_URL" -qc "CREATE EXTENSION pg_stat_statements"
   sleep 2
 fi
 
-read -r -a NODES <<< "$CREST_NODE_PORTS"
-read -r -a OPS <<< "$CREST_OPS_PORTS"
 CREST_URL="http://127.0.0.1:${NODES[0]}"
 OPS_URL="http://127.0.0.1:${OPS[0]}"
 node=$(ss -ltnpH "sport = :${NODES[0]}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)

@@ -8,11 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
+source Benchmarks/lib/postgres.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 [ "${SKIP_BUILD:-}" = 1 ] || swift build -c release --product crest >/dev/null
 
-pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" | sort -r | head -1; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 WORK=$(mktemp -d /tmp/crest-bench-expiry.XXXXXX)
 chmod 755 "$WORK"

@@ -10,30 +10,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
+source Benchmarks/lib/postgres.sh
 
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-32}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
-if [ -z "${SKIP_BUILD:-}" ]; then swift build -c release --product crest >/dev/null; fi
+start_three_nodes pg
 
-WORK=$(mktemp -d /tmp/crest-bench-pg.XXXXXX)
-chmod 755 "$WORK"
-export CREST_BIN=$CREST_BIN CREST_DEPLOY_DIR=$WORK/deploy CREST_ADMIN_TOKEN=$ADMIN_TOKEN CREST_LOG_LEVEL=warning
-# As start_crest's servers (Benchmarks/lib/crest-server.sh): buyers named in the body, no per-buyer
-# rate limit — this measures the write path. (The nodes of deploy/three-nodes.sh require buyer
-# passes; with them every attempt of order.lua was answered 401 and the "orders/s" were refusals.)
-export CREST_BUYER_AUTH=off CREST_BUYER_RATE=0
-export CREST_LB_PORT=$(free_port) CREST_PG_PORT=$(free_port)
-export CREST_NODE_PORTS="$(free_port) $(free_port) $(free_port)"
-trap 'deploy/three-nodes.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-deploy/three-nodes.sh start >/dev/null
-
-PSQL=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | sort -r | head -1)
-PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | sort -r | head -1)
+PSQL=$(pg_bin psql)
+PGBENCH=$(pg_bin pgbench)
 ADMIN_URL="postgres://crest@127.0.0.1:$CREST_PG_PORT/postgres?sslmode=disable"
 NAIVE_URL="postgres://crest@127.0.0.1:$CREST_PG_PORT/naive?sslmode=disable"
 "$PSQL" "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS naive" -c "CREATE DATABASE naive"
@@ -67,7 +54,6 @@ crest_load() {  # NAME URL — warms up on a sale of its own, then measures on a
 naive_tps "${WARMUP%s}" >/dev/null
 naive=$(naive_tps "${DURATION%s}")
 
-read -r -a NODES <<< "$CREST_NODE_PORTS"
 CREST_URL="http://127.0.0.1:${NODES[0]}"
 one=$(crest_load crest-one-node "$CREST_URL")
 CREST_URL="http://127.0.0.1:$CREST_LB_PORT"
