@@ -130,6 +130,17 @@ struct OverloadTests {
         #expect(limit.snapshot.waiting == 0)
     }
 
+    /// Queues wait `number` on `limit` (which must have no free place) by function; when its time
+    /// runs out, its number is added to `ranOut`.
+    static func queue(_ number: Int, on limit: WritePathLimit, ranOut: Locked<[Int]>) {
+        let acquisition = limit.acquire { result in
+            if case .failure(let error) = result, error as? WritePathFull == WritePathFull(reason: .queueTimeout) {
+                ranOut.withLock { $0.append(number) }
+            }
+        }
+        #expect(acquisition == .queued)
+    }
+
     @Test(
         "one watch for the whole queue: each wait runs out at its own deadline, in the order they came, and the watch sleeps again until the next"
     )
@@ -138,14 +149,7 @@ struct OverloadTests {
         let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(30)), clock: clock)
         #expect(limit.acquire(then: { _ in }) == .taken)
         let ranOut = Locked<[Int]>([])
-        func wait(_ number: Int) {
-            let acquisition = limit.acquire { result in
-                if case .failure(let error) = result, error as? WritePathFull == WritePathFull(reason: .queueTimeout) {
-                    ranOut.withLock { $0.append(number) }
-                }
-            }
-            #expect(acquisition == .queued)
-        }
+        func wait(_ number: Int) { Self.queue(number, on: limit, ranOut: ranOut) }
         for number in 0..<50 { wait(number) }
         #expect(try await eventually { clock.sleeping == 1 }, "one sleep, not one per wait")
         clock.advance(by: .seconds(20))
@@ -177,14 +181,7 @@ struct OverloadTests {
         let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(5)), clock: clock)
         #expect(limit.acquire(then: { _ in }) == .taken)
         let ranOut = Locked<[Int]>([])
-        func wait(_ number: Int) {
-            let acquisition = limit.acquire { result in
-                if case .failure(let error) = result, error as? WritePathFull == WritePathFull(reason: .queueTimeout) {
-                    ranOut.withLock { $0.append(number) }
-                }
-            }
-            #expect(acquisition == .queued)
-        }
+        func wait(_ number: Int) { Self.queue(number, on: limit, ranOut: ranOut) }
         wait(0)
         // An hour back: the wait's deadline now lies an hour and 5 s ahead. Whether the watch was
         // already asleep (it wakes after its 5 s of real time) or looks for the first time now, it
