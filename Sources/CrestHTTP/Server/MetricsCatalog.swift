@@ -26,6 +26,8 @@ enum MetricsCatalog {
             "Problems (RFC 9457) answered, by type — the last part of the problem's type URN: errors and refusals by kind (sold-out, invalid-request, unavailable, internal, …).",
         "crest_batch_queue_depth":
             "Order reservations waiting for the next batch (not counting the batch being committed); read when scraped.",
+        "crest_postgres_reservation_batches_total":
+            "Reservation batches a PostgreSQL node wrote, by path: one_statement (decided on the node's last view of the sale, one statement), locked (the six statements that lock the sale first), one_statement_missed (the view was out of date: nothing written, then locked).",
         "crest_database_connection_waiters":
             "Store calls waiting for a PostgreSQL connection (always 0 on the embedded store); read when scraped.",
         "crest_sale_stock": "A sale's units by state: total, available, reserved, sold.",

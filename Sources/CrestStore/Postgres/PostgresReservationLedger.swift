@@ -13,10 +13,27 @@ import PostgresNIO
 /// the endpoints, the lock and the lookups in one pipeline, the writes in a second, then `COMMIT`
 /// (see `run`).
 ///
+/// A batch on one sale whose row this node wrote last can go in **one** statement instead
+/// (`runOnLastView`): decided in memory against the node's last view of the sale (its row after
+/// this node's last batch, see `PostgresLastViews`), assuming none of the batch's keys placed an
+/// order, none of its attempts was cancelled and none of its buyers holds units; the statement
+/// writes only if all of that holds in the server — the sale's version is still the one seen
+/// (checked on the row it locks to decrement), and the keys, cancelled attempts, buyers' holdings
+/// and webhook endpoints are as assumed. Otherwise it writes nothing and the batch takes the
+/// six statements.
+///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
 /// limit, the stock suffices.
 struct PostgresReservationLedger {
+    /// What a batch decided and wrote, with what the node keeps for its next batch: every sale
+    /// read (its row after the batch, and the version it had before) and the endpoints read.
+    struct Answer {
+        var result: ReservationBatchResult
+        var sales: [SaleID: (sale: Sale, versionBefore: Int64)]
+        var endpoints: [WebhookEndpoint]
+    }
+
     private struct SaleState {
         var sale: Sale
         var version: Int64
@@ -56,7 +73,7 @@ struct PostgresReservationLedger {
     /// on the connection's event loop the moment the answers are in: the sales' rows stay locked
     /// for the server's time only, not also for trips through a task (other nodes wait for them).
     static func run(_ batch: [Reservation], on connection: PostgresConnection, logger: Logger)
-        -> EventLoopFuture<ReservationBatchResult>
+        -> EventLoopFuture<Answer>
     {
         var reads = PostgresPipeline(on: connection, logger: logger)
         reads.send("BEGIN")
@@ -74,14 +91,68 @@ struct PostgresReservationLedger {
             do {
                 var ledger = try Self(
                     rows: rows, endpoints: endpoints, locked: locked, requests: requests, lookups: lookups)
+                let read = ledger.sales.mapValues(\.version)
                 let outcomes = batch.map { ledger.decide($0) }
-                return ledger.save(on: connection, logger: logger).map {
-                    ReservationBatchResult(outcomes: outcomes, counters: $0)
+                return ledger.save(on: connection, logger: logger).map { [ledger] counters in
+                    ledger.answer(outcomes: outcomes, counters: counters, versionsBefore: read)
                 }
             } catch {
                 return connection.eventLoop.makeFailedFuture(error)
             }
         }
+    }
+
+    /// Decides `batch` (every request on `view`'s sale) against `view` and writes it in one
+    /// autocommitted statement, which writes only if the view still holds (see the type's
+    /// comment). `nil` when it did not, or when the batch grants nothing (a refusal decided on
+    /// the view alone is not checked by any write): nothing was written, and the batch is to take
+    /// the six statements (`run`).
+    static func runOnLastView(
+        _ batch: [Reservation], view: PostgresSaleView, endpoints: [WebhookEndpoint], on connection: PostgresConnection,
+        logger: Logger
+    ) -> EventLoopFuture<Answer?> {
+        var ledger = Self(view: view, endpoints: endpoints)
+        let outcomes = batch.map { ledger.decide($0) }
+        let sale = view.sale.id
+        guard let state = ledger.sales[sale], state.granted > 0 else { return connection.eventLoop.makeSucceededFuture(nil) }
+        precondition(state.sale.stock.isConserved, "sale \(sale) about to be written not conserved")
+        let requests = batch.map(\.request)
+        let check = LastViewCheck(
+            sale: sale, version: view.version, keys: requests.map(\.idempotencyKey), buyers: requests.map(\.buyer),
+            endpoints: endpoints.map(\.id.description).sorted())
+        let query = ledger.writeQuery(grants: [(sale, state.granted)], check: check)
+        return connection.query(query, logger: logger).flatMapThrowing { [ledger] result -> Answer? in
+            guard let row = result.rows.first else { return nil }
+            let (id, version) = try row.decode((String, Int64).self)
+            guard id == sale.description else { throw CorruptRowError(column: "sales.id") }
+            return ledger.answer(
+                outcomes: outcomes, counters: [sale: CounterSnapshot(counters: state.sale.stock, version: version)],
+                versionsBefore: [sale: view.version])
+        }
+    }
+
+    /// What the one-statement path assumed, for the statement to check: the sale's version, and
+    /// that none of the keys placed an order or has a cancelled attempt, none of the buyers holds
+    /// units of the sale, and the endpoints are these (ids, sorted by their bytes, as `COLLATE "C"`).
+    struct LastViewCheck {
+        var sale: SaleID
+        var version: Int64
+        var keys: [String]
+        var buyers: [String]
+        var endpoints: [String]
+    }
+
+    private func answer(outcomes: [ReservationOutcome], counters: [SaleID: CounterSnapshot], versionsBefore: [SaleID: Int64])
+        -> Answer
+    {
+        var read: [SaleID: (sale: Sale, versionBefore: Int64)] = [:]
+        for (id, state) in sales {
+            var sale = state.sale
+            if let snapshot = counters[id] { sale.stock = snapshot.counters }
+            read[id] = (sale, versionsBefore[id] ?? state.version)
+        }
+        return Answer(
+            result: ReservationBatchResult(outcomes: outcomes, counters: counters), sales: read, endpoints: endpoints)
     }
 
     /// What the decisions need of each request, one row per request, in the batch's order: the
@@ -130,6 +201,13 @@ struct PostgresReservationLedger {
         }
     }
 
+    /// A ledger that knows the sale as `view` says and assumes no placed keys, no cancelled
+    /// attempts and no holdings (the one-statement path checks them when it writes).
+    private init(view: PostgresSaleView, endpoints: [WebhookEndpoint]) {
+        self.endpoints = endpoints
+        sales[view.sale.id] = SaleState(sale: view.sale, version: view.version)
+    }
+
     mutating func decide(_ reservation: Reservation) -> ReservationOutcome {
         let request = reservation.request
         guard var state = sales[request.saleID] else { return .refused(.saleNotFound) }
@@ -172,7 +250,7 @@ struct PostgresReservationLedger {
             }
         }
         var writes = PostgresPipeline(on: connection, logger: logger)
-        let written = grants.isEmpty ? nil : writes.send(writeQuery(grants: grants.map { ($0.sale, $0.units) }))
+        let written = grants.isEmpty ? nil : writes.send(writeQuery(grants: grants.map { ($0.sale, $0.units) }, check: nil))
         // `COMMIT` goes only once every conditional decrement matched its row, sent from the
         // connection's event loop as soon as the answers are in.
         return writes.answers().flatMap { [snapshots, grants] rows in
@@ -211,7 +289,13 @@ struct PostgresReservationLedger {
     /// One statement where there were four or five: each was a trip to the server and back, and
     /// on two cores each trip waits for the connection's event loop and the server's process to
     /// get a core.
-    private func writeQuery(grants: [(sale: SaleID, units: Int64)]) -> PostgresQuery {
+    ///
+    /// With `check` (the one-statement path) it writes only if the sale's version and everything
+    /// the decisions assumed still hold: `checked` tests the assumptions on the statement's
+    /// snapshot, and the decrement also asks for the version on the row it locks — a batch
+    /// another node commits meanwhile moves it (so does an attempt cancelled, `cancelAttempt`). A
+    /// sale not decremented leaves `granted` empty, and every insert reads `granted` first.
+    func writeQuery(grants: [(sale: SaleID, units: Int64)], check: LastViewCheck?) -> PostgresQuery {
         let orders = created.map(\.order)
         var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in
             created.reservation.jobs.map { ($0, created.order.createdAt) }
@@ -231,8 +315,30 @@ struct PostgresReservationLedger {
                 jobs.append((WebhookJobs.delivery(delivery), order.createdAt))
             }
         }
+        let checking = check != nil
         return """
-            WITH new_orders AS (
+            WITH checked AS (
+                SELECT NOT \(checking) OR (
+                    NOT EXISTS (
+                        SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[]) AS k(key)
+                        JOIN orders o ON o.sale_id = \(check?.sale.description ?? "") AND o.idempotency_key = k.key
+                    ) AND NOT EXISTS (
+                        SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[]) AS k(key)
+                        JOIN cancelled_attempts c ON c.sale_id = \(check?.sale.description ?? "") AND c.idempotency_key = k.key
+                    ) AND NOT EXISTS (
+                        SELECT 1 FROM UNNEST(\(check?.buyers ?? [])::text[]) AS b(buyer)
+                        JOIN orders h ON h.sale_id = \(check?.sale.description ?? "") AND h.buyer = b.buyer
+                            AND h.status IN \(unescaped: StoreRules.liveStatusesSQL)
+                    ) AND ARRAY(SELECT e.id FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id COLLATE "C")
+                        = \(check?.endpoints ?? [])::text[]
+                ) AS ok
+            ), granted AS (
+                UPDATE sales SET available = available - g.units, reserved = reserved + g.units, version = version + 1
+                FROM UNNEST(\(grants.map(\.sale.description))::text[], \(grants.map(\.units))::bigint[]) AS g(id, units)
+                WHERE sales.id = g.id AND sales.available >= g.units
+                    AND (NOT \(checking) OR sales.version = \(check?.version ?? 0)) AND (SELECT ok FROM checked)
+                RETURNING sales.id, sales.version
+            ), new_orders AS (
                 INSERT INTO orders (
                     id, sale_id, buyer, quantity, amount, currency, status, created_at, expires_at, updated_at,
                     idempotency_key)
@@ -243,6 +349,7 @@ struct PostgresReservationLedger {
                     \(orders.map(\.status.rawValue))::text[], \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[],
                     \(orders.map { PostgresRows.millis($0.expiresAt) })::bigint[],
                     \(orders.map { PostgresRows.millis($0.updatedAt) })::bigint[], \(created.map(\.key))::text[])
+                WHERE EXISTS (SELECT 1 FROM granted)
             ), new_events AS (
                 INSERT INTO order_events (\(unescaped: PostgresRows.eventColumns))
                 SELECT id, order_id, sale_id, 1, 'order.created', occurred_at FROM UNNEST(
@@ -250,11 +357,13 @@ struct PostgresReservationLedger {
                     \(orders.map(\.id.description))::text[], \(orders.map(\.saleID.description))::text[],
                     \(orders.map { PostgresRows.millis($0.createdAt) })::bigint[]
                 ) AS e(id, order_id, sale_id, occurred_at)
+                WHERE EXISTS (SELECT 1 FROM granted)
             ), new_deliveries AS (
                 INSERT INTO webhook_deliveries (endpoint_id, order_id, sequence)
                 SELECT endpoint_id, order_id, 1 FROM UNNEST(
                     \(deliveries.map(\.endpointId.description))::text[], \(deliveries.map(\.orderId.description))::text[]
                 ) AS d(endpoint_id, order_id)
+                WHERE EXISTS (SELECT 1 FROM granted)
             ), new_jobs AS (
                 INSERT INTO jobs (kind, payload, state, max_attempts, run_at, unique_key, created_at, trace_parent)
                 SELECT kind, payload, CASE WHEN run_at > created_at THEN 'scheduled' ELSE 'available' END, max_attempts,
@@ -266,15 +375,11 @@ struct PostgresReservationLedger {
                     \(jobs.map { $0.job.uniqueKey ?? "" })::text[], \(jobs.map { PostgresRows.millis($0.at) })::bigint[],
                     \(jobs.map { $0.job.traceParent ?? "" })::text[]
                 ) AS j(kind, payload, max_attempts, run_at, unique_key, created_at, trace_parent)
+                WHERE EXISTS (SELECT 1 FROM granted)
                 ON CONFLICT DO NOTHING
                 RETURNING GREATEST(run_at, created_at) AS due
             ), announced AS (
                 SELECT pg_notify(\(PostgresNotices.channel), 'jobs:' || MIN(due)) FROM new_jobs HAVING COUNT(*) > 0
-            ), granted AS (
-                UPDATE sales SET available = available - g.units, reserved = reserved + g.units, version = version + 1
-                FROM UNNEST(\(grants.map(\.sale.description))::text[], \(grants.map(\.units))::bigint[]) AS g(id, units)
-                WHERE sales.id = g.id AND sales.available >= g.units
-                RETURNING sales.id, sales.version
             )
             SELECT granted.id, granted.version FROM granted, (SELECT COUNT(*) FROM announced) AS a
             """

@@ -1,0 +1,189 @@
+import CrestCore
+import CrestTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+@testable import CrestStore
+
+/// The one-statement path of a PostgreSQL node (`PostgresReservationLedger.runOnLastView`): a batch
+/// on a sale this node wrote last is decided on the node's view of it and written in one
+/// statement that checks the view still holds; when it does not, nothing is written and the batch
+/// takes the six statements.
+@Suite("PostgreSQL store: a batch in one statement on the node's last view")
+struct PostgresLastViewTests {
+    @Test(
+        "after a node's first batch on a sale, its next ones go in one statement; a replayed key or a buyer who holds units misses and takes the locked path"
+    )
+    func oneStatementAfterTheFirst() async throws {
+        try await withNodes(1) { cluster, url, nodes in
+            let node = nodes[0]
+            let sale = makeSale(stock: 10)
+            try await node.createSale(sale)
+            let first = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            #expect(node.reservationBatchPaths == [.locked: 1])
+            let second = try await node.reserve([
+                reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd"),
+                reservation(sale, key: "k2", buyer: "bob"),
+            ])
+            #expect(node.reservationBatchPaths == [.locked: 1, .oneStatement: 1])
+            guard case .reserved(let bob) = second.outcomes[0], case .reserved(let cyd) = second.outcomes[1] else {
+                Issue.record("\(second.outcomes)")
+                return
+            }
+            #expect(second.outcomes[2] == .duplicate(bob), "the key again in the same batch replays its order")
+            let version = try #require(first.counters[sale.id]).version
+            #expect(second.counters[sale.id] == CounterSnapshot(counters: stock(10, reserved: 3), version: version + 1))
+            #expect(try await node.counters(of: sale.id) == second.counters[sale.id])
+            // Written as the locked path writes: the orders, each one's event, their jobs.
+            for order in [bob, cyd] {
+                #expect(try await node.order(order.id) == order)
+                #expect(try await node.events(of: order.id).map(\.kind) == [.created])
+            }
+            let jobs = try await cluster.psql(url, "SELECT kind, count(*) FROM jobs GROUP BY kind ORDER BY kind")
+            #expect(jobs == [["order.expire-batch", "2"]], "one expiry job per batch: \(jobs)")
+
+            // A key that placed an order: the statement writes nothing, the locked path replays it.
+            let replay = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            #expect(replay.outcomes.first?.order?.id == first.outcomes.first?.order?.id)
+            #expect(node.reservationBatchPaths == [.locked: 2, .oneStatement: 1, .oneStatementMissed: 1])
+            // Nobody else moved the sale: the next batch goes in one statement again; a buyer who
+            // holds units (the limit is one) misses it and is refused by the locked path.
+            _ = try await node.reserve([reservation(sale, key: "k4", buyer: "dan")])
+            let again = try await node.reserve([reservation(sale, key: "k5", buyer: "ana")])
+            #expect(again.outcomes == [.refused(.buyerLimitReached(limit: 1))])
+            #expect(node.reservationBatchPaths == [.locked: 3, .oneStatement: 2, .oneStatementMissed: 2])
+            #expect(try await node.counters(of: sale.id)?.counters == stock(10, reserved: 4))
+        }
+    }
+
+    @Test("another node's batch in between: the node's view is out of date, the statement writes nothing, the locked path decides")
+    func anotherNodeMovedTheSale() async throws {
+        try await withNodes(2) { cluster, url, nodes in
+            let (a, b) = (nodes[0], nodes[1])
+            let sale = makeSale(stock: 4)
+            try await a.createSale(sale)
+            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+            _ = try await a.reserve([reservation(sale, key: "a2", buyer: "bob")])
+            _ = try await b.reserve([reservation(sale, key: "b1", buyer: "cyd")])
+            // A's view says two units are left and gives the wrong counters; B sold one of them.
+            let late = try await a.reserve([reservation(sale, key: "a3", buyer: "dan")])
+            #expect(late.outcomes.first?.order != nil, "\(late.outcomes)")
+            #expect(a.reservationBatchPaths == [.locked: 2, .oneStatement: 1, .oneStatementMissed: 1])
+            #expect(late.counters[sale.id]?.counters == stock(4, reserved: 4))
+            #expect(try await a.counters(of: sale.id) == late.counters[sale.id])
+            // The locked path saw the sale moved by someone else: no try until A's view is current.
+            let soldOut = try await a.reserve([reservation(sale, key: "a4", buyer: "eve")])
+            #expect(soldOut.outcomes == [.refused(.soldOut)])
+            #expect(a.reservationBatchPaths == [.locked: 3, .oneStatement: 1, .oneStatementMissed: 1])
+            let left = try await cluster.psql(url, "SELECT count(*), count(DISTINCT idempotency_key) FROM orders")
+            #expect(left == [["4", "4"]], "\(left)")
+        }
+    }
+
+    @Test("an attempt another node cancels while this node's statement waits for the sale's row is refused, not placed")
+    func cancelledWhileWaitingForTheRow() async throws {
+        try await withNodes(2) { cluster, url, nodes in
+            let (a, b) = (nodes[0], nodes[1])
+            let sale = makeSale(stock: 10)
+            try await a.createSale(sale)
+            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+
+            // A third connection holds the sale's row; B's cancellation waits for it, then A's
+            // statement, whose snapshot (taken before the cancellation commits) has no cancelled
+            // attempt for the key.
+            let holder = try await connect(url)
+            try await holder.query("BEGIN", logger: Self.logger)
+            try await holder.query("SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE", logger: Self.logger)
+            async let cancelled = b.cancelAttempt(saleID: sale.id, idempotencyKey: "x", buyer: nil, at: millisecondNow())
+            try await waitForLockWaiters(1, cluster: cluster, url: url)
+            async let placed = a.reserve([reservation(sale, key: "x", buyer: "bob")])
+            try await waitForLockWaiters(2, cluster: cluster, url: url)
+            try await holder.query("COMMIT", logger: Self.logger)
+            try await holder.close()
+
+            guard case .recorded = try await cancelled else {
+                Issue.record("the cancellation found an order")
+                return
+            }
+            #expect(try await placed.outcomes == [.refused(.attemptCancelled)])
+            #expect(a.reservationBatchPaths == [.locked: 2, .oneStatementMissed: 1])
+            let orders = try await cluster.psql(url, "SELECT count(*) FROM orders WHERE idempotency_key = 'x'")
+            #expect(orders == [["0"]])
+        }
+    }
+
+    @Test("a webhook endpoint another node added: the statement writes nothing, the locked path writes the delivery it is owed")
+    func endpointAddedOnAnotherNode() async throws {
+        try await withNodes(2) { _, _, nodes in
+            let (a, b) = (nodes[0], nodes[1])
+            let sale = makeSale(stock: 10)
+            try await a.createSale(sale)
+            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+            let endpoint = WebhookEndpoint(
+                id: .make(), url: "http://127.0.0.1:1/hook", secret: String(repeating: "s", count: 16), eventTypes: [.created],
+                createdAt: millisecondNow())
+            try await b.createWebhookEndpoint(endpoint)
+            let placed = try await a.reserve([reservation(sale, key: "a2", buyer: "bob")])
+            let order = try #require(placed.outcomes.first?.order)
+            #expect(try await a.deliveries(of: order.id).map(\.endpointID) == [endpoint.id])
+            #expect(a.reservationBatchPaths == [.locked: 2, .oneStatementMissed: 1])
+            // The view now has the endpoint: one statement again, with the delivery.
+            let next = try #require(try await a.reserve([reservation(sale, key: "a3", buyer: "cyd")]).outcomes.first?.order)
+            #expect(try await a.deliveries(of: next.id).map(\.endpointID) == [endpoint.id])
+            #expect(a.reservationBatchPaths == [.locked: 2, .oneStatement: 1, .oneStatementMissed: 1])
+        }
+    }
+
+    private static let logger = {
+        var logger = Logger(label: "crest.test.store")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    private func stock(_ total: Int64, reserved: Int64) -> StockCounters {
+        StockCounters(total: total, available: total - reserved, reserved: reserved, sold: 0)
+    }
+
+    private func connect(_ url: String) async throws -> PostgresConnection {
+        let parsed = try PostgresURL(url)
+        return try await PostgresConnection.connect(
+            configuration: .init(
+                host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
+                database: parsed.database, tls: .disable),
+            id: 1, logger: Self.logger)
+    }
+
+    /// Waits until `count` statements of the database wait for a lock.
+    private func waitForLockWaiters(_ count: Int, cluster: PostgresCluster, url: String) async throws {
+        let database = try PostgresURL(url).database ?? ""
+        let seen = try await eventually(timeout: .seconds(30), every: .milliseconds(20)) {
+            let rows = try await cluster.psql(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '\(database)' AND wait_event_type = 'Lock'")
+            return rows == [["\(count)"]]
+        }
+        #expect(seen, "\(count) statements waiting for a lock")
+    }
+
+    /// `count` nodes (stores) on a database of their own, with the cluster to look into it with
+    /// `psql`; closed at the end.
+    private func withNodes(
+        _ count: Int, _ body: (PostgresCluster, String, [PostgresStore]) async throws -> Void
+    ) async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try await cluster.createDatabase()
+        var nodes: [PostgresStore] = []
+        do {
+            for _ in 0..<count {
+                nodes.append(try await PostgresStore.connect(url: url, logger: Self.logger, leaseTimeout: .seconds(30)))
+            }
+            try await body(cluster, url, nodes)
+        } catch {
+            for node in nodes { try? await node.close() }
+            throw error
+        }
+        for node in nodes { try await node.close() }
+    }
+}
