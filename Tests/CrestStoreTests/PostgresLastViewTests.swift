@@ -136,6 +136,33 @@ struct PostgresLastViewTests {
         }
     }
 
+    @Test("orders the planner's statistics do not know of: the statement's checks probe the indexes with each key and buyer")
+    func checksUseTheIndexes() async throws {
+        try await withNodes(1) { cluster, url, nodes in
+            let sale = makeSale(stock: 1_000_000)
+            try await nodes[0].createSale(sale)
+            // A fresh database: the orders table was never analyzed, and holds the sale's orders.
+            _ = try await cluster.psql(
+                url,
+                """
+                INSERT INTO orders (id, sale_id, buyer, quantity, amount, currency, status, idempotency_key,
+                    created_at, expires_at, updated_at)
+                SELECT 'o' || i, '\(sale.id)', 'b' || i, 1, 1000, 'CNY', 'pending_payment', 'k' || i, 0, 0, 0
+                FROM generate_series(1, 20000) AS i;
+                """)
+            let batch = (1...32).map { reservation(sale, key: "n\($0)", buyer: "n\($0)") }
+            let view = PostgresSaleView(sale: sale, version: 0, current: true)
+            var explain = try #require(PostgresReservationLedger.oneStatement(batch, view: view, endpoints: [])).query
+            explain.sql = "EXPLAIN " + explain.sql
+            let plan = try await nodes[0].rows(explain).map { try $0.decode(String.self) }
+            let conditions = plan.filter { $0.contains("Index Cond") }
+            for probe in ["idempotency_key = r.key", "buyer = r.buyer"] {
+                #expect(conditions.contains { $0.contains(probe) }, "plan: \(plan.joined(separator: "\n"))")
+            }
+            #expect(!plan.contains { $0.contains("Join Filter") || $0.contains("Seq Scan on orders") })
+        }
+    }
+
     private static let logger = {
         var logger = Logger(label: "crest.test.store")
         logger.logLevel = .warning

@@ -111,24 +111,35 @@ struct PostgresReservationLedger {
         _ batch: [Reservation], view: PostgresSaleView, endpoints: [WebhookEndpoint], on connection: PostgresConnection,
         logger: Logger
     ) -> EventLoopFuture<Answer?> {
-        var ledger = Self(view: view, endpoints: endpoints)
-        let outcomes = batch.map { ledger.decide($0) }
+        guard let (ledger, outcomes, query) = oneStatement(batch, view: view, endpoints: endpoints) else {
+            return connection.eventLoop.makeSucceededFuture(nil)
+        }
         let sale = view.sale.id
-        guard let state = ledger.sales[sale], state.granted > 0 else { return connection.eventLoop.makeSucceededFuture(nil) }
-        precondition(state.sale.stock.isConserved, "sale \(sale) about to be written not conserved")
-        let requests = batch.map(\.request)
-        let check = LastViewCheck(
-            sale: sale, version: view.version, keys: requests.map(\.idempotencyKey), buyers: requests.map(\.buyer),
-            endpoints: endpoints.map(\.id.description).sorted())
-        let query = ledger.writeQuery(grants: [(sale, state.granted)], check: check)
-        return connection.query(query, logger: logger).flatMapThrowing { [ledger] result -> Answer? in
-            guard let row = result.rows.first else { return nil }
+        return connection.query(query, logger: logger).flatMapThrowing { result -> Answer? in
+            guard let row = result.rows.first, let state = ledger.sales[sale] else { return nil }
             let (id, version) = try row.decode((String, Int64).self)
             guard id == sale.description else { throw CorruptRowError(column: "sales.id") }
             return ledger.answer(
                 outcomes: outcomes, counters: [sale: CounterSnapshot(counters: state.sale.stock, version: version)],
                 versionsBefore: [sale: view.version])
         }
+    }
+
+    /// `batch` decided on `view`, and the statement that writes it if the view still holds; `nil`
+    /// when the batch grants nothing.
+    static func oneStatement(_ batch: [Reservation], view: PostgresSaleView, endpoints: [WebhookEndpoint])
+        -> (ledger: Self, outcomes: [ReservationOutcome], query: PostgresQuery)?
+    {
+        var ledger = Self(view: view, endpoints: endpoints)
+        let outcomes = batch.map { ledger.decide($0) }
+        let sale = view.sale.id
+        guard let state = ledger.sales[sale], state.granted > 0 else { return nil }
+        precondition(state.sale.stock.isConserved, "sale \(sale) about to be written not conserved")
+        let requests = batch.map(\.request)
+        let check = LastViewCheck(
+            sale: sale, version: view.version, keys: requests.map(\.idempotencyKey), buyers: requests.map(\.buyer),
+            endpoints: endpoints.map(\.id.description).sorted())
+        return (ledger, outcomes, ledger.writeQuery(grants: [(sale, state.granted)], check: check))
     }
 
     /// What the one-statement path assumed, for the statement to check: the sale's version, and
@@ -292,7 +303,8 @@ struct PostgresReservationLedger {
     ///
     /// With `check` (the one-statement path) it writes only if the sale's version and everything
     /// the decisions assumed still hold: `checked` tests the assumptions on the statement's
-    /// snapshot, and the decrement also asks for the version on the row it locks — a batch
+    /// snapshot (each request's key, cancelled attempt and buyer as a subquery of its own, so that
+    /// each probes its index whatever the planner's statistics say of the sale), and the decrement also asks for the version on the row it locks — a batch
     /// another node commits meanwhile moves it (so does an attempt cancelled, `cancelAttempt`). A
     /// sale not decremented leaves `granted` empty, and every insert reads `granted` first.
     func writeQuery(grants: [(sale: SaleID, units: Int64)], check: LastViewCheck?) -> PostgresQuery {
@@ -318,20 +330,19 @@ struct PostgresReservationLedger {
         let checking = check != nil
         return """
             WITH checked AS (
-                SELECT NOT \(checking) OR (
-                    NOT EXISTS (
-                        SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[]) AS k(key)
-                        JOIN orders o ON o.sale_id = \(check?.sale.description ?? "") AND o.idempotency_key = k.key
-                    ) AND NOT EXISTS (
-                        SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[]) AS k(key)
-                        JOIN cancelled_attempts c ON c.sale_id = \(check?.sale.description ?? "") AND c.idempotency_key = k.key
-                    ) AND NOT EXISTS (
-                        SELECT 1 FROM UNNEST(\(check?.buyers ?? [])::text[]) AS b(buyer)
-                        JOIN orders h ON h.sale_id = \(check?.sale.description ?? "") AND h.buyer = b.buyer
-                            AND h.status IN \(unescaped: StoreRules.liveStatusesSQL)
-                    ) AND ARRAY(SELECT e.id FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id COLLATE "C")
-                        = \(check?.endpoints ?? [])::text[]
-                ) AS ok
+                SELECT NOT \(checking) OR NOT EXISTS (
+                    SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[], \(check?.buyers ?? [])::text[]) AS r(key, buyer)
+                    WHERE (
+                        SELECT 1 FROM orders o WHERE o.sale_id = \(check?.sale.description ?? "") AND o.idempotency_key = r.key
+                    ) IS NOT NULL OR (
+                        SELECT 1 FROM cancelled_attempts c
+                        WHERE c.sale_id = \(check?.sale.description ?? "") AND c.idempotency_key = r.key LIMIT 1
+                    ) IS NOT NULL OR (
+                        SELECT 1 FROM orders h WHERE h.sale_id = \(check?.sale.description ?? "") AND h.buyer = r.buyer
+                            AND h.status IN \(unescaped: StoreRules.liveStatusesSQL) LIMIT 1
+                    ) IS NOT NULL
+                ) AND ARRAY(SELECT e.id FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id COLLATE "C")
+                    = \(check?.endpoints ?? [])::text[] AS ok
             ), granted AS (
                 UPDATE sales SET available = available - g.units, reserved = reserved + g.units, version = version + 1
                 FROM UNNEST(\(grants.map(\.sale.description))::text[], \(grants.map(\.units))::bigint[]) AS g(id, units)
