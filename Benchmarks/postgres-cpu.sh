@@ -2,8 +2,8 @@
 # Where one PostgreSQL node's orders go: on `deploy/three-nodes.sh` (PostgreSQL with its default
 # durability), wrk loads one node with orders on a hot sale; over a measured window, the CPU per
 # order of that node, of every PostgreSQL process and of wrk (from /proc), the two cores' idle time
-# per order (/proc/stat), and the node's order batches (count, mean size, mean commit, from its own
-# /metrics on --ops-port).
+# per order (/proc/stat), and the node's order batches (count, mean size, mean commit, and how many
+# went in one statement, from its own /metrics on --ops-port).
 #
 #   SKIP_BUILD=1 CREST_BIN=.build/release/crest Benchmarks/postgres-cpu.sh
 #   RUNS=4 Benchmarks/postgres-cpu.sh          # measured runs, each on a new sale (default 2)
@@ -44,8 +44,8 @@ sale=$(create_sale 1000000000)
 SALE=$sale DURATION=8s run_wrk warm-up "$CREST_URL" Benchmarks/lib/order.lua >/dev/null
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  PostgreSQL: $("$PSQL" "$DATABASE_URL" -Atc 'SHOW server_version')  wrk: -t$THREADS -c$CONNECTIONS on one node, ${WINDOW} s measured"
 echo
-echo "| run | orders/s | node µs/order | PostgreSQL µs/order | wrk µs/order | idle µs/order | batches | mean batch | mean commit |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| run | orders/s | node µs/order | PostgreSQL µs/order | wrk µs/order | idle µs/order | batches | mean batch | mean commit | paths |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for run in $(seq "$RUNS"); do
   sale=$(create_sale 1000000000)
   SALE=$sale wrk -t"$THREADS" -c"$CONNECTIONS" -d$((WINDOW + 6))s -s Benchmarks/lib/order.lua "$CREST_URL" >/dev/null &
@@ -58,6 +58,7 @@ for run in $(seq "$RUNS"); do
   sleep "$WINDOW"
   n1=$(ticks "$node"); p1=$(postgres_ticks); w1=$(ticks "$wrk_pid"); i1=$(idle_ticks); o1=$(reserved "$sale")
   read -r batches size commit < <(python3 Benchmarks/lib/prom.py batches "$OPS_URL" "$WORK/metrics")
+  paths=$(python3 Benchmarks/lib/prom.py paths "$OPS_URL" "$WORK/metrics")
   if [ -n "${STATEMENTS:-}" ]; then
     "$PSQL" "$DATABASE_URL" -qAtF ' | ' -c "
       SELECT calls, round((total_exec_time / NULLIF(calls, 0))::numeric, 3) AS exec_ms,
@@ -70,9 +71,9 @@ for run in $(seq "$RUNS"); do
   [ "$orders" -gt 0 ] || { echo "run $run placed no order" >&2; exit 1; }
   hz=$(getconf CLK_TCK)
   awk -v r="$run" -v o="$orders" -v s="$WINDOW" -v hz="$hz" -v n=$((n1 - n0)) -v p=$((p1 - p0)) -v w=$((w1 - w0)) \
-    -v i=$((i1 - i0)) -v b="$batches" -v z="$size" -v c="$commit" 'BEGIN {
+    -v i=$((i1 - i0)) -v b="$batches" -v z="$size" -v c="$commit" -v paths="$paths" 'BEGIN {
       u = 1e6 / hz / o
-      printf "| %d | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %s | %s ms |\n", r, o / s, n * u, p * u, w * u, i * u, b, z, c }'
+      printf "| %d | %.0f | %.1f | %.1f | %.1f | %.1f | %d | %s | %s ms | %s |\n", r, o / s, n * u, p * u, w * u, i * u, b, z, c, paths }'
   if [ -n "${STATEMENTS:-}" ]; then
     echo; echo "calls | exec ms | plan ms | statement"; cat "$WORK/statements"; echo
   fi

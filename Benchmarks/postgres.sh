@@ -73,3 +73,6 @@ for row in "$one" "$three"; do
   read -r name rps p50 p99 bad <<<"$row"
   echo "| $name | $rps | $p50 | $p99 | $bad | $(python3 -c "print(f'{$rps/$naive:.2f}')") |"
 done
+echo
+echo "How each node's reservation batches were written, warm-ups included (crest_postgres_reservation_batches_total):"
+for ops in "${OPS[@]}"; do echo "- node on ops port $ops: $(python3 Benchmarks/lib/prom.py paths "http://127.0.0.1:$ops")"; done

@@ -9,6 +9,8 @@ As a command, what the server's own histograms counted between two reads:
                                # read to its answer, not the time it waited in its socket before)
     prom.py stages URL FILE    # "stage p50/p99 …" of `crest_order_stage_seconds` since, in ms
     prom.py batches URL FILE   # "batches mean_size mean_commit_ms" of the order batches since
+    prom.py paths URL [FILE]   # how a PostgreSQL node's batches were written (since FILE's read):
+                               # "one_statement=N locked=N one_statement_missed=N"
 """
 import json
 import re
@@ -89,14 +91,18 @@ STAGES = ["admission", "write_path", "gate", "batch_wait", "commit", "answer"]
 
 
 def main():
-    command, url, path = sys.argv[1:4]
+    command, url = sys.argv[1:3]
+    path = sys.argv[3] if len(sys.argv) > 3 else None
     now = scrape(url)
     if command == "save":
         with open(path, "w") as file:
             json.dump([[name, sorted(labels), value] for (name, labels), value in now.items()], file)
         return
-    with open(path) as file:
-        before = {(name, frozenset(tuple(label) for label in labels)): value for name, labels, value in json.load(file)}
+    before = {}
+    if path:
+        with open(path) as file:
+            before = {(name, frozenset(tuple(label) for label in labels)): value
+                      for name, labels, value in json.load(file)}
     if command == "orders":
         old, new = admitted_orders(before), admitted_orders(now)
         count = int(new.get(float("inf"), 0) - old.get(float("inf"), 0))
@@ -116,6 +122,14 @@ def main():
         commit = (total(now, "crest_batch_commit_duration_seconds_sum")
                   - total(before, "crest_batch_commit_duration_seconds_sum"))
         print(f"{int(count)} {size / count if count else 0:.1f} {commit * 1000 / commits if commits else 0:.2f}")
+    elif command == "paths":
+        parts = []
+        name = "crest_postgres_reservation_batches_total"
+        for way in ("one_statement", "locked", "one_statement_missed"):
+            count = sum(value for (n, labels), value in now.items() if n == name and ("path", way) in labels) - sum(
+                value for (n, labels), value in before.items() if n == name and ("path", way) in labels)
+            parts.append(f"{way}={int(count)}")
+        print(" ".join(parts))
     else:
         sys.exit(f"unknown command {command}")
 
