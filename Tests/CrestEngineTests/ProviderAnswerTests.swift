@@ -46,7 +46,8 @@ struct ProviderAnswerTests {
             let own = try await engine.jobs(matching: JobFilter(kind: PaymentJobs.create.name), after: nil, limit: 10)
             #expect(own.isEmpty, "handed over: \(own)")
             #expect(provider.creations(of: second.id) == 1, "asked once")
-            #expect((TestMetrics.value(of: series) ?? 0) == before + 1)
+            // At least: the counter is the process's, and another test may refuse a provider's answer too.
+            #expect((TestMetrics.value(of: series) ?? 0) >= before + 1)
         }
     }
 }

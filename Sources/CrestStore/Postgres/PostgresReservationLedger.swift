@@ -303,10 +303,11 @@ struct PostgresReservationLedger {
     ///
     /// With `check` (the one-statement path) it writes only if the sale's version and everything
     /// the decisions assumed still hold: `checked` tests the assumptions on the statement's
-    /// snapshot (each request's key, cancelled attempt and buyer as a subquery of its own, so that
-    /// each probes its index whatever the planner's statistics say of the sale), and the decrement also asks for the version on the row it locks — a batch
-    /// another node commits meanwhile moves it (so does an attempt cancelled, `cancelAttempt`). A
-    /// sale not decremented leaves `granted` empty, and every insert reads `granted` first.
+    /// snapshot (each request's key, cancelled attempt and buyer by a subquery of its own, so that
+    /// each probes its index whatever the planner's statistics say of the sale), and the decrement
+    /// also asks for the version on the row it locks — a batch another node commits meanwhile
+    /// moves it (so does an attempt cancelled, `cancelAttempt`). A sale not decremented leaves
+    /// `granted` empty, and every insert reads `granted` first.
     func writeQuery(grants: [(sale: SaleID, units: Int64)], check: LastViewCheck?) -> PostgresQuery {
         let orders = created.map(\.order)
         var jobs: [(job: NewJob, at: Date)] = created.flatMap { created in
