@@ -132,7 +132,7 @@ package final class Engine: Sendable {
         self.jobs = jobs
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            ownThread: ownThread, logger: logger, clock: crestClock
+            inFlight: { store.reservationBatchesInFlight }, ownThread: ownThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             // The runner hears of the batch's jobs: its payments' creation at once, and its

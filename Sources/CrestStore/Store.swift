@@ -199,6 +199,12 @@ public protocol Store: JobQueue {
     /// 2,690 without, one node) — so only the embedded store asks for it.
     var prefersCommitterThread: Bool { get }
 
+    /// How many reservation batches the engine may commit at once now (`reserve` is then called
+    /// concurrently; asked whenever a batch could start). One, unless the store gains from
+    /// deciding the next batch while the last is written (PostgreSQL's batches chained on one
+    /// connection).
+    var reservationBatchesInFlight: Int { get }
+
     /// Releases files and connections. Calls after it fail.
     func close() async throws
 }
@@ -211,4 +217,8 @@ extension Store {
     public var isShared: Bool { false }
 
     public var prefersCommitterThread: Bool { false }
+}
+
+extension Store {
+    public var reservationBatchesInFlight: Int { 1 }
 }

@@ -47,6 +47,45 @@ struct GroupCommitterTests {
     }
 
     @Test(
+        "two batches in flight when the store asks for them: the next starts while the last is committed, once as many wait as it holds; one at a time when it does not"
+    )
+    func secondBatchInFlight() async throws {
+        for overlapping in [true, false] {
+            let started = Mutex<[[Int]]>([])
+            let (released, release) = AsyncStream.makeStream(of: Void.self)
+            let committer = GroupCommitter<Int, Int>(
+                window: .zero, maxBatchSize: 8, inFlight: { overlapping ? 2 : 1 }, logger: Logger(label: "test")
+            ) { items in
+                started.withLock { $0.append(items) }
+                // The first batch is held until the test lets it go.
+                if items.first == 1 { for await _ in released { break } }
+                return items
+            }
+            let first = [1, 2].map { item in Task { try await committer.submit(item) } }
+            #expect(try await eventually(timeout: .seconds(30)) { committer.queuedCount == 2 })
+            let draining = Task { await committer.drain() }
+            #expect(try await eventually(timeout: .seconds(30)) { started.withLock { $0 } == [[1, 2]] })
+            // 3 alone waits: fewer than the batch in flight holds.
+            let third = Task { try await committer.submit(3) }
+            #expect(try await eventually(timeout: .seconds(30)) { committer.queuedCount == 1 })
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(started.withLock { $0 } == [[1, 2]])
+            let fourth = Task { try await committer.submit(4) }
+            if overlapping {
+                #expect(try await eventually(timeout: .seconds(60)) { started.withLock { $0.count } == 2 })
+            } else {
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(started.withLock { $0 } == [[1, 2]], "one batch at a time")
+            }
+            release.yield()
+            for (task, item) in zip(first + [third, fourth], 1...4) { #expect(try await task.value == item) }
+            #expect(started.withLock { $0 } == [[1, 2], [3, 4]])
+            committer.stopAccepting()
+            await draining.value
+        }
+    }
+
+    @Test(
         "a caller that is not a task submits with a function: called once with its own answer, in the same batches as the tasks'; after shutdown at once with ShutdownError"
     )
     func callbackSubmissions() async throws {

@@ -39,12 +39,25 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
         var queue: [Waiting] = []
         var wakeUp: CheckedContinuation<Void, Never>?
         var shuttingDown = false
+        /// Batches being committed now (at most `inFlight`).
+        var running = 0
+        /// The size of the batch most recently started.
+        var lastStarted = 0
+
+        /// Whether a batch may start now: something waits, a place is free, and — with a batch
+        /// already in flight — as many wait as it holds (or shutdown began), so that two batches
+        /// of about the same size alternate instead of one batch and a trickle of small ones.
+        func mayStart(inFlight: Int) -> Bool {
+            guard !queue.isEmpty, running < inFlight else { return false }
+            return running == 0 || shuttingDown || queue.count >= lastStarted
+        }
     }
 
     private let state = Mutex(State())
     private let commit: Commit
     private let window: Duration
     private let maxBatchSize: Int
+    private let inFlightLimit: (@Sendable () -> Int)?
     private let ownThread: Bool
     private let logger: Logger
     private let clock: any CrestClock
@@ -52,12 +65,16 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// With `ownThread`, the loop runs on a thread of its own (``EventLoopTaskExecutor/ownThread()``):
     /// when a commit returns, it continues at once instead of queueing behind the request handlers
     /// that share the cooperative pool. Otherwise it runs on the pool.
-    /// `clock` times the linger of a non-zero `window`.
+    /// `clock` times the linger of a non-zero `window`. While `inFlight` says more than one (it
+    /// is asked each time a batch could start), that many batches may be committed at once
+    /// (`commit` is then called concurrently): the next starts while the last is committed, once
+    /// as many requests wait as the last holds.
     package init(
-        window: Duration, maxBatchSize: Int, ownThread: Bool = false, logger: Logger,
-        clock: any CrestClock = SystemClock(), commit: @escaping Commit
+        window: Duration, maxBatchSize: Int, inFlight: (@Sendable () -> Int)? = nil, ownThread: Bool = false,
+        logger: Logger, clock: any CrestClock = SystemClock(), commit: @escaping Commit
     ) {
         precondition(maxBatchSize >= 1, "maxBatchSize must be at least 1")
+        self.inFlightLimit = inFlight
         self.clock = clock
         self.window = window
         self.maxBatchSize = maxBatchSize
@@ -86,10 +103,14 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
         enqueue(Waiting(item: item, waiter: .callback(answer)))
     }
 
+    private var inFlight: Int { max(1, inFlightLimit?() ?? 1) }
+
     private func enqueue(_ waiting: Waiting) {
+        let inFlight = inFlight
         let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
             guard !state.shuttingDown else { return (false, nil) }
             state.queue.append(waiting)
+            guard state.mayStart(inFlight: inFlight) else { return (true, nil) }
             let wake = state.wakeUp
             state.wakeUp = nil
             return (true, wake)
@@ -125,12 +146,37 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// process with it.
     private func commitUntilStopped() async {
         await withTaskCancellationHandler {
-            while let batch = await nextBatch() {
-                await process(batch)
+            guard inFlightLimit != nil else {
+                while let batch = await nextBatch() {
+                    await process(batch)
+                    finished()
+                }
+                return
+            }
+            await withDiscardingTaskGroup { group in
+                while let batch = await nextBatch() {
+                    group.addTask {
+                        await self.process(batch)
+                        self.finished()
+                    }
+                }
             }
         } onCancel: {
             self.stopAccepting()
         }
+    }
+
+    /// A batch was answered: its place is free.
+    private func finished() {
+        let inFlight = inFlight
+        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.running -= 1
+            guard state.mayStart(inFlight: inFlight) || (state.shuttingDown && state.queue.isEmpty) else { return nil }
+            let wake = state.wakeUp
+            state.wakeUp = nil
+            return wake
+        }
+        wake?.resume()
     }
 
     /// From now on `submit` throws `ShutdownError`; what is queued is still committed.
@@ -147,8 +193,10 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// The next batch, or `nil` once shutting down with nothing left to commit.
     private func nextBatch() async -> [Waiting]? {
         while true {
+            let inFlight = inFlight
             let step = state.withLock { state -> BatchStep in
                 if state.queue.isEmpty { return state.shuttingDown ? .stop : .wait }
+                guard state.mayStart(inFlight: inFlight) else { return .wait }
                 if window > .zero, state.queue.count < maxBatchSize, !state.shuttingDown { return .linger }
                 return .take
             }
@@ -158,7 +206,7 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
             case .wait:
                 await withCheckedContinuation { continuation in
                     let resumeNow = state.withLock { state -> Bool in
-                        if !state.queue.isEmpty || state.shuttingDown { return true }
+                        if state.mayStart(inFlight: inFlight) || (state.shuttingDown && state.queue.isEmpty) { return true }
                         state.wakeUp = continuation
                         return false
                     }
@@ -178,6 +226,8 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
             let count = min(state.queue.count, maxBatchSize)
             let batch = Array(state.queue.prefix(count))
             state.queue.removeFirst(count)
+            state.running += 1
+            state.lastStarted = count
             return batch
         }
     }
