@@ -7,7 +7,7 @@ import Testing
 
 @testable import CrestStore
 
-/// The one-statement path of a PostgreSQL node (`PostgresReservationLedger.runOnLastView`): a batch
+/// The one-statement path of a PostgreSQL node (`PostgresReservationLedger.oneStatement`): a batch
 /// on a sale this node wrote last is decided on the node's view of it and written in one
 /// statement that checks the view still holds; when it does not, nothing is written and the batch
 /// takes the six statements.
@@ -136,6 +136,78 @@ struct PostgresLastViewTests {
         }
     }
 
+    @Test("two batches of a sale in flight on a node: the second is decided on the first's decisions and written behind it")
+    func chainedBehindTheFirst() async throws {
+        try await withNodes(1) { cluster, url, nodes in
+            let node = nodes[0]
+            let sale = makeSale(stock: 10)
+            try await node.createSale(sale)
+            _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            // The first batch's statement waits for the sale's row, held by a third connection.
+            let holder = try await connect(url)
+            try await holder.query("BEGIN", logger: Self.logger)
+            try await holder.query("SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE", logger: Self.logger)
+            async let first = node.reserve([reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd")])
+            try await waitForLockWaiters(1, cluster: cluster, url: url)
+            // Decided on the first's decisions: its key is that order, its buyer holds the limit.
+            async let second = node.reserve([
+                reservation(sale, key: "k4", buyer: "dan"), reservation(sale, key: "k3", buyer: "cyd"),
+                reservation(sale, key: "k5", buyer: "bob"),
+            ])
+            #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
+            try await holder.query("COMMIT", logger: Self.logger)
+            try await holder.close()
+
+            let (a, b) = try await (first, second)
+            guard case .reserved(let cyd) = a.outcomes[1], case .reserved(let dan) = b.outcomes[0] else {
+                Issue.record("\(a.outcomes) \(b.outcomes)")
+                return
+            }
+            #expect(b.outcomes[1] == .duplicate(cyd))
+            #expect(b.outcomes[2] == .refused(.buyerLimitReached(limit: 1)))
+            #expect(node.reservationBatchPaths == [.locked: 1, .oneStatement: 2])
+            #expect(try await node.order(dan.id) == dan)
+            #expect(try await node.counters(of: sale.id) == b.counters[sale.id])
+            #expect(b.counters[sale.id]?.counters == stock(10, reserved: 4))
+        }
+    }
+
+    @Test("a batch chained behind one that wrote nothing writes nothing, though the version it asks for was made by someone else")
+    func chainedBehindAMiss() async throws {
+        try await withNodes(1) { cluster, url, nodes in
+            let node = nodes[0]
+            let sale = makeSale(stock: 10)
+            try await node.createSale(sale)
+            _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            // Someone else moves the sale (its version, one step) and cancels the attempt "k2",
+            // while the first batch's statement (k2) waits for the row and the second (k2 again,
+            // decided as the first's order; k3) is queued behind it.
+            let holder = try await connect(url)
+            try await holder.query("BEGIN", logger: Self.logger)
+            try await holder.query(
+                "UPDATE sales SET version = version + 1 WHERE id = \(sale.id.description)", logger: Self.logger)
+            try await holder.query(
+                """
+                INSERT INTO cancelled_attempts (sale_id, idempotency_key, buyer, cancelled_at)
+                VALUES (\(sale.id.description), 'k2', '', 0)
+                """, logger: Self.logger)
+            async let first = node.reserve([reservation(sale, key: "k2", buyer: "bob")])
+            try await waitForLockWaiters(1, cluster: cluster, url: url)
+            async let second = node.reserve([reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd")])
+            #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
+            try await holder.query("COMMIT", logger: Self.logger)
+            try await holder.close()
+
+            let (a, b) = try await (first, second)
+            #expect(a.outcomes == [.refused(.attemptCancelled)])
+            #expect(b.outcomes.first == .refused(.attemptCancelled), "not the first's order, which was never written")
+            #expect(b.outcomes.last?.order != nil)
+            #expect(node.reservationBatchPaths == [.locked: 3, .oneStatementMissed: 2])
+            let orders = try await cluster.psql(url, "SELECT idempotency_key FROM orders ORDER BY idempotency_key")
+            #expect(orders == [["k1"], ["k3"]])
+        }
+    }
+
     @Test("orders the planner's statistics do not know of: the statement's checks probe the indexes with each key and buyer")
     func checksUseTheIndexes() async throws {
         try await withNodes(1) { cluster, url, nodes in
@@ -152,11 +224,14 @@ struct PostgresLastViewTests {
                 """)
             let batch = (1...32).map { reservation(sale, key: "n\($0)", buyer: "n\($0)") }
             let view = PostgresSaleView(sale: sale, version: 0, current: true)
-            var explain = try #require(PostgresReservationLedger.oneStatement(batch, view: view, endpoints: [])).query
+            var explain = try #require(
+                PostgresReservationLedger.oneStatement(
+                    batch, base: PostgresReservationLedger(view: view, endpoints: []), version: 0, after: nil)
+            ).query
             explain.sql = "EXPLAIN " + explain.sql
             let plan = try await nodes[0].rows(explain).map { try $0.decode(String.self) }
             let conditions = plan.filter { $0.contains("Index Cond") }
-            for probe in ["idempotency_key = r.key", "buyer = r.buyer"] {
+            for probe in ["idempotency_key = k.key", "buyer = b.buyer"] {
                 #expect(conditions.contains { $0.contains(probe) }, "plan: \(plan.joined(separator: "\n"))")
             }
             #expect(!plan.contains { $0.contains("Join Filter") || $0.contains("Seq Scan on orders") })

@@ -1,4 +1,6 @@
 import CrestCore
+import NIOCore
+import PostgresNIO
 
 /// A node's last view of a sale: its row as this node's last batch on it left it.
 struct PostgresSaleView: Sendable {
@@ -12,24 +14,103 @@ struct PostgresSaleView: Sendable {
 }
 
 /// What a PostgreSQL node keeps between its reservation batches for the one-statement path
-/// (`PostgresReservationLedger.runOnLastView`): each sale's last view and the webhook endpoints
-/// its last six-statement batch read. Memory only; a sale's entry is as large as its row.
+/// (`PostgresReservationLedger.oneStatement`): each sale's last view, the webhook endpoints its
+/// last six-statement batch read, and each sale's one-statement batch still in flight — the next
+/// batch on the sale is decided on what that one decided and queued behind it on the lane
+/// (`PostgresLane`), asking the server for its version + 1 and one of its orders. Memory only; a
+/// sale's entry is as large as its row.
 struct PostgresLastViews: Sendable {
-    private var sales: [SaleID: PostgresSaleView] = [:]
-    private var endpoints: [WebhookEndpoint]?
-
-    /// The view to decide `batch` on in one statement, and the endpoints to write its deliveries
-    /// for: only for a batch on one sale whose view is current, once endpoints were read.
-    func oneStatementView(for batch: [Reservation]) -> (view: PostgresSaleView, endpoints: [WebhookEndpoint])? {
-        guard let sale = batch.first?.request.saleID, batch.allSatisfy({ $0.request.saleID == sale }),
-            let view = sales[sale], view.current, let endpoints
-        else { return nil }
-        return (view, endpoints)
+    /// A one-statement batch sent and not yet answered.
+    struct Started: Sendable {
+        var token: Int
+        var statement: PostgresReservationLedger.OneStatement
+        var answer: EventLoopFuture<PostgresQueryResult>
     }
 
-    /// Keeps what a batch read and wrote. A sale's view stays current when the version the
-    /// batch found is the one this node's last batch left (nobody else moved it in between).
-    mutating func keep(_ answer: PostgresReservationLedger.Answer) {
+    private var sales: [SaleID: PostgresSaleView] = [:]
+    private var endpoints: [WebhookEndpoint]?
+    /// Per sale, the last one-statement batch sent and not yet answered.
+    private var tails: [SaleID: Started] = [:]
+    /// Per sale, the six-statement batches under way (a one-statement batch would only miss
+    /// behind one: its version moves).
+    private var locked: [SaleID: Int] = [:]
+    private var nextToken = 0
+    /// One-statement batches sent and not yet answered.
+    private(set) var sent = 0
+    /// Whether the last batch answered went in one statement: batches are then worth overlapping
+    /// (chained on the lane); six-statement batches are not — they would only take turns on the
+    /// sale's row lock, and in smaller batches.
+    private(set) var chaining = false
+
+    /// Whether `batch` may try the one-statement path: one sale, a current view, no batch of the
+    /// sale under way the six-statement way, endpoints known.
+    func mayTryOneStatement(_ batch: [Reservation]) -> Bool {
+        guard let sale = Self.onlySale(of: batch), let view = sales[sale], view.current else { return false }
+        return locked[sale, default: 0] == 0 && endpoints != nil
+    }
+
+    /// Decides `batch` for the one-statement path — on the view, or behind the sale's batch still
+    /// in flight — and sends its statement with `send` (under the caller's lock, so that the
+    /// order of the statements on the lane is the order of the decisions). `nil` when the batch
+    /// may not take the path, or grants nothing (a refusal decided on the view alone is not
+    /// checked by any write): it is to take the six statements.
+    mutating func startOneStatement(
+        _ batch: [Reservation], send: (PostgresQuery) -> EventLoopFuture<PostgresQueryResult>
+    ) -> Started? {
+        guard mayTryOneStatement(batch), let sale = Self.onlySale(of: batch), let view = sales[sale], let endpoints
+        else { return nil }
+        let statement: PostgresReservationLedger.OneStatement?
+        if let tail = tails[sale] {
+            statement = PostgresReservationLedger.oneStatement(
+                batch, base: tail.statement.ledger.continued(), version: tail.statement.version + 1,
+                after: tail.statement.firstOrder)
+        } else {
+            statement = PostgresReservationLedger.oneStatement(
+                batch, base: PostgresReservationLedger(view: view, endpoints: endpoints), version: view.version, after: nil)
+        }
+        guard let statement else { return nil }
+        nextToken += 1
+        sent += 1
+        let started = Started(token: nextToken, statement: statement, answer: send(statement.query))
+        tails[sale] = started
+        return started
+    }
+
+    /// `started` was answered: `answer`, or `nil` when it wrote nothing or failed — then the
+    /// batches chained behind it will miss too, and the sale's next batch reads it again.
+    mutating func finish(_ started: Started, answer: PostgresReservationLedger.Answer?) {
+        let sale = started.statement.sale
+        sent -= 1
+        if tails[sale]?.token == started.token { tails[sale] = nil }
+        chaining = answer != nil
+        guard let answer else {
+            sales[sale]?.current = false
+            tails[sale] = nil
+            return
+        }
+        for (id, read) in answer.sales {
+            guard let version = answer.result.counters[id]?.version, var view = sales[id], version > view.version else { continue }
+            view.sale = read.sale
+            view.version = version
+            sales[id] = view
+        }
+    }
+
+    /// A six-statement batch on these sales begins.
+    mutating func startLocked(_ batch: [Reservation]) {
+        for sale in Set(batch.map(\.request.saleID)) { locked[sale, default: 0] += 1 }
+    }
+
+    /// A six-statement batch ended: what it read and wrote, or `nil` when it failed. A sale's view
+    /// stays current when the version the batch found is the one this node's last batch left
+    /// (nobody else moved it in between).
+    mutating func finishLocked(_ batch: [Reservation], answer: PostgresReservationLedger.Answer?) {
+        for sale in Set(batch.map(\.request.saleID)) {
+            locked[sale, default: 1] -= 1
+            if locked[sale] == 0 { locked[sale] = nil }
+        }
+        chaining = false
+        guard let answer else { return }
         for (id, read) in answer.sales {
             let version = answer.result.counters[id]?.version ?? read.versionBefore
             let current = sales[id].map { $0.version == read.versionBefore } ?? true
@@ -38,9 +119,9 @@ struct PostgresLastViews: Sendable {
         endpoints = answer.endpoints
     }
 
-    /// The one-statement path missed on `sale`: its next batch takes the six statements.
-    mutating func missed(_ sale: SaleID) {
-        sales[sale]?.current = false
+    private static func onlySale(of batch: [Reservation]) -> SaleID? {
+        guard let sale = batch.first?.request.saleID, batch.allSatisfy({ $0.request.saleID == sale }) else { return nil }
+        return sale
     }
 }
 

@@ -14,7 +14,7 @@ import PostgresNIO
 /// (see `run`).
 ///
 /// A batch on one sale whose row this node wrote last can go in **one** statement instead
-/// (`runOnLastView`): decided in memory against the node's last view of the sale (its row after
+/// (`oneStatement`, sent by `PostgresStore` on its lane): decided in memory against the node's last view of the sale (its row after
 /// this node's last batch, see `PostgresLastViews`), assuming none of the batch's keys placed an
 /// order, none of its attempts was cancelled and none of its buyers holds units; the statement
 /// writes only if all of that holds in the server — the sale's version is still the one seen
@@ -102,54 +102,76 @@ struct PostgresReservationLedger {
         }
     }
 
-    /// Decides `batch` (every request on `view`'s sale) against `view` and writes it in one
-    /// autocommitted statement, which writes only if the view still holds (see the type's
-    /// comment). `nil` when it did not, or when the batch grants nothing (a refusal decided on
-    /// the view alone is not checked by any write): nothing was written, and the batch is to take
-    /// the six statements (`run`).
-    static func runOnLastView(
-        _ batch: [Reservation], view: PostgresSaleView, endpoints: [WebhookEndpoint], on connection: PostgresConnection,
-        logger: Logger
-    ) -> EventLoopFuture<Answer?> {
-        guard let (ledger, outcomes, query) = oneStatement(batch, view: view, endpoints: endpoints) else {
-            return connection.eventLoop.makeSucceededFuture(nil)
-        }
-        let sale = view.sale.id
-        return connection.query(query, logger: logger).flatMapThrowing { result -> Answer? in
+    /// A batch decided for the one-statement path, and the statement that writes it if what it
+    /// was decided on still holds.
+    struct OneStatement {
+        /// The ledger after the batch's decisions: what a batch chained behind it is decided on
+        /// (`continued()`).
+        var ledger: PostgresReservationLedger
+        var outcomes: [ReservationOutcome]
+        var query: PostgresQuery
+        var sale: SaleID
+        /// The sale's version the statement asks for; after it, one more.
+        var version: Int64
+        /// One of the orders it writes: a batch chained behind it asks for it.
+        var firstOrder: OrderID
+
+        /// What the statement answered: `nil` when it wrote nothing (what it was decided on no
+        /// longer held).
+        func answer(_ result: PostgresQueryResult) throws -> Answer? {
             guard let row = result.rows.first, let state = ledger.sales[sale] else { return nil }
             let (id, version) = try row.decode((String, Int64).self)
             guard id == sale.description else { throw CorruptRowError(column: "sales.id") }
             return ledger.answer(
                 outcomes: outcomes, counters: [sale: CounterSnapshot(counters: state.sale.stock, version: version)],
-                versionsBefore: [sale: view.version])
+                versionsBefore: [sale: self.version])
         }
     }
 
-    /// `batch` decided on `view`, and the statement that writes it if the view still holds; `nil`
-    /// when the batch grants nothing.
-    static func oneStatement(_ batch: [Reservation], view: PostgresSaleView, endpoints: [WebhookEndpoint])
-        -> (ledger: Self, outcomes: [ReservationOutcome], query: PostgresQuery)?
-    {
-        var ledger = Self(view: view, endpoints: endpoints)
+    /// Decides `batch` (every request on one sale) on `base` — a ledger made from the node's view
+    /// of the sale (`init(view:endpoints:)`), or the one a batch still in flight left
+    /// (`continued()`) — and makes the statement that writes it only if, in the server, the sale's
+    /// version is `version`, the batch `after` wrote its orders (when chained behind one), and
+    /// the keys it places, their cancelled attempts, its buyers' holdings and the webhook
+    /// endpoints are as `base` has them. `nil` when the batch grants nothing.
+    static func oneStatement(_ batch: [Reservation], base: Self, version: Int64, after: OrderID?) -> OneStatement? {
+        var ledger = base
+        guard let sale = batch.first?.request.saleID else { return nil }
+        let heldBefore = ledger.holdings
         let outcomes = batch.map { ledger.decide($0) }
-        let sale = view.sale.id
-        guard let state = ledger.sales[sale], state.granted > 0 else { return nil }
+        guard let state = ledger.sales[sale], state.granted > 0, let first = ledger.created.first else { return nil }
         precondition(state.sale.stock.isConserved, "sale \(sale) about to be written not conserved")
-        let requests = batch.map(\.request)
+        let buyers = Array(Set(ledger.created.map(\.order.buyer)))
         let check = LastViewCheck(
-            sale: sale, version: view.version, keys: requests.map(\.idempotencyKey), buyers: requests.map(\.buyer),
-            endpoints: endpoints.map(\.id.description).sorted())
-        return (ledger, outcomes, ledger.writeQuery(grants: [(sale, state.granted)], check: check))
+            sale: sale, version: version, after: after?.description, keys: ledger.created.map(\.key), buyers: buyers,
+            held: buyers.map { Int64(heldBefore[Holder(sale: sale, buyer: $0)] ?? 0) },
+            endpoints: ledger.endpoints.map(\.id.description).sorted())
+        let query = ledger.writeQuery(grants: [(sale, state.granted)], check: check)
+        return OneStatement(
+            ledger: ledger, outcomes: outcomes, query: query, sale: sale, version: version, firstOrder: first.order.id)
     }
 
-    /// What the one-statement path assumed, for the statement to check: the sale's version, and
-    /// that none of the keys placed an order or has a cancelled attempt, none of the buyers holds
-    /// units of the sale, and the endpoints are these (ids, sorted by their bytes, as `COLLATE "C"`).
+    /// This ledger as the start of the next batch's decisions: what it placed and what its buyers
+    /// hold stay known; nothing is yet created or granted.
+    func continued() -> Self {
+        var next = self
+        next.created = []
+        for id in next.sales.keys { next.sales[id]?.granted = 0 }
+        return next
+    }
+
+    /// What the one-statement path decided on, for the statement to check: the sale's version;
+    /// that the batch before it wrote this order (`after`, when chained); that none of the keys it
+    /// places placed an order or has a cancelled attempt; that each of its buyers holds what the
+    /// decisions took them to hold (`held`); and that the endpoints are these (ids, sorted by their
+    /// bytes, as `COLLATE "C"`).
     struct LastViewCheck {
         var sale: SaleID
         var version: Int64
+        var after: String?
         var keys: [String]
         var buyers: [String]
+        var held: [Int64]
         var endpoints: [String]
     }
 
@@ -214,7 +236,7 @@ struct PostgresReservationLedger {
 
     /// A ledger that knows the sale as `view` says and assumes no placed keys, no cancelled
     /// attempts and no holdings (the one-statement path checks them when it writes).
-    private init(view: PostgresSaleView, endpoints: [WebhookEndpoint]) {
+    init(view: PostgresSaleView, endpoints: [WebhookEndpoint]) {
         self.endpoints = endpoints
         sales[view.sale.id] = SaleState(sale: view.sale, version: view.version)
     }
@@ -331,19 +353,27 @@ struct PostgresReservationLedger {
         let checking = check != nil
         return """
             WITH checked AS (
-                SELECT NOT \(checking) OR NOT EXISTS (
-                    SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[], \(check?.buyers ?? [])::text[]) AS r(key, buyer)
-                    WHERE (
-                        SELECT 1 FROM orders o WHERE o.sale_id = \(check?.sale.description ?? "") AND o.idempotency_key = r.key
-                    ) IS NOT NULL OR (
-                        SELECT 1 FROM cancelled_attempts c
-                        WHERE c.sale_id = \(check?.sale.description ?? "") AND c.idempotency_key = r.key LIMIT 1
-                    ) IS NOT NULL OR (
-                        SELECT 1 FROM orders h WHERE h.sale_id = \(check?.sale.description ?? "") AND h.buyer = r.buyer
-                            AND h.status IN \(unescaped: StoreRules.liveStatusesSQL) LIMIT 1
-                    ) IS NOT NULL
-                ) AND ARRAY(SELECT e.id FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id COLLATE "C")
-                    = \(check?.endpoints ?? [])::text[] AS ok
+                SELECT NOT \(checking) OR (
+                    (\(check?.after)::text IS NULL OR EXISTS (SELECT 1 FROM orders a WHERE a.id = \(check?.after)))
+                    AND NOT EXISTS (
+                        SELECT 1 FROM UNNEST(\(check?.keys ?? [])::text[]) AS k(key)
+                        WHERE (
+                            SELECT 1 FROM orders o
+                            WHERE o.sale_id = \(check?.sale.description ?? "") AND o.idempotency_key = k.key
+                        ) IS NOT NULL OR (
+                            SELECT 1 FROM cancelled_attempts c
+                            WHERE c.sale_id = \(check?.sale.description ?? "") AND c.idempotency_key = k.key LIMIT 1
+                        ) IS NOT NULL
+                    ) AND NOT EXISTS (
+                        SELECT 1 FROM UNNEST(\(check?.buyers ?? [])::text[], \(check?.held ?? [])::bigint[]) AS b(buyer, held)
+                        WHERE (
+                            SELECT COALESCE(SUM(h.quantity), 0) FROM orders h
+                            WHERE h.sale_id = \(check?.sale.description ?? "") AND h.buyer = b.buyer
+                                AND h.status IN \(unescaped: StoreRules.liveStatusesSQL)
+                        ) <> b.held
+                    ) AND ARRAY(SELECT e.id FROM webhook_endpoints e WHERE e.deleted_at IS NULL ORDER BY e.id COLLATE "C")
+                        = \(check?.endpoints ?? [])::text[]
+                ) AS ok
             ), granted AS (
                 UPDATE sales SET available = available - g.units, reserved = reserved + g.units, version = version + 1
                 FROM UNNEST(\(grants.map(\.sale.description))::text[], \(grants.map(\.units))::bigint[]) AS g(id, units)

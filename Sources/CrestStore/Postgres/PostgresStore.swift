@@ -31,6 +31,8 @@ public final class PostgresStore: Store {
     let waiting = Atomic<Int>(0)
     /// Each sale's row as this node's last batch left it, for the one-statement path.
     private let lastViews = Mutex(PostgresLastViews())
+    /// The connection the one-statement path's statements are queued on, in order.
+    private let lane: PostgresLane
     private let batchPaths = Mutex<[PostgresBatchPath: Int]>([:])
     private let batchPathCounters = Dictionary(
         uniqueKeysWithValues: PostgresBatchPath.allCases.map {
@@ -62,6 +64,7 @@ public final class PostgresStore: Store {
         self.configuration = configuration
         pool = Mutex(Pool(configuration: configuration, logger: logger))
         listener = PostgresListener(configuration: listening, logger: logger)
+        lane = PostgresLane(configuration: listening, connectTimeout: leaseTimeout, logger: logger)
     }
 
     // MARK: Sales
@@ -140,41 +143,58 @@ public final class PostgresStore: Store {
     }
 
     /// A batch on one sale whose row this node wrote last tries one statement first (see
-    /// `PostgresReservationLedger`); otherwise, or when that writes nothing, the six statements.
+    /// `PostgresReservationLedger`), queued on the lane behind the sale's batch still in flight if
+    /// there is one; otherwise, or when that writes nothing, the six statements.
     public func reserve(_ batch: [Reservation]) async throws -> ReservationBatchResult {
-        if let (view, endpoints) = lastViews.withLock({ $0.oneStatementView(for: batch) }) {
-            let answer: PostgresReservationLedger.Answer?
-            do {
-                answer = try await withConnection { connection in
-                    try await PostgresReservationLedger.runOnLastView(
-                        batch, view: view, endpoints: endpoints, on: connection, logger: self.logger
-                    ).get()
-                }
-            } catch {
-                // Nothing is known of the sale now: its next batch reads it again.
-                lastViews.withLock { $0.missed(view.sale.id) }
-                throw error
+        if let answer = try await reserveInOneStatement(batch) { return answer.result }
+        lastViews.withLock { $0.startLocked(batch) }
+        let answer: PostgresReservationLedger.Answer
+        do {
+            answer = try await retryingTransaction { connection in
+                try await PostgresReservationLedger.run(batch, on: connection, logger: self.logger).get()
             }
-            if let answer {
-                lastViews.withLock { $0.keep(answer) }
-                count(.oneStatement)
-                return answer.result
-            }
-            lastViews.withLock { $0.missed(view.sale.id) }
-            count(.oneStatementMissed)
+        } catch {
+            lastViews.withLock { $0.finishLocked(batch, answer: nil) }
+            throw error
         }
-        let answer = try await retryingTransaction { connection in
-            try await PostgresReservationLedger.run(batch, on: connection, logger: self.logger).get()
-        }
-        lastViews.withLock { $0.keep(answer) }
+        lastViews.withLock { $0.finishLocked(batch, answer: answer) }
         count(.locked)
         return answer.result
+    }
+
+    /// Two batches may be in flight while batches go in one statement: the second is decided on
+    /// the first's decisions and queued behind it on the lane. One otherwise.
+    public var reservationBatchesInFlight: Int { lastViews.withLock { $0.chaining } ? 2 : 1 }
+
+    /// The one-statement path: its answer, or `nil` when the batch is to take the six statements
+    /// (not tried, or written nothing).
+    private func reserveInOneStatement(_ batch: [Reservation]) async throws -> PostgresReservationLedger.Answer? {
+        guard lastViews.withLock({ $0.mayTryOneStatement(batch) }) else { return nil }
+        // Not reaching the server here leaves it to the six statements' pool to say so.
+        guard let connection = try? await lane.connection() else { return nil }
+        guard let started = lastViews.withLock({ $0.startOneStatement(batch) { lane.send($0, on: connection) } }) else {
+            return nil
+        }
+        let answer: PostgresReservationLedger.Answer?
+        do {
+            answer = try started.statement.answer(try await started.answer.get())
+        } catch {
+            // Nothing is known of the sale now: its next batch reads it again.
+            lastViews.withLock { $0.finish(started, answer: nil) }
+            throw error
+        }
+        lastViews.withLock { $0.finish(started, answer: answer) }
+        count(answer == nil ? .oneStatementMissed : .oneStatement)
+        return answer
     }
 
     private func count(_ path: PostgresBatchPath) {
         batchPaths.withLock { $0[path, default: 0] += 1 }
         batchPathCounters[path]?.increment()
     }
+
+    /// One-statement batches sent on the lane and not yet answered.
+    package var oneStatementBatchesInFlight: Int { lastViews.withLock { $0.sent } }
 
     /// How many of this store's reservation batches took each path.
     package var reservationBatchPaths: [PostgresBatchPath: Int] { batchPaths.withLock { $0 } }
@@ -302,6 +322,7 @@ public final class PostgresStore: Store {
 
     public func close() async throws {
         await listener.stop()
+        await lane.close()
         let running = pool.withLock { $0.running }
         running.cancel()
         _ = await running.value

@@ -1,0 +1,106 @@
+import CrestCore
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// One connection a PostgreSQL node keeps, outside the pool, for its one-statement batches.
+///
+/// postgres-nio sends a connection's statements in the order queued, each the moment the one
+/// before is answered, from the connection's event loop: a batch queued behind another waits for
+/// the server only, not for a trip through the node's tasks. That order is what lets a batch be
+/// decided on the one before it (`PostgresLastViews`): its statement's snapshot is taken once the
+/// one before has committed or failed.
+///
+/// A statement still waiting when the connection closes fails with `UnavailableError` (postgres-nio
+/// 1.33 was seen to leave a statement in flight waiting forever when the server cut its
+/// connection); the next call opens a new connection.
+final class PostgresLane: Sendable {
+    private struct Open {
+        var connection: PostgresConnection
+        var waiting: [Int: EventLoopPromise<PostgresQueryResult>] = [:]
+        var next = 0
+    }
+
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let state = Mutex<Open?>(nil)
+
+    init(configuration: PostgresConnection.Configuration, connectTimeout: Duration, logger: Logger) {
+        var configuration = configuration
+        configuration.options.connectTimeout = .init(connectTimeout)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The lane's connection, opened if it is not.
+    func connection() async throws -> PostgresConnection {
+        if let open = state.withLock({ $0 }), !open.connection.isClosed { return open.connection }
+        let new: PostgresConnection
+        do {
+            new = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        } catch {
+            throw UnavailableError(reason: "PostgreSQL connection failed: \(error)")
+        }
+        let (use, extra) = state.withLock { open -> (PostgresConnection, PostgresConnection?) in
+            if let current = open, !current.connection.isClosed { return (current.connection, new) }
+            open = Open(connection: new)
+            return (new, nil)
+        }
+        if let extra {
+            try? await extra.close()
+        } else {
+            new.closeFuture.whenComplete { [self] _ in failAll(on: new) }
+        }
+        return use
+    }
+
+    /// Queues `query` on `connection` (the lane's); its answer, or `UnavailableError` once the
+    /// connection closes first.
+    func send(_ query: PostgresQuery, on connection: PostgresConnection) -> EventLoopFuture<PostgresQueryResult> {
+        let promise = connection.eventLoop.makePromise(of: PostgresQueryResult.self)
+        let id = state.withLock { open -> Int? in
+            guard var current = open, current.connection === connection, !connection.isClosed else { return nil }
+            let id = current.next
+            current.next += 1
+            current.waiting[id] = promise
+            open = current
+            return id
+        }
+        guard let id else {
+            promise.fail(UnavailableError(reason: "PostgreSQL connection closed"))
+            return promise.futureResult
+        }
+        connection.query(query, logger: logger).whenComplete { [self] result in
+            let waiting = state.withLock { open -> EventLoopPromise<PostgresQueryResult>? in
+                guard open?.connection === connection else { return nil }
+                return open?.waiting.removeValue(forKey: id)
+            }
+            waiting?.completeWith(result)
+        }
+        return promise.futureResult
+    }
+
+    func close() async {
+        let open = state.withLock { open -> Open? in
+            defer { open = nil }
+            return open
+        }
+        guard let open else { return }
+        try? await open.connection.close()
+        fail(open.waiting.values)
+    }
+
+    private func failAll(on connection: PostgresConnection) {
+        let waiting = state.withLock { open -> [EventLoopPromise<PostgresQueryResult>] in
+            guard let current = open, current.connection === connection else { return [] }
+            open = nil
+            return Array(current.waiting.values)
+        }
+        fail(waiting)
+    }
+
+    private func fail(_ promises: some Sequence<EventLoopPromise<PostgresQueryResult>>) {
+        for promise in promises { promise.fail(UnavailableError(reason: "PostgreSQL connection closed")) }
+    }
+}
