@@ -14,13 +14,14 @@ import PostgresNIO
 /// (see `run`).
 ///
 /// A batch on one sale whose row this node wrote last can go in **one** statement instead
-/// (`oneStatement`, sent by `PostgresStore` on its lane): decided in memory against the node's last view of the sale (its row after
-/// this node's last batch, see `PostgresLastViews`), assuming none of the batch's keys placed an
-/// order, none of its attempts was cancelled and none of its buyers holds units; the statement
-/// writes only if all of that holds in the server — the sale's version is still the one seen
-/// (checked on the row it locks to decrement), and the keys, cancelled attempts, buyers' holdings
-/// and webhook endpoints are as assumed. Otherwise it writes nothing and the batch takes the
-/// six statements.
+/// (`oneStatement`, sent by `PostgresStore` on its lane): decided in memory against the node's
+/// last view of the sale (its row after this node's last batch, see `PostgresLastViews`) or
+/// against the batch still in flight before it, assuming its new keys placed no order and have no
+/// cancelled attempt and its buyers hold what the view says; the statement writes only if all of
+/// that holds in the server — the sale's version is the one expected (checked on the row it locks
+/// to decrement), the batch before it wrote its orders, and the keys, cancelled attempts, buyers'
+/// holdings and webhook endpoints are as assumed. Otherwise it writes nothing and the batch takes
+/// the six statements.
 ///
 /// The same checks as the embedded store, in the same order: the sale exists and is open at the
 /// request's time, the key is new, the attempt was not cancelled, the buyer stays within the
