@@ -130,9 +130,11 @@ package final class Engine: Sendable {
             }(),
             configuration: configuration.jobs, logger: logger, clock: crestClock)
         self.jobs = jobs
+        var batchesInFlight: (@Sendable () -> Int)?
+        if store.overlapsReservationBatches { batchesInFlight = { store.reservationBatchesInFlight } }
         self.batcher = GroupCommitter(
             window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            inFlight: { store.reservationBatchesInFlight }, ownThread: ownThread, logger: logger, clock: crestClock
+            inFlight: batchesInFlight, ownThread: ownThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             // The runner hears of the batch's jobs: its payments' creation at once, and its

@@ -205,6 +205,10 @@ public protocol Store: JobQueue {
     /// connection).
     var reservationBatchesInFlight: Int { get }
 
+    /// Whether `reservationBatchesInFlight` can ever say more than one: otherwise the engine's
+    /// batcher commits one batch after the other without asking.
+    var overlapsReservationBatches: Bool { get }
+
     /// Releases files and connections. Calls after it fail.
     func close() async throws
 }
@@ -221,4 +225,5 @@ extension Store {
 
 extension Store {
     public var reservationBatchesInFlight: Int { 1 }
+    public var overlapsReservationBatches: Bool { false }
 }

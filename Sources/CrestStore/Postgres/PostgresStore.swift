@@ -166,6 +166,8 @@ public final class PostgresStore: Store {
     /// the first's decisions and queued behind it on the lane. One otherwise.
     public var reservationBatchesInFlight: Int { lastViews.withLock { $0.chaining } ? 2 : 1 }
 
+    public var overlapsReservationBatches: Bool { true }
+
     /// The one-statement path: its answer, or `nil` when the batch is to take the six statements
     /// (not tried, or written nothing).
     private func reserveInOneStatement(_ batch: [Reservation]) async throws -> PostgresReservationLedger.Answer? {
