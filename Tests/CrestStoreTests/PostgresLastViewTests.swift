@@ -62,9 +62,7 @@ struct PostgresLastViewTests {
     func anotherNodeMovedTheSale() async throws {
         try await withNodes(2) { cluster, url, nodes in
             let (a, b) = (nodes[0], nodes[1])
-            let sale = makeSale(stock: 4)
-            try await a.createSale(sale)
-            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+            let sale = try await saleSeen(by: a, stock: 4)
             _ = try await a.reserve([reservation(sale, key: "a2", buyer: "bob")])
             _ = try await b.reserve([reservation(sale, key: "b1", buyer: "cyd")])
             // A's view says two units are left and gives the wrong counters; B sold one of them.
@@ -86,22 +84,17 @@ struct PostgresLastViewTests {
     func cancelledWhileWaitingForTheRow() async throws {
         try await withNodes(2) { cluster, url, nodes in
             let (a, b) = (nodes[0], nodes[1])
-            let sale = makeSale(stock: 10)
-            try await a.createSale(sale)
-            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+            let sale = try await saleSeen(by: a)
 
             // A third connection holds the sale's row; B's cancellation waits for it, then A's
             // statement, whose snapshot (taken before the cancellation commits) has no cancelled
             // attempt for the key.
-            let holder = try await connect(url)
-            try await holder.query("BEGIN", logger: Self.logger)
-            try await holder.query("SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE", logger: Self.logger)
+            let holder = try await holdRow(of: sale, url: url)
             async let cancelled = b.cancelAttempt(saleID: sale.id, idempotencyKey: "x", buyer: nil, at: millisecondNow())
             try await waitForLockWaiters(1, cluster: cluster, url: url)
             async let placed = a.reserve([reservation(sale, key: "x", buyer: "bob")])
             try await waitForLockWaiters(2, cluster: cluster, url: url)
-            try await holder.query("COMMIT", logger: Self.logger)
-            try await holder.close()
+            try await release(holder)
 
             guard case .recorded = try await cancelled else {
                 Issue.record("the cancellation found an order")
@@ -118,9 +111,7 @@ struct PostgresLastViewTests {
     func endpointAddedOnAnotherNode() async throws {
         try await withNodes(2) { _, _, nodes in
             let (a, b) = (nodes[0], nodes[1])
-            let sale = makeSale(stock: 10)
-            try await a.createSale(sale)
-            _ = try await a.reserve([reservation(sale, key: "a1", buyer: "ana")])
+            let sale = try await saleSeen(by: a)
             let endpoint = WebhookEndpoint(
                 id: .make(), url: "http://127.0.0.1:1/hook", secret: String(repeating: "s", count: 16), eventTypes: [.created],
                 createdAt: millisecondNow())
@@ -140,13 +131,9 @@ struct PostgresLastViewTests {
     func chainedBehindTheFirst() async throws {
         try await withNodes(1) { cluster, url, nodes in
             let node = nodes[0]
-            let sale = makeSale(stock: 10)
-            try await node.createSale(sale)
-            _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            let sale = try await saleSeen(by: node)
             // The first batch's statement waits for the sale's row, held by a third connection.
-            let holder = try await connect(url)
-            try await holder.query("BEGIN", logger: Self.logger)
-            try await holder.query("SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE", logger: Self.logger)
+            let holder = try await holdRow(of: sale, url: url)
             async let first = node.reserve([reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd")])
             try await waitForLockWaiters(1, cluster: cluster, url: url)
             // Decided on the first's decisions: its key is that order, its buyer holds the limit.
@@ -155,8 +142,7 @@ struct PostgresLastViewTests {
                 reservation(sale, key: "k5", buyer: "bob"),
             ])
             #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
-            try await holder.query("COMMIT", logger: Self.logger)
-            try await holder.close()
+            try await release(holder)
 
             let (a, b) = try await (first, second)
             guard case .reserved(let cyd) = a.outcomes[1], case .reserved(let dan) = b.outcomes[0] else {
@@ -176,27 +162,24 @@ struct PostgresLastViewTests {
     func chainedBehindAMiss() async throws {
         try await withNodes(1) { cluster, url, nodes in
             let node = nodes[0]
-            let sale = makeSale(stock: 10)
-            try await node.createSale(sale)
-            _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+            let sale = try await saleSeen(by: node)
             // Someone else moves the sale (its version, one step) and cancels the attempt "k2",
             // while the first batch's statement (k2) waits for the row and the second (k2 again,
             // decided as the first's order; k3) is queued behind it.
-            let holder = try await connect(url)
-            try await holder.query("BEGIN", logger: Self.logger)
-            try await holder.query(
-                "UPDATE sales SET version = version + 1 WHERE id = \(sale.id.description)", logger: Self.logger)
-            try await holder.query(
-                """
-                INSERT INTO cancelled_attempts (sale_id, idempotency_key, buyer, cancelled_at)
-                VALUES (\(sale.id.description), 'k2', '', 0)
-                """, logger: Self.logger)
+            let holder = try await holdRow(
+                of: sale, url: url,
+                running: [
+                    "UPDATE sales SET version = version + 1 WHERE id = \(sale.id.description)",
+                    """
+                    INSERT INTO cancelled_attempts (sale_id, idempotency_key, buyer, cancelled_at)
+                    VALUES (\(sale.id.description), 'k2', '', 0)
+                    """,
+                ])
             async let first = node.reserve([reservation(sale, key: "k2", buyer: "bob")])
             try await waitForLockWaiters(1, cluster: cluster, url: url)
             async let second = node.reserve([reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd")])
             #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
-            try await holder.query("COMMIT", logger: Self.logger)
-            try await holder.close()
+            try await release(holder)
 
             let (a, b) = try await (first, second)
             #expect(a.outcomes == [.refused(.attemptCancelled)])
@@ -248,13 +231,30 @@ struct PostgresLastViewTests {
         StockCounters(total: total, available: total - reserved, reserved: reserved, sold: 0)
     }
 
-    private func connect(_ url: String) async throws -> PostgresConnection {
-        let parsed = try PostgresURL(url)
-        return try await PostgresConnection.connect(
-            configuration: .init(
-                host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
-                database: parsed.database, tls: .disable),
-            id: 1, logger: Self.logger)
+    /// A sale on `node`, with one batch placed ("k1" for "ana"): the node has a current view of it.
+    private func saleSeen(by node: PostgresStore, stock: Int64 = 10) async throws -> Sale {
+        let sale = makeSale(stock: stock)
+        try await node.createSale(sale)
+        _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
+        return sale
+    }
+
+    /// A third connection with a transaction open that ran `statements` (by default, it locks
+    /// `sale`'s row); `COMMIT` it with `release`.
+    private func holdRow(of sale: Sale, url: String, running statements: [PostgresQuery]? = nil) async throws
+        -> PostgresConnection
+    {
+        let holder = try await PostgresConnection.connect(configuration: try PostgresURL(url).connection, id: 1, logger: Self.logger)
+        try await holder.query("BEGIN", logger: Self.logger)
+        for statement in statements ?? ["SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE"] {
+            try await holder.query(statement, logger: Self.logger)
+        }
+        return holder
+    }
+
+    private func release(_ holder: PostgresConnection) async throws {
+        try await holder.query("COMMIT", logger: Self.logger)
+        try await holder.close()
     }
 
     /// Waits until `count` statements of the database wait for a lock.

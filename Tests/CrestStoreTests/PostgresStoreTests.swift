@@ -199,12 +199,8 @@ struct PostgresStoreTests {
             #expect(consumed.count == 4)
 
             // A transaction writes an event of order 1 and stays open, uncommitted.
-            let parsed = try PostgresURL(url)
             let slow = try await PostgresConnection.connect(
-                configuration: .init(
-                    host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
-                    database: parsed.database, tls: .disable),
-                id: 1, logger: Self.quietLogger)
+                configuration: try PostgresURL(url).connection, id: 1, logger: Self.quietLogger)
             let late = EventID.make(now: millisecondNow())
             try await slow.query("BEGIN", logger: Self.quietLogger)
             try await slow.query(

@@ -92,10 +92,9 @@ struct PostgresReservationLedger {
             do {
                 var ledger = try Self(
                     rows: rows, endpoints: endpoints, locked: locked, requests: requests, lookups: lookups)
-                let read = ledger.sales.mapValues(\.version)
                 let outcomes = batch.map { ledger.decide($0) }
                 return ledger.save(on: connection, logger: logger).map { [ledger] counters in
-                    ledger.answer(outcomes: outcomes, counters: counters, versionsBefore: read)
+                    ledger.answer(outcomes: outcomes, counters: counters)
                 }
             } catch {
                 return connection.eventLoop.makeFailedFuture(error)
@@ -176,9 +175,11 @@ struct PostgresReservationLedger {
         var endpoints: [String]
     }
 
-    private func answer(outcomes: [ReservationOutcome], counters: [SaleID: CounterSnapshot], versionsBefore: [SaleID: Int64])
-        -> Answer
-    {
+    /// The batch's answer. `versionsBefore`: the version each sale had before the batch, when it
+    /// is not the one its state was read with (a batch chained behind another expects that one's).
+    private func answer(
+        outcomes: [ReservationOutcome], counters: [SaleID: CounterSnapshot], versionsBefore: [SaleID: Int64] = [:]
+    ) -> Answer {
         var read: [SaleID: (sale: Sale, versionBefore: Int64)] = [:]
         for (id, state) in sales {
             var sale = state.sale
