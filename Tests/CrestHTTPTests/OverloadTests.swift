@@ -146,22 +146,25 @@ struct OverloadTests {
     )
     func oneWatchForTheQueue() async throws {
         let clock = AdjustableClock()
-        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(30)), clock: clock)
+        let limit = WritePathLimit(Self.writePath(limit: 1, queue: 100, wait: .seconds(3_000)), clock: clock)
         #expect(limit.acquire(then: { _ in }) == .taken)
+        // Minutes of clock for each step: the clock also moves with real time, and on a loaded
+        // machine (CI's full suite) tens of real seconds passed between two steps, enough for a
+        // 30 s wait to run out by itself.
         let ranOut = Locked<[Int]>([])
         func wait(_ number: Int) { Self.queue(number, on: limit, ranOut: ranOut) }
         for number in 0..<50 { wait(number) }
         #expect(try await eventually { clock.sleeping == 1 }, "one sleep, not one per wait")
-        clock.advance(by: .seconds(20))
+        clock.advance(by: .seconds(2_000))
         let task = Task { try await limit.acquire() }
         while limit.snapshot.waiting < 51 { await Task.yield() }
         for number in 50..<60 { wait(number) }
-        clock.advance(by: .seconds(11))  // the first fifty waited 31 s, the rest 11
+        clock.advance(by: .seconds(1_100))  // the first fifty waited 3,100 s, the rest 1,100
         #expect(try await eventually { ranOut.value.count == 50 })
         #expect(ranOut.value == Array(0..<50))
         #expect(limit.snapshot.waiting == 11)
         #expect(try await eventually { clock.sleeping == 1 }, "asleep until the next deadline")
-        clock.advance(by: .seconds(20))
+        clock.advance(by: .seconds(2_000))
         await #expect(throws: WritePathFull(reason: .queueTimeout)) { try await task.value }
         #expect(try await eventually { ranOut.value.count == 60 })
         #expect(ranOut.value == Array(0..<60))
@@ -169,7 +172,7 @@ struct OverloadTests {
         #expect(try await eventually { clock.sleeping == 0 }, "nobody waits: the watch ended")
         // The next wait starts a watch again.
         wait(60)
-        clock.advance(by: .seconds(31))
+        clock.advance(by: .seconds(3_100))
         #expect(try await eventually { ranOut.value.count == 61 })
         limit.release()
         #expect(limit.snapshot.inFlight == 0)
