@@ -55,7 +55,7 @@ struct JobCrashTests {
         // A job seen running may finish in the moment before the kill lands; then the crash left
         // nothing interrupted, and the next start (the backlog is still there) tries again.
         var interrupted: [Job] = []
-        for _ in 0..<3 where interrupted.isEmpty {
+        for _ in 0..<8 where interrupted.isEmpty {
             let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
             let busy = CrestClient(http: http, port: first.port)
             let caught = try await eventually(timeout: .seconds(30), every: .milliseconds(1)) {
