@@ -17,12 +17,20 @@ struct StoreOptions: ParsableArguments {
 
     @Option(name: .customLong("database-wait-ms"), help: Self.wait.help) var databaseWaitMs: Int?
 
+    @Option(name: .customLong("database-timeout-ms"), help: Self.timeout.help) var databaseTimeoutMs: Int?
+
     static let connections = IntSetting(
         name: "database connections", env: "CREST_DATABASE_CONNECTIONS", defaultValue: 20, range: 1...1_000,
         meaning: "With --database-url: PostgreSQL connections this node keeps at most")
     static let wait = IntSetting(
         name: "database wait", env: "CREST_DATABASE_WAIT_MS", defaultValue: 2000, range: 1...60_000, unit: " ms",
         meaning: "With --database-url: how long a request waits for a free connection before it is answered 503")
+    static let timeout = IntSetting(
+        name: "database timeout", env: "CREST_DATABASE_TIMEOUT_MS", defaultValue: 10_000, range: 100...600_000,
+        unit: " ms",
+        meaning:
+            "With --database-url: how long a store call that holds a connection waits for PostgreSQL's answer before it is answered 503 and the connection closed"
+    )
 
     func directory(_ settings: Settings) throws -> URL {
         URL(filePath: Self.dataDirectory.value(dataDirectory, in: settings))
@@ -38,6 +46,7 @@ struct StoreOptions: ParsableArguments {
     func validate(_ settings: Settings) throws {
         _ = try Self.connections.resolve(databaseConnections, in: settings)
         _ = try Self.wait.resolve(databaseWaitMs, in: settings)
+        _ = try Self.timeout.resolve(databaseTimeoutMs, in: settings)
     }
 
     /// Opens the configured store (applying pending migrations); says which in `description`.
@@ -45,10 +54,15 @@ struct StoreOptions: ParsableArguments {
         if let url = postgresURL(settings) {
             let connections = try Self.connections.resolve(databaseConnections, in: settings)
             let waitMs = try Self.wait.resolve(databaseWaitMs, in: settings)
+            let timeoutMs = try Self.timeout.resolve(databaseTimeoutMs, in: settings)
             do {
                 let store = try await PostgresStore.connect(
-                    url: url, logger: logger, maxConnections: connections, leaseTimeout: .milliseconds(waitMs))
-                return (store, "PostgreSQL at \(Self.redacted(url)), \(connections) connections, \(waitMs) ms wait")
+                    url: url, logger: logger, maxConnections: connections, leaseTimeout: .milliseconds(waitMs),
+                    answerTimeout: .milliseconds(timeoutMs))
+                return (
+                    store,
+                    "PostgreSQL at \(Self.redacted(url)), \(connections) connections, \(waitMs) ms wait, \(timeoutMs) ms timeout"
+                )
             } catch {
                 throw ValidationError("cannot open the PostgreSQL store at \(Self.redacted(url)): \(String(reflecting: error))")
             }

@@ -26,7 +26,8 @@ struct CrashTestData: Sendable {
     func read<T: Sendable>(_ body: (any Store) async throws -> T) async throws -> T {
         let store: any Store =
             if let databaseURL {
-                try await PostgresStore.connect(url: databaseURL, logger: Logger(label: "crest.test.crash"), leaseTimeout: .seconds(30))
+                try await PostgresStore.connect(
+                    url: databaseURL, logger: Logger(label: "crest.test.crash"), leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
             } else {
                 try SQLiteStore(directory: directory)
             }

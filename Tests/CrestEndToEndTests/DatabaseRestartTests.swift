@@ -22,6 +22,9 @@ struct DatabaseRestartTests {
         case stopped
         /// `kill -9` of the postmaster: no shutdown; the server recovers from its WAL at start.
         case postmasterKilled
+        /// `SIGSTOP` of every PostgreSQL process: connections stay open and nothing answers (a
+        /// stalled machine or disk); the node's own deadlines (`--database-timeout-ms`) answer.
+        case frozen
 
         var testDescription: String { rawValue }
     }
@@ -48,8 +51,11 @@ struct DatabaseRestartTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let node = try await CrestProcess(
             dataDirectory: directory,
-            extraArguments: ["--database-url", url, "--database-connections", "10", "--database-wait-ms", "1500"])
-        #expect(node.log.contains("10 connections, 1500 ms wait"), "\(node.log)")
+            extraArguments: [
+                "--database-url", url, "--database-connections", "10", "--database-wait-ms", "1500",
+                "--database-timeout-ms", "1000",
+            ])
+        #expect(node.log.contains("10 connections, 1500 ms wait, 1000 ms timeout"), "\(node.log)")
         let client = CrestClient(http: .shared, port: node.port)
         let stock = 100_000
         let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken)
@@ -79,12 +85,14 @@ struct DatabaseRestartTests {
         let placedBefore = try await eventually(timeout: .seconds(60)) { attempts.value.count(where: { $0.status == 201 }) >= 200 }
         #expect(placedBefore)
 
-        // PostgreSQL goes away (sessions are cut) and comes back 5 s later on the same port.
+        // PostgreSQL goes away (sessions are cut, or nothing answers) and comes back 5 s later on
+        // the same port.
         phase.withLock { $0 = 1 }
         let restarting = Task {
             switch fault {
             case .stopped: try await cluster.restart(downFor: .seconds(5))
             case .postmasterKilled: try await cluster.crash(downFor: .seconds(5))
+            case .frozen: try await cluster.freeze(for: .seconds(5))
             }
         }
         let notReady = try await eventually(timeout: .seconds(10)) {

@@ -19,6 +19,7 @@ struct ServeOptionsTests {
         for (extra, message) in [
             (["--database-wait-ms", "0"], "database wait must be 1…60,000 ms"),
             (["--database-wait-ms", "60001"], "database wait must be 1…60,000 ms"),
+            (["--database-timeout-ms", "99"], "database timeout must be 100…600,000 ms"),
             (["--database-connections", "0"], "database connections must be 1…1,000"),
             (["--database-connections", "1001"], "database connections must be 1…1,000"),
         ] {
@@ -41,6 +42,7 @@ struct DeclaredOptionsTests {
             ("0…65,535", "CREST_PORT", "8080"), ("1…1,024", "CREST_JOB_WORKERS", "100"),
             ("1…3,600 seconds", "CREST_JOB_LEASE_SECONDS", "30 seconds"), ("1…60,000 ms", "CREST_DATABASE_WAIT_MS", "2000 ms"),
             ("1…600,000 ms", "CREST_PROVIDER_TIMEOUT_MS", "3000 ms"),
+            ("100…600,000 ms", "CREST_DATABASE_TIMEOUT_MS", "10000 ms"),
         ] {
             #expect(flat.contains("Range \(range) [env: \(env)] (default: \(fallback))"), "\(env): \(flat)")
         }

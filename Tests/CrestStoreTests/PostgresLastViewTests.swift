@@ -17,7 +17,7 @@ struct PostgresLastViewTests {
         "after a node's first batch on a sale, its next ones go in one statement; a replayed key or a buyer who holds units misses and takes the locked path"
     )
     func oneStatementAfterTheFirst() async throws {
-        try await withNodes(1) { cluster, url, nodes in
+        try await withPostgresNodes(1) { cluster, url, nodes in
             let node = nodes[0]
             let sale = makeSale(stock: 10)
             try await node.createSale(sale)
@@ -60,7 +60,7 @@ struct PostgresLastViewTests {
 
     @Test("another node's batch in between: the node's view is out of date, the statement writes nothing, the locked path decides")
     func anotherNodeMovedTheSale() async throws {
-        try await withNodes(2) { cluster, url, nodes in
+        try await withPostgresNodes(2) { cluster, url, nodes in
             let (a, b) = (nodes[0], nodes[1])
             let sale = try await saleSeen(by: a, stock: 4)
             _ = try await a.reserve([reservation(sale, key: "a2", buyer: "bob")])
@@ -82,7 +82,7 @@ struct PostgresLastViewTests {
 
     @Test("an attempt another node cancels while this node's statement waits for the sale's row is refused, not placed")
     func cancelledWhileWaitingForTheRow() async throws {
-        try await withNodes(2) { cluster, url, nodes in
+        try await withPostgresNodes(2) { cluster, url, nodes in
             let (a, b) = (nodes[0], nodes[1])
             let sale = try await saleSeen(by: a)
 
@@ -94,7 +94,7 @@ struct PostgresLastViewTests {
             try await waitForLockWaiters(1, cluster: cluster, url: url)
             async let placed = a.reserve([reservation(sale, key: "x", buyer: "bob")])
             try await waitForLockWaiters(2, cluster: cluster, url: url)
-            try await release(holder)
+            try await releaseRow(holder)
 
             guard case .recorded = try await cancelled else {
                 Issue.record("the cancellation found an order")
@@ -109,7 +109,7 @@ struct PostgresLastViewTests {
 
     @Test("a webhook endpoint another node added: the statement writes nothing, the locked path writes the delivery it is owed")
     func endpointAddedOnAnotherNode() async throws {
-        try await withNodes(2) { _, _, nodes in
+        try await withPostgresNodes(2) { _, _, nodes in
             let (a, b) = (nodes[0], nodes[1])
             let sale = try await saleSeen(by: a)
             let endpoint = WebhookEndpoint(
@@ -129,7 +129,7 @@ struct PostgresLastViewTests {
 
     @Test("two batches of a sale in flight on a node: the second is decided on the first's decisions and written behind it")
     func chainedBehindTheFirst() async throws {
-        try await withNodes(1) { cluster, url, nodes in
+        try await withPostgresNodes(1) { cluster, url, nodes in
             let node = nodes[0]
             let sale = try await saleSeen(by: node)
             // The first batch's statement waits for the sale's row, held by a third connection.
@@ -142,7 +142,7 @@ struct PostgresLastViewTests {
                 reservation(sale, key: "k5", buyer: "bob"),
             ])
             #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
-            try await release(holder)
+            try await releaseRow(holder)
 
             let (a, b) = try await (first, second)
             guard case .reserved(let cyd) = a.outcomes[1], case .reserved(let dan) = b.outcomes[0] else {
@@ -160,7 +160,7 @@ struct PostgresLastViewTests {
 
     @Test("a batch chained behind one that wrote nothing writes nothing, though the version it asks for was made by someone else")
     func chainedBehindAMiss() async throws {
-        try await withNodes(1) { cluster, url, nodes in
+        try await withPostgresNodes(1) { cluster, url, nodes in
             let node = nodes[0]
             let sale = try await saleSeen(by: node)
             // Someone else moves the sale (its version, one step) and cancels the attempt "k2",
@@ -179,7 +179,7 @@ struct PostgresLastViewTests {
             try await waitForLockWaiters(1, cluster: cluster, url: url)
             async let second = node.reserve([reservation(sale, key: "k2", buyer: "bob"), reservation(sale, key: "k3", buyer: "cyd")])
             #expect(try await eventually(timeout: .seconds(30)) { node.oneStatementBatchesInFlight == 2 })
-            try await release(holder)
+            try await releaseRow(holder)
 
             let (a, b) = try await (first, second)
             #expect(a.outcomes == [.refused(.attemptCancelled)])
@@ -193,7 +193,7 @@ struct PostgresLastViewTests {
 
     @Test("orders the planner's statistics do not know of: the statement's checks probe the indexes with each key and buyer")
     func checksUseTheIndexes() async throws {
-        try await withNodes(1) { cluster, url, nodes in
+        try await withPostgresNodes(1) { cluster, url, nodes in
             let sale = makeSale(stock: 1_000_000)
             try await nodes[0].createSale(sale)
             // A fresh database: the orders table was never analyzed, and holds the sale's orders.
@@ -221,12 +221,6 @@ struct PostgresLastViewTests {
         }
     }
 
-    private static let logger = {
-        var logger = Logger(label: "crest.test.store")
-        logger.logLevel = .warning
-        return logger
-    }()
-
     private func stock(_ total: Int64, reserved: Int64) -> StockCounters {
         StockCounters(total: total, available: total - reserved, reserved: reserved, sold: 0)
     }
@@ -237,55 +231,5 @@ struct PostgresLastViewTests {
         try await node.createSale(sale)
         _ = try await node.reserve([reservation(sale, key: "k1", buyer: "ana")])
         return sale
-    }
-
-    /// A third connection with a transaction open that ran `statements` (by default, it locks
-    /// `sale`'s row); `COMMIT` it with `release`.
-    private func holdRow(of sale: Sale, url: String, running statements: [PostgresQuery]? = nil) async throws
-        -> PostgresConnection
-    {
-        let holder = try await PostgresConnection.connect(configuration: try PostgresURL(url).connection, id: 1, logger: Self.logger)
-        try await holder.query("BEGIN", logger: Self.logger)
-        for statement in statements ?? ["SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE"] {
-            try await holder.query(statement, logger: Self.logger)
-        }
-        return holder
-    }
-
-    private func release(_ holder: PostgresConnection) async throws {
-        try await holder.query("COMMIT", logger: Self.logger)
-        try await holder.close()
-    }
-
-    /// Waits until `count` statements of the database wait for a lock.
-    private func waitForLockWaiters(_ count: Int, cluster: PostgresCluster, url: String) async throws {
-        let database = try PostgresURL(url).database ?? ""
-        let seen = try await eventually(timeout: .seconds(30), every: .milliseconds(20)) {
-            let rows = try await cluster.psql(
-                url,
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = '\(database)' AND wait_event_type = 'Lock'")
-            return rows == [["\(count)"]]
-        }
-        #expect(seen, "\(count) statements waiting for a lock")
-    }
-
-    /// `count` nodes (stores) on a database of their own, with the cluster to look into it with
-    /// `psql`; closed at the end.
-    private func withNodes(
-        _ count: Int, _ body: (PostgresCluster, String, [PostgresStore]) async throws -> Void
-    ) async throws {
-        guard let cluster = try await PostgresCluster.shared() else { return }
-        let url = try await cluster.createDatabase()
-        var nodes: [PostgresStore] = []
-        do {
-            for _ in 0..<count {
-                nodes.append(try await PostgresStore.connect(url: url, logger: Self.logger, leaseTimeout: .seconds(30)))
-            }
-            try await body(cluster, url, nodes)
-        } catch {
-            for node in nodes { try? await node.close() }
-            throw error
-        }
-        for node in nodes { try await node.close() }
     }
 }

@@ -41,7 +41,8 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             // These tests are about the store's rules, not outages: a loaded CI run may take more than
             // the default 2 s to open the first connections.
             open = {
-                let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30))
+                let store = try await PostgresStore.connect(
+                    url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
                 opened.withLock { $0.append(store) }
                 return store
             }

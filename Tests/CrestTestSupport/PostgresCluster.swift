@@ -86,11 +86,7 @@ public final class PostgresCluster: Sendable {
     /// is cut); once they are gone the server starts again on the same port and data, after
     /// `pause`, and recovers from its WAL.
     public func crash(downFor pause: Duration = .zero) async throws {
-        let pidFile = directory.appending(path: "data/postmaster.pid")
-        guard let first = try String(contentsOf: pidFile, encoding: .utf8).split(separator: "\n").first,
-            let pid = pid_t(first)
-        else { throw Unavailable(description: "no postmaster.pid") }
-        kill(pid, SIGKILL)
+        kill(try postmasterPID(), SIGKILL)
         if pause > .zero { try await Task.sleep(for: pause) }
         // The old backends may hold the shared memory a few moments more: start until it works.
         let deadline = ContinuousClock.now + .seconds(60)
@@ -100,6 +96,39 @@ public final class PostgresCluster: Sendable {
             } catch  where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(250))
             }
+        }
+    }
+
+    /// Freezes the server — the postmaster and every process it started, with `SIGSTOP` — for
+    /// `pause`, then lets it go on (`SIGCONT`): its connections stay open, nothing answers, as when
+    /// the machine stalls. Its clients' own deadlines are what the test is about.
+    public func freeze(for pause: Duration) async throws {
+        let postmaster = try postmasterPID()
+        let processes = [postmaster] + Self.children(of: postmaster)
+        for pid in processes { kill(pid, SIGSTOP) }
+        defer { for pid in processes { kill(pid, SIGCONT) } }
+        try await Task.sleep(for: pause)
+    }
+
+    private func postmasterPID() throws -> pid_t {
+        let pidFile = directory.appending(path: "data/postmaster.pid")
+        guard let first = try String(contentsOf: pidFile, encoding: .utf8).split(separator: "\n").first,
+            let pid = pid_t(first)
+        else { throw Unavailable(description: "no postmaster.pid") }
+        return pid
+    }
+
+    /// The processes whose parent is `parent` (from /proc).
+    private static func children(of parent: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let end = stat.lastIndex(of: ")")
+            else { return nil }
+            // After the command's name: the state, then the parent's pid.
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == parent ? pid : nil
         }
     }
 

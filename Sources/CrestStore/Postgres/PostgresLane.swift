@@ -14,7 +14,9 @@ import Synchronization
 ///
 /// A statement still waiting when the connection closes fails with `UnavailableError` (postgres-nio
 /// 1.33 was seen to leave a statement in flight waiting forever when the server cut its
-/// connection); the next call opens a new connection.
+/// connection); so does every statement waiting when one is not answered within `answerTimeout`
+/// (the connection is then closed: a server that does not answer holds no batch for longer). The
+/// next call opens a new connection.
 final class PostgresLane: Sendable {
     private struct Open {
         var connection: PostgresConnection
@@ -23,13 +25,18 @@ final class PostgresLane: Sendable {
     }
 
     private let configuration: PostgresConnection.Configuration
+    private let answerTimeout: Duration
     private let logger: Logger
     private let state = Mutex<Open?>(nil)
 
-    init(configuration: PostgresConnection.Configuration, connectTimeout: Duration, logger: Logger) {
+    init(
+        configuration: PostgresConnection.Configuration, connectTimeout: Duration, answerTimeout: Duration,
+        logger: Logger
+    ) {
         var configuration = configuration
         configuration.options.connectTimeout = .init(connectTimeout)
         self.configuration = configuration
+        self.answerTimeout = answerTimeout
         self.logger = logger
     }
 
@@ -71,7 +78,9 @@ final class PostgresLane: Sendable {
             promise.fail(UnavailableError(reason: "PostgreSQL connection closed"))
             return promise.futureResult
         }
+        let timeout = connection.eventLoop.scheduleTask(in: .init(answerTimeout)) { [self] in notAnswered(on: connection) }
         connection.query(query, logger: logger).whenComplete { [self] result in
+            timeout.cancel()
             let waiting = state.withLock { open -> EventLoopPromise<PostgresQueryResult>? in
                 guard open?.connection === connection else { return nil }
                 return open?.waiting.removeValue(forKey: id)
@@ -92,15 +101,33 @@ final class PostgresLane: Sendable {
     }
 
     private func failAll(on connection: PostgresConnection) {
-        let waiting = state.withLock { open -> [EventLoopPromise<PostgresQueryResult>] in
+        fail(takeAll(on: connection))
+    }
+
+    /// A statement on `connection` was not answered in time: every statement waiting there fails,
+    /// and the connection is closed.
+    private func notAnswered(on connection: PostgresConnection) {
+        let waiting = takeAll(on: connection)
+        guard !waiting.isEmpty else { return }
+        logger.warning(
+            "PostgreSQL did not answer a one-statement batch in time; the lane's connection is closed",
+            metadata: ["timeout": "\(answerTimeout)", "waiting": "\(waiting.count)"])
+        fail(waiting, reason: "PostgreSQL did not answer within \(answerTimeout)")
+        connection.close().whenComplete { _ in }
+    }
+
+    /// The statements waiting on `connection`, if it is the lane's: the lane then has no connection.
+    private func takeAll(on connection: PostgresConnection) -> [EventLoopPromise<PostgresQueryResult>] {
+        state.withLock { open in
             guard let current = open, current.connection === connection else { return [] }
             open = nil
             return Array(current.waiting.values)
         }
-        fail(waiting)
     }
 
-    private func fail(_ promises: some Sequence<EventLoopPromise<PostgresQueryResult>>) {
-        for promise in promises { promise.fail(UnavailableError(reason: "PostgreSQL connection closed")) }
+    private func fail(
+        _ promises: some Sequence<EventLoopPromise<PostgresQueryResult>>, reason: String = "PostgreSQL connection closed"
+    ) {
+        for promise in promises { promise.fail(UnavailableError(reason: reason)) }
     }
 }

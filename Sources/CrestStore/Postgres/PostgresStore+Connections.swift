@@ -23,9 +23,15 @@ extension PostgresStore {
     ///   wait forever in postgres-nio 1.33. Once a leased connection is closed, `body` has a
     ///   moment to fail by itself; then the caller gets `UnavailableError` and `body` is left to
     ///   its fate (its lease with it).
+    /// - A server that does not answer (frozen, its disk stalled, a lock held elsewhere, a
+    ///   connection cut without a word) is given `answerTimeout` from the lease; then the
+    ///   connection is closed — a transaction not yet committed is rolled back; one whose `COMMIT`
+    ///   was sent may still commit, as when a connection dies — and the caller gets
+    ///   `UnavailableError`.
     /// - A connection failure surfacing as `PSQLError` becomes `UnavailableError` too.
     func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let leaseTimeout = leaseTimeout
+        let answerTimeout = answerTimeout
         let client = pool.withLock { $0.client }
         return try await withCheckedThrowingContinuation { continuation in
             let call = GuardedCall(continuation)
@@ -43,24 +49,51 @@ extension PostgresStore {
                         guard call.lease(connection) else { throw CancellationError() }
                         return try await body(connection)
                     }
-                    call.finish(.success(value))
+                    call.end(.success(value))
                 } catch let error as PSQLError where Self.isConnectionFailure(error) {
-                    call.finish(.failure(UnavailableError(reason: "PostgreSQL connection failed: \(error.code)")))
+                    call.end(.failure(UnavailableError(reason: "PostgreSQL connection failed: \(error.code)")))
                 } catch {
-                    call.finish(.failure(error))
+                    call.end(.failure(error))
                 }
             }
             let watchdog = Task {
-                try await Task.sleep(for: leaseTimeout)
-                guard let connection = call.expireOrLeased() else {
+                // Until the lease: woken at its deadline, or each half second to see whether it came.
+                let leaseDeadline = ContinuousClock.now + leaseTimeout
+                var lease = call.leased()
+                while lease == nil, ContinuousClock.now < leaseDeadline {
+                    try await Task.sleep(until: min(leaseDeadline, .now + .milliseconds(500)))
+                    lease = call.leased()
+                }
+                guard let (connection, leasedAt) = lease ?? call.expireOrLeased() else {
                     work.cancel()
                     call.finish(.failure(UnavailableError(reason: "no PostgreSQL connection within \(leaseTimeout)")))
                     return
                 }
-                while !connection.isClosed { try await Task.sleep(for: .milliseconds(500)) }
-                try await Task.sleep(for: .seconds(1))
-                if call.finish(.failure(UnavailableError(reason: "PostgreSQL closed the connection under a statement"))) {
-                    self.replacePool(lost: client)
+                let deadline = leasedAt + answerTimeout
+                while !connection.isClosed {
+                    let left = deadline - .now
+                    guard left > .zero else { break }
+                    try await Task.sleep(for: min(left, .milliseconds(500)))
+                }
+                if connection.isClosed {
+                    try await Task.sleep(for: .seconds(1))
+                    if call.finish(.failure(UnavailableError(reason: "PostgreSQL closed the connection under a statement"))) {
+                        self.replacePool(lost: client)
+                    }
+                    return
+                }
+                // The connection is closed before the caller hears: the work's own failure, which
+                // the close causes, does not answer it.
+                guard call.takeOver() else { return }
+                self.logger.warning(
+                    "PostgreSQL did not answer a store call in time; its connection is closed",
+                    metadata: ["timeout": "\(answerTimeout)"])
+                try? await connection.close()
+                call.finish(.failure(UnavailableError(reason: "PostgreSQL did not answer within \(answerTimeout)")))
+                // This task is cancelled now that the call is answered: the lease is watched apart.
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    if !call.hasEnded { self.replacePool(lost: client) }
                 }
             }
             call.whenFinished { watchdog.cancel() }
@@ -160,7 +193,7 @@ struct Pool: Sendable {
 private final class GuardedCall<T: Sendable>: Sendable {
     private enum Phase {
         case waiting
-        case leased(PostgresConnection)
+        case leased(PostgresConnection, at: ContinuousClock.Instant)
         case expired, finished
     }
 
@@ -168,6 +201,10 @@ private final class GuardedCall<T: Sendable>: Sendable {
         var phase = Phase.waiting
         var continuation: CheckedContinuation<T, any Error>?
         var onFinish: (@Sendable () -> Void)?
+        /// Whether the call's own work returned (its lease with it).
+        var ended = false
+        /// Whether the watchdog answers the call, whatever the work returns.
+        var takenOver = false
     }
 
     private let state: Mutex<State>
@@ -180,16 +217,25 @@ private final class GuardedCall<T: Sendable>: Sendable {
     func lease(_ connection: PostgresConnection) -> Bool {
         state.withLock { state in
             guard case .waiting = state.phase else { return false }
-            state.phase = .leased(connection)
+            state.phase = .leased(connection, at: .now)
             return true
         }
     }
 
-    /// At the lease deadline: the leased connection, or nil when there is none (and none may come).
-    func expireOrLeased() -> PostgresConnection? {
+    /// The leased connection and when it was leased, if it was.
+    func leased() -> (PostgresConnection, ContinuousClock.Instant)? {
+        state.withLock { state in
+            guard case .leased(let connection, let at) = state.phase else { return nil }
+            return (connection, at)
+        }
+    }
+
+    /// At the lease deadline: the leased connection and when it was leased, or nil when there is
+    /// none (and none may come).
+    func expireOrLeased() -> (PostgresConnection, ContinuousClock.Instant)? {
         state.withLock { state in
             switch state.phase {
-            case .leased(let connection): return connection
+            case .leased(let connection, let at): return (connection, at)
             case .waiting:
                 state.phase = .expired
                 return nil
@@ -214,6 +260,28 @@ private final class GuardedCall<T: Sendable>: Sendable {
         onFinish?()
         return true
     }
+
+    /// The call's own work returned `result`: answers the caller with it unless it was answered
+    /// or the watchdog took the answer over.
+    func end(_ result: Result<T, any Error>) {
+        let answers = state.withLock { state in
+            state.ended = true
+            return !state.takenOver
+        }
+        if answers { finish(result) }
+    }
+
+    /// The watchdog is to answer the call itself; false when it was answered already.
+    func takeOver() -> Bool {
+        state.withLock { state in
+            guard state.continuation != nil, !state.takenOver else { return false }
+            state.takenOver = true
+            return true
+        }
+    }
+
+    /// Whether the call's own work returned.
+    var hasEnded: Bool { state.withLock { $0.ended } }
 
     /// Runs `action` when the call is answered (at once if it was).
     func whenFinished(_ action: @escaping @Sendable () -> Void) {

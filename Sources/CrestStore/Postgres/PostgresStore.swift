@@ -27,6 +27,9 @@ public final class PostgresStore: Store {
     let listener: PostgresListener
     /// How long a store call waits for a pooled connection before it answers "unavailable".
     let leaseTimeout: Duration
+    /// How long a store call that holds a connection waits for PostgreSQL's answer before it
+    /// answers "unavailable" and closes the connection.
+    let answerTimeout: Duration
     /// Store calls waiting for a connection now (`connectionWaiters`).
     let waiting = Atomic<Int>(0)
     /// Each sale's row as this node's last batch left it, for the one-statement path.
@@ -42,7 +45,8 @@ public final class PostgresStore: Store {
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=disable|prefer|require`),
     /// applies pending migrations (one node at a time) and returns the store.
     public static func connect(
-        url: String, logger: Logger, maxConnections: Int = 20, leaseTimeout: Duration = .seconds(2)
+        url: String, logger: Logger, maxConnections: Int = 20, leaseTimeout: Duration = .seconds(2),
+        answerTimeout: Duration = .seconds(10)
     ) async throws -> PostgresStore {
         let parsed = try PostgresURL(url)
         var configuration = parsed.client
@@ -50,21 +54,24 @@ public final class PostgresStore: Store {
         configuration.options.connectTimeout = .seconds(5)
         try await PostgresMigrations.migrate(parsed.connection, logger: logger)
         let store = PostgresStore(
-            configuration: configuration, listening: parsed.connection, leaseTimeout: leaseTimeout, logger: logger)
+            configuration: configuration, listening: parsed.connection, leaseTimeout: leaseTimeout,
+            answerTimeout: answerTimeout, logger: logger)
         await store.listener.start()
         return store
     }
 
     private init(
         configuration: PostgresClient.Configuration, listening: PostgresConnection.Configuration,
-        leaseTimeout: Duration, logger: Logger
+        leaseTimeout: Duration, answerTimeout: Duration, logger: Logger
     ) {
         self.logger = logger
         self.leaseTimeout = leaseTimeout
+        self.answerTimeout = answerTimeout
         self.configuration = configuration
         pool = Mutex(Pool(configuration: configuration, logger: logger))
         listener = PostgresListener(configuration: listening, logger: logger)
-        lane = PostgresLane(configuration: listening, connectTimeout: leaseTimeout, logger: logger)
+        lane = PostgresLane(
+            configuration: listening, connectTimeout: leaseTimeout, answerTimeout: answerTimeout, logger: logger)
     }
 
     // MARK: Sales
