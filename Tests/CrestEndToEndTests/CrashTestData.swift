@@ -27,7 +27,7 @@ struct CrashTestData: Sendable {
         let store: any Store =
             if let databaseURL {
                 try await PostgresStore.connect(
-                    url: databaseURL, logger: Logger(label: "crest.test.crash"), leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+                    url: databaseURL, logger: Logger(label: "crest.test.crash"), leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
             } else {
                 try SQLiteStore(directory: directory)
             }

@@ -53,9 +53,9 @@ struct DatabaseRestartTests {
             dataDirectory: directory,
             extraArguments: [
                 "--database-url", url, "--database-connections", "10", "--database-wait-ms", "1500",
-                "--database-timeout-ms", "1000",
+                "--database-timeout-ms", "2000",
             ])
-        #expect(node.log.contains("10 connections, 1500 ms wait, 1000 ms timeout"), "\(node.log)")
+        #expect(node.log.contains("10 connections, 1500 ms wait, 2000 ms timeout"), "\(node.log)")
         let client = CrestClient(http: .shared, port: node.port)
         let stock = 100_000
         let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken)

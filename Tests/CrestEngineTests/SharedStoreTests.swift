@@ -165,8 +165,8 @@ struct SharedStoreTests {
         var logger = Logger(label: "crest.test.nodes")
         logger.logLevel = .warning
         let stores = [
-            try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30)),
-            try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30)),
+            try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600)),
+            try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600)),
         ]
         let (a, b) = (Engine(store: stores[0], logger: logger), Engine(store: stores[1], logger: logger))
         let group = ServiceGroup(

@@ -45,7 +45,7 @@ struct AuditTests {
             guard let cluster = try await PostgresCluster.shared() else { return }
             let url = try await cluster.createDatabase()
             let store = try await PostgresStore.connect(
-                url: url, logger: .init(label: "crest.test.audit"), leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+                url: url, logger: .init(label: "crest.test.audit"), leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
             try await body(
                 try await scene(store) { sql in
                     // The tables' CHECKs would refuse some plants: dropped for the test's database.

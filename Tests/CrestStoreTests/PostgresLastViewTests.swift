@@ -155,7 +155,44 @@ struct PostgresLastViewTests {
             #expect(try await node.order(dan.id) == dan)
             #expect(try await node.counters(of: sale.id) == b.counters[sale.id])
             #expect(b.counters[sale.id]?.counters == stock(10, reserved: 4))
+            // Each order, the chained batch's too, has its one `order.created` event, first in
+            // its sequence.
+            let events = try await cluster.psql(
+                url,
+                """
+                SELECT o.idempotency_key, count(e.id), min(e.sequence) FROM orders o
+                LEFT JOIN order_events e ON e.order_id = o.id AND e.type = 'order.created'
+                GROUP BY o.idempotency_key ORDER BY o.idempotency_key
+                """)
+            #expect(events == [["k1", "1", "1"], ["k2", "1", "1"], ["k3", "1", "1"], ["k4", "1", "1"]])
         }
+    }
+
+    @Test(
+        "a node keeps the views of at most so many sales: past that, those batched least recently are dropped and take the six statements again"
+    )
+    func viewsBounded() {
+        var views = PostgresLastViews(maxSales: 4)
+        let sales = (0..<5).map { _ in makeSale(stock: 10) }
+        func batch(on sale: Sale) {
+            let batch = [reservation(sale, key: "k", buyer: "ana")]
+            views.startLocked(batch)
+            let result = ReservationBatchResult(
+                outcomes: [.refused(.soldOut)], counters: [sale.id: CounterSnapshot(counters: sale.stock, version: 1)])
+            views.finishLocked(
+                batch,
+                answer: PostgresReservationLedger.Answer(result: result, sales: [sale.id: (sale, 1)], endpoints: []))
+        }
+        func viewed(_ sale: Sale) -> Bool { views.mayTryOneStatement([reservation(sale, key: "n", buyer: "bo")]) }
+        for sale in sales.prefix(4) { batch(on: sale) }
+        batch(on: sales[0])
+        #expect(views.salesKept == 4 && sales.prefix(4).allSatisfy(viewed))
+        // A fifth sale: the two batched least recently (sales 1 and 2) are dropped.
+        batch(on: sales[4])
+        #expect(views.salesKept == 2)
+        #expect(sales.map(viewed) == [true, false, false, false, true])
+        batch(on: sales[1])
+        #expect(viewed(sales[1]))
     }
 
     @Test("a batch chained behind one that wrote nothing writes nothing, though the version it asks for was made by someone else")

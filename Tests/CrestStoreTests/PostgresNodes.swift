@@ -47,11 +47,11 @@ func waitForLockWaiters(_ count: Int, cluster: PostgresCluster, url: String) asy
 }
 
 /// `count` nodes (stores) on a database of their own, with the cluster to look into it with
-/// `psql`; closed at the end. Each waits up to 30 s for a connection (the full suite is slow) and
-/// `answerTimeout` for PostgreSQL's answer.
+/// `psql`; closed at the end. Each waits up to 30 s for a connection and 600 s for PostgreSQL's
+/// answer: in the full suite, tasks wait long for a thread of the cooperative pool, and a call
+/// was seen to take over 30 s.
 func withPostgresNodes(
-    _ count: Int, answerTimeout: Duration = .seconds(30),
-    _ body: (PostgresCluster, String, [PostgresStore]) async throws -> Void
+    _ count: Int, _ body: (PostgresCluster, String, [PostgresStore]) async throws -> Void
 ) async throws {
     guard let cluster = try await PostgresCluster.shared() else { return }
     let url = try await cluster.createDatabase()
@@ -60,7 +60,7 @@ func withPostgresNodes(
         for _ in 0..<count {
             nodes.append(
                 try await PostgresStore.connect(
-                    url: url, logger: postgresTestLogger, leaseTimeout: .seconds(30), answerTimeout: answerTimeout))
+                    url: url, logger: postgresTestLogger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600)))
         }
         try await body(cluster, url, nodes)
     } catch {

@@ -176,7 +176,7 @@ struct PostgresStoreTests {
         var logger = Logger(label: "crest.test.store")
         logger.logLevel = .warning
         let store = try await PostgresStore.connect(
-            url: url, logger: logger, maxConnections: 1, leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+            url: url, logger: logger, maxConnections: 1, leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
         #expect(store.connectionWaiters == 0)
         // One call holds the only connection for two seconds; three more wait for it.
         async let holder: [PostgresRow] = store.rows("SELECT pg_sleep(2)")
@@ -234,7 +234,7 @@ struct PostgresStoreTests {
         let url = try await cluster.createDatabase()
         var logger = Logger(label: "crest.test.store")
         logger.logLevel = .warning
-        let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+        let store = try await PostgresStore.connect(url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
         do {
             try await body(cluster, url, store)
         } catch {

@@ -42,7 +42,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             // the default 2 s to open the first connections.
             open = {
                 let store = try await PostgresStore.connect(
-                    url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+                    url: url, logger: logger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
                 opened.withLock { $0.append(store) }
                 return store
             }

@@ -11,6 +11,8 @@ struct PostgresSaleView: Sendable {
     /// On a sale that several nodes take turns on, the view is old more often than not, and a
     /// try that misses costs a trip for nothing.
     var current: Bool
+    /// When this node's last batch on the sale ended (`PostgresLastViews`' count of batches).
+    var used: UInt64 = 0
 }
 
 /// What a PostgreSQL node keeps between its reservation batches for the one-statement path
@@ -18,7 +20,8 @@ struct PostgresSaleView: Sendable {
 /// last six-statement batch read, and each sale's one-statement batch still in flight — the next
 /// batch on the sale is decided on what that one decided and queued behind it on the lane
 /// (`PostgresLane`), asking the server for its version + 1 and one of its orders. Memory only; a
-/// sale's entry is as large as its row.
+/// sale's entry is as large as its row, and at most `maxSales` are kept: past that, the half
+/// batched least recently are dropped (a sale without a view takes the six statements once).
 struct PostgresLastViews: Sendable {
     /// A one-statement batch sent and not yet answered.
     struct Started: Sendable {
@@ -35,12 +38,23 @@ struct PostgresLastViews: Sendable {
     /// behind one: its version moves).
     private var locked: [SaleID: Int] = [:]
     private var nextToken = 0
+    private let maxSales: Int
+    /// Batches ended, for each view's `used`.
+    private var ended: UInt64 = 0
     /// One-statement batches sent and not yet answered.
     private(set) var sent = 0
     /// Whether the last batch answered went in one statement: batches are then worth overlapping
     /// (chained on the lane); six-statement batches are not — they would only take turns on the
     /// sale's row lock, and in smaller batches.
     private(set) var chaining = false
+
+    init(maxSales: Int = 10_000) {
+        precondition(maxSales > 1, "keep at least two sales' views")
+        self.maxSales = maxSales
+    }
+
+    /// The sales whose views are kept.
+    var salesKept: Int { sales.count }
 
     /// Whether `batch` may try the one-statement path: one sale, a current view, no batch of the
     /// sale under way the six-statement way, endpoints known.
@@ -88,10 +102,12 @@ struct PostgresLastViews: Sendable {
             tails[sale] = nil
             return
         }
+        ended += 1
         for (id, read) in answer.sales {
             guard let version = answer.result.counters[id]?.version, var view = sales[id], version > view.version else { continue }
             view.sale = read.sale
             view.version = version
+            view.used = ended
             sales[id] = view
         }
     }
@@ -111,12 +127,17 @@ struct PostgresLastViews: Sendable {
         }
         chaining = false
         guard let answer else { return }
+        ended += 1
         for (id, read) in answer.sales {
             let version = answer.result.counters[id]?.version ?? read.versionBefore
             let current = sales[id].map { $0.version == read.versionBefore } ?? true
-            sales[id] = PostgresSaleView(sale: read.sale, version: version, current: current)
+            sales[id] = PostgresSaleView(sale: read.sale, version: version, current: current, used: ended)
         }
         endpoints = answer.endpoints
+        if sales.count > maxSales {
+            let kept = sales.sorted { $0.value.used > $1.value.used }.prefix(maxSales / 2)
+            sales = Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.value) })
+        }
     }
 
     private static func onlySale(of batch: [Reservation]) -> SaleID? {
