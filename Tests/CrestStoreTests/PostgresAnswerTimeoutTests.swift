@@ -59,6 +59,22 @@ struct PostgresAnswerTimeoutTests {
         }
     }
 
+    @Test("the audit's reads are given longer than a call: an audit that waits past the node's timeout still answers")
+    func auditGivenLonger() async throws {
+        try await withQuickNode { cluster, url, quick, other in
+            let sale = makeSale(stock: 10)
+            try await other.createSale(sale)
+            let holder = try await holdRow(of: sale, url: url, running: ["LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"])
+            let audit = Task { try await quick.auditRecords(at: Date()) }
+            try await waitForLockWaiters(1, cluster: cluster, url: url)
+            // Past the 3 s in which `quick` answers any other call.
+            try await Task.sleep(for: .seconds(4))
+            try await releaseRow(holder)
+            let records = try await audit.value
+            #expect(records.sales.map(\.id) == [sale.id])
+        }
+    }
+
     /// A node that waits 3 s for PostgreSQL's answer (`quick`) and one that waits as long as the
     /// other tests' (`other`), on a database of their own.
     private func withQuickNode(

@@ -5,7 +5,9 @@ import PostgresNIO
 extension PostgresStore {
     public func auditRecords(at now: Date) async throws -> AuditRecords {
         // One snapshot for every read, however long they take while nodes keep writing.
-        try await transaction(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { connection in
+        try await transaction(
+            begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", answerTimeout: bulkReadTimeout
+        ) { connection in
             func rows(_ sql: String) async throws -> [PostgresRow] {
                 try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger).collect()
             }

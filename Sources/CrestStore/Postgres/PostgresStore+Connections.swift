@@ -9,9 +9,19 @@ import Synchronization
 /// told apart from statement errors, deadlocks retried.
 extension PostgresStore {
     /// Runs one statement on a pooled connection and returns all its rows.
-    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await withConnection { connection in try await connection.query(query, logger: self.logger).collect() }
+    func rows(_ query: PostgresQuery, answerTimeout: Duration? = nil) async throws -> [PostgresRow] {
+        try await withConnection(answerTimeout: answerTimeout) { connection in
+            try await connection.query(query, logger: self.logger).collect()
+        }
     }
+
+    /// How long a read of a whole table (the audit's, a reconciliation window's orders) may wait for
+    /// its answer, when that is longer than `answerTimeout`: on a large database such a read takes
+    /// seconds by itself.
+    static let bulkReadTimeout = Duration.seconds(600)
+
+    /// The time a bulk read is given: `bulkReadTimeout`, or the calls' own when it is longer.
+    var bulkReadTimeout: Duration { max(answerTimeout, Self.bulkReadTimeout) }
 
     /// Leases a connection for `body`, and makes sure the caller gets an answer when PostgreSQL
     /// does not give one.
@@ -24,14 +34,17 @@ extension PostgresStore {
     ///   moment to fail by itself; then the caller gets `UnavailableError` and `body` is left to
     ///   its fate (its lease with it).
     /// - A server that does not answer (frozen, its disk stalled, a lock held elsewhere, a
-    ///   connection cut without a word) is given `answerTimeout` from the lease; then the
+    ///   connection cut without a word) is given `answerTimeout` (the store's, unless the call
+    ///   says otherwise) from the lease; then the
     ///   connection is closed — a transaction not yet committed is rolled back; one whose `COMMIT`
     ///   was sent may still commit, as when a connection dies — and the caller gets
     ///   `UnavailableError`.
     /// - A connection failure surfacing as `PSQLError` becomes `UnavailableError` too.
-    func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func withConnection<T: Sendable>(
+        answerTimeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         let leaseTimeout = leaseTimeout
-        let answerTimeout = answerTimeout
+        let answerTimeout = answerTimeout ?? self.answerTimeout
         let client = pool.withLock { $0.client }
         return try await withCheckedThrowingContinuation { continuation in
             let call = GuardedCall(continuation)
@@ -119,9 +132,10 @@ extension PostgresStore {
     /// it throws (and its own error rethrown). A deadlock or serialization failure — two nodes
     /// locking in an order PostgreSQL had to break — runs the whole transaction again, up to 3 times.
     func transaction<T: Sendable>(
-        begin: PostgresQuery = "BEGIN", _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        begin: PostgresQuery = "BEGIN", answerTimeout: Duration? = nil,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        try await retryingTransaction { connection in
+        try await retryingTransaction(answerTimeout: answerTimeout) { connection in
             try await connection.query(begin, logger: self.logger)
             let result = try await body(connection)
             try await connection.query("COMMIT", logger: self.logger)
@@ -133,12 +147,12 @@ extension PostgresStore {
     /// when `body` throws (and its own error rethrown); run again, up to 3 times in all, after a
     /// deadlock or serialization failure.
     func retryingTransaction<T: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        answerTimeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         var attempt = 1
         while true {
             do {
-                return try await withConnection { connection in
+                return try await withConnection(answerTimeout: answerTimeout) { connection in
                     do {
                         return try await body(connection)
                     } catch {

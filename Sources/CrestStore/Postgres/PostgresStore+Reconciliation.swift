@@ -9,7 +9,7 @@ extension PostgresStore {
             SELECT \(unescaped: PostgresRows.orderColumns) FROM orders
             WHERE payment_id IS NOT NULL AND created_at >= \(PostgresRows.millis(from)) AND created_at < \(PostgresRows.millis(to))
             ORDER BY id
-            """
+            """, answerTimeout: bulkReadTimeout
         ).map(PostgresRows.order)
     }
 
