@@ -111,6 +111,12 @@ struct DatabaseRestartTests {
         let all = attempts.value
         #expect(resumed, "\(Dictionary(grouping: all.filter { $0.sentIn == 2 }, by: \.status).mapValues(\.count))")
         #expect(try await client.call(.GET, "/readyz").status == 200)
+        if fault == .frozen {
+            // The calls that held a connection to the frozen server were answered by their deadline.
+            let metrics = String(decoding: try await client.call(.GET, "/metrics").body, as: UTF8.self)
+            let answered = metrics.split(separator: "\n").first { $0.hasPrefix(#"crest_database_timeouts_total{kind="answer"}"#) }
+            #expect(answered.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1, "\(answered ?? "none")")
+        }
 
         // While it was down: 503 with the "unavailable" problem, never a 5xx of another kind, never
         // a dropped connection.

@@ -28,6 +28,8 @@ enum MetricsCatalog {
             "Order reservations waiting for the next batch (not counting the batch being committed); read when scraped.",
         "crest_postgres_reservation_batches_total":
             "Reservation batches a PostgreSQL node wrote, by path: one_statement (decided on the node's last view of the sale, one statement), locked (the six statements that lock the sale first), one_statement_missed (the view was out of date: nothing written, then locked).",
+        "crest_database_timeouts_total":
+            "PostgreSQL store calls answered 503 unavailable by timeout, by kind: lease (no connection within --database-wait-ms), answer (no answer within --database-timeout-ms; the connection was closed).",
         "crest_database_connection_waiters":
             "Store calls waiting for a PostgreSQL connection (always 0 on the embedded store); read when scraped.",
         "crest_sale_stock": "A sale's units by state: total, available, reserved, sold.",

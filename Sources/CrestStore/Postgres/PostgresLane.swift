@@ -1,5 +1,6 @@
 import CrestCore
 import Logging
+import Metrics
 import NIOCore
 import PostgresNIO
 import Synchronization
@@ -26,17 +27,20 @@ final class PostgresLane: Sendable {
 
     private let configuration: PostgresConnection.Configuration
     private let answerTimeout: Duration
+    /// Counts each statement failed for want of an answer.
+    private let timedOut: Counter
     private let logger: Logger
     private let state = Mutex<Open?>(nil)
 
     init(
         configuration: PostgresConnection.Configuration, connectTimeout: Duration, answerTimeout: Duration,
-        logger: Logger
+        timedOut: Counter, logger: Logger
     ) {
         var configuration = configuration
         configuration.options.connectTimeout = .init(connectTimeout)
         self.configuration = configuration
         self.answerTimeout = answerTimeout
+        self.timedOut = timedOut
         self.logger = logger
     }
 
@@ -109,6 +113,7 @@ final class PostgresLane: Sendable {
     private func notAnswered(on connection: PostgresConnection) {
         let waiting = takeAll(on: connection)
         guard !waiting.isEmpty else { return }
+        timedOut.increment(by: waiting.count)
         logger.warning(
             "PostgreSQL did not answer a one-statement batch in time; the lane's connection is closed",
             metadata: ["timeout": "\(answerTimeout)", "waiting": "\(waiting.count)"])

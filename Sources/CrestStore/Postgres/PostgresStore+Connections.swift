@@ -1,6 +1,7 @@
 import CrestCore
 import Foundation
 import Logging
+import Metrics
 import PostgresNIO
 import Synchronization
 
@@ -79,6 +80,7 @@ extension PostgresStore {
                 }
                 guard let (connection, leasedAt) = lease ?? call.expireOrLeased() else {
                     work.cancel()
+                    self.timeoutCounters.lease.increment()
                     call.finish(.failure(UnavailableError(reason: "no PostgreSQL connection within \(leaseTimeout)")))
                     return
                 }
@@ -98,6 +100,7 @@ extension PostgresStore {
                 // The connection is closed before the caller hears: the work's own failure, which
                 // the close causes, does not answer it.
                 guard call.takeOver() else { return }
+                self.timeoutCounters.answer.increment()
                 self.logger.warning(
                     "PostgreSQL did not answer a store call in time; its connection is closed",
                     metadata: ["timeout": "\(answerTimeout)"])

@@ -36,6 +36,12 @@ public final class PostgresStore: Store {
     private let lastViews = Mutex(PostgresLastViews())
     /// The connection the one-statement path's statements are queued on, in order.
     private let lane: PostgresLane
+    /// Store calls answered "unavailable" for want of a connection (`lease`) or of an answer
+    /// (`answer`) in time.
+    let timeoutCounters = (
+        lease: Counter(label: "crest_database_timeouts_total", dimensions: [("kind", "lease")]),
+        answer: Counter(label: "crest_database_timeouts_total", dimensions: [("kind", "answer")])
+    )
     private let batchPaths = Mutex<[PostgresBatchPath: Int]>([:])
     private let batchPathCounters = Dictionary(
         uniqueKeysWithValues: PostgresBatchPath.allCases.map {
@@ -71,7 +77,8 @@ public final class PostgresStore: Store {
         pool = Mutex(Pool(configuration: configuration, logger: logger))
         listener = PostgresListener(configuration: listening, logger: logger)
         lane = PostgresLane(
-            configuration: listening, connectTimeout: leaseTimeout, answerTimeout: answerTimeout, logger: logger)
+            configuration: listening, connectTimeout: leaseTimeout, answerTimeout: answerTimeout,
+            timedOut: timeoutCounters.answer, logger: logger)
     }
 
     // MARK: Sales
