@@ -61,6 +61,9 @@ extension PostgresStore {
                     let value = try await client.withConnection { connection in
                         stopWaiting()
                         guard call.lease(connection) else { throw CancellationError() }
+                        // Before the connection goes back to the pool: from then on the watchdog
+                        // must not close it (another call may hold it).
+                        defer { call.release() }
                         return try await body(connection)
                     }
                     call.end(.success(value))
@@ -109,7 +112,7 @@ extension PostgresStore {
                 // This task is cancelled now that the call is answered: the lease is watched apart.
                 Task {
                     try? await Task.sleep(for: .seconds(1))
-                    if !call.hasEnded { self.replacePool(lost: client) }
+                    if !call.hasReleased { self.replacePool(lost: client) }
                 }
             }
             call.whenFinished { watchdog.cancel() }
@@ -218,8 +221,8 @@ private final class GuardedCall<T: Sendable>: Sendable {
         var phase = Phase.waiting
         var continuation: CheckedContinuation<T, any Error>?
         var onFinish: (@Sendable () -> Void)?
-        /// Whether the call's own work returned (its lease with it).
-        var ended = false
+        /// Whether the call's own work is done with its connection (handed back to the pool).
+        var released = false
         /// Whether the watchdog answers the call, whatever the work returns.
         var takenOver = false
     }
@@ -281,24 +284,27 @@ private final class GuardedCall<T: Sendable>: Sendable {
     /// The call's own work returned `result`: answers the caller with it unless it was answered
     /// or the watchdog took the answer over.
     func end(_ result: Result<T, any Error>) {
-        let answers = state.withLock { state in
-            state.ended = true
-            return !state.takenOver
-        }
+        let answers = state.withLock { !$0.takenOver }
         if answers { finish(result) }
     }
 
-    /// The watchdog is to answer the call itself; false when it was answered already.
+    /// The call's own work is done with its connection.
+    func release() {
+        state.withLock { $0.released = true }
+    }
+
+    /// The watchdog is to answer the call itself, and may close the connection; false when the
+    /// call was answered already or its work handed the connection back.
     func takeOver() -> Bool {
         state.withLock { state in
-            guard state.continuation != nil, !state.takenOver else { return false }
+            guard state.continuation != nil, !state.takenOver, !state.released else { return false }
             state.takenOver = true
             return true
         }
     }
 
-    /// Whether the call's own work returned.
-    var hasEnded: Bool { state.withLock { $0.ended } }
+    /// Whether the call's own work handed its connection back.
+    var hasReleased: Bool { state.withLock { $0.released } }
 
     /// Runs `action` when the call is answered (at once if it was).
     func whenFinished(_ action: @escaping @Sendable () -> Void) {
