@@ -36,10 +36,9 @@ extension PostgresStore {
     ///   its fate (its lease with it).
     /// - A server that does not answer (frozen, its disk stalled, a lock held elsewhere, a
     ///   connection cut without a word) is given `answerTimeout` (the store's, unless the call
-    ///   says otherwise) from the lease; then the
-    ///   connection is closed — a transaction not yet committed is rolled back; one whose `COMMIT`
-    ///   was sent may still commit, as when a connection dies — and the caller gets
-    ///   `UnavailableError`.
+    ///   says otherwise) from the lease; then the connection is closed — a transaction not yet
+    ///   committed is rolled back; one whose `COMMIT` was sent may still commit, as when a
+    ///   connection dies — and the caller gets `UnavailableError`.
     /// - A connection failure surfacing as `PSQLError` becomes `UnavailableError` too.
     func withConnection<T: Sendable>(
         answerTimeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
