@@ -221,9 +221,8 @@ extension Store {
     public var isShared: Bool { false }
 
     public var prefersCommitterThread: Bool { false }
-}
 
-extension Store {
     public var reservationBatchesInFlight: Int { 1 }
+
     public var overlapsReservationBatches: Bool { false }
 }

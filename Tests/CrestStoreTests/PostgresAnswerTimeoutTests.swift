@@ -21,8 +21,7 @@ struct PostgresAnswerTimeoutTests {
             try await other.createSale(sale)
             let holder = try await holdRow(of: sale, url: url)
             let outcome = try await reserve(on: quick, [reservation(sale, key: "k1", buyer: "ana")], thenRelease: holder)
-            let error = try #require(outcome?.failure, "no answer within 30 s, or not an error: \(String(describing: outcome))")
-            #expect((error as? UnavailableError)?.reason.contains("did not answer") == true, "\(error)")
+            try expectNotAnswered(outcome)
             #expect(quick.reservationBatchPaths == [:])
 
             // Its connection was closed before the writes were sent: the transaction left nothing.
@@ -46,8 +45,7 @@ struct PostgresAnswerTimeoutTests {
             let pathsBefore = quick.reservationBatchPaths
             let holder = try await holdRow(of: sale, url: url)
             let outcome = try await reserve(on: quick, [reservation(sale, key: "k2", buyer: "bo")], thenRelease: holder)
-            let error = try #require(outcome?.failure, "no answer within 30 s, or not an error: \(String(describing: outcome))")
-            #expect((error as? UnavailableError)?.reason.contains("did not answer") == true, "\(error)")
+            try expectNotAnswered(outcome)
             #expect(quick.reservationBatchPaths == pathsBefore, "the one-statement try neither wrote nor missed")
             #expect(quick.oneStatementBatchesInFlight == 0)
 
@@ -115,6 +113,12 @@ struct PostgresAnswerTimeoutTests {
         try await releaseRow(holder)
         await call.value
         return answered
+    }
+
+    /// `outcome` came, and is the refusal of a call PostgreSQL did not answer in time.
+    private func expectNotAnswered(_ outcome: Result<ReservationBatchResult, any Error>?) throws {
+        let error = try #require(outcome?.failure, "no answer within 30 s, or not an error: \(String(describing: outcome))")
+        #expect((error as? UnavailableError)?.reason.contains("did not answer") == true, "\(error)")
     }
 
     /// Whether `node` places an order on `sale` (in one statement, if asked) within a few batches
