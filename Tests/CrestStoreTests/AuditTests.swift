@@ -33,7 +33,10 @@ struct AuditTests {
             let path = directory.appending(path: "crest.sqlite").path
             try await body(
                 try await scene(store) { sql in
-                    let queue = try DatabaseQueue(path: path)
+                    // Foreign keys off, as PostgreSQL's orders and events have none.
+                    var configuration = Configuration()
+                    configuration.foreignKeysEnabled = false
+                    let queue = try DatabaseQueue(path: path, configuration: configuration)
                     try await queue.write { db in
                         try db.execute(sql: "PRAGMA ignore_check_constraints = ON")
                         try db.execute(sql: sql)
@@ -108,6 +111,7 @@ struct AuditTests {
             #expect(looked[.stockConserved] == 1 && looked[.countersMatchOrders] == 1)
             #expect(looked[.pendingOrderWillMove] == 1 && looked[.paidOrderHasPayment] == 1 && looked[.paymentHasOrder] == 1)
             #expect(looked[.everyChangeTold] == 3)
+            #expect(looked[.referencesHold] == 8, "3 orders, 5 events")
             #expect(looked[.everyEventDelivered] == 5, "3 created, 1 paid, 1 expired")
             #expect(looked[.differencesResolved] == 2, "one reported difference, one heal's refund")
         }
@@ -129,6 +133,19 @@ struct AuditTests {
             return "UPDATE orders SET payment_id = 'pi_c', payment_status = 'succeeded' WHERE id = '\(c)'"
         case .everyChangeTold:
             return "DELETE FROM order_events WHERE order_id = '\(c)' AND sequence = 2"
+        case .referencesHold:
+            // A cancelled order (its events told) of a sale not stored, and an event of an order
+            // not stored; all before the endpoint was added, so no delivery is owed.
+            let (order, lost) = (OrderID.make(), OrderID.make())
+            return """
+                INSERT INTO orders (
+                    id, sale_id, buyer, quantity, amount, currency, status, idempotency_key, created_at, expires_at, updated_at)
+                VALUES ('\(order)', '\(SaleID.make())', 'b9', 1, 1000, 'EUR', 'cancelled', 'k9', 1, 2, 1);
+                INSERT INTO order_events (order_id, sequence, id, sale_id, type, occurred_at) VALUES
+                    ('\(order)', 1, '\(EventID.make())', '\(sale)', 'order.created', 1),
+                    ('\(order)', 2, '\(EventID.make())', '\(sale)', 'order.cancelled', 1),
+                    ('\(lost)', 1, '\(EventID.make())', '\(sale)', 'order.created', 1);
+                """
         case .everyEventDelivered:
             return "UPDATE jobs SET state = 'discarded', finalized_at = 1 WHERE kind = 'webhook.deliver' AND payload LIKE '%\(b)%'"
         case .noLeaseRunOut:
@@ -151,6 +168,17 @@ struct AuditTests {
             #expect(!report.passed)
             #expect(report.checks.filter { !$0.passed }.map(\.check) == [check], "\(report.findings)")
             #expect(report.findings.first?.check == check)
+        }
+    }
+
+    @Test("an order of a sale not stored and an event of an order not stored are each found", arguments: StoreKind.allCases)
+    func referencesFound(kind: StoreKind) async throws {
+        try await Self.withScene(kind) { scene in
+            try await scene.execute(Self.plant(.referencesHold, in: scene))
+            let report = try await Self.audit(scene)
+            #expect(report.checks.first { $0.check == .referencesHold }?.violations == 2)
+            #expect(report.findings.map(\.detail).contains { $0.hasSuffix("which is not stored") })
+            #expect(report.findings.map(\.detail).contains { $0.hasSuffix("of an order that is not stored") })
         }
     }
 

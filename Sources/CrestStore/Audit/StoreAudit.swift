@@ -9,6 +9,7 @@ public enum AuditCheck: String, Sendable, Codable, CaseIterable {
     case paidOrderHasPayment = "paid-order-has-payment"
     case paymentHasOrder = "payment-has-order"
     case everyChangeTold = "every-change-told"
+    case referencesHold = "references-hold"
     case everyEventDelivered = "every-event-delivered"
     case noLeaseRunOut = "no-lease-run-out"
     case differencesResolved = "differences-resolved"
@@ -22,6 +23,7 @@ public enum AuditCheck: String, Sendable, Codable, CaseIterable {
         case .paidOrderHasPayment: "each paid order has its succeeded payment"
         case .paymentHasOrder: "each succeeded payment has a paid order, or a refund under way"
         case .everyChangeTold: "each order's events are numbered 1, 2, … from order.created to its status now"
+        case .referencesHold: "each order's sale and each event's order are stored"
         case .everyEventDelivered: "each event an endpoint wants is delivered to it or has a live delivery job"
         case .noLeaseRunOut: "no job is running past its lease without being rescued"
         case .differencesResolved:
@@ -159,6 +161,26 @@ public enum StoreAudit {
                 report(
                     .everyChangeTold, subject,
                     "\(order.status.rawValue), events \(events.map { "\($0.sequence) \($0.kind.rawValue)" }.joined(separator: ", "))")
+            }
+        }
+
+        // What the tables' foreign keys would hold, and PostgreSQL's orders and events no longer
+        // have (their checks were over a quarter of the write path statement's execution): every
+        // order's sale and every event's order stored.
+        let saleIDs = Set(records.sales.map(\.id))
+        let orderIDs = Set(records.orders.map(\.id))
+        for order in records.orders {
+            look(.referencesHold)
+            if !saleIDs.contains(order.saleID) {
+                report(.referencesHold, "order \(order.id)", "of sale \(order.saleID), which is not stored")
+            }
+        }
+        for event in records.events {
+            look(.referencesHold)
+            if !orderIDs.contains(event.orderID) {
+                report(
+                    .referencesHold, "order \(event.orderID)",
+                    "event \(event.sequence) \(event.kind.rawValue) of an order that is not stored")
             }
         }
 

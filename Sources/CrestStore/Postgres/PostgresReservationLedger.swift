@@ -313,8 +313,7 @@ struct PostgresReservationLedger {
     }
 
     /// The batch's writes as one statement (each part a data-modifying `WITH`, which PostgreSQL
-    /// runs whether or not the query reads it; the foreign keys are checked at the statement's
-    /// end, when the orders are in): the orders; each one's `order.created` event; for each
+    /// runs whether or not the query reads it): the orders; each one's `order.created` event; for each
     /// endpoint that wants it, a delivery row; the jobs — the reservations' own, one per delivery,
     /// the batch's expiries (`OrderJobs.expiries`) and payment creations — announced to the other
     /// nodes on the insert; and one conditional decrement per sale. Its rows are each granted
