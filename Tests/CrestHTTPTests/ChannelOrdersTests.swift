@@ -298,7 +298,8 @@ struct ChannelOrdersTests {
         _ limiter: RateLimiter = limiter(), answers: Locked<[ChannelAdmission.Answer]>,
         placing: @escaping @Sendable (OrderRequest) -> CrestEngine.Engine.CallbackPlacement = { _ in .answering },
         refusing: @escaping @Sendable (OrderRequest) -> OrderError? = { _ in nil },
-        stages: Locked<[String]> = Locked([]), requestMetrics: ChannelRequestMetrics = .shared
+        stages: Locked<[String]> = Locked([]), requestMetrics: ChannelRequestMetrics = .shared,
+        loop: EmbeddedEventLoop = EmbeddedEventLoop(), mailboxes: LoopMailboxes = LoopMailboxes()
     ) throws -> EmbeddedChannel {
         // The channel's request metrics are made at their first answer: after the tests' bootstrap.
         _ = TestMetrics.registry
@@ -312,9 +313,11 @@ struct ChannelOrdersTests {
             },
             recordPlacement: { stage, _ in stages.withLock { $0.append(stage.rawValue) } })
         // Reads asked for by what is behind the handler reach the socket's side through `reads`.
-        let channel = EmbeddedChannel(handlers: [
-            ReadCounter(), ChannelOrders(writePath: nil, admission: admission, requestMetrics: requestMetrics),
-        ])
+        let channel = EmbeddedChannel(
+            handlers: [
+                ReadCounter(),
+                ChannelOrders(writePath: nil, admission: admission, requestMetrics: requestMetrics, mailboxes: mailboxes),
+            ], loop: loop)
         channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)
         return channel
     }
@@ -377,6 +380,34 @@ struct ChannelOrdersTests {
         #expect(try Self.passed(channel) == ["head", "end"], "then the pipelined request goes on")
         #expect(try Self.reads(channel) == readsBefore + 2, "and the read held is made")
         _ = try channel.finish()
+    }
+
+    @Test(
+        "an answer handed back while the loop serves other connections goes out at the loop's next read of any of them, not after its turn"
+    )
+    func answeredBetweenReads() throws {
+        let loop = EmbeddedEventLoop()
+        let mailboxes = LoopMailboxes()
+        let answers = Locked<[ChannelAdmission.Answer]>([])
+        let placed = try Self.placingChannel(answers: answers, loop: loop, mailboxes: mailboxes)
+        let other = try Self.placingChannel(
+            answers: answers, placing: { _ in .refused(.soldOut) }, loop: loop, mailboxes: mailboxes)
+        try Self.send(placed, Self.attempt(key: "k1"), buyer: "ana")
+        let order = Self.order(buyer: "ana")
+        let answer = try #require(answers.value.first)
+        answer(.success(PlacedOrder(order: order, replayed: false)))
+        #expect(try Self.answer(placed) == nil, "handed back, the loop's tasks not run yet")
+        // Another connection of the same loop is read (its turn goes on): the answer goes first.
+        try other.writeInbound(HTTPRequestPart.head(Self.attempt(key: "k2")))
+        #expect(try Self.answer(placed)?.0.status == .created, "written at the other connection's read")
+        // The task the answer also queued finds nothing left to run.
+        loop.run()
+        #expect(try Self.answer(placed) == nil, "answered once")
+        try other.writeInbound(HTTPRequestPart.body(ByteBuffer(string: #"{"buyer":"bob","quantity":1}"#)))
+        try other.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try Self.answer(other)?.0.status == .conflict)
+        _ = try placed.finish()
+        _ = try other.finish()
     }
 
     @Test(

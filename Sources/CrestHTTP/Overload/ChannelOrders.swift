@@ -91,15 +91,30 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
     private var lastAnswer: (path: String, kind: Int, head: HTTPResponse, body: ByteBuffer)?
 
     private let requestMetrics: ChannelRequestMetrics
+    private let mailboxes: LoopMailboxes
+    /// The mailbox of this connection's loop: answers of attempts placed here come back through
+    /// it, and every read here first runs what waits in it (`LoopMailbox`).
+    private var mailbox: LoopMailbox?
 
     /// `requestMetrics`: the process's own (`.shared`), or a test's, made with a factory of its own.
-    init(writePath: WritePathLimit?, admission: ChannelAdmission? = nil, requestMetrics: ChannelRequestMetrics = .shared) {
+    /// `mailboxes`: shared by a listener's connections (one mailbox per loop).
+    init(
+        writePath: WritePathLimit?, admission: ChannelAdmission? = nil, requestMetrics: ChannelRequestMetrics = .shared,
+        mailboxes: LoopMailboxes = LoopMailboxes()
+    ) {
         self.writePath = writePath
         self.admission = admission
         self.requestMetrics = requestMetrics
+        self.mailboxes = mailboxes
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        mailbox = mailboxes.mailbox(for: context.eventLoop)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Answers ready for this loop's connections go out before this read is served.
+        mailbox?.runWaiting()
         let part = unwrapInboundIn(data)
         if placing != nil {
             parked.append(part)
@@ -232,13 +247,14 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             // Timed to here; recorded only for an attempt taken here (the route times its own).
             let admitting = ContinuousClock.now - attempt.arrived
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            let mailbox = mailbox ?? mailboxes.mailbox(for: context.eventLoop)
             // Active from here until its answer, as the route's requests are (`answered` comes
             // once, only for an attempt taken: `.answering`).
             let active = requestMetrics.active
             active.increment()
             let answered: ChannelAdmission.Answer = { placed in
                 active.decrement()
-                bound.eventLoop.execute { bound.value.handler.answerPlaced(placed, context: bound.value.context) }
+                mailbox.post { bound.value.handler.answerPlaced(placed, context: bound.value.context) }
             }
             let placement = place(request, answered)
             if placement != .answering { active.decrement() }

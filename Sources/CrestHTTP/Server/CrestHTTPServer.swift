@@ -80,10 +80,11 @@ package enum CrestHTTPServer {
         admission: ChannelAdmission? = nil
     ) -> HTTPServerBuilder {
         let refusing = writePath != nil || admission != nil
+        let mailboxes = LoopMailboxes()
         return .http1(
             configuration: .init(
                 additionalChannelHandlers: [ConnectionGuard(limits: limits, connections: connections)]
-                    + (refusing ? [ChannelOrders(writePath: writePath, admission: admission)] : []),
+                    + (refusing ? [ChannelOrders(writePath: writePath, admission: admission, mailboxes: mailboxes)] : []),
                 idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
