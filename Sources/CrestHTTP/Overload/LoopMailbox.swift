@@ -13,7 +13,7 @@ import Synchronization
 /// answers go out with the next connection the loop reads; one `execute` per mailbox filled runs
 /// them too when no read comes first (an idle loop).
 final class LoopMailbox: Sendable {
-    let eventLoop: any EventLoop
+    private let eventLoop: any EventLoop
     private let waiting = Mutex<[@Sendable () -> Void]>([])
     /// How many wait: read without the lock, to look cheaply.
     private let count = Atomic<Int>(0)
