@@ -219,7 +219,7 @@ let package = Package(
         ),
         .target(
             name: "CrestTestSupport",
-            dependencies: [],
+            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")],
             path: "Tests/CrestTestSupport",
             swiftSettings: swiftSettings
         ),

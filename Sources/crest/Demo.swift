@@ -141,7 +141,6 @@ struct DemoStack {
             configuration: .init(services: [dispatcher, simulatorApp], gracefulShutdownSignals: [], logger: logger))
 
         let store = try SQLiteStore(directory: directory)
-        let providerHTTP = HTTPPaymentProvider.makeClient(connections: 64, traced: false)
         let (crestPorts, crestListening) = AsyncStream.makeStream(of: Int.self)
         let simulatorRun = Task { try await simulatorGroup.run() }
         var simulatorIterator = simulatorPorts.makeAsyncIterator()
@@ -151,6 +150,7 @@ struct DemoStack {
         }
         let simulatorURL = "http://127.0.0.1:\(simulatorPort)"
         simulator.setPublicURL(simulatorURL)
+        let providerHTTP = HTTPPaymentProvider.makeClient(connections: 64, traced: false)
         let provider = GuardedProvider(
             HTTPPaymentProvider(http: providerHTTP, baseURL: simulatorURL), configuration: .init(), logger: logger)
         var configuration = EngineConfiguration()
@@ -180,6 +180,7 @@ struct DemoStack {
         guard let crestPort = await crestIterator.next(), crestPort > 0 else {
             crestRun.cancel()
             simulatorRun.cancel()
+            try? await providerHTTP.shutdown()
             throw LoadTestError("Crest did not start")
         }
         let crestURL = "http://127.0.0.1:\(crestPort)"

@@ -124,15 +124,12 @@ struct GateOptionsTests {
 /// Runs `body` with an HTTP client against `crest`, then shuts both down — also when `body`
 /// throws — and returns crest's exit status after SIGTERM.
 private func stopped(_ crest: CrestProcess, after body: (HTTPClient) async throws -> Void) async throws -> Int32 {
-    let http = HTTPClient(eventLoopGroupProvider: .singleton)
     do {
-        try await body(http)
+        try await HTTPClient(eventLoopGroupProvider: .singleton).closing(body)
     } catch {
-        try await http.shutdown()
         _ = await crest.stop()
         throw error
     }
-    try await http.shutdown()
     return await crest.stop()
 }
 

@@ -57,37 +57,38 @@ struct AcceptBurstTests {
         let busyCount = 40
         let newcomerCount = 300
 
-        let (turn, newcomers) = try await app.test(.live) { client in
-            let url = "http://127.0.0.1:\(try #require(client.port))/busy"
-            #expect(port.value == client.port)
-            let stop = Locked(false)
-            let served = Locked(0)
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                // The busy ones: each sends its next request as soon as the last is answered.
-                for _ in 0..<busyCount {
-                    group.addTask {
-                        while !stop.value {
-                            _ = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
-                            served.withLock { $0 += 1 }
+        let (turn, newcomers) = try await http.closing { http in
+            try await app.test(.live) { client in
+                let url = "http://127.0.0.1:\(try #require(client.port))/busy"
+                #expect(port.value == client.port)
+                let stop = Locked(false)
+                let served = Locked(0)
+                return try await withThrowingTaskGroup(of: Void.self) { group in
+                    // The busy ones: each sends its next request as soon as the last is answered.
+                    for _ in 0..<busyCount {
+                        group.addTask {
+                            while !stop.value {
+                                _ = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+                                served.withLock { $0 += 1 }
+                            }
                         }
                     }
-                }
-                // One turn of the loop, as the busy ones see it: their round trip.
-                try await Task.sleep(for: .milliseconds(500))
-                let before = (served.value, ContinuousClock.now)
-                try await Task.sleep(for: .milliseconds(1_000))
-                let after = (served.value, ContinuousClock.now)
-                let turn = (after.1 - before.1) / Double(max(1, after.0 - before.0)) * Double(busyCount)
+                    // One turn of the loop, as the busy ones see it: their round trip.
+                    try await Task.sleep(for: .milliseconds(500))
+                    let before = (served.value, ContinuousClock.now)
+                    try await Task.sleep(for: .milliseconds(1_000))
+                    let after = (served.value, ContinuousClock.now)
+                    let turn = (after.1 - before.1) / Double(max(1, after.0 - before.0)) * Double(busyCount)
 
-                // The newcomers, at once: their handshakes done by the kernel, their requests sent,
-                // all waiting to be accepted.
-                let newcomers = try await Self.openAtOnce(newcomerCount, port: try #require(client.port))
-                stop.withLock { $0 = true }
-                try await group.waitForAll()
-                return (turn, newcomers)
+                    // The newcomers, at once: their handshakes done by the kernel, their requests sent,
+                    // all waiting to be accepted.
+                    let newcomers = try await Self.openAtOnce(newcomerCount, port: try #require(client.port))
+                    stop.withLock { $0 = true }
+                    try await group.waitForAll()
+                    return (turn, newcomers)
+                }
             }
         }
-        try await http.shutdown()
         try await loop.shutdownGracefully()
 
         let answered = newcomers.compactMap { $0 }

@@ -51,29 +51,29 @@ import Testing
             eventLoopGroupProvider: .shared(loops), logger: logger)
         try await receiverApp.test(.live) { client in
             let port = try #require(client.port)
-            let http = HTTPClient(eventLoopGroupProvider: .shared(loops))
-            let dispatcher = WebhookDispatcher(
-                target: .init(url: "http://127.0.0.1:\(port)/hook", secret: "s"), http: http, logger: logger,
-                maxInFlight: 3)
-            let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1"), events: dispatcher)
-            let group = ServiceGroup(configuration: .init(services: [dispatcher], logger: logger))
-            let run = Task { try await group.run() }
-            let events = 30
-            for index in 0..<events {
-                _ = try simulator.create(
-                    .init(amount: 100, currency: "CNY", reference: "order-\(index)"), key: "key-\(index)")
+            try await HTTPClient(eventLoopGroupProvider: .shared(loops)).closing { http in
+                let dispatcher = WebhookDispatcher(
+                    target: .init(url: "http://127.0.0.1:\(port)/hook", secret: "s"), http: http, logger: logger,
+                    maxInFlight: 3)
+                let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1"), events: dispatcher)
+                let group = ServiceGroup(configuration: .init(services: [dispatcher], logger: logger))
+                let run = Task { try await group.run() }
+                let events = 30
+                for index in 0..<events {
+                    _ = try simulator.create(
+                        .init(amount: 100, currency: "CNY", reference: "order-\(index)"), key: "key-\(index)")
+                }
+                let delivered = try await eventually(timeout: .seconds(120)) { dispatcher.statistics.delivered == events }
+                await group.triggerGracefulShutdown()
+                _ = await run.result
+                #expect(delivered, "delivered \(dispatcher.statistics.delivered) of \(events)")
+                // A request that outlived its deadline (a loaded machine) is sent again, and its
+                // abandoned handler may still be running beside the three sent after it.
+                let failed = dispatcher.statistics.failedAttempts
+                #expect((events...(events + failed)).contains(receiver.received), "\(receiver.received) received, \(failed) failed")
+                #expect(receiver.most <= 3 + failed, "\(receiver.most) webhooks were in at once (\(failed) attempts failed)")
+                #expect(receiver.most >= 2, "sent one at a time: \(receiver.most)")
             }
-            let delivered = try await eventually(timeout: .seconds(120)) { dispatcher.statistics.delivered == events }
-            await group.triggerGracefulShutdown()
-            _ = await run.result
-            try await http.shutdown()
-            #expect(delivered, "delivered \(dispatcher.statistics.delivered) of \(events)")
-            // A request that outlived its deadline (a loaded machine) is sent again, and its
-            // abandoned handler may still be running beside the three sent after it.
-            let failed = dispatcher.statistics.failedAttempts
-            #expect((events...(events + failed)).contains(receiver.received), "\(receiver.received) received, \(failed) failed")
-            #expect(receiver.most <= 3 + failed, "\(receiver.most) webhooks were in at once (\(failed) attempts failed)")
-            #expect(receiver.most >= 2, "sent one at a time: \(receiver.most)")
         }
         try await loops.shutdownGracefully()
     }

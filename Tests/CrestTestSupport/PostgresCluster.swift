@@ -179,10 +179,13 @@ public final class PostgresCluster: Sendable {
         throw Unavailable(description: "PostgreSQL did not start: \(lastError.map { "\($0)" } ?? "?")")
     }
 
+    /// `max_connections` leaves room for the full suite at its busiest: every test's nodes open
+    /// their pools (up to 20 each, plus a listener and a lane) and the crash tests' processes
+    /// theirs, all at once on a slow machine; 300 was once not enough in CI ("too many clients").
     private func startServer() throws {
         let options = [
             "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=\(directory.path)",
-            "-c max_connections=300", "-c fsync=off", "-c synchronous_commit=\(durable ? "on" : "off")", "-c full_page_writes=off",
+            "-c max_connections=1000", "-c fsync=off", "-c synchronous_commit=\(durable ? "on" : "off")", "-c full_page_writes=off",
             "-c shared_buffers=128MB",
         ].joined(separator: " ")
         try run(
