@@ -58,6 +58,32 @@ struct PostgresLastViewTests {
         }
     }
 
+    @Test("the one-statement write is prepared once on the lane and planned for each batch, never by a generic plan")
+    func preparedOnce() async throws {
+        try await withPostgresNodes(1) { _, _, nodes in
+            let node = nodes[0]
+            let sale = try await saleSeen(by: node, stock: 100)
+            let batches = 8
+            for index in 0..<batches {
+                _ = try await node.reserve([
+                    reservation(sale, key: "a\(index)", buyer: "a\(index)"), reservation(sale, key: "b\(index)", buyer: "b\(index)"),
+                ])
+            }
+            #expect(node.reservationBatchPaths == [.locked: 1, .oneStatement: batches])
+            let lane = try await node.lane.connection()
+            let prepared = try await lane.query(
+                """
+                SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
+                WHERE name = \(PostgresReservationLedger.PreparedWrite.name)
+                """, logger: postgresTestLogger
+            ).collect().map { try $0.decode((String, Int64, Int64).self) }
+            #expect(prepared.count == 1)
+            // Six batches or more would make PostgreSQL's default (`auto`) try the generic plan.
+            #expect(prepared.first?.1 == 0, "generic plans: \(prepared)")
+            #expect(prepared.first?.2 == Int64(batches), "custom plans: \(prepared)")
+        }
+    }
+
     @Test("another node's batch in between: the node's view is out of date, the statement writes nothing, the locked path decides")
     func anotherNodeMovedTheSale() async throws {
         try await withPostgresNodes(2) { cluster, url, nodes in

@@ -21,7 +21,7 @@ import Synchronization
 final class PostgresLane: Sendable {
     private struct Open {
         var connection: PostgresConnection
-        var waiting: [Int: EventLoopPromise<PostgresQueryResult>] = [:]
+        var waiting: [Int: EventLoopPromise<[PostgresRow]>] = [:]
         var next = 0
     }
 
@@ -38,6 +38,8 @@ final class PostgresLane: Sendable {
     ) {
         var configuration = configuration
         configuration.options.connectTimeout = .init(connectTimeout)
+        // The one statement it runs is prepared once and planned for each batch (`PreparedWrite`).
+        configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_custom_plan"))
         self.configuration = configuration
         self.answerTimeout = answerTimeout
         self.timedOut = timedOut
@@ -66,10 +68,19 @@ final class PostgresLane: Sendable {
         return use
     }
 
-    /// Queues `query` on `connection` (the lane's); its answer, or `UnavailableError` once the
-    /// connection closes first.
-    func send(_ query: PostgresQuery, on connection: PostgresConnection) -> EventLoopFuture<PostgresQueryResult> {
-        let promise = connection.eventLoop.makePromise(of: PostgresQueryResult.self)
+    /// Queues `write` on `connection` (the lane's) as the statement prepared there (on its first
+    /// use); its rows, or `UnavailableError` once the connection closes first.
+    ///
+    /// postgres-nio runs a prepared statement only from a task: `Task.immediate` runs it on the
+    /// caller's thread up to its first suspension, which comes after the statement is written to
+    /// the connection — so the statements go out in the order of the calls (made under the
+    /// caller's lock), as unnamed ones do. Should one ever go out of turn, what it checks (the
+    /// batch before it wrote its orders, the sale's version) makes it write nothing: a miss, not a
+    /// wrong answer.
+    func send(_ write: PostgresReservationLedger.PreparedWrite, on connection: PostgresConnection)
+        -> EventLoopFuture<[PostgresRow]>
+    {
+        let promise = connection.eventLoop.makePromise(of: [PostgresRow].self)
         let id = state.withLock { open -> Int? in
             guard var current = open, current.connection === connection, !connection.isClosed else { return nil }
             let id = current.next
@@ -83,9 +94,19 @@ final class PostgresLane: Sendable {
             return promise.futureResult
         }
         let timeout = connection.eventLoop.scheduleTask(in: .init(answerTimeout)) { [self] in notAnswered(on: connection) }
-        connection.query(query, logger: logger).whenComplete { [self] result in
+        let answered = connection.eventLoop.makePromise(of: [PostgresRow].self)
+        Task.immediate { [logger] in
+            do {
+                var rows: [PostgresRow] = []
+                for try await row in try await connection.execute(write, logger: logger) { rows.append(row) }
+                answered.succeed(rows)
+            } catch {
+                answered.fail(error)
+            }
+        }
+        answered.futureResult.whenComplete { [self] result in
             timeout.cancel()
-            let waiting = state.withLock { open -> EventLoopPromise<PostgresQueryResult>? in
+            let waiting = state.withLock { open -> EventLoopPromise<[PostgresRow]>? in
                 guard open?.connection === connection else { return nil }
                 return open?.waiting.removeValue(forKey: id)
             }
@@ -122,7 +143,7 @@ final class PostgresLane: Sendable {
     }
 
     /// The statements waiting on `connection`, if it is the lane's: the lane then has no connection.
-    private func takeAll(on connection: PostgresConnection) -> [EventLoopPromise<PostgresQueryResult>] {
+    private func takeAll(on connection: PostgresConnection) -> [EventLoopPromise<[PostgresRow]>] {
         state.withLock { open in
             guard let current = open, current.connection === connection else { return [] }
             open = nil
@@ -131,7 +152,7 @@ final class PostgresLane: Sendable {
     }
 
     private func fail(
-        _ promises: some Sequence<EventLoopPromise<PostgresQueryResult>>, reason: String = "PostgreSQL connection closed"
+        _ promises: some Sequence<EventLoopPromise<[PostgresRow]>>, reason: String = "PostgreSQL connection closed"
     ) {
         for promise in promises { promise.fail(UnavailableError(reason: reason)) }
     }

@@ -27,7 +27,7 @@ struct PostgresLastViews: Sendable {
     struct Started: Sendable {
         var token: Int
         var statement: PostgresReservationLedger.OneStatement
-        var answer: EventLoopFuture<PostgresQueryResult>
+        var answer: EventLoopFuture<[PostgresRow]>
     }
 
     private var sales: [SaleID: PostgresSaleView] = [:]
@@ -69,7 +69,7 @@ struct PostgresLastViews: Sendable {
     /// may not take the path, or grants nothing (a refusal decided on the view alone is not
     /// checked by any write): it is to take the six statements.
     mutating func startOneStatement(
-        _ batch: [Reservation], send: (PostgresQuery) -> EventLoopFuture<PostgresQueryResult>
+        _ batch: [Reservation], send: (PostgresReservationLedger.PreparedWrite) -> EventLoopFuture<[PostgresRow]>
     ) -> Started? {
         guard mayTryOneStatement(batch), let sale = Self.onlySale(of: batch), let view = sales[sale], let endpoints
         else { return nil }
@@ -85,7 +85,7 @@ struct PostgresLastViews: Sendable {
         guard let statement else { return nil }
         nextToken += 1
         sent += 1
-        let started = Started(token: nextToken, statement: statement, answer: send(statement.query))
+        let started = Started(token: nextToken, statement: statement, answer: send(.init(statement.query)))
         tails[sale] = started
         return started
     }
