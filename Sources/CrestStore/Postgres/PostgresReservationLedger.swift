@@ -326,7 +326,7 @@ struct PostgresReservationLedger {
     /// then scanned a hot sale's every order for each key (48 ms a batch, RESULTS).
     struct PreparedWrite: PostgresPreparedStatement {
         typealias Row = PostgresRow
-        static let name = "crest_one_statement_batch"
+        static let name = "one_statement_batch"
         static let sql = PostgresReservationLedger(endpoints: []).writeQuery(grants: [], check: nil).sql
         var bindings: PostgresBindings
 
