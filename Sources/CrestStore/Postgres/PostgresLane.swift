@@ -38,8 +38,8 @@ final class PostgresLane: Sendable {
     ) {
         var configuration = configuration
         configuration.options.connectTimeout = .init(connectTimeout)
-        // The one statement it runs is prepared once and planned for each batch (`PreparedWrite`).
-        configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_custom_plan"))
+        // The one statement it runs is prepared and planned once (`PreparedWrite`).
+        configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
         self.configuration = configuration
         self.answerTimeout = answerTimeout
         self.timedOut = timedOut

@@ -233,6 +233,20 @@ enum PostgresMigrations {
                 "ALTER TABLE order_events DROP CONSTRAINT IF EXISTS order_events_order_id_fkey",
             ]
         ),
+        (
+            // The one-statement batch's write is planned once per connection (a generic plan,
+            // `PostgresReservationLedger.PreparedWrite`): its lookups must find their index on any
+            // statistics. With the key unique as (sale_id, idempotency_key), a plan made on an
+            // empty table looked keys up through the buyers' index (sale_id, buyer) — both led by
+            // sale_id, their costs tie — and then read a hot sale's every order for each key. Led by
+            // the key, the unique index is the only one a key lookup can use, and the buyers' the
+            // only one a buyer's (a sale's orders are still found by its leading sale_id).
+            15, "orders' unique key led by the key",
+            [
+                "ALTER TABLE orders ADD CONSTRAINT orders_by_key UNIQUE (idempotency_key, sale_id)",
+                "ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_sale_id_idempotency_key_key",
+            ]
+        ),
     ]
 
     /// Applies every migration the database lacks; returns the versions it applied.

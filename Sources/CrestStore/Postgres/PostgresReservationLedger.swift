@@ -319,11 +319,17 @@ struct PostgresReservationLedger {
 
     /// The one-statement path's write (`writeQuery` with a check) as a statement prepared once
     /// per connection, the lane's: its text is the same for every batch — each list is one
-    /// parameter, a check left out is parameters of no value — so PostgreSQL parses it once.
-    /// It is still planned for each batch's values (`plan_cache_mode = force_custom_plan` on the
-    /// lane's connection): a generic plan is made once, on the statistics of that moment — on a
-    /// new database, an empty `orders`, where it looked keys up through the buyers' index and
-    /// then scanned a hot sale's every order for each key (48 ms a batch, RESULTS).
+    /// parameter, a check left out is parameters of no value — so PostgreSQL parses it once, and
+    /// on the lane's connection (`plan_cache_mode = force_generic_plan`) plans it once: parsing
+    /// and planning were two fifths of PostgreSQL's CPU for the statement (RESULTS).
+    ///
+    /// A plan made once is made on the statistics of that moment — on a new database, empty
+    /// tables. It holds because each lookup has one index it can use whatever they say: every
+    /// check is a subquery probing with its own values, the key's unique index is led by the key
+    /// and the buyers' by the sale (migration 15), the previous order and the cancelled attempts
+    /// by their primary keys. The sales' decrement may read the (small) table whole when the plan
+    /// was made on few sales; `ANALYZE` (autovacuum, often on a table every batch updates) plans
+    /// it again.
     struct PreparedWrite: PostgresPreparedStatement {
         typealias Row = PostgresRow
         static let name = "one_statement_batch"
