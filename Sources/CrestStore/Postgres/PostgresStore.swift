@@ -34,8 +34,8 @@ public final class PostgresStore: Store {
     let waiting = Atomic<Int>(0)
     /// Each sale's row as this node's last batch left it, for the one-statement path.
     private let lastViews = Mutex(PostgresLastViews())
-    /// The connection the one-statement path's statements are queued on, in order.
-    /// The connection of the one-statement batches (internal for the tests: what it prepared).
+    /// The connection the one-statement path's statements are queued on, in order (internal:
+    /// the tests ask it what it prepared).
     let lane: PostgresLane
     /// Store calls answered "unavailable" for want of a connection (`lease`) or of an answer
     /// (`answer`) in time.
