@@ -181,7 +181,8 @@ public final class PostgresCluster: Sendable {
 
     /// `max_connections` leaves room for the full suite at its busiest: every test's nodes open
     /// their pools (up to 20 each, plus a listener and a lane) and the crash tests' processes
-    /// theirs, all at once on a slow machine; 300 was once not enough in CI ("too many clients").
+    /// theirs, all at once on a slow machine: ~330 at the peak of a run here, past the 300 that
+    /// once failed CI ("too many clients").
     private func startServer() throws {
         let options = [
             "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=\(directory.path)",
