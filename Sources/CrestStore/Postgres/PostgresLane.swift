@@ -94,17 +94,15 @@ final class PostgresLane: Sendable {
             return promise.futureResult
         }
         let timeout = connection.eventLoop.scheduleTask(in: .init(answerTimeout)) { [self] in notAnswered(on: connection) }
-        let answered = connection.eventLoop.makePromise(of: [PostgresRow].self)
-        Task.immediate { [logger] in
+        Task.immediate { [self] in
+            let result: Result<[PostgresRow], any Error>
             do {
                 var rows: [PostgresRow] = []
                 for try await row in try await connection.execute(write, logger: logger) { rows.append(row) }
-                answered.succeed(rows)
+                result = .success(rows)
             } catch {
-                answered.fail(error)
+                result = .failure(error)
             }
-        }
-        answered.futureResult.whenComplete { [self] result in
             timeout.cancel()
             let waiting = state.withLock { open -> EventLoopPromise<[PostgresRow]>? in
                 guard open?.connection === connection else { return nil }
