@@ -1,7 +1,9 @@
 import CrestConcurrency
 import Testing
 
-/// Bounds are generous upper limits (the suite shares two cores); the lower ones are exact.
+/// Bounds are generous upper limits (the suite shares two cores: in a full CI run a 50 ms wait
+/// once came back after 10.3 s, its task waiting for a thread of the pool) — far below the 600 s
+/// waits they tell apart; the lower ones are exact.
 @Suite("Shared deadlines", .timeLimit(.minutes(1)))
 struct SharedDeadlinesTests {
     @Test("a wait returns at its deadline, not before")
@@ -10,7 +12,7 @@ struct SharedDeadlinesTests {
         let start = ContinuousClock.now
         await deadlines.wait(until: start + .milliseconds(50))
         #expect(ContinuousClock.now - start >= .milliseconds(50))
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(30))
         #expect(deadlines.statistics.waiting == 0)
     }
 
@@ -26,7 +28,7 @@ struct SharedDeadlinesTests {
         waiting.cancel()
         await waiting.value
         await before.value
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(30))
         #expect(deadlines.statistics.waiting == 0)
     }
 
@@ -39,7 +41,7 @@ struct SharedDeadlinesTests {
         let start = ContinuousClock.now
         await deadlines.wait(until: start + .milliseconds(50))
         #expect(ContinuousClock.now - start >= .milliseconds(50))
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(30))
         #expect(deadlines.statistics.waiting == 1, "the long wait goes on")
         long.cancel()
         await long.value
