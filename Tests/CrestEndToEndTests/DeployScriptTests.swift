@@ -38,8 +38,17 @@ struct DeployScriptTests {
             "CREST_BUYER_PASS_SECRETS": CrestProcess.buyerPassSecret,
             "CREST_LOG_LEVEL": "warning",
         ]
+        // Should this process die before the `stop` below, the watchdog stops the deployment: its
+        // PostgreSQL and nginx leave the script's process group, and its nodes outlive the script.
+        let exports = environment.sorted { $0.key < $1.key }.map { "export \($0.key)=\(Watchdog.quoted($0.value))" }
+        let watch = Watchdog.shared.register(
+            (exports + ["\(Watchdog.quoted(Self.repository.appending(path: "deploy/three-nodes.sh").path)) stop >/dev/null 2>&1"])
+                .joined(separator: "\n"))
         let started = try await script("start", environment: environment)
-        defer { _ = try? Self.runSync("stop", environment: environment) }
+        defer {
+            _ = try? Self.runSync("stop", environment: environment)
+            watch.cancel()
+        }
         #expect(started.status == 0, "\(started.output)")
         #expect(started.output.contains("http://127.0.0.1:\(balancer)"))
         #expect(started.output.contains("control plane: http://127.0.0.1:\(control)"))

@@ -15,7 +15,8 @@ import Synchronization
 ///
 /// The members the tests use have `Process`'s names: `run()`, `isRunning`, `processIdentifier`,
 /// `terminate()`, `waitUntilExit()`, `terminationStatus` (the exit status, or the signal's number
-/// for a process a signal ended, as `Process` says it).
+/// for a process a signal ended, as `Process` says it). Until it is reaped, the ``Watchdog``
+/// signals its process group should the test process die first.
 public final class ChildProcess: Sendable {
     /// Where the child's standard output and error go.
     public enum Output: Sendable {
@@ -37,13 +38,16 @@ public final class ChildProcess: Sendable {
     public let environment: [String: String]?
     public let currentDirectory: String?
     private let output: Output
+    /// Its process group is signalled by the ``Watchdog`` should the test process die first.
+    private let watched: Bool
     private let state = Mutex(State())
     private let exited = DispatchSemaphore(value: 0)
 
     public init(
         executable: String, arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil,
-        output: Output = .discard
+        output: Output = .discard, watched: Bool = true
     ) {
+        self.watched = watched
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -61,10 +65,12 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// SIGTERM; nothing before `run()` (`kill(0, …)` would signal the test's own process group).
+    /// SIGTERM; nothing before `run()` (`kill(0, …)` would signal the test's own process group)
+    /// nor once reaped (its pid may be another process's by then).
     public func terminate() {
-        let pid = processIdentifier
-        if pid > 0 { kill(pid, SIGTERM) }
+        state.withLock { state in
+            if state.pid > 0, state.status == nil { kill(state.pid, SIGTERM) }
+        }
     }
 
     /// Blocks until the child has ended: call it off the concurrency pool (``offPool(_:)``).
@@ -108,7 +114,16 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         // Its own process group, as `Process` does: a signal to the test's group does not reach it.
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        // No signal blocked and every one at its default, as `Process` does too: a child inherits
+        // the spawning thread's mask, and the test process's threads block SIGTERM (a `sleep` or a
+        // shell started here ignored `terminate()` and the watchdog's SIGTERM).
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
@@ -122,14 +137,21 @@ public final class ChildProcess: Sendable {
             throw Self.error("posix_spawn \(executable)", code: spawned)
         }
         state.withLock { $0.pid = pid }
+        let watch = watched ? Watchdog.shared.registerProcessGroup(pid) : nil
         if case .collect(let receive) = output { Self.read(pipeEnds[0], into: receive) }
         let child = pid
         let reaper = Thread { [self] in
             let pid = child
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1, errno == EINTR {}
-            let code = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : status & 0x7F
-            state.withLock { $0.status = code }
+            // Waited for without reaping it, then reaped under the lock `terminate()` takes: once
+            // its pid can be another process's, nothing here signals it.
+            var info = siginfo_t()
+            while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1, errno == EINTR {}
+            watch?.cancel()
+            state.withLock { state in
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+                state.status = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : status & 0x7F
+            }
             exited.signal()
         }
         reaper.name = "crest-test-reaper"

@@ -197,19 +197,16 @@ public final class PostgresCluster: Sendable {
             ])
     }
 
-    /// `atexit` stops the server when the test process ends normally; a watchdog shell stops it
-    /// when the process is killed.
+    /// `atexit` stops the server when the test process ends normally; the ``Watchdog`` stops it
+    /// (and removes its directory) when the process is killed — `pg_ctl` starts the server in a
+    /// session of its own, which no signal to the test's children reaches.
     private func stopAtExit() {
         let data = directory.appending(path: "data").path
         let pgctl = Self.locate("pg_ctl", preferring: binaries).path
         let stop = runAs.map { "runuser -u \($0) -- " } ?? ""
-        let watchdog = ChildProcess(
-            executable: "/bin/sh",
-            arguments: [
-                "-c",
-                "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(stop)\(pgctl) -D \(data) -m immediate stop >/dev/null 2>&1; rm -rf \(directory.path)",
-            ])
-        try? watchdog.run()
+        _ = Watchdog.shared.register(
+            "\(stop)\(Watchdog.quoted(pgctl)) -D \(Watchdog.quoted(data)) -m immediate stop >/dev/null 2>&1; rm -rf \(Watchdog.quoted(directory.path))"
+        )
         let first = Self.atExit.withLock { clusters in
             clusters.append(self)
             return clusters.count == 1
