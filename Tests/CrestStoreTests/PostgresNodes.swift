@@ -17,11 +17,15 @@ let postgresTestLogger = {
 }()
 
 /// A third connection with a transaction open that ran `statements` (by default, it locks
-/// `sale`'s row); `COMMIT` it with `releaseRow`.
+/// `sale`'s row); `COMMIT` it with `releaseRow`. Should the test throw before it does, PostgreSQL
+/// ends the session after two idle minutes: the statements waiting behind the row (in `async let`s
+/// that the failing test awaits as it unwinds) go on, instead of holding the test until the
+/// store's answer deadline (600 s).
 func holdRow(of sale: Sale, url: String, running statements: [PostgresQuery]? = nil) async throws
     -> PostgresConnection
 {
     let holder = try await PostgresConnection.connect(configuration: try PostgresURL(url).connection, id: 1, logger: postgresTestLogger)
+    try await holder.query("SET idle_in_transaction_session_timeout = '120s'", logger: postgresTestLogger)
     try await holder.query("BEGIN", logger: postgresTestLogger)
     for statement in statements ?? ["SELECT 1 FROM sales WHERE id = \(sale.id.description) FOR UPDATE"] {
         try await holder.query(statement, logger: postgresTestLogger)
