@@ -53,6 +53,46 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test(
+        "a listening connection that stops answering (its backend stopped, as a network that drops packets without a word) is given up: the node connects again, hears `.resynchronize`, then other nodes again"
+    )
+    func silentListenerReplaced() async throws {
+        guard let cluster = try await PostgresCluster.shared() else { return }
+        let url = try await cluster.createDatabase()
+        // Probed every 500 ms and given 2 s to answer.
+        let a = try await PostgresStore.connect(
+            url: url, logger: Self.quietLogger, leaseTimeout: .seconds(30), answerTimeout: .seconds(2), listenerProbe: .milliseconds(500))
+        let heard = Locked<[StoreChange]>([])
+        let hearing = Task { for await change in a.changes() { heard.withLock { $0.append(change) } } }
+        defer { hearing.cancel() }
+        // A's listener is the only one on this database yet: its backend.
+        let backend = try #require(
+            try await cluster.psql(
+                url,
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'crest-listener'"
+            ).first.flatMap { $0.first.flatMap { pid_t($0) } })
+        let b = try await PostgresStore.connect(
+            url: url, logger: Self.quietLogger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
+        kill(backend, SIGSTOP)
+        var stopped = true
+        defer { if stopped { kill(backend, SIGCONT) } }
+        do {
+            #expect(try await eventually(timeout: .seconds(30)) { heard.value.contains(.resynchronize) }, "\(heard.value)")
+            // Heard again through the new connection, while the old one's backend is still stopped.
+            let now = millisecondNow()
+            _ = try await b.enqueue([NewJob(kind: "test.now", payload: "x")], at: now)
+            #expect(try await eventually(timeout: .seconds(30)) { heard.value.contains(.jobsDue(at: now)) }, "\(heard.value)")
+            kill(backend, SIGCONT)
+            stopped = false
+        } catch {
+            try? await a.close()
+            try? await b.close()
+            throw error
+        }
+        try await a.close()
+        try await b.close()
+    }
+
     @Test("a sale new to the planner's statistics: the batch's lookups probe the index with the key or buyer")
     func newSaleLookupsUseBothIndexColumns() async throws {
         try await withFreshStore { cluster, url, store in

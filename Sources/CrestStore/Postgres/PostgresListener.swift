@@ -35,15 +35,30 @@ enum PostgresNotices {
 /// One connection of its own that `LISTEN`s on the `crest` channel and passes what it hears to
 /// every stream `subscribe()` handed out; after a lost connection it connects again (with backoff)
 /// and reports `.resynchronize`, since notifications sent meanwhile are gone.
+///
+/// A connection can be lost without a word: a NAT's or load balancer's idle timeout, or a network
+/// partition, drops its packets and closes nothing, and a listener only reads — it would wait for
+/// ever while other nodes' announcements go nowhere (a sold-out gate that another node's expiry
+/// reopened stays shut). So every `probeInterval` the listening connection is asked `SELECT 1`;
+/// not answered within `answerTimeout`, it is closed and the listener connects again. The probe's
+/// traffic also keeps such idle timers from firing. The connection is named `crest-listener` in
+/// `pg_stat_activity`.
 final class PostgresListener: Sendable {
+    static let applicationName = "crest-listener"
     private let subscribers = Mutex<[AsyncStream<StoreChange>.Continuation]>([])
     private let configuration: PostgresConnection.Configuration
+    private let probeInterval: Duration
+    private let answerTimeout: Duration
     private let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
     private let connection = Mutex<PostgresConnection?>(nil)
 
-    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+    init(configuration: PostgresConnection.Configuration, probeInterval: Duration, answerTimeout: Duration, logger: Logger) {
+        var configuration = configuration
+        configuration.options.additionalStartupParameters.append(("application_name", Self.applicationName))
         self.configuration = configuration
+        self.probeInterval = probeInterval
+        self.answerTimeout = answerTimeout
         self.logger = logger
     }
 
@@ -101,8 +116,17 @@ final class PostgresListener: Sendable {
                         if !first { tell(.resynchronize) }
                         first = false
                         backoff = .milliseconds(100)
-                        for try await notification in notifications {
-                            if let change = PostgresNotices.parse(notification.payload) { tell(change) }
+                        // Whichever ends first — the notifications with the connection, or the probe
+                        // that closed it — ends the other.
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask {
+                                for try await notification in notifications {
+                                    if let change = PostgresNotices.parse(notification.payload) { self.tell(change) }
+                                }
+                            }
+                            group.addTask { try await self.probe(opened) }
+                            defer { group.cancelAll() }
+                            try await group.next()
                         }
                     }
                 } catch {
@@ -116,6 +140,28 @@ final class PostgresListener: Sendable {
             }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    /// Every `probeInterval`, `SELECT 1` on the listening connection; not answered within
+    /// `answerTimeout`, the connection is closed and this throws.
+    private func probe(_ connection: PostgresConnection) async throws {
+        while true {
+            try await Task.sleep(for: probeInterval)
+            let unanswered = Atomic(false)
+            let timeout = connection.eventLoop.scheduleTask(in: .init(answerTimeout)) {
+                unanswered.store(true, ordering: .relaxed)
+                connection.close().whenComplete { _ in }
+            }
+            defer { timeout.cancel() }
+            do {
+                try await connection.query("SELECT 1", logger: logger)
+            } catch  where unanswered.load(ordering: .relaxed) {
+                logger.warning(
+                    "the connection listening for other nodes' changes did not answer in time; connecting again",
+                    metadata: ["timeout": "\(answerTimeout)"])
+                throw UnavailableError(reason: "the listening connection did not answer within \(answerTimeout)")
+            }
         }
     }
 }

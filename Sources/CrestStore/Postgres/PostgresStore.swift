@@ -50,10 +50,12 @@ public final class PostgresStore: Store {
         })
 
     /// Connects to `url` (`postgres://user:password@host:port/database`, `?sslmode=disable|prefer|require`),
-    /// applies pending migrations (one node at a time) and returns the store.
+    /// applies pending migrations (one node at a time) and returns the store. A call PostgreSQL
+    /// does not answer within `answerTimeout` is answered unavailable; the connection listening for
+    /// other nodes' changes is asked every `listenerProbe` whether it still answers (`PostgresListener`).
     public static func connect(
         url: String, logger: Logger, maxConnections: Int = 20, leaseTimeout: Duration = .seconds(2),
-        answerTimeout: Duration = .seconds(10)
+        answerTimeout: Duration = .seconds(10), listenerProbe: Duration = .seconds(10)
     ) async throws -> PostgresStore {
         let parsed = try PostgresURL(url)
         var configuration = parsed.client
@@ -62,21 +64,22 @@ public final class PostgresStore: Store {
         try await PostgresMigrations.migrate(parsed.connection, logger: logger)
         let store = PostgresStore(
             configuration: configuration, listening: parsed.connection, leaseTimeout: leaseTimeout,
-            answerTimeout: answerTimeout, logger: logger)
+            answerTimeout: answerTimeout, listenerProbe: listenerProbe, logger: logger)
         await store.listener.start()
         return store
     }
 
     private init(
         configuration: PostgresClient.Configuration, listening: PostgresConnection.Configuration,
-        leaseTimeout: Duration, answerTimeout: Duration, logger: Logger
+        leaseTimeout: Duration, answerTimeout: Duration, listenerProbe: Duration, logger: Logger
     ) {
         self.logger = logger
         self.leaseTimeout = leaseTimeout
         self.answerTimeout = answerTimeout
         self.configuration = configuration
         pool = Mutex(Pool(configuration: configuration, logger: logger))
-        listener = PostgresListener(configuration: listening, logger: logger)
+        listener = PostgresListener(
+            configuration: listening, probeInterval: listenerProbe, answerTimeout: answerTimeout, logger: logger)
         lane = PostgresLane(
             configuration: listening, connectTimeout: leaseTimeout, answerTimeout: answerTimeout,
             timedOut: timeoutCounters.answer, logger: logger)
