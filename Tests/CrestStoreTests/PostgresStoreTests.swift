@@ -54,10 +54,14 @@ struct PostgresStoreTests {
     }
 
     @Test(
-        "a listening connection that stops answering (its backend stopped, as a network that drops packets without a word) is given up: the node connects again, hears `.resynchronize`, then other nodes again"
+        "a listening connection that stops answering (its backend stopped, as a network that drops packets without a word) is given up: the node connects again, hears `.resynchronize`, then other nodes again",
+        .timeLimit(.minutes(3))
     )
     func silentListenerReplaced() async throws {
-        guard let cluster = try await PostgresCluster.shared() else { return }
+        // A cluster of its own: a stopped listening backend can hold the cluster's notification
+        // queue (every NOTIFY of every database waits then), which the shared cluster's tests use.
+        // Here nothing is announced before the stop, so the backend is stopped idle.
+        guard let cluster = try await PostgresCluster.dedicated() else { return }
         let url = try await cluster.createDatabase()
         // Probed every 500 ms and given 2 s to answer.
         let a = try await PostgresStore.connect(
@@ -65,32 +69,37 @@ struct PostgresStoreTests {
         let heard = Locked<[StoreChange]>([])
         let hearing = Task { for await change in a.changes() { heard.withLock { $0.append(change) } } }
         defer { hearing.cancel() }
-        // A's listener is the only one on this database yet: its backend.
-        let backend = try #require(
-            try await cluster.psql(
-                url,
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'crest-listener'"
-            ).first.flatMap { $0.first.flatMap { pid_t($0) } })
-        let b = try await PostgresStore.connect(
-            url: url, logger: Self.quietLogger, leaseTimeout: .seconds(30), answerTimeout: .seconds(600))
-        kill(backend, SIGSTOP)
-        var stopped = true
-        defer { if stopped { kill(backend, SIGCONT) } }
+        var stopped: pid_t?
+        var b: PostgresStore?
         do {
+            // A's listener is the only one on this database yet: its backend.
+            let backend = try #require(
+                try await cluster.psql(
+                    url,
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'crest-listener'"
+                ).first.flatMap { $0.first.flatMap { pid_t($0) } })
+            let other = try await PostgresStore.connect(
+                url: url, logger: Self.quietLogger, leaseTimeout: .seconds(30), answerTimeout: .seconds(30))
+            b = other
+            kill(backend, SIGSTOP)
+            stopped = backend
             #expect(try await eventually(timeout: .seconds(30)) { heard.value.contains(.resynchronize) }, "\(heard.value)")
             // Heard again through the new connection, while the old one's backend is still stopped.
             let now = millisecondNow()
-            _ = try await b.enqueue([NewJob(kind: "test.now", payload: "x")], at: now)
+            _ = try await other.enqueue([NewJob(kind: "test.now", payload: "x")], at: now)
             #expect(try await eventually(timeout: .seconds(30)) { heard.value.contains(.jobsDue(at: now)) }, "\(heard.value)")
             kill(backend, SIGCONT)
-            stopped = false
+            stopped = nil
+            try await a.close()
+            try await other.close()
         } catch {
+            if let stopped { kill(stopped, SIGCONT) }
             try? await a.close()
-            try? await b.close()
+            try? await b?.close()
+            await cluster.stop()
             throw error
         }
-        try await a.close()
-        try await b.close()
+        await cluster.stop()
     }
 
     @Test("a sale new to the planner's statistics: the batch's lookups probe the index with the key or buyer")

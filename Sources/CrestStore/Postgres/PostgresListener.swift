@@ -110,8 +110,13 @@ final class PostgresListener: Sendable {
                     try? await opened.close()
                     return
                 }
+                // The `LISTEN` itself is answered within `answerTimeout` too, or the connection closed.
+                let listenUnanswered = opened.eventLoop.scheduleTask(in: .init(answerTimeout)) {
+                    opened.close().whenComplete { _ in }
+                }
                 do {
                     try await opened.listen(on: PostgresNotices.channel) { notifications in
+                        listenUnanswered.cancel()
                         listening.finish()
                         if !first { tell(.resynchronize) }
                         first = false
@@ -130,6 +135,7 @@ final class PostgresListener: Sendable {
                         }
                     }
                 } catch {
+                    listenUnanswered.cancel()
                     try? await opened.close()
                     throw error
                 }
