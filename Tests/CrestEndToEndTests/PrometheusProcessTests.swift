@@ -60,10 +60,9 @@ struct PrometheusProcessTests {
             ],
             output: .collect { data in log.withLock { $0 += String(decoding: data, as: UTF8.self) } })
         try server.run()
-        defer {
-            server.terminate()
-            server.waitUntilExit()
-        }
+        // Stopped here if the test throws (reaped by its own thread); waited for at the end, off
+        // the concurrency pool.
+        defer { server.terminate() }
 
         // A sale: orders placed, one sold out, a bad request.
         let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken)
@@ -127,5 +126,7 @@ struct PrometheusProcessTests {
         // The stock invariant holds, so its alert is not firing.
         #expect(results(try await query(#"ALERTS{alertname="CrestStockInvariantBroken"}"#)).isEmpty)
         #expect(await crest.stop() == 0)
+        server.terminate()
+        await offPool { server.waitUntilExit() }
     }
 }
