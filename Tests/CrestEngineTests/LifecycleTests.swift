@@ -183,7 +183,9 @@ struct LifecycleTests {
         // The engine's clock is ours: orders expire when we move it past their window.
         let clock = AdjustableClock()
         try await EngineFixture.with(configuration: quickJobs, clock: clock) { fixture in
-            let sale = try await fixture.sale(stock: 40, paymentWindowSeconds: 60)
+            // The clock moves with real time too: a window of ten minutes, so that none expires while
+            // the orders are placed (a starved CI run took over a minute for the thirty).
+            let sale = try await fixture.sale(stock: 40, paymentWindowSeconds: 600)
             var orders: [Order] = []
             for index in 0..<30 {
                 orders.append(try await fixture.order(sale, buyer: "buyer-\(index)", key: "k-\(index)").order)
@@ -211,7 +213,7 @@ struct LifecycleTests {
             for (index, order) in orders.enumerated() where index % 3 == 1 {
                 _ = try await fixture.waitFor(order.id, status: .paid)
             }
-            clock.advance(by: .seconds(61))
+            clock.advance(by: .seconds(601))
             for (index, order) in orders.enumerated() {
                 let status: Order.Status = [.cancelled, .paid, .expired][index % 3]
                 _ = try await fixture.waitFor(order.id, status: status, timeout: .seconds(60))

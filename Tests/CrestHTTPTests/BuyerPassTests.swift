@@ -134,8 +134,9 @@ struct BuyerPassTests {
                         #expect(response.headers[.wwwAuthenticate]?.contains(#"error="invalid_token""#) == true, "\(name)")
                     }
                 }
-                // Within the allowance for clock skew (60 s) a pass just expired still counts.
-                let justExpired = try await signer.sign(BuyerPass(buyer: "ana", expiresAt: now - 20))
+                // Within the allowance for clock skew (60 s) a pass just expired still counts: 20 s
+                // before now, not before `now` above (a starved CI run took 84 s to get here).
+                let justExpired = try await signer.sign(BuyerPass(buyer: "ana", expiresAt: Date() - 20))
                 try await client.execute(
                     uri: "/v1/sales/\(sale)/orders", method: .post, headers: Self.headers(pass: justExpired, key: "k-skew"),
                     body: HTTPFixture.json(["quantity": 1])
