@@ -92,19 +92,10 @@ struct DeployScriptTests {
         try await offPool { try Self.runSync(command, environment: environment) }
     }
 
-    /// Runs the script to its end, its output in a file (the servers it leaves running inherit its descriptors).
+    /// Runs the script to its end (its output in a file: the servers it leaves running inherit its descriptors).
     private static func runSync(_ command: String, environment: [String: String]) throws -> (status: Int32, output: String) {
-        let log = FileManager.default.temporaryDirectory.appending(path: "crest-deploy-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        defer { try? handle.close() }
-        let process = ChildProcess(
-            executable: repository.appending(path: "deploy/three-nodes.sh").path, arguments: [command],
-            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, output: .file(handle))
-        try CrestCommand.launch(process)
-        process.waitUntilExit()
-        let status = process.terminationStatus
-        return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+        try ChildProcess.runToEnd(
+            repository.appending(path: "deploy/three-nodes.sh").path, [command],
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
     }
 }

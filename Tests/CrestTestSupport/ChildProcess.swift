@@ -73,6 +73,26 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Runs `executable` to its end and returns its exit status and everything it printed
+    /// (standard output and error, interleaved). Its output goes to a file, not a pipe: a server
+    /// it leaves running (`pg_ctl start`, a deploy script) would hold a pipe open. Blocks until it
+    /// ends: call it off the concurrency pool (``offPool(_:)``).
+    public static func runToEnd(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil
+    ) throws -> (status: Int32, output: String) {
+        let log = FileManager.default.temporaryDirectory.appending(path: "crest-child-\(UUID().uuidString).out")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? handle.close() }
+        let process = ChildProcess(
+            executable: executable, arguments: arguments, environment: environment, currentDirectory: currentDirectory,
+            output: .file(handle))
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+
     /// Blocks until the child has ended: call it off the concurrency pool (``offPool(_:)``).
     public func waitUntilExit() {
         exited.wait()

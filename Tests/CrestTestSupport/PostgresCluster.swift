@@ -219,20 +219,9 @@ public final class PostgresCluster: Sendable {
     @discardableResult
     private func run(_ tool: String, _ arguments: [String]) throws -> String {
         let path = Self.locate(tool, preferring: binaries).path
-        // Output to a file, not a pipe: the server `pg_ctl start` leaves running would hold a pipe open.
-        let log = FileManager.default.temporaryDirectory.appending(path: "crest-pg-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        defer { try? handle.close() }
-        let process = ChildProcess(
-            executable: runAs == nil ? path : "/usr/sbin/runuser",
-            arguments: runAs.map { ["-u", $0, "--", path] + arguments } ?? arguments,
-            currentDirectory: directory.path, output: .file(handle))
-        try CrestCommand.launch(process)
-        process.waitUntilExit()
-        let status = process.terminationStatus
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let (status, output) = try ChildProcess.runToEnd(
+            runAs == nil ? path : "/usr/sbin/runuser", runAs.map { ["-u", $0, "--", path] + arguments } ?? arguments,
+            currentDirectory: directory.path)
         guard status == 0 else {
             throw Unavailable(description: "\(tool) \(arguments.joined(separator: " ")) failed: \(output)")
         }
