@@ -154,7 +154,12 @@ struct PaymentBatchTests {
         let held = HeldProvider()
         let guarded = GuardedProvider(
             held, configuration: GuardedProvider.Configuration(timeout: .seconds(60), maxInFlight: 8), logger: Logger(label: "crest.test"))
-        try await EngineFixture.with(configuration: .quickJobs, provider: guarded) { fixture in
+        // The orders' first drift checks (a minute after them) also call the provider, without a
+        // creation's place: a starved CI run that held the burst past a minute saw them refused by
+        // the bulkhead (19). They come an hour after here; only creations reach the guard.
+        var configuration = EngineConfiguration.quickJobs
+        configuration.expiry.driftCheckFirst = .seconds(3600)
+        try await EngineFixture.with(configuration: configuration, provider: guarded) { fixture in
             let sale = try await fixture.sale(stock: 30, paymentWindowSeconds: 900)
             let orders = try await Self.placeAtOnce(24, in: sale, on: fixture)
             // Within 30 s alone; a starved full CI run on two cores once took longer.
