@@ -73,8 +73,8 @@ struct JobFixture {
 
     /// `timeout` bounds a wait, it is no speed claim: the whole suite runs its tests at once on
     /// two cores (crash tests, three-node tests, a 10,000-job run), and a job that takes 1.2 s
-    /// alone was seen to take over 15 s then.
-    func waitFor(_ id: JobID, timeout: Duration = .seconds(60), _ condition: @escaping (Job) -> Bool) async throws -> Job {
+    /// alone was seen to take over 15 s then, and a retried job over 60 s on 2026-12-06.
+    func waitFor(_ id: JobID, timeout: Duration = .seconds(180), _ condition: @escaping (Job) -> Bool) async throws -> Job {
         let reached = try await eventually(timeout: timeout) {
             try await store.job(id).map(condition) ?? false
         }
