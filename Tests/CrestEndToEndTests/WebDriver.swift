@@ -84,8 +84,9 @@ final class Browser: Sendable {
         await offPool { driver.waitUntilExit() }
     }
 
-    /// SIGKILL: chromedriver started from the test runner keeps SIGTERM blocked (a signal mask
-    /// is inherited), and it holds nothing that needs a clean exit once its session has ended.
+    /// SIGKILL: chromedriver holds nothing that needs a clean exit once its session has ended.
+    /// (It once had to be: children inherited the test threads' blocked SIGTERM, which
+    /// `ChildProcess` now clears.)
     private static func stop(_ driver: ChildProcess) {
         let pid = driver.processIdentifier
         if pid > 0, driver.isRunning { kill(pid, SIGKILL) }
