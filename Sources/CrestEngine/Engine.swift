@@ -133,8 +133,8 @@ package final class Engine: Sendable {
         var batchesInFlight: (@Sendable () -> Int)?
         if store.overlapsReservationBatches { batchesInFlight = { store.reservationBatchesInFlight } }
         self.batcher = GroupCommitter(
-            window: configuration.batchWindow, maxBatchSize: configuration.maxBatchSize,
-            inFlight: batchesInFlight, ownThread: ownThread, logger: logger, clock: crestClock
+            window: configuration.batchWindow, lingerBelow: configuration.batchLingerBelow,
+            maxBatchSize: configuration.maxBatchSize, inFlight: batchesInFlight, ownThread: ownThread, logger: logger, clock: crestClock
         ) { tickets in
             let outcomes = try await Self.commit(tickets, store: store, gates: gates, metrics: metrics, logger: logger)
             // The runner hears of the batch's jobs: its payments' creation at once, and its

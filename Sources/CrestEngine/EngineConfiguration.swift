@@ -1,8 +1,18 @@
 /// Tuning of the engine, passed down from the `crest` executable's options.
 package struct EngineConfiguration: Sendable {
-    /// How long the batcher waits after the first queued request for more to join its batch.
-    /// Zero means "whatever queued while the previous commit ran": see Benchmarks/RESULTS.md.
+    /// How long the batcher waits after the first queued request for more to join its batch,
+    /// when fewer than `batchLingerBelow` wait. Zero means "whatever queued while the previous
+    /// commit ran": see Benchmarks/RESULTS.md. The default here is zero: tests that move an
+    /// injected clock by hand would otherwise wait on it.
     package var batchWindow: Duration
+    /// The queue's length from which a batch starts without waiting its window; `nil`: it always
+    /// waits (a test's way to gather attempts into one batch).
+    package var batchLingerBelow: Int?
+    /// The window and threshold `crest serve` and `crest demo` run with: at a moderate rate a
+    /// batch of a few orders instead of one, each commit's hand-offs and sync shared; under load
+    /// the queue is longer than the threshold and nobody waits.
+    package static let servedBatchWindow: Duration = .milliseconds(2)
+    package static let servedBatchLingerBelow = 8
     /// The most reservations one store transaction takes.
     package var maxBatchSize: Int
     /// How many refused idempotency keys each sale remembers, to replay their answers.
@@ -20,11 +30,12 @@ package struct EngineConfiguration: Sendable {
     package var reconcileEvery: Duration?
 
     package init(
-        batchWindow: Duration = .zero, maxBatchSize: Int = 256, refusalMemoryPerSale: Int = 1_000_000,
+        batchWindow: Duration = .zero, batchLingerBelow: Int? = nil, maxBatchSize: Int = 256, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
         expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil, reconcileEvery: Duration? = nil
     ) {
         self.batchWindow = batchWindow
+        self.batchLingerBelow = batchLingerBelow
         self.maxBatchSize = maxBatchSize
         self.refusalMemoryPerSale = refusalMemoryPerSale
         self.gateIdleTimeout = gateIdleTimeout

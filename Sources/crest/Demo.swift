@@ -155,6 +155,8 @@ struct DemoStack {
             HTTPPaymentProvider(http: providerHTTP, baseURL: simulatorURL), configuration: .init(), logger: logger)
         var configuration = EngineConfiguration()
         configuration.jobs.gather = JobRunnerConfiguration.servedGather
+        configuration.batchWindow = EngineConfiguration.servedBatchWindow
+        configuration.batchLingerBelow = EngineConfiguration.servedBatchLingerBelow
         let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider)
         // Served as `crest serve` serves: the route and the channel share the limiter and the risk
         // rules, and the channel refuses what it can tell the route would.

@@ -49,6 +49,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: Self.adminToken.help) var adminToken: String?
 
     @Option(help: Options.batchWindow.help) var batchWindowUs: Int?
+    @Option(help: Options.batchLingerBelow.help) var batchLingerBelow: Int?
 
     @Option(help: Options.maxBatch.help) var maxBatch: Int?
 
@@ -80,6 +81,7 @@ struct Serve: AsyncParsableCommand {
         let port = try Options.port.resolve(port, in: settings)
         let dataDirectory = try store.directory(settings)
         let windowMicros = try Options.batchWindow.resolve(batchWindowUs, in: settings)
+        let lingerBelow = try Options.batchLingerBelow.resolve(batchLingerBelow, in: settings)
         let maxBatch = try Options.maxBatch.resolve(maxBatch, in: settings)
         let refusalMemory = try Options.refusalMemory.resolve(refusalMemory, in: settings)
         let gateIdleSeconds = try Options.gateIdle.resolve(gateIdleSeconds, in: settings)
@@ -132,7 +134,7 @@ struct Serve: AsyncParsableCommand {
         let engine = Engine(
             store: opened,
             configuration: EngineConfiguration(
-                batchWindow: .microseconds(windowMicros), maxBatchSize: maxBatch,
+                batchWindow: .microseconds(windowMicros), batchLingerBelow: lingerBelow, maxBatchSize: maxBatch,
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
                 jobs: JobRunnerConfiguration(
                     workers: jobWorkers, lease: .seconds(jobLease), gather: .milliseconds(jobGather)), writePath: writePath,
@@ -249,8 +251,15 @@ extension Serve {
             name: "port", env: "CREST_PORT", defaultValue: 8080, range: 0...65_535,
             meaning: "Port to listen on; 0 picks a free one")
         static let batchWindow = IntSetting(
-            name: "batch window", env: "CREST_BATCH_WINDOW_US", defaultValue: 0, range: 0...1_000_000, unit: " µs",
-            meaning: "Microseconds the batcher waits for more requests after the first; 0 takes what queued during the previous commit")
+            name: "batch window", env: "CREST_BATCH_WINDOW_US",
+            defaultValue: Int(EngineConfiguration.servedBatchWindow.seconds * 1_000_000), range: 0...1_000_000, unit: " µs",
+            meaning:
+                "Microseconds the batcher waits for more requests when fewer than --batch-linger-below wait and no batch is being committed; 0 takes what queued during the previous commit"
+        )
+        static let batchLingerBelow = IntSetting(
+            name: "batch linger below", env: "CREST_BATCH_LINGER_BELOW",
+            defaultValue: EngineConfiguration.servedBatchLingerBelow, range: 1...100_000, unit: " requests",
+            meaning: "Requests waiting from which a batch starts at once, without its window")
         static let maxBatch = IntSetting(
             name: "max batch", env: "CREST_MAX_BATCH", defaultValue: 256, range: 1...100_000,
             meaning: "Most reservations per store transaction; 1 turns merging off")

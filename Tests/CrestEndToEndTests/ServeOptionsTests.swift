@@ -57,7 +57,7 @@ struct DeclaredOptionsTests {
 /// `crest serve`'s options for the stock gates' memory.
 @Suite("crest serve: gate options")
 struct GateOptionsTests {
-    @Test("gate and log options out of range: a clear message and a usage exit")
+    @Test("gate, batch and log options out of range: a clear message and a usage exit")
     func badGateOptions() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -67,6 +67,8 @@ struct GateOptionsTests {
             (["--refusal-memory", "10000001"], "refusal memory must be 0…10,000,000 keys"),
             (["--gate-idle-seconds", "0"], "gate idle time must be 1…86,400 seconds"),
             (["--gate-idle-seconds", "86401"], "gate idle time must be 1…86,400 seconds"),
+            (["--batch-linger-below", "0"], "batch linger below must be 1…100,000 requests"),
+            (["--batch-window-us", "1000001"], "batch window must be 0…1,000,000 µs"),
             (["--log-format", "xml"], "unknown log format xml: text or json"),
             (["--log-level", "loud"], "unknown log level loud"),
         ] {

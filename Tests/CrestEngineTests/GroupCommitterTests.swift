@@ -1,3 +1,4 @@
+import CrestCore
 import CrestTestSupport
 import Foundation
 import Logging
@@ -56,9 +57,9 @@ struct GroupCommitterTests {
             let committer = GroupCommitter<Int, Int>(
                 window: .zero, maxBatchSize: 8, inFlight: { overlapping ? 2 : 1 }, logger: Logger(label: "test")
             ) { items in
-                started.withLock { $0.append(items) }
+                started.withLock { $0.append(items.sorted()) }
                 // The first batch is held until the test lets it go.
-                if items.first == 1 { for await _ in released { break } }
+                if items.contains(1) { for await _ in released { break } }
                 return items
             }
             let first = [1, 2].map { item in Task { try await committer.submit(item) } }
@@ -83,6 +84,53 @@ struct GroupCommitterTests {
             committer.stopAccepting()
             await draining.value
         }
+    }
+
+    @Test(
+        "with a window: a batch that would start with fewer than lingerBelow waits for more, until the window ends or that many wait; one that would start with as many starts at once"
+    )
+    func lingersOnlyBelowItsThreshold() async throws {
+        let clock = AdjustableClock()
+        let started = Mutex<[[Int]]>([])
+        let committer = GroupCommitter<Int, Int>(
+            window: .seconds(3600), lingerBelow: 3, maxBatchSize: 8, logger: Logger(label: "test"), clock: clock
+        ) { items in
+            started.withLock { $0.append(items.sorted()) }
+            return items
+        }
+        // Three wait before the loop first looks: as many as the threshold, so no linger.
+        let busy = [1, 2, 3].map { item in Task { try await committer.submit(item) } }
+        #expect(try await eventually(timeout: .seconds(30)) { committer.queuedCount == 3 })
+        let draining = Task { await committer.drain() }
+        let atOnce = try await eventually(timeout: .seconds(30)) { started.withLock { $0.count } == 1 }
+        #expect(atOnce, "three waiting, as many as the threshold: the batch starts without its window")
+        if !atOnce { clock.advance(by: .seconds(3600)) }  // so that a failure ends instead of hanging
+        for (task, item) in zip(busy, 1...3) { #expect(try await task.value == item) }
+        #expect(started.withLock { $0 } == [[1, 2, 3]])
+        // One alone: it lingers for the window (an hour of the test's clock), and one that comes
+        // meanwhile joins its batch.
+        let alone = Task { try await committer.submit(4) }
+        #expect(try await eventually(timeout: .seconds(30)) { clock.sleeping == 1 })
+        let joining = Task { try await committer.submit(5) }
+        #expect(try await eventually(timeout: .seconds(30)) { committer.queuedCount == 2 })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(started.withLock { $0.count } == 1, "nothing commits before the window ends")
+        clock.advance(by: .seconds(3600))
+        #expect(try await alone.value == 4)
+        #expect(try await joining.value == 5)
+        #expect(started.withLock { $0 } == [[1, 2, 3], [4, 5]])
+        // One alone lingers again, and its batch starts as soon as the threshold's count waits,
+        // without its window's end.
+        let lingering = Task { try await committer.submit(6) }
+        #expect(try await eventually(timeout: .seconds(30)) { clock.sleeping == 1 })
+        let more = [7, 8].map { item in Task { try await committer.submit(item) } }
+        let early = try await eventually(timeout: .seconds(30)) { started.withLock { $0.count } == 3 }
+        #expect(early, "three waiting end the linger")
+        if !early { clock.advance(by: .seconds(3600)) }
+        for (task, item) in zip([lingering] + more, 6...8) { #expect(try await task.value == item) }
+        #expect(started.withLock { $0 } == [[1, 2, 3], [4, 5], [6, 7, 8]])
+        committer.stopAccepting()
+        await draining.value
     }
 
     @Test(

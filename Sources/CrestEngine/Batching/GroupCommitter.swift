@@ -7,9 +7,13 @@ import Synchronization
 /// Merges concurrent requests into batches and hands each batch to one `commit` call, then
 /// answers every request with its own result — the group commit of DESIGN.md's write path.
 ///
-/// A batch is whatever queued while the previous commit ran (plus, with a non-zero `window`, what
-/// arrives during that window after the first request), capped at `maxBatchSize`. Nobody waits in
-/// an unbounded queue: the queue is drained as fast as the store commits.
+/// A batch is whatever queued while the previous commit ran, capped at `maxBatchSize`. With a
+/// non-zero `window`, a batch that would start with fewer than `lingerBelow` requests, while no
+/// other batch is being committed, first waits up to that long for more — until `lingerBelow`
+/// wait, so that clients who send again as soon as they are answered do not wait it out each
+/// round. At a moderate rate each request would otherwise commit alone, with every hand-off and
+/// sync of a commit to itself; under load the queue is long enough and nobody lingers. Nobody
+/// waits in an unbounded queue: the queue is drained as fast as the store commits.
 ///
 /// It is a `Service`: on graceful shutdown it stops taking new requests, commits every request
 /// already queued, and returns.
@@ -43,6 +47,9 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
         var running = 0
         /// The size of the batch most recently started.
         var lastStarted = 0
+        /// The loop's linger under way, if it lingers (a late timer of an earlier one ends nothing).
+        var lingering: UInt64?
+        var lingers: UInt64 = 0
 
         /// Whether a batch may start now: something waits, a place is free, and — with a batch
         /// already in flight — as many wait as it holds (or shutdown began), so that two batches
@@ -56,6 +63,7 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     private let state = Mutex(State())
     private let commit: Commit
     private let window: Duration
+    private let lingerBelow: Int
     private let maxBatchSize: Int
     private let inFlightLimit: (@Sendable () -> Int)?
     private let ownThread: Bool
@@ -65,18 +73,20 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// With `ownThread`, the loop runs on a thread of its own (``EventLoopTaskExecutor/ownThread()``):
     /// when a commit returns, it continues at once instead of queueing behind the request handlers
     /// that share the cooperative pool. Otherwise it runs on the pool.
-    /// `clock` times the linger of a non-zero `window`. While `inFlight` says more than one (it
+    /// `clock` times the linger of a non-zero `window`; `lingerBelow` (at most `maxBatchSize`, which
+    /// it is by default: always linger) is the queue's length from which a batch starts at once. While `inFlight` says more than one (it
     /// is asked each time a batch could start), that many batches may be committed at once
     /// (`commit` is then called concurrently): the next starts while the last is committed, once
     /// as many requests wait as the last holds.
     package init(
-        window: Duration, maxBatchSize: Int, inFlight: (@Sendable () -> Int)? = nil, ownThread: Bool = false,
+        window: Duration, lingerBelow: Int? = nil, maxBatchSize: Int, inFlight: (@Sendable () -> Int)? = nil, ownThread: Bool = false,
         logger: Logger, clock: any CrestClock = SystemClock(), commit: @escaping Commit
     ) {
         precondition(maxBatchSize >= 1, "maxBatchSize must be at least 1")
         self.inFlightLimit = inFlight
         self.clock = clock
         self.window = window
+        self.lingerBelow = min(lingerBelow ?? maxBatchSize, maxBatchSize)
         self.maxBatchSize = maxBatchSize
         self.ownThread = ownThread
         self.logger = logger
@@ -110,7 +120,11 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
         let outcome = state.withLock { state -> (accepted: Bool, wake: CheckedContinuation<Void, Never>?) in
             guard !state.shuttingDown else { return (false, nil) }
             state.queue.append(waiting)
-            guard state.mayStart(inFlight: inFlight) else { return (true, nil) }
+            if state.lingering != nil {
+                guard state.queue.count >= lingerBelow else { return (true, nil) }
+            } else {
+                guard state.mayStart(inFlight: inFlight) else { return (true, nil) }
+            }
             let wake = state.wakeUp
             state.wakeUp = nil
             return (true, wake)
@@ -197,7 +211,9 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
             let step = state.withLock { state -> BatchStep in
                 if state.queue.isEmpty { return state.shuttingDown ? .stop : .wait }
                 guard state.mayStart(inFlight: inFlight) else { return .wait }
-                if window > .zero, state.queue.count < maxBatchSize, !state.shuttingDown { return .linger }
+                if window > .zero, state.running == 0, state.queue.count < lingerBelow, !state.shuttingDown {
+                    return .linger
+                }
                 return .take
             }
             switch step {
@@ -213,12 +229,47 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
                     if resumeNow { continuation.resume() }
                 }
             case .linger:
-                try? await clock.sleep(for: window)
+                await linger()
                 return takeBatch()
             case .take:
                 return takeBatch()
             }
         }
+    }
+
+    /// Waits until `window` has passed, `lingerBelow` requests wait, or shutdown began.
+    private func linger() async {
+        let id = state.withLock { state in
+            state.lingers += 1
+            state.lingering = state.lingers
+            return state.lingers
+        }
+        let timer = Task {
+            try? await clock.sleep(for: window)
+            endLinger(id)
+        }
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.lingering != id || state.queue.count >= lingerBelow || state.shuttingDown { return true }
+                state.wakeUp = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        state.withLock { $0.lingering = nil }
+        timer.cancel()
+    }
+
+    /// The window of linger `id` has passed: the loop takes what waits.
+    private func endLinger(_ id: UInt64) {
+        let wake = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.lingering == id else { return nil }
+            state.lingering = nil
+            let wake = state.wakeUp
+            state.wakeUp = nil
+            return wake
+        }
+        wake?.resume()
     }
 
     private func takeBatch() -> [Waiting] {
