@@ -80,7 +80,9 @@ struct Serve: AsyncParsableCommand {
         let host = Self.host.value(host, in: settings)
         let port = try Options.port.resolve(port, in: settings)
         let dataDirectory = try store.directory(settings)
-        let windowMicros = try Options.batchWindow.resolve(batchWindowUs, in: settings)
+        // The linger was measured on the embedded store only; PostgreSQL's batches keep none unless asked.
+        let windowMicros = try Options.batchWindow.resolve(
+            batchWindowUs, in: settings, default: store.postgresURL(settings) == nil ? nil : 0)
         let lingerBelow = try Options.batchLingerBelow.resolve(batchLingerBelow, in: settings)
         let maxBatch = try Options.maxBatch.resolve(maxBatch, in: settings)
         let refusalMemory = try Options.refusalMemory.resolve(refusalMemory, in: settings)
@@ -254,7 +256,7 @@ extension Serve {
             name: "batch window", env: "CREST_BATCH_WINDOW_US",
             defaultValue: Int(EngineConfiguration.servedBatchWindow.seconds * 1_000_000), range: 0...1_000_000, unit: " µs",
             meaning:
-                "Microseconds the batcher waits for more requests when fewer than --batch-linger-below wait and no batch is being committed; 0 takes what queued during the previous commit"
+                "Microseconds the batcher waits for more requests when fewer than --batch-linger-below wait and no batch is being committed (0 by default with --database-url); 0 takes what queued during the previous commit"
         )
         static let batchLingerBelow = IntSetting(
             name: "batch linger below", env: "CREST_BATCH_LINGER_BELOW",

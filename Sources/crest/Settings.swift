@@ -52,8 +52,9 @@ struct IntSetting: Sendable {
 
     /// The flag, else the environment variable, else the default; a value outside the range is a
     /// usage error that names the setting and its range.
-    func resolve(_ flag: Int?, in settings: Settings) throws -> Int {
-        let value = try settings.value(flag, env: env, default: defaultValue)
+    /// `default` stands in for `defaultValue` where a command's other settings change it.
+    func resolve(_ flag: Int?, in settings: Settings, default: Int? = nil) throws -> Int {
+        let value = try settings.value(flag, env: env, default: `default` ?? defaultValue)
         guard range.contains(value) else { throw ValidationError("\(name) must be \(rangeText)") }
         return value
     }
