@@ -46,7 +46,7 @@ final class CrestProcess: Sendable {
     func kill() async { await CrestCommand.kill(process) }
 
     /// SIGTERM, then waits for the graceful shutdown; returns the exit status.
-    func stop() async -> Int32 { await CrestCommand.stop(process) }
+    func stop() async -> Int32 { await CrestCommand.stop(process, log: { [output] in output.value }) }
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }

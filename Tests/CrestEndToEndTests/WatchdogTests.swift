@@ -7,6 +7,29 @@ import Testing
 @Suite("Watchdog")
 struct WatchdogTests {
     @Test(
+        "a child that does not stop on SIGTERM is an issue of the test after its grace, with its output, and is killed: the suite does not wait for it for ever"
+    )
+    func stopHasAGrace() async throws {
+        let output = Locked("")
+        let child = ChildProcess(
+            executable: "/bin/sh", arguments: ["-c", "trap '' TERM; echo ignoring SIGTERM; while :; do sleep 1; done"],
+            output: .collect { data in output.withLock { $0 += String(decoding: data, as: UTF8.self) } })
+        try child.run()
+        #expect(try await eventually(timeout: .seconds(30)) { output.value.contains("ignoring SIGTERM") })
+        let started = ContinuousClock.now
+        let status = Locked<Int32?>(nil)
+        await withKnownIssue {
+            let ended = await CrestCommand.stop(child, grace: .seconds(1), log: { output.value })
+            status.withLock { $0 = ended }
+        } matching: { issue in
+            String(describing: issue).contains("did not stop within 1.0 seconds of SIGTERM")
+                && String(describing: issue).contains("ignoring SIGTERM")
+        }
+        #expect(status.value == SIGKILL, "killed after its grace")
+        #expect(ContinuousClock.now - started < .seconds(60))
+    }
+
+    @Test(
         "the watched process killed: a registered child's process group is signalled and a registered script runs; a cancelled one does not; the watchdog ends"
     )
     func cleansUpAfterAKill() async throws {

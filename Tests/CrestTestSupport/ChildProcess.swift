@@ -99,6 +99,14 @@ public final class ChildProcess: Sendable {
         exited.signal()
     }
 
+    /// As `waitUntilExit()`, for at most `timeout`: whether the child has ended.
+    public func waitUntilExit(within timeout: Duration) -> Bool {
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        guard exited.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .success else { return false }
+        exited.signal()
+        return true
+    }
+
     public func run() throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Testing
 
 /// The `crest` executable that `swift test` builds next to the test bundle, run as a child process.
 public enum CrestCommand {
@@ -81,13 +82,20 @@ public enum CrestCommand {
     }
 
     /// SIGTERM, then waits for the graceful shutdown (off the concurrency pool: it can take
-    /// seconds); returns the exit status.
-    public static func stop(_ process: ChildProcess) async -> Int32 {
+    /// seconds); returns the exit status. A shutdown that does not end within `grace` is a bug of
+    /// Crest's, not a reason to hang the suite: it is recorded as an issue (with `log`, the
+    /// process's output, if given), the process is killed, and SIGKILL's status returned.
+    public static func stop(
+        _ process: ChildProcess, grace: Duration = .seconds(90), log: (@Sendable () -> String)? = nil
+    ) async -> Int32 {
         process.terminate()
-        return await offPool {
-            process.waitUntilExit()
-            return process.terminationStatus
+        let ended = await offPool { process.waitUntilExit(within: grace) }
+        if !ended {
+            let output = log.map { "; its output ends:\n" + String($0().suffix(6_000)) } ?? ""
+            Issue.record("crest did not stop within \(grace) of SIGTERM\(output)")
+            await kill(process)
         }
+        return process.terminationStatus
     }
 
     /// Runs `crest arguments` to its end and returns its exit status and everything it printed
