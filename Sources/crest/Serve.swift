@@ -254,7 +254,7 @@ extension Serve {
             meaning: "Port to listen on; 0 picks a free one")
         static let batchWindow = IntSetting(
             name: "batch window", env: "CREST_BATCH_WINDOW_US",
-            defaultValue: Int(EngineConfiguration.servedBatchWindow.seconds * 1_000_000), range: 0...1_000_000, unit: " µs",
+            defaultValue: Int((EngineConfiguration.servedBatchWindow.seconds * 1_000_000).rounded()), range: 0...1_000_000, unit: " µs",
             meaning:
                 "Microseconds the batcher waits for more requests when fewer than --batch-linger-below wait and no batch is being committed (0 by default with --database-url); 0 takes what queued during the previous commit"
         )

@@ -73,11 +73,11 @@ package final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, S
     /// With `ownThread`, the loop runs on a thread of its own (``EventLoopTaskExecutor/ownThread()``):
     /// when a commit returns, it continues at once instead of queueing behind the request handlers
     /// that share the cooperative pool. Otherwise it runs on the pool.
-    /// `clock` times the linger of a non-zero `window`; `lingerBelow` (at most `maxBatchSize`, which
-    /// it is by default: always linger) is the queue's length from which a batch starts at once. While `inFlight` says more than one (it
-    /// is asked each time a batch could start), that many batches may be committed at once
-    /// (`commit` is then called concurrently): the next starts while the last is committed, once
-    /// as many requests wait as the last holds.
+    /// `clock` times the linger of a non-zero `window`; `lingerBelow` (at most `maxBatchSize`,
+    /// which it is by default: always linger) is the queue's length from which a batch starts at
+    /// once. While `inFlight` says more than one (it is asked each time a batch could start), that
+    /// many batches may be committed at once (`commit` is then called concurrently): the next
+    /// starts while the last is committed, once as many requests wait as the last holds.
     package init(
         window: Duration, lingerBelow: Int? = nil, maxBatchSize: Int, inFlight: (@Sendable () -> Int)? = nil, ownThread: Bool = false,
         logger: Logger, clock: any CrestClock = SystemClock(), commit: @escaping Commit
