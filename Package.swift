@@ -67,6 +67,7 @@ let package = Package(
         .target(
             name: "CrestStore",
             dependencies: [
+                "CrestConcurrency",
                 "CrestCore",
                 "CrestSQLiteWAL",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -254,7 +255,7 @@ let package = Package(
         .testTarget(
             name: "CrestStoreTests",
             dependencies: [
-                "CrestCore", "CrestSQLiteWAL", "CrestStore", "CrestTestSupport",
+                "CrestConcurrency", "CrestCore", "CrestSQLiteWAL", "CrestStore", "CrestTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

@@ -183,14 +183,14 @@ struct Serve: AsyncParsableCommand {
         do {
             try await ProcessLifecycle.group(services, logger: logger).run()
         } catch {
-            try? await opened.close()
-            try? await providerHTTP?.shutdown()
+            try? await ProcessLifecycle.close("the store") { try await opened.close() }
+            try? await ProcessLifecycle.close("the payment provider's HTTP client") { try await providerHTTP?.shutdown() }
             await control?.thread.shutdown()
             if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
             throw error
         }
-        try await opened.close()
-        try await providerHTTP?.shutdown()
+        try await ProcessLifecycle.close("the store") { try await opened.close() }
+        try await ProcessLifecycle.close("the payment provider's HTTP client") { try await providerHTTP?.shutdown() }
         await control?.thread.shutdown()
         if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
         logger.info("crest stopped")

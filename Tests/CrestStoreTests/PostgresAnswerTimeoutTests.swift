@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import CrestTestSupport
 import Foundation
@@ -73,6 +74,43 @@ struct PostgresAnswerTimeoutTests {
             try await releaseRow(holder)
             let records = try await audit.value
             #expect(records.sales.map(\.id) == [sale.id])
+        }
+    }
+
+    @Test(
+        "a statement sent on a connection already closed is answered unavailable at its deadline (postgres-nio alone would wait for ever)"
+    )
+    func answerOnClosedConnection() async throws {
+        try await withPostgresNodes(1) { _, url, _ in
+            let connection = try await PostgresConnection.connect(
+                configuration: try PostgresURL(url).connection, id: 1, logger: postgresTestLogger)
+            try await connection.close()
+            // The handler leaves the closed channel on a later turn of its event loop.
+            try await Task.sleep(for: .milliseconds(100))
+            let outcome = try await boundedWait(atMost: .seconds(60)) { () -> (any Error)? in
+                do {
+                    try await connection.answer("SELECT 1", within: .milliseconds(300), logger: postgresTestLogger)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            let error = try #require(outcome, "no answer within 60 s")
+            #expect(error is UnavailableError, "\(String(describing: error))")
+        }
+    }
+
+    @Test("a statement not answered within its deadline is answered unavailable and its connection closed")
+    func answerPastDeadline() async throws {
+        try await withPostgresNodes(1) { _, url, _ in
+            let connection = try await PostgresConnection.connect(
+                configuration: try PostgresURL(url).connection, id: 1, logger: postgresTestLogger)
+            try await connection.answer("SELECT 1", within: .seconds(30), logger: postgresTestLogger)
+            await #expect(throws: UnavailableError.self) {
+                try await connection.answer("SELECT pg_sleep(30)", within: .milliseconds(300), logger: postgresTestLogger)
+            }
+            _ = try? await connection.closeFuture.get()
+            #expect(connection.isClosed)
         }
     }
 

@@ -154,20 +154,42 @@ final class PostgresListener: Sendable {
     private func probe(_ connection: PostgresConnection) async throws {
         while true {
             try await Task.sleep(for: probeInterval)
-            let unanswered = Atomic(false)
-            let timeout = connection.eventLoop.scheduleTask(in: .init(answerTimeout)) {
-                unanswered.store(true, ordering: .relaxed)
-                connection.close().whenComplete { _ in }
-            }
-            defer { timeout.cancel() }
             do {
-                try await connection.query("SELECT 1", logger: logger)
-            } catch  where unanswered.load(ordering: .relaxed) {
+                try await connection.answer("SELECT 1", within: answerTimeout, logger: logger)
+            } catch let error as UnavailableError {
                 logger.warning(
                     "the connection listening for other nodes' changes did not answer in time; connecting again",
                     metadata: ["timeout": "\(answerTimeout)"])
-                throw UnavailableError(reason: "the listening connection did not answer within \(answerTimeout)")
+                throw error
             }
         }
+    }
+}
+
+extension PostgresConnection {
+    /// Runs `query` and waits for its end at most `timeout`: past it the connection is closed and
+    /// this throws `UnavailableError`.
+    ///
+    /// The wait is bounded here, not by the close alone: postgres-nio 1.33 never answers a
+    /// statement written to a connection that is already closed (its handler is gone and the
+    /// statement's promise is dropped), so a query sent just after the server cut the connection
+    /// would wait for ever — and with it whoever awaits the query. Such a query's task is left
+    /// behind.
+    func answer(_ query: PostgresQuery, within timeout: Duration, logger: Logger) async throws {
+        let answered = eventLoop.makePromise(of: Void.self)
+        let deadline = eventLoop.scheduleTask(in: .init(timeout)) { [self] in
+            answered.fail(UnavailableError(reason: "PostgreSQL did not answer within \(timeout)"))
+            close().whenComplete { _ in }
+        }
+        Task {
+            do {
+                try await self.query(query, logger: logger)
+                answered.succeed()
+            } catch {
+                answered.fail(error)
+            }
+        }
+        defer { deadline.cancel() }
+        try await answered.futureResult.get()
     }
 }

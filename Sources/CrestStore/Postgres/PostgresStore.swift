@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import Foundation
 import Logging
@@ -340,11 +341,22 @@ public final class PostgresStore: Store {
         _ = try await rows("SELECT 1")
     }
 
+    /// Each part gets `closeLimit`: one that does not close in time (a library's close waiting for
+    /// an answer a restarted or frozen server will not send) is logged and left behind, so that a
+    /// node told to stop does stop — what it acknowledged is committed already.
     public func close() async throws {
-        await listener.stop()
-        await lane.close()
+        await closing("the connection listening for changes") { await self.listener.stop() }
+        await closing("the one-statement lane's connection") { await self.lane.close() }
         let running = pool.withLock { $0.running }
         running.cancel()
-        _ = await running.value
+        await closing("the connection pool") { _ = await running.value }
+    }
+
+    static let closeLimit: Duration = .seconds(5)
+
+    private func closing(_ part: String, _ close: @escaping @Sendable () async -> Void) async {
+        if (try? await boundedWait(atMost: Self.closeLimit, close)) == nil {
+            logger.error("\(part) did not close within \(Self.closeLimit); the store closes without it")
+        }
     }
 }
