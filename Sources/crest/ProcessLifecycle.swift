@@ -27,8 +27,8 @@ enum ProcessLifecycle {
         return ServiceGroup(configuration: configuration)
     }
 
-    /// Enough for the PostgreSQL store's three parts at their own limit each.
-    static let closeLimit: Duration = .seconds(20)
+    /// The PostgreSQL store's three parts at their own limit each (5 s), with room for a busy machine.
+    static let closeLimit: Duration = .seconds(30)
 
     /// Closes `part` once the services stopped, for at most `closeLimit`: a close that does not
     /// finish fails the command (its exit status says so), instead of holding the process.

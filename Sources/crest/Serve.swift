@@ -180,19 +180,26 @@ struct Serve: AsyncParsableCommand {
                 engine.batcherService, engine.jobRunnerService, lag,
                 Listener(server: app, address: "\(host):\(port)", started: started),
             ] + [control?.listener].compactMap { $0 }
+        var failure: (any Error)?
         do {
             try await ProcessLifecycle.group(services, logger: logger).run()
         } catch {
-            try? await ProcessLifecycle.close("the store") { try await opened.close() }
-            try? await ProcessLifecycle.close("the payment provider's HTTP client") { try await providerHTTP?.shutdown() }
-            await control?.thread.shutdown()
-            if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
-            throw error
+            failure = error
         }
-        try await ProcessLifecycle.close("the store") { try await opened.close() }
-        try await ProcessLifecycle.close("the payment provider's HTTP client") { try await providerHTTP?.shutdown() }
+        do {
+            try await ProcessLifecycle.close("the store") { try await opened.close() }
+        } catch {
+            failure = failure ?? error
+        }
+        // Shut down whatever happened to the store: the client may not be dropped running.
+        do {
+            try await providerHTTP?.shutdown()
+        } catch {
+            failure = failure ?? error
+        }
         await control?.thread.shutdown()
         if loops !== MultiThreadedEventLoopGroup.singleton { try? await loops.shutdownGracefully() }
+        if let failure { throw failure }
         logger.info("crest stopped")
     }
 }
