@@ -1,4 +1,3 @@
-import CrestConcurrency
 import Foundation
 import Logging
 import NIOCore
@@ -26,24 +25,6 @@ enum ProcessLifecycle {
         configuration.maximumCancellationDuration = cancelLimit
         return ServiceGroup(configuration: configuration)
     }
-
-    /// The PostgreSQL store's three parts at their own limit each (5 s), with room for a busy machine.
-    static let closeLimit: Duration = .seconds(30)
-
-    /// Closes `part` once the services stopped, for at most `closeLimit`: a close that does not
-    /// finish fails the command (its exit status says so), instead of holding the process.
-    static func close(_ part: String, _ close: @escaping @Sendable () async throws -> Void) async throws {
-        guard try await boundedWait(atMost: closeLimit, close) != nil else {
-            throw StopFailure("\(part) did not close within \(closeLimit)")
-        }
-    }
-}
-
-/// The process stopped, but not cleanly; `description` is the line the operator reads.
-struct StopFailure: Error, CustomStringConvertible {
-    var description: String
-
-    init(_ description: String) { self.description = description }
 }
 
 /// An HTTP server as a service whose start-up failure says what could not be done: "cannot

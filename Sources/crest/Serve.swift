@@ -187,7 +187,7 @@ struct Serve: AsyncParsableCommand {
             failure = error
         }
         do {
-            try await ProcessLifecycle.close("the store") { try await opened.close() }
+            try await opened.close()
         } catch {
             failure = failure ?? error
         }

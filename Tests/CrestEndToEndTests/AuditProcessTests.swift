@@ -22,7 +22,7 @@ struct AuditProcessTests {
         #expect(live.status == 200)
         #expect(live.json["passed"] as? Bool == true, "\(String(decoding: live.body, as: UTF8.self))")
         #expect((live.json["checks"] as? [[String: Any]])?.count == AuditCheck.allCases.count)
-        #expect(await crest.stop() == 0)
+        await crest.expectGracefulStop()
 
         let clean = try await CrestCommand.run(["audit", "--data-dir", directory.path], timeout: .seconds(60))
         #expect(clean.status == 0, "\(clean.output)")

@@ -70,7 +70,7 @@ struct CrashTests {
             #expect(final == ["total": 10_000, "available": 10_000 - requests, "reserved": requests, "sold": 0])
             let audit = try await restarted.audit()
             #expect(audit.passed, "\(audit.report)")
-            #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
+            await second.expectGracefulStop()
         }
     }
 }

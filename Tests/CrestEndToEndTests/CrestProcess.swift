@@ -48,6 +48,12 @@ final class CrestProcess: Sendable {
     /// SIGTERM, then waits for the graceful shutdown; returns the exit status.
     func stop() async -> Int32 { await CrestCommand.stop(process, log: { [output] in output.value }) }
 
+    /// SIGTERM, and a clean exit expected: its output is the failure's message.
+    func expectGracefulStop(sourceLocation: SourceLocation = #_sourceLocation) async {
+        let status = await stop()
+        #expect(status == 0, "graceful stop failed (exit status \(status)):\n\(log)", sourceLocation: sourceLocation)
+    }
+
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }

@@ -142,6 +142,6 @@ struct DatabaseRestartTests {
         #expect(orders.first == ["\(keys.count)", "\(keys.count)"], "\(orders) orders for \(keys.count) keys")
         let counters = try await client.stock(sale: sale)
         #expect(counters == ["total": stock, "available": stock - keys.count, "reserved": keys.count, "sold": 0])
-        #expect(await node.stop() == 0, "graceful stop failed:\n\(node.log)")
+        await node.expectGracefulStop()
     }
 }

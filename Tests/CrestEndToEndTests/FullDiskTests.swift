@@ -84,7 +84,7 @@ struct FullDiskTests {
         }
 
         // Stopped and started again: every answered order is there, and the audit passes.
-        #expect(await crest.stop() == 0)
+        await crest.expectGracefulStop()
         let again = try await CrestProcess(dataDirectory: data)
         let reread = CrestClient(http: .shared, port: again.port)
         for (key, id) in answered {

@@ -38,7 +38,7 @@ struct JobCrashTests {
                     return .failure(error)
                 }
             }
-            #expect(await placing.stop() == 0, "graceful stop failed:\n\(placing.log)")
+            await placing.expectGracefulStop()
             let orders = placed.compactMap { try? $0.get() }.filter { $0.status == 201 }.compactMap(\.id)
             let unplaced = placed.compactMap { answer -> String? in
                 switch answer {
@@ -112,7 +112,7 @@ struct JobCrashTests {
             }
             let audit = try await restarted.audit()
             #expect(audit.passed, "\(audit.report)")
-            #expect(await second.stop() == 0, "graceful stop failed:\n\(second.log)")
+            await second.expectGracefulStop()
         }
     }
 
@@ -213,8 +213,8 @@ struct JobCrashTests {
             }
             let audit = try await client.audit()
             #expect(audit.passed, "\(audit.report)")
-            #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
-            #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
+            await crest.expectGracefulStop()
+            await simulator.expectGracefulStop()
         }
     }
 

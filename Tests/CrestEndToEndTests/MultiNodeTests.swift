@@ -180,7 +180,7 @@ struct MultiNodeTests {
             HAVING count(*) <> 2 OR count(*) FILTER (WHERE type = 'order.expired') <> 1
             """)
         #expect(doubled.isEmpty, "orders without exactly one expiry: \(doubled.prefix(5))")
-        for node in nodes.dropFirst() { #expect(await node.stop() == 0) }
+        for node in nodes.dropFirst() { await node.expectGracefulStop() }
     }
 
     @Test(
@@ -222,11 +222,11 @@ struct MultiNodeTests {
         #expect(refusedOnOther, "the rule applies on node 1 too")
 
         // The rule is in the store: a restarted node refuses from its first attempt.
-        #expect(await nodes[1].stop() == 0)
+        await nodes[1].expectGracefulStop()
         nodes[1] = try await CrestProcess(dataDirectory: directories[1], extraArguments: arguments)
         clients[1] = CrestClient(http: .shared, port: nodes[1].port)
         #expect(try await clients[1].order(sale: sale, key: "m2", buyer: "mallory").problemType == "urn:crest:problem:risk-refused")
-        for node in nodes { #expect(await node.stop() == 0) }
+        for node in nodes { await node.expectGracefulStop() }
     }
 
     /// Three data directories of their own (the nodes keep nothing there but their admin token).

@@ -41,8 +41,8 @@ struct PaymentProcessTests {
         #expect(settled)
         #expect(status == "paid", "expiry must ask the provider, which says succeeded")
         #expect(try await client.stock(sale: sale) == ["total": 3, "available": 2, "reserved": 0, "sold": 1])
-        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
-        #expect(await simulator.stop() == 0, "graceful stop failed:\n\(simulator.log)")
+        await crest.expectGracefulStop()
+        await simulator.expectGracefulStop()
     }
 
     @Test("a restarted psp-sim with the same seed gives new payment and event ids: orders placed after the restart are paid")
@@ -79,10 +79,10 @@ struct PaymentProcessTests {
                 try await client.call(.GET, "/v1/orders/\(orderID)", headers: CrestClient.admin).json["status"] as? String == "paid"
             }
             #expect(settled, "run \(run): the order was not paid:\n\(crest.log)")
-            #expect(await simulator.stop() == 0)
+            await simulator.expectGracefulStop()
         }
         #expect(Set(paymentIDs).count == 2, "the restarted simulator repeated a payment id: \(paymentIDs)")
         #expect(!crest.log.contains("UNIQUE constraint"), "\(crest.log)")
-        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+        await crest.expectGracefulStop()
     }
 }

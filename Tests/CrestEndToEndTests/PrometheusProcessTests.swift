@@ -125,7 +125,7 @@ struct PrometheusProcessTests {
         #expect(rules, "rules not all loaded and healthy:\n\(log.value)")
         // The stock invariant holds, so its alert is not firing.
         #expect(results(try await query(#"ALERTS{alertname="CrestStockInvariantBroken"}"#)).isEmpty)
-        #expect(await crest.stop() == 0)
+        await crest.expectGracefulStop()
         server.terminate()
         await offPool { server.waitUntilExit() }
     }

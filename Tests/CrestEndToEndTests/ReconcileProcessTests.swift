@@ -84,7 +84,7 @@ struct ReconcileProcessTests {
 
         let bad = try await CrestCommand.run(["reconcile", "--from", "yesterday", "--admin-token", "x"], timeout: .seconds(60))
         #expect(bad.status != 0 && bad.output.contains("neither an RFC 3339 time nor a duration"), "\(bad.output)")
-        #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
-        #expect(await simulator.stop() == 0)
+        await crest.expectGracefulStop()
+        await simulator.expectGracefulStop()
     }
 }

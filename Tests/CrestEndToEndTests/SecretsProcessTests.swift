@@ -56,7 +56,7 @@ struct SecretsProcessTests {
         // The payment job fails against the dead provider: wait for its log line.
         let failed = try await eventually(timeout: .seconds(30)) { crest.log.contains("job failed") }
         #expect(failed, "\(crest.log)")
-        #expect(await crest.stop() == 0)
+        await crest.expectGracefulStop()
 
         let secrets = [
             CrestProcess.adminToken, CrestProcess.buyerPassSecret, providerSecret, merchantSecret, wrongToken,

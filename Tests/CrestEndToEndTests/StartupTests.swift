@@ -60,7 +60,7 @@ struct StartupTests {
         }
         // Once listening, the stop is graceful: exit 0.
         let crest = try await CrestProcess(dataDirectory: directory)
-        #expect(await crest.stop() == 0, "\(crest.log)")
+        await crest.expectGracefulStop()
     }
 
     private func temporaryDirectory(_ name: String) -> URL {

@@ -109,7 +109,7 @@ struct TracingProcessTests {
                 failedJobs.contains { line in
                     failedRuns.contains { $0.traceID == line["trace_id"] as? String && $0.spanID == line["span_id"] as? String }
                 }, "\(failedJobs)")
-            #expect(await crest.stop() == 0, "graceful stop failed:\n\(crest.log)")
+            await crest.expectGracefulStop()
         }
     }
 
