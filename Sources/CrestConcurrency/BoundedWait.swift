@@ -1,12 +1,14 @@
 import Synchronization
 
 /// Runs `work` in a task of its own and waits for it at most `limit`: its result when it finished
-/// in time (or its error), `nil` when it did not — it is then left running, unawaited.
+/// in time (or its error), `nil` when it did not — it is then left running, unawaited, and should
+/// it produce a value after all, `whenLate` gets it (to close a connection nobody will use).
 ///
-/// For the steps of a shutdown that must not hold a process for ever: closing a connection to a
-/// server that stopped answering, or a library's close that waits for a reply it will not get.
-/// The caller says which step it gave up on and goes on; what the step held is released when the
-/// process exits. Not for work whose effect matters: nothing tells the abandoned task to stop.
+/// For steps that must not hold their caller for ever: closing a connection to a server that
+/// stopped answering, a library's close that waits for a reply it will not get, a connection's
+/// start-up exchange with a server that accepted it and says nothing. The caller says what it
+/// gave up on and goes on. Not for work whose effect matters: nothing tells the abandoned task to
+/// stop.
 ///
 /// ```swift
 /// if try await boundedWait(atMost: .seconds(5), { await lane.close() }) == nil {
@@ -14,20 +16,23 @@ import Synchronization
 /// }
 /// ```
 package func boundedWait<Result: Sendable>(
-    atMost limit: Duration, _ work: @escaping @Sendable () async throws -> Result
+    atMost limit: Duration, _ work: @escaping @Sendable () async throws -> Result,
+    whenLate: (@Sendable (Result) async -> Void)? = nil
 ) async throws -> Result? {
     let first = FirstOutcome<Result>()
     return try await withCheckedThrowingContinuation { continuation in
         first.waiting(continuation)
         let timer = Task {
-            try? await Task.sleep(for: limit)
-            first.resume(.success(nil))
+            // Cancelled once the work ended: its outcome is the answer, not this.
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            _ = first.resume(.success(nil))
         }
         Task {
             let outcome: Swift.Result<Result?, any Error>
             do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
+            let delivered = first.resume(outcome)
             timer.cancel()
-            first.resume(outcome)
+            if !delivered, case .success(let value?) = outcome { await whenLate?(value) }
         }
     }
 }
@@ -40,10 +45,13 @@ private final class FirstOutcome<Result: Sendable>: Sendable {
         continuation.withLock { $0 = waiter }
     }
 
-    func resume(_ outcome: Swift.Result<Result?, any Error>) {
-        continuation.withLock { waiter in
+    /// Whether `outcome` was the first, the one the waiter got.
+    func resume(_ outcome: Swift.Result<Result?, any Error>) -> Bool {
+        let waiter = continuation.withLock { waiter in
             defer { waiter = nil }
             return waiter
-        }?.resume(with: outcome)
+        }
+        waiter?.resume(with: outcome)
+        return waiter != nil
     }
 }

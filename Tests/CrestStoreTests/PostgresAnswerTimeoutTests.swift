@@ -100,6 +100,36 @@ struct PostgresAnswerTimeoutTests {
         }
     }
 
+    @Test(
+        "a server that accepts a connection and says nothing is given up at the deadline, at start-up too (postgres-nio alone waits for ever)"
+    )
+    func silentServer() async throws {
+        let silent = try SilentListener()
+        defer { silent.close() }
+        let url = "postgres://crest@127.0.0.1:\(silent.port)/crest?sslmode=disable"
+        let outcome = try await boundedWait(atMost: .seconds(60)) { () -> (any Error)? in
+            do {
+                _ = try await PostgresConnection.connect(
+                    configuration: try PostgresURL(url).connection, within: .milliseconds(300), logger: postgresTestLogger)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let error = try #require(outcome, "no answer within 60 s")
+        #expect((error as? UnavailableError)?.reason.contains("did not complete a connection") == true, "\(String(describing: error))")
+        // A node started against it: its migrations' connection gives up the same way.
+        let started = try await boundedWait(atMost: .seconds(60)) { () -> (any Error)? in
+            do {
+                _ = try await PostgresStore.connect(url: url, logger: postgresTestLogger, answerTimeout: .milliseconds(300))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(try #require(started, "start-up did not end within 60 s") is UnavailableError)
+    }
+
     @Test("a statement not answered within its deadline is answered unavailable and its connection closed")
     func answerPastDeadline() async throws {
         try await withPostgresNodes(1) { _, url, _ in
@@ -201,4 +231,33 @@ extension ReservationOutcome {
         guard case .reserved = self else { return false }
         return true
     }
+}
+
+/// A TCP port on 127.0.0.1 that takes connections (the kernel completes them, up to its backlog)
+/// and never says a word: a PostgreSQL server frozen, or on a machine that stalled.
+private final class SilentListener: Sendable {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ready = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listening, $0, length) == 0 && listen(listening, 16) == 0 && getsockname(listening, $0, &length) == 0
+            }
+        }
+        guard listening >= 0, ready else {
+            if listening >= 0 { _ = Glibc.close(listening) }
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
+        descriptor = listening
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { _ = Glibc.close(descriptor) }
 }

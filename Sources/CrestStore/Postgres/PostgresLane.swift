@@ -49,12 +49,7 @@ final class PostgresLane: Sendable {
     /// The lane's connection, opened if it is not.
     func connection() async throws -> PostgresConnection {
         if let open = state.withLock({ $0 }), !open.connection.isClosed { return open.connection }
-        let new: PostgresConnection
-        do {
-            new = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
-        } catch {
-            throw UnavailableError(reason: "PostgreSQL connection failed: \(error)")
-        }
+        let new = try await PostgresConnection.connect(configuration: configuration, within: answerTimeout, logger: logger)
         let (use, extra) = state.withLock { open -> (PostgresConnection, PostgresConnection?) in
             if let current = open, !current.connection.isClosed { return (current.connection, new) }
             open = Open(connection: new)

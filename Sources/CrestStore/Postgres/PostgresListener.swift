@@ -1,3 +1,4 @@
+import CrestConcurrency
 import CrestCore
 import Foundation
 import Logging
@@ -104,7 +105,7 @@ final class PostgresListener: Sendable {
         var first = true
         while !Task.isCancelled {
             do {
-                let opened = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+                let opened = try await PostgresConnection.connect(configuration: configuration, within: answerTimeout, logger: logger)
                 connection.withLock { $0 = opened }
                 if Task.isCancelled {
                     try? await opened.close()
@@ -167,6 +168,26 @@ final class PostgresListener: Sendable {
 }
 
 extension PostgresConnection {
+    /// A new connection, or `UnavailableError` once `limit` has passed: the TCP connect has a
+    /// timeout of its own (`options.connectTimeout`), the start-up exchange after it (TLS,
+    /// authentication, the server's parameters) none in postgres-nio 1.33 — a server that accepts
+    /// connections and says nothing (frozen, its machine stalled) would hold the caller as long.
+    /// A connection that completes after `limit` is closed.
+    static func connect(
+        configuration: PostgresConnection.Configuration, within limit: Duration, logger: Logger
+    ) async throws -> PostgresConnection {
+        let opened: PostgresConnection?
+        do {
+            opened = try await boundedWait(
+                atMost: limit, { try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger) },
+                whenLate: { connection in try? await connection.close() })
+        } catch {
+            throw UnavailableError(reason: "PostgreSQL connection failed: \(error)")
+        }
+        guard let opened else { throw UnavailableError(reason: "PostgreSQL did not complete a connection within \(limit)") }
+        return opened
+    }
+
     /// Runs `query` and waits for its end at most `timeout`: past it the connection is closed and
     /// this throws `UnavailableError`.
     ///

@@ -251,8 +251,10 @@ enum PostgresMigrations {
 
     /// Applies every migration the database lacks; returns the versions it applied.
     @discardableResult
-    static func migrate(_ configuration: PostgresConnection.Configuration, logger: Logger) async throws -> [Int] {
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+    static func migrate(
+        _ configuration: PostgresConnection.Configuration, connectWithin limit: Duration, logger: Logger
+    ) async throws -> [Int] {
+        let connection = try await PostgresConnection.connect(configuration: configuration, within: limit, logger: logger)
         do {
             try await connection.query("BEGIN", logger: logger)
             let applied = try await migrate(on: connection, logger: logger)

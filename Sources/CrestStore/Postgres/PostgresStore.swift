@@ -62,7 +62,7 @@ public final class PostgresStore: Store {
         var configuration = parsed.client
         configuration.options.maximumConnections = maxConnections
         configuration.options.connectTimeout = .seconds(5)
-        try await PostgresMigrations.migrate(parsed.connection, logger: logger)
+        try await PostgresMigrations.migrate(parsed.connection, connectWithin: answerTimeout, logger: logger)
         let store = PostgresStore(
             configuration: configuration, listening: parsed.connection, leaseTimeout: leaseTimeout,
             answerTimeout: answerTimeout, listenerProbe: listenerProbe, logger: logger)
