@@ -53,6 +53,12 @@ final class PostgresListener: Sendable {
     private let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
     private let connection = Mutex<PostgresConnection?>(nil)
+    private let step = Mutex("not started")
+
+    /// What the listener is doing now ("connecting", "listening", …): said when it does not stop.
+    var currentStep: String { step.withLock { $0 } }
+
+    private func now(_ doing: String) { step.withLock { $0 = doing } }
 
     init(configuration: PostgresConnection.Configuration, probeInterval: Duration, answerTimeout: Duration, logger: Logger) {
         var configuration = configuration
@@ -97,6 +103,7 @@ final class PostgresListener: Sendable {
         running?.cancel()
         try? await connection.withLock { $0 }?.close()
         await running?.value
+        now("stopped")
         for subscriber in subscribers.withLock({ $0 }) { subscriber.finish() }
     }
 
@@ -105,6 +112,7 @@ final class PostgresListener: Sendable {
         var first = true
         while !Task.isCancelled {
             do {
+                now("connecting")
                 let opened = try await PostgresConnection.connect(configuration: configuration, within: answerTimeout, logger: logger)
                 connection.withLock { $0 = opened }
                 if Task.isCancelled {
@@ -116,7 +124,9 @@ final class PostgresListener: Sendable {
                     opened.close().whenComplete { _ in }
                 }
                 do {
+                    now("asking to LISTEN")
                     try await opened.listen(on: PostgresNotices.channel) { notifications in
+                        now("listening")
                         listenUnanswered.cancel()
                         listening.finish()
                         if !first { tell(.resynchronize) }
@@ -137,14 +147,17 @@ final class PostgresListener: Sendable {
                     }
                 } catch {
                     listenUnanswered.cancel()
+                    now("closing its connection after: \(error)")
                     try? await opened.close()
                     throw error
                 }
+                now("closing its connection")
                 try? await opened.close()
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("listening for other nodes' changes failed; retrying", metadata: ["error": "\(error)"])
             }
+            now("waiting \(backoff) to connect again")
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
         }
@@ -155,6 +168,8 @@ final class PostgresListener: Sendable {
     private func probe(_ connection: PostgresConnection) async throws {
         while true {
             try await Task.sleep(for: probeInterval)
+            now("probing its connection")
+            defer { now("listening") }
             do {
                 try await connection.answer("SELECT 1", within: answerTimeout, logger: logger)
             } catch let error as UnavailableError {

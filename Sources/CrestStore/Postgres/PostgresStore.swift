@@ -345,7 +345,7 @@ public final class PostgresStore: Store {
     /// an answer a restarted or frozen server will not send) is logged and left behind, so that a
     /// node told to stop does stop — what it acknowledged is committed already.
     public func close() async throws {
-        await closing("the connection listening for changes") { await self.listener.stop() }
+        await closing("the connection listening for changes", doing: { self.listener.currentStep }) { await self.listener.stop() }
         await closing("the one-statement lane's connection") { await self.lane.close() }
         let running = pool.withLock { $0.running }
         running.cancel()
@@ -354,9 +354,13 @@ public final class PostgresStore: Store {
 
     static let closeLimit: Duration = .seconds(5)
 
-    private func closing(_ part: String, _ close: @escaping @Sendable () async -> Void) async {
+    private func closing(
+        _ part: String, doing: () -> String? = { nil }, _ close: @escaping @Sendable () async -> Void
+    ) async {
         if (try? await boundedWait(atMost: Self.closeLimit, close)) == nil {
-            logger.error("\(part) did not close within \(Self.closeLimit); the store closes without it")
+            var metadata: Logger.Metadata = [:]
+            if let doing = doing() { metadata["doing"] = "\(doing)" }
+            logger.error("\(part) did not close within \(Self.closeLimit); the store closes without it", metadata: metadata)
         }
     }
 }
