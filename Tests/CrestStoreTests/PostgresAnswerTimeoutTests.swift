@@ -78,7 +78,7 @@ struct PostgresAnswerTimeoutTests {
     }
 
     @Test(
-        "a statement sent on a connection already closed is answered unavailable at its deadline (postgres-nio alone would wait for ever)"
+        "a statement sent on a connection already closed is answered unavailable (postgres-nio alone would wait for ever)"
     )
     func answerOnClosedConnection() async throws {
         try await withPostgresNodes(1) { _, url, _ in

@@ -210,14 +210,18 @@ extension PostgresConnection {
     /// statement written to a connection that is already closed (its handler is gone and the
     /// statement's promise is dropped), so a query sent just after the server cut the connection
     /// would wait for ever — and with it whoever awaits the query. Such a query's task is left
-    /// behind.
+    /// behind. The statement is written before this first waits (`Task.immediate` runs the query
+    /// on the caller's thread up to its first suspension, which comes after the write): written
+    /// from a task of its own, it went out late on a busy machine, after a close meant to end it
+    /// (the store's close then waited for the deadline).
     func answer(_ query: PostgresQuery, within timeout: Duration, logger: Logger) async throws {
+        guard !isClosed else { throw UnavailableError(reason: "PostgreSQL connection closed") }
         let answered = eventLoop.makePromise(of: Void.self)
         let deadline = eventLoop.scheduleTask(in: .init(timeout)) { [self] in
             answered.fail(UnavailableError(reason: "PostgreSQL did not answer within \(timeout)"))
             close().whenComplete { _ in }
         }
-        Task {
+        Task.immediate {
             do {
                 try await self.query(query, logger: logger)
                 answered.succeed()
