@@ -17,10 +17,14 @@ struct ExpiryBatchTests {
     )
     func batchExpiry() async throws {
         // The engine's clock is the test's: the batcher lingers on it, orders expire when it moves.
+        // It runs at real time between its moves, so the window is an hour (50 s were seen to run
+        // out by themselves in a loaded full suite, before the cancel); no drift check within it.
         let clock = AdjustableClock()
         let provider = ScriptedProvider()
-        try await EngineFixture.with(configuration: .quickJobsLingering, clock: clock, provider: provider) { fixture in
-            let sale = try await fixture.sale(stock: 10, paymentWindowSeconds: 50)
+        var configuration = EngineConfiguration.quickJobsLingering
+        configuration.expiry.driftCheckFirst = .seconds(7_200)
+        try await EngineFixture.with(configuration: configuration, clock: clock, provider: provider) { fixture in
+            let sale = try await fixture.sale(stock: 10, paymentWindowSeconds: 3_600)
             // Four attempts queued while the batcher lingers on the test's clock: one batch.
             let placing = Task {
                 try await withThrowingTaskGroup(of: Order.self) { group in
@@ -55,7 +59,7 @@ struct ExpiryBatchTests {
             _ = try await fixture.engine.cancelOrder(cancelled.id)
             provider.answer(.unreachable, for: unreachable.id)
             provider.answer(.status(.processing), for: processing.id)
-            clock.advance(by: .seconds(41))  // past the 50 s window, the linger's 10 s included
+            clock.advance(by: .seconds(3_591))  // past the hour's window, the linger's 10 s included
             _ = try await fixture.waitFor(paid.id, status: .expired)
             for batch in batches {
                 #expect(try await eventually { try await fixture.engine.job(batch.id).state == .completed })
