@@ -14,6 +14,8 @@ struct DatabaseRestartTests {
         var status: Int
         var id: String?
         var problemType: String?
+        /// Why there was no answer (status 0), and after how long.
+        var failure: String?
     }
 
     /// How PostgreSQL goes away.
@@ -71,12 +73,19 @@ struct DatabaseRestartTests {
                     let key = "w\(worker)-\(next)"
                     next += 1
                     let sentIn = phase.value
-                    let answer = try? await client.order(sale: sale, key: key, buyer: key)
+                    let sentAt = ContinuousClock.now
+                    var answer: CrestClient.Answer?
+                    var failure: String?
+                    do {
+                        answer = try await client.order(sale: sale, key: key, buyer: key)
+                    } catch {
+                        failure = "\(String(reflecting: error)) after \(ContinuousClock.now - sentAt)"
+                    }
                     attempts.withLock {
                         $0.append(
                             Attempt(
                                 sentIn: sentIn, key: key, status: answer?.status ?? 0, id: answer?.id,
-                                problemType: answer?.problemType))
+                                problemType: answer?.problemType, failure: failure))
                     }
                     if answer?.status != 201 { try? await Task.sleep(for: .milliseconds(50)) }
                 }
@@ -121,7 +130,9 @@ struct DatabaseRestartTests {
         // While it was down: 503 with the "unavailable" problem, never a 5xx of another kind, never
         // a dropped connection.
         let byStatus = Dictionary(grouping: all, by: \.status).mapValues(\.count)
-        #expect(Set(byStatus.keys).isSubset(of: [201, 503]), "\(byStatus)")
+        #expect(
+            Set(byStatus.keys).isSubset(of: [201, 503]),
+            "\(byStatus); no answer: \(all.filter { $0.status == 0 }.map { "phase \($0.sentIn): \($0.failure ?? "")" })")
         let refused = all.filter { $0.status == 503 }
         #expect(refused.contains { $0.sentIn == 1 }, "no attempt was answered 503 while PostgreSQL was down: \(byStatus)")
         #expect(refused.allSatisfy { $0.problemType == "urn:crest:problem:unavailable" }, "\(refused.prefix(3).map(\.problemType))")
