@@ -104,7 +104,8 @@ struct PostgresAnswerTimeoutTests {
         "a server that accepts a connection and says nothing is given up at the deadline, at start-up too (postgres-nio alone waits for ever)"
     )
     func silentServer() async throws {
-        let silent = try SilentListener()
+        // Takes connections (the kernel completes them) and never says a word: a frozen server.
+        let silent = try LoopbackSocket()
         defer { silent.close() }
         let url = "postgres://crest@127.0.0.1:\(silent.port)/crest?sslmode=disable"
         let outcome = try await boundedWait(atMost: .seconds(60)) { () -> (any Error)? in
@@ -231,33 +232,4 @@ extension ReservationOutcome {
         guard case .reserved = self else { return false }
         return true
     }
-}
-
-/// A TCP port on 127.0.0.1 that takes connections (the kernel completes them, up to its backlog)
-/// and never says a word: a PostgreSQL server frozen, or on a machine that stalled.
-private final class SilentListener: Sendable {
-    let port: Int
-    private let descriptor: Int32
-
-    init() throws {
-        let listening = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ready = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listening, $0, length) == 0 && listen(listening, 16) == 0 && getsockname(listening, $0, &length) == 0
-            }
-        }
-        guard listening >= 0, ready else {
-            if listening >= 0 { _ = Glibc.close(listening) }
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-        }
-        descriptor = listening
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func close() { _ = Glibc.close(descriptor) }
 }
