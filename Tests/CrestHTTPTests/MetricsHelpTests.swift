@@ -1,3 +1,4 @@
+import CoreMetrics
 import CrestCore
 import CrestFixtures
 import Foundation
@@ -42,6 +43,30 @@ struct MetricsHelpTests {
         #expect(named.count > 15, "\(named)")
         let missing = named.filter { MetricsCatalog.help(for: $0).isEmpty }
         #expect(missing.isEmpty, "no help for \(missing.sorted())")
+    }
+
+    @Test("an order's life is measured in buckets that reach its longest payment window; a request's stay fine")
+    func lifetimeBuckets() throws {
+        let registry = PrometheusCollectorRegistry()
+        let factory = CrestMetricsFactory(registry: registry)
+        factory.makeTimer(label: "crest_order_lifecycle_seconds", dimensions: [("stage", "paid")])
+            .recordNanoseconds(20 * 60 * 1_000_000_000)
+        factory.makeTimer(label: "crest_order_stage_seconds", dimensions: [("stage", "commit")])
+            .recordNanoseconds(3_000_000)
+        let text = registry.emitToString()
+        /// The finite bucket bounds of `series` and how many values each holds.
+        func buckets(_ series: String) -> [(le: Double, count: Int)] {
+            text.split(separator: "\n").compactMap { line in
+                guard line.hasPrefix(series), let le = line.firstMatch(of: /le="([0-9.e+-]+)"\} ([0-9]+)/) else { return nil }
+                return (Double(le.output.1) ?? .nan, Int(le.output.2) ?? -1)
+            }
+        }
+        let lifecycle = buckets(#"crest_order_lifecycle_seconds_bucket{stage="paid""#)
+        #expect((lifecycle.map(\.le).max() ?? 0) >= Double(SaleDraft.paymentWindowRange.upperBound), "\(lifecycle)")
+        #expect(lifecycle.first { $0.count > 0 }?.le == 1_800, "20 minutes in the 30-minute bucket: \(lifecycle)")
+        let commit = buckets(#"crest_order_stage_seconds_bucket{stage="commit""#)
+        #expect(commit.first { $0.count > 0 }?.le == 0.005, "3 ms in the 5 ms bucket: \(commit)")
+        #expect(commit.map(\.le).max() == 10, "\(commit)")
     }
 
     @Test("names and label names are what Prometheus accepts; a clean name is kept as it is")

@@ -20,6 +20,19 @@ struct CrestMetricsFactory: MetricsFactory {
     ]
     static let valueBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 
+    /// Series that measure a life, not a request: an order's life after placement lasts up to its
+    /// payment window (15 minutes by default, a day at most) and a webhook may come or go hours
+    /// late after retries. With `durationBuckets` every such value past 10 s fell in `+Inf`, and
+    /// any quantile of them read "10 s".
+    static let lifetimes: Set<String> = [
+        "crest_order_lifecycle_seconds", "crest_provider_webhook_lag_seconds", "crest_merchant_webhook_lag_seconds",
+    ]
+    static let lifetimeBuckets: [Duration] = [
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+        .seconds(10), .seconds(15), .seconds(30), .seconds(60), .seconds(120), .seconds(300), .seconds(600),
+        .seconds(900), .seconds(1_800), .seconds(3_600), .seconds(7_200), .seconds(21_600), .seconds(86_400),
+    ]
+
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         guard label != "hb.request.errors" else { return Unexported() }
         let (name, labels) = Self.sanitized(label, dimensions)
@@ -45,7 +58,8 @@ struct CrestMetricsFactory: MetricsFactory {
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         let (name, labels) = Self.sanitized(label, dimensions)
         return registry.makeDurationHistogram(
-            descriptor: Self.descriptor(name), labels: labels, buckets: Self.durationBuckets)
+            descriptor: Self.descriptor(name), labels: labels,
+            buckets: Self.lifetimes.contains(name) ? Self.lifetimeBuckets : Self.durationBuckets)
     }
 
     func destroyCounter(_ handler: any CounterHandler) {
