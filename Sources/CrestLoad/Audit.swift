@@ -25,7 +25,7 @@ struct Audit {
     static let liveStatuses: Set<String> = ["pending_payment", "paid"]
 
     func run() async throws -> Outcome {
-        let readBack = try await readBackAccepted()
+        let readBack = try await api.orders(ids: tally.accepted.keys)
         let listing = try await api.orders(saleID: saleID)
         let sale = try await api.sale(saleID)
         let stock = sale.stock
@@ -152,23 +152,5 @@ struct Audit {
                 ? "\(summary.ordersPaid) paid orders are paid (\(summary.ordersRefunded) paid too late and refunded); \(summary.ordersExpired) unpaid ones expired and gave their stock back"
                 : "\(wrong.count) orders ended wrong, e.g. \(wrong.sorted().prefix(3).joined(separator: "; "))")
         return (check, summary)
-    }
-
-    /// Every accepted order read back by id (`nil` when Crest answers 404), 32 reads at a time.
-    private func readBackAccepted() async throws -> [String: CrestAPI.OrderView?] {
-        let ids = Array(tally.accepted.keys)
-        return try await withThrowingTaskGroup(of: (String, CrestAPI.OrderView?).self) { group in
-            var orders: [String: CrestAPI.OrderView?] = [:]
-            var iterator = ids.makeIterator()
-            for _ in 0..<32 {
-                guard let id = iterator.next() else { break }
-                group.addTask { (id, try await api.order(id)) }
-            }
-            while let (id, order) = try await group.next() {
-                orders[id] = order
-                if let id = iterator.next() { group.addTask { (id, try await api.order(id)) } }
-            }
-            return orders
-        }
     }
 }

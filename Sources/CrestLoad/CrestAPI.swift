@@ -88,6 +88,23 @@ struct CrestAPI: Sendable {
         try await call(.GET, "/v1/orders/\(id)", admin: true)
     }
 
+    /// The orders `ids`, each read by id (`nil` when Crest answers 404), `concurrency` reads at a time.
+    func orders(ids: some Sequence<String>, concurrency: Int = 32) async throws -> [String: OrderView?] {
+        try await withThrowingTaskGroup(of: (String, OrderView?).self) { group in
+            var orders: [String: OrderView?] = [:]
+            var iterator = ids.makeIterator()
+            for _ in 0..<concurrency {
+                guard let id = iterator.next() else { break }
+                group.addTask { (id, try await order(id)) }
+            }
+            while let (id, order) = try await group.next() {
+                orders[id] = order
+                if let id = iterator.next() { group.addTask { (id, try await self.order(id)) } }
+            }
+            return orders
+        }
+    }
+
     /// Every order of the sale (optionally only those in `status`), following the pages.
     func orders(saleID: String, status: String? = nil) async throws -> [OrderView] {
         var all: [OrderView] = []

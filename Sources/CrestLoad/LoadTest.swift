@@ -97,8 +97,9 @@ package struct LoadTest: Sendable {
         let paid = await payments
 
         let tally = load.tally.withLock { $0 }
-        if paid != nil {
+        if let paid {
             try await settle(api: api, sale: sale, tally: tally, loadStart: load.start)
+            try await awaitRefunds(of: paid, api: api, sale: sale)
         }
         progress?.note("auditing \(tally.accepted.count) accepted orders…")
         let audit = try await Audit(
@@ -249,6 +250,41 @@ package struct LoadTest: Sendable {
                 }
             }
         }
+    }
+
+    /// Waits until every order the run paid after its window had closed is refunded. Crest
+    /// refunds such a payment by a job (it is never silently kept); until that job has run,
+    /// the order reads `expired` and the audit would call it paid and not refunded. On a machine
+    /// behind its work the refunds come tens of seconds after the payments.
+    private func awaitRefunds(of run: PaymentRun, api: CrestAPI, sale: CrestAPI.SaleView) async throws {
+        let expired = try await api.orders(saleID: sale.id, status: "expired")
+        let owed = Set(expired.map(\.id)).intersection(run.paid)
+        guard !owed.isEmpty else { return }
+        progress?.note("waiting for \(owed.count) payments made after their order's window to be refunded…")
+        let left = try await Self.waitWhileOwed(owed, patience: plan.settleGrace, pause: .milliseconds(500)) { ids in
+            Set(try await api.orders(ids: ids).filter { $0.value?.status == "expired" }.keys)
+        }
+        if !left.isEmpty {
+            progress?.note(
+                "\(left.count) payments made after their order's window still not refunded after \(plan.settleGrace) without one")
+        }
+    }
+
+    /// Asks `stillOwed` every `pause` which of `owed` are still owed, for as long as some are and
+    /// one was settled within the last `patience`; returns those still owed then.
+    package static func waitWhileOwed(
+        _ owed: Set<String>, patience: Duration, pause: Duration,
+        stillOwed: (Set<String>) async throws -> Set<String>
+    ) async throws -> Set<String> {
+        var owed = owed
+        var deadline = ContinuousClock.now + patience
+        while !owed.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: pause)
+            let left = try await stillOwed(owed).intersection(owed)
+            if left.count < owed.count { deadline = ContinuousClock.now + patience }
+            owed = left
+        }
+        return owed
     }
 
     /// Waits until no order of the sale awaits payment any more: paid ones are confirmed, the

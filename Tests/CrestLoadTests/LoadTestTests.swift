@@ -84,6 +84,23 @@ struct LoadTestTests {
         #expect(report.auditPassed, "unpaid orders expire: \(report.text)")
     }
 
+    @Test("the wait for late payments' refunds lasts while they keep coming, and gives up after a while without one")
+    func waitWhileOwed() async throws {
+        let owed = Set((0..<5).map { "order-\($0)" })
+        // One refunded per look: 5 looks of 100 ms, longer in all than the patience of 300 ms.
+        var looks = 0
+        let settled = try await LoadTest.waitWhileOwed(owed, patience: .milliseconds(300), pause: .milliseconds(100)) {
+            looks += 1
+            return Set($0.sorted().dropFirst())
+        }
+        #expect(settled.isEmpty && looks == 5, "\(settled), \(looks) looks")
+        // None refunded: given up after the patience, those still owed returned.
+        let started = ContinuousClock.now
+        let left = try await LoadTest.waitWhileOwed(owed, patience: .milliseconds(200), pause: .milliseconds(50)) { $0 }
+        #expect(left == owed)
+        #expect(ContinuousClock.now - started >= .milliseconds(200))
+    }
+
     @Test("a server that sells more than its stock fails the audit")
     func oversellFailsTheAudit() async throws {
         let report = try await LiveCrest.with(store: { try OversellingStore(directory: $0, extra: 5) }) { url in
