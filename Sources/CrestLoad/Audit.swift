@@ -138,6 +138,7 @@ struct Audit {
             case "cancelled": summary.ordersCancelled += 1
             default: summary.ordersPending += 1
             }
+            if paid.paid.contains(id), order.status == "refunded" { summary.paidLate += 1 }
             let fine =
                 paid.paid.contains(id)
                 ? ["paid", "refunded"].contains(order.status)

@@ -36,6 +36,9 @@ package struct LoadReport: Codable, Sendable {
         package var chosen: Int
         /// Of those, paid at the provider.
         package var paid: Int
+        /// Of the paid ones, those whose order ended `refunded`: paid after it had expired, the
+        /// money given back by Crest. Not paid in time.
+        package var paidLate: Int = 0
         /// Payments the provider did not take, or whose order never showed a pay URL in time.
         package var failed: Int
         /// Why the failed ones were not paid, by reason (`NotPaid`'s raw values).
@@ -145,7 +148,7 @@ package struct LoadReport: Codable, Sendable {
             "stock: total \(stock.total), available \(stock.available), reserved \(stock.reserved), sold \(stock.sold)")
         if let payments {
             lines.append(
-                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid (\(payments.failed) not paid\(payments.notPaid.isEmpty ? "" : ": " + payments.notPaid.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
+                "payments: \(payments.paid) of \(payments.chosen) chosen orders paid, \(payments.paidLate) too late and refunded (\(payments.failed) not paid\(payments.notPaid.isEmpty ? "" : ": " + payments.notPaid.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))); orders now paid \(payments.ordersPaid), expired \(payments.ordersExpired), refunded \(payments.ordersRefunded), cancelled \(payments.ordersCancelled), pending \(payments.ordersPending)"
             )
         }
         lines.append(auditPassed ? "audit: passed" : "AUDIT FAILED")

@@ -99,7 +99,7 @@ struct Demo: AsyncParsableCommand {
         }
         if let payments = report.payments {
             lines.append(
-                "\(payments.paid) of the \(payments.chosen) orders chosen to pay were paid; \(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold))."
+                "\(payments.paid - payments.paidLate) of the \(payments.chosen) orders chosen to pay were paid in time\(payments.paidLate > 0 ? " (\(payments.paidLate) more after their order had expired, and refunded)" : ""); \(payments.ordersPaid) paid, \(payments.ordersExpired) expired and returned to stock (available now \(report.stock.available), sold \(report.stock.sold))."
             )
             if let notPaid = payments.notPaidStory { lines.append(notPaid + ".") }
         }
