@@ -26,6 +26,9 @@ package final class Engine: Sendable {
     /// Merges the payment observations of concurrent webhooks and jobs into one transaction.
     let paymentRecorder: GroupCommitter<PaymentObservation, Result<PaymentRecord, PaymentRecordFailure>>
 
+    /// Reads waiting for an order's next change; the two committers above tell it what they changed.
+    let orderWatch = OrderWatch()
+
     /// The reservation, transition and payment batchers, to run under the service group.
     package var batcherService: any Service { ServiceSet(services: [batcher, transitioner, paymentRecorder]) }
     let gates: StockGates
@@ -86,12 +89,14 @@ package final class Engine: Sendable {
         // loop on threads of their own as the order batcher does, so that a crowd queued in the
         // task pool does not hold a payment's record after its commit returned.
         let ownThread = store.prefersCommitterThread
+        let orderWatch = orderWatch
         let transitioner = GroupCommitter<TransitionRequest, TransitionResult?>(
             window: .zero, maxBatchSize: configuration.maxBatchSize, ownThread: ownThread, logger: logger
         ) { requests in
             let now = clock()
             let results = try await store.transitions(requests, at: now)
             for case let result? in results where result.change == .applied { metrics.recordChange(of: result.order, at: now) }
+            orderWatch.changed(results.lazy.compactMap { $0?.change == .applied ? $0?.order.id : nil })
             return results
         }
         self.transitioner = transitioner
@@ -106,6 +111,11 @@ package final class Engine: Sendable {
                 }
                 if let change = record.transition, change.change == .applied { metrics.recordChange(of: change.order, at: now) }
             }
+            orderWatch.changed(
+                results.lazy.compactMap {
+                    guard case .success(let record) = $0, !record.duplicate else { return nil }
+                    return record.order.id
+                })
             return results
         }
         self.paymentRecorder = paymentRecorder

@@ -429,6 +429,17 @@ extension Engine {
         return order
     }
 
+    /// The order, read again after each change of it committed on this node for as long as
+    /// `waiting` holds for what was read, until `deadline` (see `OrderWatch`).
+    package func order(
+        _ id: OrderID, waitingUntil deadline: ContinuousClock.Instant, while waiting: (Order) -> Bool
+    ) async throws -> Order {
+        try await orderWatch.read(id, until: deadline, { try await order(id) }, while: waiting)
+    }
+
+    /// Reads of an order registered for its next change now (waiting, or about to).
+    package var waitingReads: Int { orderWatch.registered }
+
     /// Cancels an order awaiting payment; its stock is available again at once. Cancelling a
     /// cancelled order returns it unchanged; any other final status is `OrderError.notPending`.
     package func cancelOrder(_ id: OrderID) async throws -> Order {
@@ -465,6 +476,7 @@ extension Engine {
         switch result.change {
         case .applied:
             lifecycle.released(result)
+            orderWatch.changed(CollectionOfOne(result.order.id))
             logger.info(
                 "order cancelled",
                 metadata: [

@@ -82,9 +82,29 @@ struct OrderRoutes {
         return response
     }
 
+    /// `GET /v1/orders/{id}`; with `?wait=N`, an order that awaits payment and has no payment yet
+    /// is answered once it has one or its status changes, or after N seconds (at most
+    /// `maxWaitSeconds`) as it is then — a checkout waits for its pay link with one request, not
+    /// a read every few hundred milliseconds.
     @Sendable func show(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
-        OrderBody(try await accessibleOrder(request, context: context))
+        var wait = 0
+        if let raw = request.uri.queryParameters["wait"] {
+            guard let seconds = Int(raw), (0...Self.maxWaitSeconds).contains(seconds) else {
+                throw ValidationError(
+                    field: "wait", message: "must be a whole number of seconds from 0 to \(Self.maxWaitSeconds)")
+            }
+            wait = seconds
+        }
+        let order = try await accessibleOrder(request, context: context)
+        guard wait > 0, Self.awaitsItsPayment(order) else { return OrderBody(order) }
+        return OrderBody(
+            try await engine.order(order.id, waitingUntil: .now + .seconds(wait), while: Self.awaitsItsPayment))
     }
+
+    /// The longest `wait` of a read: below every proxy's and client's usual read timeout (30–60 s).
+    static let maxWaitSeconds = 25
+
+    static func awaitsItsPayment(_ order: Order) -> Bool { order.status == .pendingPayment && order.payment == nil }
 
     @Sendable func cancel(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
         OrderBody(try await engine.cancelOrder(try await accessibleOrder(request, context: context).id))

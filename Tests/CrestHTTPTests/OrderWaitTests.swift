@@ -1,0 +1,86 @@
+import CrestCore
+import CrestEngine
+import CrestFixtures
+import CrestTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// `GET /v1/orders/{id}?wait=N`: a checkout waits for its order's payment with one request.
+@Suite("Reading an order that waits for its payment")
+struct OrderWaitTests {
+    @Test("a waiting read is answered as soon as the order's payment is recorded, or its status changes")
+    func answeredOnChange() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = try await client.createSale(stock: 2)
+                let paid = try #require(try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String)
+                let cancelled = try #require(try await client.placeOrder(sale: sale, key: "k-bob", buyer: "bob").object["id"] as? String)
+                let started = ContinuousClock.now
+                async let withPayment = Self.read(client, paid, as: "ana", wait: 20)
+                async let ended = Self.read(client, cancelled, as: "bob", wait: 20)
+                // Both reads wait before anything changes: what follows is what ends their waits.
+                #expect(try await eventually(timeout: .seconds(10)) { fixture.engine.waitingReads == 2 })
+                let payment = OrderPayment(id: "pay_wait", status: .created, payURL: "https://psp.example/pay/pay_wait")
+                _ = try await fixture.engine.recordPayment(
+                    PaymentObservation(orderID: try #require(OrderID(paid)), payment: payment))
+                _ = try await fixture.engine.cancelOrder(try #require(OrderID(cancelled)))
+                let (first, second) = try await (withPayment, ended)
+                #expect(ContinuousClock.now - started < .seconds(15), "answered on the change, not at the wait's end")
+                #expect(first.status == .ok && second.status == .ok)
+                #expect((first.object["payment"] as? [String: Any])?["payUrl"] as? String == payment.payURL, "\(first.object)")
+                #expect(first.object["status"] as? String == "pending_payment")
+                #expect(second.object["status"] as? String == "cancelled", "\(second.object)")
+                #expect(fixture.engine.waitingReads == 0)
+            }
+        }
+    }
+
+    @Test("a waiting read with no change is answered at its end with the order as it is; one with nothing to wait for at once")
+    func answeredAtTheEnd() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = try await client.createSale(stock: 2)
+                let id = try #require(try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String)
+                var started = ContinuousClock.now
+                let waited = try await Self.read(client, id, as: "ana", wait: 1)
+                #expect(ContinuousClock.now - started >= .seconds(1))
+                #expect(waited.status == .ok && waited.object["status"] as? String == "pending_payment")
+                #expect(waited.object["payment"] == nil)
+                _ = try await fixture.engine.cancelOrder(try #require(OrderID(id)))
+                started = ContinuousClock.now
+                let closed = try await Self.read(client, id, as: "ana", wait: 20)
+                #expect(ContinuousClock.now - started < .seconds(10), "a cancelled order awaits nothing")
+                #expect(closed.object["status"] as? String == "cancelled")
+                #expect(fixture.engine.waitingReads == 0)
+            }
+        }
+    }
+
+    @Test("a wait that is not a whole number of seconds from 0 to 25 is refused with a problem")
+    func badWait() async throws {
+        try await HTTPFixture.with { fixture in
+            try await fixture.app.test(.router) { client in
+                let sale = try await client.createSale(stock: 1)
+                let id = try #require(try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String)
+                for wait in ["-1", "26", "1.5", "soon", ""] {
+                    let response = try await client.execute(
+                        uri: "/v1/orders/\(id)?wait=\(wait)", method: .get, headers: try await HTTPFixture.buyerHeaders("ana")
+                    ) { $0 }
+                    response.expectProblem(.badRequest, "invalid-request")
+                    #expect(String(buffer: response.body).contains("wait"), "\(wait): \(String(buffer: response.body))")
+                }
+                let zero = try await Self.read(client, id, as: "ana", wait: 0)
+                #expect(zero.status == .ok)
+            }
+        }
+    }
+
+    static func read(_ client: some TestClientProtocol, _ id: String, as buyer: String, wait: Int) async throws -> TestResponse {
+        try await client.execute(
+            uri: "/v1/orders/\(id)?wait=\(wait)", method: .get, headers: try await HTTPFixture.buyerHeaders(buyer)
+        ) { $0 }
+    }
+}
