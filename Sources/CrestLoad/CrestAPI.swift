@@ -84,8 +84,10 @@ struct CrestAPI: Sendable {
     }
 
     /// The order, or `nil` when Crest answers 404.
-    func order(_ id: String) async throws -> OrderView? {
-        try await call(.GET, "/v1/orders/\(id)", admin: true)
+    /// The order; with `waitingForPayment`, answered once it has its payment or changed status, or
+    /// after that many seconds (`GET /v1/orders/{id}?wait=…`).
+    func order(_ id: String, waitingForPayment wait: Int? = nil) async throws -> OrderView? {
+        try await call(.GET, "/v1/orders/\(id)" + (wait.map { "?wait=\($0)" } ?? ""), admin: true)
     }
 
     /// The orders `ids`, each read by id (`nil` when Crest answers 404), `concurrency` reads at a time.

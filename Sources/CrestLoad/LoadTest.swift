@@ -31,7 +31,8 @@ package struct LoadTest: Sendable {
     package func run() async throws -> LoadReport {
         if let problem = plan.problem { throw LoadTestError(problem) }
         guard let endpoint = Endpoint(plan.url) else { throw LoadTestError("bad --url \(plan.url)") }
-        let http = CrestAPI.makeClient(connections: 64)
+        // Each chosen buyer's checkout waits for its payment on a connection of its own.
+        let http = CrestAPI.makeClient(connections: plan.payRatio == nil ? 64 : Self.checkoutConnections)
         do {
             var passes: BuyerPassBook?
             if let secret = plan.buyerPassSecret {
@@ -173,45 +174,44 @@ package struct LoadTest: Sendable {
         }
     }
 
-    /// Pays each chosen order at the provider once its payment exists; at most 32 at a time.
+    /// Connections for the chosen buyers' reads that wait for their payment: past it, they queue
+    /// (in the order they came, which is about the order their payments are created in).
+    static let checkoutConnections = 1_024
+
+    /// Pays each chosen order at the provider once its payment exists. Each chosen buyer waits for
+    /// its own order's payment, as a crowd of buyers would: one whose payment comes late holds up
+    /// no other (with 32 buyers at a time, those waiting for their payment kept the rest from
+    /// paying — on a slow day, most chosen orders were paid after their window had closed).
     private func pay(_ chosen: AsyncStream<String>, api: CrestAPI) async -> PaymentRun {
         await withTaskGroup(of: (String, PaymentAttempt).self) { group in
             var run = PaymentRun()
-            var running = 0
-            func record(_ result: (String, PaymentAttempt)) {
-                switch result.1 {
-                case .paid: run.paid.insert(result.0)
+            for await id in chosen {
+                run.chosen.insert(id)
+                group.addTask { (id, await payOne(id, api: api)) }
+            }
+            for await (id, attempt) in group {
+                switch attempt {
+                case .paid: run.paid.insert(id)
                 case .notPaid(let reason):
-                    run.failed.insert(result.0)
+                    run.failed.insert(id)
                     run.notPaid[reason, default: 0] += 1
                 }
             }
-            for await id in chosen {
-                run.chosen.insert(id)
-                if running >= 32, let result = await group.next() {
-                    record(result)
-                    running -= 1
-                }
-                group.addTask { (id, await payOne(id, api: api)) }
-                running += 1
-            }
-            for await result in group { record(result) }
             return run
         }
     }
 
-    /// Waits for the order's payment (created by Crest's job), then plays the buyer paying; says
-    /// why when it could not.
+    /// Waits for the order's payment (created by Crest's job) with reads that wait for it, as a
+    /// checkout page would, then plays the buyer paying; says why when it could not.
     private func payOne(_ id: String, api: CrestAPI) async -> PaymentAttempt {
         while true {
-            guard let order = try? await api.order(id) else { return .notPaid(.orderUnreadable) }
+            guard let order = try? await api.order(id, waitingForPayment: 10) else { return .notPaid(.orderUnreadable) }
             if let url = order.payment?.payUrl {
                 return (try? await api.pay(at: url)) == true ? .paid : .notPaid(.providerRefused)
             }
             // Expired without a payment, or about to: its window closed first.
             if order.status == "expired" || Date() > order.expiresAt { return .notPaid(.noPaymentInWindow) }
             if order.status != "pending_payment" { return .notPaid(.orderClosed) }
-            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 

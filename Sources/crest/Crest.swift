@@ -11,4 +11,19 @@ struct Crest: AsyncParsableCommand {
         ],
         defaultSubcommand: Serve.self
     )
+
+    /// `AsyncParsableCommand.main()`, after the limit on open files is raised (`OpenFiles`).
+    static func main() async {
+        OpenFiles.raiseSoftLimit()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -7,6 +7,36 @@ import Testing
 /// `crest serve`'s options for the PostgreSQL store, refused before anything starts when out of range.
 @Suite("crest serve: store options")
 struct ServeOptionsTests {
+    @Test("started with a soft limit of 256 open files, crest raises it to the hard limit")
+    func openFilesRaised() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-nofile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let serve = ChildProcess(
+            executable: "/usr/bin/prlimit",
+            arguments: [
+                "--nofile=256:", CrestCommand.executable.path, "serve", "--host", "127.0.0.1", "--port", "0",
+                "--data-dir", directory.path, "--admin-token", "nofile-admin-token",
+            ])
+        try serve.run()
+        defer {
+            serve.terminate()
+            _ = serve.waitUntilExit(within: .seconds(30))
+        }
+        /// The soft and hard limits on open files `/proc` shows for the process.
+        func limits() throws -> [String] {
+            let text = try String(contentsOfFile: "/proc/\(serve.processIdentifier)/limits", encoding: .utf8)
+            let line = text.split(separator: "\n").first { $0.hasPrefix("Max open files") } ?? ""
+            return line.split(separator: " ").dropFirst(3).prefix(2).map(String.init)
+        }
+        // Once prlimit has become crest (before, /proc shows prlimit's own limits) and crest's main ran.
+        func isCrest() -> Bool {
+            (try? String(contentsOfFile: "/proc/\(serve.processIdentifier)/comm", encoding: .utf8))?.hasPrefix("crest") == true
+        }
+        let raised = try await eventually(timeout: .seconds(30)) { try isCrest() && limits().first != "256" }
+        let shown = try limits()
+        #expect(raised && shown.count == 2 && shown[0] == shown[1], "soft and hard: \(shown)")
+    }
+
     @Test("database pool options out of range: a clear message and a usage exit, before any connection is tried")
     func badDatabaseOptions() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
