@@ -83,9 +83,8 @@ struct CrestAPI: Sendable {
         return sale
     }
 
-    /// The order, or `nil` when Crest answers 404.
-    /// The order; with `waitingForPayment`, answered once it has its payment or changed status, or
-    /// after that many seconds (`GET /v1/orders/{id}?wait=…`).
+    /// The order, or `nil` when Crest answers 404; with `waitingForPayment`, answered once it has its
+    /// payment or changed status, or after that many seconds (`GET /v1/orders/{id}?wait=…`).
     func order(_ id: String, waitingForPayment wait: Int? = nil) async throws -> OrderView? {
         try await call(.GET, "/v1/orders/\(id)" + (wait.map { "?wait=\($0)" } ?? ""), admin: true)
     }
