@@ -18,12 +18,13 @@ package struct StageBreakdown: Sendable, Equatable {
 
     package var stages: [Stage]
 
-    /// The histogram `metric`'s stages in the order of `order` (others after, by name).
-    package init(metrics text: String, metric: String, order: [String] = []) {
+    /// The histogram `metric`'s stages in the order of `order` (others after, by name); a series
+    /// without a `stage` label is the stage `unlabeled`, when given.
+    package init(metrics text: String, metric: String, order: [String] = [], unlabeled: String? = nil) {
         var buckets: [String: [(le: Double, count: Double)]] = [:]
         for line in text.split(separator: "\n") where line.hasPrefix(metric + "_bucket{") {
             guard let close = line.lastIndex(of: "}"),
-                let stage = Self.label("stage", in: line[..<close]),
+                let stage = Self.label("stage", in: line[..<close]) ?? unlabeled,
                 let le = Self.label("le", in: line[..<close]).flatMap({ $0 == "+Inf" ? Double.infinity : Double($0) }),
                 let count = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces))
             else { continue }

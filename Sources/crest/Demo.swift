@@ -79,9 +79,12 @@ struct Demo: AsyncParsableCommand {
         let after = StageBreakdown(
             metrics: metrics, metric: "crest_order_lifecycle_seconds",
             order: ["payment_created", "paid", "refunded", "cancelled", "expired", "expiry_late"])
+        let webhooks = StageBreakdown(
+            metrics: metrics, metric: "crest_provider_webhook_lag_seconds", unlabeled: "webhook_lag")
         return
             (["Where a buyer waited, placing an order (stage, orders, median, 99th percentile):"] + placing.lines
-            + ["After placing, from the order's creation (expiry_late: past the payment window):"] + after.lines)
+            + ["After placing, from the order's creation (expiry_late: past the payment window):"] + after.lines
+            + ["The provider's webhooks, from its event to Crest receiving it:"] + webhooks.lines)
             .joined(separator: "\n")
     }
 

@@ -36,4 +36,17 @@ struct StageBreakdownTests {
         #expect(breakdown.lines.count == 2 && breakdown.lines[0].contains("gate") && breakdown.lines[0].contains("µs"))
         #expect(breakdown.lines[1].hasSuffix("p99 > 100.0 ms"), "\(breakdown.lines[1])")
     }
+
+    @Test("a histogram without a stage label is one stage, named by the caller")
+    func unlabeled() {
+        let text = """
+            crest_provider_webhook_lag_seconds_bucket{le="1.0"} 3
+            crest_provider_webhook_lag_seconds_bucket{le="10.0"} 4
+            crest_provider_webhook_lag_seconds_bucket{le="+Inf"} 4
+            crest_provider_webhook_lag_seconds_count 4
+            """
+        let breakdown = StageBreakdown(metrics: text, metric: "crest_provider_webhook_lag_seconds", unlabeled: "lag")
+        #expect(breakdown.stages.map(\.name) == ["lag"] && breakdown.stages.first?.count == 4)
+        #expect(StageBreakdown(metrics: text, metric: "crest_provider_webhook_lag_seconds").stages.isEmpty)
+    }
 }
