@@ -101,8 +101,8 @@ struct OrderRoutes {
             try await engine.order(order.id, waitingUntil: .now + .seconds(wait), while: Self.awaitsItsPayment))
     }
 
-    /// The longest `wait` of a read: below every proxy's and client's usual read timeout (30–60 s).
-    static let maxWaitSeconds = 25
+    /// The longest `wait` of a read: well below the usual read timeouts of proxies and clients (20–60 s).
+    static let maxWaitSeconds = 10
 
     static func awaitsItsPayment(_ order: Order) -> Bool { order.status == .pendingPayment && order.payment == nil }
 
