@@ -16,10 +16,8 @@ struct OrderWaitTests {
         try await HTTPFixture.with { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 2)
-                let ana = try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String
-                let bob = try await client.placeOrder(sale: sale, key: "k-bob", buyer: "bob").object["id"] as? String
-                let paid = try #require(ana.flatMap(OrderID.init))
-                let cancelled = try #require(bob.flatMap(OrderID.init))
+                let paid = try #require(OrderID(try await Self.place(client, sale, "ana")))
+                let cancelled = try #require(OrderID(try await Self.place(client, sale, "bob")))
                 // Waits of two minutes (the engine's, beyond the route's 10 s): the answers come on the
                 // changes, long before, however slow the machine.
                 let engine = fixture.engine
@@ -55,7 +53,7 @@ struct OrderWaitTests {
         try await HTTPFixture.with { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 2)
-                let id = try #require(try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String)
+                let id = try await Self.place(client, sale, "ana")
                 var started = ContinuousClock.now
                 let waited = try await Self.read(client, id, as: "ana", wait: 1)
                 #expect(ContinuousClock.now - started >= .seconds(1))
@@ -76,11 +74,9 @@ struct OrderWaitTests {
         try await HTTPFixture.with { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 1)
-                let id = try #require(try await client.placeOrder(sale: sale, key: "k-ana", buyer: "ana").object["id"] as? String)
+                let id = try await Self.place(client, sale, "ana")
                 for wait in ["-1", "11", "1.5", "soon", ""] {
-                    let response = try await client.execute(
-                        uri: "/v1/orders/\(id)?wait=\(wait)", method: .get, headers: try await HTTPFixture.buyerHeaders("ana")
-                    ) { $0 }
+                    let response = try await Self.read(client, id, as: "ana", wait: wait)
                     response.expectProblem(.badRequest, "invalid-request")
                     #expect(String(buffer: response.body).contains("wait"), "\(wait): \(String(buffer: response.body))")
                 }
@@ -90,9 +86,17 @@ struct OrderWaitTests {
         }
     }
 
-    static func read(_ client: some TestClientProtocol, _ id: String, as buyer: String, wait: Int) async throws -> TestResponse {
+    /// `GET /v1/orders/{id}?wait=…` as `buyer`.
+    static func read(_ client: some TestClientProtocol, _ id: String, as buyer: String, wait: some CustomStringConvertible)
+        async throws -> TestResponse
+    {
         try await client.execute(
             uri: "/v1/orders/\(id)?wait=\(wait)", method: .get, headers: try await HTTPFixture.buyerHeaders(buyer)
         ) { $0 }
+    }
+
+    /// The id of a new order of `buyer` on `sale`.
+    static func place(_ client: some TestClientProtocol, _ sale: String, _ buyer: String) async throws -> String {
+        try #require(try await client.placeOrder(sale: sale, key: "k-\(buyer)", buyer: buyer).object["id"] as? String)
     }
 }
