@@ -228,6 +228,7 @@ let package = Package(
             name: "CrestFixtures",
             dependencies: [
                 "CrestCore", "CrestStore", "CrestHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -306,7 +307,7 @@ let package = Package(
         .testTarget(
             name: "CrestEndToEndTests",
             dependencies: [
-                "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport", "CrestChaos",
+                "CrestCore", "CrestIdentity", "CrestStore", "CrestTestSupport", "CrestChaos", "CrestFixtures",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -123,6 +123,7 @@ struct DemoStack {
     let buyerPassSecret: String
     private let store: SQLiteStore
     private let providerHTTP: HTTPClient
+    private let webhookHTTP: HTTPClient
     private let groups: [ServiceGroup]
     private let runs: [Task<Void, any Error>]
 
@@ -131,7 +132,9 @@ struct DemoStack {
         let adminToken = UUID().uuidString
         let buyerPassSecret = UUID().uuidString + UUID().uuidString
         let passKeys = try await BuyerPassKeys.make(secrets: [buyerPassSecret], jwks: nil)
-        let dispatcher = WebhookDispatcher(target: nil, http: .shared, logger: logger)
+        let webhookHTTP = WebhookDispatcher.makeClient()
+        let dispatcher = WebhookDispatcher(
+            target: nil, http: webhookHTTP, logger: logger, maxInFlight: WebhookDispatcher.ownClientMaxInFlight)
         let simulator = PaymentSimulator(
             configuration: .init(publicURL: "http://127.0.0.1", seed: 1, faults: .init()), events: dispatcher)
         let (simulatorPorts, simulatorListening) = AsyncStream.makeStream(of: Int.self)
@@ -149,6 +152,8 @@ struct DemoStack {
         var simulatorIterator = simulatorPorts.makeAsyncIterator()
         guard let simulatorPort = await simulatorIterator.next(), simulatorPort > 0 else {
             simulatorRun.cancel()
+            _ = await simulatorRun.result
+            try? await webhookHTTP.shutdown()
             throw LoadTestError("the provider simulator did not start")
         }
         let simulatorURL = "http://127.0.0.1:\(simulatorPort)"
@@ -185,7 +190,9 @@ struct DemoStack {
         guard let crestPort = await crestIterator.next(), crestPort > 0 else {
             crestRun.cancel()
             simulatorRun.cancel()
+            _ = await (crestRun.result, simulatorRun.result)
             try? await providerHTTP.shutdown()
+            try? await webhookHTTP.shutdown()
             throw LoadTestError("Crest did not start")
         }
         let crestURL = "http://127.0.0.1:\(crestPort)"
@@ -193,7 +200,7 @@ struct DemoStack {
         return DemoStack(
             crestURL: crestURL, simulatorURL: simulatorURL, adminToken: adminToken, buyerPassSecret: buyerPassSecret,
             store: store,
-            providerHTTP: providerHTTP, groups: [group, simulatorGroup], runs: [crestRun, simulatorRun])
+            providerHTTP: providerHTTP, webhookHTTP: webhookHTTP, groups: [group, simulatorGroup], runs: [crestRun, simulatorRun])
     }
 
     /// Crest first (it drains its requests and jobs), then the simulator; then the store closes.
@@ -204,5 +211,6 @@ struct DemoStack {
         }
         try await store.close()
         try await providerHTTP.shutdown()
+        try await webhookHTTP.shutdown()
     }
 }

@@ -31,6 +31,12 @@ struct PSPSim: AsyncParsableCommand {
         meaning: "Secret that signs webhooks; give Crest the same one")
     @Option(help: Self.webhookSecret.help) var webhookSecret: String?
 
+    static let webhookMaxInFlight = IntSetting(
+        name: "webhook-max-in-flight", env: "CREST_PSP_WEBHOOK_MAX_IN_FLIGHT",
+        defaultValue: WebhookDispatcher.ownClientMaxInFlight, range: 1...1_024,
+        meaning: "Webhooks sent at once, each on a connection of its own; the others wait their turn in order")
+    @Option(help: Self.webhookMaxInFlight.help) var webhookMaxInFlight: Int?
+
     @Option(help: "Seed of the faults, for reproducible runs; payment ids are unique whatever the seed [env: CREST_PSP_SEED] (default: 1)")
     var seed: UInt64?
 
@@ -86,8 +92,11 @@ struct PSPSim: AsyncParsableCommand {
         let given = Self.webhookSecret.resolve(webhookSecret, in: settings)
         let secret = given ?? SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
         let webhookURL = Self.webhookURL.resolve(webhookUrl, in: settings)
+        let maxInFlight = try Self.webhookMaxInFlight.resolve(webhookMaxInFlight, in: settings)
+        let webhookHTTP = WebhookDispatcher.makeClient(maxInFlight: maxInFlight)
         let dispatcher = WebhookDispatcher(
-            target: webhookURL.map { .init(url: $0, secret: secret) }, http: .shared, logger: logger)
+            target: webhookURL.map { .init(url: $0, secret: secret) }, http: webhookHTTP, logger: logger,
+            maxInFlight: maxInFlight)
         let simulator = PaymentSimulator(
             configuration: .init(
                 publicURL: "http://\(host):\(port)", seed: try settings.value(seed, env: "CREST_PSP_SEED", default: 1),
@@ -107,6 +116,12 @@ struct PSPSim: AsyncParsableCommand {
             },
             logger: logger)
         let listener = Listener(server: app, address: "\(host):\(port)", started: started)
-        try await ProcessLifecycle.group([dispatcher, listener], logger: logger).run()
+        do {
+            try await ProcessLifecycle.group([dispatcher, listener], logger: logger).run()
+        } catch {
+            try? await webhookHTTP.shutdown()
+            throw error
+        }
+        try await webhookHTTP.shutdown()
     }
 }

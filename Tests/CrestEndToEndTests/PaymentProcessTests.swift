@@ -1,6 +1,9 @@
 import AsyncHTTPClient
+import CrestFixtures
 import CrestTestSupport
 import Foundation
+import Hummingbird
+import HummingbirdTesting
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -84,5 +87,41 @@ struct PaymentProcessTests {
         #expect(Set(paymentIDs).count == 2, "the restarted simulator repeated a payment id: \(paymentIDs)")
         #expect(!crest.log.contains("UNIQUE constraint"), "\(crest.log)")
         await crest.expectGracefulStop()
+    }
+
+    @Test(
+        "crest psp-sim sends up to --webhook-max-in-flight webhooks at once (more than an HTTP client's default 8); a value out of range is refused"
+    )
+    func simulatorWebhooksAtOnce() async throws {
+        let (status, output) = try await CrestCommand.run(
+            ["psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-max-in-flight", "0"], timeout: .seconds(5))
+        #expect(status != nil && status != 0, "\(output)")
+        #expect(output.contains("webhook-max-in-flight must be 1…1,024"), "\(output)")
+
+        let receiver = SlowReceiver(pause: .milliseconds(500))
+        let receiverApp = Application(router: receiver.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await receiverApp.test(.live) { receiverClient in
+            let port = try #require(receiverClient.port)
+            let simulator = try await CrestProcess(
+                arguments: [
+                    "psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-secret", "e2e", "--log-level", "warning",
+                    "--webhook-url", "http://127.0.0.1:\(port)/hook", "--webhook-max-in-flight", "16",
+                ],
+                listening: "psp-sim listening on")
+            let api = CrestClient(http: .shared, port: simulator.port)
+            let events = 48
+            for index in 0..<events {
+                let created = try await api.call(
+                    .POST, "/v1/payment_intents", headers: [("Idempotency-Key", "k\(index)")],
+                    json: #"{"amount":100,"currency":"CNY","reference":"order-\#(index)"}"#)
+                #expect((200..<300).contains(created.status), "\(created.status)")
+            }
+            let delivered = try await eventually(timeout: .seconds(60)) { receiver.received >= events }
+            #expect(delivered, "\(receiver.received) of \(events) webhooks received")
+            // Each is held 500 ms, and the 48 are created in far less: a sender allowed 16 has more
+            // than 8 out at once.
+            #expect((9...16).contains(receiver.most), "\(receiver.most) webhooks were in at once")
+            await simulator.expectGracefulStop()
+        }
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestFixtures
 import CrestPayments
 import CrestSimulator
 import CrestTestSupport
@@ -13,32 +14,6 @@ import Testing
 
 /// The simulator's webhook sender against a live receiver.
 @Suite struct WebhookDispatcherTests {
-    /// A receiver that answers each webhook after a pause and remembers how many were in at once.
-    final class SlowReceiver: Sendable {
-        let pause: Duration
-        private let counts = Mutex((now: 0, most: 0, received: 0))
-
-        init(pause: Duration) { self.pause = pause }
-
-        var most: Int { counts.withLock { $0.most } }
-        var received: Int { counts.withLock { $0.received } }
-
-        func router() -> Router<BasicRequestContext> {
-            let router = Router()
-            router.post("/hook") { _, _ -> HTTPResponse.Status in
-                self.counts.withLock { counts in
-                    counts.now += 1
-                    counts.received += 1
-                    counts.most = max(counts.most, counts.now)
-                }
-                try? await Task.sleep(for: self.pause)
-                self.counts.withLock { $0.now -= 1 }
-                return .ok
-            }
-            return router
-        }
-    }
-
     @Test("a burst of events is sent with at most maxInFlight requests out, the others waiting their turn; every one delivered")
     func burstIsBounded() async throws {
         let logger = Logger(label: "crest.test.dispatcher")
