@@ -75,6 +75,12 @@ package enum ProviderAPI {
         /// The event type announcing `status`.
         package static func type(for status: PaymentStatus) -> String { "payment_intent.\(status.rawValue)" }
 
+        /// The event types Crest learns from: every status but `created` — Crest records a payment's
+        /// creation from the answer to its own call (retried with the same key until answered), so a
+        /// `created` webhook only repeats it, one HTTP exchange more per order. Crest accepts it (as a
+        /// duplicate); a provider's endpoint subscribed to these types alone saves that work.
+        package static let typesCrestNeeds: Set<PaymentStatus> = Set(PaymentStatus.allCases).subtracting([.created])
+
         /// The status an event type announces; `nil` for types Crest does not know.
         package static func status(of type: String) -> PaymentStatus? {
             guard type.hasPrefix("payment_intent.") else { return nil }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestCore
 import CrestPayments
 import Foundation
 import Logging
@@ -34,6 +35,8 @@ package final class WebhookDispatcher: Service, Sendable {
     private let logger: Logger
     private let maxAttempts: Int
     private let permits: DeliveryPermits
+    /// The statuses whose events are sent (the endpoint's subscription); nil: every one.
+    private let subscribed: Set<PaymentStatus>?
     private let counts = Mutex((emitted: 0, delivered: 0, failedAttempts: 0, givenUp: 0))
     /// Set by the simulator that owns this dispatcher: its faults and random source.
     private let source = Mutex<PaymentSimulator?>(nil)
@@ -60,7 +63,7 @@ package final class WebhookDispatcher: Service, Sendable {
 
     package init(
         target: Target?, http: HTTPClient, logger: Logger, maxAttempts: Int = 8,
-        maxInFlight: Int = WebhookDispatcher.defaultMaxInFlight
+        maxInFlight: Int = WebhookDispatcher.defaultMaxInFlight, subscribed: Set<PaymentStatus>? = nil
     ) {
         (stream, continuation) = AsyncStream.makeStream(of: ProviderAPI.Event.self)
         self.target = Mutex(target)
@@ -68,6 +71,30 @@ package final class WebhookDispatcher: Service, Sendable {
         self.logger = logger
         self.maxAttempts = maxAttempts
         self.permits = DeliveryPermits(limit: maxInFlight)
+        self.subscribed = subscribed
+    }
+
+    /// The statuses an endpoint's subscription names: `all` (nil: every type), or event types
+    /// separated by commas (`payment_intent.processing,payment_intent.succeeded`).
+    package static func subscription(_ text: String) throws(SubscriptionError) -> Set<PaymentStatus>? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed == "all" { return nil }
+        var statuses: Set<PaymentStatus> = []
+        for name in trimmed.split(separator: ",", omittingEmptySubsequences: false) {
+            let type = name.trimmingCharacters(in: .whitespaces)
+            guard let status = ProviderAPI.Event.status(of: type) else { throw SubscriptionError(type: type) }
+            statuses.insert(status)
+        }
+        return statuses
+    }
+
+    package struct SubscriptionError: Error, CustomStringConvertible {
+        package var type: String
+
+        package var description: String {
+            let known = PaymentStatus.allCases.map { ProviderAPI.Event.type(for: $0) }.joined(separator: ", ")
+            return "unknown webhook event type \"\(type)\": the types are \(known), or all"
+        }
     }
 
     /// Where events go from now on (e.g. once the receiver listens and its port is known).
@@ -79,7 +106,9 @@ package final class WebhookDispatcher: Service, Sendable {
 
     func attach(_ simulator: PaymentSimulator) { source.withLock { $0 = simulator } }
 
+    /// Sends the intent's change as an event, unless the endpoint is not subscribed to its type.
     func emit(_ intent: ProviderAPI.Intent, at now: Date) {
+        guard subscribed?.contains(intent.status) ?? true else { return }
         // Unique across runs, like payment ids: Crest drops an event id it has seen as a duplicate.
         let event = ProviderAPI.Event(
             id: PaymentSimulator.newID(prefix: "evt_"), type: ProviderAPI.Event.type(for: intent.status),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CrestCore
 import CrestSimulator
 import Crypto
 import Foundation
@@ -36,6 +37,13 @@ struct PSPSim: AsyncParsableCommand {
         defaultValue: WebhookDispatcher.ownClientMaxInFlight, range: 1...1_024,
         meaning: "Webhooks sent at once, each on a connection of its own; the others wait their turn in order")
     @Option(help: Self.webhookMaxInFlight.help) var webhookMaxInFlight: Int?
+
+    static let webhookEvents = TextSetting(
+        env: "CREST_PSP_WEBHOOK_EVENTS", defaultValue: "all",
+        meaning:
+            "Event types sent, separated by commas (payment_intent.created, …processing, …failed, …succeeded, …refunded), or all. Crest needs every one but payment_intent.created"
+    )
+    @Option(help: Self.webhookEvents.help) var webhookEvents: String?
 
     @Option(help: "Seed of the faults, for reproducible runs; payment ids are unique whatever the seed [env: CREST_PSP_SEED] (default: 1)")
     var seed: UInt64?
@@ -93,10 +101,16 @@ struct PSPSim: AsyncParsableCommand {
         let secret = given ?? SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
         let webhookURL = Self.webhookURL.resolve(webhookUrl, in: settings)
         let maxInFlight = try Self.webhookMaxInFlight.resolve(webhookMaxInFlight, in: settings)
+        let subscribed: Set<PaymentStatus>?
+        do {
+            subscribed = try WebhookDispatcher.subscription(Self.webhookEvents.value(webhookEvents, in: settings))
+        } catch {
+            throw ValidationError(error.description)
+        }
         let webhookHTTP = WebhookDispatcher.makeClient(maxInFlight: maxInFlight)
         let dispatcher = WebhookDispatcher(
             target: webhookURL.map { .init(url: $0, secret: secret) }, http: webhookHTTP, logger: logger,
-            maxInFlight: maxInFlight)
+            maxInFlight: maxInFlight, subscribed: subscribed)
         let simulator = PaymentSimulator(
             configuration: .init(
                 publicURL: "http://\(host):\(port)", seed: try settings.value(seed, env: "CREST_PSP_SEED", default: 1),

@@ -91,13 +91,17 @@ struct PaymentProcessTests {
     }
 
     @Test(
-        "crest psp-sim sends up to --webhook-max-in-flight webhooks at once (more than an HTTP client's default 8); a value out of range is refused"
+        "crest psp-sim sends up to --webhook-max-in-flight webhooks at once (more than an HTTP client's default 8); a value out of range or an unknown event type is refused"
     )
     func simulatorWebhooksAtOnce() async throws {
         let (status, output) = try await CrestCommand.run(
             ["psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-max-in-flight", "0"], timeout: .seconds(5))
         #expect(status != nil && status != 0, "\(output)")
         #expect(output.contains("webhook-max-in-flight must be 1…1,024"), "\(output)")
+        let (typeStatus, typeOutput) = try await CrestCommand.run(
+            ["psp-sim", "--host", "127.0.0.1", "--port", "0", "--webhook-events", "payment_intent.paid"], timeout: .seconds(5))
+        #expect(typeStatus != nil && typeStatus != 0, "\(typeOutput)")
+        #expect(typeOutput.contains(#"unknown webhook event type "payment_intent.paid""#), "\(typeOutput)")
 
         // Each webhook is held until the test has seen how many are out at once, at most 8 s: below
         // the simulator's 10 s request timeout, so that no delivery is abandoned and sent again.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CrestCore
 import CrestFixtures
 import CrestPayments
 import CrestSimulator
@@ -14,6 +15,30 @@ import Testing
 
 /// The simulator's webhook sender against a live receiver.
 @Suite struct WebhookDispatcherTests {
+    @Test(
+        "an endpoint subscribed to the types Crest needs gets no created event and every later one; a subscription names known types, or all"
+    )
+    func subscription() throws {
+        let dispatcher = WebhookDispatcher(
+            target: nil, http: .shared, logger: Logger(label: "crest.test.dispatcher"),
+            subscribed: ProviderAPI.Event.typesCrestNeeds)
+        let simulator = PaymentSimulator(configuration: .init(publicURL: "http://127.0.0.1"), events: dispatcher)
+        let intent = try simulator.create(.init(amount: 100, currency: "CNY", reference: "order-1"), key: "k")
+        #expect(dispatcher.statistics.emitted == 0, "a created event was sent")
+        _ = try simulator.simulate(intent.id, outcome: .succeeded)
+        #expect(dispatcher.statistics.emitted == 2, "processing and succeeded")
+
+        #expect(try WebhookDispatcher.subscription("all") == nil)
+        #expect(
+            try WebhookDispatcher.subscription("payment_intent.processing, payment_intent.succeeded") == [.processing, .succeeded])
+        #expect(ProviderAPI.Event.typesCrestNeeds == [.processing, .failed, .succeeded, .refunded])
+        let error = #expect(throws: WebhookDispatcher.SubscriptionError.self) {
+            try WebhookDispatcher.subscription("payment_intent.succeeded,payment_intent.paid")
+        }
+        #expect(error?.description.contains(#"unknown webhook event type "payment_intent.paid""#) == true)
+        #expect(throws: WebhookDispatcher.SubscriptionError.self) { try WebhookDispatcher.subscription("") }
+    }
+
     @Test("a burst of events is sent with at most maxInFlight requests out, the others waiting their turn; every one delivered")
     func burstIsBounded() async throws {
         let logger = Logger(label: "crest.test.dispatcher")
