@@ -24,8 +24,10 @@ struct JobCrashTests {
             // Orders with a short window, placed while Crest runs; it stops before most of them expire,
             // so that the next start finds a backlog of due expiry jobs and is busy running them. Long
             // enough for a loaded machine's placing: with 3 s, CI's full suite once placed so slowly on
-            // PostgreSQL that the first process had run every expiry before it stopped.
-            let window = 10
+            // PostgreSQL that the first process had run every expiry before it stopped; with 10 s, a
+            // full suite on two cores once left no expiry job running for the next start to catch.
+            let window = 20
+            let placingStarted = ContinuousClock.now
             let placing = try await CrestProcess(dataDirectory: directory, extraArguments: lease)
             let client = CrestClient(http: http, port: placing.port)
             let sale = try await client.createSale(
@@ -39,6 +41,7 @@ struct JobCrashTests {
                 }
             }
             await placing.expectGracefulStop()
+            let placingTook = ContinuousClock.now - placingStarted
             let orders = placed.compactMap { try? $0.get() }.filter { $0.status == 201 }.compactMap(\.id)
             let unplaced = placed.compactMap { answer -> String? in
                 switch answer {
@@ -58,7 +61,7 @@ struct JobCrashTests {
             for _ in 0..<8 where interrupted.isEmpty {
                 let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
                 let busy = CrestClient(http: http, port: first.port)
-                let caught = try await eventually(timeout: .seconds(30), every: .milliseconds(1)) {
+                let caught = try await eventually(timeout: .seconds(60), every: .milliseconds(1)) {
                     let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire-batch", headers: admin)
                     guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
                     await first.kill()
@@ -66,7 +69,7 @@ struct JobCrashTests {
                 }
                 guard caught else {
                     _ = await first.stop()
-                    Issue.record("no expiry job was seen running")
+                    Issue.record("no expiry job was seen running (placing took \(placingTook) for a \(window) s window)")
                     break
                 }
 
