@@ -17,6 +17,8 @@
 #   Benchmarks/lifecycle.sh
 #   BINS="/tmp/a/crest /tmp/b/crest" ROUNDS=2 RATE=700 Benchmarks/lifecycle.sh
 #   PARTS="creation mix" BINS=… Benchmarks/lifecycle.sh     # some parts only
+#   CREST_PSP_WEBHOOK_EVENTS=payment_intent.processing,payment_intent.failed,payment_intent.succeeded,payment_intent.refunded \
+#     Benchmarks/lifecycle.sh     # the simulator subscribed as `crest demo` is: no `created` webhooks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
