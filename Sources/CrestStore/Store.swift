@@ -29,6 +29,10 @@ public protocol Store: JobQueue {
 
     func order(_ id: OrderID) async throws -> Order?
 
+    /// The orders among `ids` that exist, by id, in one read: a batch job's orders (the expiry and
+    /// payment creation of a reservation batch) read with one wait for the store instead of one each.
+    func orders(ids: [OrderID]) async throws -> [OrderID: Order]
+
     /// The order created by the request with this idempotency key in this sale, if any.
     func order(saleID: SaleID, idempotencyKey: String) async throws -> Order?
 

@@ -16,6 +16,8 @@ final class ControllableStore: ForwardingStore, @unchecked Sendable {
     private let failingEnqueues = Locked<(kind: String, left: Int)?>(nil)
     /// The size of each batch `reserve` was called with, in order.
     let batchSizes = Locked<[Int]>([])
+    /// The orders read one by one (`order(_:)`), and the id lists read at once (`orders(ids:)`).
+    let reads = Locked<(single: [OrderID], batches: [[OrderID]])>(([], []))
 
     struct InjectedFailure: Error {}
 
@@ -81,6 +83,16 @@ final class ControllableStore: ForwardingStore, @unchecked Sendable {
         return try await inner.transitions(requests, at: now)
     }
 
+    override func order(_ id: OrderID) async throws -> Order? {
+        reads.withLock { $0.single.append(id) }
+        return try await inner.order(id)
+    }
+
+    override func orders(ids: [OrderID]) async throws -> [OrderID: Order] {
+        reads.withLock { $0.batches.append(ids) }
+        return try await inner.orders(ids: ids)
+    }
+
     override func ping() async throws {
         if failing.value { throw InjectedFailure() }
         try await inner.ping()
@@ -91,12 +103,13 @@ extension EngineFixture {
     /// An engine whose store is a `ControllableStore`, handed to `body` beside the fixture.
     static func withControllableStore<T: Sendable>(
         configuration: EngineConfiguration = .init(),
+        clock: any CrestClock = SystemClock(),
         provider: (any PaymentProvider)? = nil,
         _ body: (EngineFixture, ControllableStore) async throws -> T
     ) async throws -> T {
         let store = Locked<ControllableStore?>(nil)
         return try await with(
-            configuration: configuration, provider: provider,
+            configuration: configuration, clock: clock, provider: provider,
             makeStore: { directory in
                 let controllable = try ControllableStore(directory: directory)
                 store.withLock { $0 = controllable }

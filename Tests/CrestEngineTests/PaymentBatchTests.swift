@@ -94,6 +94,47 @@ struct PaymentBatchTests {
     }
 
     @Test(
+        "a batch job reads its orders with one read of the store; an order whose turn came after the read went stale (it waited for a provider call) is read again alone"
+    )
+    func batchReadsItsOrdersOnce() async throws {
+        // One creation at a time, each taking 300 ms: the second and third wait past the read's freshness.
+        let provider = GuardedProvider(
+            CountingProvider(pause: .milliseconds(300)), configuration: .init(maxInFlight: 1),
+            logger: Logger(label: "crest.test"))
+        // The batcher lingers on the test's clock until the three are queued: one reservation
+        // batch, one creation job.
+        let clock = AdjustableClock()
+        try await EngineFixture.withControllableStore(configuration: .quickJobsLingering, clock: clock, provider: provider) {
+            fixture, store in
+            let sale = try await fixture.sale(stock: 10, paymentWindowSeconds: 900)
+            let placing = Task {
+                try await withThrowingTaskGroup(of: OrderID.self) { group in
+                    for buyer in ["ana", "bob", "cai"] {
+                        group.addTask { try await fixture.order(sale, buyer: buyer, key: "k-\(buyer)").order.id }
+                    }
+                    return try await group.reduce(into: Set<OrderID>()) { $0.insert($1) }
+                }
+            }
+            _ = try await eventually(timeout: .seconds(8)) { fixture.engine.queuedReservations == 3 }
+            clock.advance(by: .seconds(10))
+            let ids = try await placing.value
+            let created = try await eventually(timeout: .seconds(60)) {
+                let batches = try await fixture.engine.jobs(
+                    matching: JobFilter(kind: PaymentJobs.createBatch.name), after: nil, limit: 10)
+                return !batches.isEmpty && batches.allSatisfy { $0.state == .completed }
+            }
+            #expect(created)
+            let reads = store.reads.value
+            let batchReads = reads.batches.filter { !Set($0).isDisjoint(with: ids) }
+            #expect(Set(batchReads.joined()) == ids, "the batch jobs' reads: \(batchReads)")
+            // The first creation may use the batch's read; the two after it waited 300 ms or more.
+            let alone = reads.single.filter(ids.contains)
+            #expect(alone.count >= 2, "orders read alone: \(alone)")
+            for id in ids { #expect(try await fixture.engine.order(id).payment != nil) }
+        }
+    }
+
+    @Test(
         "a batch's creation that runs out of attempts (its hand-overs never enqueued) hands each of its orders to a keyed job of its own, which creates the payment once the provider answers"
     )
     func discardedBatchHandsOver() async throws {
@@ -230,7 +271,13 @@ private final class CountingProvider: PaymentProvider {
     private let created = Mutex<[OrderID: Int]>([:])
     private let refused = Mutex<[OrderID: Int]>([:])
 
-    init(unreachableAmount: Int64? = nil) { unreachable = Mutex(unreachableAmount) }
+    /// How long each creation takes.
+    private let pause: Duration
+
+    init(unreachableAmount: Int64? = nil, pause: Duration = .zero) {
+        unreachable = Mutex(unreachableAmount)
+        self.pause = pause
+    }
 
     var unreachableAmount: Int64? {
         get { unreachable.withLock { $0 } }
@@ -245,6 +292,7 @@ private final class CountingProvider: PaymentProvider {
             refused.withLock { $0[request.orderID, default: 0] += 1 }
             throw ProviderError.unavailable(Unavailable(.connection, "connection refused"))
         }
+        if pause > .zero { try await Task.sleep(for: pause) }
         created.withLock { $0[request.orderID, default: 0] += 1 }
         return ProviderPayment(
             id: "pi_\(request.orderID)", reference: request.orderID.description, amount: request.amount, status: .created,

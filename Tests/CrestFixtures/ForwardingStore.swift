@@ -46,6 +46,7 @@ open class ForwardingStore: Store, @unchecked Sendable {
     open func counters(of saleID: SaleID) async throws -> CounterSnapshot? { try await inner.counters(of: saleID) }
     open func sales(after: SaleID?, limit: Int) async throws -> [Sale] { try await inner.sales(after: after, limit: limit) }
     open func order(_ id: OrderID) async throws -> Order? { try await inner.order(id) }
+    open func orders(ids: [OrderID]) async throws -> [OrderID: Order] { try await inner.orders(ids: ids) }
     open func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
         try await inner.order(saleID: saleID, idempotencyKey: idempotencyKey)
     }

@@ -42,8 +42,8 @@ struct OrderLifecycle: Sendable {
 
     /// Expires an order still awaiting payment at the end of its window and gives its stock back —
     /// after asking the provider about its payment, which may have succeeded without Crest hearing.
-    func expire(_ id: OrderID) async throws -> JobResult {
-        let order = try await order(id)
+    func expire(_ id: OrderID, from batch: BatchOrders? = nil) async throws -> JobResult {
+        let order = try await order(id, from: batch)
         guard order.status == .pendingPayment else { return .completed }
         let now = clock()
         if now < order.expiresAt {
@@ -89,11 +89,12 @@ struct OrderLifecycle: Sendable {
     /// each over once; the orders it already ended are no longer pending and are passed over.
     func expire(_ ids: [OrderID]) async throws -> JobResult {
         var handOver: [NewJob] = []
+        let batch = await readBatch(ids)
         try await withThrowingTaskGroup(of: NewJob?.self) { group in
             var next = ids.makeIterator()
             func start() {
                 guard let id = next.next() else { return }
-                group.addTask { try await handOverIfUnfinished(id) }
+                group.addTask { try await handOverIfUnfinished(id, from: batch) }
             }
             for _ in 0..<Self.expiryWidth { start() }
             while let job = try await group.next() {
@@ -115,10 +116,10 @@ struct OrderLifecycle: Sendable {
     static let handOverDelay: Duration = .seconds(1)
 
     /// Expires one order of a batch; the `order.expire` job that takes over, if it is not done.
-    private func handOverIfUnfinished(_ id: OrderID) async throws -> NewJob? {
+    private func handOverIfUnfinished(_ id: OrderID, from batch: BatchOrders?) async throws -> NewJob? {
         let after: Duration
         do {
-            switch try await expire(id) {
+            switch try await expire(id, from: batch) {
             case .completed: return nil
             case .snooze(let delay): after = delay
             }
@@ -210,4 +211,30 @@ struct OrderLifecycle: Sendable {
         guard let order = try await store.order(id) else { throw JobDiscardError("order \(id) does not exist") }
         return order
     }
+
+    /// The order as `batch` read it, while that read is fresh; else (or without a batch) read alone.
+    func order(_ id: OrderID, from batch: BatchOrders?) async throws -> Order {
+        if let batch, ContinuousClock.now - batch.readAt < BatchOrders.freshFor, let order = batch.orders[id] { return order }
+        return try await order(id)
+    }
+
+    /// The orders of a batch job read at once; nil when the read failed (each is then read alone,
+    /// and fails or is handed over alone, as before).
+    func readBatch(_ ids: [OrderID]) async -> BatchOrders? {
+        let readAt = ContinuousClock.now
+        guard let orders = try? await store.orders(ids: ids) else { return nil }
+        return BatchOrders(orders: orders, readAt: readAt)
+    }
+}
+
+/// The orders of a batch job (an expiry or payment creation batch), read with one wait for the
+/// store instead of one per order. At the rates between a sale's bursts a batch holds a few
+/// orders, each read was a wake-up of its own (Benchmarks/RESULTS.md). An order whose turn comes
+/// later than `freshFor` after the read — it waited for a place among the provider calls — is read
+/// again alone: no decision rests on an older view than a read of its own would have given.
+struct BatchOrders: Sendable {
+    let orders: [OrderID: Order]
+    let readAt: ContinuousClock.Instant
+
+    static let freshFor: Duration = .milliseconds(100)
 }

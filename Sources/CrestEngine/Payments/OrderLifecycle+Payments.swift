@@ -85,12 +85,14 @@ extension OrderLifecycle {
         -> JobResult
     {
         var handOver: [NewJob] = []
+        let batch = await readBatch(orders.map(\.id))
         try await withThrowingTaskGroup(of: NewJob?.self) { group in
             for order in orders {
                 group.addTask {
                     try await creationSlots.acquire()
                     defer { creationSlots.release() }
-                    return try await createPaymentInBatch(order.id, traceParent: order.traceParent, provider: provider)
+                    return try await createPaymentInBatch(
+                        order.id, from: batch, traceParent: order.traceParent, provider: provider)
                 }
             }
             while let job = try await group.next() {
@@ -113,14 +115,14 @@ extension OrderLifecycle {
 
     /// One order's payment creation inside its batch, in a `payment.create` span continuing the
     /// order's trace; the `payment.create` job that takes over, if it failed.
-    private func createPaymentInBatch(_ id: OrderID, traceParent: String?, provider: any PaymentProvider) async throws
-        -> NewJob?
-    {
+    private func createPaymentInBatch(
+        _ id: OrderID, from batch: BatchOrders?, traceParent: String?, provider: any PaymentProvider
+    ) async throws -> NewJob? {
         let context = traceParent.map(TraceParent.context) ?? ServiceContext.current ?? .topLevel
         return try await withSpan("payment.create", context: context) { span in
             if span.isRecording { span.attributes["crest.order.id"] = id.description }
             do {
-                _ = try await paymentCreated(for: id, provider: provider)
+                _ = try await paymentCreated(for: id, from: batch, provider: provider)
                 return nil
             } catch let discarded as JobDiscardError {
                 // As the single job would be discarded: no order, or an answer that cannot be true.
@@ -168,8 +170,10 @@ extension OrderLifecycle {
 
     /// Creates the order's payment unless it has one or is closed, and records it; the order, if
     /// it is still awaiting payment.
-    private func paymentCreated(for id: OrderID, provider: any PaymentProvider) async throws -> Order? {
-        let order = try await order(id)
+    private func paymentCreated(for id: OrderID, from batch: BatchOrders? = nil, provider: any PaymentProvider) async throws
+        -> Order?
+    {
+        let order = try await order(id, from: batch)
         // A closed order needs no payment.
         guard order.status == .pendingPayment else { return nil }
         // A webhook may have told us first, or an earlier run of the same batch created it.

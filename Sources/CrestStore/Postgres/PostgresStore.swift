@@ -228,6 +228,14 @@ public final class PostgresStore: Store {
         ).first.map(PostgresRows.order)
     }
 
+    public func orders(ids: [OrderID]) async throws -> [OrderID: Order] {
+        guard !ids.isEmpty else { return [:] }
+        let found = try await rows(
+            "SELECT \(unescaped: PostgresRows.orderColumns) FROM orders WHERE id = ANY(\(ids.map(\.description)))"
+        ).map(PostgresRows.order)
+        return Dictionary(found.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     public func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
         try await rows(
             """

@@ -99,6 +99,19 @@ public final class SQLiteStore: Store {
         }
     }
 
+    /// One seek each, in one read transaction: a batch job names a few dozen orders at most, and
+    /// SQLite evaluates an `IN` list of constants with a temporary B-tree per statement run.
+    public func orders(ids: [OrderID]) async throws -> [OrderID: Order] {
+        guard !ids.isEmpty else { return [:] }
+        return try await pool.read { db in
+            var orders: [OrderID: Order] = [:]
+            for id in ids {
+                if let order = try Self.fetchOrder(db, id: id) { orders[id] = order }
+            }
+            return orders
+        }
+    }
+
     public func order(saleID: SaleID, idempotencyKey: String) async throws -> Order? {
         try await pool.read { db in
             try Self.fetchOrder(db, saleID: saleID, idempotencyKey: idempotencyKey)
