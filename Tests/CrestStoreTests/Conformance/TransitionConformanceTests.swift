@@ -14,6 +14,25 @@ struct TransitionConformanceTests {
         return (sale, placed.outcomes.compactMap(\.order))
     }
 
+    @Test(
+        "orders read at once: each that exists by its id, as read alone; an unknown id is absent; none asked, none read",
+        arguments: StoreKind.allCases)
+    func readAtOnce(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let (_, orders) = try await Self.pendingOrders(3, on: store)
+            _ = try await store.transition(orders[1].id, by: .pay, at: millisecondNow())
+            let unknown = OrderID.make()
+            let read = try await store.orders(ids: [orders[2].id, unknown, orders[0].id, orders[1].id])
+            #expect(Set(read.keys) == Set(orders.map(\.id)))
+            for order in orders {
+                let alone = try await store.order(order.id)
+                #expect(read[order.id] == alone)
+            }
+            #expect(read[orders[1].id]?.status == .paid)
+            #expect(try await store.orders(ids: []).isEmpty)
+        }
+    }
+
     @Test("a transition applies once, a repeat changes nothing, an unknown order has no result", arguments: StoreKind.allCases)
     func appliedOnce(kind: StoreKind) async throws {
         try await kind.withStore { store in
