@@ -12,8 +12,6 @@ public final class SlowReceiver: Sendable {
     /// The most requests that were in at once.
     public var most: Int { counts.withLock { $0.most } }
     public var received: Int { counts.withLock { $0.received } }
-    /// Requests in now.
-    public var holding: Int { counts.withLock { $0.now } }
 
     /// Answers the requests held now and every later one at once.
     public func release() { counts.withLock { $0.released = true } }
