@@ -55,10 +55,15 @@ package final class WebhookDispatcher: Service, Sendable {
     /// late at the median in the demo, 36 s on a slow day; with 64, within 0.5 s (RESULTS.md).
     package static let ownClientMaxInFlight = 64
 
-    /// An HTTP client for a dispatcher sending `maxInFlight` webhooks at once: one connection each.
-    /// The caller shuts it down once the dispatcher has stopped.
-    package static func makeClient(maxInFlight: Int = ownClientMaxInFlight) -> HTTPClient {
-        HTTPPaymentProvider.makeClient(connections: maxInFlight, traced: false)
+    /// A dispatcher sending `maxInFlight` webhooks at once on an HTTP client of its own, one
+    /// connection each; the caller shuts the client down once the dispatcher has stopped.
+    package static func withOwnClient(
+        target: Target?, logger: Logger, maxInFlight: Int = ownClientMaxInFlight, subscribed: Set<PaymentStatus>? = nil
+    ) -> (dispatcher: WebhookDispatcher, http: HTTPClient) {
+        let http = HTTPPaymentProvider.makeClient(connections: maxInFlight, traced: false)
+        let dispatcher = WebhookDispatcher(
+            target: target, http: http, logger: logger, maxInFlight: maxInFlight, subscribed: subscribed)
+        return (dispatcher, http)
     }
 
     package init(

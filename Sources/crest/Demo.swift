@@ -132,12 +132,10 @@ struct DemoStack {
         let adminToken = UUID().uuidString
         let buyerPassSecret = UUID().uuidString + UUID().uuidString
         let passKeys = try await BuyerPassKeys.make(secrets: [buyerPassSecret], jwks: nil)
-        let webhookHTTP = WebhookDispatcher.makeClient()
         // Subscribed as the README advises an operator: every type but `created`, which Crest learns
         // from its own call.
-        let dispatcher = WebhookDispatcher(
-            target: nil, http: webhookHTTP, logger: logger, maxInFlight: WebhookDispatcher.ownClientMaxInFlight,
-            subscribed: ProviderAPI.Event.typesCrestNeeds)
+        let (dispatcher, webhookHTTP) = WebhookDispatcher.withOwnClient(
+            target: nil, logger: logger, subscribed: ProviderAPI.Event.typesCrestNeeds)
         let simulator = PaymentSimulator(
             configuration: .init(publicURL: "http://127.0.0.1", seed: 1, faults: .init()), events: dispatcher)
         let (simulatorPorts, simulatorListening) = AsyncStream.makeStream(of: Int.self)

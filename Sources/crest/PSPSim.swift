@@ -107,10 +107,9 @@ struct PSPSim: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let webhookHTTP = WebhookDispatcher.makeClient(maxInFlight: maxInFlight)
-        let dispatcher = WebhookDispatcher(
-            target: webhookURL.map { .init(url: $0, secret: secret) }, http: webhookHTTP, logger: logger,
-            maxInFlight: maxInFlight, subscribed: subscribed)
+        let (dispatcher, webhookHTTP) = WebhookDispatcher.withOwnClient(
+            target: webhookURL.map { .init(url: $0, secret: secret) }, logger: logger, maxInFlight: maxInFlight,
+            subscribed: subscribed)
         let simulator = PaymentSimulator(
             configuration: .init(
                 publicURL: "http://\(host):\(port)", seed: try settings.value(seed, env: "CREST_PSP_SEED", default: 1),
