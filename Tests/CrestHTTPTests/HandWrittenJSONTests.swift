@@ -45,6 +45,22 @@ struct HandWrittenJSONTests {
         }
     }
 
+    @Test("a page of orders is the JSON Codable writes")
+    func orderPageBody() throws {
+        let orders = Self.awkwardTexts.enumerated().map { index, text in
+            OrderBody(
+                Self.order(
+                    buyer: text, flag: nil,
+                    payment: index.isMultiple(of: 2) ? nil : OrderPayment(id: text, status: .created, payURL: "https://psp/\(text)")))
+        }
+        for page in [
+            OrderPageBody(orders: [], next: nil), OrderPageBody(orders: Array(orders.prefix(1)), next: nil),
+            OrderPageBody(orders: orders, next: orders.last?.id),
+        ] {
+            try Self.assertSameJSON(page.body, page)
+        }
+    }
+
     @Test("a problem body is the JSON Codable writes", arguments: awkwardTexts)
     func problemBody(text: String) throws {
         var problem = Problem(kind: "invalid-request", title: "The request is not valid", status: .badRequest)
