@@ -56,6 +56,39 @@ struct AsyncSemaphoreTests {
         #expect(order.withLock { $0 } == [0, 1, 2, 3, 4])
     }
 
+    @Test("one that asks to go ahead gets the next place before those waiting; a cancelled one ahead gives it up")
+    func ahead() async throws {
+        let slots = AsyncSemaphore(limit: 1)
+        try await slots.acquire()
+        let order = Shared<[String]>([])
+        func waiter(_ name: String, ahead: Bool = false) -> Task<Void, any Error> {
+            Task {
+                try await slots.acquire(ahead: ahead)
+                order.withLock { $0.append(name) }
+                slots.release()
+            }
+        }
+        func queued(_ count: Int) async {
+            while slots.statistics.waiting < count { try? await Task.sleep(for: .milliseconds(1)) }
+        }
+        var waiters = [waiter("job 1")]
+        await queued(1)
+        waiters.append(waiter("job 2"))
+        await queued(2)
+        let cancelledAhead = waiter("cancelled", ahead: true)
+        await queued(3)
+        cancelledAhead.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelledAhead.value }
+        waiters.append(waiter("buyer 1", ahead: true))
+        await queued(3)
+        waiters.append(waiter("buyer 2", ahead: true))
+        await queued(4)
+        slots.release()
+        for waiter in waiters { try await waiter.value }
+        #expect(order.withLock { $0 } == ["buyer 1", "buyer 2", "job 1", "job 2"])
+        #expect(slots.statistics.available == 1 && slots.statistics.waiting == 0)
+    }
+
     @Test("a cancelled wait throws and gives up its place in the line; one cancelled before it asks never waits")
     func cancelled() async throws {
         let slots = AsyncSemaphore(limit: 1)
