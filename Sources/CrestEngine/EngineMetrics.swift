@@ -119,6 +119,7 @@ package struct EngineMetrics: Sendable {
     private static let reasons = [
         "sold_out", "buyer_limit_reached", "quantity_above_limit", "sale_not_open", "sale_closed", "sale_not_found",
         "order_not_found", "idempotency_key_reused", "request_in_progress", "attempt_cancelled", "not_pending",
+        "payment_window_closed",
     ]
 
     static func reason(_ error: OrderError) -> String {
@@ -134,6 +135,7 @@ package struct EngineMetrics: Sendable {
         case .requestInProgress: "request_in_progress"
         case .attemptCancelled: "attempt_cancelled"
         case .notPending: "not_pending"
+        case .paymentWindowClosed: "payment_window_closed"
         }
     }
 

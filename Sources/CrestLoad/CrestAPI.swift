@@ -89,6 +89,37 @@ struct CrestAPI: Sendable {
         try await call(.GET, "/v1/orders/\(id)" + (wait.map { "?wait=\($0)" } ?? ""), admin: true)
     }
 
+    /// What the checkout (`POST /v1/orders/{id}/payment`) answered.
+    enum Checkout: Sendable {
+        /// The order with its payment.
+        case order(OrderView)
+        /// The order cannot be paid (a `409`): the problem's type, e.g. `order-not-pending`.
+        case refused(String)
+        /// The payment could not be created now (`503`, `429`): ask again after this long.
+        case retry(after: Duration)
+    }
+
+    /// The order with its payment, created now if Crest had not yet — as a checkout page asks when
+    /// its buyer comes to pay.
+    func checkout(_ id: String) async throws -> Checkout {
+        let path = "/v1/orders/\(id)/payment"
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(adminToken)")
+        let (response, bytes) = try await send(request, method: .POST, path: path)
+        switch response.status.code {
+        case 200:
+            return .order(try Self.decoder.decode(OrderView.self, from: Data(bytes.readableBytesView)))
+        case 409:
+            return .refused(JSONPeek.problemKind(in: bytes) ?? "")
+        case 429, 503:
+            let wait = response.headers.first(name: "Retry-After").flatMap(Int.init) ?? 1
+            return .retry(after: .seconds(min(max(wait, 1), 5)))
+        default:
+            throw Failure(description: "POST \(path) answered \(response.status.code): \(String(buffer: bytes).prefix(300))")
+        }
+    }
+
     /// The orders `ids`, each read by id (`nil` when Crest answers 404), `concurrency` reads at a time.
     func orders(ids: some Sequence<String>, concurrency: Int = 32) async throws -> [String: OrderView?] {
         try await withThrowingTaskGroup(of: (String, OrderView?).self) { group in

@@ -52,8 +52,8 @@ package struct LoadReport: Codable, Sendable {
 
         /// Why a chosen order could not be paid.
         package enum NotPaid: String, Codable, Sendable, CaseIterable {
-            /// Its payment window closed before Crest had created its payment at the provider (the
-            /// payment jobs were behind).
+            /// Its payment window closed before its payment was created at the provider (Crest or
+            /// the provider was behind, or unavailable at checkout).
             case noPaymentInWindow = "no_payment_in_window"
             /// The provider did not take the payment.
             case providerRefused = "provider_refused"
@@ -66,7 +66,7 @@ package struct LoadReport: Codable, Sendable {
             package var explanation: String {
                 switch self {
                 case .noPaymentInWindow:
-                    "their payment window closed before Crest had created their payment at the provider (payment creation fell behind)"
+                    "their payment window closed before their payment was created at the provider (payment creation fell behind)"
                 case .providerRefused: "the provider refused the payment"
                 case .orderClosed: "the order had ended before it could be paid"
                 case .orderUnreadable: "Crest did not answer when asked for the order"

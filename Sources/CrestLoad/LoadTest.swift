@@ -174,14 +174,13 @@ package struct LoadTest: Sendable {
         }
     }
 
-    /// Connections for the chosen buyers' reads that wait for their payment: past it, they queue
-    /// (in the order they came, which is about the order their payments are created in).
+    /// Connections for the chosen buyers' checkouts: past it, they queue (in the order they came).
     static let checkoutConnections = 1_024
 
-    /// Pays each chosen order at the provider once its payment exists. Each chosen buyer waits for
-    /// its own order's payment, as a crowd of buyers would: one whose payment comes late holds up
-    /// no other (with 32 buyers at a time, those waiting for their payment kept the rest from
-    /// paying — on a slow day, most chosen orders were paid after their window had closed).
+    /// Pays each chosen order at the provider. Each chosen buyer goes to its own checkout at once,
+    /// as a crowd of buyers would: one whose payment comes late holds up no other (with 32 buyers
+    /// at a time, those waiting for their payment kept the rest from paying — on a slow day, most
+    /// chosen orders were paid after their window had closed).
     private func pay(_ chosen: AsyncStream<String>, api: CrestAPI) async -> PaymentRun {
         await withTaskGroup(of: (String, PaymentAttempt).self) { group in
             var run = PaymentRun()
@@ -201,9 +200,38 @@ package struct LoadTest: Sendable {
         }
     }
 
-    /// Waits for the order's payment (created by Crest's job) with reads that wait for it, as a
-    /// checkout page would, then plays the buyer paying; says why when it could not.
+    /// Plays the buyer at checkout: asks Crest for the order's payment (created then if Crest's job
+    /// has not yet: `POST /v1/orders/{id}/payment`), asking again while Crest says to retry, and
+    /// pays at the provider at once; says why when it could not.
     private func payOne(_ id: String, api: CrestAPI) async -> PaymentAttempt {
+        // A Crest that keeps answering "retry" (its store down) past any payment window.
+        let giveUp = ContinuousClock.now + Self.checkoutPatience
+        while ContinuousClock.now < giveUp {
+            switch try? await api.checkout(id) {
+            case .order(let order)?:
+                guard let url = order.payment?.payUrl else { return .notPaid(.orderUnreadable) }
+                return (try? await api.pay(at: url)) == true ? .paid : .notPaid(.providerRefused)
+            case .refused("payment-window-closed")?:
+                return .notPaid(.noPaymentInWindow)
+            case .refused("order-not-pending")?:
+                // Expired before its payment could be made, or ended otherwise.
+                let status = (try? await api.order(id))??.status
+                return status == "expired" ? .notPaid(.noPaymentInWindow) : .notPaid(.orderClosed)
+            case .refused?:
+                // Nothing creates it now (a Crest without a provider): wait for it as a page would.
+                return await awaitPayment(id, api: api)
+            case .retry(let after)?:
+                try? await Task.sleep(for: after)
+            case nil:
+                return .notPaid(.orderUnreadable)
+            }
+        }
+        return .notPaid(.orderUnreadable)
+    }
+
+    /// Waits for the order's payment with reads that wait for it, as a page showing the pay link
+    /// would, then pays at once; says why when it could not.
+    private func awaitPayment(_ id: String, api: CrestAPI) async -> PaymentAttempt {
         while true {
             guard let order = try? await api.order(id, waitingForPayment: 10) else { return .notPaid(.orderUnreadable) }
             if let url = order.payment?.payUrl {
@@ -216,6 +244,9 @@ package struct LoadTest: Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
     }
+
+    /// How long a buyer at checkout asks again while Crest answers "retry".
+    static let checkoutPatience = Duration.seconds(900)
 
     /// Sends every attempt whose fate is unknown (answered 503, or not at all) again with its key:
     /// the answer says whether the first one placed an order. In rounds, pausing longer each time

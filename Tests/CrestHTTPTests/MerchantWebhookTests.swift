@@ -58,22 +58,6 @@ final class MerchantReceiver: Sendable {
     }
 }
 
-extension PaymentFixture {
-    /// Calls Crest's API with the admin token.
-    func admin(_ method: HTTPMethod, _ path: String, json: String? = nil) async throws -> (status: Int, object: [String: Any]) {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(crestPort)\(path)")
-        request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer \(HTTPFixture.adminToken)")
-        if let json {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: json))
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
-        return (Int(response.status.code), (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
-    }
-}
-
 @Suite("Merchant webhooks")
 struct MerchantWebhookTests {
     static let secret = "merchant-secret-0123456789"

@@ -205,6 +205,7 @@ struct OverloadTests {
         #expect(RouteClass(method: .post, path: "/v1/sales/s1/orders") == .critical)
         #expect(RouteClass(method: .post, path: "/v1/sales/s1/orders/cancel") == .critical)
         #expect(RouteClass(method: .post, path: "/v1/orders/o1/cancel") == .critical)
+        #expect(RouteClass(method: .post, path: "/v1/orders/o1/payment") == .critical)
         #expect(RouteClass(method: .post, path: "/v1/webhooks/provider") == .critical)
         #expect(RouteClass(method: .get, path: "/v1/orders/o1") == .normal)
         #expect(RouteClass(method: .get, path: "/v1/sales/s1") == .normal)

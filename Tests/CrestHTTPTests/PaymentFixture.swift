@@ -120,6 +120,31 @@ struct PaymentFixture: Sendable {
         _ = try simulator.simulate(paymentID, outcome: outcome)
     }
 
+    /// Calls Crest's API with the admin token.
+    func admin(_ method: HTTPMethod, _ path: String, json: String? = nil) async throws -> (status: Int, object: [String: Any]) {
+        try await call(method, path, json: json, headers: ["Authorization": "Bearer \(HTTPFixture.adminToken)"])
+    }
+
+    /// Calls Crest's API with `buyer`'s pass.
+    func buyer(_ buyer: String, _ method: HTTPMethod, _ path: String) async throws -> (status: Int, object: [String: Any]) {
+        try await call(method, path, json: nil, headers: ["Authorization": "Bearer \(try await HTTPFixture.pass(for: buyer))"])
+    }
+
+    private func call(_ method: HTTPMethod, _ path: String, json: String?, headers: HTTPHeaders) async throws
+        -> (status: Int, object: [String: Any])
+    {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(crestPort)\(path)")
+        request.method = method
+        request.headers = headers
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        return (Int(response.status.code), (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+    }
+
     /// POSTs a raw provider webhook to Crest.
     func postWebhook(_ body: Data, signature: String?) async throws -> (status: Int, type: String?) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(crestPort)/v1/webhooks/provider")

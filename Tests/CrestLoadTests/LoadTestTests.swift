@@ -78,7 +78,7 @@ struct LoadTestTests {
         let story = try #require(payments.notPaidStory)
         #expect(
             story.hasPrefix(
-                "\(chosen) of the \(chosen) orders chosen to pay could not be paid — \(chosen): their payment window closed before Crest had created their payment"
+                "\(chosen) of the \(chosen) orders chosen to pay could not be paid — \(chosen): their payment window closed before their payment was created"
             ), "\(story)")
         #expect(report.text.contains("(\(chosen) not paid: \(chosen) no_payment_in_window); orders now"), "\(report.text)")
         #expect(report.auditPassed, "unpaid orders expire: \(report.text)")

@@ -22,6 +22,8 @@ public enum OrderError: Error, Sendable, Hashable {
     case attemptCancelled
     /// The order is no longer awaiting payment.
     case notPending(current: Order.Status)
+    /// The order's payment window closed at `at`: it is about to expire, and cannot be paid.
+    case paymentWindowClosed(at: Date)
 }
 
 /// The engine cannot serve now (store unreachable, shutting down); the request may be retried.

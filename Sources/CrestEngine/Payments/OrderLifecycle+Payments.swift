@@ -168,29 +168,61 @@ extension OrderLifecycle {
         }
     }
 
-    /// Creates the order's payment unless it has one or is closed, and records it; the order, if
-    /// it is still awaiting payment.
+    /// Creates the order's payment unless it has one, is closed or its window is, and records it;
+    /// the order, if it is still awaiting payment within its window.
     private func paymentCreated(for id: OrderID, from batch: BatchOrders? = nil, provider: any PaymentProvider) async throws
         -> Order?
     {
         let order = try await order(id, from: batch)
-        // A closed order needs no payment.
-        guard order.status == .pendingPayment else { return nil }
-        // A webhook may have told us first, or an earlier run of the same batch created it.
+        // A closed order needs no payment; nor one whose expiry is due (a payment now could only
+        // be refunded).
+        guard order.status == .pendingPayment, clock() < order.expiresAt else { return nil }
+        // A webhook may have told us first, an earlier run of the same batch or the buyer's
+        // checkout created it.
         if order.payment == nil {
-            let payment = try await provider.createPayment(
-                PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
-            guard let observation = payment.observation(), observation.orderID == order.id else {
-                metrics.countProviderAnswerRefused("wrong_reference")
-                throw JobDiscardError("the provider answered with a payment for \(payment.reference)")
-            }
             do {
-                _ = try await record(observation)
+                _ = try await createPayment(of: order, provider: provider)
+            } catch let refused as PaymentProviderRefused {
+                throw JobDiscardError(refused.detail)
             } catch let taken as PaymentTakenError {
-                try await paymentTaken(taken)
+                try await flagTaken(taken)
+                throw JobDiscardError("the provider gave payment \(taken.paymentID), which order \(taken.heldBy) already holds")
             }
         }
         return order
+    }
+
+    /// The order with its payment, created at the provider now if it has none: the buyer's
+    /// checkout (`POST /v1/orders/{id}/payment`). The payment creation job runs behind every order
+    /// placed before it — seconds in a sale's burst, more than a payment window on a slow day —
+    /// and a buyer who has come to pay should not wait behind the orders of buyers who have not:
+    /// the checkout's call takes the next place among the creations in flight, ahead of the jobs'.
+    /// The provider's idempotency key is the order id, as the job's: whoever asks first, there is
+    /// one payment, and the job passes over an order that has it.
+    func checkout(_ order: Order, provider: any PaymentProvider) async throws -> Order {
+        guard order.status == .pendingPayment else { throw OrderError.notPending(current: order.status) }
+        if order.payment != nil { return order }
+        // Its expiry is due: a payment now could only be refunded.
+        guard clock() < order.expiresAt else { throw OrderError.paymentWindowClosed(at: order.expiresAt) }
+        try await creationSlots.acquire(ahead: true)
+        defer { creationSlots.release() }
+        do {
+            return try await createPayment(of: order, provider: provider).order
+        } catch let taken as PaymentTakenError {
+            try await flagTaken(taken)
+            throw taken
+        }
+    }
+
+    /// Creates the payment of `order` at the provider (idempotency key: the order id) and records it.
+    private func createPayment(of order: Order, provider: any PaymentProvider) async throws -> PaymentRecord {
+        let payment = try await provider.createPayment(
+            PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
+        guard let observation = payment.observation(), observation.orderID == order.id else {
+            metrics.countProviderAnswerRefused("wrong_reference")
+            throw PaymentProviderRefused(detail: "the provider answered with a payment for \(payment.reference)")
+        }
+        return try await record(observation)
     }
 
     /// The janitor of an awaited payment: asks the provider how it stands and records what changed
@@ -229,8 +261,8 @@ extension OrderLifecycle {
 
     /// The provider gave this order a payment id that another order holds — its answer cannot be
     /// true for both. Retrying would get the same answer, so the order is flagged for an operator
-    /// and the job discarded; the order expires at the end of its window like any unpaid one.
-    private func paymentTaken(_ taken: PaymentTakenError) async throws -> Never {
+    /// (and the job discarded); the order expires at the end of its window like any unpaid one.
+    private func flagTaken(_ taken: PaymentTakenError) async throws {
         metrics.countProviderAnswerRefused("payment_id_taken")
         logger.error(
             "the provider answered with a payment id another order holds; order flagged, not retried",
@@ -238,7 +270,6 @@ extension OrderLifecycle {
                 "order": "\(taken.orderID)", "payment": "\(taken.paymentID)", "held_by": "\(taken.heldBy)",
             ])
         try await store.flagOrder(taken.orderID, OrderFlag(reason: .paymentIDTaken, flaggedAt: clock()))
-        throw JobDiscardError("the provider gave payment \(taken.paymentID), which order \(taken.heldBy) already holds")
     }
 
     /// Gives back a payment that succeeded after its order was cancelled or expired.
@@ -286,4 +317,10 @@ extension OrderLifecycle {
         }
         return record
     }
+}
+
+/// The provider's answer to a payment creation cannot be used: a refusal (a 4xx), or a payment
+/// for another reference than the order. Asking again would get the same answer.
+package struct PaymentProviderRefused: DomainError, Hashable {
+    package var detail: String
 }

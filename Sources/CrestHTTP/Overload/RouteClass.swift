@@ -7,8 +7,8 @@ package enum RouteClass: String, Sendable, CaseIterable {
     /// Health, readiness and metrics: never shed (a node that hides its state under load is
     /// taken out of service or flown blind).
     case exempt
-    /// Placing and cancelling orders, the provider's webhooks: refused last, and only by the
-    /// write path's own limit.
+    /// Placing, paying (the checkout) and cancelling orders, the provider's webhooks: refused
+    /// last, and only by the write path's own limit.
     case critical
     /// Reading one order or one sale; the operators' changes to one thing.
     case normal
@@ -42,7 +42,7 @@ package enum RouteClass: String, Sendable, CaseIterable {
             return .exempt
         case (.post, 4) where at(0, is: "v1") && at(1, is: "sales") && at(3, is: "orders"),
             (.post, 5) where at(0, is: "v1") && at(1, is: "sales") && at(3, is: "orders") && at(4, is: "cancel"),
-            (.post, 4) where at(0, is: "v1") && at(1, is: "orders") && at(3, is: "cancel"),
+            (.post, 4) where at(0, is: "v1") && at(1, is: "orders") && (at(3, is: "cancel") || at(3, is: "payment")),
             (.post, 3) where at(0, is: "v1") && at(1, is: "webhooks") && at(2, is: "provider"):
             return .critical
         case (.get, 3) where at(0, is: "v1") && (at(1, is: "orders") || at(1, is: "sales")):

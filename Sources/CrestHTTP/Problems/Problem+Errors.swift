@@ -92,8 +92,12 @@ extension Problem {
             }
         case is NoPaymentProvider:
             return Problem(
-                kind: "no-payment-provider", title: "This Crest has no payment provider to reconcile with", status: .conflict,
+                kind: "no-payment-provider", title: "This Crest has no payment provider", status: .conflict,
                 detail: "start crest serve with --provider-url")
+        case let error as PaymentProviderRefused:
+            return Problem(
+                kind: "payment-provider-refused", title: "The payment provider refused to create the payment",
+                status: .badGateway, detail: error.detail)
         case let error as BuyerForbidden:
             var problem: Problem
             switch error {
@@ -258,6 +262,10 @@ extension Problem {
             return Problem(
                 kind: "order-not-pending", title: "The order is no longer awaiting payment", status: .conflict,
                 detail: "the order is \(current.rawValue)")
+        case .paymentWindowClosed(let at):
+            return Problem(
+                kind: "payment-window-closed", title: "The order's payment window has closed", status: .conflict,
+                detail: "it closed at \(Timestamp.format(at)); the order expires and its stock goes back to the sale")
         }
     }
 }

@@ -28,6 +28,7 @@ struct OrderRoutes {
         router.get("v1/orders/{orderID}", use: show)
         router.get("v1/orders/{orderID}/events", use: events)
         router.post("v1/orders/{orderID}/cancel", use: cancel)
+        router.post("v1/orders/{orderID}/payment", use: checkout)
         router.group("v1/orders")
             .add(middleware: admin)
             .get(use: list)
@@ -105,6 +106,13 @@ struct OrderRoutes {
     static let maxWaitSeconds = 10
 
     static func awaitsItsPayment(_ order: Order) -> Bool { order.status == .pendingPayment && order.payment == nil }
+
+    /// `POST /v1/orders/{id}/payment`: the order with its payment (and where to pay), created at
+    /// the provider now if Crest's job has not yet — a checkout calls it when its buyer comes to
+    /// pay, instead of waiting behind the creations of every order placed before.
+    @Sendable func checkout(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
+        OrderBody(try await engine.checkout(try await accessibleOrder(request, context: context)))
+    }
 
     @Sendable func cancel(_ request: Request, context: CrestRequestContext) async throws -> OrderBody {
         OrderBody(try await engine.cancelOrder(try await accessibleOrder(request, context: context).id))
