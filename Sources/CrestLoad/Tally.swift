@@ -91,11 +91,24 @@ struct Tally: Sendable {
 /// `type`, which appears once (member order is the encoder's choice, so only unique names are safe).
 enum JSONPeek {
     static func string(_ member: String, in buffer: ByteBuffer) -> String? {
-        let view = buffer.readableBytesView
         let needle = Array("\"\(member)\":\"".utf8)
-        guard let range = view.firstRange(of: needle) else { return nil }
-        guard let end = view[range.upperBound...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-        return String(decoding: view[range.upperBound..<end], as: UTF8.self)
+        // Over the raw bytes: the generic `firstRange(of:)` on a `ByteBufferView` cost the load
+        // generator 9% of its CPU, reading every refusal's type.
+        return buffer.withUnsafeReadableBytes { bytes -> String? in
+            guard needle.count <= bytes.count else { return nil }
+            var start = 0
+            while start <= bytes.count - needle.count {
+                guard let first = bytes[start...].firstIndex(of: needle[0]) else { return nil }
+                guard first <= bytes.count - needle.count else { return nil }
+                if needle.indices.allSatisfy({ bytes[first + $0] == needle[$0] }) {
+                    let valueStart = first + needle.count
+                    guard let end = bytes[valueStart...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+                    return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<end]), as: UTF8.self)
+                }
+                start = first + 1
+            }
+            return nil
+        }
     }
 
     /// The last segment of a problem type (`urn:crest:problem:sold-out` → `sold-out`).
