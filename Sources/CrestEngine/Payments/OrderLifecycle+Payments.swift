@@ -202,10 +202,15 @@ extension OrderLifecycle {
     func checkout(_ order: Order, provider: any PaymentProvider) async throws -> Order {
         guard order.status == .pendingPayment else { throw OrderError.notPending(current: order.status) }
         if order.payment != nil { return order }
-        // Its expiry is due: a payment now could only be refunded.
-        guard clock() < order.expiresAt else { throw OrderError.paymentWindowClosed(at: order.expiresAt) }
+        // Past its window the expiry is due: a payment then could only be refunded. Asked again
+        // after the wait for a place.
+        func windowOpen() throws {
+            guard clock() < order.expiresAt else { throw OrderError.paymentWindowClosed(at: order.expiresAt) }
+        }
+        try windowOpen()
         try await creationSlots.acquire(ahead: true)
         defer { creationSlots.release() }
+        try windowOpen()
         do {
             return try await createPayment(of: order, provider: provider).order
         } catch let taken as PaymentTakenError {
