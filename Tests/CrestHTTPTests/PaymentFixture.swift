@@ -126,13 +126,17 @@ struct PaymentFixture: Sendable {
     }
 
     /// Calls Crest's API with `buyer`'s pass.
-    func buyer(_ buyer: String, _ method: HTTPMethod, _ path: String) async throws -> (status: Int, object: [String: Any]) {
-        try await call(method, path, json: nil, headers: ["Authorization": "Bearer \(try await HTTPFixture.pass(for: buyer))"])
-    }
-
-    private func call(_ method: HTTPMethod, _ path: String, json: String?, headers: HTTPHeaders) async throws
+    func buyer(_ buyer: String, _ method: HTTPMethod, _ path: String, timeout: Duration = .seconds(10)) async throws
         -> (status: Int, object: [String: Any])
     {
+        try await call(
+            method, path, json: nil, headers: ["Authorization": "Bearer \(try await HTTPFixture.pass(for: buyer))"],
+            timeout: timeout)
+    }
+
+    private func call(
+        _ method: HTTPMethod, _ path: String, json: String?, headers: HTTPHeaders, timeout: Duration = .seconds(10)
+    ) async throws -> (status: Int, object: [String: Any]) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(crestPort)\(path)")
         request.method = method
         request.headers = headers
@@ -140,7 +144,7 @@ struct PaymentFixture: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response = try await HTTPClient.shared.execute(request, timeout: .init(timeout))
         let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
         return (Int(response.status.code), (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
     }
