@@ -147,15 +147,25 @@ struct DemoStack {
         let simulatorGroup = ServiceGroup(
             configuration: .init(services: [dispatcher, simulatorApp], gracefulShutdownSignals: [], logger: logger))
 
-        let store = try SQLiteStore(directory: directory)
         let (crestPorts, crestListening) = AsyncStream.makeStream(of: Int.self)
         let simulatorRun = Task { try await simulatorGroup.run() }
-        var simulatorIterator = simulatorPorts.makeAsyncIterator()
-        guard let simulatorPort = await simulatorIterator.next(), simulatorPort > 0 else {
+        /// What a failed start-up leaves running: the simulator and its webhooks' client.
+        func stopSimulator() async {
             simulatorRun.cancel()
             _ = await simulatorRun.result
             try? await webhookHTTP.shutdown()
+        }
+        var simulatorIterator = simulatorPorts.makeAsyncIterator()
+        guard let simulatorPort = await simulatorIterator.next(), simulatorPort > 0 else {
+            await stopSimulator()
             throw LoadTestError("the provider simulator did not start")
+        }
+        let store: SQLiteStore
+        do {
+            store = try SQLiteStore(directory: directory)
+        } catch {
+            await stopSimulator()
+            throw error
         }
         let simulatorURL = "http://127.0.0.1:\(simulatorPort)"
         simulator.setPublicURL(simulatorURL)
@@ -190,10 +200,10 @@ struct DemoStack {
         var crestIterator = crestPorts.makeAsyncIterator()
         guard let crestPort = await crestIterator.next(), crestPort > 0 else {
             crestRun.cancel()
-            simulatorRun.cancel()
-            _ = await (crestRun.result, simulatorRun.result)
+            _ = await crestRun.result
+            await stopSimulator()
+            try? await store.close()
             try? await providerHTTP.shutdown()
-            try? await webhookHTTP.shutdown()
             throw LoadTestError("Crest did not start")
         }
         let crestURL = "http://127.0.0.1:\(crestPort)"
