@@ -181,7 +181,7 @@ extension OrderLifecycle {
         // checkout created it.
         if order.payment == nil {
             do {
-                _ = try await createPayment(of: order, provider: provider)
+                _ = try await createAndRecordPayment(of: order, provider: provider)
             } catch let refused as PaymentProviderRefused {
                 throw JobDiscardError(refused.detail)
             } catch let taken as PaymentTakenError {
@@ -212,7 +212,7 @@ extension OrderLifecycle {
         defer { creationSlots.release() }
         try windowOpen()
         do {
-            return try await createPayment(of: order, provider: provider).order
+            return try await createAndRecordPayment(of: order, provider: provider).order
         } catch let taken as PaymentTakenError {
             try await flagTaken(taken)
             throw taken
@@ -220,7 +220,7 @@ extension OrderLifecycle {
     }
 
     /// Creates the payment of `order` at the provider (idempotency key: the order id) and records it.
-    private func createPayment(of order: Order, provider: any PaymentProvider) async throws -> PaymentRecord {
+    private func createAndRecordPayment(of order: Order, provider: any PaymentProvider) async throws -> PaymentRecord {
         let payment = try await provider.createPayment(
             PaymentRequest(orderID: order.id, amount: order.amount, idempotencyKey: order.id.description))
         guard let observation = payment.observation(), observation.orderID == order.id else {
