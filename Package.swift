@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         // Buyer passes (JWTs): HS256, ES256 and EdDSA verification and JWKS parsing.
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        // jwt-kit's own base64url decoding, for checking a pass without jwt-kit's actor.
+        .package(url: "https://github.com/swift-extras/swift-extras-base64", from: "1.2.0"),
     ],
     targets: [
         .target(
@@ -54,6 +56,7 @@ let package = Package(
             dependencies: [
                 "CrestCore",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: swiftSettings

@@ -1,6 +1,8 @@
 import Crypto
+import ExtrasBase64
 import Foundation
 import JWTKit
+import Synchronization
 
 /// The keys buyer passes may be signed with: HS256 shared secrets and the public keys of a JWKS
 /// (ES256 on P-256, EdDSA on Ed25519). Several at once, so a shop rotates by adding its new key,
@@ -18,7 +20,16 @@ public struct BuyerPassKeys: Sendable {
         public var description: String
     }
 
-    let collection: JWTKeyCollection
+    /// A key as a pass is checked against it: its id and its algorithm (jwt-kit's, which checks a
+    /// signature without a suspension — jwt-kit's key collection is an actor, reached with `await`).
+    private struct Key: Sendable {
+        var kid: String
+        var algorithm: any JWTAlgorithm
+    }
+
+    /// In the order they were given: the first is tried first when a pass names no key it knows.
+    private let keys: [Key]
+    private let headers = HeaderMemory()
     /// One line per key, for the start-up log: the algorithm and the key id (never the key).
     public let summary: [String]
 
@@ -27,6 +38,7 @@ public struct BuyerPassKeys: Sendable {
     /// `secrets` are HS256 secrets; `jwks` is the text of a JSON Web Key Set of public keys.
     public static func make(secrets: [String], jwks: String?) async throws(KeyError) -> BuyerPassKeys {
         let collection = JWTKeyCollection()
+        var keys: [Key] = []
         var summary: [String] = []
         for secret in secrets {
             guard secret.utf8.count >= minimumSecretBytes else {
@@ -36,6 +48,7 @@ public struct BuyerPassKeys: Sendable {
             }
             let kid = secretKeyID(secret)
             await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+            keys.append(Key(kid: kid, algorithm: try await algorithm(of: kid, alg: "HS256", in: collection)))
             summary.append("HS256 secret \(kid)")
         }
         if let jwks {
@@ -45,9 +58,24 @@ public struct BuyerPassKeys: Sendable {
             } catch {
                 throw KeyError(description: "the JWKS is not a JSON Web Key Set: \(error)")
             }
-            for key in set.keys { summary.append(try await add(key, to: collection)) }
+            for key in set.keys {
+                let (kid, alg) = try await add(key, to: collection)
+                keys.append(Key(kid: kid, algorithm: try await algorithm(of: kid, alg: alg, in: collection)))
+                summary.append("\(alg) key \(kid)")
+            }
         }
-        return BuyerPassKeys(collection: collection, summary: summary)
+        return BuyerPassKeys(keys: keys, summary: summary)
+    }
+
+    /// The algorithm that checks passes signed with key `kid`: the key's own (`alg`, from its type).
+    private static func algorithm(of kid: String, alg: String, in collection: JWTKeyCollection) async throws(KeyError)
+        -> any JWTAlgorithm
+    {
+        do {
+            return try await collection.getKey(for: JWKIdentifier(string: kid), alg: alg)
+        } catch {
+            throw KeyError(description: "key \(kid) cannot check \(alg) signatures: \(error)")
+        }
     }
 
     /// The id under which an HS256 secret is known: `hs256-` and the start of its SHA-256, so a
@@ -56,7 +84,8 @@ public struct BuyerPassKeys: Sendable {
         "hs256-" + SHA256.hash(data: Data(secret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
     }
 
-    private static func add(_ key: JWK, to collection: JWTKeyCollection) async throws(KeyError) -> String {
+    /// Adds a key of the JWKS; its id and its algorithm's name.
+    private static func add(_ key: JWK, to collection: JWTKeyCollection) async throws(KeyError) -> (kid: String, alg: String) {
         guard let kid = key.keyIdentifier?.string else {
             throw KeyError(description: "every key of the JWKS needs a \"kid\" (passes name their key by it)")
         }
@@ -77,23 +106,98 @@ public struct BuyerPassKeys: Sendable {
         } catch {
             throw KeyError(description: "key \(kid) of the JWKS cannot be used: \(error)")
         }
-        return "\(algorithm) key \(kid)"
+        return (kid, algorithm)
+    }
+
+    // MARK: Checking a pass
+
+    /// The claims of `token` when its signature verifies with one of the keys — the key its header
+    /// names (`kid`) first, or the first key when it names none known, then every other — as
+    /// jwt-kit's `JWTKeyCollection.verify(_:as:iteratingKeys: true)` decides, on the calling thread.
+    /// A token not in three parts, or whose header or claims do not decode, is `malformed`; one no
+    /// key signed, `badSignature`.
+    func claims(of token: some StringProtocol) throws(BuyerPassError) -> BuyerPass {
+        let bytes = Array(token.utf8)
+        let period = UInt8(ascii: ".")
+        guard let first = bytes.firstIndex(of: period), let second = bytes[(first + 1)...].firstIndex(of: period),
+            !bytes[(second + 1)...].contains(period)
+        else { throw .malformed }
+        guard let header = try? headers.fields(of: bytes[..<first]) else { throw .malformed }
+        // A signature that is not base64url verifies with no key (as with jwt-kit, whose signers
+        // throw on it and are each passed over).
+        guard let signature = try? Base64.decode(bytes: bytes[(second + 1)...], options: Self.base64URL) else {
+            throw .badSignature
+        }
+        let signed = bytes[..<second]
+        let named = header.kid.flatMap { kid in keys.firstIndex { $0.kid == kid } } ?? keys.startIndex
+        for index in [named] + keys.indices.filter({ $0 != named }) where keys.indices.contains(index) {
+            guard (try? keys[index].algorithm.verify(signature, signs: signed)) == true else { continue }
+            guard let claims = try? Self.decode(BuyerPass.self, base64URL: bytes[(first + 1)..<second]) else {
+                throw .malformed
+            }
+            return claims
+        }
+        throw .badSignature
+    }
+
+    /// What jwt-kit reads of a header to choose a key, decoded as it decodes them (an `alg` that is
+    /// not a string makes the token malformed, though the key, not the header, decides the algorithm).
+    private struct HeaderFields: Decodable {
+        var alg: String?
+        var kid: String?
+    }
+
+    /// The last few headers decoded, by their bytes: a shop signs its passes with one header (its
+    /// algorithm and key id; two while it rotates keys), so a crowd's passes share it, and its JSON
+    /// is decoded once, not once per buyer (a fifth of a first pass's cost, by `perf`).
+    private final class HeaderMemory: Sendable {
+        private static let capacity = 4
+        private let entries = Mutex<[(bytes: [UInt8], fields: HeaderFields)]>([])
+
+        func fields(of encoded: ArraySlice<UInt8>) throws -> HeaderFields {
+            if let known = entries.withLock({ $0.first { $0.bytes.elementsEqual(encoded) }?.fields }) { return known }
+            let fields = try BuyerPassKeys.decode(HeaderFields.self, base64URL: encoded)
+            entries.withLock { entries in
+                if entries.count == Self.capacity { entries.removeFirst() }
+                entries.append((Array(encoded), fields))
+            }
+            return fields
+        }
+    }
+
+    private static let base64URL: Base64.DecodingOptions = [.base64UrlAlphabet, .omitPaddingCharacter]
+    /// jwt-kit's decoder for a token's JSON (`JSONDecoder.defaultForJWT`).
+    private static let decoder: any JWTJSONDecoder = .defaultForJWT
+
+    private static func decode<T: Decodable>(_ type: T.Type, base64URL part: ArraySlice<UInt8>) throws -> T {
+        try decoder.decode(type, from: Data(Base64.decode(bytes: part, options: base64URL)))
     }
 }
 
 /// Signs buyer passes with an HS256 secret: what `crest buyer-pass`, `crest demo` and
-/// `crest loadtest` use, and what a shop's backend does with its own JWT library.
+/// `crest loadtest` use, and what a shop's backend does with its own JWT library. On the calling
+/// thread (the load generator signs each buyer's pass on its first attempt), as jwt-kit signs: a
+/// header naming the secret's key id, the claims in jwt-kit's JSON, HMAC-SHA256, base64url.
 public struct BuyerPassSigner: Sendable {
-    private let collection: JWTKeyCollection
-    private let kid: JWKIdentifier
+    private let key: SymmetricKey
+    /// The header, encoded, with the period that follows it: the same for every pass.
+    private let header: String
 
-    public init(secret: String) async {
-        collection = JWTKeyCollection()
-        kid = JWKIdentifier(string: BuyerPassKeys.secretKeyID(secret))
-        await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: kid)
+    public init(secret: String) {
+        key = SymmetricKey(data: Data(secret.utf8))
+        let json = #"{"alg":"HS256","kid":"\#(BuyerPassKeys.secretKeyID(secret))","typ":"JWT"}"#
+        header = Self.base64URL(Data(json.utf8)) + "."
     }
 
-    public func sign(_ pass: BuyerPass) async throws -> String {
-        try await collection.sign(pass, kid: kid)
+    public func sign(_ pass: BuyerPass) throws -> String {
+        let input = header + Self.base64URL(try Self.encoder.encode(pass))
+        return input + "." + Self.base64URL(Data(HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key)))
+    }
+
+    /// jwt-kit's encoder for a token's JSON (`JSONEncoder.defaultForJWT`).
+    private static let encoder: any JWTJSONEncoder = .defaultForJWT
+
+    private static func base64URL(_ bytes: Data) -> String {
+        Base64.encodeToString(bytes: bytes, options: [.base64UrlAlphabet, .omitPaddingCharacter])
     }
 }

@@ -4,11 +4,13 @@ import JWTKit
 
 /// Verifies buyer passes, remembering each verdict so that a buyer who retries with the same pass
 /// many times in a sale costs one signature check, and a refused pass is refused again from memory.
+/// On the calling thread, without a suspension: the channel decides a crowd's attempts with it
+/// before they become requests, a buyer's first attempt included.
 ///
 /// ```swift
 /// let verifier = BuyerPassVerifier(keys: keys, clock: SystemClock())
-/// let pass = try await verifier.verify(bearerToken)   // BuyerPassError → 401
-/// guard pass.admits(saleID) else { … }                 // → 403
+/// let pass = try verifier.verify(bearerToken)   // BuyerPassError → 401
+/// guard pass.admits(saleID) else { … }           // → 403
 /// ```
 public final class BuyerPassVerifier: Sendable {
     public struct Configuration: Sendable {
@@ -50,7 +52,7 @@ public final class BuyerPassVerifier: Sendable {
     public var remembered: (accepted: Int, refused: Int) { (accepted.count, refused.count) }
 
     /// The verified pass, from memory when this token was verified before.
-    public func verify(_ token: some StringProtocol) async throws(BuyerPassError) -> VerifiedPass {
+    public func verify(_ token: some StringProtocol) throws(BuyerPassError) -> VerifiedPass {
         guard !token.isEmpty, token.utf8.count <= Self.maxTokenLength else { throw .malformed }
         let now = clock.now()
         let digest = TokenDigest(token)
@@ -60,7 +62,7 @@ public final class BuyerPassVerifier: Sendable {
         }
         if let error = refused.value(for: digest, at: now) { throw error }
         do {
-            let pass = try await verifySignature(String(token))
+            let pass = try Self.verified(keys.claims(of: token), clockSkew: configuration.clockSkew)
             try check(pass, at: now)
             accepted.remember(pass, for: digest, until: pass.expiresAt + configuration.clockSkew.seconds, at: now)
             return pass
@@ -70,35 +72,6 @@ public final class BuyerPassVerifier: Sendable {
             refused.remember(error, for: digest, until: now + configuration.refusalMemory.seconds, at: now)
             throw error
         }
-    }
-
-    /// The pass of this token when it was verified before and is current now; `nil` otherwise
-    /// (never verified, refused, expired, not yet valid). Checks no signature: for callers that
-    /// must not wait (the channel refusing an attempt over its buyer's rate limit).
-    public func remembered(_ token: some StringProtocol) -> VerifiedPass? {
-        guard !token.isEmpty, token.utf8.count <= Self.maxTokenLength else { return nil }
-        let now = clock.now()
-        guard let pass = accepted.value(for: TokenDigest(token), at: now), (try? check(pass, at: now)) != nil else {
-            return nil
-        }
-        return pass
-    }
-
-    private func verifySignature(_ token: String) async throws(BuyerPassError) -> VerifiedPass {
-        let claims: BuyerPass
-        do {
-            claims = try await keys.collection.verify(token, as: BuyerPass.self, iteratingKeys: true)
-        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            throw .badSignature
-        } catch let error as JWTError where error.errorType == .malformedToken {
-            throw .malformed
-        } catch is DecodingError {
-            throw .malformed
-        } catch {
-            // No key for the token's algorithm, an unusable key id, a signature of the wrong size…
-            throw .badSignature
-        }
-        return try Self.verified(claims, clockSkew: configuration.clockSkew)
     }
 
     /// The claims as Crest uses them, once their rules hold (`invalidClaims` otherwise); times are

@@ -11,15 +11,15 @@ final class BuyerPassBook: Sendable {
     private let expiresAt: Date
     private let passes = Mutex<[String: String]>([:])
 
-    init(secret: String, lifetime: Duration) async {
-        signer = await BuyerPassSigner(secret: secret)
+    init(secret: String, lifetime: Duration) {
+        signer = BuyerPassSigner(secret: secret)
         expiresAt = Date() + lifetime.seconds
     }
 
     /// `Authorization: Bearer <the buyer's pass>`.
-    func header(for buyer: String) async throws -> (String, String) {
+    func header(for buyer: String) throws -> (String, String) {
         if let pass = passes.withLock({ $0[buyer] }) { return ("Authorization", "Bearer \(pass)") }
-        let pass = try await signer.sign(BuyerPass(buyer: buyer, expiresAt: expiresAt, issuedAt: Date()))
+        let pass = try signer.sign(BuyerPass(buyer: buyer, expiresAt: expiresAt, issuedAt: Date()))
         passes.withLock { $0[buyer] = pass }
         return ("Authorization", "Bearer \(pass)")
     }

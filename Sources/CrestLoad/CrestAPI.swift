@@ -194,7 +194,7 @@ struct CrestAPI: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Idempotency-Key", value: key)
         if let passes {
-            guard let (name, value) = try? await passes.header(for: buyer) else { return .unknown }
+            guard let (name, value) = try? passes.header(for: buyer) else { return .unknown }
             request.headers.add(name: name, value: value)
         }
         guard let body = try? JSONEncoder().encode(PlaceOrder(buyer: buyer, quantity: quantity)) else { return .unknown }

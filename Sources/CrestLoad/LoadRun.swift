@@ -102,7 +102,7 @@ final class LoadRun: Sendable {
                         host: endpoint.host, port: endpoint.port, group: loop.eventLoop)
                 }
                 var headers = [("Idempotency-Key", attempt.key)]
-                if let passes { headers.append(try await passes.header(for: attempt.buyer)) }
+                if let passes { headers.append(try passes.header(for: attempt.buyer)) }
                 var response: LoadResponse
                 var sentAt = sent
                 while true {

@@ -37,7 +37,7 @@ package struct LoadTest: Sendable {
             var passes: BuyerPassBook?
             if let secret = plan.buyerPassSecret {
                 // Long enough for the load, the payment windows and the settling after them.
-                passes = await BuyerPassBook(secret: secret, lifetime: .seconds(6 * 3600))
+                passes = BuyerPassBook(secret: secret, lifetime: .seconds(6 * 3600))
             }
             let api = CrestAPI(http: http, base: endpoint.base, adminToken: plan.adminToken, passes: passes)
             let report = try await run(endpoint, api: api)

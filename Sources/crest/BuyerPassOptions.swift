@@ -146,6 +146,6 @@ struct BuyerPassCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        Console.say(try await BuyerPassSigner(secret: signingSecret).sign(pass))
+        Console.say(try BuyerPassSigner(secret: signingSecret).sign(pass))
     }
 }

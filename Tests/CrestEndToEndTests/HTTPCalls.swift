@@ -33,7 +33,7 @@ struct CrestClient: Sendable {
     /// The `Authorization` header with a pass for `buyer`, signed with the secret every test
     /// process is started with (`CrestProcess.buyerPassSecret`).
     static func passHeader(for buyer: String) async throws -> (String, String) {
-        let pass = try await BuyerPassSigner(secret: CrestProcess.buyerPassSecret).sign(
+        let pass = try BuyerPassSigner(secret: CrestProcess.buyerPassSecret).sign(
             BuyerPass(buyer: buyer, expiresAt: Date() + 3600, issuedAt: Date()))
         return ("Authorization", "Bearer \(pass)")
     }

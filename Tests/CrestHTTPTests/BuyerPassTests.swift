@@ -99,22 +99,22 @@ struct BuyerPassTests {
         try await HTTPFixture.with { fixture in
             try await fixture.app.test(.router) { client in
                 let sale = try await client.createSale(stock: 5)
-                let signer = await BuyerPassSigner(secret: HTTPFixture.buyerPassSecret)
+                let signer = BuyerPassSigner(secret: HTTPFixture.buyerPassSecret)
                 let now = Date()
-                let good = try await signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 600, issuedAt: now))
+                let good = try signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 600, issuedAt: now))
                 let parts = good.split(separator: ".").map(String.init)
                 let mallory = Self.base64URL(Data(#"{"sub":"mallory","exp":\#(Int(now.timeIntervalSince1970) + 600)}"#.utf8))
                 let none = Self.base64URL(Data(#"{"alg":"none","typ":"JWT"}"#.utf8))
                 let bad: [(String, String)] = [
-                    ("expired", try await signer.sign(BuyerPass(buyer: "ana", expiresAt: now - 120))),
+                    ("expired", try signer.sign(BuyerPass(buyer: "ana", expiresAt: now - 120))),
                     (
                         "not before in the future",
-                        try await signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 900, notBefore: now + 300))
+                        try signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 900, notBefore: now + 300))
                     ),
-                    ("issued in the future", try await signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 900, issuedAt: now + 300))),
+                    ("issued in the future", try signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 900, issuedAt: now + 300))),
                     (
                         "another key",
-                        try await BuyerPassSigner(secret: String(repeating: "x", count: 40)).sign(
+                        try BuyerPassSigner(secret: String(repeating: "x", count: 40)).sign(
                             BuyerPass(buyer: "ana", expiresAt: now + 600))
                     ),
                     ("alg none", "\(none).\(parts[1])."),
@@ -123,7 +123,7 @@ struct BuyerPassTests {
                     ("not a JWT", "abc.def.ghi"),
                     ("two parts", "\(parts[0]).\(parts[1])"),
                     ("over-long", String(repeating: "a.", count: 5000)),
-                    ("blank subject", try await signer.sign(BuyerPass(buyer: " ", expiresAt: now + 600))),
+                    ("blank subject", try signer.sign(BuyerPass(buyer: " ", expiresAt: now + 600))),
                 ]
                 for (name, pass) in bad {
                     try await client.execute(
@@ -136,7 +136,7 @@ struct BuyerPassTests {
                 }
                 // Within the allowance for clock skew (60 s) a pass just expired still counts: 20 s
                 // before now, not before `now` above (a starved CI run took 84 s to get here).
-                let justExpired = try await signer.sign(BuyerPass(buyer: "ana", expiresAt: Date() - 20))
+                let justExpired = try signer.sign(BuyerPass(buyer: "ana", expiresAt: Date() - 20))
                 try await client.execute(
                     uri: "/v1/sales/\(sale)/orders", method: .post, headers: Self.headers(pass: justExpired, key: "k-skew"),
                     body: HTTPFixture.json(["quantity": 1])
@@ -208,24 +208,24 @@ struct BuyerPassTests {
 
         let both = BuyerPassVerifier(
             keys: try await BuyerPassKeys.make(secrets: [], jwks: #"{"keys":[\#(oldJWK),\#(newJWK)]}"#), clock: SystemClock())
-        #expect(try await both.verify(oldPass).buyer == "ana")
-        #expect(try await both.verify(newPass).buyer == "ana")
+        #expect(try both.verify(oldPass).buyer == "ana")
+        #expect(try both.verify(newPass).buyer == "ana")
         let newOnly = BuyerPassVerifier(
             keys: try await BuyerPassKeys.make(secrets: [], jwks: #"{"keys":[\#(newJWK)]}"#), clock: SystemClock())
-        #expect(try await newOnly.verify(newPass).buyer == "ana")
-        await #expect(throws: BuyerPassError.badSignature) { try await newOnly.verify(oldPass) }
+        #expect(try newOnly.verify(newPass).buyer == "ana")
+        #expect(throws: BuyerPassError.badSignature) { try newOnly.verify(oldPass) }
 
         // HS256 secrets rotate the same way.
         let secretA = String(repeating: "a", count: 32)
         let secretB = String(repeating: "b", count: 32)
-        let passA = try await BuyerPassSigner(secret: secretA).sign(pass)
-        let passB = try await BuyerPassSigner(secret: secretB).sign(pass)
+        let passA = try BuyerPassSigner(secret: secretA).sign(pass)
+        let passB = try BuyerPassSigner(secret: secretB).sign(pass)
         let rotating = BuyerPassVerifier(keys: try await BuyerPassKeys.make(secrets: [secretA, secretB], jwks: nil), clock: SystemClock())
-        #expect(try await rotating.verify(passA).buyer == "ana")
-        #expect(try await rotating.verify(passB).buyer == "ana")
+        #expect(try rotating.verify(passA).buyer == "ana")
+        #expect(try rotating.verify(passB).buyer == "ana")
         let rotated = BuyerPassVerifier(keys: try await BuyerPassKeys.make(secrets: [secretB], jwks: nil), clock: SystemClock())
-        await #expect(throws: BuyerPassError.badSignature) { try await rotated.verify(passA) }
-        #expect(try await rotated.verify(passB).buyer == "ana")
+        #expect(throws: BuyerPassError.badSignature) { try rotated.verify(passA) }
+        #expect(try rotated.verify(passB).buyer == "ana")
     }
 
     @Test("unusable keys are refused at start: a short secret, a private JWK, a key without kid, an RSA key")
@@ -256,21 +256,21 @@ struct BuyerPassTests {
         let verifier = BuyerPassVerifier(
             keys: try await BuyerPassKeys.make(secrets: [HTTPFixture.buyerPassSecret], jwks: nil), clock: clock,
             configuration: configuration)
-        let signer = await BuyerPassSigner(secret: HTTPFixture.buyerPassSecret)
-        let pass = try await signer.sign(BuyerPass(buyer: "ana", expiresAt: clock.now() + 120))
-        for _ in 0..<100 { #expect(try await verifier.verify(pass).buyer == "ana") }
+        let signer = BuyerPassSigner(secret: HTTPFixture.buyerPassSecret)
+        let pass = try signer.sign(BuyerPass(buyer: "ana", expiresAt: clock.now() + 120))
+        for _ in 0..<100 { #expect(try verifier.verify(pass).buyer == "ana") }
         #expect(verifier.remembered.accepted == 1)
-        for _ in 0..<10 { await #expect(throws: BuyerPassError.malformed) { try await verifier.verify("x.y.z") } }
+        for _ in 0..<10 { #expect(throws: BuyerPassError.malformed) { try verifier.verify("x.y.z") } }
         #expect(verifier.remembered.refused == 1)
         // The remembered pass still expires.
         clock.advance(by: .seconds(120 + 61))
-        await #expect(throws: BuyerPassError.expired) { try await verifier.verify(pass) }
+        #expect(throws: BuyerPassError.expired) { try verifier.verify(pass) }
 
         // A crowd of distinct passes and forged tokens: the memory holds at most its capacity.
         for index in 0..<500 {
-            let each = try await signer.sign(BuyerPass(buyer: "b\(index)", expiresAt: clock.now() + 600))
-            _ = try await verifier.verify(each)
-            _ = try? await verifier.verify("forged.\(index).token")
+            let each = try signer.sign(BuyerPass(buyer: "b\(index)", expiresAt: clock.now() + 600))
+            _ = try verifier.verify(each)
+            _ = try? verifier.verify("forged.\(index).token")
         }
         #expect(verifier.remembered.accepted <= 64)
         #expect(verifier.remembered.refused <= 32)

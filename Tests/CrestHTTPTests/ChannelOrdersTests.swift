@@ -168,7 +168,9 @@ struct ChannelOrdersTests {
         _ = try channel.finish()
     }
 
-    @Test("an address past its rate is refused at the head; with passes, a pass verified before names its buyer, an unknown one goes on")
+    @Test(
+        "an address past its rate is refused at the head; with passes, a pass names its buyer (verified here the first time), a token that is no pass goes on"
+    )
     func addressAndPasses() async throws {
         let addressLimited = Self.limiter(address: RateLimit(rate: 1, burst: 1))
         try addressLimited.check(address: "192.0.2.7")
@@ -185,17 +187,29 @@ struct ChannelOrdersTests {
         let authentication = try await HTTPFixture.passes()
         guard case .passes(let verifier) = authentication else { throw CancellationError() }
         let known = try await HTTPFixture.pass(for: "ana")
-        _ = try await verifier.verify(known)
+        _ = try verifier.verify(known)
         let limiter = try Self.anaOverLimit()
         let withPasses = try Self.channel(limiter, buyers: authentication)
         try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(known)"])))
         #expect(try Self.answer(withPasses)?.0.status == .tooManyRequests, "ana's pass, verified before")
         #expect(try Self.passed(withPasses).isEmpty)
         try withPasses.writeInbound(HTTPRequestPart.end(nil))
-        let unverified = try await HTTPFixture.pass(for: "ana", perBuyerLimit: 2)
-        try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(unverified)"])))
-        #expect(try Self.passed(withPasses) == ["head"], "a pass never verified is the route's to verify")
+        // A buyer's first pass is verified here: the crowd's first attempts are decided here too.
+        let first = try await HTTPFixture.pass(for: "ana", perBuyerLimit: 2)
+        try withPasses.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(first)"])))
+        #expect(try Self.answer(withPasses)?.0.status == .tooManyRequests, "ana's pass, never seen before")
+        #expect(try Self.passed(withPasses).isEmpty)
+        try withPasses.writeInbound(HTTPRequestPart.end(nil))
+        // A token that is no pass (forged, or an operator's) is the route's to refuse or admit.
+        var forged = Array(first)
+        forged[forged.count - 2] = forged[forged.count - 2] == "A" ? "B" : "A"
         _ = try withPasses.finish()
+        for token in [String(forged), HTTPFixture.adminToken] {
+            let channel = try Self.channel(limiter, buyers: authentication)
+            try channel.writeInbound(HTTPRequestPart.head(Self.attempt(headers: [.authorization: "Bearer \(token)"])))
+            #expect(try Self.passed(channel) == ["head"], "\(token.prefix(12))… goes on to the route")
+            _ = try channel.finish()
+        }
     }
 
     /// A channel whose stock gate refuses from memory what `refusing` says (and records what it was

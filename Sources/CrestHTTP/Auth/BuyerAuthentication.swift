@@ -87,7 +87,7 @@ struct CallerIdentification: Sendable {
             let isJWTShaped = token.utf8.contains(UInt8(ascii: "."))
             if !isJWTShaped || admin.looksLikeJWT, admin.matches(token) { return .operator }
             guard isJWTShaped else { throw BuyerPassError.malformed }
-            return .buyer(try await verifier.verify(token))
+            return .buyer(try verifier.verify(token))
         }
     }
 }

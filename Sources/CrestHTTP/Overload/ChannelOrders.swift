@@ -30,7 +30,9 @@ import Synchronization
 ///   with the route's body and headers, and counted in the route's request metrics
 ///   (`ChannelRequestMetrics`). A refusal from the gate is answered as above; what it cannot take
 ///   goes on to the route, nothing taken.
-/// Whatever the channel cannot tell (an unverified pass, a body of another shape, a sale whose
+/// A buyer's pass is verified here (`BuyerPassVerifier.verify`: its first time a signature check,
+/// then from memory), so a buyer's first attempt is decided here as the next ones are. Whatever
+/// the channel cannot tell (a token that is no current pass, a body of another shape, a sale whose
 /// limits are not known, risk rules) goes on to the route.
 ///
 /// The refused request's body is read and dropped; the connection stays open for the client's
@@ -53,7 +55,7 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
         var head: HTTPRequest
         var sale: SaleID
         var overrides: SaleLimits
-        /// The pass's buyer, verified before (passes on); `nil` when the body names the buyer.
+        /// The pass's buyer, verified (passes on); `nil` when the body names the buyer.
         var pass: VerifiedPass?
         var body: ByteBuffer
         /// When its head came.
@@ -150,9 +152,12 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
         }
         var known: VerifiedPass?
         if case .passes(let verifier) = admission.buyerSource {
-            // The pass's buyer when it was verified before; otherwise the address and the sale.
+            // The pass's buyer, verified here (from memory after its first time); a token that is
+            // no current pass for this sale (or no pass: only a JWT is looked at, an operator's
+            // token is the route's to tell) goes on to the route, which refuses it, from memory.
             let token = AdminCredential.bearerToken(in: head.headerFields)
-            known = token.flatMap { verifier.remembered($0) }.flatMap { $0.admits(sale) ? $0 : nil }
+            known = token.flatMap { $0.utf8.contains(UInt8(ascii: ".")) ? try? verifier.verify($0) : nil }
+                .flatMap { $0.admits(sale) ? $0 : nil }
             if limited, overLimit(head, sale: sale, overrides: overrides, buyer: known?.buyer, bodyToCome: true, context: context) {
                 return
             }

@@ -1,0 +1,177 @@
+import CrestCore
+import Crypto
+import Foundation
+import JWTKit
+import Testing
+
+@testable import CrestIdentity
+
+/// `BuyerPassKeys.claims(of:)` checks a pass on the calling thread; jwt-kit's key collection (an
+/// actor) decided before. Both must say the same of every token: the same claims, or the same
+/// refusal.
+@Suite("Buyer passes checked without jwt-kit's actor")
+struct BuyerPassParityTests {
+    /// What the verifier made of jwt-kit's verdicts before it checked passes itself.
+    static func jwtKitVerdict(_ token: String, _ collection: JWTKeyCollection) async -> Result<BuyerPass, BuyerPassError> {
+        do {
+            return .success(try await collection.verify(token, as: BuyerPass.self, iteratingKeys: true))
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            return .failure(.badSignature)
+        } catch let error as JWTError where error.errorType == .malformedToken {
+            return .failure(.malformed)
+        } catch is DecodingError {
+            return .failure(.malformed)
+        } catch {
+            return .failure(.badSignature)
+        }
+    }
+
+    static func verdict(_ token: String, _ keys: BuyerPassKeys) -> Result<BuyerPass, BuyerPassError> {
+        Result { () throws(BuyerPassError) in try keys.claims(of: token) }
+    }
+
+    static func base64URL(_ bytes: some DataProtocol) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// A token of this header and these claims, signed with an HS256 secret.
+    static func hs256(header: String, claims: String, secret: String) -> String {
+        let input = "\(base64URL(Data(header.utf8))).\(base64URL(Data(claims.utf8)))"
+        let code = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return "\(input).\(base64URL(Data(code)))"
+    }
+
+    /// A token of this header and these claims, signed with a P-256 key (JWS's r ‖ s).
+    static func es256(header: String, claims: String, key: P256.Signing.PrivateKey) throws -> String {
+        let input = "\(base64URL(Data(header.utf8))).\(base64URL(Data(claims.utf8)))"
+        return "\(input).\(base64URL(try key.signature(for: Data(input.utf8)).rawRepresentation))"
+    }
+
+    static func padded(_ base64URL: String) -> String {
+        let plain = base64URL.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        return plain + String(repeating: "=", count: (4 - plain.count % 4) % 4)
+    }
+
+    @Test("HS256, ES256 and EdDSA keys: good, forged, misnamed and malformed tokens get jwt-kit's verdict")
+    func sameVerdicts() async throws {
+        let secretA = String(repeating: "a", count: 32)
+        let secretB = String(repeating: "b", count: 40)
+        let ecKey = P256.Signing.PrivateKey()
+        let ec = try ES256PrivateKey(backing: ecKey)
+        let ed = try EdDSA.PrivateKey(curve: .ed25519)
+        let (x, y) = try #require(ec.parameters)
+        let jwks = """
+            {"keys":[{"kty":"EC","crv":"P-256","x":"\(x)","y":"\(y)","kid":"ec-1","alg":"ES256"},
+            {"kty":"OKP","crv":"Ed25519","x":"\(Self.base64URL(ed.publicKey.rawRepresentation))","kid":"ed-1","alg":"EdDSA"}]}
+            """
+        let keys = try await BuyerPassKeys.make(secrets: [secretA, secretB], jwks: jwks)
+        // The collection the verifier used to ask, made as it was made.
+        let reference = JWTKeyCollection()
+        for secret in [secretA, secretB] {
+            await reference.add(
+                hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: JWKIdentifier(string: BuyerPassKeys.secretKeyID(secret)))
+        }
+        _ = try await reference.add(jwksJSON: jwks)
+
+        let signers = JWTKeyCollection()
+        await signers.add(ecdsa: ec, kid: "ec-1")
+        await signers.add(eddsa: ed, kid: "ed-1")
+        await signers.add(hmac: HMACKey(from: secretA), digestAlgorithm: .sha256, kid: "hs-unnamed")
+        await signers.add(
+            hmac: HMACKey(from: secretB), digestAlgorithm: .sha256, kid: JWKIdentifier(string: BuyerPassKeys.secretKeyID(secretB)))
+        await signers.add(hmac: HMACKey(from: String(repeating: "z", count: 32)), digestAlgorithm: .sha256, kid: "stranger")
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let pass = BuyerPass(
+            buyer: "ana", expiresAt: now + 600, issuedAt: now, sales: [SaleID("01a24214-54d9-7444-a5c0-5c9d57d6df88")!], perBuyerLimit: 2)
+
+        var tokens: [(String, String)] = []
+        for kid in ["ec-1", "ed-1", "hs-unnamed", BuyerPassKeys.secretKeyID(secretB), "stranger"] {
+            tokens.append(("signed by \(kid)", try await signers.sign(pass, kid: JWKIdentifier(string: kid))))
+        }
+        let good = try await signers.sign(pass, kid: "hs-unnamed").split(separator: ".", omittingEmptySubsequences: false)
+            .map(String.init)
+        let claims = String(decoding: try #require(Data(base64Encoded: Self.padded(good[1]))), as: UTF8.self)
+        // Headers that name another key, or none, over a good signature: every key is tried, the
+        // named one first.
+        for header in [
+            #"{"alg":"HS256","kid":"ec-1"}"#, #"{"alg":"HS256"}"#, #"{"alg":"ES256","kid":"nobody"}"#,
+            #"{"alg":"none","kid":"ed-1"}"#, #"{"kid":"\#(BuyerPassKeys.secretKeyID(secretB))"}"#, "{}",
+        ] {
+            tokens.append(("HS256 (first secret) under \(header)", Self.hs256(header: header, claims: claims, secret: secretA)))
+            tokens.append(("HS256 (second secret) under \(header)", Self.hs256(header: header, claims: claims, secret: secretB)))
+            tokens.append(("ES256 under \(header)", try Self.es256(header: header, claims: claims, key: ecKey)))
+        }
+        let header = { (json: String) in Self.base64URL(Data(json.utf8)) }
+        tokens += [
+            ("alg none, no signature", "\(header(#"{"alg":"none"}"#)).\(good[1])."),
+            ("tampered payload", "\(good[0]).\(header(#"{"sub":"mallory","exp":1900000000}"#)).\(good[2])"),
+            ("signature cut short", "\(good[0]).\(good[1]).\(good[2].dropLast(4))"),
+            ("signature not base64url", "\(good[0]).\(good[1]).\(good[2].dropLast(2))!*"),
+            ("signature padded", "\(good[0]).\(good[1]).\(good[2])="),
+            ("header not JSON", Self.hs256(header: "alg", claims: claims, secret: secretA)),
+            ("header kid a number", Self.hs256(header: #"{"alg":"HS256","kid":7}"#, claims: claims, secret: secretA)),
+            ("header not base64url", "*\(good[0]).\(good[1]).\(good[2])"),
+            ("two parts", "\(good[0]).\(good[1])"),
+            ("four parts", "\(good[0]).\(good[1]).\(good[2]).x"),
+            ("empty parts", ".."),
+            ("not a JWT", "abc.def.ghi"),
+        ]
+        // Claims that do not decode, correctly signed: malformed only once the signature holds.
+        for (name, claims) in [
+            ("no exp", #"{"sub":"ana"}"#), ("exp a string", #"{"sub":"ana","exp":"soon"}"#),
+            ("sub a number", #"{"sub":7,"exp":1900000000}"#), ("claims not JSON", "ana"),
+            ("sales not a list", #"{"sub":"ana","exp":1900000000,"sales":"all"}"#),
+            ("good claims, fractional exp", #"{"sub":"ana","exp":1900000000.5}"#),
+        ] {
+            tokens.append((name, Self.hs256(header: #"{"alg":"HS256"}"#, claims: claims, secret: secretA)))
+            tokens.append(("\(name), forged", Self.hs256(header: #"{"alg":"HS256"}"#, claims: claims, secret: "stranger")))
+        }
+
+        for (name, token) in tokens {
+            let expected = await Self.jwtKitVerdict(token, reference)
+            let got = Self.verdict(token, keys)
+            switch (expected, got) {
+            case (.success(let a), .success(let b)): #expect(a == b, "\(name)")
+            case (.failure(let a), .failure(let b)): #expect(a == b, "\(name): jwt-kit \(a), here \(b)")
+            default: Issue.record("\(name): jwt-kit \(expected), here \(got)")
+            }
+        }
+        // The good ones are good.
+        for kid in ["ec-1", "ed-1", "hs-unnamed"] {
+            let token = try await signers.sign(pass, kid: JWKIdentifier(string: kid))
+            #expect((try? keys.claims(of: token)) == pass, "\(kid)")
+        }
+        #expect(throws: BuyerPassError.badSignature) { try keys.claims(of: tokens[4].1) }
+        // Both kinds of answer are among the verdicts compared (the test is not vacuous).
+        let verdicts = tokens.map { Self.verdict($0.1, keys) }
+        #expect(verdicts.filter { (try? $0.get()) != nil }.count >= 15)
+        #expect(verdicts.contains { if case .failure(.badSignature) = $0 { true } else { false } })
+        #expect(verdicts.contains { if case .failure(.malformed) = $0 { true } else { false } })
+    }
+
+    @Test("a pass BuyerPassSigner signs is one jwt-kit verifies, naming the secret's key id, its claims intact")
+    func signerAsJWTKit() async throws {
+        let secret = String(repeating: "s", count: 32)
+        let kid = BuyerPassKeys.secretKeyID(secret)
+        let reference = JWTKeyCollection()
+        await reference.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+        let signer = BuyerPassSigner(secret: secret)
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        for pass in [
+            BuyerPass(buyer: "ana", expiresAt: now + 600),
+            BuyerPass(
+                buyer: #"b "quoted" / ünïcode"#, expiresAt: now + 600, issuedAt: now, notBefore: now - 5,
+                sales: [SaleID("01a24214-54d9-7444-a5c0-5c9d57d6df88")!], perBuyerLimit: 3),
+        ] {
+            let token = try signer.sign(pass)
+            #expect(try await reference.verify(token, as: BuyerPass.self) == pass)
+            let header = try #require(Data(base64Encoded: Self.padded(String(token.prefix { $0 != "." }))))
+            let fields = try JSONDecoder().decode([String: String].self, from: header)
+            #expect(fields == ["alg": "HS256", "kid": kid, "typ": "JWT"])
+            // And jwt-kit's own signature of the same claims is the same token.
+            #expect(
+                try await reference.sign(pass, kid: JWKIdentifier(string: kid)).split(separator: ".")[1] == token.split(separator: ".")[1])
+        }
+    }
+}
