@@ -5,7 +5,7 @@
 #   Benchmarks/run-all.sh 2>&1 | tee /tmp/crest-benchmarks.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for script in order-path batch-tuning jobs payments loadtest demo lifecycle tracing postgres postgres-cpu postgres-expiry passes overload reconcile chaos restart soak; do
+for script in order-path batch-tuning jobs payments loadtest demo lifecycle tracing postgres postgres-cpu postgres-expiry passes first-passes overload reconcile chaos restart soak; do
   echo
   echo "=== Benchmarks/$script.sh"
   "Benchmarks/$script.sh"

@@ -9,6 +9,7 @@ import Synchronization
 final class BuyerPassBook: Sendable {
     private let signer: BuyerPassSigner
     private let expiresAt: Date
+    /// Each buyer's `Authorization` value.
     private let passes = Mutex<[String: String]>([:])
 
     init(secret: String, lifetime: Duration) {
@@ -16,11 +17,11 @@ final class BuyerPassBook: Sendable {
         expiresAt = Date() + lifetime.seconds
     }
 
-    /// `Authorization: Bearer <the buyer's pass>`.
+    /// `Authorization: Bearer <the buyer's pass>` (kept whole: made once per buyer, not per attempt).
     func header(for buyer: String) throws -> (String, String) {
-        if let pass = passes.withLock({ $0[buyer] }) { return ("Authorization", "Bearer \(pass)") }
-        let pass = try signer.sign(BuyerPass(buyer: buyer, expiresAt: expiresAt, issuedAt: Date()))
-        passes.withLock { $0[buyer] = pass }
-        return ("Authorization", "Bearer \(pass)")
+        if let value = passes.withLock({ $0[buyer] }) { return ("Authorization", value) }
+        let value = "Bearer " + (try signer.sign(BuyerPass(buyer: buyer, expiresAt: expiresAt, issuedAt: Date())))
+        passes.withLock { $0[buyer] = value }
+        return ("Authorization", value)
     }
 }
