@@ -145,6 +145,57 @@ struct TransitionConformanceTests {
         }
     }
 
+    @Test(
+        "a sale's orders in pages among more orders than a listing scans in id order: a dense sale, a sparse one, by status, every order once and in id order",
+        arguments: StoreKind.allCases)
+    func listedInPages(kind: StoreKind) async throws {
+        try await kind.withStore { store in
+            let dense = makeSale(stock: 10_000)
+            let sparse = makeSale(stock: 10_000)
+            try await store.createSale(dense)
+            try await store.createSale(sparse)
+            // 5,100 orders (the SQLite store scans 4,000 in id order before it asks the sales'
+            // index): every 50th of sparse, the rest of dense, in creation order.
+            var placed: [Order] = []
+            for batch in stride(from: 0, to: 5_100, by: 850) {
+                let time = millisecondNow()
+                let reservations = (batch..<batch + 850).map { index in
+                    reservation(index % 50 == 0 ? sparse : dense, key: "k\(index)", buyer: "b\(index)", at: time)
+                }
+                placed += try await store.reserve(reservations).outcomes.compactMap(\.order)
+            }
+            #expect(placed.count == 5_100)
+            // Every third of dense paid.
+            let denseOrders = placed.filter { $0.saleID == dense.id }
+            let paid = stride(from: 0, to: denseOrders.count, by: 3).map { denseOrders[$0].id }
+            _ = try await store.transitions(paid.map { TransitionRequest(orderID: $0, event: .pay) }, at: millisecondNow())
+
+            func listed(_ filter: OrderFilter, limit: Int) async throws -> [OrderID] {
+                var ids: [OrderID] = []
+                var after: OrderID?
+                while true {
+                    let page = try await store.orders(matching: filter, after: after, limit: limit)
+                    #expect(page.count <= limit)
+                    ids += page.map(\.id)
+                    guard page.count == limit, let last = page.last else { return ids }
+                    after = last.id
+                }
+            }
+            let expectedDense = denseOrders.map(\.id).sorted { $0.description < $1.description }
+            #expect(try await listed(OrderFilter(saleID: dense.id), limit: 200) == expectedDense)
+            let expectedSparse = placed.filter { $0.saleID == sparse.id }.map(\.id).sorted { $0.description < $1.description }
+            #expect(expectedSparse.count == 102)
+            #expect(try await listed(OrderFilter(saleID: sparse.id), limit: 200) == expectedSparse)
+            #expect(try await listed(OrderFilter(saleID: sparse.id), limit: 7) == expectedSparse)
+            let paidSorted = paid.sorted { $0.description < $1.description }
+            #expect(try await listed(OrderFilter(saleID: dense.id, status: .paid), limit: 200) == paidSorted)
+            #expect(try await listed(OrderFilter(saleID: sparse.id, status: .paid), limit: 200).isEmpty)
+            let firstPending = try await store.orders(
+                matching: OrderFilter(saleID: dense.id, status: .pendingPayment), after: nil, limit: 1)
+            #expect(firstPending.map(\.id) == [expectedDense.first { !paid.contains($0) }])
+        }
+    }
+
     @Test("an order is flagged with a reason and a time; flagging an unknown order is refused", arguments: StoreKind.allCases)
     func flagged(kind: StoreKind) async throws {
         try await kind.withStore { store in
