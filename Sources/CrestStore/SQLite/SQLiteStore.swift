@@ -261,13 +261,13 @@ public final class SQLiteStore: Store {
             // A sale's orders, in id order. The sales' index (`orders_by_sale_buyer`) finds them
             // but not in id order: every page would read and sort all of the sale's orders (27 ms a
             // page for a sale of 25,000 — a listing quadratic in the sale). So first the orders in
-            // id order, at most `scanBudget` of them past the cursor: a flash sale that holds most
-            // orders fills its page there (0.4 ms). Only a sale too sparse among the orders for
-            // that goes to its index (a few orders among many: a small sort). `+sale_id` keeps the
-            // planner off the sales' index in the scan.
+            // id order, at most `scanBudget` of them past the cursor (or twenty pages): a flash
+            // sale that holds most orders fills its page there (0.4 ms). Only a sale too sparse
+            // among the orders for that goes to its index (a few orders among many: a small sort).
+            // `+sale_id` keeps the planner off the sales' index in the scan.
             let bound = try String.fetchOne(
                 db, sql: "SELECT id FROM orders WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?",
-                arguments: [cursor, Self.scanBudget - 1])
+                arguments: [cursor, max(Self.scanBudget, limit * 20) - 1])
             let scanned = try page(bound == nil ? "" : " AND id <= ?", bound.map { [$0] } ?? [])
             if scanned.count == limit || bound == nil { return scanned }
             conditions[0] = "sale_id = ?"
@@ -277,7 +277,7 @@ public final class SQLiteStore: Store {
 
     /// Orders read in id order past a listing's cursor before a sale's page is looked for through
     /// the sales' index instead: a sale that holds a twentieth of the orders or more fills a page
-    /// of 200 within it.
+    /// of 200 within it (a longer page gets twenty times its length).
     static let scanBudget = 4_000
 
     public func events(of orderID: OrderID) async throws -> [OrderEvent] {
