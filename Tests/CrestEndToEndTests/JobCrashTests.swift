@@ -55,17 +55,22 @@ struct JobCrashTests {
 
             // The next start works through the backlog — with two workers, so that it takes seconds
             // rather than the instant a full runner needs — and dies while expiry jobs are running.
-            // A job seen running may finish in the moment before the kill lands; then the crash left
-            // nothing interrupted, and the next start (the backlog is still there) tries again.
+            // The test watches the store itself (an HTTP question to a loaded server took longer
+            // than a job: eight starts in a row once saw a job running and killed the process after
+            // it had finished). A job seen running may still finish in the moment before the kill
+            // lands; then the crash left nothing interrupted, and the next start (the backlog is
+            // still there) tries again.
             var interrupted: [Job] = []
             for _ in 0..<8 where interrupted.isEmpty {
                 let first = try await CrestProcess(dataDirectory: directory, extraArguments: lease + ["--job-workers", "2"])
-                let busy = CrestClient(http: http, port: first.port)
-                let caught = try await eventually(timeout: .seconds(60), every: .milliseconds(1)) {
-                    let running = try await busy.call(.GET, "/v1/jobs?state=running&kind=order.expire-batch", headers: admin)
-                    guard (running.json["jobs"] as? [Any])?.isEmpty == false else { return false }
-                    await first.kill()
-                    return true
+                let caught = try await data.read { store in
+                    try await eventually(timeout: .seconds(60), every: .milliseconds(1)) {
+                        let running = try await store.jobs(
+                            matching: JobFilter(state: .running, kind: OrderJobs.expireBatch.name), after: nil, limit: 1)
+                        guard !running.isEmpty else { return false }
+                        await first.kill()
+                        return true
+                    }
                 }
                 guard caught else {
                     _ = await first.stop()
