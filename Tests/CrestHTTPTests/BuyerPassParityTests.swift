@@ -30,22 +30,17 @@ struct BuyerPassParityTests {
         Result { () throws(BuyerPassError) in try keys.claims(of: token) }
     }
 
-    static func base64URL(_ bytes: some DataProtocol) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
     /// A token of this header and these claims, signed with an HS256 secret.
     static func hs256(header: String, claims: String, secret: String) -> String {
-        let input = "\(base64URL(Data(header.utf8))).\(base64URL(Data(claims.utf8)))"
+        let input = "\(BuyerPassTests.base64URL(Data(header.utf8))).\(BuyerPassTests.base64URL(Data(claims.utf8)))"
         let code = HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return "\(input).\(base64URL(Data(code)))"
+        return "\(input).\(BuyerPassTests.base64URL(Data(code)))"
     }
 
     /// A token of this header and these claims, signed with a P-256 key (JWS's r ‖ s).
     static func es256(header: String, claims: String, key: P256.Signing.PrivateKey) throws -> String {
-        let input = "\(base64URL(Data(header.utf8))).\(base64URL(Data(claims.utf8)))"
-        return "\(input).\(base64URL(try key.signature(for: Data(input.utf8)).rawRepresentation))"
+        let input = "\(BuyerPassTests.base64URL(Data(header.utf8))).\(BuyerPassTests.base64URL(Data(claims.utf8)))"
+        return "\(input).\(BuyerPassTests.base64URL(try key.signature(for: Data(input.utf8)).rawRepresentation))"
     }
 
     static func padded(_ base64URL: String) -> String {
@@ -63,7 +58,7 @@ struct BuyerPassParityTests {
         let (x, y) = try #require(ec.parameters)
         let jwks = """
             {"keys":[{"kty":"EC","crv":"P-256","x":"\(x)","y":"\(y)","kid":"ec-1","alg":"ES256"},
-            {"kty":"OKP","crv":"Ed25519","x":"\(Self.base64URL(ed.publicKey.rawRepresentation))","kid":"ed-1","alg":"EdDSA"}]}
+            {"kty":"OKP","crv":"Ed25519","x":"\(BuyerPassTests.base64URL(ed.publicKey.rawRepresentation))","kid":"ed-1","alg":"EdDSA"}]}
             """
         let keys = try await BuyerPassKeys.make(secrets: [secretA, secretB], jwks: jwks)
         // The collection the verifier used to ask, made as it was made.
@@ -102,7 +97,7 @@ struct BuyerPassParityTests {
             tokens.append(("HS256 (second secret) under \(header)", Self.hs256(header: header, claims: claims, secret: secretB)))
             tokens.append(("ES256 under \(header)", try Self.es256(header: header, claims: claims, key: ecKey)))
         }
-        let header = { (json: String) in Self.base64URL(Data(json.utf8)) }
+        let header = { (json: String) in BuyerPassTests.base64URL(Data(json.utf8)) }
         tokens += [
             ("alg none, no signature", "\(header(#"{"alg":"none"}"#)).\(good[1])."),
             ("tampered payload", "\(good[0]).\(header(#"{"sub":"mallory","exp":1900000000}"#)).\(good[2])"),

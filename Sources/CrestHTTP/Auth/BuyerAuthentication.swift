@@ -84,7 +84,7 @@ struct CallerIdentification: Sendable {
             guard let token = AdminCredential.bearerToken(of: request) else { throw BuyerPassError.missing }
             // A JWT has dots and a generated admin token none, so a pass does not pay for the
             // admin token's digest (unless the operator chose a token with a dot).
-            let isJWTShaped = token.utf8.contains(UInt8(ascii: "."))
+            let isJWTShaped = AdminCredential.isJWTShaped(token)
             if !isJWTShaped || admin.looksLikeJWT, admin.matches(token) { return .operator }
             guard isJWTShaped else { throw BuyerPassError.malformed }
             return .buyer(try verifier.verify(token))

@@ -156,7 +156,7 @@ final class ChannelOrders: ChannelDuplexHandler, RemovableChannelHandler {
             // no current pass for this sale (or no pass: only a JWT is looked at, an operator's
             // token is the route's to tell) goes on to the route, which refuses it, from memory.
             let token = AdminCredential.bearerToken(in: head.headerFields)
-            known = token.flatMap { $0.utf8.contains(UInt8(ascii: ".")) ? try? verifier.verify($0) : nil }
+            known = token.flatMap { AdminCredential.isJWTShaped($0) ? try? verifier.verify($0) : nil }
                 .flatMap { $0.admits(sale) ? $0 : nil }
             if limited, overLimit(head, sale: sale, overrides: overrides, buyer: known?.buyer, bodyToCome: true, context: context) {
                 return

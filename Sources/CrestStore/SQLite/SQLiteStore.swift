@@ -235,43 +235,40 @@ public final class SQLiteStore: Store {
 
     public func orders(matching filter: OrderFilter, after: OrderID?, limit: Int) async throws -> [Order] {
         try await pool.read { db in
-            var conditions: [String] = []
-            var arguments: StatementArguments = []
-            if let saleID = filter.saleID {
-                conditions.append("+sale_id = ?")
-                _ = arguments.append(contentsOf: [saleID.description])
-            }
+            var conditions = ["id > ?"]
+            var arguments: StatementArguments = [after?.description ?? ""]
             if let status = filter.status {
                 conditions.append("status = ?")
                 _ = arguments.append(contentsOf: [status.rawValue])
             }
             if filter.flaggedOnly { conditions.append("flag IS NOT NULL") }
-            let cursor = after?.description ?? ""
-            func page(_ extra: String, _ extraArguments: StatementArguments) throws -> [Order] {
+            /// A page of the orders that also meet `extra`.
+            func page(_ extra: [String], _ extraArguments: StatementArguments) throws -> [Order] {
                 try Row.fetchAll(
                     db,
                     sql: """
                         SELECT \(SQLiteRows.orderColumns) FROM orders
-                        WHERE \((["id > ?"] + conditions).joined(separator: " AND "))\(extra) ORDER BY id LIMIT ?
+                        WHERE \((conditions + extra).joined(separator: " AND ")) ORDER BY id LIMIT ?
                         """,
-                    arguments: [cursor] + arguments + extraArguments + [limit]
+                    arguments: arguments + extraArguments + [limit]
                 ).map(SQLiteRows.order)
             }
-            guard filter.saleID != nil, !filter.flaggedOnly else { return try page("", []) }
+            guard let saleID = filter.saleID?.description else { return try page([], []) }
             // A sale's orders, in id order. The sales' index (`orders_by_sale_buyer`) finds them
             // but not in id order: every page would read and sort all of the sale's orders (27 ms a
             // page for a sale of 25,000 — a listing quadratic in the sale). So first the orders in
             // id order, at most `scanBudget` of them past the cursor (or twenty pages): a flash
             // sale that holds most orders fills its page there (0.4 ms). Only a sale too sparse
             // among the orders for that goes to its index (a few orders among many: a small sort).
-            // `+sale_id` keeps the planner off the sales' index in the scan.
+            // `+sale_id` keeps the planner off the sales' index in the scan. Flagged orders have an
+            // index of their own.
+            guard !filter.flaggedOnly else { return try page(["sale_id = ?"], [saleID]) }
             let bound = try String.fetchOne(
                 db, sql: "SELECT id FROM orders WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?",
-                arguments: [cursor, max(Self.scanBudget, limit * 20) - 1])
-            let scanned = try page(bound == nil ? "" : " AND id <= ?", bound.map { [$0] } ?? [])
-            if scanned.count == limit || bound == nil { return scanned }
-            conditions[0] = "sale_id = ?"
-            return try page("", [])
+                arguments: [after?.description ?? "", max(Self.scanBudget, limit * 20) - 1])
+            guard let bound else { return try page(["+sale_id = ?"], [saleID]) }
+            let scanned = try page(["+sale_id = ?", "id <= ?"], [saleID, bound])
+            return scanned.count == limit ? scanned : try page(["sale_id = ?"], [saleID])
         }
     }
 
