@@ -8,6 +8,22 @@ import Testing
 struct OrderWaitProcessTests {
     @Test("a stopping Crest answers the reads that wait for a payment at once, and stops")
     func waitingReadsEndAtStop() async throws {
+        // A stop's answer after the read's own 10 s proves nothing either way: on a loaded machine
+        // (the whole suite starting its processes on two cores) the stop itself has taken 8.7 and
+        // 12.2 s to answer. Such a round is played again, up to three times; without the stop's
+        // answer every round ends after the 10 s.
+        var rounds: [Duration] = []
+        for _ in 1...3 {
+            let waited = try await Self.readWaitingAtStop()
+            rounds.append(waited)
+            if waited < .seconds(10) { break }
+        }
+        #expect(rounds.last! < .seconds(10), "the stop waited for the read's 10 s in every round: \(rounds)")
+    }
+
+    /// One Crest, one order that never gets a payment, a read waiting 10 s for it and a stop 1 s
+    /// later; how long after its start the read was answered.
+    static func readWaitingAtStop() async throws -> Duration {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-wait-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory)
@@ -25,8 +41,7 @@ struct OrderWaitProcessTests {
         let (answer, answeredAt) = try await read.value
         #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
         #expect(answer.json["status"] as? String == "pending_payment")
-        // The read registered after `started`, so its own 10 s end later than this: an answer before
-        // came from the stop (a loaded full suite took 8.7 s to stop and answer).
-        #expect(answeredAt - started < .seconds(10), "the stop waited for the read's 10 s")
+        // The read registered after `started`, so its own 10 s end later than this.
+        return answeredAt - started
     }
 }
