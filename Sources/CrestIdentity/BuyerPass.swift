@@ -36,6 +36,74 @@ public struct BuyerPass: JWTPayload, Equatable {
     public func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
+extension BuyerPass {
+    /// Reads claims as a shop's JWT library writes them — `sub` and `exp`, the optional claims of a
+    /// pass, each at most once, times in whole seconds, and other claims whose value is a plain
+    /// string or number (ignored, as `JSONDecoder` ignores them) — with `PlainJSON`: a crowd's
+    /// first passes are verified on the event loop, and jwt-kit's `JSONDecoder` was a third of a
+    /// first pass's check. `nil` for anything else, which goes to `JSONDecoder` as before.
+    init?(plainJSON bytes: UnsafeRawBufferPointer) {
+        var json = PlainJSON(bytes)
+        var sub: String?
+        var times: [Date?] = [nil, nil, nil]  // exp, nbf, iat
+        var sales: [String]?
+        var perBuyerLimit: Int?
+        let plain = json.object { name, json in
+            if name.elementsEqual("sub".utf8) {
+                guard sub == nil else { return false }
+                sub = json.text()
+                return sub != nil
+            } else if let time = Self.timeClaims.firstIndex(where: { name.elementsEqual($0.utf8) }) {
+                // At most 15 digits: every such number is a Double exactly, as JSONDecoder reads it.
+                guard times[time] == nil, let seconds = json.integer(maxDigits: 15) else { return false }
+                times[time] = Date(timeIntervalSince1970: Double(seconds))
+                return true
+            } else if name.elementsEqual("sales".utf8) {
+                guard sales == nil else { return false }
+                sales = json.texts()
+                return sales != nil
+            } else if name.elementsEqual("perBuyerLimit".utf8) {
+                guard perBuyerLimit == nil else { return false }
+                perBuyerLimit = json.integer(maxDigits: 18)
+                return perBuyerLimit != nil
+            }
+            return json.skipScalar()
+        }
+        guard plain, json.isAtEnd, let sub, let expires = times[0] else { return nil }
+        self.init(
+            buyer: sub, expiresAt: expires, issuedAt: times[2], notBefore: times[1], sales: nil, perBuyerLimit: perBuyerLimit)
+        self.sales = sales
+    }
+
+    /// The claims as JSON written by hand (`BuyerPassSigner`), times in whole seconds rounded down;
+    /// `nil` when a time is past ±10¹⁵ s (`PlainJSON` reads no longer number).
+    var plainJSON: [UInt8]? {
+        var json: [UInt8] = []
+        json.reserveCapacity(96)
+        json.append(contentsOf: #"{"sub":"#.utf8)
+        PlainJSON.appendQuoted(sub.value, to: &json)
+        for (name, time) in zip(Self.timeClaims, [exp.value, nbf?.value, iat?.value]) {
+            guard let time else { continue }
+            guard let seconds = Int(exactly: time.timeIntervalSince1970.rounded(.down)), abs(seconds) < 1_000_000_000_000_000
+            else { return nil }
+            json.append(contentsOf: ",\"\(name)\":\(seconds)".utf8)
+        }
+        if let sales {
+            json.append(contentsOf: #","sales":["#.utf8)
+            for (index, sale) in sales.enumerated() {
+                if index > 0 { json.append(UInt8(ascii: ",")) }
+                PlainJSON.appendQuoted(sale, to: &json)
+            }
+            json.append(UInt8(ascii: "]"))
+        }
+        if let perBuyerLimit { json.append(contentsOf: #","perBuyerLimit":\#(perBuyerLimit)"#.utf8) }
+        json.append(UInt8(ascii: "}"))
+        return json
+    }
+
+    private static let timeClaims = ["exp", "nbf", "iat"]
+}
+
 /// A pass whose signature, times and claims held: who the buyer is and what the pass allows.
 public struct VerifiedPass: Sendable, Hashable {
     public var buyer: String

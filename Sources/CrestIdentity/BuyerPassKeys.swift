@@ -132,9 +132,7 @@ public struct BuyerPassKeys: Sendable {
         let named = header.kid.flatMap { kid in keys.firstIndex { $0.kid == kid } } ?? keys.startIndex
         for index in [named] + keys.indices.filter({ $0 != named }) where keys.indices.contains(index) {
             guard (try? keys[index].algorithm.verify(signature, signs: signed)) == true else { continue }
-            guard let claims = try? Self.decode(BuyerPass.self, base64URL: bytes[(first + 1)..<second]) else {
-                throw .malformed
-            }
+            guard let claims = Self.claims(base64URL: bytes[(first + 1)..<second]) else { throw .malformed }
             return claims
         }
         throw .badSignature
@@ -169,6 +167,12 @@ public struct BuyerPassKeys: Sendable {
     /// jwt-kit's decoder for a token's JSON (`JSONDecoder.defaultForJWT`).
     private static let decoder: any JWTJSONDecoder = .defaultForJWT
 
+    /// A pass's claims: plain JSON read by hand (`BuyerPass(plainJSON:)`), any other by jwt-kit's decoder.
+    private static func claims(base64URL part: ArraySlice<UInt8>) -> BuyerPass? {
+        guard let json = try? Base64.decode(bytes: part, options: base64URL) else { return nil }
+        return json.withUnsafeBytes { BuyerPass(plainJSON: $0) } ?? (try? decoder.decode(BuyerPass.self, from: Data(json)))
+    }
+
     private static func decode<T: Decodable>(_ type: T.Type, base64URL part: ArraySlice<UInt8>) throws -> T {
         try decoder.decode(type, from: Data(Base64.decode(bytes: part, options: base64URL)))
     }
@@ -189,12 +193,15 @@ public struct BuyerPassSigner: Sendable {
         header = Self.base64URL(Data(json.utf8)) + "."
     }
 
+    /// A pass with these claims. Times are written in whole seconds, as shops' JWT libraries write
+    /// a NumericDate (RFC 7519 §2), rounded down: Crest reads such claims without `JSONDecoder`.
     public func sign(_ pass: BuyerPass) throws -> String {
-        let input = header + Self.base64URL(try Self.encoder.encode(pass))
+        let claims = try pass.plainJSON.map { Data($0) } ?? Self.encoder.encode(pass)
+        let input = header + Self.base64URL(claims)
         return input + "." + Self.base64URL(Data(HMAC<SHA256>.authenticationCode(for: Data(input.utf8), using: key)))
     }
 
-    /// jwt-kit's encoder for a token's JSON (`JSONEncoder.defaultForJWT`).
+    /// jwt-kit's encoder for a token's JSON (`JSONEncoder.defaultForJWT`), for times past ±10¹⁵ s.
     private static let encoder: any JWTJSONEncoder = .defaultForJWT
 
     private static func base64URL(_ bytes: Data) -> String {

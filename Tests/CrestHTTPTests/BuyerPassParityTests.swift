@@ -177,6 +177,81 @@ struct BuyerPassParityTests {
             let reference = try await reference.sign(pass, kid: JWKIdentifier(string: kid))
             #expect(try Self.claimsObject(reference) == Self.claimsObject(token))
             #expect(try Self.claimsObject(token).count == (pass.iat == nil ? 2 : 6))
+            // Crest reads the signer's claims by hand (escapes and non-ASCII go to JSONDecoder).
+            let claims = try #require(Data(base64Encoded: Self.padded(String(token.split(separator: ".")[1]))))
+            let plain = claims.withUnsafeBytes { BuyerPass(plainJSON: $0) }
+            #expect(pass.sub.value == "ana" ? plain == pass : plain == nil)
         }
+        // Times in whole seconds, rounded down, as shops' JWT libraries write them.
+        let token = try signer.sign(BuyerPass(buyer: "ana", expiresAt: now + 600.9, issuedAt: now + 0.5))
+        #expect(try await reference.verify(token, as: BuyerPass.self) == BuyerPass(buyer: "ana", expiresAt: now + 600, issuedAt: now))
+    }
+
+    // MARK: Claims read by hand
+
+    static func plainClaims(_ text: String) -> BuyerPass? {
+        Array(text.utf8).withUnsafeBytes { BuyerPass(plainJSON: $0) }
+    }
+
+    static func decoded(_ text: String) -> BuyerPass? {
+        try? JSONDecoder.defaultForJWT.decode(BuyerPass.self, from: Data(text.utf8))
+    }
+
+    @Test("plain claims are read by hand, to what jwt-kit's decoder reads")
+    func plainClaimsRead() throws {
+        for text in [
+            #"{"sub":"b-1","exp":1800000600}"#,
+            #"{"exp":1800000600,"sub":"b-1","iat":1800000000,"nbf":1799999995}"#,
+            #" { "sub" : "x y/z" , "exp" : 0 , "perBuyerLimit" : 3 } "#,
+            "{\n\t\"sub\": \"\",\r\n\"exp\": 999999999999999}",
+            #"{"sub":"b","exp":1800000600,"sales":["01a24214-54d9-7444-a5c0-5c9d57d6df88","not-a-sale"]}"#,
+            #"{"sub":"b","exp":1800000600,"sales":[ ]}"#,
+            #"{"iss":"shop","sub":"b","jti":"7f3a","exp":1800000600,"ver":2}"#,
+        ] {
+            let plain = try #require(Self.plainClaims(text), "\(text)")
+            #expect(plain == Self.decoded(text), "\(text)")
+        }
+    }
+
+    @Test("claims that are not plain go to jwt-kit's decoder")
+    func unusualClaims() {
+        for text in [
+            #"{"sub":"b\"1","exp":1}"#, #"{"sub":"b\u0031","exp":1}"#, #"{"sub":"ü","exp":1}"#, #"{"sub":"b","exp":-1}"#,
+            #"{"sub":"b","exp":1.5}"#, #"{"sub":"b","exp":1e9}"#, #"{"sub":"b","exp":01}"#,
+            #"{"sub":"b","exp":1000000000000000}"#, #"{"sub":"b","exp":1,"aud":["a"]}"#, #"{"sub":"b","exp":1,"x":null}"#,
+            #"{"sub":"b","exp":1,"x":true}"#, #"{"sub":"b","exp":1,"x":{}}"#, #"{"sub":"b","sub":"c","exp":1}"#,
+            #"{"sub":"b","exp":1,"exp":2}"#, #"{"sub":"b"}"#, #"{"exp":1}"#, "{}", "", #"{"sub":"b","exp":1}x"#,
+            #"{"sub":"b","exp":1,}"#, #"{"sub":"b","exp":"1"}"#, #"{"sub":null,"exp":1}"#, #"{"sub":"b","exp":1,"nbf":null}"#,
+            #"{"sub":"b","exp":1,"sales":["a",]}"#, #"{"sub":"b","exp":1,"sales":[1]}"#, #"{"sub":"b","exp":1,"sales":"a"}"#,
+            #"{"sub":"b","exp":1,"perBuyerLimit":1.0}"#, #"[{"sub":"b","exp":1}]"#, #"{"sub":"b","exp":1"#,
+        ] {
+            #expect(Self.plainClaims(text) == nil, "\(text)")
+        }
+    }
+
+    /// Random edits of plain claims: whatever the hand-written reader accepts, jwt-kit's decoder
+    /// must read to the same claims.
+    @Test("the hand-written claims reader never disagrees with jwt-kit's decoder")
+    func claimsAgreeWithDecoder() throws {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array(#"{}[]":,. -+0123456789eEsubxpiatnfl\"#.utf8) + [0x09, 0x0A, 0x00, 0xC3, 0xBC]
+        let original = #"{"sub": "b-1", "exp": 1800000600, "iat": 18000, "sales": ["s1"], "perBuyerLimit": 2, "x": "y"}"#
+        var accepted = 0
+        for _ in 0..<20_000 {
+            var bytes = Array(original.utf8)
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let at = Int.random(in: 0..<bytes.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[at] = alphabet.randomElement(using: &generator)!
+                case 1: bytes.insert(alphabet.randomElement(using: &generator)!, at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            guard let fast = bytes.withUnsafeBytes({ BuyerPass(plainJSON: $0) }) else { continue }
+            accepted += 1
+            let slow = try JSONDecoder.defaultForJWT.decode(BuyerPass.self, from: Data(bytes))
+            #expect(slow == fast, "\(String(decoding: bytes, as: UTF8.self))")
+        }
+        #expect(accepted > 100)
     }
 }

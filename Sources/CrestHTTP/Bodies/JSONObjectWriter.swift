@@ -1,3 +1,4 @@
+import CrestCore
 import HTTPTypes
 import Hummingbird
 
@@ -76,30 +77,14 @@ struct JSONObjectWriter {
     }
 
     private mutating func writeString(_ value: String) {
-        buffer.writeInteger(UInt8(ascii: "\""))
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+        if PlainJSON.needsNoEscape(value) {
+            buffer.writeInteger(UInt8(ascii: "\""))
             buffer.writeString(value)
+            buffer.writeInteger(UInt8(ascii: "\""))
         } else {
-            for byte in value.utf8 { writeEscaped(byte) }
-        }
-        buffer.writeInteger(UInt8(ascii: "\""))
-    }
-
-    private mutating func writeEscaped(_ byte: UInt8) {
-        switch byte {
-        case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
-        case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-        case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
-        case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
-        case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
-        case 0x08: buffer.writeStaticString("\\b")
-        case 0x0C: buffer.writeStaticString("\\f")
-        case ..<0x20:
-            let hex: StaticString = "0123456789abcdef"
-            buffer.writeStaticString("\\u00")
-            buffer.writeInteger(hex.utf8Start[Int(byte >> 4)])
-            buffer.writeInteger(hex.utf8Start[Int(byte & 0x0F)])
-        default: buffer.writeInteger(byte)
+            var quoted: [UInt8] = []
+            PlainJSON.appendQuoted(value, to: &quoted)
+            buffer.writeBytes(quoted)
         }
     }
 }
