@@ -32,7 +32,8 @@ struct Passes: AsyncParsableCommand {
         var configuration = BuyerPassVerifier.Configuration()
         configuration.acceptedCapacity = count * 4
         let verifier = BuyerPassVerifier(keys: keys, clock: SystemClock(), configuration: configuration)
-        let expires = Date() + 3600
+        // In whole seconds, as shops' JWT libraries write times (and Crest reads them without JSONDecoder).
+        let expires = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 3600).rounded(.down))
         var lines: [String] = []
         for (name, kid) in [("HS256", "hs"), ("ES256", "es"), ("EdDSA", "ed")] {
             var tokens: [String] = []

@@ -46,7 +46,12 @@ struct TokenDigest: Hashable, Sendable {
     private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 
     init(_ token: some StringProtocol) {
-        let hash = SHA256.hash(data: Data(token.utf8))
+        var hasher = SHA256()
+        // A token's bytes where they are (a header's value), copied only when they are not contiguous.
+        if token.utf8.withContiguousStorageIfAvailable({ hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }) == nil {
+            hasher.update(data: Data(token.utf8))
+        }
+        let hash = hasher.finalize()
         withUnsafeMutableBytes(of: &words) { out in hash.withUnsafeBytes { out.copyMemory(from: $0) } }
     }
 
