@@ -125,9 +125,12 @@ struct PaymentFixture: Sendable {
         try await call(method, path, json: json, headers: ["Authorization": "Bearer \(HTTPFixture.adminToken)"])
     }
 
-    /// Calls Crest's API with `buyer`'s pass. The deadline only ends a hung call: a full suite on two
-    /// cores has kept a call that takes 0.2 s alone (the checkout against a failing provider) over 10 s.
-    func buyer(_ buyer: String, _ method: HTTPMethod, _ path: String, timeout: Duration = .seconds(60)) async throws
+    /// A call's deadline, which only ends a hung call: a full suite on two cores has kept a call that
+    /// takes 0.2 s alone (the checkout against a failing provider) over 10 s.
+    static let callDeadline: Duration = .seconds(60)
+
+    /// Calls Crest's API with `buyer`'s pass.
+    func buyer(_ buyer: String, _ method: HTTPMethod, _ path: String, timeout: Duration = callDeadline) async throws
         -> (status: Int, object: [String: Any])
     {
         try await call(
@@ -136,7 +139,7 @@ struct PaymentFixture: Sendable {
     }
 
     private func call(
-        _ method: HTTPMethod, _ path: String, json: String?, headers: HTTPHeaders, timeout: Duration = .seconds(60)
+        _ method: HTTPMethod, _ path: String, json: String?, headers: HTTPHeaders, timeout: Duration = callDeadline
     ) async throws -> (status: Int, object: [String: Any]) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(crestPort)\(path)")
         request.method = method
@@ -157,7 +160,7 @@ struct PaymentFixture: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         if let signature { request.headers.add(name: ProviderAPI.signatureHeader, value: signature) }
         request.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response = try await HTTPClient.shared.execute(request, timeout: .init(Self.callDeadline))
         let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         return (Int(response.status.code), object?["type"] as? String)
