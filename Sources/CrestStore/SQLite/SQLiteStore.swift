@@ -17,6 +17,7 @@ import GRDBSQLite
 /// ```
 public final class SQLiteStore: Store {
     let pool: DatabasePool
+    private let pointReads: OrderPointReads
 
     /// Opens (creating if needed) `crest.sqlite` in `directory` and applies pending migrations.
     public init(directory: URL) throws {
@@ -38,6 +39,7 @@ public final class SQLiteStore: Store {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         try SQLiteMigrations.migrator.migrate(pool)
+        pointReads = OrderPointReads(pool: pool)
     }
 
     public func createSale(_ sale: Sale) async throws {
@@ -94,10 +96,11 @@ public final class SQLiteStore: Store {
     }
 
     public func order(_ id: OrderID) async throws -> Order? {
-        try await pool.read { db in
-            try Self.fetchOrder(db, id: id)
-        }
+        try await pointReads.order(id)
     }
+
+    /// Rounds of combined reads by id so far (`OrderPointReads`; for tests).
+    var pointReadRounds: Int { pointReads.rounds }
 
     /// One seek each, in one read transaction: a batch job names a few dozen orders at most, and
     /// SQLite evaluates an `IN` list of constants with a temporary B-tree per statement run.
