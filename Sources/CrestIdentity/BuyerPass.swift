@@ -40,8 +40,9 @@ extension BuyerPass {
     /// Reads claims as a shop's JWT library writes them — `sub` and `exp`, the optional claims of a
     /// pass, each at most once, times in whole seconds, and other claims whose value is a plain
     /// string or number (ignored, as `JSONDecoder` ignores them) — with `PlainJSON`: a crowd's
-    /// first passes are verified on the event loop, and jwt-kit's `JSONDecoder` was a third of a
-    /// first pass's check. `nil` for anything else, which goes to `JSONDecoder` as before.
+    /// first passes are verified on the event loop (`crest-bench passes`: a first HS256 check
+    /// 8.7 → 3.6 µs, with the memories specialised). `nil` for anything else, which goes to
+    /// jwt-kit's `JSONDecoder` as before.
     init?(plainJSON bytes: UnsafeRawBufferPointer) {
         var json = PlainJSON(bytes)
         var sub: String?

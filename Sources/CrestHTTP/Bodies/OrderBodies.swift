@@ -13,9 +13,9 @@ extension PlaceOrderBody {
     /// Reads the shape nearly every buyer sends — `{"buyer": "…", "quantity": n}` or
     /// `{"quantity": n}`, members in either order, any whitespace, a buyer of printable ASCII without
     /// escapes, a quantity of at most nine digits — with `PlainJSON`, not `JSONDecoder`, which cost
-    /// more than the stock gate. `nil` for
-    /// anything else (escapes, other members, duplicates, signs, fractions, broken JSON): that
-    /// goes to `JSONDecoder`, which has the full rules and the error messages.
+    /// more than the stock gate. `nil` for anything else (escapes, other members, duplicates, signs,
+    /// fractions, broken JSON): that goes to `JSONDecoder`, which has the full rules and the error
+    /// messages.
     init?(plainJSON buffer: ByteBuffer) {
         let parsed: (String?, Int)? = buffer.withUnsafeReadableBytes { bytes in
             var json = PlainJSON(bytes)
