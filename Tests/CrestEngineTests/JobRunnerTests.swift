@@ -228,7 +228,10 @@ struct JobRunnerTests {
             return .completed
         }
         let clock = AdjustableClock()
-        try await JobFixture.with(clock: clock, handlers: ["work": handler]) { fixture in
+        // The runner's own lease long: the clock also moves with real time, and a loaded CI run once
+        // spent the 30 s of the default between the rescue and its report, so the job ran a third time.
+        let configuration = JobRunnerConfiguration(lease: .seconds(600), pollInterval: .milliseconds(200))
+        try await JobFixture.with(configuration: configuration, clock: clock, handlers: ["work": handler]) { fixture in
             // Due a minute from now on the runner's clock, claimed as of then by a worker that
             // dies without a word: the runner cannot take it first.
             let due = clock.now().addingTimeInterval(60)
