@@ -9,10 +9,10 @@ import Synchronization
 /// reader's queue) before SQLite's ~10 µs: a by-id `GET` cost the server 229 µs of CPU under 16
 /// connections, `finish_task_switch` alone 17% of it. Orders are read by id all through a sale —
 /// a buyer's order and checkout, the jobs, `crest loadtest`'s audit of every order — so when many
-/// come at once they share one reader's turn. Each is taken into a round only after it was asked
-/// for, and the round's transaction reads its snapshot after that, so a read still sees every
-/// commit that came before it (a 201's order, read right after it). One round at a time: every
-/// read by id waits for the round before it, a few dozen seeks at most under a crowd.
+/// come at once they share one reader's turn. A round is taken before its read transaction is
+/// asked for, so its snapshot comes after every read in it was asked for and a read still sees
+/// every commit that came before it (a 201's order, read right after it). One round at a time:
+/// every read by id waits for the round before it, a few dozen seeks at most under a crowd.
 final class OrderPointReads: Sendable {
     private struct State {
         var waiting: [(OrderID, CheckedContinuation<Order?, any Error>)] = []
@@ -42,17 +42,16 @@ final class OrderPointReads: Sendable {
         }
     }
 
-    /// Reads every order asked for so far in one read transaction, then starts the next round if
-    /// more were asked for meanwhile.
+    /// Takes every read asked for so far and reads them in one read transaction, then starts the
+    /// next round if more were asked for meanwhile. The round is taken before the transaction is
+    /// asked for: GRDB's first statement in it (`PRAGMA schema_version`) already takes the snapshot.
     private func readRound() {
+        let round = state.withLock { state in
+            defer { state.waiting.removeAll(keepingCapacity: true) }
+            state.rounds += 1
+            return state.waiting
+        }
         pool.asyncRead { [self] database in
-            // Taken inside the transaction, before its first statement: a deferred transaction's
-            // snapshot is taken by that statement.
-            let round = state.withLock { state in
-                defer { state.waiting.removeAll(keepingCapacity: true) }
-                state.rounds += 1
-                return state.waiting
-            }
             switch database {
             case .success(let db):
                 for (id, continuation) in round {
