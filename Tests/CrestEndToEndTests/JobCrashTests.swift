@@ -62,8 +62,11 @@ struct JobCrashTests {
                 }
                 if !backlog.isEmpty { break }
             }
-            // No wait for the orders to fall due: the next start finds them due, or sees them fall due
-            // while it watches for a running expiry job.
+            // Every order still pending falls due before the next start, so that it finds the whole
+            // backlog due at once: a backlog falling due a job at a time (placing took nearly the
+            // window: a loaded full suite placed for 107 s) ran each job in less time than a look
+            // at the store took, and 60 s of looks never saw one running.
+            try await Task.sleep(until: .now + .seconds(window), clock: .continuous)
 
             // The next start works through the backlog — with two workers, so that it takes seconds
             // rather than the instant a full runner needs — and dies while expiry jobs are running.
@@ -99,7 +102,9 @@ struct JobCrashTests {
             let restarted = CrestClient(http: http, port: second.port)
             for job in interrupted {
                 var after: [String: Any] = [:]
-                let done = try await eventually(timeout: .seconds(20)) {
+                // Generous: the restarted process runs the whole backlog, and a loaded full suite
+                // (PostgreSQL) once had a job claimed again still running 16 s later.
+                let done = try await eventually(timeout: .seconds(60)) {
                     after = try await restarted.call(.GET, "/v1/jobs/\(job.id)", headers: admin).json
                     return after["state"] as? String == "completed"
                 }
@@ -119,7 +124,7 @@ struct JobCrashTests {
             }
             // Every order expires, and every unit is back exactly once.
             var counters: [String: Int] = [:]
-            let allBack = try await eventually(timeout: .seconds(30)) {
+            let allBack = try await eventually(timeout: .seconds(60)) {
                 counters = try await restarted.stock(sale: sale)
                 return counters["reserved"] == 0
             }
