@@ -10,7 +10,7 @@ let package = Package(
     name: "crest",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "crest", targets: ["crest"]),
+        .executable(name: "crest", targets: ["crest"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -223,7 +223,10 @@ let package = Package(
         ),
         .target(
             name: "CrestTestSupport",
-            dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/CrestTestSupport",
             swiftSettings: swiftSettings
         ),

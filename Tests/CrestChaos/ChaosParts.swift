@@ -30,7 +30,7 @@ struct Crest: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: data))
         }
-        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
+        guard let response = try? await HTTPClient.crest.execute(request, timeout: .seconds(10)),
             let bytes = try? await response.body.collect(upTo: 8 << 20)
         else { return nil }
         let json = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any] ?? [:]

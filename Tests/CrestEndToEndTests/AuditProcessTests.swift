@@ -13,7 +13,7 @@ struct AuditProcessTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-audit-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory)
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)
         let placed = try await client.order(sale: sale, key: "k1", buyer: "ana")
         let orderID = try #require(placed.id.flatMap(OrderID.init))

@@ -20,7 +20,7 @@ struct BuyerPassProcessTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: secretFile.path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
 
-        let client = CrestClient(http: .shared, port: first.port)
+        let client = CrestClient(http: .crest, port: first.port)
         let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)
         let ana = try await mint(["ana", "--data-dir", directory.path, "--sale", sale])
         let placed = try await client.call(
@@ -35,7 +35,7 @@ struct BuyerPassProcessTests {
         // The same secret after a restart: the pass minted before still reads its order.
         let second = try await CrestProcess(dataDirectory: directory, environment: development)
         defer { Task { _ = await second.stop() } }
-        let again = CrestClient(http: .shared, port: second.port)
+        let again = CrestClient(http: .crest, port: second.port)
         let read = try await again.call(.GET, "/v1/orders/\(order)", headers: [("Authorization", "Bearer \(ana)")])
         #expect(read.status == 200 && read.json["buyer"] as? String == "ana")
     }
@@ -47,7 +47,7 @@ struct BuyerPassProcessTests {
         let off = try await CrestProcess(dataDirectory: directory, extraArguments: ["--buyer-auth", "off"])
         defer { Task { _ = await off.stop() } }
         #expect(off.log.contains("WARNING: buyer authentication is OFF"), "\(off.log)")
-        let client = CrestClient(http: .shared, port: off.port)
+        let client = CrestClient(http: .crest, port: off.port)
         let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
         let placed = try await client.call(
             .POST, "/v1/sales/\(sale)/orders", headers: [("Idempotency-Key", "k1")], json: #"{"buyer":"ana","quantity":1}"#)

@@ -18,7 +18,7 @@ struct DashboardBrowserTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-dashboard-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory)
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         let browser = try await Browser()
         do {
             let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)

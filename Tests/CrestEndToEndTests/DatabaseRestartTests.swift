@@ -58,7 +58,7 @@ struct DatabaseRestartTests {
                 "--database-timeout-ms", "2000",
             ])
         #expect(node.log.contains("10 connections, 1500 ms wait, 2000 ms timeout"), "\(node.log)")
-        let client = CrestClient(http: .shared, port: node.port)
+        let client = CrestClient(http: .crest, port: node.port)
         let stock = 100_000
         let sale = try await client.createSale(stock: stock, adminToken: CrestProcess.adminToken)
 

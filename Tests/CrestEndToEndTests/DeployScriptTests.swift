@@ -65,14 +65,14 @@ struct DeployScriptTests {
         // nginx spread the crowd: every node placed orders.
         // Each node's metrics on its --ops-port, the same process as its main port.
         for port in operations {
-            let metrics = String(decoding: try await CrestClient(http: .shared, port: port).call(.GET, "/metrics").body, as: UTF8.self)
+            let metrics = String(decoding: try await CrestClient(http: .crest, port: port).call(.GET, "/metrics").body, as: UTF8.self)
             let accepted = metrics.split(separator: "\n").first { $0.hasPrefix(#"crest_order_attempts_total{outcome="accepted"}"#) }
             #expect((accepted?.split(separator: " ").last).flatMap { Double($0) } ?? 0 > 0, "node on \(port): \(accepted ?? "no metric")")
         }
 
         // nginx's control-plane address: the probes and the provider's webhook route reach a node
         // (no provider is configured here: the node's own 503), nothing else of the API does.
-        let controlPlane = CrestClient(http: .shared, port: control)
+        let controlPlane = CrestClient(http: .crest, port: control)
         #expect(try await controlPlane.call(.GET, "/readyz").status == 200)
         let webhook = try await controlPlane.call(.POST, "/v1/webhooks/provider", json: "{}")
         #expect(webhook.status == 503 && webhook.problemType == "urn:crest:problem:unavailable", "\(webhook)")

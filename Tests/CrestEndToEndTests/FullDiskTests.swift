@@ -33,7 +33,7 @@ struct FullDiskTests {
     private func exercise(_ mountPoint: URL) async throws {
         let data = mountPoint.appending(path: "data")
         let crest = try await CrestProcess(dataDirectory: data, extraArguments: ["--buyer-rate", "0"])
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         let sale = try await client.createSale(stock: 10_000, adminToken: CrestProcess.adminToken)
         var answered: [String: String] = [:]  // key → order id
         for n in 0..<20 {
@@ -86,7 +86,7 @@ struct FullDiskTests {
         // Stopped and started again: every answered order is there, and the audit passes.
         await crest.expectGracefulStop()
         let again = try await CrestProcess(dataDirectory: data)
-        let reread = CrestClient(http: .shared, port: again.port)
+        let reread = CrestClient(http: .crest, port: again.port)
         for (key, id) in answered {
             let order = try await reread.call(.GET, "/v1/orders/\(id)", headers: CrestClient.admin)
             #expect(order.status == 200 && order.json["buyer"] as? String == "b-\(key)", "\(key)")

@@ -15,7 +15,7 @@ struct MultiNodeTests {
         let directories = Self.dataDirectories()
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         let nodes = try await Self.start(on: directories, ["--database-url", url])
-        let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
+        let clients = nodes.map { CrestClient(http: .crest, port: $0.port) }
         // The window outlasts the crowd and the reads after it even on a loaded machine, so no unit
         // is sold twice here (with 15 s, the crowd beside the whole suite once left the reads after
         // the first orders' expiry).
@@ -97,7 +97,7 @@ struct MultiNodeTests {
         let nodes = try await Self.start(
             on: directories, ["--database-url", url, "--job-lease-seconds", "2", "--job-workers", "2"])
         let victim = nodes[0]
-        let clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
+        let clients = nodes.map { CrestClient(http: .crest, port: $0.port) }
         let stock = 10_000
         let sale = try await clients[1].createSale(stock: stock, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 2)
 
@@ -196,7 +196,7 @@ struct MultiNodeTests {
         defer { for directory in directories { try? FileManager.default.removeItem(at: directory) } }
         let arguments = ["--database-url", url, "--buyer-rate", "1", "--buyer-burst", "2"]
         var nodes = try await Self.start(on: directories, arguments)
-        var clients = nodes.map { CrestClient(http: .shared, port: $0.port) }
+        var clients = nodes.map { CrestClient(http: .crest, port: $0.port) }
         let sale = try await clients[0].createSale(stock: 50, adminToken: CrestProcess.adminToken)
 
         // Per node: the buyer's burst is spent on node 0, and whole on node 1.
@@ -227,7 +227,7 @@ struct MultiNodeTests {
         // The rule is in the store: a restarted node refuses from its first attempt.
         await nodes[1].expectGracefulStop()
         nodes[1] = try await CrestProcess(dataDirectory: directories[1], extraArguments: arguments)
-        clients[1] = CrestClient(http: .shared, port: nodes[1].port)
+        clients[1] = CrestClient(http: .crest, port: nodes[1].port)
         #expect(try await clients[1].order(sale: sale, key: "m2", buyer: "mallory").problemType == "urn:crest:problem:risk-refused")
         for node in nodes { await node.expectGracefulStop() }
     }

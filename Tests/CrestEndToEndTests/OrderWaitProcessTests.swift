@@ -27,7 +27,7 @@ struct OrderWaitProcessTests {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-wait-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory)
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)
         // No provider: the order never gets a payment, and the read would wait all its 10 s.
         let id = try #require(try await client.order(sale: sale, key: "k1", buyer: "ana").id)

@@ -24,7 +24,7 @@ struct PaymentProcessTests {
             extraArguments: [
                 "--provider-url", "http://127.0.0.1:\(simulator.port)", "--provider-webhook-secret", "e2e",
             ])
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         // The window leaves time to create and pay the payment before it closes, on a loaded run too
         // (creating it took over 6 s once while the whole suite ran on two cores).
         let sale = try await client.createSale(stock: 3, adminToken: CrestProcess.adminToken, paymentWindowSeconds: 20)
@@ -33,7 +33,7 @@ struct PaymentProcessTests {
         let paymentID = try await client.paymentID(of: orderID)
         #expect(paymentID != nil, "no payment was created at the simulator")
         let id = try #require(paymentID)
-        let simulatorClient = CrestClient(http: .shared, port: simulator.port)
+        let simulatorClient = CrestClient(http: .crest, port: simulator.port)
         let paid = try await simulatorClient.call(
             .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
         #expect(paid.status == 200)
@@ -60,7 +60,7 @@ struct PaymentProcessTests {
             extraArguments: [
                 "--provider-url", "http://127.0.0.1:\(simulatorPort)", "--provider-webhook-secret", "e2e",
             ])
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         let simulatorArguments = [
             "psp-sim", "--host", "127.0.0.1", "--port", "\(simulatorPort)", "--webhook-secret", "e2e", "--seed", "1",
             "--webhook-url", "http://127.0.0.1:\(crest.port)/v1/webhooks/provider", "--log-level", "warning",
@@ -74,7 +74,7 @@ struct PaymentProcessTests {
             #expect(paymentID != nil, "run \(run): no payment for the order:\n\(crest.log)")
             let id = try #require(paymentID)
             paymentIDs.append(id)
-            let simulatorClient = CrestClient(http: .shared, port: simulator.port)
+            let simulatorClient = CrestClient(http: .crest, port: simulator.port)
             let paid = try await simulatorClient.call(
                 .POST, "/v1/payment_intents/\(id)/simulate", json: #"{"outcome":"succeeded"}"#)
             #expect(paid.status == 200)
@@ -119,7 +119,7 @@ struct PaymentProcessTests {
                     "--webhook-url", "http://127.0.0.1:\(port)/hook", "--webhook-max-in-flight", "16",
                 ],
                 listening: "psp-sim listening on")
-            let api = CrestClient(http: .shared, port: simulator.port)
+            let api = CrestClient(http: .crest, port: simulator.port)
             let events = 24
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for index in 0..<events {

@@ -37,7 +37,7 @@ struct PrometheusProcessTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let crest = try await CrestProcess(dataDirectory: directory.appending(path: "crest"))
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
 
         // Prometheus scraping Crest every second, with Crest's alert rules.
         let port = freeLoopbackPort()
@@ -77,7 +77,7 @@ struct PrometheusProcessTests {
         let query = { (expression: String) async throws -> [String: Any] in
             var components = URLComponents(string: "http://127.0.0.1:\(port)/api/v1/query")!
             components.queryItems = [URLQueryItem(name: "query", value: expression)]
-            let response = try await HTTPClient.shared.execute(
+            let response = try await HTTPClient.crest.execute(
                 HTTPClientRequest(url: components.url!.absoluteString), timeout: .seconds(10))
             let data = Data(try await response.body.collect(upTo: 1 << 22).readableBytesView)
             return (try JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
@@ -113,7 +113,7 @@ struct PrometheusProcessTests {
 
         // Every rule of alerts.yml loaded and evaluated without error.
         let rules = try await eventually(timeout: .seconds(30), every: .milliseconds(500)) {
-            let response = try await HTTPClient.shared.execute(
+            let response = try await HTTPClient.crest.execute(
                 HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/rules"), timeout: .seconds(10))
             let data = Data(try await response.body.collect(upTo: 1 << 22).readableBytesView)
             let groups =

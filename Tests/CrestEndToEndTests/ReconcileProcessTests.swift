@@ -23,8 +23,8 @@ struct ReconcileProcessTests {
             extraArguments: [
                 "--port", "\(crestPort)", "--provider-url", "http://127.0.0.1:\(simulator.port)", "--provider-webhook-secret", "e2e",
             ])
-        let client = CrestClient(http: .shared, port: crest.port)
-        let simulatorClient = CrestClient(http: .shared, port: simulator.port)
+        let client = CrestClient(http: .crest, port: crest.port)
+        let simulatorClient = CrestClient(http: .crest, port: simulator.port)
         let sale = try await client.createSale(stock: 5, adminToken: CrestProcess.adminToken)
 
         func paidOrder(_ buyer: String) async throws -> String {

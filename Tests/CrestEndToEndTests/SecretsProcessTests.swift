@@ -22,7 +22,7 @@ struct SecretsProcessTests {
                 // A provider that refuses connections: the payment job fails and logs why.
                 "--provider-url", "http://127.0.0.1:9", "--provider-webhook-secret", providerSecret,
             ])
-        let client = CrestClient(http: .shared, port: crest.port)
+        let client = CrestClient(http: .crest, port: crest.port)
         var answers: [CrestClient.Answer] = []
 
         answers.append(try await client.call(.GET, "/v1/jobs", headers: [("Authorization", "Bearer \(wrongToken)")]))

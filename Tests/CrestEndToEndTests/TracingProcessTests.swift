@@ -30,7 +30,7 @@ struct TracingProcessTests {
                     "--log-format", "json",
                 ],
                 environment: ["OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_BSP_SCHEDULE_DELAY": "100"])
-            let client = CrestClient(http: .shared, port: crest.port)
+            let client = CrestClient(http: .crest, port: crest.port)
             let endpoint = try await client.call(
                 .POST, "/v1/webhook-endpoints", headers: [("Authorization", "Bearer \(CrestProcess.adminToken)")],
                 json: #"{"url":"http://127.0.0.1:\#(collector.port)/hooks","secret":"merchant-secret-0123456789"}"#)

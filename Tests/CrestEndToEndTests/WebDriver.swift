@@ -149,7 +149,7 @@ final class Browser: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.crest.execute(request, timeout: .seconds(60))
         let bytes = try await response.body.collect(upTo: 32 << 20)
         let object = try JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any]
         if let value = object?["value"] as? [String: Any], let error = value["error"] as? String {

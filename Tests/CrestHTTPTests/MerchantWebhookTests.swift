@@ -126,7 +126,7 @@ struct MerchantWebhookTests {
                 // Operators only; an unknown order is 404.
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.crestPort)/v1/orders/\(placed.id)/timeline")
                 request.headers.add(name: "Authorization", value: "Bearer \(try await HTTPFixture.pass(for: "ana"))")
-                #expect(try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status == .unauthorized)
+                #expect(try await HTTPClient.crest.execute(request, timeout: .seconds(10)).status == .unauthorized)
                 #expect(try await fixture.admin(.GET, "/v1/orders/\(OrderID.make())/timeline").status == 404)
             }
         }

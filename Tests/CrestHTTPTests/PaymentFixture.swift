@@ -148,7 +148,7 @@ struct PaymentFixture: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: json))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .init(timeout))
+        let response = try await HTTPClient.crest.execute(request, timeout: .init(timeout))
         let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
         return (Int(response.status.code), (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
     }
@@ -160,7 +160,7 @@ struct PaymentFixture: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         if let signature { request.headers.add(name: ProviderAPI.signatureHeader, value: signature) }
         request.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await HTTPClient.shared.execute(request, timeout: .init(Self.callDeadline))
+        let response = try await HTTPClient.crest.execute(request, timeout: .init(Self.callDeadline))
         let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         return (Int(response.status.code), object?["type"] as? String)

@@ -371,7 +371,7 @@ struct StatementTests {
             let charged = try await Self.intents(of: order.id.description, fixture)
             #expect(charged.count == 2 && charged.first == payment.id, "\(charged)")
             #expect(try await Self.intents(of: "no-such-order", fixture).isEmpty)
-            let response = try await HTTPClient.shared.execute(
+            let response = try await HTTPClient.crest.execute(
                 HTTPClientRequest(url: "http://127.0.0.1:\(fixture.simulatorPort)/v1/payment_intents"), timeout: .seconds(10))
             #expect(response.status == .badRequest)
         }
@@ -384,7 +384,7 @@ struct StatementTests {
     }
 
     static func get(_ path: String, _ fixture: PaymentFixture) async throws -> Data {
-        let response = try await HTTPClient.shared.execute(
+        let response = try await HTTPClient.crest.execute(
             HTTPClientRequest(url: "http://127.0.0.1:\(fixture.simulatorPort)\(path)"), timeout: .seconds(10))
         #expect(response.status == .ok)
         return Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)

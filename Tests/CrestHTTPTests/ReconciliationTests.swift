@@ -252,7 +252,7 @@ struct ReconciliationTests {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.crest.execute(request, timeout: .seconds(60))
         let data = Data(try await response.body.collect(upTo: 1 << 22).readableBytesView)
         return (Int(response.status.code), (try? JSONSerialization.jsonObject(with: data)) as? [String: Any])
     }

@@ -34,7 +34,7 @@ struct StageMetricsTests {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.headers.add(name: "Idempotency-Key", value: "stages-1")
             request.body = .bytes(ByteBuffer(string: #"{"quantity":1}"#))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let response = try await HTTPClient.crest.execute(request, timeout: .seconds(30))
             #expect(response.status == .created)
             let body = Data(try await response.body.collect(upTo: 1 << 16).readableBytesView)
             let id = try #require(

@@ -125,6 +125,21 @@ struct CrestAPIReadTests {
         }
     }
 
+    @Test("a read whose connection closed without an answer is sent once more, and only once")
+    func lostConnectionIsRetriedOnce() async throws {
+        try await ScriptedServer.with([.close, .answer(Self.emptyPage)]) { server in
+            let api = CrestAPI(http: .shared, base: "http://127.0.0.1:\(server.port)", adminToken: "t", passes: nil)
+            let orders = try await api.orders(saleID: "s")
+            #expect(orders.isEmpty)
+            #expect(server.requests.count == 2)
+        }
+        try await ScriptedServer.with([.close, .close, .answer(Self.emptyPage)]) { server in
+            let api = CrestAPI(http: .shared, base: "http://127.0.0.1:\(server.port)", adminToken: "t", passes: nil)
+            await #expect(throws: CrestAPI.Failure.self) { try await api.orders(saleID: "s") }
+            #expect(server.requests.count == 2)
+        }
+    }
+
     @Test("a 503 that is not a refusal for load (the store unavailable) is the answer at once")
     func unavailableIsNotRetried() async throws {
         let unavailable =
