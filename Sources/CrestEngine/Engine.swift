@@ -57,6 +57,8 @@ package final class Engine: Sendable {
     let saleLimits = SaleLimitsCache()
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
+    /// When an order's payment is created (with a provider): by a job, or at the checkout only.
+    let paymentCreation: PaymentCreation
     let reconcileEvery: Duration?
     let logger: Logger
     let clock: @Sendable () -> Date
@@ -75,6 +77,7 @@ package final class Engine: Sendable {
         self.placementThread = store.prefersCommitterThread ? Self.sharedPlacementThread : nil
         self.writePath = configuration.writePath.map { WritePathLimit($0, clock: crestClock) }
         self.provider = provider
+        self.paymentCreation = configuration.paymentCreation
         self.reconcileEvery = configuration.reconcileEvery
         self.logger = logger
         let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }
@@ -121,7 +124,7 @@ package final class Engine: Sendable {
         self.paymentRecorder = paymentRecorder
         let lifecycle = OrderLifecycle(
             store: store, transitioner: transitioner, paymentRecorder: paymentRecorder, gates: gates, metrics: metrics, provider: provider,
-            expiry: configuration.expiry,
+            expiry: configuration.expiry, paymentCreation: configuration.paymentCreation,
             creationSlots: AsyncSemaphore(
                 limit: (provider as? GuardedProvider)?.status.maxInFlight ?? OrderLifecycle.creationSlotCount),
             logger: logger, clock: clock)

@@ -28,11 +28,14 @@ package struct EngineConfiguration: Sendable {
     package var writePath: WritePathLimitConfiguration?
     /// How often the scheduled reconciliation runs (with a provider); `nil`: never.
     package var reconcileEvery: Duration?
+    /// When an order's payment is created at the provider (with a provider).
+    package var paymentCreation: PaymentCreation
 
     package init(
         batchWindow: Duration = .zero, batchLingerBelow: Int? = nil, maxBatchSize: Int = 256, refusalMemoryPerSale: Int = 1_000_000,
         gateIdleTimeout: Duration = .seconds(600), jobs: JobRunnerConfiguration = .init(),
-        expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil, reconcileEvery: Duration? = nil
+        expiry: ExpiryPolicy = .init(), writePath: WritePathLimitConfiguration? = nil, reconcileEvery: Duration? = nil,
+        paymentCreation: PaymentCreation = .order
     ) {
         self.batchWindow = batchWindow
         self.batchLingerBelow = batchLingerBelow
@@ -43,7 +46,22 @@ package struct EngineConfiguration: Sendable {
         self.expiry = expiry
         self.writePath = writePath
         self.reconcileEvery = reconcileEvery
+        self.paymentCreation = paymentCreation
     }
+}
+
+/// When an order's payment is created at the provider.
+package enum PaymentCreation: String, Sendable, CaseIterable {
+    /// By a job moments after the order (one `payment.create-batch` job per reservation batch), so
+    /// that every order shows where to pay without being asked; a buyer who comes to the checkout
+    /// (`POST /v1/orders/{id}/payment`) first has it created then, ahead of the jobs.
+    case order
+    /// Only when the buyer comes to the checkout. An order nobody comes to pay costs no provider
+    /// call, no record and no question at its expiry (it has no payment to ask about): in a flash
+    /// sale most orders are never paid (70% in `crest demo`), and creating their payments was the
+    /// largest part of an order's lifecycle (RESULTS). The waiting read (`GET …?wait`) then waits for
+    /// a change of status only.
+    case checkout
 }
 
 /// Before an order with a payment expires, Crest asks the provider how that payment stands.

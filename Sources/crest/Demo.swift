@@ -30,6 +30,11 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Seconds to pay; unpaid orders expire after it") var paymentWindow = 15
     @Option(help: "Attempts in flight at once") var concurrency = 64
     @Option(help: "Share of attempts that repeat an earlier one (a buyer's retry)") var repeatShare = 0.05
+    @Option(
+        help:
+            "When an order's payment is created: checkout (when its buyer comes to pay, as the demo's buyers do at once) or order (by a job moments after every order, as crest serve does by default)"
+    )
+    var paymentCreation = PaymentCreation.checkout.rawValue
     @Flag(help: "Print the final report as JSON on standard output") var json = false
     @Option(help: "Log level of Crest and the simulator") var logLevel = "error"
 
@@ -41,10 +46,14 @@ struct Demo: AsyncParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-demo-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        let stack = try await DemoStack.start(directory: directory, registry: registry, logger: logger)
+        guard let paymentCreation = PaymentCreation(rawValue: paymentCreation) else {
+            throw ValidationError("--payment-creation must be checkout or order, not \(paymentCreation)")
+        }
+        let stack = try await DemoStack.start(
+            directory: directory, registry: registry, paymentCreation: paymentCreation, logger: logger)
         Console.say("Crest on \(stack.crestURL) (embedded store in \(directory.path)), provider simulator on \(stack.simulatorURL)")
         Console.say(
-            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners are chosen to pay."
+            "A flash sale: \(stock) units, one per buyer, \(paymentWindow) s to pay; \(attempts) attempts from \(buyers) buyers; \(Int(payRatio * 100))% of the winners are chosen to pay, and an order's payment is created \(paymentCreation == .checkout ? "when its buyer comes to pay" : "by a job right after the order")."
         )
         var plan = LoadPlan(url: stack.crestURL, adminToken: stack.adminToken)
         plan.buyerPassSecret = stack.buyerPassSecret
@@ -127,7 +136,9 @@ struct DemoStack {
     private let groups: [ServiceGroup]
     private let runs: [Task<Void, any Error>]
 
-    static func start(directory: URL, registry: PrometheusCollectorRegistry, logger: Logger) async throws -> DemoStack {
+    static func start(
+        directory: URL, registry: PrometheusCollectorRegistry, paymentCreation: PaymentCreation, logger: Logger
+    ) async throws -> DemoStack {
         let secret = UUID().uuidString
         let adminToken = UUID().uuidString
         let buyerPassSecret = UUID().uuidString + UUID().uuidString
@@ -176,6 +187,7 @@ struct DemoStack {
         configuration.jobs.gather = JobRunnerConfiguration.servedGather
         configuration.batchWindow = EngineConfiguration.servedBatchWindow
         configuration.batchLingerBelow = EngineConfiguration.servedBatchLingerBelow
+        configuration.paymentCreation = paymentCreation
         let engine = Engine(store: store, configuration: configuration, logger: logger, provider: provider)
         // Served as `crest serve` serves: the route and the channel share the limiter and the risk
         // rules, and the channel refuses what it can tell the route would.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import CrestEngine
 import CrestPayments
 import Logging
 
@@ -20,6 +21,23 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: Self.timeout.help) var providerTimeoutMs: Int?
 
     @Option(help: Self.maxInFlight.help) var providerMaxInFlight: Int?
+
+    static let creation = TextSetting(
+        env: "CREST_PAYMENT_CREATION", defaultValue: PaymentCreation.order.rawValue,
+        meaning:
+            "When an order's payment is created at the provider: order (by a job moments after the order; a buyer at the checkout, POST /v1/orders/{id}/payment, has it created first) or checkout (only at the checkout: an order nobody comes to pay costs no provider call)"
+    )
+    @Option(help: Self.creation.help) var paymentCreation: String?
+
+    /// `--payment-creation`, read as `serve` and `demo` take it.
+    static func paymentCreation(_ flag: String?, in settings: Settings) throws -> PaymentCreation {
+        let text = creation.value(flag, in: settings)
+        guard let value = PaymentCreation(rawValue: text) else {
+            throw ValidationError(
+                "payment creation must be \(PaymentCreation.allCases.map(\.rawValue).joined(separator: " or ")), not \(text)")
+        }
+        return value
+    }
 
     static let timeout = IntSetting(
         name: "provider timeout", env: "CREST_PROVIDER_TIMEOUT_MS", defaultValue: 3000, range: 1...600_000, unit: " ms",

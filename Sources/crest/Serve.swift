@@ -91,6 +91,7 @@ struct Serve: AsyncParsableCommand {
         let jobLease = try Options.jobLease.resolve(jobLeaseSeconds, in: settings)
         let jobGather = try Options.jobGather.resolve(jobGatherMs, in: settings)
         let reconcileMinutes = try Options.reconcileEvery.resolve(reconcileEveryMinutes, in: settings)
+        let paymentCreation = try ProviderOptions.paymentCreation(payments.paymentCreation, in: settings)
         let levelName = TextSetting.logLevel.value(logLevel, in: settings)
         let tracing = try TracingSettings(
             endpoint: Self.otlpEndpoint.resolve(otlpEndpoint, in: settings),
@@ -140,7 +141,7 @@ struct Serve: AsyncParsableCommand {
                 refusalMemoryPerSale: refusalMemory, gateIdleTimeout: .seconds(gateIdleSeconds),
                 jobs: JobRunnerConfiguration(
                     workers: jobWorkers, lease: .seconds(jobLease), gather: .milliseconds(jobGather)), writePath: writePath,
-                reconcileEvery: reconcileMinutes > 0 ? .seconds(reconcileMinutes * 60) : nil),
+                reconcileEvery: reconcileMinutes > 0 ? .seconds(reconcileMinutes * 60) : nil, paymentCreation: paymentCreation),
             logger: logger, provider: provider)
         if reconcileMinutes > 0 {
             guard provider != nil else { throw ValidationError("--reconcile-every-minutes needs --provider-url") }

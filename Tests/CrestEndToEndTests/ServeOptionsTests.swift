@@ -87,7 +87,7 @@ struct DeclaredOptionsTests {
 /// `crest serve`'s options for the stock gates' memory.
 @Suite("crest serve: gate options")
 struct GateOptionsTests {
-    @Test("gate, batch and log options out of range: a clear message and a usage exit")
+    @Test("gate, batch, log and payment options out of range: a clear message and a usage exit")
     func badGateOptions() async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-options-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -101,6 +101,7 @@ struct GateOptionsTests {
             (["--batch-window-us", "1000001"], "batch window must be 0…1,000,000 µs"),
             (["--log-format", "xml"], "unknown log format xml: text or json"),
             (["--log-level", "loud"], "unknown log level loud"),
+            (["--payment-creation", "later"], "payment creation must be order or checkout, not later"),
         ] {
             try await expectUsageExit(base + extra, saying: message)
         }

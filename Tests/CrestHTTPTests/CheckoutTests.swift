@@ -3,6 +3,7 @@ import CrestEngine
 import CrestFixtures
 import CrestPayments
 import CrestSimulator
+import CrestStore
 import CrestTestSupport
 import Foundation
 import HTTPTypes
@@ -80,6 +81,45 @@ struct CheckoutTests {
             // Over the route: `payment-window-closed`, or `order-not-pending` once the expiry ran.
             let late = try await fixture.buyer("ana", .POST, "/v1/orders/\(ana.id)/payment")
             #expect(late.status == 409, "\(late)")
+        }
+    }
+
+    @Test(
+        "payments created at the checkout: an order writes no creation job and gets no payment by itself; the checkout creates it and plans its check; an order nobody came to pay expires with no payment made"
+    )
+    func createdAtCheckout() async throws {
+        let clock = AdjustableClock()
+        var configuration = PaymentFixture.engineConfiguration
+        configuration.paymentCreation = .checkout
+        configuration.expiry.driftCheckFirst = .seconds(30)
+        try await PaymentFixture.with(engineConfiguration: configuration, clock: clock) { fixture in
+            let sale = try await fixture.sale(stock: 2, paymentWindowSeconds: 120)
+            let ana = try await fixture.order(sale, buyer: "ana")
+            let bob = try await fixture.order(sale, buyer: "bob")
+            func jobs(_ kind: String) async throws -> [Job] {
+                try await fixture.store.jobs(matching: JobFilter(kind: kind), after: nil, limit: 100)
+            }
+            #expect(try await jobs(PaymentJobs.createBatch.name).isEmpty)
+            #expect(try await jobs(PaymentJobs.create.name).isEmpty)
+            #expect(try await jobs(PaymentJobs.check.name).isEmpty, "a check is planned with the payment, not the order")
+            // The job runner polls every 100 ms: a payment made by a job would come within this.
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await fixture.engine.order(ana.id).payment == nil)
+            #expect(fixture.simulator.intents(reference: ana.id.description).isEmpty)
+
+            let paying = try await fixture.buyer("ana", .POST, "/v1/orders/\(ana.id)/payment")
+            #expect(paying.status == 200, "\(paying.object)")
+            let payment = try #require(paying.object["payment"] as? [String: Any], "\(paying.object)")
+            #expect(fixture.simulator.intents(reference: ana.id.description).count == 1)
+            #expect(try await fixture.engine.order(ana.id).payment?.id == payment["id"] as? String)
+            let checks = try await jobs(PaymentJobs.check.name)
+            #expect(checks.count == 1 && (try? PaymentJobs.check.parameters(of: checks[0]).orderId) == ana.id, "\(checks)")
+
+            // Bob never came: his order expires at the end of its window, and no payment was made for it.
+            clock.advance(by: .seconds(121))
+            let expired = try await fixture.waitFor(bob.id) { $0.status == .expired }
+            #expect(expired.payment == nil)
+            #expect(fixture.simulator.intents(reference: bob.id.description).isEmpty)
         }
     }
 

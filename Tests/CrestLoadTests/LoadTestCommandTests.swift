@@ -85,6 +85,7 @@ struct LoadTestCommandTests {
                 "--concurrency", "16",
             ], timeout: .seconds(180))
         #expect(status == 0, "\(output)")
+        #expect(output.contains("an order's payment is created when its buyer comes to pay"), "\(output)")
         #expect(output.contains("Sold out after"), "\(output)")
         #expect(output.contains("Audit green."), "\(output)")
         // It ends with where a buyer waited: every placement stage, and the lives of the orders after.
@@ -113,5 +114,8 @@ struct LoadTestCommandTests {
             #expect(notPaid == 0 && !output.contains("could not be paid"), "\(output)")
         }
         #expect(!output.contains("sold \(chosen + 150)"), "the progress counts accepted orders, not units sold")
+
+        let bad = try await CrestCommand.run(["demo", "--payment-creation", "later"], timeout: .seconds(30))
+        #expect(bad.status == 64 && bad.output.contains("--payment-creation must be checkout or order, not later"), "\(bad.output)")
     }
 }

@@ -18,6 +18,9 @@ struct OrderLifecycle: Sendable {
     let metrics: EngineMetrics
     let provider: (any PaymentProvider)?
     let expiry: ExpiryPolicy
+    /// When an order's payment is created: at the checkout only, its first drift check is planned
+    /// there (it is otherwise written with the order).
+    let paymentCreation: PaymentCreation
     /// Places for payment creations in flight, shared by every batch job of this process: as many
     /// as the provider guard lets calls in flight (`--provider-max-in-flight`), `creationSlotCount`
     /// for a provider without a guard.

@@ -212,7 +212,20 @@ extension OrderLifecycle {
         defer { creationSlots.release() }
         try windowOpen()
         do {
-            return try await createAndRecordPayment(of: order, provider: provider).order
+            let paying = try await createAndRecordPayment(of: order, provider: provider).order
+            // Created at the checkout only: no drift check was written with the order. Without it
+            // the expiry still asks the provider; the buyer has the payment either way.
+            if paymentCreation == .checkout, paying.status == .pendingPayment,
+                let check = firstDriftCheck(of: paying.id, createdAt: clock(), expiresAt: paying.expiresAt)
+            {
+                do {
+                    _ = try await store.enqueue([check], at: clock())
+                } catch {
+                    logger.warning(
+                        "the payment's drift check could not be planned", metadata: ["order": "\(paying.id)", "error": "\(error)"])
+                }
+            }
+            return paying
         } catch let taken as PaymentTakenError {
             try await flagTaken(taken)
             throw taken
