@@ -46,9 +46,7 @@ struct Demo: AsyncParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-demo-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
 
-        guard let paymentCreation = PaymentCreation(rawValue: paymentCreation) else {
-            throw ValidationError("--payment-creation must be checkout or order, not \(paymentCreation)")
-        }
+        let paymentCreation = try PaymentCreation.named(paymentCreation)
         let stack = try await DemoStack.start(
             directory: directory, registry: registry, paymentCreation: paymentCreation, logger: logger)
         Console.say("Crest on \(stack.crestURL) (embedded store in \(directory.path)), provider simulator on \(stack.simulatorURL)")

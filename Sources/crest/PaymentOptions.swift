@@ -29,14 +29,9 @@ struct ProviderOptions: ParsableArguments {
     )
     @Option(help: Self.creation.help) var paymentCreation: String?
 
-    /// `--payment-creation`, read as `serve` and `demo` take it.
+    /// `--payment-creation` as `serve` takes it: the flag, else the environment, else `order`.
     static func paymentCreation(_ flag: String?, in settings: Settings) throws -> PaymentCreation {
-        let text = creation.value(flag, in: settings)
-        guard let value = PaymentCreation(rawValue: text) else {
-            throw ValidationError(
-                "payment creation must be \(PaymentCreation.allCases.map(\.rawValue).joined(separator: " or ")), not \(text)")
-        }
-        return value
+        try PaymentCreation.named(creation.value(flag, in: settings))
     }
 
     static let timeout = IntSetting(
@@ -67,5 +62,15 @@ struct ProviderOptions: ParsableArguments {
         let provider = GuardedProvider(
             client, configuration: .init(timeout: .milliseconds(timeout), maxInFlight: maxInFlight), logger: logger)
         return (provider, secret, http)
+    }
+}
+
+extension PaymentCreation {
+    /// `--payment-creation`'s value (`serve`, `demo`), or a usage error naming the choices.
+    static func named(_ text: String) throws -> PaymentCreation {
+        guard let value = PaymentCreation(rawValue: text) else {
+            throw ValidationError("--payment-creation must be \(allCases.map(\.rawValue).joined(separator: " or ")), not \(text)")
+        }
+        return value
     }
 }

@@ -101,7 +101,7 @@ struct GateOptionsTests {
             (["--batch-window-us", "1000001"], "batch window must be 0…1,000,000 µs"),
             (["--log-format", "xml"], "unknown log format xml: text or json"),
             (["--log-level", "loud"], "unknown log level loud"),
-            (["--payment-creation", "later"], "payment creation must be order or checkout, not later"),
+            (["--payment-creation", "later"], "--payment-creation must be order or checkout, not later"),
         ] {
             try await expectUsageExit(base + extra, saying: message)
         }

@@ -116,6 +116,6 @@ struct LoadTestCommandTests {
         #expect(!output.contains("sold \(chosen + 150)"), "the progress counts accepted orders, not units sold")
 
         let bad = try await CrestCommand.run(["demo", "--payment-creation", "later"], timeout: .seconds(30))
-        #expect(bad.status == 64 && bad.output.contains("--payment-creation must be checkout or order, not later"), "\(bad.output)")
+        #expect(bad.status == 64 && bad.output.contains("--payment-creation must be order or checkout, not later"), "\(bad.output)")
     }
 }
