@@ -1,6 +1,8 @@
 import CrestCore
+import CrestFixtures
 import CrestStore
 import Foundation
+import Logging
 import Testing
 
 @testable import CrestEngine
@@ -55,6 +57,61 @@ struct GateInvariantTests {
             buyer: "ana", quantity: 2,
             counters: CounterSnapshot(counters: StockCounters(total: 3, available: 2, reserved: 1, sold: 0), version: 3))
         _ = try Self.ticket(try Self.admit(gate, key: "d", buyer: "dan"))
+    }
+
+    @Test(
+        "a batch holding tickets of two gates of one sale (its gate loaded again after a failed commit while attempts of the old one were queued) gives each ticket back to, and settles it on, the gate that admitted it"
+    )
+    func ticketsOfTwoGates() async throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "crest-gates-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try ControllableStore(directory: directory)
+        let sale = Sale(
+            id: .make(), sku: "S", title: "T", price: Money(amount: 100, currency: Currency("CNY")!),
+            perBuyerLimit: 1, startsAt: Date(timeIntervalSince1970: 0), endsAt: nil, paymentWindowSeconds: 60,
+            createdAt: Date(timeIntervalSince1970: 0), stock: StockCounters(total: 5))
+        try await store.createSale(sale)
+        let snapshot = try #require(try await store.gateSnapshot(for: sale.id))
+        let old = StockGate(snapshot: snapshot, refusalMemory: 10, loadedAt: Date())
+        let new = StockGate(snapshot: snapshot, refusalMemory: 10, loadedAt: Date())
+        let gates = StockGates(store: store, refusalMemory: 10, clock: { Date() }, onLoad: { _ in })
+        let logger = Logger(label: "crest.test.gates")
+        func admit(_ gate: StockGate, _ key: String) throws -> StockGate.Ticket {
+            let request = OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: key, quantity: 1)
+            return try Self.ticket(
+                try gate.admit(request, now: Date()) { sale in
+                    Reservation(
+                        orderID: .make(), request: request, amount: sale.price, createdAt: Date(),
+                        expiresAt: Date() + 60)
+                })
+        }
+
+        // The batch fails: each gate gets its own ticket back (the same key is admitted again on it).
+        store.setFailing(true)
+        await #expect(throws: UnavailableError.self) {
+            _ = try await Engine.commit(
+                [try admit(old, "a"), try admit(new, "b")], store: store, gates: gates, metrics: EngineMetrics(), logger: logger)
+        }
+        store.setFailing(false)
+        let outcomes = try await Engine.commit(
+            [try admit(old, "a"), try admit(new, "b")], store: store, gates: gates, metrics: EngineMetrics(), logger: logger)
+        #expect(outcomes.allSatisfy { if case .reserved = $0 { true } else { false } }, "\(outcomes)")
+        // Settled on its own gate: each knows its key and its buyer's unit, neither holds it in flight.
+        for (gate, key) in [(old, "a"), (new, "b")] {
+            let again = OrderRequest(saleID: sale.id, idempotencyKey: key, buyer: key, quantity: 1)
+            guard case .knownKey = try gate.admit(again, now: Date(), makeReservation: { _ in throw AdmissionError(admission: "none") })
+            else {
+                Issue.record("the gate that admitted \(key) does not know it settled")
+                continue
+            }
+            let other = OrderRequest(saleID: sale.id, idempotencyKey: key + "-2", buyer: key, quantity: 1)
+            #expect(throws: Never.self) {
+                guard
+                    case .refused(.buyerLimitReached) = try gate.admit(
+                        other, now: Date(), makeReservation: { _ in throw AdmissionError(admission: "none") })
+                else { throw AdmissionError(admission: "\(key)'s unit is not counted on its gate") }
+            }
+        }
     }
 
     static func order(_ ticket: StockGate.Ticket) -> Order {

@@ -390,12 +390,13 @@ extension Engine {
         } catch {
             metrics.countCommitFailure()
             logger.error("reservation batch failed", metadata: ["size": "\(tickets.count)", "error": "\(error)"])
-            var bySale: [SaleID: [StockGate.Ticket]] = [:]
-            for ticket in tickets { bySale[ticket.reservation.request.saleID, default: []].append(ticket) }
-            for (saleID, saleTickets) in bySale {
-                saleTickets.first?.gate.abandon(saleTickets)
-                gates.forget(saleID)
-            }
+            // By gate, not by sale: a sale's gate forgotten after a failed commit is loaded again
+            // while tickets of the old one are still queued, so one batch may hold tickets of two
+            // gates of a sale, and a ticket is given back to the gate that admitted it.
+            var byGate: [ObjectIdentifier: [StockGate.Ticket]] = [:]
+            for ticket in tickets { byGate[ObjectIdentifier(ticket.gate), default: []].append(ticket) }
+            for gateTickets in byGate.values { gateTickets.first?.gate.abandon(gateTickets) }
+            for saleID in Set(tickets.map(\.reservation.request.saleID)) { gates.forget(saleID) }
             throw UnavailableError(reason: "the store could not commit the reservation")
         }
         let committed = ContinuousClock.now
@@ -404,14 +405,17 @@ extension Engine {
             if let submitted = ticket.submittedAt { metrics.record(.batchWait, started - submitted) }
             metrics.record(.commit, committed - started)
         }
-        var bySale: [SaleID: [(ticket: StockGate.Ticket, outcome: ReservationOutcome)]] = [:]
+        // Settled on the gate that admitted each ticket (see above: a batch may hold two of a sale).
+        var byGate: [ObjectIdentifier: [(ticket: StockGate.Ticket, outcome: ReservationOutcome)]] = [:]
         for (ticket, outcome) in zip(tickets, result.outcomes) {
-            bySale[ticket.reservation.request.saleID, default: []].append((ticket, outcome))
+            byGate[ObjectIdentifier(ticket.gate), default: []].append((ticket, outcome))
         }
-        for (saleID, decided) in bySale {
-            let counters = result.counters[saleID]
-            decided.first?.ticket.gate.settle(decided, counters: counters)
-            if let counters { metrics.publish(counters.counters, of: saleID) }
+        for decided in byGate.values {
+            guard let gate = decided.first?.ticket.gate else { continue }
+            gate.settle(decided, counters: result.counters[gate.sale.id])
+        }
+        for saleID in Set(tickets.map(\.reservation.request.saleID)) {
+            if let counters = result.counters[saleID] { metrics.publish(counters.counters, of: saleID) }
         }
         return result.outcomes
     }
