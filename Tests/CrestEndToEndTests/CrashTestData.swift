@@ -44,11 +44,11 @@ struct CrashTestData: Sendable {
     func remove() { try? FileManager.default.removeItem(at: directory) }
 
     /// A client that keeps up to `connections` open to one process across its lives (shut it down).
-    /// Idle connections are dropped before Crest would close them (as `HTTPClient.crest` does).
+    /// Idle connections are dropped before Crest would close them (`HTTPClient.crestIdleTimeout`).
     static func client(connections: Int) -> HTTPClient {
         HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(
-                connectionPool: .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+                connectionPool: .init(idleTimeout: HTTPClient.crestIdleTimeout, concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
     }
 }

@@ -53,7 +53,7 @@ struct AcceptBurstTests {
             eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup.singleton),
             configuration: .init(
                 timeout: .init(connect: .seconds(30), read: .seconds(30)),
-                connectionPool: .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: 400)))
+                connectionPool: .init(idleTimeout: HTTPClient.crestIdleTimeout, concurrentHTTP1ConnectionsPerHostSoftLimit: 400)))
         let busyCount = 40
         let newcomerCount = 300
 

@@ -51,7 +51,7 @@ struct HTTPCrowdTests {
                 let http = HTTPClient(
                     eventLoopGroupProvider: .singleton,
                     configuration: .init(
-                        connectionPool: .init(idleTimeout: .seconds(5), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)))
+                        connectionPool: .init(idleTimeout: HTTPClient.crestIdleTimeout, concurrentHTTP1ConnectionsPerHostSoftLimit: 64)))
                 let requests = 5_000
                 let buyers = 3_000
                 let answers = await concurrently(requests, width: 64) { index in

@@ -12,7 +12,11 @@ extension HTTPClient {
     /// 10 s.
     public static let crest: HTTPClient = {
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.idleTimeout = .seconds(5)
+        configuration.connectionPool.idleTimeout = crestIdleTimeout
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
+
+    /// How long the tests' clients keep an idle connection to a Crest server: below its 10 s for a
+    /// new connection's first request (see `crest`).
+    public static let crestIdleTimeout: TimeAmount = .seconds(5)
 }

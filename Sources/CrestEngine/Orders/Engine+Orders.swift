@@ -393,10 +393,11 @@ extension Engine {
             // By gate, not by sale: a sale's gate forgotten after a failed commit is loaded again
             // while tickets of the old one are still queued, so one batch may hold tickets of two
             // gates of a sale, and a ticket is given back to the gate that admitted it.
-            var byGate: [ObjectIdentifier: [StockGate.Ticket]] = [:]
-            for ticket in tickets { byGate[ObjectIdentifier(ticket.gate), default: []].append(ticket) }
-            for gateTickets in byGate.values { gateTickets.first?.gate.abandon(gateTickets) }
-            for saleID in Set(tickets.map(\.reservation.request.saleID)) { gates.forget(saleID) }
+            for gateTickets in Dictionary(grouping: tickets, by: { ObjectIdentifier($0.gate) }).values {
+                guard let gate = gateTickets.first?.gate else { continue }
+                gate.abandon(gateTickets)
+                gates.forget(gate.sale.id)
+            }
             throw UnavailableError(reason: "the store could not commit the reservation")
         }
         let committed = ContinuousClock.now
@@ -414,9 +415,8 @@ extension Engine {
             guard let gate = decided.first?.ticket.gate else { continue }
             gate.settle(decided, counters: result.counters[gate.sale.id])
         }
-        for saleID in Set(tickets.map(\.reservation.request.saleID)) {
-            if let counters = result.counters[saleID] { metrics.publish(counters.counters, of: saleID) }
-        }
+        // The store answers the counters of the batch's sales.
+        for (saleID, counters) in result.counters { metrics.publish(counters.counters, of: saleID) }
         return result.outcomes
     }
 
