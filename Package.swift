@@ -141,6 +141,7 @@ let package = Package(
                 "CrestConcurrency",
                 "CrestCore",
                 "CrestIdentity",
+                "CrestPayments",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -226,6 +227,7 @@ let package = Package(
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/CrestTestSupport",
             swiftSettings: swiftSettings
@@ -254,8 +256,9 @@ let package = Package(
         .testTarget(
             name: "CrestPaymentsTests",
             dependencies: [
-                "CrestCore", "CrestPayments", "CrestFixtures",
+                "CrestCore", "CrestPayments", "CrestFixtures", "CrestTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -129,7 +129,7 @@ package final class Engine: Sendable {
                 limit: (provider as? GuardedProvider)?.status.maxInFlight ?? OrderLifecycle.creationSlotCount),
             logger: logger, clock: clock)
         self.lifecycle = lifecycle
-        let deliverer = WebhookDeliverer(store: store, http: .shared, logger: logger, clock: clock)
+        let deliverer = WebhookDeliverer(store: store, http: WebhookDeliverer.client, logger: logger, clock: clock)
         let jobs = JobRunner(
             store: store,
             handlers: {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CrestCore
+import CrestPayments
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -66,7 +67,7 @@ struct CrestAPI: Sendable {
         // An idle connection is dropped before Crest closes it (a new connection without a request
         // after `--header-timeout-seconds`, 10 s by default; a kept-alive one after 60 s): a request
         // handed to a connection the server is closing at that moment gets no answer.
-        configuration.connectionPool.idleTimeout = .seconds(5)
+        configuration.connectionPool.idleTimeout = OutboundHTTP.idleTimeout
         // A load generator's requests are not traced: no span per request for the no-op tracer.
         configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -267,28 +268,14 @@ struct CrestAPI: Sendable {
     /// went out: a kept-alive connection's race with the server's idle timeout) is sent once more
     /// on another: a `GET` changes nothing (RFC 9110 §9.2.2).
     private func send(_ request: HTTPClientRequest, method: HTTPMethod, path: String) async throws -> (HTTPClientResponse, ByteBuffer) {
-        var tries = method == .GET ? 2 : 1
-        while true {
-            tries -= 1
-            do {
-                let response = try await http.execute(request, timeout: .seconds(30))
-                return (response, try await response.body.collect(upTo: 16 << 20))
-            } catch  where tries > 0 && Self.lostConnection(error) {
-                continue
-            } catch {
-                throw Failure(description: "\(method) \(base)\(path) failed: \(error)")
-            }
+        let exchange = {
+            let response = try await http.execute(request, timeout: .seconds(30))
+            return (response, try await response.body.collect(upTo: 16 << 20))
         }
-    }
-
-    /// Whether `error` says the connection closed under a request, which the server may not have
-    /// read (not a deadline, nor a connection that could not be made).
-    static func lostConnection(_ error: any Error) -> Bool {
-        switch error {
-        case let error as HTTPClientError: error == .remoteConnectionClosed
-        case let error as ChannelError: error == .ioOnClosedChannel || error == .eof
-        case let error as IOError: error.errnoCode == ECONNRESET || error.errnoCode == EPIPE
-        default: false
+        do {
+            return method == .GET ? try await OutboundHTTP.retryingLostConnection(exchange) : try await exchange()
+        } catch {
+            throw Failure(description: "\(method) \(base)\(path) failed: \(error)")
         }
     }
 

@@ -21,7 +21,8 @@ package struct HTTPPaymentProvider: PaymentProvider {
     ///
     /// A connection that cannot be made fails the call at once (AsyncHTTPClient would otherwise
     /// retry it until the guard's deadline, and a refused connection would look like a timeout);
-    /// the guard retries the call itself, with backoff.
+    /// the guard retries the call itself, with backoff. An idle connection is dropped after
+    /// `OutboundHTTP.idleTimeout`, before common servers close it.
     ///
     /// `traced`: a client span per call, with the trace context sent along — off where no tracer
     /// is bootstrapped (AsyncHTTPClient would otherwise parse each URL and build each span's
@@ -34,7 +35,7 @@ package struct HTTPPaymentProvider: PaymentProvider {
     /// The configuration of `makeClient(connections:traced:)`.
     package static func clientConfiguration(connections: Int, traced: Bool = true) -> HTTPClient.Configuration {
         var pool = HTTPClient.Configuration.ConnectionPool(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
+            idleTimeout: OutboundHTTP.idleTimeout, concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
         pool.retryConnectionEstablishment = false
         var configuration = HTTPClient.Configuration(connectionPool: pool)
         configuration.timeout.connect = .seconds(2)
@@ -109,9 +110,14 @@ package struct HTTPPaymentProvider: PaymentProvider {
         let response: HTTPClientResponse
         let buffer: ByteBuffer
         do {
-            // The guard around every call sets the deadline; this one only stops a runaway call.
-            response = try await http.execute(request, timeout: .seconds(60))
-            buffer = try await response.body.collect(upTo: 4 << 20)
+            // The guard around every call sets the deadline; this one only stops a runaway call. A
+            // call whose connection was lost before its answer (a kept-alive connection the provider
+            // closed as the request went out) is sent once more at once: every call is a `GET` or
+            // carries its `Idempotency-Key`, and the guard's retry would count it as a failure.
+            (response, buffer) = try await OutboundHTTP.retryingLostConnection {
+                let response = try await http.execute(request, timeout: .seconds(60))
+                return (response, try await response.body.collect(upTo: 4 << 20))
+            }
         } catch let error as ProviderError {
             throw error
         } catch is CancellationError {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CrestCore
 import CrestEngine
 import CrestPayments
+import CrestStore
 import CrestTestSupport
 import Foundation
 import HTTPTypes
@@ -154,6 +155,52 @@ struct MerchantWebhookTests {
                 #expect(Set(receiver.accepted.compactMap(\.eventID)).count == 4, "each event once")
             }
         }
+    }
+
+    @Test(
+        "a delivery whose connection the endpoint closed before answering is sent again at once, in the same attempt; a redirect is not followed"
+    )
+    func lostConnectionAndRedirect() async throws {
+        try await PaymentFixture.with { fixture in
+            // A kept-alive connection the endpoint closes as the delivery goes out.
+            try await ScriptedServer.with([.close, .answer("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]) { server in
+                let job = try await Self.deliveryJob(to: server.port, of: fixture) { $0.state == .completed }
+                #expect(job.attempt == 1 && job.lastError == nil, "\(job)")
+                #expect(server.requests.count == 2)
+                let eventIDs = server.requests.map { $0.split(separator: "\r\n").first { $0.lowercased().hasPrefix("crest-event-id:") } }
+                #expect(eventIDs[0] != nil && eventIDs[0] == eventIDs[1], "\(server.requests)")
+            }
+            // A redirected POST may arrive as a GET without its body: a 3xx is a refusal, retried
+            // with the job, not followed.
+            let redirect = "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+            try await ScriptedServer.with(Array(repeating: .answer(redirect), count: 20)) { server in
+                let job = try await Self.deliveryJob(to: server.port, of: fixture) { $0.lastError != nil }
+                #expect(job.lastError?.contains("307") == true, "\(job)")
+                #expect(server.requests.allSatisfy { $0.hasPrefix("POST /hooks ") }, "\(server.requests)")
+            }
+        }
+    }
+
+    /// Adds an endpoint at `127.0.0.1:port/hooks` for `order.created`, places an order, and returns
+    /// its delivery's job once `reached` holds.
+    private static func deliveryJob(to port: Int, of fixture: PaymentFixture, reached: @escaping @Sendable (Job) -> Bool)
+        async throws -> Job
+    {
+        let endpoint = try await fixture.engine.createWebhookEndpoint(
+            url: "http://127.0.0.1:\(port)/hooks", secret: secret, eventTypes: [.created])
+        let placed = try await fixture.order(try await fixture.sale(stock: 1), buyer: "ana")
+        let job = Locked<Job?>(nil)
+        let found = try await eventually(timeout: .seconds(30)) {
+            let jobs = try await fixture.engine.jobs(matching: JobFilter(kind: WebhookJobs.deliver.name), after: nil, limit: 1000)
+            let match = jobs.first {
+                $0.payload.contains(placed.id.description) && $0.payload.contains(endpoint.id.description) && reached($0)
+            }
+            job.withLock { $0 = match }
+            return match != nil
+        }
+        #expect(found, "no delivery of order \(placed.id) reached the state expected")
+        try await fixture.engine.deleteWebhookEndpoint(endpoint.id)
+        return try #require(job.value)
     }
 
     @Test("operators add, list and delete endpoints; bad input is a 400 problem")

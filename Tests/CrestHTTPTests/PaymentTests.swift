@@ -227,12 +227,22 @@ struct PaymentTests {
             try await fixture.waitFor(failed.id) { $0.payment?.status == .failed }
             #expect(try await fixture.engine.order(failed.id).status == .pendingPayment, "a failed payment may be tried again")
             #expect(try await fixture.engine.order(untouched.id).payment?.status == .created)
-            #expect(TestMetrics.value(of: #"crest_payment_drift_healed_total{status="succeeded"}"#) ?? 0 >= succeededBefore + 1)
-            #expect(TestMetrics.value(of: #"crest_payment_drift_healed_total{status="failed"}"#) ?? 0 >= failedBefore + 1)
+            // A check counts its drift, and is finished, after its record (which the waits above saw):
+            // on a loaded machine, a moment later.
+            #expect(
+                try await eventually {
+                    TestMetrics.value(of: #"crest_payment_drift_healed_total{status="succeeded"}"#) ?? 0 >= succeededBefore + 1
+                        && TestMetrics.value(of: #"crest_payment_drift_healed_total{status="failed"}"#) ?? 0 >= failedBefore + 1
+                }, "the healed drift was not counted")
             // The unpaid ones stay checked until their window; the paid one's check is done.
-            let checks = try await fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.check.name), after: nil, limit: 10)
-            let live = Set(checks.filter(\.state.isLive).compactMap { try? PaymentJobs.check.parameters(of: $0).orderId })
-            #expect(live == [failed.id, untouched.id], "\(checks)")
+            let live = Locked<Set<OrderID>>([])
+            let settled = try await eventually {
+                let checks = try await fixture.store.jobs(matching: JobFilter(kind: PaymentJobs.check.name), after: nil, limit: 10)
+                let ids = Set(checks.filter(\.state.isLive).compactMap { try? PaymentJobs.check.parameters(of: $0).orderId })
+                live.withLock { $0 = ids }
+                return ids == [failed.id, untouched.id]
+            }
+            #expect(settled, "checks still live for \(live.value), expected \([failed.id, untouched.id])")
         }
     }
 

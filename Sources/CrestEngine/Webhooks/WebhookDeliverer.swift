@@ -21,6 +21,18 @@ struct WebhookDeliverer: Sendable {
         .seconds(min(60, max(1, waited / 10)))
     }
 
+    /// The deliveries' client, shared by the process's engines. It drops an idle connection
+    /// before common servers do (`OutboundHTTP.idleTimeout`; `HTTPClient.shared` keeps one for 10
+    /// minutes), and follows no redirect: a redirected `POST` may arrive as a `GET` without its
+    /// body, so a 3xx is a refusal like any other status outside 2xx, retried with the job.
+    static let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+
+    static var clientConfiguration: HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.connectionPool.idleTimeout = OutboundHTTP.idleTimeout
+        return configuration
+    }
+
     let store: any Store
     let http: HTTPClient
     let logger: Logger
@@ -45,8 +57,14 @@ struct WebhookDeliverer: Sendable {
         request.headers.add(name: "Crest-Event-Id", value: context.event.id.description)
         request.headers.add(name: Self.signatureHeader, value: WebhookSignature.sign(body, secret: endpoint.secret, at: clock()))
         request.body = .bytes(ByteBuffer(bytes: body))
-        let response = try await http.execute(request, timeout: .seconds(10))
-        _ = try await response.body.collect(upTo: 64 << 10)
+        // A delivery whose connection was lost before an answer (a kept-alive connection the
+        // endpoint closed as the request went out) is sent once more at once rather than after the
+        // job's backoff: the receiver tells a second copy apart by `Crest-Event-Id`.
+        let response = try await OutboundHTTP.retryingLostConnection {
+            let response = try await http.execute(request, timeout: .seconds(10))
+            _ = try await response.body.collect(upTo: 64 << 10)
+            return response
+        }
         guard (200..<300).contains(response.status.code) else {
             throw DeliveryRefused(status: Int(response.status.code))
         }
