@@ -13,6 +13,8 @@ struct Chaos: AsyncParsableCommand {
     @Option(help: "Buyers at the same time.") var concurrency = 32
     @Option(help: "The sale's payment window, seconds.") var paymentWindow = 15
     @Option(help: "Seed of the run's randomness (kill moments, payers, the simulator's faults).") var seed: UInt64 = 1
+    @Option(help: "crest serve --payment-creation: order (payers wait for the job's payment) or checkout (payers ask for it).")
+    var paymentCreation = "order"
 
     func run() async throws {
         var chaos = ChaosRun()
@@ -23,6 +25,7 @@ struct Chaos: AsyncParsableCommand {
         chaos.concurrency = concurrency
         chaos.paymentWindow = paymentWindow
         chaos.seed = seed
+        chaos.paymentCreation = paymentCreation
         let report = try await chaos.run()
         print(report.lines.joined(separator: "\n"))
         if report.violations > 0 { throw ExitCode(1) }

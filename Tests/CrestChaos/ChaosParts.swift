@@ -67,16 +67,22 @@ struct Crest: Sendable {
     }
 
     /// The buyer pays the order at the provider once its payment exists: at once, or (`late`)
-    /// a second after its payment window closed.
-    func pay(order: String, late: Bool, window: Int, history: History) async {
+    /// a second after its payment window closed. The payment is waited for (a job creates it), or
+    /// (`atCheckout`) asked for with the checkout, `POST /v1/orders/{id}/payment`, again while
+    /// Crest is down, unavailable (503) or the provider refused (502).
+    func pay(order: String, late: Bool, atCheckout: Bool, window: Int, history: History) async {
         let deadline = ContinuousClock.now + .seconds(window + 30)
+        let (method, path): (HTTPMethod, String) = atCheckout ? (.POST, "/payment") : (.GET, "")
         var paymentID: String?
         var expiresAt: Date?
         while paymentID == nil, ContinuousClock.now < deadline {
-            if let answer = await send(.GET, "http://127.0.0.1:\(port)/v1/orders/\(order)"), answer.status == 200 {
+            let answer = await send(method, "http://127.0.0.1:\(port)/v1/orders/\(order)\(path)")
+            if let answer, answer.status == 200 {
                 paymentID = (answer.json["payment"] as? [String: Any])?["id"] as? String
                 expiresAt = (answer.json["expiresAt"] as? String).flatMap { try? Date($0, strategy: .iso8601) }
                 if answer.json["status"] as? String != "pending_payment", !late { return }
+            } else if answer?.status == 409 {
+                return  // the checkout's: the order ended, or its window closed, before it was paid
             }
             if paymentID == nil { try? await Task.sleep(for: .milliseconds(200)) }
         }

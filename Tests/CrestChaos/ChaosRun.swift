@@ -25,6 +25,9 @@ public struct ChaosRun: Sendable {
     public var paymentWindow = 15
     /// Seed of the run's randomness (kill moments, payers, the simulator's faults).
     public var seed: UInt64 = 1
+    /// `crest serve --payment-creation`: `order` (a job creates each order's payment; payers wait
+    /// for it) or `checkout` (payers ask for it with `POST /v1/orders/{id}/payment`).
+    public var paymentCreation = "order"
 
     public init() {}
 
@@ -79,7 +82,7 @@ public struct ChaosRun: Sendable {
                 "serve", "--host", "127.0.0.1", "--port", "\(crestPort)", "--data-dir", work.appending(path: "data").path,
                 "--admin-token", Crest.admin, "--buyer-auth", "off", "--buyer-rate", "0",
                 "--provider-url", "http://127.0.0.1:\(simulatorPort)", "--provider-webhook-secret", webhookSecret,
-                "--provider-timeout-ms", "1000", "--log-level", "error",
+                "--provider-timeout-ms", "1000", "--payment-creation", paymentCreation, "--log-level", "error",
             ] + databaseArguments
         var serve = try await Launched(serveArguments, listening: "crest listening on", registry: launched)
         let crest = Crest(port: crestPort, simulatorPort: simulatorPort)
@@ -112,7 +115,8 @@ public struct ChaosRun: Sendable {
                 guard answer.status == 201, let id = answer.id else { return }
                 let plan = payerPlans[index]
                 guard plan < 6 else { return }
-                await crest.pay(order: id, late: plan == 0, window: paymentWindow, history: history)
+                await crest.pay(
+                    order: id, late: plan == 0, atCheckout: paymentCreation == "checkout", window: paymentWindow, history: history)
             }
         }
         // The killer: at random moments while buyers, jobs and webhooks are busy.
@@ -127,7 +131,7 @@ public struct ChaosRun: Sendable {
         _ = await load.value
         let restarts = restartTimes.sorted()
         let restartLine =
-            "kills=\(kills) (\(store)) restart to listening: median \(String(format: "%.2f", restarts.isEmpty ? 0 : restarts[restarts.count / 2])) s"
+            "kills=\(kills) (\(store), payments created at the \(paymentCreation)) restart to listening: median \(String(format: "%.2f", restarts.isEmpty ? 0 : restarts[restarts.count / 2])) s"
 
         // Wait out the payment windows (and the late payers), then for the jobs to drain;
         // reconciliation finds what webhooks lost (and heals it); the jobs drain again.
