@@ -34,7 +34,7 @@ package enum OutboundHTTP {
     ) async throws -> T {
         do {
             return try await call()
-        } catch where lostConnection(error) {
+        } catch  where lostConnection(error) {
             return try await call()
         }
     }

@@ -89,7 +89,7 @@ struct CrestClient: Sendable {
                 guard answer.status == 503 || answer.status == 429, ContinuousClock.now < end else { return answer }
                 let seconds = answer.headers.first(name: "Retry-After").flatMap(Int.init) ?? 1
                 wait = .milliseconds(min(max(seconds, 0), 1) * 1_000 + 50)
-            } catch where ContinuousClock.now < end {
+            } catch  where ContinuousClock.now < end {
                 wait = .milliseconds(100)
             }
             try await Task.sleep(for: wait)

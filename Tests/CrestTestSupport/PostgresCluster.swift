@@ -93,7 +93,7 @@ public final class PostgresCluster: Sendable {
         while true {
             do {
                 return try await offPool { try self.startServer() }
-            } catch where ContinuousClock.now < deadline {
+            } catch  where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(250))
             }
         }
