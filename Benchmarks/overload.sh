@@ -21,10 +21,12 @@
 #
 #   Benchmarks/overload.sh
 #   SERVE_FLAGS="--write-path-queue 64" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh   # try other settings
-#   SERVE_FLAGS="--listener-nice 5" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh       # the crowd's loops below the rest
+#   SERVE_FLAGS="--listener-nice 0" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh       # the crowd's loops not below the rest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
+# `crest serve`'s own --listener-nice (5), as a shop runs it; SERVE_FLAGS may give another.
+LISTENER_NICE=${LISTENER_NICE:-default}
 
 THREADS=2
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

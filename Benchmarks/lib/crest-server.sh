@@ -9,12 +9,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # (BUYER_AUTH=off, the default here): the order-path figures stay comparable with the earlier ones,
 # and Benchmarks/passes.sh measures what passes add (it starts servers with BUYER_AUTH=on). The
 # per-buyer rate limit is off too (`--buyer-rate 0`): these runs measure the write path, and some
-# draw their buyers from a small set; a flag given after it wins.
+# draw their buyers from a small set; a flag given after it wins. The listener's loops run at the
+# process's priority (`--listener-nice 0`, LISTENER_NICE to change; `default`: serve's own, 5): the
+# load generator shares these cores, and loops below it would lose them to it, which a server
+# whose clients are elsewhere does not — the order-path figures stay comparable with the earlier
+# ones; Benchmarks/overload.sh runs the default.
 start_crest() {
   local dir=$1; shift
   local log="$dir.log"
+  local nice=()
+  if [ "${LISTENER_NICE:-0}" != default ]; then nice=(--listener-nice "${LISTENER_NICE:-0}"); fi
   "$CREST_BIN" serve --host 127.0.0.1 --port 0 --data-dir "$dir" --admin-token "$ADMIN_TOKEN" \
-    --buyer-auth "${BUYER_AUTH:-off}" --buyer-rate 0 --log-level warning "$@" > "$log" 2>&1 &
+    --buyer-auth "${BUYER_AUTH:-off}" --buyer-rate 0 --log-level warning "${nice[@]}" "$@" > "$log" 2>&1 &
   CREST_PID=$!
   for _ in $(seq 1 300); do
     local port

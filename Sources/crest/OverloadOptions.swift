@@ -74,10 +74,17 @@ struct OverloadOptions: ParsableArguments {
         meaning: "Time a kept-alive connection may wait for its next request")
 
     static let listenerNice = IntSetting(
-        name: "listener nice", env: "CREST_LISTENER_NICE", defaultValue: 0, range: 0...19,
+        name: "listener nice", env: "CREST_LISTENER_NICE", defaultValue: 5, range: 0...19,
         meaning:
             "Nice steps (Linux) by which the event loops of --port run below the rest of Crest: under a crowd, reading and refusing its requests yields the cores to the admitted orders, the store's writer, jobs and --ops-port, and refusals come later. 0: all alike"
     )
+
+    /// `--listener-nice` as given, or its default: `explicit` says which (a default that the
+    /// system refuses is not worth failing the start for).
+    func listenerPriority(_ settings: Settings) throws -> (steps: Int, explicit: Bool) {
+        let explicit = listenerNice != nil || !(settings.environment[Self.listenerNice.env] ?? "").isEmpty
+        return (try Self.listenerNice.resolve(listenerNice, in: settings), explicit)
+    }
 
     /// The write path's limit; `nil` when turned off. Throws a usage error naming what is wrong.
     func writePath(_ settings: Settings) throws -> WritePathLimitConfiguration? {

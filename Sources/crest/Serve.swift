@@ -127,7 +127,7 @@ struct Serve: AsyncParsableCommand {
         let writePath = try overload.writePath(settings)
         let shedding = try overload.shedding(settings)
         let operationsPort = try Self.operationsPort(Self.opsPort.resolve(opsPort, in: settings))
-        let listenerNice = try OverloadOptions.listenerNice.resolve(overload.listenerNice, in: settings)
+        let listenerNice = try overload.listenerPriority(settings)
         var connectionLimits = try overload.connections(settings)
         connectionLimits.uncappedPeers = ClientAddresses(trustedProxies: limits.trustedProxies)
         let buyerAuthentication = try await buyerPasses.authentication(
@@ -148,7 +148,7 @@ struct Serve: AsyncParsableCommand {
             try await engine.scheduleReconciliation()
         }
         let started = StartedFlag()
-        let loops = try await Self.listenerLoops(nice: listenerNice, logger: logger)
+        let loops = try await Self.listenerLoops(nice: listenerNice.steps, explicit: listenerNice.explicit, logger: logger)
         let lag = LagMonitor(group: loops)
         // One limiter and one set of risk rules for the order routes and the channel, which refuses
         // what it can tell the route would.
@@ -206,11 +206,12 @@ struct Serve: AsyncParsableCommand {
 }
 
 extension Serve {
-    /// The event loops of `--port`: NIO's shared ones, or with `--listener-nice` a group of their
-    /// own (one per core, as the shared one) whose threads run that many nice steps below the rest
-    /// of the process — the shared loops also carry the provider's calls and PostgreSQL's
-    /// connections, which are not to be lowered.
-    static func listenerLoops(nice: Int, logger: Logger) async throws -> MultiThreadedEventLoopGroup {
+    /// The event loops of `--port`: NIO's shared ones, or with `--listener-nice` above 0 a group
+    /// of their own (one per core, as the shared one) whose threads run that many nice steps below
+    /// the rest of the process — the shared loops also carry the provider's calls and PostgreSQL's
+    /// connections, which are not to be lowered. A nice value the system refuses fails the start
+    /// when it was asked for (`explicit`); the default's is said and the shared loops serve.
+    static func listenerLoops(nice: Int, explicit: Bool, logger: Logger) async throws -> MultiThreadedEventLoopGroup {
         guard nice > 0 else { return .singleton }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         do {
@@ -220,7 +221,11 @@ extension Serve {
                 metadata: ["nice": "\(values.map(String.init).joined(separator: ","))", "threads": "\(values.count)"])
         } catch {
             try? await group.shutdownGracefully()
-            throw error
+            guard !explicit else { throw error }
+            logger.warning(
+                "the event loops of --port run at the process's priority: the default --listener-nice could not be set",
+                metadata: ["error": "\(error)"])
+            return .singleton
         }
         return group
     }

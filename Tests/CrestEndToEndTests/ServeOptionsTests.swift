@@ -198,26 +198,35 @@ struct OperationsPortTests {
 /// `--listener-nice`: the event loops of `--port` below the rest of the process.
 @Suite("crest serve: the listener's priority")
 struct ListenerNiceTests {
-    @Test("with --listener-nice 4 the event loops of --port run 4 nice steps below the process, nothing else does, and orders are taken")
-    func listenerLoopsLowered() async throws {
+    /// `crest serve`'s arguments, and the nice steps its listener's loops take.
+    static let niceCases: [([String], Int32)] = [(["--listener-nice", "4"], 4), ([], 5), (["--listener-nice", "0"], 0)]
+
+    @Test(
+        "the event loops of --port run --listener-nice steps below the process (5 unless given), nothing else does, and orders are taken; 0 lowers none",
+        arguments: niceCases)
+    func listenerLoopsLowered(arguments: [String], steps: Int32) async throws {
         let directory = FileManager.default.temporaryDirectory.appending(path: "crest-nice-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let crest = try await CrestProcess(dataDirectory: directory, extraArguments: ["--listener-nice", "4"])
+        let crest = try await CrestProcess(dataDirectory: directory, extraArguments: arguments)
         let status = try await stopped(crest) { http in
             let pid = crest.process.processIdentifier
             let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap {
                 try? Self.thread(pid: pid, task: $0)
             }
             let process = try #require(threads.first { $0.id == pid }, "the main thread")
-            let lowered = threads.filter { $0.nice == process.nice + 4 }
-            #expect(!lowered.isEmpty, "\(threads)")
-            // One group's loops ("NIO-ELT-<group>-#<thread>"); libdispatch sets its own threads'
-            // values by their queues' QoS, so only the other event loops are compared.
-            #expect(Set(lowered.map { $0.name.split(separator: "#")[0] }).count == 1, "one group: \(lowered)")
-            #expect(lowered.allSatisfy { $0.name.hasPrefix("NIO-ELT-") }, "only event loops: \(lowered)")
-            let otherLoops = threads.filter { $0.name.hasPrefix("NIO-") && $0.nice != process.nice + 4 }
-            #expect(otherLoops.count >= 2, "the shared loops and the committers' threads: \(threads)")
-            #expect(otherLoops.allSatisfy { $0.nice == process.nice }, "no other loop is lowered: \(threads)")
+            // Event loops only ("NIO-ELT-<group>-#<thread>"): libdispatch sets its own threads'
+            // values by their queues' QoS.
+            let loops = threads.filter { $0.name.hasPrefix("NIO-") }
+            let lowered = loops.filter { $0.nice != process.nice }
+            if steps == 0 {
+                #expect(lowered.isEmpty, "no loop is lowered: \(threads)")
+            } else {
+                #expect(!lowered.isEmpty && lowered.allSatisfy { $0.nice == process.nice + steps }, "\(threads)")
+                // One group's loops, the listener's.
+                #expect(Set(lowered.map { $0.name.split(separator: "#")[0] }).count == 1, "one group: \(lowered)")
+                #expect(lowered.allSatisfy { $0.name.hasPrefix("NIO-ELT-") }, "only event loops: \(lowered)")
+                #expect(loops.count - lowered.count >= 2, "the shared loops and the committers' threads: \(threads)")
+            }
             let client = CrestClient(http: http, port: crest.port)
             let sale = try await client.createSale(stock: 1, adminToken: CrestProcess.adminToken)
             #expect(try await client.order(sale: sale, key: "k1", buyer: "ana").status == 201)
