@@ -57,8 +57,6 @@ package final class Engine: Sendable {
     let saleLimits = SaleLimitsCache()
     let metrics = EngineMetrics()
     let provider: (any PaymentProvider)?
-    /// When an order's payment is created (with a provider): by a job, or at the checkout only.
-    let paymentCreation: PaymentCreation
     let reconcileEvery: Duration?
     let logger: Logger
     let clock: @Sendable () -> Date
@@ -77,7 +75,6 @@ package final class Engine: Sendable {
         self.placementThread = store.prefersCommitterThread ? Self.sharedPlacementThread : nil
         self.writePath = configuration.writePath.map { WritePathLimit($0, clock: crestClock) }
         self.provider = provider
-        self.paymentCreation = configuration.paymentCreation
         self.reconcileEvery = configuration.reconcileEvery
         self.logger = logger
         let clock: @Sendable () -> Date = { crestClock.now().wholeMilliseconds }

@@ -82,7 +82,7 @@ struct OverloadOptions: ParsableArguments {
     /// `--listener-nice` as given, or its default: `explicit` says which (a default that the
     /// system refuses is not worth failing the start for).
     func listenerPriority(_ settings: Settings) throws -> (steps: Int, explicit: Bool) {
-        let explicit = listenerNice != nil || !(settings.environment[Self.listenerNice.env] ?? "").isEmpty
+        let explicit = listenerNice != nil || settings.optional(nil, env: Self.listenerNice.env) != nil
         return (try Self.listenerNice.resolve(listenerNice, in: settings), explicit)
     }
 

@@ -352,7 +352,7 @@ extension Engine {
         let expiresAt = sale.paymentDeadline(from: now)
         return Reservation(
             orderID: id, request: request, amount: amount, createdAt: now, expiresAt: expiresAt,
-            createsPayment: provider != nil && paymentCreation == .order)
+            createsPayment: provider != nil && lifecycle.paymentCreation == .order)
     }
 
     /// The order this request's idempotency key already placed in its sale, if any.

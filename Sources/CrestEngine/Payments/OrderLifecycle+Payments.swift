@@ -214,7 +214,9 @@ extension OrderLifecycle {
         do {
             let paying = try await createAndRecordPayment(of: order, provider: provider).order
             // Created at the checkout only: no drift check was written with the order. Without it
-            // the expiry still asks the provider; the buyer has the payment either way.
+            // the expiry still asks the provider; the buyer has the payment either way. Planned
+            // whoever attached the payment (the provider's `created` webhook may have come first);
+            // a second checkout's plan is the same keyed job.
             if paymentCreation == .checkout, paying.status == .pendingPayment,
                 let check = firstDriftCheck(of: paying.id, createdAt: clock(), expiresAt: paying.expiresAt)
             {
