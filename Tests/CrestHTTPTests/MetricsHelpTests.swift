@@ -45,7 +45,7 @@ struct MetricsHelpTests {
         #expect(missing.isEmpty, "no help for \(missing.sorted())")
     }
 
-    @Test("an order's life is measured in buckets that reach its longest payment window; a request's stay fine")
+    @Test("an order's life is measured in buckets that reach its longest payment window; a request's stay fine, with the latency targets as bounds")
     func lifetimeBuckets() throws {
         let registry = PrometheusCollectorRegistry()
         let factory = CrestMetricsFactory(registry: registry)
@@ -65,8 +65,14 @@ struct MetricsHelpTests {
         #expect((lifecycle.map(\.le).max() ?? 0) >= Double(SaleDraft.paymentWindowRange.upperBound), "\(lifecycle)")
         #expect(lifecycle.first { $0.count > 0 }?.le == 1_800, "20 minutes in the 30-minute bucket: \(lifecycle)")
         let commit = buckets(#"crest_order_stage_seconds_bucket{stage="commit""#)
-        #expect(commit.first { $0.count > 0 }?.le == 0.005, "3 ms in the 5 ms bucket: \(commit)")
+        #expect(commit.first { $0.count > 0 }?.le == 0.003, "3 ms in the 3 ms bucket: \(commit)")
         #expect(commit.map(\.le).max() == 10, "\(commit)")
+        // The latency targets are bounds (the alerts read 0.25), and between 2 and 100 ms no bucket
+        // is wider than 1.5× its lower bound: a quantile read inside one is within 1.5× of the true one.
+        let bounds = commit.map(\.le)
+        #expect(Set([0.02, 0.1, 0.25]).isSubset(of: bounds), "\(bounds)")
+        let ratios = zip(bounds, bounds.dropFirst()).filter { $0.0 >= 0.002 && $0.1 <= 0.1 }.map { $0.1 / $0.0 }
+        #expect(!ratios.isEmpty && ratios.allSatisfy { $0 <= 1.5 + 1e-9 }, "\(ratios)")
     }
 
     @Test("names and label names are what Prometheus accepts; a clean name is kept as it is")
