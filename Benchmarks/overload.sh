@@ -22,6 +22,12 @@
 #   Benchmarks/overload.sh
 #   SERVE_FLAGS="--write-path-queue 64" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh   # try other settings
 #   SERVE_FLAGS="--listener-nice 0" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh       # the crowd's loops not below the rest
+#   GENERATOR_NICE=19 SKIP_OPEN_LOOP=1 Benchmarks/overload.sh   # the load generators (wrk, loadtest) below the server
+#
+# The load generators share the server's cores here. GENERATOR_NICE (default 0) runs wrk and
+# `crest loadtest` that many nice steps below the server, so that the server has the cores first, as
+# one whose clients are on other machines has; the probes and the CPU-per-answer steps (5, 6) keep
+# their priority. Its figures answer "how much of a tail is the shared machine's", not the default run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
@@ -29,6 +35,7 @@ source Benchmarks/lib/crest-server.sh
 LISTENER_NICE=${LISTENER_NICE:-default}
 
 THREADS=2
+GENERATOR_NICE=${GENERATOR_NICE:-0}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 ulimit -n "$(ulimit -Hn)"  # wrk needs a descriptor per connection
 # Both products in one build: building them one after the other recompiles shared modules.
@@ -47,7 +54,7 @@ rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$CREST_PID/status"; }
 
 # wrk_orders CONNECTIONS SECONDS OUT — orders on $SALE, output to OUT.
 wrk_orders() {
-  SALE=$SALE RUN="r$RANDOM$RANDOM" wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 10s --latency \
+  SALE=$SALE RUN="r$RANDOM$RANDOM" nice -n "$GENERATOR_NICE" wrk -t"$THREADS" -c"$1" -d"$2"s --timeout 10s --latency \
     -s Benchmarks/lib/order.lua "$CREST_URL" > "$3"
 }
 
@@ -68,7 +75,7 @@ PY
 # loadtest RATE SECONDS CONNECTIONS — "accepted/s p50 p99 audit [answers]" (at most 3 minutes,
 # the audit after the load included).
 loadtest() {
-  timeout 180 "$CREST_BIN" loadtest --url "$CREST_URL" --admin-token "$ADMIN_TOKEN" --data-dir "$WORK/none" \
+  timeout 180 nice -n "$GENERATOR_NICE" "$CREST_BIN" loadtest --url "$CREST_URL" --admin-token "$ADMIN_TOKEN" --data-dir "$WORK/none" \
     --rate "$1" --duration "$2"s --connections "$3" --stock 1000000000 --buyers 1000000 --repeat-share 0 \
     --timeout 10s --json 2>/dev/null > "$WORK/loadtest.json" || true
   python3 - "$WORK/loadtest.json" <<'PY'
@@ -87,7 +94,7 @@ PY
 
 metric() { curl -sf "$CREST_URL/metrics" | grep -E "^$1" | tr '\n' ' '; }
 
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB  load generators' nice: $GENERATOR_NICE"
 # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 WEBHOOK_SECRET=bench-webhook-secret
 start_crest "$WORK/data" --provider-webhook-secret "$WEBHOOK_SECRET" --ops-port 0 ${SERVE_FLAGS:-}
