@@ -45,7 +45,9 @@ struct MetricsHelpTests {
         #expect(missing.isEmpty, "no help for \(missing.sorted())")
     }
 
-    @Test("an order's life is measured in buckets that reach its longest payment window; a request's stay fine, with the latency targets as bounds")
+    @Test(
+        "an order's life is measured in buckets that reach its longest payment window; a request's stay fine, the targets bounds"
+    )
     func lifetimeBuckets() throws {
         let registry = PrometheusCollectorRegistry()
         let factory = CrestMetricsFactory(registry: registry)
