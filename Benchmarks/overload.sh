@@ -24,10 +24,11 @@
 #   SERVE_FLAGS="--listener-nice 0" SKIP_OPEN_LOOP=1 Benchmarks/overload.sh       # the crowd's loops not below the rest
 #   GENERATOR_NICE=19 SKIP_OPEN_LOOP=1 Benchmarks/overload.sh   # the load generators (wrk, loadtest) below the server
 #
-# The load generators share the server's cores here. GENERATOR_NICE (default 0) runs wrk and
-# `crest loadtest` that many nice steps below the server, so that the server has the cores first, as
-# one whose clients are on other machines has; the probes and the CPU-per-answer steps (5, 6) keep
-# their priority. Its figures answer "how much of a tail is the shared machine's", not the default run.
+# The load generators share the server's cores here. GENERATOR_NICE (default 0) is the nice value
+# wrk and `crest loadtest` run at (the server's threads run at 0, its crowd's loops at 5): with 19
+# the server has the cores first, as one whose clients are on other machines has; the probes and
+# the CPU-per-answer steps (5, 6) keep their priority. Its figures answer "how much of a tail is the
+# shared machine's", not the default run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source Benchmarks/lib/crest-server.sh
