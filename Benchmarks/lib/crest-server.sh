@@ -76,11 +76,12 @@ server_cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # load_cpu NAME URL [lua script] — loads the running server ($CREST_PID) with wrk for $DURATION and
 # prints "NAME req/s µs-of-server-CPU-per-request" (CPU from /proc over 8 s inside the load, which
-# must last at least 10 s). Writes wrk's output to $WORK/wrk.out.
+# must last at least 10 s). Writes wrk's output to $WORK/wrk.out. wrk runs at nice LOAD_NICE (default 0).
 load_cpu() {
   local name=$1 url=$2 script=${3:-} c0 c1
-  if [ -n "$script" ]; then wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$url" > "$WORK/wrk.out" &
-  else wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$url" > "$WORK/wrk.out" & fi
+  local wrk=(nice -n "${LOAD_NICE:-0}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION")
+  if [ -n "$script" ]; then "${wrk[@]}" -s "$script" "$url" > "$WORK/wrk.out" &
+  else "${wrk[@]}" "$url" > "$WORK/wrk.out" & fi
   local wrk_pid=$!
   sleep 1; c0=$(server_cpu "$CREST_PID"); sleep 8; c1=$(server_cpu "$CREST_PID")
   wait "$wrk_pid"
