@@ -7,6 +7,10 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// In-process benchmarks of the parts that have no HTTP route of their own: the job queue's
 /// burn-down and the expiry of a sale's unpaid orders. Each runs on a fresh embedded store in a
 /// temporary directory and prints one line of results.
@@ -14,7 +18,10 @@ import ServiceLifecycle
 struct CrestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crest-bench", abstract: "Benchmarks of Crest's job queue and order expiry.",
-        subcommands: [JobBurnDown.self, Expiry.self, Payments.self, Passes.self, Limiter.self, Reconcile.self, Chaos.self, Reserve.self])
+        subcommands: [
+            JobBurnDown.self, Expiry.self, Payments.self, Passes.self, Limiter.self, Reconcile.self, Chaos.self, Reserve.self,
+            SyncWrites.self,
+        ])
 }
 
 /// Runs `body` with a runner (under a service group) and an engine-less store, then stops it.
@@ -31,6 +38,14 @@ func quietLogger() -> Logger {
     var logger = Logger(label: "crest.bench")
     logger.logLevel = .error
     return logger
+}
+
+/// The process's CPU time so far (user and system, every thread), in seconds: work without the
+/// waits for the disk, steadier than the wall clock on a shared machine.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return [usage.ru_utime, usage.ru_stime].reduce(0) { $0 + Double($1.tv_sec) + Double($1.tv_usec) / 1e6 }
 }
 
 func format(_ value: Double) -> String { String(format: "%.0f", value) }

@@ -3,10 +3,6 @@ import CrestCore
 import CrestStore
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The embedded store's side of the write path alone: batches of admitted reservations committed
 /// one after another, as the order batcher hands them over, each order a new buyer on one hot
 /// sale. No HTTP, no gate, no engine: what one order costs the store's writer, and how long a
@@ -45,7 +41,7 @@ struct Reserve: AsyncParsableCommand {
             var batchTimes: [Duration] = []
             var made = 0
             let started = ContinuousClock.now
-            let startedCPU = Self.processCPU()
+            let startedCPU = processCPUSeconds()
             while made < orders {
                 let count = min(batch, orders - made)
                 let reservations = (made..<made + count).map { index in reservation(index, in: sale) }
@@ -58,7 +54,7 @@ struct Reserve: AsyncParsableCommand {
                 made += count
             }
             let total = ContinuousClock.now - started
-            let cpu = Self.processCPU() - startedCPU
+            let cpu = processCPUSeconds() - startedCPU
             let inWriter = batchTimes.reduce(Duration.zero, +)
             let sorted = batchTimes.sorted()
             let ms = { (duration: Duration) in String(format: "%.2f", duration.seconds * 1_000) }
@@ -68,14 +64,6 @@ struct Reserve: AsyncParsableCommand {
                     + " cpu_us_per_order=\(String(format: "%.1f", cpu * 1e6 / Double(orders)))"
                     + " batch_ms_p50=\(ms(sorted[sorted.count / 2])) batch_ms_max=\(ms(sorted[sorted.count - 1]))")
         }
-    }
-
-    /// The process's CPU time so far (user and system, every thread), in seconds: the writer's work
-    /// without the waits for the disk, steadier than the wall clock on a shared machine.
-    private static func processCPU() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return [usage.ru_utime, usage.ru_stime].reduce(0) { $0 + Double($1.tv_sec) + Double($1.tv_usec) / 1e6 }
     }
 
     private func reservation(_ index: Int, in sale: Sale) -> Reservation {
