@@ -12,12 +12,12 @@ import Glibc
 #endif
 
 /// In-process benchmarks of the parts that have no HTTP route of their own: the job queue's
-/// burn-down and the expiry of a sale's unpaid orders. Each runs on a fresh embedded store in a
-/// temporary directory and prints one line of results.
+/// burn-down, the expiry of a sale's unpaid orders, the store's order batches and their syncs, and
+/// more (one subcommand each), each printing its results.
 @main
 struct CrestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "crest-bench", abstract: "Benchmarks of Crest's job queue and order expiry.",
+        commandName: "crest-bench", abstract: "Benchmarks of Crest's parts that have no HTTP route of their own.",
         subcommands: [
             JobBurnDown.self, Expiry.self, Payments.self, Passes.self, Limiter.self, Reconcile.self, Chaos.self, Reserve.self,
             SyncWrites.self,

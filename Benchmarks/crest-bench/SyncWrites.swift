@@ -33,7 +33,8 @@ struct SyncWrites: ParsableCommand {
     var directory: String?
 
     private static let page = 4_096
-    private static let walFrame = 4_096 + 24
+    /// A WAL frame: a page and its 24-byte header.
+    private static let walFrame = page + 24
     private static let walFile = 4 << 20
     private static let journalFile = 64 << 20
 
@@ -87,9 +88,7 @@ struct SyncWrites: ParsableCommand {
         var offset = 0
         for _ in 0..<count {
             if offset + length > fileSize { offset = 0 }
-            guard pwrite(descriptor, buffer.baseAddress, length, off_t(offset)) == length else {
-                throw ValidationError("pwrite: errno \(errno)")
-            }
+            try Self.write(descriptor, buffer, length, at: offset)
             offset += length
             if syncs { try Self.check(fdatasync(descriptor), "fdatasync") }
         }
@@ -101,9 +100,7 @@ struct SyncWrites: ParsableCommand {
         let descriptor = try check(open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644), "open")
         defer { close(descriptor) }
         for offset in stride(from: 0, to: journalFile, by: buffer.count) {
-            guard pwrite(descriptor, buffer.baseAddress, buffer.count, off_t(offset)) == buffer.count else {
-                throw ValidationError("pwrite: errno \(errno)")
-            }
+            try write(descriptor, buffer, buffer.count, at: offset)
         }
         try check(fsync(descriptor), "fsync")
     }
@@ -115,6 +112,13 @@ struct SyncWrites: ParsableCommand {
         #else
         0o40000
         #endif
+    }
+
+    /// Writes the buffer's first `length` bytes at `offset`, all of them or an error.
+    private static func write(_ descriptor: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ length: Int, at offset: Int) throws {
+        guard pwrite(descriptor, buffer.baseAddress, length, off_t(offset)) == length else {
+            throw ValidationError("pwrite: errno \(errno)")
+        }
     }
 
     @discardableResult
